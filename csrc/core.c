@@ -1,0 +1,57 @@
+/* soracom.groups.core: builds requests and decodes responses for the Lua layer, and
+ * holds the curl sessions. See DESIGN.md for why the loop around them is Lua. */
+#include <curl/curl.h>
+#include "core.h"
+
+/* encode_json(value[, root_name]) -> text; raises naming the bad field. */
+static int encode_json(lua_State *L)
+{
+    sg_membuf *buf;
+    const char *root = luaL_optstring(L, 2, "body");
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    buf = sg_membuf_new(L);
+    sg_json_encode(L, 1, buf, root);
+    lua_pushlstring(L, buf->data ? buf->data : "", buf->len);
+    return 1;
+}
+
+#if defined(_WIN32)
+#define SG_EXPORT __declspec(dllexport)
+#else
+#define SG_EXPORT __attribute__((visibility("default")))
+#endif
+
+SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
+{
+    static const luaL_Reg functions[] = {
+        {"build_url", sg_build_url},
+        {"escape", sg_escape},
+        {"encode_json", encode_json},
+        {"decode_json", sg_decode_json_text},
+        {"decode_response", sg_decode_response},
+        {"parse_next_key", sg_parse_next_key},
+        {"session", sg_session_new},
+        {NULL, NULL}
+    };
+    /* Thread-safe from libcurl 7.84 on; repeated calls are counted and harmless. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return luaL_error(L, "soracom.groups: curl_global_init failed");
+    sg_membuf_register(L);
+    sg_session_register(L);
+
+    lua_newtable(L);
+    luaL_setfuncs(L, functions, 0);
+    lua_pushliteral(L, SG_VERSION);
+    lua_setfield(L, -2, "VERSION");
+    lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */
+    lua_setfield(L, -2, "null");
+    luaL_newmetatable(L, SG_ARRAY_METATABLE);
+    lua_setfield(L, -2, "array_mt");
+    {
+        curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+        lua_pushstring(L, info->version);
+        lua_setfield(L, -2, "curl_version");
+    }
+    return 1;
+}

@@ -1,0 +1,50 @@
+/* Internal interfaces between the C files of soracom.groups.core. */
+#ifndef SORACOM_GROUPS_CORE_H
+#define SORACOM_GROUPS_CORE_H
+
+#include <stddef.h>
+#include "compat.h"
+#include "membuf.h"
+
+#define SG_VERSION "0.1.0"
+#define SG_ARRAY_METATABLE "soracom.groups.array"
+
+/* Nesting deeper than this in a response is refused (it also bounds C recursion). */
+#define SG_JSON_MAX_DEPTH 1000
+
+/* json_decode.c: pushes the value of the JSON text, or returns 0 with a message in
+ * *error (and *error_offset) and the stack as it was. Never raises, except when Lua
+ * itself runs out of memory. */
+int sg_json_decode(lua_State *L, const char *text, size_t len, const char **error,
+                   size_t *error_offset);
+
+/* json_encode.c: appends the JSON text of the value at index to buf; raises on a value
+ * JSON cannot hold, naming where it sits (for example "body.tags[2]"). */
+void sg_json_encode(lua_State *L, int index, sg_membuf *buf, const char *root_name);
+
+/* url.c */
+void sg_add_escaped(lua_State *L, sg_membuf *buf, const char *s, size_t len);
+int sg_build_url(lua_State *L);
+int sg_escape(lua_State *L);
+
+/* pagination.c: the next page key from x-soracom-next-key or a Link header. Pushes the
+ * key or nil. */
+void sg_push_next_key(lua_State *L, const char *next_key, size_t next_key_len,
+                      const char *link, size_t link_len);
+int sg_parse_next_key(lua_State *L);
+
+/* response.c: turns a finished exchange into the results a call returns:
+ * value, next_key, status -- or nil, error_table. Returns the number of results. */
+int sg_push_response(lua_State *L, long status, const char *body, size_t body_len,
+                     const char *next_key, size_t next_key_len,
+                     const char *link, size_t link_len);
+int sg_decode_response(lua_State *L);
+int sg_decode_json_text(lua_State *L);
+/* Pushes a new error table {kind=kind, message=message}. */
+void sg_push_error(lua_State *L, const char *kind, const char *message);
+
+/* session.c */
+void sg_session_register(lua_State *L);
+int sg_session_new(lua_State *L);
+
+#endif

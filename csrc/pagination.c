@@ -1,0 +1,124 @@
+/* The key of the next page: the x-soracom-next-key header, else the
+ * last_evaluated_key parameter of the Link header's rel=next URL (Soracom documents
+ * that some APIs send only one of the two). */
+#include <string.h>
+#include "core.h"
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Pushes the query value, percent-decoded; '+' is a space as in form-encoded
+ * queries, which is how Soracom's Go SDK reads this header. */
+static void push_decoded(lua_State *L, const char *s, size_t n)
+{
+    luaL_Buffer b;
+    size_t i;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n &&
+            (hi = hex_value(s[i + 1])) >= 0 && (lo = hex_value(s[i + 2])) >= 0) {
+            luaL_addchar(&b, (char)(hi * 16 + lo));
+            i += 2;
+        } else {
+            luaL_addchar(&b, s[i] == '+' ? ' ' : s[i]);
+        }
+    }
+    luaL_pushresult(&b);
+}
+
+/* Does the parameter text (after the URL's '>') say rel=next, quoted or in a list? */
+static int is_rel_next(const char *params, size_t n)
+{
+    const char *p = params, *end = params + n;
+    while (p < end) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *stop = semi ? semi : end;
+        while (p < stop && (*p == ' ' || *p == '\t'))
+            p++;
+        if (stop - p > 4 && strncmp(p, "rel", 3) == 0) {
+            const char *v = p + 3;
+            while (v < stop && (*v == ' ' || *v == '=' || *v == '"'))
+                v++;
+            /* rel may hold several space-separated relation types */
+            while (v < stop) {
+                const char *word = v;
+                while (v < stop && *v != ' ' && *v != '"')
+                    v++;
+                if (v - word == 4 && strncmp(word, "next", 4) == 0)
+                    return 1;
+                while (v < stop && (*v == ' ' || *v == '"'))
+                    v++;
+            }
+        }
+        p = semi ? semi + 1 : end;
+    }
+    return 0;
+}
+
+static int push_key_from_url(lua_State *L, const char *url, size_t n)
+{
+    static const char name[] = "last_evaluated_key=";
+    const size_t name_len = sizeof name - 1;
+    const char *q = memchr(url, '?', n), *end = url + n;
+    if (q == NULL)
+        return 0;
+    q++;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - q) >= name_len && memcmp(q, name, name_len) == 0 &&
+            stop > q + name_len) {
+            push_decoded(L, q + name_len, (size_t)(stop - q - name_len));
+            return 1;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    return 0;
+}
+
+static int push_key_from_link(lua_State *L, const char *link, size_t n)
+{
+    const char *p = link, *end = link + n;
+    while (p < end) {
+        const char *open = memchr(p, '<', (size_t)(end - p));
+        const char *close, *next_entry;
+        if (open == NULL)
+            return 0;
+        close = memchr(open, '>', (size_t)(end - open));
+        if (close == NULL)
+            return 0;
+        next_entry = memchr(close, ',', (size_t)(end - close));
+        if (is_rel_next(close + 1, (size_t)((next_entry ? next_entry : end) - close - 1)))
+            return push_key_from_url(L, open + 1, (size_t)(close - open - 1));
+        p = next_entry ? next_entry + 1 : end;
+    }
+    return 0;
+}
+
+void sg_push_next_key(lua_State *L, const char *next_key, size_t next_key_len,
+                      const char *link, size_t link_len)
+{
+    if (next_key != NULL && next_key_len > 0) {
+        lua_pushlstring(L, next_key, next_key_len);
+        return;
+    }
+    if (link != NULL && link_len > 0 && push_key_from_link(L, link, link_len))
+        return;
+    lua_pushnil(L);
+}
+
+/* parse_next_key(x_soracom_next_key_or_nil, link_or_nil) -> key or nil */
+int sg_parse_next_key(lua_State *L)
+{
+    size_t key_len = 0, link_len = 0;
+    const char *key = luaL_optlstring(L, 1, NULL, &key_len);
+    const char *link = luaL_optlstring(L, 2, NULL, &link_len);
+    sg_push_next_key(L, key, key_len, link, link_len);
+    return 1;
+}

@@ -1,0 +1,173 @@
+/* What a finished HTTP exchange means to the caller, the same for every transport:
+ * 2xx -> decoded body (true when empty), next page key, status;
+ * otherwise -> nil, {kind="http", status=, code=, message=}. */
+#include <stdio.h>
+#include <string.h>
+#include "core.h"
+
+#define MAX_TEXT_MESSAGE 300
+
+void sg_push_error(lua_State *L, const char *kind, const char *message)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "message");
+}
+
+static int is_blank(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return 0;
+    return 1;
+}
+
+static const char *reason_phrase(long status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "unexpected HTTP status";
+    }
+}
+
+/* A body that is not Soracom's {"code","message"} (a proxy's HTML page, plain text)
+ * still gives a readable one-line message: its start, with control bytes as spaces. */
+static void set_text_message(lua_State *L, long status, const char *body, size_t n)
+{
+    char text[MAX_TEXT_MESSAGE + 4];
+    size_t i, len = 0;
+    int space = 1;
+    for (i = 0; i < n && len < MAX_TEXT_MESSAGE; i++) {
+        unsigned char c = (unsigned char)body[i];
+        if (c < 0x20 || c == 0x7f) {
+            if (!space)
+                text[len++] = ' ';
+            space = 1;
+            continue;
+        }
+        text[len++] = (char)c;
+        space = (c == ' ');
+    }
+    while (len > 0 && text[len - 1] == ' ')
+        len--;
+    if (i < n && len > 0) {
+        memcpy(text + len, "...", 3);
+        len += 3;
+    }
+    if (len == 0)
+        lua_pushfstring(L, "HTTP %d %s", (int)status, reason_phrase(status));
+    else
+        lua_pushlstring(L, text, len);
+    lua_setfield(L, -2, "message");
+}
+
+/* Copies code and message from a Soracom error body; returns 0 if it is not one. */
+static int set_soracom_fields(lua_State *L, const char *body, size_t n)
+{
+    const char *error;
+    size_t offset;
+    int found = 0;
+    if (!sg_json_decode(L, body, n, &error, &offset))
+        return 0;
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "message");
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_setfield(L, -3, "message");
+            found = 1;
+        } else {
+            lua_pop(L, 1);
+        }
+        lua_getfield(L, -1, "code");
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_setfield(L, -3, "code");
+            found = 1;
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return found;
+}
+
+static int push_http_error(lua_State *L, long status, const char *body, size_t n)
+{
+    size_t message_len;
+    lua_pushnil(L);
+    sg_push_error(L, "http", "");
+    lua_pushinteger(L, (lua_Integer)status);
+    lua_setfield(L, -2, "status");
+    if (!set_soracom_fields(L, body, n)) {
+        set_text_message(L, status, body, n);
+        return 2;
+    }
+    lua_getfield(L, -1, "message");
+    lua_tolstring(L, -1, &message_len);
+    lua_pop(L, 1);
+    if (message_len == 0)
+        set_text_message(L, status, "", 0);
+    return 2;
+}
+
+int sg_push_response(lua_State *L, long status, const char *body, size_t body_len,
+                     const char *next_key, size_t next_key_len,
+                     const char *link, size_t link_len)
+{
+    const char *error;
+    size_t offset;
+    if (status < 200 || status > 299)
+        return push_http_error(L, status, body, body_len);
+    if (is_blank(body, body_len)) {
+        lua_pushboolean(L, 1);
+    } else if (!sg_json_decode(L, body, body_len, &error, &offset)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid JSON in the response: %s at byte %d", error,
+                        (int)offset);
+        sg_push_error(L, "decode", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        lua_pushinteger(L, (lua_Integer)status);
+        lua_setfield(L, -2, "status");
+        return 2;
+    }
+    sg_push_next_key(L, next_key, next_key_len, link, link_len);
+    lua_pushinteger(L, (lua_Integer)status);
+    return 3;
+}
+
+/* decode_response(status, body, next_key_header, link_header): the same results as a
+ * curl session's perform, for transports that read the response in Lua. */
+int sg_decode_response(lua_State *L)
+{
+    size_t body_len, key_len = 0, link_len = 0;
+    long status = (long)luaL_checknumber(L, 1);
+    const char *body = luaL_optlstring(L, 2, "", &body_len);
+    const char *key = luaL_optlstring(L, 3, NULL, &key_len);
+    const char *link = luaL_optlstring(L, 4, NULL, &link_len);
+    return sg_push_response(L, status, body, body_len, key, key_len, link, link_len);
+}
+
+/* decode_json(text) -> value, or nil, message */
+int sg_decode_json_text(lua_State *L)
+{
+    size_t len, offset;
+    const char *error;
+    const char *text = luaL_checklstring(L, 1, &len);
+    if (sg_json_decode(L, text, len, &error, &offset))
+        return 1;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s at byte %d", error, (int)offset);
+    return 2;
+}

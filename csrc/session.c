@@ -1,0 +1,242 @@
+/* A curl session: one libcurl easy handle per client, reused so that connections stay
+ * alive. perform() blocks on the network; it is the only function of the core that
+ * does, and the nginx transport does not use it. */
+#include <curl/curl.h>
+#include <string.h>
+#include "core.h"
+
+#define SESSION_METATABLE "soracom.groups.session"
+#define DEFAULT_MAX_BODY (16u * 1024u * 1024u)
+
+typedef struct {
+    CURL *curl;
+    struct curl_slist *headers;      /* for requests without a body */
+    struct curl_slist *json_headers; /* the same plus the JSON content type */
+    sg_membuf response;
+    size_t max_body;
+    int body_too_large;
+    char error[CURL_ERROR_SIZE];
+} sg_session;
+
+static void free_headers(sg_session *s)
+{
+    curl_slist_free_all(s->headers);
+    curl_slist_free_all(s->json_headers);
+    s->headers = s->json_headers = NULL;
+}
+
+static int session_close(lua_State *L)
+{
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    if (s->curl != NULL) {
+        curl_easy_cleanup(s->curl);
+        s->curl = NULL;
+    }
+    free_headers(s);
+    sg_membuf_free(&s->response);
+    return 0;
+}
+
+static sg_session *check_open(lua_State *L)
+{
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    if (s->curl == NULL)
+        luaL_error(L, "soracom.groups: the client is closed");
+    return s;
+}
+
+static size_t on_body(char *data, size_t size, size_t count, void *userdata)
+{
+    sg_session *s = (sg_session *)userdata;
+    size_t n = size * count;
+    if (s->response.len + n > s->max_body) {
+        s->body_too_large = 1;
+        return 0;
+    }
+    if (!sg_membuf_append(&s->response, data, n))
+        return 0;
+    return n;
+}
+
+static struct curl_slist *append_header(struct curl_slist *list, const char *line, int *ok)
+{
+    struct curl_slist *grown = curl_slist_append(list, line);
+    if (grown == NULL)
+        *ok = 0;
+    return grown ? grown : list;
+}
+
+/* set_headers({"Name: value", ...}): the headers of every request from now on
+ * (credentials change rarely, so the lists are built once, not per request). */
+static int session_set_headers(lua_State *L)
+{
+    sg_session *s = check_open(L);
+    int i, n, ok = 1;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    free_headers(s);
+    n = (int)sg_rawlen(L, 2);
+    for (i = 1; i <= n && ok; i++) {
+        const char *line;
+        lua_rawgeti(L, 2, i);
+        line = lua_tostring(L, -1);
+        if (line == NULL) {
+            free_headers(s);
+            return luaL_error(L, "soracom.groups: header %d is not a string", i);
+        }
+        s->headers = append_header(s->headers, line, &ok);
+        s->json_headers = append_header(s->json_headers, line, &ok);
+        lua_pop(L, 1);
+    }
+    s->json_headers = append_header(s->json_headers, "Content-Type: application/json", &ok);
+    /* no "Expect: 100-continue" round trip before small JSON bodies */
+    s->json_headers = append_header(s->json_headers, "Expect:", &ok);
+    if (!ok) {
+        free_headers(s);
+        return luaL_error(L, "soracom.groups: out of memory");
+    }
+    return 0;
+}
+
+static void header_value(CURL *curl, const char *name, const char **value, size_t *len)
+{
+    struct curl_header *h;
+    *value = NULL;
+    *len = 0;
+    if (curl_easy_header(curl, name, 0, CURLH_HEADER, -1, &h) == CURLHE_OK) {
+        *value = h->value;
+        *len = strlen(h->value);
+    }
+}
+
+static int push_network_error(lua_State *L, sg_session *s, CURLcode code)
+{
+    lua_pushnil(L);
+    if (s->body_too_large) {
+        lua_pushfstring(L, "the response body is larger than max_body_size (%d bytes)",
+                        (int)s->max_body);
+        sg_push_error(L, "network", lua_tostring(L, -1));
+        lua_remove(L, -2);
+    } else {
+        sg_push_error(L, "network", s->error[0] ? s->error : curl_easy_strerror(code));
+    }
+    lua_pushinteger(L, (lua_Integer)code);
+    lua_setfield(L, -2, "curl_code");
+    return 2;
+}
+
+/* perform(method, url[, body]) -> value, next_key, status | nil, error_table */
+static int session_perform(lua_State *L)
+{
+    sg_session *s = check_open(L);
+    const char *method = luaL_checkstring(L, 2);
+    const char *url = luaL_checkstring(L, 3);
+    size_t body_len = 0;
+    const char *body = luaL_optlstring(L, 4, NULL, &body_len);
+    const char *next_key, *link;
+    size_t next_key_len, link_len;
+    long status = 0;
+    CURLcode code;
+
+    if (s->headers == NULL)
+        return luaL_error(L, "soracom.groups: set_headers was not called");
+    curl_easy_setopt(s->curl, CURLOPT_URL, url);
+    if (body != NULL) {
+        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->json_headers);
+    } else {
+        curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->headers);
+    }
+    /* GET needs no custom verb; POST with a body is curl's own. */
+    curl_easy_setopt(s->curl, CURLOPT_CUSTOMREQUEST,
+                     strcmp(method, "GET") == 0 || (body && strcmp(method, "POST") == 0)
+                         ? NULL : method);
+    s->response.len = 0;
+    s->body_too_large = 0;
+    s->error[0] = '\0';
+    code = curl_easy_perform(s->curl);
+    curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL); /* body is only borrowed */
+    if (code != CURLE_OK)
+        return push_network_error(L, s, code);
+    curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+    header_value(s->curl, "x-soracom-next-key", &next_key, &next_key_len);
+    header_value(s->curl, "link", &link, &link_len);
+    return sg_push_response(L, status, s->response.data ? s->response.data : "",
+                            s->response.len, next_key, next_key_len, link, link_len);
+}
+
+static int session_tostring(lua_State *L)
+{
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    lua_pushfstring(L, "soracom.groups.session (%s)", s->curl ? "open" : "closed");
+    return 1;
+}
+
+static long option_ms(lua_State *L, const char *name, double fallback_seconds)
+{
+    double seconds;
+    lua_getfield(L, 1, name);
+    seconds = lua_isnil(L, -1) ? fallback_seconds : (double)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return (long)(seconds * 1000.0);
+}
+
+/* session{user_agent=, connect_timeout=, timeout=, max_body_size=} */
+int sg_session_new(lua_State *L)
+{
+    sg_session *s;
+    const char *user_agent;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    s = (sg_session *)lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    luaL_getmetatable(L, SESSION_METATABLE);
+    lua_setmetatable(L, -2);
+    s->curl = curl_easy_init();
+    if (s->curl == NULL)
+        return luaL_error(L, "soracom.groups: curl_easy_init failed");
+
+    lua_getfield(L, 1, "max_body_size");
+    s->max_body = lua_isnil(L, -1) ? DEFAULT_MAX_BODY : (size_t)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "user_agent");
+    user_agent = lua_tostring(L, -1);
+    curl_easy_setopt(s->curl, CURLOPT_USERAGENT,
+                     user_agent ? user_agent : "soracom-groups/" SG_VERSION);
+    lua_pop(L, 1); /* curl copies string options */
+
+    curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT_MS, option_ms(L, "connect_timeout", 10));
+    curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, option_ms(L, "timeout", 60));
+    curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM inside a host process */
+    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(s->curl, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(s->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, s->error);
+    return 1;
+}
+
+void sg_session_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"perform", session_perform},
+        {"set_headers", session_set_headers},
+        {"close", session_close},
+        {NULL, NULL}
+    };
+    if (luaL_newmetatable(L, SESSION_METATABLE)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, session_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, session_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, session_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+}

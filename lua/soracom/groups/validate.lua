@@ -1,0 +1,218 @@
+--- Argument checks. A wrong argument is a programming error: it raises at once,
+-- naming the method and the argument, before any request is sent.
+
+local core = require "soracom.groups.core"
+
+local validate = {}
+
+local function fail(method, message, level)
+  error("soracom.groups: " .. method .. ": " .. message, level + 1)
+end
+validate.fail = fail
+
+local function describe(value)
+  if type(value) == "string" then return string.format("%q", value) end
+  return type(value)
+end
+
+function validate.non_empty_string(method, name, value, level)
+  if type(value) ~= "string" or value == "" then
+    fail(method, name .. " must be a non-empty string (got " .. describe(value) .. ")", level + 1)
+  end
+end
+
+function validate.namespace(method, value, allowed, level)
+  validate.non_empty_string(method, "namespace", value, level + 1)
+  if not allowed[value] then
+    local names = {}
+    for name in pairs(allowed) do names[#names + 1] = name end
+    table.sort(names)
+    fail(method, "namespace " .. describe(value) .. " is not one of "
+      .. table.concat(names, ", "), level + 1)
+  end
+end
+
+--- Checks the path parameters of an operation, given in the method's order.
+function validate.params(op, level, ...)
+  local params = op.params
+  for i = 1, #params do
+    local name, value = params[i], select(i, ...)
+    if name == "namespace" then
+      validate.namespace(op.name, value, op.namespaces, level + 1)
+    else
+      validate.non_empty_string(op.name, name, value, level + 1)
+    end
+  end
+end
+
+local function is_positive_integer(value)
+  return type(value) == "number" and value >= 1 and value == math.floor(value)
+    and value < 2 ^ 31
+end
+
+local query_checks = {
+  tag_name = function(value) return type(value) == "string" and value ~= "", "a non-empty string" end,
+  tag_value = function(value) return type(value) == "string", "a string" end,
+  tag_value_match_mode = function(value)
+    return value == "exact" or value == "prefix", '"exact" or "prefix"'
+  end,
+  limit = function(value) return is_positive_integer(value), "a positive integer" end,
+  last_evaluated_key = function(value)
+    return type(value) == "string" and value ~= "", "a non-empty string"
+  end,
+}
+
+--- Checks a list operation's options table (nil is no options).
+function validate.query(op, options, level)
+  if options == nil then return end
+  if type(options) ~= "table" then
+    fail(op.name, "options must be a table (got " .. describe(options) .. ")", level + 1)
+  end
+  local allowed = {}
+  for _, name in ipairs(op.query) do allowed[name] = true end
+  for name, value in pairs(options) do
+    if not allowed[name] then
+      fail(op.name, "unknown option " .. describe(name) .. " (expected one of "
+        .. table.concat(op.query, ", ") .. ")", level + 1)
+    end
+    local ok, expected = query_checks[name](value)
+    if not ok then
+      fail(op.name, "option " .. name .. " must be " .. expected .. " (got "
+        .. describe(value) .. ")", level + 1)
+    end
+  end
+  if options.tag_name ~= nil and options.tag_value == nil then
+    fail(op.name, "option tag_value is required with tag_name", level + 1)
+  end
+  if options.tag_name == nil and (options.tag_value ~= nil or options.tag_value_match_mode ~= nil) then
+    fail(op.name, "options tag_value and tag_value_match_mode need tag_name", level + 1)
+  end
+end
+
+--- True for a sequence; raises for a table that mixes a sequence with other keys.
+local function is_array(method, name, t, level)
+  if t[1] == nil then return false end
+  local count = 0
+  for key in pairs(t) do
+    if type(key) ~= "number" then
+      fail(method, name .. " mixes an array with the key " .. describe(key), level + 1)
+    end
+    count = count + 1
+  end
+  if count ~= #t then fail(method, name .. " is an array with holes", level + 1) end
+  return true
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for key in pairs(t) do keys[#keys + 1] = key end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+local function array(t)
+  return setmetatable(t, core.array_mt)
+end
+validate.array = array
+
+--- Tags as the API's array of {tagName=, tagValue=}; a plain {name = value} map is
+-- turned into that array, sorted by name.
+function validate.tag_array(method, tags, level)
+  if type(tags) ~= "table" or next(tags) == nil then
+    fail(method, "tags must be a non-empty table (got " .. describe(tags) .. ")", level + 1)
+  end
+  local result = {}
+  if is_array(method, "tags", tags, level + 1) then
+    for i, tag in ipairs(tags) do
+      if type(tag) ~= "table" or type(tag.tagName) ~= "string" or tag.tagName == ""
+        or type(tag.tagValue) ~= "string" then
+        fail(method, "tags[" .. i .. "] must be {tagName = <non-empty string>, tagValue = <string>}",
+          level + 1)
+      end
+      result[i] = { tagName = tag.tagName, tagValue = tag.tagValue }
+    end
+    return array(result)
+  end
+  for _, name in ipairs(sorted_keys(tags)) do
+    local value = tags[name]
+    if type(name) ~= "string" or name == "" then
+      fail(method, "tag names must be non-empty strings (got " .. describe(name) .. ")", level + 1)
+    end
+    if type(value) ~= "string" then
+      fail(method, "tag " .. describe(name) .. " must have a string value (got "
+        .. describe(value) .. ")", level + 1)
+    end
+    result[#result + 1] = { tagName = name, tagValue = value }
+  end
+  return array(result)
+end
+
+--- Tags as the API's {name = value} object (create_group); an array of
+-- {tagName=, tagValue=} is accepted too.
+function validate.tag_map(method, tags, level)
+  local map = {}
+  for _, tag in ipairs(validate.tag_array(method, tags, level + 1)) do
+    map[tag.tagName] = tag.tagValue
+  end
+  return map
+end
+
+--- Configuration parameters as the API's array of {key=, value=}; a plain
+-- {key = value} map is turned into that array, sorted by key.
+function validate.config_params(method, params, level)
+  if type(params) ~= "table" or next(params) == nil then
+    fail(method, "params must be a non-empty table of settings (got " .. describe(params) .. ")",
+      level + 1)
+  end
+  local result = {}
+  if is_array(method, "params", params, level + 1) then
+    for i, entry in ipairs(params) do
+      if type(entry) ~= "table" or type(entry.key) ~= "string" or entry.key == ""
+        or entry.value == nil then
+        fail(method, "params[" .. i .. "] must be {key = <non-empty string>, value = <any>}",
+          level + 1)
+      end
+      result[i] = { key = entry.key, value = entry.value }
+    end
+    return array(result)
+  end
+  for _, key in ipairs(sorted_keys(params)) do
+    if type(key) ~= "string" or key == "" then
+      fail(method, "params keys must be non-empty strings (got " .. describe(key) .. ")", level + 1)
+    end
+    result[#result + 1] = { key = key, value = params[key] }
+  end
+  return array(result)
+end
+
+--- The body of create_group: {tags = ..., configuration = {Namespace = {...}}}.
+function validate.group(method, options, namespaces, level)
+  if options == nil then return {} end
+  if type(options) ~= "table" then
+    fail(method, "options must be a table (got " .. describe(options) .. ")", level + 1)
+  end
+  local body = {}
+  for name, value in pairs(options) do
+    if name == "tags" then
+      body.tags = validate.tag_map(method, value, level + 1)
+    elseif name == "configuration" then
+      if type(value) ~= "table" then
+        fail(method, "configuration must be a table (got " .. describe(value) .. ")", level + 1)
+      end
+      for namespace, settings in pairs(value) do
+        validate.namespace(method, namespace, namespaces, level + 1)
+        if type(settings) ~= "table" then
+          fail(method, "configuration." .. namespace .. " must be a table (got "
+            .. describe(settings) .. ")", level + 1)
+        end
+      end
+      body.configuration = value
+    else
+      fail(method, "unknown option " .. describe(name) .. " (expected tags, configuration)",
+        level + 1)
+    end
+  end
+  return body
+end
+
+return validate
