@@ -4,6 +4,7 @@
  * an error that names where it sits in the body. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core.h"
 
@@ -93,8 +94,16 @@ static void add_number(json_writer *w, int index, int depth)
     if (d == floor(d) && fabs(d) < 9007199254740992.0) { /* below 2^53: exact */
         n = snprintf(text, sizeof text, "%.0f", d);
     } else {
+        /* the shortest text that reads back as the same double */
+        int precision;
         char *comma;
-        n = snprintf(text, sizeof text, "%.17g", d);
+        for (precision = 15; precision < 17; precision++) {
+            n = snprintf(text, sizeof text, "%.*g", precision, d);
+            if (strtod(text, NULL) == d)
+                break;
+        }
+        if (precision == 17)
+            n = snprintf(text, sizeof text, "%.17g", d);
         comma = strchr(text, ','); /* the C locale's decimal point is not JSON's */
         if (comma != NULL)
             *comma = '.';

@@ -1,0 +1,36 @@
+rockspec_format = "3.0"
+package = "soracom-groups"
+version = "scm-1"
+
+-- Installed from a checkout: luarocks --lua-version=5.4 make --deps-mode=none rockspec/soracom-groups-scm-1.rockspec
+source = {
+  url = "git+file://.",
+}
+
+description = {
+  summary = "Client for the Soracom Group Configuration API, with a C core over libcurl",
+  detailed = [[
+Creates, reads, configures, tags, pages through and deletes Soracom groups.
+Requests are built and responses decoded in C; the client, its iterators and its
+retry loop are Lua, so the same code runs in scripts and inside nginx/OpenResty.
+]],
+  license = "MIT",
+  labels = { "soracom", "iot", "api-client", "libcurl" },
+}
+
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+
+-- libcurl (7.84 or newer, with its headers) is found by CMake: on Debian the headers sit
+-- in a multiarch folder that LuaRocks' own external_dependencies search misses.
+build = {
+  type = "cmake",
+  variables = {
+    CMAKE_BUILD_TYPE = "Release",
+    CMAKE_INSTALL_PREFIX = "$(PREFIX)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    LUADIR = "$(LUADIR)",
+    LIBDIR = "$(LIBDIR)",
+  },
+}
