@@ -1,0 +1,259 @@
+-- Failures: HTTP errors, broken responses, the network, wrong arguments, and the
+-- client's life (close, __gc, __close).
+local fake = require "spec.support.fake_server"
+local new_client = require "spec.support.client"
+local groups = require "soracom.groups"
+
+describe("errors", function()
+  local srv, client
+
+  setup(function() srv = fake.start() end)
+  teardown(function() srv:stop() end)
+  before_each(function()
+    srv:reset()
+    client = new_client(srv)
+  end)
+  after_each(function() client:close() end)
+
+  local function request_count() return #srv:requests() end
+
+  describe("HTTP errors", function()
+    it("return nil and an error object with status, code, message, method and path", function()
+      local group, err = client:get_group("missing")
+      assert.is_nil(group)
+      assert.is_true(groups.is_error(err))
+      assert.are.equal("http", err.kind)
+      assert.are.equal(404, err.status)
+      assert.is_string(err.code)
+      assert.is_string(err.message)
+      assert.are.equal("GET", err.method)
+      assert.are.equal("/groups/missing", err.path)
+      assert.are.equal("soracom-groups: GET /groups/missing: HTTP 404 (" .. err.code .. "): "
+        .. err.message, tostring(err))
+    end)
+
+    it("say 401 with Soracom's code when the credentials are wrong, never showing them", function()
+      local bad = groups.new { endpoint = srv.endpoint, api_key = "secret-key-123", token = "secret-token-456" }
+      local list, err = bad:list_groups()
+      bad:close()
+      assert.is_nil(list)
+      assert.are.equal(401, err.status)
+      assert.are.equal("AUM0001", err.code)
+      local text = tostring(err)
+      assert.is_nil(text:find("secret", 1, true))
+      for _, value in pairs(err) do
+        assert.is_nil(tostring(value):find("secret", 1, true))
+      end
+      assert.is_nil(tostring(bad):find("secret", 1, true))
+    end)
+
+    it("say 400 when the server refuses a namespace", function()
+      local group = client:create_group()
+      srv:faults { { status = 400, body = { code = "FAK0400", message = "The specified namespace does not exist" } } }
+      local ok, err = client:delete_config_namespace(group.groupId, "SoracomAir")
+      assert.is_nil(ok)
+      assert.are.equal(400, err.status)
+      assert.are.equal("The specified namespace does not exist", err.message)
+    end)
+
+    it("give a readable message for a non-JSON body, as a load balancer sends", function()
+      srv:faults { { status = 502, headers = { ["Content-Type"] = "text/html" },
+        body = "<html><body><h1>502 Bad Gateway</h1></body></html>\n" } }
+      local group, err = client:get_group("x")
+      assert.is_nil(group)
+      assert.are.equal(502, err.status)
+      assert.is_nil(err.code)
+      assert.are.equal("<html><body><h1>502 Bad Gateway</h1></body></html>", err.message)
+      assert.matches("HTTP 502: <html>", tostring(err), 1, true)
+    end)
+
+    it("give the status's name when the body is empty", function()
+      srv:faults { { status = 503, body = "" } }
+      local _, err = client:get_group("x")
+      assert.are.equal("HTTP 503 Service Unavailable", err.message)
+    end)
+  end)
+
+  describe("broken responses", function()
+    it("report invalid JSON in a 200 as a decode error", function()
+      srv:faults { { status = 200, headers = { ["Content-Type"] = "application/json" }, body = '{"groupId": "x",' } }
+      local group, err = client:get_group("x")
+      assert.is_nil(group)
+      assert.are.equal("decode", err.kind)
+      assert.are.equal(200, err.status)
+      assert.matches("invalid JSON", err.message)
+      assert.matches("^soracom%-groups: GET /groups/x: bad response", tostring(err))
+    end)
+
+    it("report a dropped connection as a network error", function()
+      srv:faults { { close = true, times = 3 } }
+      local group, err = client:get_group("x")
+      assert.is_nil(group)
+      assert.are.equal("network", err.kind)
+      assert.is_number(err.curl_code)
+      assert.matches("^soracom%-groups: GET /groups/x: network error: ", tostring(err))
+    end)
+  end)
+
+  describe("the network", function()
+    it("returns nil and a network error when nothing listens", function()
+      local down = groups.new { endpoint = "http://127.0.0.1:9/v1", api_key = "k", token = "t" }
+      local group, err = down:get_group("x")
+      down:close()
+      assert.is_nil(group)
+      assert.are.equal("network", err.kind)
+      assert.are.equal(7, err.curl_code) -- CURLE_COULDNT_CONNECT
+      assert.is_nil(err.status)
+    end)
+
+    it("gives up after the timeout on a stalled server", function()
+      local slow = new_client(srv, { timeout = 0.3 })
+      srv:faults { { delay = 2, status = 200, body = "{}" } }
+      local group, err = slow:get_group("x")
+      slow:close()
+      assert.is_nil(group)
+      assert.are.equal("network", err.kind)
+      assert.are.equal(28, err.curl_code) -- CURLE_OPERATION_TIMEDOUT
+    end)
+
+    it("refuses a response larger than max_body_size", function()
+      local small = new_client(srv, { max_body_size = 1000 })
+      srv:faults { { status = 200, body = '["' .. string.rep("x", 5000) .. '"]' } }
+      local value, err = small:get_group("x")
+      small:close()
+      assert.is_nil(value)
+      assert.matches("larger than max_body_size", err.message)
+    end)
+  end)
+
+  describe("wrong arguments", function()
+    local cases = {
+      { "get_group", { nil }, "get_group: group_id must be a non-empty string (got nil)" },
+      { "get_group", { "" }, 'get_group: group_id must be a non-empty string (got "")' },
+      { "get_group", { 42 }, "get_group: group_id must be a non-empty string (got number)" },
+      { "delete_group", { {} }, "delete_group: group_id must be a non-empty string (got table)" },
+      { "put_config", { "g", "SoracomAr", { { key = "a", value = 1 } } },
+        'put_config: namespace "SoracomAr" is not one of' },
+      { "put_config", { "g", nil, { { key = "a", value = 1 } } },
+        "put_config: namespace must be a non-empty string (got nil)" },
+      { "put_config", { "g", "SoracomAir", nil }, "put_config: params must be a non-empty table" },
+      { "put_config", { "g", "SoracomAir", {} }, "put_config: params must be a non-empty table" },
+      { "put_config", { "g", "SoracomAir", { { key = "a" } } },
+        "put_config: params[1] must be {key = <non-empty string>, value = <any>}" },
+      { "put_config", { "g", "SoracomAir", { { key = "a", value = 1 }, x = 2 } },
+        'put_config: params mixes an array with the key "x"' },
+      { "delete_config", { "g", "SoracomOrbit", "k" }, 'delete_config: namespace "SoracomOrbit" is not one of' },
+      { "delete_config", { "g", "SoracomAir", nil }, "delete_config: name must be a non-empty string (got nil)" },
+      { "delete_config_namespace", { "g", 1 }, "delete_config_namespace: namespace must be a non-empty string" },
+      { "put_tags", { "g", "env=prod" }, 'put_tags: tags must be a non-empty table (got "env=prod")' },
+      { "put_tags", { "g", { env = 1 } }, 'put_tags: tag "env" must have a string value (got number)' },
+      { "put_tags", { "g", { { tagName = "" } } }, "put_tags: tags[1] must be {tagName = <non-empty string>" },
+      { "delete_tag", { "g", nil }, "delete_tag: tag_name must be a non-empty string (got nil)" },
+      { "list_groups", { "prod" }, 'list_groups: options must be a table (got "prod")' },
+      { "list_groups", { { limit = 0 } }, "list_groups: option limit must be a positive integer (got number)" },
+      { "list_groups", { { limit = 2.5 } }, "list_groups: option limit must be a positive integer" },
+      { "list_groups", { { limt = 2 } }, 'list_groups: unknown option "limt"' },
+      { "list_groups", { { tag_name = "env" } }, "list_groups: option tag_value is required with tag_name" },
+      { "list_groups", { { tag_name = "env", tag_value = "x", tag_value_match_mode = "fuzzy" } },
+        'list_groups: option tag_value_match_mode must be "exact" or "prefix"' },
+      { "list_subscribers", { "g", { limit = -1 } }, "list_subscribers: option limit must be a positive integer" },
+      { "list_subscribers", { nil, {} }, "list_subscribers: group_id must be a non-empty string" },
+      { "create_group", { { tag = { name = "x" } } }, 'create_group: unknown option "tag"' },
+      { "create_group", { { configuration = { Air = {} } } }, 'create_group: namespace "Air" is not one of' },
+      { "create_group", { { configuration = { SoracomAir = true } } },
+        "create_group: configuration.SoracomAir must be a table (got boolean)" },
+      { "create_group", { "x" }, 'create_group: options must be a table (got "x")' },
+    }
+
+    for _, case in ipairs(cases) do
+      local method, args, message = case[1], case[2], case[3]
+      it(method .. " raises '" .. message .. "' and sends nothing", function()
+        local unpack = table.unpack or unpack -- luacheck: ignore 143
+        local ok, err = pcall(function() return client[method](client, unpack(args, 1, 3)) end)
+        assert.is_false(ok)
+        assert.is_truthy(err:find("soracom.groups: " .. message, 1, true), err)
+        assert.are.equal(0, request_count())
+      end)
+    end
+
+    it("point at the caller's line", function()
+      local ok, err = pcall(function() client:get_group(nil) end)
+      assert.is_false(ok)
+      assert.matches("errors_spec.lua:%d+: soracom.groups: get_group", err)
+    end)
+  end)
+
+  describe("groups.new", function()
+    it("checks its options", function()
+      assert.has_error(function() groups.new() end, "soracom.groups.new: options must be a table (got nil)")
+      assert.has_error(function() groups.new { api_key = "k" } end,
+        "soracom.groups.new: token is required with api_key")
+      assert.has_error(function() groups.new { token = "t" } end,
+        "soracom.groups.new: api_key is required with token")
+      assert.has_error(function() groups.new { api_key = "k", token = "t", endpoit = "x" } end)
+      assert.has_error(function() groups.new { api_key = "k", token = "t", timeout = "1" } end,
+        "soracom.groups.new: timeout must be a number (got string)")
+      assert.has_error(function() groups.new { api_key = "k", token = "t", timeout = 0 } end,
+        "soracom.groups.new: timeout must be positive")
+      assert.has_error(function() groups.new { api_key = "k\r\nX-Evil: 1", token = "t" } end,
+        "soracom.groups.new: api_key must be a non-empty string without control characters")
+      assert.has_error(function() groups.new { api_key = "k", token = "t", endpoint = "ftp://x" } end,
+        "soracom.groups.new: endpoint must be an http:// or https:// URL")
+      assert.has_error(function() groups.new { api_key = "k", token = "t", coverage = "us" } end,
+        'soracom.groups.new: coverage must be "jp" or "g"')
+    end)
+
+    it("picks the endpoint from coverage, and adds /v1 to a bare one", function()
+      local function endpoint(options)
+        options.api_key, options.token = "k", "t"
+        local c = groups.new(options)
+        local result = c:endpoint()
+        c:close()
+        return result
+      end
+      assert.are.equal("https://api.soracom.io/v1", endpoint {})
+      assert.are.equal("https://api.soracom.io/v1", endpoint { coverage = "jp" })
+      assert.are.equal("https://g.api.soracom.io/v1", endpoint { coverage = "g" })
+      assert.are.equal("http://127.0.0.1:1/v1", endpoint { endpoint = "http://127.0.0.1:1" })
+      assert.are.equal("http://127.0.0.1:1/v1", endpoint { endpoint = "http://127.0.0.1:1/v1/" })
+    end)
+  end)
+
+  describe("closing", function()
+    it("is safe twice, and a closed client raises a clear error", function()
+      client:close()
+      client:close()
+      assert.is_true(client:is_closed())
+      assert.matches("closed", tostring(client))
+      assert.has_error(function() client:get_group("x") end, "soracom.groups: get_group: the client is closed")
+      assert.has_error(function() for _ in client:groups() do end end,
+        "soracom.groups: list_groups: the client is closed")
+    end)
+
+    it("happens when a client is collected", function()
+      for _ = 1, 50 do
+        local c = new_client(srv)
+        c:list_groups()
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.is_table(client:list_groups())
+    end)
+
+    if _VERSION == "Lua 5.4" then
+      it("happens at the end of a <close> scope on Lua 5.4", function()
+        local chunk = assert(load([[
+          local groups, options = ...
+          local kept
+          do
+            local c <close> = groups.new(options)
+            kept = c
+          end
+          return kept
+        ]]))
+        local kept = chunk(groups, { endpoint = srv.endpoint, api_key = "k", token = "t" })
+        assert.is_true(kept:is_closed())
+      end)
+    end
+  end)
+end)

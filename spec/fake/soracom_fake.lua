@@ -1,0 +1,978 @@
+-- luacheck: std ngx_lua
+-- A fake Soracom Group Configuration API (/v1/groups, ten operations) for tests
+-- and benchmarks, run inside nginx by spec/fake/ctl. State lives in this module's
+-- tables, so nginx must run exactly one worker.
+--
+-- Routing uses the raw request line (ngx.var.request_uri), never $uri: nginx
+-- decodes %2F and resolves "..", and the tests need ids like "..%2Fx" and tag names
+-- like "a%20b%2Fc%25d" to arrive as one segment.
+--
+-- Error codes. Soracom documents the format {"code","message"} but no code for the
+-- group API (see shared/spec/NAMESPACES.md), so all but AUM0001 and COM0003 are
+-- invented here:
+--   401 AUM0001  missing or wrong X-Soracom-API-Key / X-Soracom-Token (documented code)
+--   400 COM0001  invalid request: body, namespace, query parameter, paging key (invented)
+--   404 COM0004  group (or tag on DELETE .../tags/{name}) does not exist (invented)
+--   500 COM0003  "Internal server error. message:..." (documented code)
+--   404 AGW0001  no such route; 405 AGW0002 method not allowed on a route (invented)
+--   injected faults without a body: FAKnnnn where nnnn is the HTTP status
+local codec = require "fake_codec"
+
+local concat, insert, remove, sort = table.concat, table.insert, table.remove, table.sort
+local floor, max, random = math.floor, math.max, math.random
+local format = string.format
+
+local M = {}
+
+local OPERATOR_ID = "OP0012345678"
+local REQUEST_LOG_CAP = 10000 -- oldest entries are dropped past this, so a benchmark cannot exhaust memory
+local SEED_MAX = 100000
+
+-- Namespace enums of the from-soracom-cli spec. DELETE of one parameter does not
+-- list SoracomOrbit.
+local NAMESPACES = {
+  SoracomAir = true, SoracomBeam = true, SoracomEndorse = true, SoracomFlux = true,
+  SoracomFunk = true, SoracomFunnel = true, SoracomHarvest = true, SoracomHarvestFiles = true,
+  SoracomKrypton = true, SoracomOrbit = true, UnifiedEndpoint = true,
+}
+local PARAMETER_NAMESPACES = {}
+for name in pairs(NAMESPACES) do
+  PARAMETER_NAMESPACES[name] = name ~= "SoracomOrbit" or nil
+end
+
+local DEFAULT_SETTINGS = {
+  api_key = "test-api-key",
+  token = "test-token",
+  next_key_header = true, -- send X-Soracom-Next-Key when more pages remain
+  link_header = true,     -- send Link: <...>; rel=next when more pages remain
+  record_requests = true,
+  default_limit = nil,    -- page size when the request has no limit (nil: no cap)
+  max_limit = nil,        -- larger limits are clamped to this (nil: no clamp)
+}
+local SETTING_TYPES = {
+  api_key = "string", token = "string", next_key_header = "boolean", link_header = "boolean",
+  record_requests = "boolean", default_limit = "number", max_limit = "number",
+}
+
+local state
+
+local function new_state()
+  local settings = {}
+  for k, v in pairs(DEFAULT_SETTINGS) do
+    settings[k] = v
+  end
+  return {
+    settings = settings,
+    groups = {},         -- group id -> group record
+    order = {},          -- live group ids, by creation sequence
+    seq_of = {},         -- group id -> creation sequence; kept after deletion so old paging keys work
+    next_seq = 1,
+    sims_of = {},        -- group id -> SIM records sorted by IMSI
+    imsi_taken = {},     -- IMSI -> true
+    next_sim = 1,
+    requests = {},       -- ring buffer of recorded requests
+    request_total = 0,
+    faults = {},         -- injected responses, consumed in order by /v1 requests
+  }
+end
+
+state = new_state()
+
+function M.init_worker()
+  -- Distinct ids across restarts of the fake.
+  math.randomseed(floor(ngx.now() * 1000) + ngx.worker.pid())
+end
+
+---------------------------------------------------------------------------
+-- Responses
+
+local Reply = {}
+
+-- Sends a complete response. Content-Length is set so that keep-alive clients never
+-- see chunked encoding.
+local function send(status, body, headers)
+  ngx.status = status
+  if headers then
+    for name, value in pairs(headers) do
+      ngx.header[name] = value
+    end
+  end
+  if body then
+    ngx.header["Content-Type"] = ngx.header["Content-Type"] or "application/json"
+    ngx.header["Content-Length"] = #body
+    ngx.print(body)
+  end
+end
+
+local function send_json(status, value, headers)
+  send(status, codec.encode(value), headers)
+end
+
+local function send_error(status, code, message, headers)
+  send_json(status, { code = code, message = message }, headers)
+end
+
+function Reply.bad_request(message)
+  send_error(400, "COM0001", message)
+end
+
+function Reply.group_not_found(group_id)
+  send_error(404, "COM0004", "The specified group does not exist: " .. group_id)
+end
+
+---------------------------------------------------------------------------
+-- Time and ids
+
+local function now_ms()
+  ngx.update_time() -- ngx.now() is cached per event-loop turn
+  return floor(ngx.now() * 1000)
+end
+
+local function new_group_id()
+  local id
+  repeat
+    id = format("%08x-%04x-%04x-%04x-%04x%08x", random(0, 0x7fffffff), random(0, 0xffff),
+      random(0, 0xffff), random(0, 0xffff), random(0, 0xffff), random(0, 0x7fffffff))
+  until state.seq_of[id] == nil
+  return id
+end
+
+---------------------------------------------------------------------------
+-- Groups
+
+local function group_json(group)
+  -- Cached: listing 10,000 groups must not re-encode each of them.
+  if not group.json then
+    group.json = codec.encode({
+      operatorId = OPERATOR_ID,
+      groupId = group.id,
+      configuration = group.configuration,
+      tags = group.tags,
+      createdTime = group.created,
+      lastModifiedTime = group.modified,
+      -- The spec's example response carries these aliases too.
+      createdAt = group.created,
+      lastModifiedAt = group.modified,
+    })
+  end
+  return group.json
+end
+
+-- Every change moves lastModifiedTime forward, even within one millisecond.
+local function touch(group)
+  group.modified = max(now_ms(), group.modified + 1)
+  group.json = nil
+end
+
+local function create_group(tags, configuration)
+  local id = new_group_id()
+  local now = now_ms()
+  local group = {
+    id = id,
+    tags = tags or {},
+    configuration = configuration or {},
+    created = now,
+    modified = now,
+  }
+  state.groups[id] = group
+  state.seq_of[id] = state.next_seq
+  state.next_seq = state.next_seq + 1
+  state.order[#state.order + 1] = id
+  state.sims_of[id] = {}
+  return group
+end
+
+local function delete_group(id)
+  state.groups[id] = nil
+  for _, sim in ipairs(state.sims_of[id]) do
+    state.imsi_taken[sim.imsi] = nil
+  end
+  state.sims_of[id] = nil
+  for i, other in ipairs(state.order) do
+    if other == id then
+      remove(state.order, i)
+      break
+    end
+  end
+end
+
+-- Index in state.order of the first group created after the group with sequence seq.
+local function first_index_after(seq)
+  local order, seq_of = state.order, state.seq_of
+  local lo, hi = 1, #order + 1
+  while lo < hi do
+    local mid = floor((lo + hi) / 2)
+    if seq_of[order[mid]] <= seq then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return lo
+end
+
+---------------------------------------------------------------------------
+-- Subscribers (SIMs). The spec lists Sim objects for this operation; the legacy
+-- Subscriber fields imsi, msisdn, iccid, createdAt are included too, as the real
+-- API returns them.
+
+local function new_sim(group_id, fields)
+  local n = state.next_sim
+  state.next_sim = n + 1
+  local imsi = fields.imsi or format("44010%010d", n)
+  local msisdn = fields.msisdn or format("8180%08d", n)
+  local iccid = fields.iccid or format("89811%014d", n)
+  local now = now_ms()
+  local sim = {
+    simId = iccid,
+    imsi = imsi,
+    msisdn = msisdn,
+    iccid = iccid,
+    serialNumber = format("SN%013d", n),
+    groupId = group_id,
+    operatorId = OPERATOR_ID,
+    status = "active",
+    speedClass = "s1.standard",
+    moduleType = "nano",
+    type = "uicc",
+    subscription = "plan01s",
+    tags = { name = "" },
+    terminationEnabled = false,
+    capabilities = { data = true, sms = true },
+    sessionStatus = { online = false },
+    expiryAction = codec.null,
+    createdTime = now,
+    lastModifiedTime = now,
+    createdAt = now,
+    lastModifiedAt = now,
+    profiles = {
+      [iccid] = {
+        iccid = iccid,
+        primaryImsi = imsi,
+        otaSupported = false,
+        subscribers = {
+          [imsi] = { imsi = imsi, msisdn = msisdn, status = "active", subscription = "plan01s" },
+        },
+      },
+    },
+  }
+  for k, v in pairs(fields) do
+    sim[k] = v
+  end
+  return { imsi = imsi, json = codec.encode(sim) }
+end
+
+-- Index of the first SIM whose IMSI sorts after key (key need not exist).
+local function first_sim_after(sims, key)
+  local lo, hi = 1, #sims + 1
+  while lo < hi do
+    local mid = floor((lo + hi) / 2)
+    if sims[mid].imsi <= key then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return lo
+end
+
+---------------------------------------------------------------------------
+-- Validation helpers
+
+local function is_array(v)
+  if type(v) ~= "table" then
+    return false
+  end
+  if getmetatable(v) == codec.array_mt then
+    return true
+  end
+  if v[1] == nil then
+    return false
+  end
+  local count = 0
+  for _ in pairs(v) do
+    count = count + 1
+  end
+  return count == #v
+end
+
+local function is_object(v)
+  return type(v) == "table" and getmetatable(v) ~= codec.array_mt and v[1] == nil
+end
+
+-- Decodes a request body; returns value or nil, message.
+local function decode_body(body, what)
+  if not body or not body:find("%S") then
+    return nil, "request body is required (" .. what .. ")"
+  end
+  local value, err = codec.decode(body)
+  if value == nil then
+    return nil, "request body is not valid JSON: " .. tostring(err)
+  end
+  return value
+end
+
+local function check_tags(tags)
+  if not is_object(tags) then
+    return "tags must be an object of strings"
+  end
+  for name, value in pairs(tags) do
+    if type(value) ~= "string" then
+      return "tag '" .. tostring(name) .. "' must have a string value"
+    end
+  end
+end
+
+local function check_configuration(configuration)
+  if not is_object(configuration) then
+    return "configuration must be an object of namespace objects"
+  end
+  for ns, settings in pairs(configuration) do
+    if not NAMESPACES[ns] then
+      return "invalid namespace: " .. tostring(ns)
+    end
+    if not is_object(settings) then
+      return "configuration." .. ns .. " must be an object"
+    end
+  end
+end
+
+-- Parses limit; returns the page size (nil: unlimited) or nil, message.
+local function page_limit(args)
+  local settings = state.settings
+  local limit = settings.default_limit
+  if args.limit ~= nil then
+    limit = tonumber(args.limit)
+    if not args.limit:find("^%d+$") or limit < 1 then
+      return nil, "limit must be a positive integer: " .. args.limit
+    end
+  end
+  if limit and settings.max_limit and limit > settings.max_limit then
+    limit = settings.max_limit
+  end
+  return limit or false
+end
+
+-- Adds the "more pages" headers: X-Soracom-Next-Key and a path-relative Link that
+-- repeats the other query parameters.
+local function next_page_headers(path, last_key, limit, extra_params)
+  local headers = {}
+  if state.settings.next_key_header then
+    headers["X-Soracom-Next-Key"] = last_key
+  end
+  if state.settings.link_header then
+    local query = { "last_evaluated_key=" .. codec.percent_encode(last_key), "limit=" .. format("%d", limit) }
+    for _, param in ipairs(extra_params) do
+      query[#query + 1] = param[1] .. "=" .. codec.percent_encode(param[2])
+    end
+    headers["Link"] = "<" .. path .. "?" .. concat(query, "&") .. ">; rel=next"
+  end
+  return headers
+end
+
+local function send_page(items, headers)
+  send(200, "[" .. concat(items, ",") .. "]", headers)
+end
+
+---------------------------------------------------------------------------
+-- The ten operations
+
+local api = {}
+
+function api.list_groups(_, args)
+  local limit, err = page_limit(args)
+  if limit == nil then
+    return Reply.bad_request(err)
+  end
+  local tag_name, tag_value, mode = args.tag_name, args.tag_value, args.tag_value_match_mode
+  if (tag_name == nil) ~= (tag_value == nil) then
+    return Reply.bad_request("tag_name and tag_value must be given together")
+  end
+  if mode ~= nil and mode ~= "exact" and mode ~= "prefix" then
+    return Reply.bad_request("tag_value_match_mode must be exact or prefix: " .. mode)
+  end
+  local prefix = mode == "prefix"
+
+  local start = 1
+  local key = args.last_evaluated_key
+  if key ~= nil then
+    local seq = state.seq_of[key]
+    if not seq then
+      return Reply.bad_request("invalid last_evaluated_key: " .. key)
+    end
+    start = first_index_after(seq)
+  end
+
+  local groups, order = state.groups, state.order
+  local page, last_id, more = {}, nil, false
+  for i = start, #order do
+    local group = groups[order[i]]
+    local value = tag_name and group.tags[tag_name]
+    if not tag_name or (value ~= nil and (value == tag_value
+        or (prefix and value:sub(1, #tag_value) == tag_value))) then
+      if limit and #page == limit then
+        more = true
+        break
+      end
+      page[#page + 1] = group_json(group)
+      last_id = group.id
+    end
+  end
+
+  local headers
+  if more then
+    local extra = {}
+    if tag_name then
+      extra[1] = { "tag_name", tag_name }
+      extra[2] = { "tag_value", tag_value }
+      if mode then
+        extra[3] = { "tag_value_match_mode", mode }
+      end
+    end
+    headers = next_page_headers("/v1/groups", last_id, limit, extra)
+  end
+  send_page(page, headers)
+end
+
+function api.create_group(_, _, body)
+  local doc = {}
+  if body and body:find("%S") then
+    local err
+    doc, err = decode_body(body, "CreateGroupRequest")
+    if doc == nil then
+      return Reply.bad_request(err)
+    end
+    if not is_object(doc) then
+      return Reply.bad_request("request body must be a JSON object")
+    end
+  end
+  local err = (doc.tags ~= nil and check_tags(doc.tags))
+    or (doc.configuration ~= nil and check_configuration(doc.configuration))
+  if err then
+    return Reply.bad_request(err)
+  end
+  send(201, group_json(create_group(doc.tags, doc.configuration)))
+end
+
+function api.get_group(group)
+  send(200, group_json(group))
+end
+
+function api.delete_group(group)
+  delete_group(group.id)
+  send(204)
+end
+
+function api.put_config(group, params, _, body)
+  local items, err = decode_body(body, "array of {key, value}")
+  if items == nil then
+    return Reply.bad_request(err)
+  end
+  if not is_array(items) then
+    return Reply.bad_request("request body must be an array of {key, value}")
+  end
+  local settings = {}
+  for i, item in ipairs(items) do
+    if not is_object(item) or type(item.key) ~= "string" or item.value == nil then
+      return Reply.bad_request(format("item %d must be an object with a string key and a value", i))
+    end
+    settings[item.key] = item.value
+  end
+  -- PUT replaces the whole namespace: keys left out are reset (the spec's warning).
+  group.configuration[params.namespace] = settings
+  touch(group)
+  send(200, group_json(group))
+end
+
+function api.delete_config_namespace(group, params)
+  if group.configuration[params.namespace] ~= nil then
+    group.configuration[params.namespace] = nil
+    touch(group)
+  end
+  send(204)
+end
+
+function api.delete_config(group, params)
+  local settings = group.configuration[params.namespace]
+  if settings and settings[params.name] ~= nil then
+    settings[params.name] = nil
+    touch(group)
+  end
+  send(204)
+end
+
+function api.list_subscribers(group, _, args)
+  local limit, err = page_limit(args)
+  if limit == nil then
+    return Reply.bad_request(err)
+  end
+  local sims = state.sims_of[group.id]
+  local start = args.last_evaluated_key and first_sim_after(sims, args.last_evaluated_key) or 1
+  local stop = #sims
+  if limit and stop - start + 1 > limit then
+    stop = start + limit - 1
+  end
+  local page = {}
+  for i = start, stop do
+    page[#page + 1] = sims[i].json
+  end
+  local headers
+  if stop < #sims then
+    local path = "/v1/groups/" .. codec.percent_encode(group.id) .. "/subscribers"
+    headers = next_page_headers(path, sims[stop].imsi, limit, {})
+  end
+  send_page(page, headers)
+end
+
+function api.put_tags(group, _, _, body)
+  local items, err = decode_body(body, "array of {tagName, tagValue}")
+  if items == nil then
+    return Reply.bad_request(err)
+  end
+  if not is_array(items) then
+    return Reply.bad_request("request body must be an array of {tagName, tagValue}")
+  end
+  for i, item in ipairs(items) do
+    if not is_object(item) or type(item.tagName) ~= "string" or type(item.tagValue) ~= "string" then
+      return Reply.bad_request(format("item %d must be an object with string tagName and tagValue", i))
+    end
+  end
+  for _, item in ipairs(items) do
+    group.tags[item.tagName] = item.tagValue
+  end
+  touch(group)
+  send(200, group_json(group))
+end
+
+function api.delete_tag(group, params)
+  if group.tags[params.tag_name] == nil then
+    return send_error(404, "COM0004", "The specified tag does not exist: " .. params.tag_name)
+  end
+  group.tags[params.tag_name] = nil
+  touch(group)
+  send(204)
+end
+
+-- Routes: decoded segments after "v1", "groups". A handler given a group receives
+-- (group, path params, query args, body); "group" handlers get it looked up (404 first).
+local function route_v1(segments)
+  local n = #segments
+  if segments[1] ~= "v1" or segments[2] ~= "groups" then
+    return nil
+  end
+  for i = 3, n do
+    if segments[i] == "" then
+      return nil -- "/v1/groups/" or "//": no such resource
+    end
+  end
+  if n == 2 then
+    return { GET = api.list_groups, POST = api.create_group }, {}, false
+  end
+  local params = { group_id = segments[3] }
+  if n == 3 then
+    return { GET = api.get_group, DELETE = api.delete_group }, params, true
+  end
+  local kind = segments[4]
+  if kind == "configuration" and (n == 5 or n == 6) then
+    params.namespace, params.name = segments[5], segments[6]
+    if n == 5 then
+      return { PUT = api.put_config, DELETE = api.delete_config_namespace }, params, true
+    end
+    return { DELETE = api.delete_config }, params, true
+  elseif kind == "subscribers" and n == 4 then
+    return { GET = api.list_subscribers }, params, true
+  elseif kind == "tags" and n == 4 then
+    return { PUT = api.put_tags }, params, true
+  elseif kind == "tags" and n == 5 then
+    params.tag_name = segments[5]
+    return { DELETE = api.delete_tag }, params, true
+  end
+  return nil
+end
+
+local function allowed_methods(handlers)
+  local names = {}
+  for name in pairs(handlers) do
+    names[#names + 1] = name
+  end
+  sort(names)
+  return concat(names, ", ")
+end
+
+local function handle_v1(method, segments, query, body)
+  local settings = state.settings
+  local api_key = ngx.var.http_x_soracom_api_key
+  local token = ngx.var.http_x_soracom_token
+  if not api_key or not token then
+    return send_error(401, "AUM0001", "Token is required in the request header")
+  end
+  if api_key ~= settings.api_key or token ~= settings.token then
+    return send_error(401, "AUM0001", "Invalid API key or token")
+  end
+
+  local handlers, params, needs_group = route_v1(segments)
+  if not handlers then
+    return send_error(404, "AGW0001", "Not found")
+  end
+  local handler = handlers[method]
+  if not handler then
+    return send_error(405, "AGW0002", "Method not allowed", { Allow = allowed_methods(handlers) })
+  end
+
+  local args, err = codec.parse_query(query)
+  if not args then
+    return Reply.bad_request(err)
+  end
+  -- Path parameters are validated before the group is looked up.
+  if params.namespace then
+    local valid = params.name and PARAMETER_NAMESPACES or NAMESPACES
+    if not valid[params.namespace] then
+      return Reply.bad_request("invalid namespace: " .. params.namespace)
+    end
+  end
+  if not needs_group then
+    return handler(nil, args, body)
+  end
+  local group = state.groups[params.group_id]
+  if not group then
+    return Reply.group_not_found(params.group_id)
+  end
+  return handler(group, params, args, body)
+end
+
+---------------------------------------------------------------------------
+-- Request log
+
+local function record_request(method, uri, body)
+  local headers = {}
+  for name, value in pairs(ngx.req.get_headers(100)) do
+    headers[name] = value
+  end
+  local total = state.request_total + 1
+  state.request_total = total
+  state.requests[(total - 1) % REQUEST_LOG_CAP + 1] = {
+    method = method,
+    uri = uri,
+    headers = headers,
+    body = body or codec.null,
+    connection = tonumber(ngx.var.connection),
+    connection_requests = tonumber(ngx.var.connection_requests),
+  }
+end
+
+local function recorded_requests()
+  local log, total = state.requests, state.request_total
+  local list = codec.array()
+  local first = total > REQUEST_LOG_CAP and total - REQUEST_LOG_CAP + 1 or 1
+  for n = first, total do
+    list[#list + 1] = log[(n - 1) % REQUEST_LOG_CAP + 1]
+  end
+  return list
+end
+
+---------------------------------------------------------------------------
+-- Injected faults: POST /_fake/faults [{status, body, headers, delay, close, times}]
+
+local FAULT_FIELDS = {
+  status = "number", headers = "table", delay = "number", close = "boolean", times = "number",
+  body = true, -- any JSON value; a string is sent as is
+}
+
+local function check_fault(fault)
+  if not is_object(fault) then
+    return "each fault must be an object"
+  end
+  for name, value in pairs(fault) do
+    local expected = FAULT_FIELDS[name]
+    if expected == nil then
+      return "unknown fault field: " .. tostring(name)
+    end
+    if expected ~= true and type(value) ~= expected then
+      return "fault field " .. name .. " must be a " .. expected
+    end
+  end
+  if fault.status == nil and not fault.close and not fault.delay then
+    return "a fault needs status, close or delay"
+  end
+end
+
+-- Consumes the next fault, if any. Returns true when it produced the response,
+-- "close" when the connection must be dropped, or nil to continue normally.
+local function apply_fault()
+  local fault = state.faults[1]
+  if not fault then
+    return nil
+  end
+  fault.times = (fault.times or 1) - 1
+  if fault.times <= 0 then
+    remove(state.faults, 1)
+  end
+  if fault.delay then
+    ngx.sleep(fault.delay)
+  end
+  if fault.close then
+    return "close"
+  end
+  if not fault.status then
+    return nil
+  end
+  local body = fault.body
+  if body == nil then
+    body = { code = format("FAK%04d", fault.status), message = "Injected fault" }
+  end
+  if type(body) ~= "string" then
+    body = codec.encode(body)
+  end
+  send(fault.status, body, fault.headers)
+  return true
+end
+
+---------------------------------------------------------------------------
+-- Control API under /_fake (no auth, not recorded)
+
+local control = {}
+
+function control.reset()
+  state = new_state()
+  send(204)
+end
+
+function control.health()
+  send_json(200, { ok = true })
+end
+
+function control.requests(method)
+  if method == "DELETE" then
+    state.requests, state.request_total = {}, 0
+    return send(204)
+  end
+  send_json(200, recorded_requests())
+end
+
+function control.settings(method, _, body)
+  if method == "POST" then
+    local changes, err = decode_body(body, "settings object")
+    if changes == nil then
+      return Reply.bad_request(err)
+    end
+    if not is_object(changes) then
+      return Reply.bad_request("settings must be an object")
+    end
+    for name, value in pairs(changes) do
+      local kind = SETTING_TYPES[name]
+      if not kind then
+        return Reply.bad_request("unknown setting: " .. tostring(name))
+      end
+      if value ~= codec.null and type(value) ~= kind then
+        return Reply.bad_request("setting " .. name .. " must be a " .. kind .. " or null")
+      end
+    end
+    for name, value in pairs(changes) do
+      if value == codec.null then
+        state.settings[name] = DEFAULT_SETTINGS[name]
+      else
+        state.settings[name] = value
+      end
+    end
+  end
+  send_json(200, state.settings)
+end
+
+function control.faults(method, _, body)
+  if method == "POST" then
+    local faults, err = decode_body(body, "array of faults")
+    if faults == nil then
+      return Reply.bad_request(err)
+    end
+    if not is_array(faults) then
+      faults = { faults }
+    end
+    for _, fault in ipairs(faults) do
+      err = check_fault(fault)
+      if err then
+        return Reply.bad_request(err)
+      end
+    end
+    for _, fault in ipairs(faults) do
+      insert(state.faults, fault)
+    end
+  end
+  send_json(200, codec.array(state.faults))
+end
+
+-- POST /_fake/groups {count, tags, configuration} -> 201 {groupIds = [...]}
+function control.seed_groups(_, _, body)
+  local spec, err = decode_body(body, "{count, tags}")
+  if spec == nil then
+    return Reply.bad_request(err)
+  end
+  local count = is_object(spec) and spec.count or nil
+  if type(count) ~= "number" or count < 0 or count > SEED_MAX or count ~= floor(count) then
+    return Reply.bad_request("count must be an integer between 0 and " .. SEED_MAX)
+  end
+  err = (spec.tags ~= nil and check_tags(spec.tags))
+    or (spec.configuration ~= nil and check_configuration(spec.configuration))
+  if err then
+    return Reply.bad_request(err)
+  end
+  local ids = codec.array()
+  for i = 1, count do
+    -- Each group gets its own tables: later PUTs must not leak between groups.
+    local tags, configuration = {}, {}
+    for k, v in pairs(spec.tags or {}) do
+      tags[k] = v
+    end
+    for ns, settings in pairs(spec.configuration or {}) do
+      configuration[ns] = codec.decode(codec.encode(settings))
+    end
+    ids[i] = create_group(tags, configuration).id
+  end
+  send_json(201, { groupIds = ids })
+end
+
+-- POST /_fake/groups/{id}/subscribers {count} or {sims = [{field = value}]} -> 201 {imsis}
+function control.seed_subscribers(_, group_id, body)
+  local group = state.groups[group_id]
+  if not group then
+    return Reply.group_not_found(group_id)
+  end
+  local spec, err = decode_body(body, "{count} or {sims}")
+  if spec == nil then
+    return Reply.bad_request(err)
+  end
+  local list = {}
+  if is_object(spec) and spec.sims ~= nil then
+    if not is_array(spec.sims) then
+      return Reply.bad_request("sims must be an array of objects")
+    end
+    for i, fields in ipairs(spec.sims) do
+      if not is_object(fields) or (fields.imsi ~= nil and not (type(fields.imsi) == "string"
+          and fields.imsi:find("^%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d$"))) then
+        return Reply.bad_request(format("sims[%d] must be an object; imsi, if given, 15 digits", i))
+      end
+      list[i] = fields
+    end
+  elseif is_object(spec) and type(spec.count) == "number" and spec.count >= 0
+      and spec.count <= SEED_MAX and spec.count == floor(spec.count) then
+    for i = 1, spec.count do
+      list[i] = {}
+    end
+  else
+    return Reply.bad_request("body must be {count = 0.." .. SEED_MAX .. "} or {sims = [...]}")
+  end
+
+  -- Check explicit IMSIs first so that a rejected request adds nothing.
+  local chosen = {}
+  for _, fields in ipairs(list) do
+    if fields.imsi then
+      if state.imsi_taken[fields.imsi] or chosen[fields.imsi] then
+        return Reply.bad_request("imsi already exists: " .. fields.imsi)
+      end
+      chosen[fields.imsi] = true
+    end
+  end
+
+  local sims, imsis = state.sims_of[group_id], codec.array()
+  for i, fields in ipairs(list) do
+    -- Skip generated IMSIs that a caller chose explicitly (now or earlier).
+    while not fields.imsi do
+      local candidate = format("44010%010d", state.next_sim)
+      if not state.imsi_taken[candidate] and not chosen[candidate] then
+        break
+      end
+      state.next_sim = state.next_sim + 1
+    end
+    local sim = new_sim(group_id, fields)
+    state.imsi_taken[sim.imsi] = true
+    sims[#sims + 1] = sim
+    imsis[i] = sim.imsi
+  end
+  sort(sims, function(a, b) return a.imsi < b.imsi end)
+  send_json(201, { imsis = imsis })
+end
+
+local function handle_control(method, segments, body)
+  local name, n = segments[2], #segments
+  local routes
+  if n == 2 and name == "reset" then
+    routes = { POST = control.reset }
+  elseif n == 2 and name == "health" then
+    routes = { GET = control.health }
+  elseif n == 2 and name == "requests" then
+    routes = { GET = control.requests, DELETE = control.requests }
+  elseif n == 2 and name == "settings" then
+    routes = { GET = control.settings, POST = control.settings }
+  elseif n == 2 and name == "faults" then
+    routes = { GET = control.faults, POST = control.faults }
+  elseif n == 2 and name == "groups" then
+    routes = { POST = control.seed_groups }
+  elseif n == 4 and name == "groups" and segments[4] == "subscribers" then
+    routes = { POST = control.seed_subscribers }
+  end
+  if not routes then
+    return send_error(404, "AGW0001", "Not found")
+  end
+  local handler = routes[method]
+  if not handler then
+    return send_error(405, "AGW0002", "Method not allowed", { Allow = allowed_methods(routes) })
+  end
+  return handler(method, segments[3], body)
+end
+
+---------------------------------------------------------------------------
+-- Entry point
+
+local function read_body()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body then
+    return body
+  end
+  local file = ngx.req.get_body_file() -- bodies larger than client_body_buffer_size
+  if file then
+    local f = assert(io.open(file, "rb"))
+    body = f:read("*a")
+    f:close()
+  end
+  return body
+end
+
+local function dispatch()
+  local uri = ngx.var.request_uri
+  local path, query = uri:match("^([^?]*)%??(.*)$")
+  local method = ngx.req.get_method()
+  local body = read_body()
+  local segments, err = codec.split_path(path)
+
+  if segments and segments[1] == "_fake" then
+    return handle_control(method, segments, body)
+  end
+  if state.settings.record_requests then
+    record_request(method, uri, body)
+  end
+  local fault = apply_fault()
+  if fault then
+    return fault
+  end
+  if not segments then
+    return Reply.bad_request(err)
+  end
+  if segments[1] ~= "v1" then
+    return send_error(404, "AGW0001", "Not found")
+  end
+  return handle_v1(method, segments, query, body)
+end
+
+function M.handle()
+  local ok, result = xpcall(dispatch, debug.traceback)
+  if not ok then
+    ngx.log(ngx.ERR, "fake Soracom server: ", result)
+    local message = tostring(result):match("^[^\n]*")
+    return send_error(500, "COM0003", "Internal server error. message:" .. message)
+  end
+  if result == "close" then
+    return ngx.exit(444) -- nginx closes the connection without a response
+  end
+end
+
+return M

@@ -1,0 +1,433 @@
+-- luacheck: std +busted
+-- Self-test of the fake Soracom API (spec/fake) over real HTTP with luasocket.
+local fake = require "spec.support.fake_server"
+local cjson = require "cjson"
+
+local decode = fake.decode
+
+describe("fake Soracom API", function()
+  local srv
+
+  setup(function()
+    srv = fake.start()
+  end)
+
+  teardown(function()
+    if srv then
+      srv:stop()
+    end
+  end)
+
+  before_each(function()
+    srv:reset()
+  end)
+
+  -- Authenticated JSON call; returns status, decoded body (or nil), raw body, headers.
+  local function call(method, path, value)
+    local body = value
+    if type(value) == "table" then
+      body = cjson.encode(value)
+    end
+    local status, text, headers = srv:http(method, path, { auth = true, body = body })
+    local decoded
+    if text ~= "" then
+      decoded = decode(text)
+    end
+    return status, decoded, text, headers
+  end
+
+  local function create_group(value)
+    local status, group = call("POST", "/v1/groups", value or {})
+    assert.are.equal(201, status)
+    return group
+  end
+
+  local function ids_of(groups)
+    local ids = {}
+    for i, group in ipairs(groups) do
+      ids[i] = group.groupId
+    end
+    return ids
+  end
+
+  describe("server lifecycle", function()
+    it("exposes its URLs and credentials", function()
+      assert.matches("^http://127%.0%.0%.1:%d+$", srv.url)
+      assert.are.equal(srv.url .. "/v1", srv.endpoint)
+      assert.are.equal("test-api-key", srv.api_key)
+      assert.are.equal("test-token", srv.token)
+    end)
+
+    it("stops idempotently and leaves no nginx behind", function()
+      local other = fake.start()
+      local pid_file = other.state_dir .. "/nginx.pid"
+      local f = assert(io.open(pid_file))
+      local pid = f:read("*l")
+      f:close()
+      other:stop()
+      other:stop()
+      assert.is_nil(io.open(pid_file))
+      -- Gone, or a zombie waiting for PID 1 to reap it.
+      local stat = io.open("/proc/" .. pid .. "/stat")
+      local state = stat and stat:read("*a"):match("%) (%a)")
+      if stat then
+        stat:close()
+      end
+      assert.is_true(state == nil or state == "Z" or state == "X")
+    end)
+  end)
+
+  describe("groups", function()
+    it("creates and gets a group with tags and configuration", function()
+      local created = create_group({
+        tags = { name = "fleet/1" },
+        configuration = { SoracomAir = { metadata = { enabled = true } } },
+      })
+      assert.matches("^%x+%-%x+%-%x+%-%x+%-%x+$", created.groupId)
+      assert.are.equal(36, #created.groupId)
+      assert.are.equal("OP0012345678", created.operatorId)
+      assert.are.same({ name = "fleet/1" }, created.tags)
+      assert.are.same({ SoracomAir = { metadata = { enabled = true } } }, created.configuration)
+      assert.are.equal(created.createdTime, created.lastModifiedTime)
+
+      local status, fetched = call("GET", "/v1/groups/" .. created.groupId)
+      assert.are.equal(200, status)
+      assert.are.same(created, fetched)
+    end)
+
+    it("writes timestamps as 13-digit integers and empty objects as {}", function()
+      local _, _, text = call("POST", "/v1/groups", "")
+      assert.matches('"createdTime":%d%d%d%d%d%d%d%d%d%d%d%d%d[,}]', text)
+      assert.matches('"lastModifiedTime":%d%d%d%d%d%d%d%d%d%d%d%d%d[,}]', text)
+      assert.is_nil(text:find("e+", 1, true))
+      assert.matches('"configuration":{}', text, 1, true)
+      assert.matches('"tags":{}', text, 1, true)
+    end)
+
+    it("keeps empty arrays, big integers and slashes in configuration values", function()
+      local group = create_group()
+      local _, _, text = call("PUT", "/v1/groups/" .. group.groupId .. "/configuration/SoracomAir",
+        '[{"key":"dnsServers","value":[]},{"key":"big","value":9007199254740991},{"key":"u","value":"a/b"}]')
+      assert.matches('"dnsServers":[]', text, 1, true)
+      assert.matches('"big":9007199254740991', text, 1, true)
+      assert.matches('"u":"a/b"', text, 1, true)
+    end)
+
+    it("deletes a group (204, empty body), then 404s it", function()
+      local group = create_group()
+      local status, _, text = call("DELETE", "/v1/groups/" .. group.groupId)
+      assert.are.equal(204, status)
+      assert.are.equal("", text)
+      local status2, err, _, headers = call("GET", "/v1/groups/" .. group.groupId)
+      assert.are.equal(404, status2)
+      assert.are.equal("COM0004", err.code)
+      assert.matches("application/json", headers["content-type"], 1, true)
+    end)
+
+    it("rejects invalid bodies with 400", function()
+      assert.are.equal(400, (call("POST", "/v1/groups", "{not json")))
+      assert.are.equal(400, (call("POST", "/v1/groups", '{"tags":{"a":1}}')))
+      assert.are.equal(400, (call("POST", "/v1/groups", '{"configuration":{"Nope":{}}}')))
+      assert.are.equal(400, (call("POST", "/v1/groups", "[]")))
+    end)
+
+    it("bumps lastModifiedTime on every change", function()
+      local group = create_group()
+      local _, updated = call("PUT", "/v1/groups/" .. group.groupId .. "/tags", { { tagName = "a", tagValue = "b" } })
+      assert.is_true(updated.lastModifiedTime > group.lastModifiedTime)
+      assert.are.equal(group.createdTime, updated.createdTime)
+    end)
+  end)
+
+  describe("listing and paging", function()
+    local function fetch_all(path)
+      local seen, pages = {}, 0
+      while path do
+        local status, page, _, headers = call("GET", path)
+        assert.are.equal(200, status)
+        pages = pages + 1
+        for _, group in ipairs(page) do
+          seen[#seen + 1] = group.groupId
+        end
+        local link = headers["link"]
+        path = link and link:match("^<(.-)>; rel=next$")
+      end
+      return seen, pages
+    end
+
+    it("lists in creation order with limit, X-Soracom-Next-Key and Link", function()
+      local ids = srv:seed_groups(5)
+      local status, page, _, headers = call("GET", "/v1/groups?limit=2")
+      assert.are.equal(200, status)
+      assert.are.same({ ids[1], ids[2] }, ids_of(page))
+      assert.are.equal(ids[2], headers["x-soracom-next-key"])
+      assert.are.equal("</v1/groups?last_evaluated_key=" .. ids[2] .. "&limit=2>; rel=next", headers["link"])
+
+      local _, last_page, _, last_headers = call("GET", "/v1/groups?limit=2&last_evaluated_key=" .. ids[4])
+      assert.are.same({ ids[5] }, ids_of(last_page))
+      assert.is_nil(last_headers["x-soracom-next-key"])
+      assert.is_nil(last_headers["link"])
+
+      local seen, pages = fetch_all("/v1/groups?limit=2")
+      assert.are.same(ids, seen)
+      assert.are.equal(3, pages)
+    end)
+
+    it("sends no next headers when the page holds the rest exactly", function()
+      local ids = srv:seed_groups(2)
+      local _, page, _, headers = call("GET", "/v1/groups?limit=2")
+      assert.are.same(ids, ids_of(page))
+      assert.is_nil(headers["x-soracom-next-key"])
+    end)
+
+    it("lists an empty set as []", function()
+      local _, _, text = call("GET", "/v1/groups")
+      assert.are.equal("[]", text)
+    end)
+
+    it("can switch off either paging header", function()
+      srv:seed_groups(3)
+      srv:settings({ next_key_header = false })
+      local _, _, _, headers = call("GET", "/v1/groups?limit=1")
+      assert.is_nil(headers["x-soracom-next-key"])
+      assert.is_string(headers["link"])
+      srv:settings({ next_key_header = true, link_header = false })
+      _, _, _, headers = call("GET", "/v1/groups?limit=1")
+      assert.is_string(headers["x-soracom-next-key"])
+      assert.is_nil(headers["link"])
+    end)
+
+    it("filters by tag, exact and prefix, and keeps the filter in Link", function()
+      local prod = srv:seed_groups(3, { env = "prod eu" })
+      local other = srv:seed_groups(1, { env = "prod-us" })
+      srv:seed_groups(2, { env = "dev" })
+
+      local _, exact = call("GET", "/v1/groups?tag_name=env&tag_value=prod%20eu")
+      assert.are.same(prod, ids_of(exact))
+
+      local _, prefix, _, headers =
+        call("GET", "/v1/groups?tag_name=env&tag_value=prod&tag_value_match_mode=prefix&limit=3")
+      assert.are.same(prod, ids_of(prefix))
+      assert.are.equal("</v1/groups?last_evaluated_key=" .. prod[3]
+        .. "&limit=3&tag_name=env&tag_value=prod&tag_value_match_mode=prefix>; rel=next", headers["link"])
+      local all = fetch_all("/v1/groups?tag_name=env&tag_value=prod&tag_value_match_mode=prefix&limit=3")
+      assert.are.same({ prod[1], prod[2], prod[3], other[1] }, all)
+
+      local _, none = call("GET", "/v1/groups?tag_name=env&tag_value=prod")
+      assert.are.same({}, none)
+    end)
+
+    it("does not treat + as a space in query values", function()
+      local plus = srv:seed_groups(1, { t = "a+b" })
+      srv:seed_groups(1, { t = "a b" })
+      local _, page = call("GET", "/v1/groups?tag_name=t&tag_value=a+b")
+      assert.are.same(plus, ids_of(page))
+    end)
+
+    it("rejects a bad limit, match mode or paging key", function()
+      assert.are.equal(400, (call("GET", "/v1/groups?limit=0")))
+      assert.are.equal(400, (call("GET", "/v1/groups?limit=x")))
+      assert.are.equal(400, (call("GET", "/v1/groups?tag_name=a&tag_value=b&tag_value_match_mode=suffix")))
+      assert.are.equal(400, (call("GET", "/v1/groups?last_evaluated_key=nope")))
+    end)
+
+    it("pages subscribers by IMSI", function()
+      local group = srv:seed_groups(1)[1]
+      local imsis = srv:seed_subscribers(group, 3)
+      assert.are.equal(3, #imsis)
+      local status, page, _, headers = call("GET", "/v1/groups/" .. group .. "/subscribers?limit=2")
+      assert.are.equal(200, status)
+      assert.are.equal(2, #page)
+      assert.are.equal(imsis[1], page[1].imsi)
+      assert.matches("^%d+$", page[1].imsi)
+      assert.are.equal(15, #page[1].imsi)
+      assert.are.equal(group, page[1].groupId)
+      assert.are.equal("OP0012345678", page[1].operatorId)
+      assert.is_string(page[1].msisdn)
+      assert.is_string(page[1].status)
+      assert.is_string(page[1].speedClass)
+      assert.is_table(page[1].tags)
+      assert.are.equal(imsis[2], headers["x-soracom-next-key"])
+      assert.are.equal("</v1/groups/" .. group .. "/subscribers?last_evaluated_key=" .. imsis[2]
+        .. "&limit=2>; rel=next", headers["link"])
+      local _, rest, _, rest_headers =
+        call("GET", "/v1/groups/" .. group .. "/subscribers?limit=2&last_evaluated_key=" .. imsis[2])
+      assert.are.equal(imsis[3], rest[1].imsi)
+      assert.is_nil(rest_headers["link"])
+      assert.are.equal(404, (call("GET", "/v1/groups/missing/subscribers")))
+    end)
+  end)
+
+  describe("raw path segments", function()
+    it("keeps ..%2Fx as one group id", function()
+      local status, err = call("GET", "/v1/groups/..%2Fx")
+      assert.are.equal(404, status)
+      assert.are.equal("COM0004", err.code)
+      assert.matches("../x", err.message, 1, true)
+      local log = srv:requests()
+      assert.are.equal("/v1/groups/..%2Fx", log[#log].uri)
+    end)
+
+    it("deletes the tag 'a b/c%d' sent as a%20b%2Fc%25d", function()
+      local group = create_group({ tags = { ["a b/c%d"] = "v", keep = "k" } })
+      local path = "/v1/groups/" .. group.groupId .. "/tags/a%20b%2Fc%25d"
+      assert.are.equal(204, (call("DELETE", path)))
+      local _, fetched = call("GET", "/v1/groups/" .. group.groupId)
+      assert.are.same({ keep = "k" }, fetched.tags)
+      local status, err = call("DELETE", path)
+      assert.are.equal(404, status)
+      assert.are.equal("COM0004", err.code)
+    end)
+
+    it("keeps + in a path segment", function()
+      local group = create_group({ tags = { ["a+b"] = "1", ["a b"] = "2" } })
+      assert.are.equal(204, (call("DELETE", "/v1/groups/" .. group.groupId .. "/tags/a+b")))
+      local _, fetched = call("GET", "/v1/groups/" .. group.groupId)
+      assert.are.same({ ["a b"] = "2" }, fetched.tags)
+    end)
+
+    it("rejects malformed percent-encoding with 400", function()
+      -- nginx itself answers (HTML) before Lua runs: its URI parser rejects it.
+      assert.are.equal(400, (srv:http("GET", "/v1/groups/%zz", { auth = true })))
+      local status, err = call("GET", "/v1/groups?tag_name=%zz&tag_value=x")
+      assert.are.equal(400, status)
+      assert.are.equal("COM0001", err.code)
+    end)
+  end)
+
+  describe("configuration", function()
+    it("PUT replaces the whole namespace", function()
+      local group = create_group({
+        configuration = { SoracomAir = { a = 1, b = 2 }, SoracomHarvest = { enabled = true } },
+      })
+      local path = "/v1/groups/" .. group.groupId .. "/configuration/SoracomAir"
+      local status, updated = call("PUT", path, { { key = "c", value = { x = "y" } } })
+      assert.are.equal(200, status)
+      assert.are.same({ SoracomAir = { c = { x = "y" } }, SoracomHarvest = { enabled = true } }, updated.configuration)
+    end)
+
+    it("deletes one parameter and a namespace", function()
+      local group = create_group({ configuration = { SoracomAir = { a = 1, b = 2 }, SoracomOrbit = { x = 1 } } })
+      local base = "/v1/groups/" .. group.groupId .. "/configuration/"
+      assert.are.equal(204, (call("DELETE", base .. "SoracomAir/a")))
+      assert.are.equal(204, (call("DELETE", base .. "SoracomOrbit")))
+      local _, fetched = call("GET", "/v1/groups/" .. group.groupId)
+      assert.are.same({ SoracomAir = { b = 2 } }, fetched.configuration)
+      assert.is_true(fetched.lastModifiedTime > group.lastModifiedTime)
+    end)
+
+    it("rejects unknown namespaces, and SoracomOrbit for one parameter, with 400", function()
+      local group = create_group()
+      local base = "/v1/groups/" .. group.groupId .. "/configuration/"
+      local status, err = call("PUT", base .. "SoracomNope", {})
+      assert.are.equal(400, status)
+      assert.are.equal("COM0001", err.code)
+      assert.are.equal(400, (call("DELETE", base .. "SoracomNope")))
+      assert.are.equal(400, (call("DELETE", base .. "SoracomOrbit/x")))
+      assert.are.equal(204, (call("DELETE", base .. "SoracomFlux/x")))
+    end)
+
+    it("404s a missing group", function()
+      assert.are.equal(404, (call("DELETE", "/v1/groups/missing/configuration/SoracomAir/a")))
+      assert.are.equal(404, (call("PUT", "/v1/groups/missing/configuration/SoracomAir", {})))
+    end)
+
+    it("rejects a body that is not an array of {key, value}", function()
+      local group = create_group()
+      local path = "/v1/groups/" .. group.groupId .. "/configuration/SoracomAir"
+      assert.are.equal(400, (call("PUT", path, '{"key":"a","value":1}')))
+      assert.are.equal(400, (call("PUT", path, '[{"value":1}]')))
+      assert.are.equal(400, (call("PUT", path, "")))
+    end)
+  end)
+
+  describe("tags", function()
+    it("PUT merges tags", function()
+      local group = create_group({ tags = { a = "1", b = "2" } })
+      local status, updated = call("PUT", "/v1/groups/" .. group.groupId .. "/tags",
+        { { tagName = "b", tagValue = "x" }, { tagName = "c", tagValue = "3" } })
+      assert.are.equal(200, status)
+      assert.are.same({ a = "1", b = "x", c = "3" }, updated.tags)
+    end)
+  end)
+
+  describe("auth and routing", function()
+    it("401s without or with wrong credentials", function()
+      local status, text = srv:http("GET", "/v1/groups")
+      assert.are.equal(401, status)
+      assert.are.equal("AUM0001", decode(text).code)
+      status = srv:http("GET", "/v1/groups", { headers = { ["X-Soracom-API-Key"] = "test-api-key" } })
+      assert.are.equal(401, status)
+      status = srv:http("GET", "/v1/groups", { auth = true, headers = { ["X-Soracom-Token"] = "old" } })
+      assert.are.equal(401, status)
+    end)
+
+    it("accepts credentials set through settings", function()
+      srv:settings({ api_key = "k2", token = "t2" })
+      local status = srv:http("GET", "/v1/groups",
+        { headers = { ["X-Soracom-API-Key"] = "k2", ["X-Soracom-Token"] = "t2" } })
+      assert.are.equal(200, status)
+      assert.are.equal(401, (call("GET", "/v1/groups")))
+    end)
+
+    it("404s unknown routes and 405s wrong methods", function()
+      assert.are.equal(404, (call("GET", "/v1/nothing")))
+      assert.are.equal(404, (call("GET", "/v1/groups/x/unknown")))
+      local status, err, _, headers = call("PATCH", "/v1/groups")
+      assert.are.equal(405, status)
+      assert.are.equal("AGW0002", err.code)
+      assert.are.equal("GET, POST", headers["allow"])
+    end)
+  end)
+
+  describe("control API", function()
+    it("records requests with raw uri, headers, body and connection", function()
+      call("POST", "/v1/groups?x=%2F", '{"tags":{}}')
+      call("GET", "/v1/groups")
+      local log = srv:requests()
+      assert.are.equal(2, #log)
+      assert.are.equal("POST", log[1].method)
+      assert.are.equal("/v1/groups?x=%2F", log[1].uri)
+      assert.are.equal('{"tags":{}}', log[1].body)
+      assert.are.equal("test-api-key", log[1].headers["x-soracom-api-key"])
+      assert.is_nil(log[2].body)
+      assert.are.equal("number", type(log[1].connection))
+      assert.are.equal(1, log[1].connection_requests)
+    end)
+
+    it("stops recording when asked", function()
+      srv:settings({ record_requests = false })
+      call("GET", "/v1/groups")
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("reset clears groups, requests and settings", function()
+      srv:seed_groups(2)
+      srv:settings({ link_header = false })
+      srv:reset()
+      local _, list = call("GET", "/v1/groups")
+      assert.are.same({}, list)
+      assert.are.equal(1, #srv:requests())
+      assert.is_true(srv:settings().link_header)
+    end)
+
+    it("injects faults for the next requests", function()
+      srv:faults({ { status = 429, headers = { ["Retry-After"] = "1" }, times = 2 } })
+      local status, err, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(429, status)
+      assert.are.equal("FAK0429", err.code)
+      assert.are.equal("1", headers["retry-after"])
+      assert.are.equal(429, (call("GET", "/v1/groups")))
+      assert.are.equal(200, (call("GET", "/v1/groups")))
+    end)
+
+    it("raises clear errors from the helper", function()
+      assert.has_error(function()
+        srv:settings({ no_such_setting = true })
+      end)
+      assert.has_error(function()
+        srv:seed_subscribers("missing", 1)
+      end)
+    end)
+  end)
+end)

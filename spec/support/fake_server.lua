@@ -1,0 +1,224 @@
+-- Starts the fake Soracom API (spec/fake/ctl) from busted specs and talks to its
+-- control paths. Works on Lua 5.1-5.4 and LuaJIT; uses luasocket and lua-cjson.
+--
+--   local fake = require "spec.support.fake_server"
+--   local srv = fake.start()          -- srv.url, srv.endpoint, srv.api_key, srv.token
+--   srv:seed_groups(3, { env = "ci" }) --> { "id1", "id2", "id3" }
+--   srv:stop()                        -- idempotent; removes the state directory
+--
+-- Every failure raises an error naming the operation.
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+local cjson = require "cjson"
+
+local M = {}
+
+-- Repository root: this file is <root>/spec/support/fake_server.lua.
+local function repo_root()
+  local source = debug.getinfo(1, "S").source
+  local dir = source:match("^@(.*)spec[/\\]support[/\\]fake_server%.lua$")
+  if dir == nil then
+    return "."
+  end
+  if dir == "" then
+    return "."
+  end
+  return (dir:gsub("[/\\]$", ""))
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Runs a shell command; returns its stdout, or raises with its stderr and status.
+-- (io.popen():close() gives no exit status on Lua 5.1/LuaJIT, so the command echoes it.)
+local function run(command, what)
+  local err_file = os.tmpname()
+  local pipe = assert(io.popen(command .. " 2>" .. shell_quote(err_file) .. "; echo \"exit=$?\""))
+  local out = pipe:read("*a")
+  pipe:close()
+  local f = io.open(err_file, "rb")
+  local err_text = f and f:read("*a") or ""
+  if f then
+    f:close()
+  end
+  os.remove(err_file)
+  local stdout, status = out:match("^(.-)exit=(%d+)%s*$")
+  if status ~= "0" then
+    error(("fake_server: %s failed (exit %s): %s%s"):format(what, tostring(status), stdout or out, err_text), 3)
+  end
+  return stdout
+end
+
+-- lua-cjson on Lua 5.3+ decodes every number as a float; give integral ones back
+-- as integers so that specs can compare ids and counters naturally.
+local to_integer = math.tointeger
+local function integers(value)
+  if type(value) == "table" then
+    for k, v in pairs(value) do
+      value[k] = integers(v)
+    end
+  elseif to_integer and type(value) == "number" then
+    return to_integer(value) or value
+  end
+  return value
+end
+
+local function decode(text, what)
+  local ok, value = pcall(cjson.decode, text)
+  if not ok then
+    error(("fake_server: %s returned invalid JSON: %s"):format(what, tostring(value)), 3)
+  end
+  return integers(value)
+end
+
+-- JSON text -> Lua value, integral numbers as integers on Lua 5.3+; raises on bad JSON.
+function M.decode(text)
+  return decode(text, "decode")
+end
+
+local Server = {}
+Server.__index = Server
+
+-- Raw HTTP request to the fake. path is sent byte for byte (luasocket would
+-- otherwise re-escape it). opts: headers (table), body (string), auth (true adds
+-- the API key and token headers). Returns status, body, headers (lower-case names).
+function Server:http(method, path, opts)
+  opts = opts or {}
+  local headers = {}
+  for name, value in pairs(opts.headers or {}) do
+    headers[name] = value
+  end
+  if opts.auth then
+    headers["X-Soracom-API-Key"] = headers["X-Soracom-API-Key"] or self.api_key
+    headers["X-Soracom-Token"] = headers["X-Soracom-Token"] or self.token
+  end
+  local source
+  if opts.body ~= nil then
+    headers["Content-Type"] = headers["Content-Type"] or "application/json"
+    headers["Content-Length"] = tostring(#opts.body)
+    source = ltn12.source.string(opts.body)
+  end
+  local chunks = {}
+  local ok, status, response_headers = http.request({
+    url = self.url .. path,
+    uri = path,
+    method = method,
+    headers = headers,
+    source = source,
+    sink = ltn12.sink.table(chunks),
+  })
+  if not ok then
+    error(("fake_server: %s %s failed: %s"):format(method, path, tostring(status)), 2)
+  end
+  return status, table.concat(chunks), response_headers
+end
+
+-- A control call: JSON in, JSON (or nothing) out; raises unless the status is expected.
+function Server:_control(method, path, value, expected_status)
+  if self.stopped then
+    error("fake_server: server already stopped", 3)
+  end
+  local body = value ~= nil and cjson.encode(value) or nil
+  local status, text = self:http(method, path, { body = body })
+  if status ~= expected_status then
+    error(("fake_server: %s %s returned %s, expected %d: %s"):format(
+      method, path, tostring(status), expected_status, text), 3)
+  end
+  if text ~= "" then
+    return decode(text, method .. " " .. path)
+  end
+end
+
+-- Clears all groups, SIMs, recorded requests, faults and settings.
+function Server:reset()
+  self:_control("POST", "/_fake/reset", nil, 204)
+end
+
+-- Requests recorded since the last reset (oldest first): method, uri (raw),
+-- headers (lower-case names), body (string, or nil when there was none),
+-- connection, connection_requests.
+function Server:requests()
+  local list = self:_control("GET", "/_fake/requests", nil, 200)
+  for _, request in ipairs(list) do
+    if request.body == cjson.null then
+      request.body = nil
+    end
+  end
+  return list
+end
+
+function Server:clear_requests()
+  self:_control("DELETE", "/_fake/requests", nil, 204)
+end
+
+-- Merges settings (next_key_header, link_header, record_requests, api_key, token,
+-- default_limit, max_limit; cjson.null restores a default). Returns all settings.
+function Server:settings(changes)
+  return self:_control("POST", "/_fake/settings", changes or {}, 200)
+end
+
+-- Queues injected responses for the next /v1 requests: each fault is
+-- { status = 429, headers = {...}, body = "..." or table, delay = seconds,
+--   close = true (drop the connection), times = n }.
+function Server:faults(list)
+  return self:_control("POST", "/_fake/faults", list, 200)
+end
+
+-- Creates n groups with the given tags (and optional configuration); returns their ids in order.
+function Server:seed_groups(n, tags, configuration)
+  local spec = { count = n, tags = tags, configuration = configuration }
+  return self:_control("POST", "/_fake/groups", spec, 201).groupIds
+end
+
+-- Adds SIMs to a group: n generated ones, or a list of field tables (imsi, msisdn, ...).
+-- Returns their IMSIs.
+function Server:seed_subscribers(group_id, n_or_sims)
+  local spec
+  if type(n_or_sims) == "table" then
+    spec = { sims = n_or_sims }
+  else
+    spec = { count = n_or_sims }
+  end
+  local path = "/_fake/groups/" .. group_id:gsub("[^%w%-%._~]", function(c)
+    return ("%%%02X"):format(c:byte())
+  end) .. "/subscribers"
+  return self:_control("POST", path, spec, 201).imsis
+end
+
+-- Stops nginx and removes the state directory; safe to call twice.
+function Server:stop()
+  if self.stopped then
+    return
+  end
+  self.stopped = true
+  run(shell_quote(self.ctl) .. " stop " .. shell_quote(self.state_dir), "ctl stop")
+  run("rm -rf " .. shell_quote(self.state_dir), "removing " .. self.state_dir)
+end
+
+-- Starts a fresh fake in a new temporary directory.
+function M.start()
+  local root = repo_root()
+  local ctl = root .. "/spec/fake/ctl"
+  local state_dir = run("mktemp -d \"${TMPDIR:-/tmp}/soracom-fake.XXXXXX\"", "mktemp"):match("^%s*(.-)%s*$")
+  local ok, out = pcall(run, shell_quote(ctl) .. " start " .. shell_quote(state_dir), "ctl start")
+  if not ok then
+    os.execute("rm -rf " .. shell_quote(state_dir))
+    error(out, 2)
+  end
+  local url = out:match("(http://127%.0%.0%.1:%d+)")
+  if not url then
+    error("fake_server: ctl start printed no URL: " .. out, 2)
+  end
+  return setmetatable({
+    url = url,
+    endpoint = url .. "/v1",
+    api_key = "test-api-key",
+    token = "test-token",
+    ctl = ctl,
+    state_dir = state_dir,
+    stopped = false,
+  }, Server)
+end
+
+return M
