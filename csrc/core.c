@@ -10,9 +10,10 @@ static int encode_json(lua_State *L)
     const char *root = luaL_optstring(L, 2, "body");
     luaL_checkany(L, 1);
     lua_settop(L, 2);
-    buf = sg_membuf_new(L);
+    buf = sg_scratch(L);
     sg_json_encode(L, 1, buf, root);
     lua_pushlstring(L, buf->data ? buf->data : "", buf->len);
+    sg_scratch_done(buf);
     return 1;
 }
 
@@ -24,10 +25,13 @@ static int encode_json(lua_State *L)
 
 SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
 {
-    static const luaL_Reg functions[] = {
+    static const luaL_Reg with_scratch[] = {
         {"build_url", sg_build_url},
         {"escape", sg_escape},
         {"encode_json", encode_json},
+        {NULL, NULL}
+    };
+    static const luaL_Reg functions[] = {
         {"decode_json", sg_decode_json_text},
         {"decode_response", sg_decode_response},
         {"parse_next_key", sg_parse_next_key},
@@ -42,6 +46,8 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
 
     lua_newtable(L);
     luaL_setfuncs(L, functions, 0);
+    sg_membuf_new(L);
+    luaL_setfuncs(L, with_scratch, 1);
     lua_pushliteral(L, SG_VERSION);
     lua_setfield(L, -2, "VERSION");
     lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */

@@ -32,6 +32,8 @@ int sg_escape(lua_State *L);
 void sg_push_next_key(lua_State *L, const char *next_key, size_t next_key_len,
                       const char *link, size_t link_len);
 int sg_parse_next_key(lua_State *L);
+/* Pushes the key of a Link header's rel=next URL and returns 1, or returns 0. */
+int sg_push_key_from_link(lua_State *L, const char *link, size_t n);
 
 /* response.c: turns a finished exchange into the results a call returns:
  * value, next_key, status -- or nil, error_table. Returns the number of results. */

@@ -173,18 +173,18 @@ static int is_digit(const json_reader *r)
     return r->p < r->end && *r->p >= '0' && *r->p <= '9';
 }
 
-/* strtod follows the C locale's decimal point; JSON always uses '.'. */
-static double text_to_double(const char *s, size_t n, int *ok)
+/* strtod follows the C locale's decimal point; JSON always uses '.'. The text is
+ * copied to swap it, on the stack, or in a scratch userdata when it is long. */
+static double text_to_double(lua_State *L, const char *s, size_t n, int *ok)
 {
-    char local[400];
+    char small[64];
+    char *local = small;
     char point = localeconv()->decimal_point[0];
     char *endp;
     double d;
     size_t i;
-    if (n >= sizeof local) {
-        *ok = 0;
-        return 0;
-    }
+    if (n >= sizeof small)
+        local = (char *)lua_newuserdata(L, n + 1);
     memcpy(local, s, n);
     local[n] = '\0';
     if (point != '.')
@@ -193,6 +193,8 @@ static double text_to_double(const char *s, size_t n, int *ok)
                 local[i] = point;
     d = strtod(local, &endp);
     *ok = (endp == local + n);
+    if (local != small)
+        lua_pop(L, 1);
     return d;
 }
 
@@ -258,7 +260,7 @@ static int parse_number(json_reader *r)
 #else
     (void)integral;
 #endif
-    d = text_to_double(from, (size_t)(r->p - from), &ok);
+    d = text_to_double(r->L, from, (size_t)(r->p - from), &ok);
     if (!ok)
         return fail(r, "invalid number");
     lua_pushnumber(r->L, (lua_Number)d);

@@ -47,10 +47,44 @@ static void encode_error(json_writer *w, int depth, const char *what)
     lua_error(L);
 }
 
-static void add_string(json_writer *w, const char *s, size_t n)
+/* Well-formed UTF-8 as RFC 3629 defines it: no overlong forms, no surrogates,
+ * nothing above U+10FFFF. */
+static int is_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t extra, k;
+        unsigned cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) { extra = 1; cp = c & 0x1Fu; }
+        else if (c >= 0xE0 && c <= 0xEF) { extra = 2; cp = c & 0x0Fu; }
+        else if (c >= 0xF0 && c <= 0xF4) { extra = 3; cp = c & 0x07u; }
+        else return 0;
+        if (n - i <= extra)
+            return 0;
+        for (k = 1; k <= extra; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3Fu);
+        }
+        if ((extra == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (extra == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        i += extra + 1;
+    }
+    return 1;
+}
+
+static void add_string(json_writer *w, const char *s, size_t n, int depth)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i, run = 0;
+    if (!is_utf8((const unsigned char *)s, n))
+        encode_error(w, depth, "a string is not valid UTF-8");
     sg_membuf_addchar(w->L, w->buf, '"');
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -178,7 +212,7 @@ static void add_object(json_writer *w, int index, int depth)
             sg_membuf_addchar(L, w->buf, ',');
         first = 0;
         key = lua_tolstring(L, -2, &klen);
-        add_string(w, key, klen);
+        add_string(w, key, klen, depth);
         sg_membuf_addchar(L, w->buf, ':');
         w->path[depth].key = key;
         add_value(w, lua_gettop(L), depth + 1);
@@ -209,7 +243,7 @@ static void add_value(json_writer *w, int index, int depth)
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, index, &n);
-        add_string(w, s, n);
+        add_string(w, s, n, depth);
         return;
     }
     case LUA_TNUMBER:

@@ -2,6 +2,7 @@
  * last_evaluated_key parameter of the Link header's rel=next URL (Soracom documents
  * that some APIs send only one of the two). */
 #include <string.h>
+#include <strings.h>
 #include "core.h"
 
 static int hex_value(char c)
@@ -12,8 +13,8 @@ static int hex_value(char c)
     return -1;
 }
 
-/* Pushes the query value, percent-decoded; '+' is a space as in form-encoded
- * queries, which is how Soracom's Go SDK reads this header. */
+/* Pushes the query value, percent-decoded. A '+' stays a '+' (RFC 3986); only
+ * HTML forms read it as a space. */
 static void push_decoded(lua_State *L, const char *s, size_t n)
 {
     luaL_Buffer b;
@@ -26,7 +27,7 @@ static void push_decoded(lua_State *L, const char *s, size_t n)
             luaL_addchar(&b, (char)(hi * 16 + lo));
             i += 2;
         } else {
-            luaL_addchar(&b, s[i] == '+' ? ' ' : s[i]);
+            luaL_addchar(&b, s[i]);
         }
     }
     luaL_pushresult(&b);
@@ -41,16 +42,23 @@ static int is_rel_next(const char *params, size_t n)
         const char *stop = semi ? semi : end;
         while (p < stop && (*p == ' ' || *p == '\t'))
             p++;
-        if (stop - p > 4 && strncmp(p, "rel", 3) == 0) {
+        if (stop - p > 4 && strncasecmp(p, "rel", 3) == 0) {
             const char *v = p + 3;
-            while (v < stop && (*v == ' ' || *v == '=' || *v == '"'))
+            while (v < stop && *v == ' ')
+                v++;
+            if (v >= stop || *v != '=') {
+                p = semi ? semi + 1 : end;
+                continue;
+            }
+            v++;
+            while (v < stop && (*v == ' ' || *v == '"'))
                 v++;
             /* rel may hold several space-separated relation types */
             while (v < stop) {
                 const char *word = v;
                 while (v < stop && *v != ' ' && *v != '"')
                     v++;
-                if (v - word == 4 && strncmp(word, "next", 4) == 0)
+                if (v - word == 4 && strncasecmp(word, "next", 4) == 0)
                     return 1;
                 while (v < stop && (*v == ' ' || *v == '"'))
                     v++;
@@ -82,21 +90,36 @@ static int push_key_from_url(lua_State *L, const char *url, size_t n)
     return 0;
 }
 
-static int push_key_from_link(lua_State *L, const char *link, size_t n)
+/* The end of one link-value: the next comma outside quotes, or the end. */
+static const char *link_value_end(const char *p, const char *end)
+{
+    int quoted = 0;
+    for (; p < end; p++) {
+        if (*p == '"')
+            quoted = !quoted;
+        else if (*p == '\\' && quoted && p + 1 < end)
+            p++;
+        else if (*p == ',' && !quoted)
+            return p;
+    }
+    return end;
+}
+
+int sg_push_key_from_link(lua_State *L, const char *link, size_t n)
 {
     const char *p = link, *end = link + n;
     while (p < end) {
         const char *open = memchr(p, '<', (size_t)(end - p));
-        const char *close, *next_entry;
+        const char *close, *value_end;
         if (open == NULL)
             return 0;
         close = memchr(open, '>', (size_t)(end - open));
         if (close == NULL)
             return 0;
-        next_entry = memchr(close, ',', (size_t)(end - close));
-        if (is_rel_next(close + 1, (size_t)((next_entry ? next_entry : end) - close - 1)))
+        value_end = link_value_end(close + 1, end);
+        if (is_rel_next(close + 1, (size_t)(value_end - close - 1)))
             return push_key_from_url(L, open + 1, (size_t)(close - open - 1));
-        p = next_entry ? next_entry + 1 : end;
+        p = value_end < end ? value_end + 1 : end;
     }
     return 0;
 }
@@ -108,7 +131,7 @@ void sg_push_next_key(lua_State *L, const char *next_key, size_t next_key_len,
         lua_pushlstring(L, next_key, next_key_len);
         return;
     }
-    if (link != NULL && link_len > 0 && push_key_from_link(L, link, link_len))
+    if (link != NULL && link_len > 0 && sg_push_key_from_link(L, link, link_len))
         return;
     lua_pushnil(L);
 }

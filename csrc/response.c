@@ -152,7 +152,7 @@ int sg_push_response(lua_State *L, long status, const char *body, size_t body_le
 int sg_decode_response(lua_State *L)
 {
     size_t body_len, key_len = 0, link_len = 0;
-    long status = (long)luaL_checknumber(L, 1);
+    long status = (long)luaL_checkinteger(L, 1);
     const char *body = luaL_optlstring(L, 2, "", &body_len);
     const char *key = luaL_optlstring(L, 3, NULL, &key_len);
     const char *link = luaL_optlstring(L, 4, NULL, &link_len);

@@ -2,11 +2,15 @@
  * alive. perform() blocks on the network; it is the only function of the core that
  * does, and the nginx transport does not use it. */
 #include <curl/curl.h>
+#include <limits.h>
+#include <math.h>
 #include <string.h>
 #include "core.h"
 
 #define SESSION_METATABLE "soracom.groups.session"
 #define DEFAULT_MAX_BODY (16u * 1024u * 1024u)
+#define KEEP_BUFFER_BYTES (1024u * 1024u)
+#define MAX_BODY_LIMIT ((size_t)1 << 30)
 
 typedef struct {
     CURL *curl;
@@ -97,23 +101,36 @@ static int session_set_headers(lua_State *L)
     return 0;
 }
 
-static void header_value(CURL *curl, const char *name, const char **value, size_t *len)
+/* Pushes the next page key: x-soracom-next-key, else the first Link header (of
+ * possibly several) with a rel=next URL. */
+static void push_next_key(lua_State *L, CURL *curl)
 {
     struct curl_header *h;
-    *value = NULL;
-    *len = 0;
-    if (curl_easy_header(curl, name, 0, CURLH_HEADER, -1, &h) == CURLHE_OK) {
-        *value = h->value;
-        *len = strlen(h->value);
+    size_t i, amount;
+    if (curl_easy_header(curl, "x-soracom-next-key", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+        h->value[0] != '\0') {
+        lua_pushstring(L, h->value);
+        return;
     }
+    if (curl_easy_header(curl, "link", 0, CURLH_HEADER, -1, &h) != CURLHE_OK) {
+        lua_pushnil(L);
+        return;
+    }
+    amount = h->amount; /* h is overwritten by the next call; keep what we need */
+    for (i = 0; i < amount; i++) {
+        if (curl_easy_header(curl, "link", i, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+            sg_push_key_from_link(L, h->value, strlen(h->value)))
+            return;
+    }
+    lua_pushnil(L);
 }
 
 static int push_network_error(lua_State *L, sg_session *s, CURLcode code)
 {
     lua_pushnil(L);
     if (s->body_too_large) {
-        lua_pushfstring(L, "the response body is larger than max_body_size (%d bytes)",
-                        (int)s->max_body);
+        lua_pushfstring(L, "the response body is larger than max_body_size (%f bytes)",
+                        (lua_Number)s->max_body);
         sg_push_error(L, "network", lua_tostring(L, -1));
         lua_remove(L, -2);
     } else {
@@ -124,7 +141,8 @@ static int push_network_error(lua_State *L, sg_session *s, CURLcode code)
     return 2;
 }
 
-/* perform(method, url[, body]) -> value, next_key, status | nil, error_table */
+/* perform(method, url[, body[, paginated]]) -> value, next_key, status | nil, error_table
+ * The next-key headers are looked up only for paginated requests. */
 static int session_perform(lua_State *L)
 {
     sg_session *s = check_open(L);
@@ -132,9 +150,9 @@ static int session_perform(lua_State *L)
     const char *url = luaL_checkstring(L, 3);
     size_t body_len = 0;
     const char *body = luaL_optlstring(L, 4, NULL, &body_len);
-    const char *next_key, *link;
-    size_t next_key_len, link_len;
+    int paginated = lua_toboolean(L, 5);
     long status = 0;
+    int key_index, results;
     CURLcode code;
 
     if (s->headers == NULL)
@@ -160,10 +178,22 @@ static int session_perform(lua_State *L)
     if (code != CURLE_OK)
         return push_network_error(L, s, code);
     curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
-    header_value(s->curl, "x-soracom-next-key", &next_key, &next_key_len);
-    header_value(s->curl, "link", &link, &link_len);
-    return sg_push_response(L, status, s->response.data ? s->response.data : "",
-                            s->response.len, next_key, next_key_len, link, link_len);
+    if (paginated)
+        push_next_key(L, s->curl);
+    else
+        lua_pushnil(L);
+    key_index = lua_gettop(L);
+    results = sg_push_response(L, status, s->response.data ? s->response.data : "",
+                               s->response.len, NULL, 0, NULL, 0);
+    if (results == 3) {
+        lua_pushvalue(L, key_index);
+        lua_replace(L, -3);
+    }
+    lua_remove(L, key_index);
+    /* One huge response should not pin its memory for the client's whole life. */
+    if (s->response.cap > KEEP_BUFFER_BYTES)
+        sg_membuf_free(&s->response);
+    return results;
 }
 
 static int session_tostring(lua_State *L)
@@ -173,13 +203,20 @@ static int session_tostring(lua_State *L)
     return 1;
 }
 
+/* Milliseconds, rounded up so that a tiny timeout never becomes 0 (no timeout). The
+ * Lua layer has checked the value is positive and finite. */
 static long option_ms(lua_State *L, const char *name, double fallback_seconds)
 {
-    double seconds;
+    double seconds, ms;
     lua_getfield(L, 1, name);
     seconds = lua_isnil(L, -1) ? fallback_seconds : (double)lua_tonumber(L, -1);
     lua_pop(L, 1);
-    return (long)(seconds * 1000.0);
+    ms = ceil(seconds * 1000.0);
+    if (!(ms >= 1.0))
+        ms = 1.0;
+    if (ms > (double)LONG_MAX)
+        ms = (double)LONG_MAX;
+    return (long)ms;
 }
 
 /* session{user_agent=, connect_timeout=, timeout=, max_body_size=} */
@@ -197,7 +234,13 @@ int sg_session_new(lua_State *L)
         return luaL_error(L, "soracom.groups: curl_easy_init failed");
 
     lua_getfield(L, 1, "max_body_size");
-    s->max_body = lua_isnil(L, -1) ? DEFAULT_MAX_BODY : (size_t)lua_tonumber(L, -1);
+    if (lua_isnil(L, -1)) {
+        s->max_body = DEFAULT_MAX_BODY;
+    } else {
+        double max_body = (double)lua_tonumber(L, -1);
+        s->max_body = max_body >= (double)MAX_BODY_LIMIT ? MAX_BODY_LIMIT
+                      : max_body >= 1.0 ? (size_t)max_body : 1;
+    }
     lua_pop(L, 1);
     lua_getfield(L, 1, "user_agent");
     user_agent = lua_tostring(L, -1);
@@ -211,6 +254,8 @@ int sg_session_new(lua_State *L)
     curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* Segments are escaped by build_url; curl must not merge "." or ".." away. */
+    curl_easy_setopt(s->curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(s->curl, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(s->curl, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);

@@ -6,14 +6,24 @@
 #include <string.h>
 #include "core.h"
 
-/* libcurl's escaping keeps exactly RFC 3986's unreserved set (A-Z a-z 0-9 - . _ ~).
- * Its result is copied at once, so a Lua error cannot strand curl's allocation. */
+/* libcurl's escaping keeps exactly RFC 3986's unreserved set (A-Z a-z 0-9 - . _ ~);
+ * text made only of those is copied without asking it. Its result is copied at once,
+ * so a Lua error cannot strand curl's allocation. */
 void sg_add_escaped(lua_State *L, sg_membuf *buf, const char *s, size_t len)
 {
     char *escaped;
     int ok;
-    if (len == 0)
+    size_t i;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || c == '~'))
+            break;
+    }
+    if (i == len) { /* the common case, ids and names: nothing to escape */
+        sg_membuf_add(L, buf, s, len);
         return;
+    }
     escaped = curl_easy_escape(NULL, s, (int)len);
     if (escaped == NULL)
         luaL_error(L, "soracom.groups: out of memory");
@@ -62,7 +72,7 @@ int sg_build_url(lua_State *L)
     const char *p = tpl, *end = tpl + template_len;
     int next_arg = 5, nargs = lua_gettop(L);
     size_t path_start, path_end;
-    sg_membuf *buf = sg_membuf_new(L);
+    sg_membuf *buf = sg_scratch(L);
     char scratch[64];
 
     sg_membuf_add(L, buf, endpoint, endpoint_len);
@@ -112,6 +122,7 @@ int sg_build_url(lua_State *L)
     }
     lua_pushlstring(L, buf->data, buf->len);
     lua_pushlstring(L, buf->data + path_start, path_end - path_start);
+    sg_scratch_done(buf);
     return 2;
 }
 
@@ -119,8 +130,9 @@ int sg_escape(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    sg_membuf *buf = sg_membuf_new(L);
+    sg_membuf *buf = sg_scratch(L);
     sg_add_escaped(L, buf, s, len);
     lua_pushlstring(L, buf->data ? buf->data : "", buf->len);
+    sg_scratch_done(buf);
     return 1;
 }

@@ -22,7 +22,7 @@ dependencies = {
   "lua >= 5.1, < 5.5",
 }
 
--- libcurl (7.84 or newer, with its headers) is found by CMake: on Debian the headers sit
+-- libcurl (7.85 or newer, with its headers) is found by CMake: on Debian the headers sit
 -- in a multiarch folder that LuaRocks' own external_dependencies search misses.
 build = {
   type = "cmake",

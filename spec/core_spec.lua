@@ -73,6 +73,14 @@ describe("core.encode_json", function()
     end
   end)
 
+  it("refuses strings that are not UTF-8", function()
+    assert.has_error(function() core.encode_json({ name = "\255" }) end,
+      "body.name: a string is not valid UTF-8")
+    assert.has_error(function() core.encode_json("\237\160\128") end) -- a surrogate
+    assert.has_error(function() core.encode_json("\192\175") end) -- overlong "/"
+    assert.are.equal('"\240\159\152\128"', core.encode_json("\240\159\152\128"))
+  end)
+
   it("escapes strings for JSON and keeps UTF-8 as it is", function()
     assert.are.equal('"q\\"b\\\\n\\nt\\tc\\u0001é"', core.encode_json('q"b\\n\nt\tc\1é'))
   end)
@@ -115,6 +123,10 @@ describe("core.decode_json", function()
       assert.are.equal("float", math.type(v.e))
       assert.are.equal("1698796800000", tostring(v.createdTime))
     end
+  end)
+
+  it("reads numbers of any length", function()
+    assert.are.equal(0.5, core.decode_json("0.5" .. string.rep("0", 500)))
   end)
 
   it("keeps numbers too large for an integer as floats", function()
@@ -182,6 +194,14 @@ describe("core.parse_next_key", function()
     assert.are.equal("k", core.parse_next_key("", '</v1/groups?last_evaluated_key=k>; rel="next"'))
     assert.are.equal("n", core.parse_next_key(nil,
       '</v1/x?last_evaluated_key=p>; rel=prev, </v1/x?last_evaluated_key=n>; rel="next"'))
+  end)
+
+  it("keeps a + as a +, reads rel case-insensitively and skips commas in quotes", function()
+    assert.are.equal("a+b", core.parse_next_key(nil, "</v1/x?last_evaluated_key=a+b>; rel=next"))
+    assert.are.equal("k", core.parse_next_key(nil, "</v1/x?last_evaluated_key=k>; REL=NEXT"))
+    assert.are.equal("k", core.parse_next_key(nil,
+      '</v1/x?last_evaluated_key=k>; title="a, b"; rel="next"'))
+    assert.is_nil(core.parse_next_key(nil, "</v1/x?last_evaluated_key=k>; related=next"))
   end)
 
   it("gives nil when there is no next page", function()

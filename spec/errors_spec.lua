@@ -95,6 +95,38 @@ describe("errors", function()
     end)
   end)
 
+  describe("successes", function()
+    it("return the value alone, even when the server sends a next key", function()
+      local group = client:create_group()
+      srv:faults { { status = 200, headers = { ["X-Soracom-Next-Key"] = "k" },
+        body = { groupId = group.groupId } } }
+      local value, second = client:get_group(group.groupId)
+      assert.are.equal(group.groupId, value.groupId)
+      assert.is_nil(second)
+    end)
+
+    it("of a list must be an array", function()
+      srv:faults { { status = 200, body = "" } }
+      local list, err = client:list_groups()
+      assert.is_nil(list)
+      assert.are.equal("decode", err.kind)
+      assert.are.equal("expected a JSON array of groups", err.message)
+      srv:faults { { status = 200, body = '"text"' } }
+      local ok, raised = pcall(function() for _ in client:groups() do end end)
+      assert.is_false(ok)
+      assert.are.equal("decode", raised.kind)
+    end)
+
+    it("follow a rel=next among several Link headers", function()
+      srv:faults { { status = 200, body = "[]", headers = { Link = {
+        '</v1/groups?last_evaluated_key=p>; rel="prev"',
+        '</v1/groups?last_evaluated_key=a%2Bb+c>; title="x, y"; REL=next',
+      } } } }
+      local _, key = client:list_groups()
+      assert.are.equal("a+b+c", key)
+    end)
+  end)
+
   describe("the network", function()
     it("returns nil and a network error when nothing listens", function()
       local down = groups.new { endpoint = "http://127.0.0.1:9/v1", api_key = "k", token = "t" }
@@ -114,6 +146,15 @@ describe("errors", function()
       assert.is_nil(group)
       assert.are.equal("network", err.kind)
       assert.are.equal(28, err.curl_code) -- CURLE_OPERATION_TIMEDOUT
+    end)
+
+    it("rounds a tiny timeout up to a millisecond instead of waiting forever", function()
+      local hasty = new_client(srv, { timeout = 0.0004 })
+      srv:faults { { delay = 1, status = 200, body = "{}" } }
+      local group, err = hasty:get_group("x")
+      hasty:close()
+      assert.is_nil(group)
+      assert.are.equal(28, err.curl_code)
     end)
 
     it("refuses a response larger than max_body_size", function()
@@ -177,9 +218,49 @@ describe("errors", function()
     end
 
     it("point at the caller's line", function()
-      local ok, err = pcall(function() client:get_group(nil) end)
-      assert.is_false(ok)
-      assert.matches("errors_spec.lua:%d+: soracom.groups: get_group", err)
+      local function blamed(f)
+        local ok, err = pcall(f)
+        assert.is_false(ok)
+        return err
+      end
+      assert.matches("errors_spec.lua:%d+: soracom.groups: get_group",
+        blamed(function() client:get_group(nil) end))
+      assert.matches("errors_spec.lua:%d+: soracom.groups: put_tags",
+        blamed(function() client:put_tags("g", {}) end))
+      assert.matches("errors_spec.lua:%d+: soracom.groups: create_group",
+        blamed(function() client:create_group { configuration = { SoracomAir = 1 } } end))
+      assert.matches("errors_spec.lua:%d+: soracom.groups.new: token is required",
+        blamed(function() groups.new { api_key = "k" } end))
+      client:close()
+      assert.matches("errors_spec.lua:%d+: soracom.groups: list_groups: the client is closed",
+        blamed(function() for _ in client:groups() do end end))
+    end)
+
+    it("name the field of a body value JSON cannot hold", function()
+      local err = select(2, pcall(function()
+        client:put_config("g", "SoracomAir", { { key = "x", value = { 1, print } } })
+      end))
+      assert.matches("errors_spec.lua:%d+: soracom.groups: put_config: params%[1%]%.value%[2%]: "
+        .. "a function cannot be sent as JSON", err)
+      assert.has_error(function() client:put_tags("g", { name = "bad \255 utf8" }) end)
+      assert.are.equal(0, request_count())
+    end)
+
+    it("refuse . and .. as path segments, which would name another resource", function()
+      assert.has_error(function() client:get_group("..") end,
+        'soracom.groups: get_group: group_id must not be ".."')
+      assert.has_error(function() client:delete_tag("g", ".") end,
+        'soracom.groups: delete_tag: tag_name must not be "."')
+      assert.has_error(function() client:delete_config("g", "SoracomBeam", "..") end,
+        'soracom.groups: delete_config: name must not be ".."')
+      assert.are.equal(0, request_count())
+    end)
+
+    it("say how to call a method called with . instead of :", function()
+      assert.has_error(function() client.get_group("g") end,
+        "soracom.groups: get_group: call it as client:get_group(...)")
+      assert.has_error(function() client.groups { limit = 1 } end,
+        "soracom.groups: list_groups: call it as client:list_groups(...)")
     end)
   end)
 
@@ -194,7 +275,16 @@ describe("errors", function()
       assert.has_error(function() groups.new { api_key = "k", token = "t", timeout = "1" } end,
         "soracom.groups.new: timeout must be a number (got string)")
       assert.has_error(function() groups.new { api_key = "k", token = "t", timeout = 0 } end,
-        "soracom.groups.new: timeout must be positive")
+        "soracom.groups.new: timeout must be a positive, finite number")
+      assert.has_error(function() groups.new { api_key = "k", token = "t", timeout = math.huge } end,
+        "soracom.groups.new: timeout must be a positive, finite number")
+      assert.has_error(function() groups.new { api_key = "k", token = "t", max_body_size = 10.5 } end,
+        "soracom.groups.new: max_body_size must be a whole number of bytes")
+      assert.has_error(function()
+        groups.new { api_key = "k", token = "t", endpoint = "https://user:pw@api.example/v1" }
+      end, "soracom.groups.new: endpoint must be a plain base URL, without user info, query or fragment")
+      assert.has_error(function() groups.new { api_key = "k", token = "t", endpoint = "https://h/?a=b" } end,
+        "soracom.groups.new: endpoint must be a plain base URL, without user info, query or fragment")
       assert.has_error(function() groups.new { api_key = "k\r\nX-Evil: 1", token = "t" } end,
         "soracom.groups.new: api_key must be a non-empty string without control characters")
       assert.has_error(function() groups.new { api_key = "k", token = "t", endpoint = "ftp://x" } end,

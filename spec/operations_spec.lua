@@ -70,6 +70,14 @@ describe("operations", function()
       assert.are.equal("{}", (last_request()).body)
     end)
 
+    it("accepts a namespace's settings as put_config's array, sending an object", function()
+      local group = client:create_group { configuration = {
+        SoracomAir = { { key = "useVpg", value = true } } } }
+      assert.are.same({ useVpg = true }, group.configuration.SoracomAir)
+      assert.are.same({ configuration = { SoracomAir = { useVpg = true } } },
+        cjson.decode((last_request()).body))
+    end)
+
     it("accepts tags as the API's array of tagName/tagValue", function()
       local group = client:create_group { tags = { { tagName = "name", tagValue = "x" } } }
       assert.are.same({ name = "x" }, group.tags)

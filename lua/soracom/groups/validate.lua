@@ -21,6 +21,14 @@ function validate.non_empty_string(method, name, value, level)
   end
 end
 
+--- A path segment: "." and ".." would name another resource, whatever the escaping.
+function validate.segment(method, name, value, level)
+  validate.non_empty_string(method, name, value, level + 1)
+  if value == "." or value == ".." then
+    fail(method, name .. " must not be " .. describe(value), level + 1)
+  end
+end
+
 function validate.namespace(method, value, allowed, level)
   validate.non_empty_string(method, "namespace", value, level + 1)
   if not allowed[value] then
@@ -40,7 +48,7 @@ function validate.params(op, level, ...)
     if name == "namespace" then
       validate.namespace(op.name, value, op.namespaces, level + 1)
     else
-      validate.non_empty_string(op.name, name, value, level + 1)
+      validate.segment(op.name, name, value, level + 1)
     end
   end
 end
@@ -185,6 +193,38 @@ function validate.config_params(method, params, level)
   return array(result)
 end
 
+--- A group's configuration, {Namespace = {key = value}}; a namespace may also be
+-- given as put_config's array of {key=, value=}.
+function validate.configuration(method, configuration, namespaces, level)
+  if type(configuration) ~= "table" then
+    fail(method, "configuration must be a table (got " .. describe(configuration) .. ")", level + 1)
+  end
+  local result = {}
+  for namespace, settings in pairs(configuration) do
+    validate.namespace(method, namespace, namespaces, level + 1)
+    if type(settings) ~= "table" then
+      fail(method, "configuration." .. namespace .. " must be a table (got "
+        .. describe(settings) .. ")", level + 1)
+    end
+    local map = {}
+    if is_array(method, "configuration." .. namespace, settings, level + 1) then
+      for _, entry in ipairs(validate.config_params(method, settings, level + 1)) do
+        map[entry.key] = entry.value
+      end
+    else
+      for key, value in pairs(settings) do
+        if type(key) ~= "string" or key == "" then
+          fail(method, "configuration." .. namespace .. " keys must be non-empty strings (got "
+            .. describe(key) .. ")", level + 1)
+        end
+        map[key] = value
+      end
+    end
+    result[namespace] = map
+  end
+  return result
+end
+
 --- The body of create_group: {tags = ..., configuration = {Namespace = {...}}}.
 function validate.group(method, options, namespaces, level)
   if options == nil then return {} end
@@ -199,14 +239,7 @@ function validate.group(method, options, namespaces, level)
       if type(value) ~= "table" then
         fail(method, "configuration must be a table (got " .. describe(value) .. ")", level + 1)
       end
-      for namespace, settings in pairs(value) do
-        validate.namespace(method, namespace, namespaces, level + 1)
-        if type(settings) ~= "table" then
-          fail(method, "configuration." .. namespace .. " must be a table (got "
-            .. describe(settings) .. ")", level + 1)
-        end
-      end
-      body.configuration = value
+      body.configuration = validate.configuration(method, value, namespaces, level + 1)
     else
       fail(method, "unknown option " .. describe(name) .. " (expected tags, configuration)",
         level + 1)
