@@ -123,74 +123,72 @@ local function array(t)
 end
 validate.array = array
 
---- Tags as the API's array of {tagName=, tagValue=}; a plain {name = value} map is
--- turned into that array, sorted by name.
-function validate.tag_array(method, tags, level)
-  if type(tags) ~= "table" or next(tags) == nil then
-    fail(method, "tags must be a non-empty table (got " .. describe(tags) .. ")", level + 1)
+-- Tags and configuration parameters are both sent as an array of two-field records
+-- ({tagName, tagValue} and {key, value}); each may be given as a plain map instead,
+-- which becomes the array sorted by name.
+local TAG = { argument = "tags", name = "tagName", value = "tagValue", value_type = "string",
+  shape = "{tagName = <non-empty string>, tagValue = <string>}" }
+local PARAM = { argument = "params", name = "key", value = "value",
+  shape = "{key = <non-empty string>, value = <any>}" }
+
+local function value_ok(record, value)
+  if record.value_type then return type(value) == record.value_type end
+  return value ~= nil
+end
+
+local function records(method, record, given, level)
+  local argument = record.argument
+  if type(given) ~= "table" or next(given) == nil then
+    fail(method, argument .. " must be a non-empty table (got " .. describe(given) .. ")", level + 1)
   end
   local result = {}
-  if is_array(method, "tags", tags, level + 1) then
-    for i, tag in ipairs(tags) do
-      if type(tag) ~= "table" or type(tag.tagName) ~= "string" or tag.tagName == ""
-        or type(tag.tagValue) ~= "string" then
-        fail(method, "tags[" .. i .. "] must be {tagName = <non-empty string>, tagValue = <string>}",
-          level + 1)
+  if is_array(method, argument, given, level + 1) then
+    for i, entry in ipairs(given) do
+      local name = type(entry) == "table" and entry[record.name]
+      if type(name) ~= "string" or name == "" or not value_ok(record, entry[record.value]) then
+        fail(method, argument .. "[" .. i .. "] must be " .. record.shape, level + 1)
       end
-      result[i] = { tagName = tag.tagName, tagValue = tag.tagValue }
+      result[i] = { [record.name] = name, [record.value] = entry[record.value] }
     end
     return array(result)
   end
-  for _, name in ipairs(sorted_keys(tags)) do
-    local value = tags[name]
+  for _, name in ipairs(sorted_keys(given)) do
+    local value = given[name]
     if type(name) ~= "string" or name == "" then
-      fail(method, "tag names must be non-empty strings (got " .. describe(name) .. ")", level + 1)
+      fail(method, argument .. " names must be non-empty strings (got " .. describe(name) .. ")",
+        level + 1)
     end
-    if type(value) ~= "string" then
-      fail(method, "tag " .. describe(name) .. " must have a string value (got "
+    if not value_ok(record, value) then
+      fail(method, argument .. "." .. name .. " must be a " .. record.value_type .. " (got "
         .. describe(value) .. ")", level + 1)
     end
-    result[#result + 1] = { tagName = name, tagValue = value }
+    result[#result + 1] = { [record.name] = name, [record.value] = value }
   end
   return array(result)
+end
+
+--- Tags as the API's array of {tagName=, tagValue=}, from that array or a
+-- {name = value} map.
+function validate.tag_array(method, tags, level)
+  local result = records(method, TAG, tags, level + 1)
+  return result
 end
 
 --- Tags as the API's {name = value} object (create_group); an array of
 -- {tagName=, tagValue=} is accepted too.
 function validate.tag_map(method, tags, level)
   local map = {}
-  for _, tag in ipairs(validate.tag_array(method, tags, level + 1)) do
+  for _, tag in ipairs(records(method, TAG, tags, level + 1)) do
     map[tag.tagName] = tag.tagValue
   end
   return map
 end
 
---- Configuration parameters as the API's array of {key=, value=}; a plain
--- {key = value} map is turned into that array, sorted by key.
+--- Configuration parameters as the API's array of {key=, value=}, from that array
+-- or a {key = value} map.
 function validate.config_params(method, params, level)
-  if type(params) ~= "table" or next(params) == nil then
-    fail(method, "params must be a non-empty table of settings (got " .. describe(params) .. ")",
-      level + 1)
-  end
-  local result = {}
-  if is_array(method, "params", params, level + 1) then
-    for i, entry in ipairs(params) do
-      if type(entry) ~= "table" or type(entry.key) ~= "string" or entry.key == ""
-        or entry.value == nil then
-        fail(method, "params[" .. i .. "] must be {key = <non-empty string>, value = <any>}",
-          level + 1)
-      end
-      result[i] = { key = entry.key, value = entry.value }
-    end
-    return array(result)
-  end
-  for _, key in ipairs(sorted_keys(params)) do
-    if type(key) ~= "string" or key == "" then
-      fail(method, "params keys must be non-empty strings (got " .. describe(key) .. ")", level + 1)
-    end
-    result[#result + 1] = { key = key, value = params[key] }
-  end
-  return array(result)
+  local result = records(method, PARAM, params, level + 1)
+  return result
 end
 
 --- A group's configuration, {Namespace = {key = value}}; a namespace may also be
