@@ -231,6 +231,8 @@ describe("errors", function()
         blamed(function() client:create_group { configuration = { SoracomAir = 1 } } end))
       assert.matches("errors_spec.lua:%d+: soracom.groups.new: token is required",
         blamed(function() groups.new { api_key = "k" } end))
+      assert.matches("errors_spec.lua:%d+: soracom.groups.new: max_body_size must be a whole number",
+        blamed(function() groups.new { api_key = "k", token = "t", max_body_size = 1.5 } end))
       client:close()
       assert.matches("errors_spec.lua:%d+: soracom.groups: list_groups: the client is closed",
         blamed(function() for _ in client:groups() do end end))
@@ -260,6 +262,8 @@ describe("errors", function()
       assert.has_error(function() client.get_group("g") end,
         "soracom.groups: get_group: call it as client:get_group(...)")
       assert.has_error(function() client.groups { limit = 1 } end,
+        "soracom.groups: groups: call it as client:groups(...)")
+      assert.has_error(function() client.list_groups { limit = 1 } end,
         "soracom.groups: list_groups: call it as client:list_groups(...)")
     end)
   end)

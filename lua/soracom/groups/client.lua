@@ -48,6 +48,9 @@ local function check_options(options)
       new_error(name .. " must be a positive, finite number")
     end
   end
+  if options.max_body_size and options.max_body_size % 1 ~= 0 then
+    new_error("max_body_size must be a whole number of bytes")
+  end
 end
 
 local function resolve_endpoint(options)
@@ -91,9 +94,6 @@ function Client.new(options)
   local endpoint = resolve_endpoint(options)
   local api_key = credential(options, "api_key", "token")
   local token = credential(options, "token", "api_key")
-  if options.max_body_size and options.max_body_size % 1 ~= 0 then
-    new_error("max_body_size must be a whole number of bytes")
-  end
   local session = core.session {
     connect_timeout = options.connect_timeout,
     timeout = options.timeout,
@@ -127,9 +127,9 @@ local function request(self, op, level, query, body_text, ...)
   return value, next_key, status
 end
 
-local function check_self(self, op)
+local function check_self(self, method)
   if getmetatable(self) ~= Client then
-    error("soracom.groups: " .. op.name .. ": call it as client:" .. op.name .. "(...)", 3)
+    error("soracom.groups: " .. method .. ": call it as client:" .. method .. "(...)", 3)
   end
 end
 
@@ -165,7 +165,7 @@ local function define_method(op)
   local param_count = #op.params
   if op.query then
     return function(self, ...)
-      check_self(self, op)
+      check_self(self, op.name)
       validate.params(op, 2, ...)
       local options = select(param_count + 1, ...)
       validate.query(op, options, 2)
@@ -176,7 +176,7 @@ local function define_method(op)
   local prepare = op.body and prepare_body[op.body]
   local deletes = op.method == "DELETE"
   return function(self, ...)
-    check_self(self, op)
+    check_self(self, op.name)
     validate.params(op, 2, ...)
     local text
     if prepare then
@@ -201,7 +201,7 @@ local FETCH_LEVEL = 3
 --- for group in client:groups{tag_name=, tag_value=, tag_value_match_mode=, limit=} do
 function Client:groups(options)
   local op = operations.list_groups
-  check_self(self, op)
+  check_self(self, "groups")
   validate.query(op, options, 2)
   local iterator = iterate.pages(op, options, function(query)
     local items, next_key = request(self, op, FETCH_LEVEL, query, nil)
@@ -213,7 +213,7 @@ end
 --- for sim in client:subscribers(group_id, {limit=}) do
 function Client:subscribers(group_id, options)
   local op = operations.list_subscribers
-  check_self(self, op)
+  check_self(self, "subscribers")
   validate.params(op, 2, group_id)
   validate.query(op, options, 2)
   local iterator = iterate.pages(op, options, function(query)
