@@ -1,6 +1,7 @@
 /* soracom.groups.core: builds requests and decodes responses for the Lua layer, and
  * holds the curl sessions. See DESIGN.md for why the loop around them is Lua. */
 #include <curl/curl.h>
+#include <errno.h>
 #include "core.h"
 
 /* encode_json(value[, root_name]) -> text; raises naming the bad field. */
@@ -36,6 +37,8 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
         {"decode_response", sg_decode_response},
         {"parse_next_key", sg_parse_next_key},
         {"session", sg_session_new},
+        {"file_mode", sg_file_mode},
+        {"now", sg_now},
         {NULL, NULL}
     };
     /* Thread-safe from libcurl 7.84 on; repeated calls are counted and harmless. */
@@ -50,6 +53,8 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
     luaL_setfuncs(L, with_scratch, 1);
     lua_pushliteral(L, SG_VERSION);
     lua_setfield(L, -2, "VERSION");
+    lua_pushinteger(L, ENOENT); /* what file_mode's third result says for "no such file" */
+    lua_setfield(L, -2, "ENOENT");
     lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */
     lua_setfield(L, -2, "null");
     luaL_newmetatable(L, SG_ARRAY_METATABLE);

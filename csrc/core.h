@@ -45,6 +45,10 @@ int sg_decode_json_text(lua_State *L);
 /* Pushes a new error table {kind=kind, message=message}. */
 void sg_push_error(lua_State *L, const char *kind, const char *message);
 
+/* system.c */
+int sg_file_mode(lua_State *L);
+int sg_now(lua_State *L);
+
 /* session.c */
 void sg_session_register(lua_State *L);
 int sg_session_new(lua_State *L);

@@ -1,9 +1,9 @@
--- A tour of soracom.groups: create a group, configure Air metadata, tag it, list
--- groups, read it back and delete it.
+-- A tour of soracom.groups: log in, create a group, configure Air metadata, tag it,
+-- list groups, read it back and delete it.
 --
--- Against the real API: SORACOM_API_KEY=... SORACOM_TOKEN=... lua5.4 examples/quickstart.lua
--- (SORACOM_ENDPOINT or SORACOM_COVERAGE_TYPE=g picks the endpoint). With no
--- credentials it starts the fake Soracom server from spec/ and runs against that.
+-- With credentials in SORACOM_* variables or SORACOM_PROFILE set, it runs against
+-- Soracom (see the README's "Against the real API"). Otherwise it starts the fake
+-- Soracom server from spec/ and logs in there with the fake's auth key.
 
 package.path = "lua/?.lua;./?.lua;" .. package.path
 local version = rawget(_G, "jit") and "jit" or _VERSION:match("%d+%.%d+")
@@ -11,17 +11,17 @@ package.cpath = "build/" .. version .. "/?.so;" .. package.cpath
 
 local groups = require "soracom.groups"
 
-local options, server
-if os.getenv("SORACOM_API_KEY") and os.getenv("SORACOM_TOKEN") then
-  options = {
-    endpoint = os.getenv("SORACOM_ENDPOINT"),
-    coverage = os.getenv("SORACOM_COVERAGE_TYPE"),
-    api_key = os.getenv("SORACOM_API_KEY"),
-    token = os.getenv("SORACOM_TOKEN"),
-  }
-else
+local function uses_real_api()
+  for _, name in ipairs({ "SORACOM_PROFILE", "SORACOM_AUTH_KEY_ID", "SORACOM_EMAIL", "SORACOM_USER_NAME" }) do
+    if os.getenv(name) then return true end
+  end
+  return false
+end
+
+local options, server = {}, nil
+if not uses_real_api() then
   server = require("spec.support.fake_server").start()
-  options = { endpoint = server.endpoint, api_key = server.api_key, token = server.token }
+  options = { endpoint = server.endpoint, auth_key_id = server.auth_key_id, auth_key = server.auth_key }
   print("using the fake Soracom server at " .. server.endpoint)
 end
 
@@ -35,8 +35,9 @@ local function check(value, err)
   return value
 end
 
-local client = groups.new(options)
+local client = check(groups.new(options))
 print("client: " .. tostring(client))
+print("logged in as operator " .. check(client:operator_id()))
 
 local group = check(client:create_group { tags = { name = "quickstart" } })
 print("created group " .. group.groupId .. " named " .. group.tags.name)
@@ -62,5 +63,7 @@ check(client:delete_group(group.groupId))
 local gone, err = client:get_group(group.groupId)
 print("deleted; reading it again gives: " .. (gone and "a group?!" or tostring(err)))
 
+check(client:logout())
+print("logged out")
 client:close()
 if server then server:stop() end

@@ -229,7 +229,7 @@ describe("errors", function()
         blamed(function() client:put_tags("g", {}) end))
       assert.matches("errors_spec.lua:%d+: soracom.groups: create_group",
         blamed(function() client:create_group { configuration = { SoracomAir = 1 } } end))
-      assert.matches("errors_spec.lua:%d+: soracom.groups.new: token is required",
+      assert.matches("errors_spec.lua:%d+: soracom.groups.new: api_key given without token",
         blamed(function() groups.new { api_key = "k" } end))
       assert.matches("errors_spec.lua:%d+: soracom.groups.new: max_body_size must be a whole number",
         blamed(function() groups.new { api_key = "k", token = "t", max_body_size = 1.5 } end))
@@ -270,11 +270,11 @@ describe("errors", function()
 
   describe("groups.new", function()
     it("checks its options", function()
-      assert.has_error(function() groups.new() end, "soracom.groups.new: options must be a table (got nil)")
+      assert.has_error(function() groups.new("x") end, "soracom.groups.new: options must be a table (got string)")
       assert.has_error(function() groups.new { api_key = "k" } end,
-        "soracom.groups.new: token is required with api_key")
+        "soracom.groups.new: api_key given without token (API key and token credentials)")
       assert.has_error(function() groups.new { token = "t" } end,
-        "soracom.groups.new: api_key is required with token")
+        "soracom.groups.new: token given without api_key (API key and token credentials)")
       assert.has_error(function() groups.new { api_key = "k", token = "t", endpoit = "x" } end)
       assert.has_error(function() groups.new { api_key = "k", token = "t", timeout = "1" } end,
         "soracom.groups.new: timeout must be a number (got string)")
@@ -294,7 +294,7 @@ describe("errors", function()
       assert.has_error(function() groups.new { api_key = "k", token = "t", endpoint = "ftp://x" } end,
         "soracom.groups.new: endpoint must be an http:// or https:// URL")
       assert.has_error(function() groups.new { api_key = "k", token = "t", coverage = "us" } end,
-        'soracom.groups.new: coverage must be "jp" or "g"')
+        'soracom.groups.new: coverage must be "jp" or "g" (got "us")')
     end)
 
     it("picks the endpoint from coverage, and adds /v1 to a bare one", function()

@@ -2,6 +2,7 @@
 -- Self-test of the fake Soracom API (spec/fake) over real HTTP with luasocket.
 local fake = require "spec.support.fake_server"
 local cjson = require "cjson"
+local socket = require "socket"
 
 local decode = fake.decode
 
@@ -428,6 +429,202 @@ describe("fake Soracom API", function()
       assert.has_error(function()
         srv:seed_subscribers("missing", 1)
       end)
+    end)
+  end)
+
+  describe("auth API", function()
+    -- POST /v1/auth with a table (JSON-encoded) or raw string; returns status, decoded body.
+    local function login(value)
+      local body = type(value) == "table" and cjson.encode(value) or value
+      local status, text = srv:http("POST", "/v1/auth", { body = body })
+      return status, text ~= "" and decode(text) or nil
+    end
+
+    local function with_pair(method, path, pair)
+      local status, text = srv:http(method, path, {
+        headers = { ["X-Soracom-API-Key"] = pair.apiKey, ["X-Soracom-Token"] = pair.token },
+      })
+      return status, text ~= "" and decode(text) or nil
+    end
+
+    local function logins()
+      return {
+        authKey = { authKeyId = srv.auth_key_id, authKey = srv.auth_key },
+        root = { email = srv.email, password = srv.password },
+        sam = { operatorId = srv.operator_id, userName = srv.user_name, password = srv.sam_password },
+      }
+    end
+
+    local function issue(kind)
+      local status, pair = login(logins()[kind or "authKey"])
+      assert.are.equal(200, status)
+      return pair
+    end
+
+    local static = { apiKey = "test-api-key", token = "test-token" }
+
+    it("exposes the default credentials", function()
+      assert.are.same({ "keyId-test", "secret-test", "root@example.com", "root-password",
+        "OP0012345678", "SORACOMAPI", "sam-password" },
+        { srv.auth_key_id, srv.auth_key, srv.email, srv.password,
+          srv.operator_id, srv.user_name, srv.sam_password })
+    end)
+
+    it("logs in with an AuthKey, as root and as a SAM user; each pair authorizes /v1/groups", function()
+      local seen = {}
+      for _, kind in ipairs({ "authKey", "root", "sam" }) do
+        local status, pair = login(logins()[kind])
+        assert.are.equal(200, status)
+        assert.matches("^api%-%x+%-%x+%-%x+%-%x+%-%x+$", pair.apiKey)
+        assert.is_true(#pair.token >= 100)
+        assert.are.equal("OP0012345678", pair.operatorId)
+        assert.are.equal(kind == "sam" and "SORACOMAPI" or nil, pair.userName)
+        assert.is_nil(seen[pair.apiKey])
+        assert.is_nil(seen[pair.token])
+        seen[pair.apiKey], seen[pair.token] = true, true
+        local groups_status, list = with_pair("GET", "/v1/groups", pair)
+        assert.are.equal(200, groups_status)
+        assert.are.same({}, list)
+      end
+      local tokens = srv:tokens()
+      assert.are.equal(3, #tokens)
+      assert.are.same({ "authKey", "root", "sam" }, { tokens[1].kind, tokens[2].kind, tokens[3].kind })
+      assert.are.equal(86400, tokens[1].tokenTimeoutSeconds)
+      assert.is_true(tokens[1].expires_in > 86390 and tokens[1].expires_in <= 86400)
+      assert.is_false(tokens[1].revoked)
+      -- The static pair keeps working alongside.
+      assert.are.equal(200, (with_pair("GET", "/v1/groups", static)))
+    end)
+
+    it("honours tokenTimeoutSeconds and rejects invalid ones with 400", function()
+      local body = logins().root
+      body.tokenTimeoutSeconds = 172800
+      assert.are.equal(200, (login(body)))
+      assert.are.equal(172800, srv:tokens()[1].tokenTimeoutSeconds)
+      for _, bad in ipairs({ 0, 172801, 1.5, "60" }) do
+        body.tokenTimeoutSeconds = bad
+        local status, err = login(body)
+        assert.are.equal(400, status)
+        assert.are.equal("COM0001", err.code)
+      end
+    end)
+
+    it("401s wrong or incomplete credentials with AUM0002", function()
+      local bad = {
+        { authKeyId = srv.auth_key_id, authKey = "wrong" },
+        { email = srv.email, password = srv.sam_password },
+        { operatorId = srv.operator_id, userName = srv.user_name, password = srv.password },
+        { email = srv.email },
+        { operatorId = srv.operator_id, password = srv.sam_password },
+        { authKeyId = srv.auth_key_id, authKey = srv.auth_key, email = srv.email, password = srv.password },
+        {},
+      }
+      for _, body in ipairs(bad) do
+        local status, err = login(body)
+        assert.are.equal(401, status)
+        assert.are.same({ code = "AUM0002", message = "Invalid username/password supplied." }, err)
+      end
+      assert.are.same({}, srv:tokens())
+    end)
+
+    it("400s an empty, malformed or mistyped body with COM0001", function()
+      for _, body in ipairs({ "", "{nope", "[]", '{"email":1,"password":"x"}' }) do
+        local status, err = login(body)
+        assert.are.equal(400, status)
+        assert.are.equal("COM0001", err.code)
+      end
+      assert.are.equal(405, (srv:http("GET", "/v1/auth")))
+      assert.are.equal(404, (srv:http("POST", "/v1/auth/nothing", { body = "{}" })))
+    end)
+
+    it("requires mfaOTPCode when mfa_otp_code is set", function()
+      srv:settings({ mfa_otp_code = "123456" })
+      local body = logins().sam
+      local status, err = login(body)
+      assert.are.equal(401, status)
+      assert.are.equal("AUM0002", err.code)
+      body.mfaOTPCode = "000000"
+      assert.are.equal(401, (login(body)))
+      body.mfaOTPCode = "123456"
+      assert.are.equal(200, (login(body)))
+    end)
+
+    it("accepts credentials changed through settings until reset", function()
+      srv:settings({ auth_key = "rotated" })
+      assert.are.equal(401, (login(logins().authKey)))
+      assert.are.equal(200, (login({ authKeyId = srv.auth_key_id, authKey = "rotated" })))
+      srv:reset()
+      assert.are.equal(200, (login(logins().authKey)))
+    end)
+
+    it("expires tokens after token_lifetime seconds", function()
+      srv:settings({ token_lifetime = 0.3 })
+      local pair = issue("root")
+      assert.are.equal(200, (with_pair("GET", "/v1/groups", pair)))
+      socket.sleep(0.4)
+      local status, err = with_pair("GET", "/v1/groups", pair)
+      assert.are.equal(401, status)
+      assert.are.equal("AUM0001", err.code)
+      assert.matches("expired", err.message)
+      assert.is_true(srv:tokens()[1].expires_in < 0)
+      assert.are.equal(401, (with_pair("POST", "/v1/auth/logout", pair)))
+    end)
+
+    it("expires and revokes all issued tokens through the control paths", function()
+      local a, b = issue("authKey"), issue("sam")
+      srv:expire_tokens()
+      for _, pair in ipairs({ a, b }) do
+        local status, err = with_pair("GET", "/v1/groups", pair)
+        assert.are.equal(401, status)
+        assert.matches("expired", err.message)
+      end
+      local c = issue("root")
+      srv:revoke_tokens()
+      local status, err = with_pair("GET", "/v1/groups", c)
+      assert.are.equal(401, status)
+      assert.are.equal("AUM0001", err.code)
+      assert.matches("revoked", err.message)
+      local tokens = srv:tokens()
+      assert.are.equal(3, #tokens)
+      assert.is_true(tokens[1].expires_in <= 0 and tokens[1].revoked)
+      assert.is_true(tokens[3].expires_in > 0 and tokens[3].revoked)
+      -- The static pair is not an issued token.
+      assert.are.equal(200, (with_pair("GET", "/v1/groups", static)))
+      assert.are.equal(200, (with_pair("GET", "/v1/groups", issue())))
+    end)
+
+    it("logout revokes only the pair it is called with", function()
+      local a, b = issue(), issue()
+      assert.are.equal(204, (with_pair("POST", "/v1/auth/logout", a)))
+      local status, err = with_pair("GET", "/v1/groups", a)
+      assert.are.equal(401, status)
+      assert.matches("revoked", err.message)
+      assert.are.equal(401, (with_pair("POST", "/v1/auth/logout", a)))
+      assert.are.equal(401, (srv:http("POST", "/v1/auth/logout")))
+      assert.are.equal(200, (with_pair("GET", "/v1/groups", b)))
+      assert.are.same({ true, false }, { srv:tokens()[1].revoked, srv:tokens()[2].revoked })
+    end)
+
+    it("logs out the static pair until reset, which also forgets issued tokens", function()
+      local pair = issue()
+      assert.are.equal(204, (with_pair("POST", "/v1/auth/logout", static)))
+      assert.are.equal(401, (with_pair("GET", "/v1/groups", static)))
+      srv:reset()
+      assert.are.equal(200, (with_pair("GET", "/v1/groups", static)))
+      assert.are.equal(401, (with_pair("GET", "/v1/groups", pair)))
+      assert.are.same({}, srv:tokens())
+    end)
+
+    it("records logins and logouts in the request log", function()
+      local pair = issue("root")
+      with_pair("POST", "/v1/auth/logout", pair)
+      local log = srv:requests()
+      assert.are.equal(2, #log)
+      assert.are.equal("POST", log[1].method)
+      assert.are.equal("/v1/auth", log[1].uri)
+      assert.are.same(logins().root, decode(log[1].body))
+      assert.are.equal("/v1/auth/logout", log[2].uri)
+      assert.are.equal(pair.apiKey, log[2].headers["x-soracom-api-key"])
     end)
   end)
 end)

@@ -8,9 +8,12 @@
 -- like "a%20b%2Fc%25d" to arrive as one segment.
 --
 -- Error codes. Soracom documents the format {"code","message"} but no code for the
--- group API (see shared/spec/NAMESPACES.md), so all but AUM0001 and COM0003 are
--- invented here:
---   401 AUM0001  missing or wrong X-Soracom-API-Key / X-Soracom-Token (documented code)
+-- group API (see shared/spec/NAMESPACES.md), so all but AUM0001, AUM0002 and COM0003
+-- are invented here:
+--   401 AUM0001  missing or wrong X-Soracom-API-Key / X-Soracom-Token (documented code);
+--                also, with other messages, an expired or revoked pair (code chosen here)
+--   401 AUM0002  POST /v1/auth with wrong or incomplete credentials (documented code),
+--                or, with another message, a missing or wrong mfaOTPCode
 --   400 COM0001  invalid request: body, namespace, query parameter, paging key (invented)
 --   404 COM0004  group (or tag on DELETE .../tags/{name}) does not exist (invented)
 --   500 COM0003  "Internal server error. message:..." (documented code)
@@ -48,10 +51,19 @@ local DEFAULT_SETTINGS = {
   record_requests = true,
   default_limit = nil,    -- page size when the request has no limit (nil: no cap)
   max_limit = nil,        -- larger limits are clamped to this (nil: no clamp)
+  -- Credentials POST /v1/auth accepts.
+  auth_key_id = "keyId-test", auth_key = "secret-test",                         -- AuthKey
+  email = "root@example.com", password = "root-password",                       -- root
+  operator_id = OPERATOR_ID, user_name = "SORACOMAPI", sam_password = "sam-password", -- SAM user
+  mfa_otp_code = nil,     -- when set, every login must carry this mfaOTPCode
+  token_lifetime = nil,   -- seconds (may be fractional): overrides tokenTimeoutSeconds of new tokens
 }
 local SETTING_TYPES = {
   api_key = "string", token = "string", next_key_header = "boolean", link_header = "boolean",
   record_requests = "boolean", default_limit = "number", max_limit = "number",
+  auth_key_id = "string", auth_key = "string", email = "string", password = "string",
+  operator_id = "string", user_name = "string", sam_password = "string",
+  mfa_otp_code = "string", token_lifetime = "number",
 }
 
 local state
@@ -73,6 +85,9 @@ local function new_state()
     requests = {},       -- ring buffer of recorded requests
     request_total = 0,
     faults = {},         -- injected responses, consumed in order by /v1 requests
+    tokens = {},         -- issued API key -> {apiKey, token, kind, tokenTimeoutSeconds, expires_at, revoked}
+    token_order = {},    -- issued API keys, oldest first
+    revoked_static = {}, -- "api_key\ntoken" of logged-out static pairs
   }
 end
 
@@ -599,15 +614,199 @@ local function allowed_methods(handlers)
   return concat(names, ", ")
 end
 
-local function handle_v1(method, segments, query, body)
-  local settings = state.settings
+---------------------------------------------------------------------------
+-- Authentication: the static pair of the settings api_key/token, and the pairs
+-- POST /v1/auth issues. A pair is valid while not revoked (logout, control path)
+-- and, for issued pairs, not expired.
+
+local TOKEN_TIMEOUT_DEFAULT, TOKEN_TIMEOUT_MAX = 86400, 172800
+local TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+local TOKEN_LENGTH = 160
+local AUTH_STRING_FIELDS = { "authKeyId", "authKey", "email", "password", "operatorId", "userName", "mfaOTPCode" }
+
+local function now_s()
+  ngx.update_time() -- ngx.now() is cached per event-loop turn
+  return ngx.now()
+end
+
+local function new_api_key()
+  local key
+  repeat
+    key = format("api-%08x-%04x-%04x-%04x-%04x%08x", random(0, 0x7fffffff), random(0, 0xffff),
+      random(0, 0xffff), random(0, 0xffff), random(0, 0xffff), random(0, 0x7fffffff))
+  until state.tokens[key] == nil
+  return key
+end
+
+local function new_token()
+  local chars = {}
+  for i = 1, TOKEN_LENGTH do
+    local n = random(1, #TOKEN_CHARS)
+    chars[i] = TOKEN_CHARS:sub(n, n)
+  end
+  return concat(chars)
+end
+
+local function static_pair_id(api_key, token)
+  return api_key .. "\n" .. token
+end
+
+-- Checks X-Soracom-API-Key / X-Soracom-Token. Returns the issued token record, or
+-- {static = true} for the settings' pair; otherwise sends a 401 and returns nil.
+local function authenticate()
   local api_key = ngx.var.http_x_soracom_api_key
   local token = ngx.var.http_x_soracom_token
   if not api_key or not token then
-    return send_error(401, "AUM0001", "Token is required in the request header")
+    send_error(401, "AUM0001", "Token is required in the request header")
+    return nil
   end
-  if api_key ~= settings.api_key or token ~= settings.token then
-    return send_error(401, "AUM0001", "Invalid API key or token")
+  local settings = state.settings
+  if api_key == settings.api_key and token == settings.token then
+    local id = static_pair_id(api_key, token)
+    if state.revoked_static[id] then
+      send_error(401, "AUM0001", "The API key and token have been revoked")
+      return nil
+    end
+    return { static = true, id = id }
+  end
+  local issued = state.tokens[api_key]
+  if not issued or issued.token ~= token then
+    send_error(401, "AUM0001", "Invalid API key or token")
+    return nil
+  end
+  if issued.revoked then
+    send_error(401, "AUM0001", "The API key and token have been revoked")
+    return nil
+  end
+  if now_s() >= issued.expires_at then
+    send_error(401, "AUM0001", "The token has expired")
+    return nil
+  end
+  return issued
+end
+
+-- The kind of login the present fields ask for: exactly one kind's fields, all of
+-- them; nil when they are incomplete or mixed.
+local function login_kind(req)
+  local key = req.authKeyId ~= nil or req.authKey ~= nil
+  local root = req.email ~= nil
+  local sam = req.operatorId ~= nil or req.userName ~= nil
+  if key and not root and not sam and req.password == nil
+      and req.authKeyId ~= nil and req.authKey ~= nil then
+    return "authKey"
+  elseif root and not key and not sam and req.password ~= nil then
+    return "root"
+  elseif sam and not key and not root and req.password ~= nil
+      and req.operatorId ~= nil and req.userName ~= nil then
+    return "sam"
+  end
+  return nil
+end
+
+local function credentials_match(kind, req, settings)
+  if kind == "authKey" then
+    return req.authKeyId == settings.auth_key_id and req.authKey == settings.auth_key
+  elseif kind == "root" then
+    return req.email == settings.email and req.password == settings.password
+  end
+  return req.operatorId == settings.operator_id and req.userName == settings.user_name
+    and req.password == settings.sam_password
+end
+
+local auth = {}
+
+-- POST /v1/auth (AuthRequest) -> 200 AuthResponse
+function auth.login(body)
+  local req, err = decode_body(body, "AuthRequest")
+  if req == nil then
+    return Reply.bad_request(err)
+  end
+  if not is_object(req) then
+    return Reply.bad_request("request body must be a JSON object (AuthRequest)")
+  end
+  for name, value in pairs(req) do
+    if value == codec.null then
+      req[name] = nil -- null counts as absent
+    end
+  end
+  for _, name in ipairs(AUTH_STRING_FIELDS) do
+    if req[name] ~= nil and type(req[name]) ~= "string" then
+      return Reply.bad_request(name .. " must be a string")
+    end
+  end
+  local timeout = req.tokenTimeoutSeconds
+  if timeout == nil then
+    timeout = TOKEN_TIMEOUT_DEFAULT
+  elseif type(timeout) ~= "number" or timeout ~= floor(timeout)
+      or timeout < 1 or timeout > TOKEN_TIMEOUT_MAX then
+    return Reply.bad_request("tokenTimeoutSeconds must be an integer between 1 and " .. TOKEN_TIMEOUT_MAX)
+  end
+
+  local settings = state.settings
+  local kind = login_kind(req)
+  if not kind or not credentials_match(kind, req, settings) then
+    return send_error(401, "AUM0002", "Invalid username/password supplied.")
+  end
+  if settings.mfa_otp_code ~= nil and req.mfaOTPCode ~= settings.mfa_otp_code then
+    local message = req.mfaOTPCode == nil and "MFA OTP code is required." or "Invalid MFA OTP code supplied."
+    return send_error(401, "AUM0002", message)
+  end
+
+  local record = {
+    apiKey = new_api_key(),
+    token = new_token(),
+    kind = kind,
+    userName = kind == "sam" and req.userName or nil,
+    tokenTimeoutSeconds = timeout,
+    expires_at = now_s() + (settings.token_lifetime or timeout),
+    revoked = false,
+  }
+  state.tokens[record.apiKey] = record
+  state.token_order[#state.token_order + 1] = record.apiKey
+  send_json(200, {
+    apiKey = record.apiKey,
+    token = record.token,
+    operatorId = settings.operator_id,
+    userName = record.userName,
+  })
+end
+
+-- POST /v1/auth/logout -> 204; revokes the pair it was called with.
+function auth.logout()
+  local pair = authenticate()
+  if not pair then
+    return
+  end
+  if pair.static then
+    state.revoked_static[pair.id] = true
+  else
+    pair.revoked = true
+  end
+  send(204)
+end
+
+local function handle_auth(method, segments, body)
+  local routes
+  if #segments == 2 then
+    routes = { POST = auth.login }
+  elseif #segments == 3 and segments[3] == "logout" then
+    routes = { POST = auth.logout }
+  else
+    return send_error(404, "AGW0001", "Not found")
+  end
+  local handler = routes[method]
+  if not handler then
+    return send_error(405, "AGW0002", "Method not allowed", { Allow = allowed_methods(routes) })
+  end
+  return handler(body)
+end
+
+local function handle_v1(method, segments, query, body)
+  if segments[2] == "auth" then
+    return handle_auth(method, segments, body) -- before the auth check: login needs none
+  end
+  if not authenticate() then
+    return
   end
 
   local handlers, params, needs_group = route_v1(segments)
@@ -778,6 +977,35 @@ function control.settings(method, _, body)
   send_json(200, state.settings)
 end
 
+-- GET /_fake/tokens; POST /_fake/tokens/expire; POST /_fake/tokens/revoke
+function control.tokens(_, action)
+  local now = now_s()
+  if action then
+    for _, record in pairs(state.tokens) do
+      if action == "revoke" then
+        record.revoked = true
+      elseif record.expires_at > now then
+        record.expires_at = now
+      end
+    end
+    return send(204)
+  end
+  local list = codec.array()
+  for i, key in ipairs(state.token_order) do
+    local record = state.tokens[key]
+    list[i] = {
+      apiKey = record.apiKey,
+      token = record.token,
+      kind = record.kind,
+      userName = record.userName,
+      tokenTimeoutSeconds = record.tokenTimeoutSeconds,
+      expires_in = record.expires_at - now,
+      revoked = record.revoked,
+    }
+  end
+  send_json(200, list)
+end
+
 function control.faults(method, _, body)
   if method == "POST" then
     local faults, err = decode_body(body, "array of faults")
@@ -904,6 +1132,10 @@ local function handle_control(method, segments, body)
     routes = { GET = control.settings, POST = control.settings }
   elseif n == 2 and name == "faults" then
     routes = { GET = control.faults, POST = control.faults }
+  elseif n == 2 and name == "tokens" then
+    routes = { GET = control.tokens }
+  elseif n == 3 and name == "tokens" and (segments[3] == "expire" or segments[3] == "revoke") then
+    routes = { POST = control.tokens }
   elseif n == 2 and name == "groups" then
     routes = { POST = control.seed_groups }
   elseif n == 4 and name == "groups" and segments[4] == "subscribers" then

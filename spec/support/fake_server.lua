@@ -3,6 +3,7 @@
 --
 --   local fake = require "spec.support.fake_server"
 --   local srv = fake.start()          -- srv.url, srv.endpoint, srv.api_key, srv.token
+--                                     -- and the login credentials below
 --   srv:seed_groups(3, { env = "ci" }) --> { "id1", "id2", "id3" }
 --   srv:stop()                        -- idempotent; removes the state directory
 --
@@ -12,6 +13,18 @@ local ltn12 = require "ltn12"
 local cjson = require "cjson"
 
 local M = {}
+
+-- Credentials POST /v1/auth accepts by default (settings of the same names change them):
+-- copied into every server object as srv.auth_key_id, srv.auth_key, ...
+M.credentials = {
+  auth_key_id = "keyId-test",       -- AuthKey login: authKeyId
+  auth_key = "secret-test",         --                authKey
+  email = "root@example.com",       -- root login:    email
+  password = "root-password",       --                password
+  operator_id = "OP0012345678",     -- SAM login:     operatorId (also every AuthResponse's operatorId)
+  user_name = "SORACOMAPI",         --                userName
+  sam_password = "sam-password",    --                password
+}
 
 -- Repository root: this file is <root>/spec/support/fake_server.lua.
 local function repo_root()
@@ -130,7 +143,8 @@ function Server:_control(method, path, value, expected_status)
   end
 end
 
--- Clears all groups, SIMs, recorded requests, faults and settings.
+-- Clears all groups, SIMs, recorded requests, faults, settings (credentials too) and
+-- issued tokens; un-revokes a logged-out static pair.
 function Server:reset()
   self:_control("POST", "/_fake/reset", nil, 204)
 end
@@ -153,7 +167,9 @@ function Server:clear_requests()
 end
 
 -- Merges settings (next_key_header, link_header, record_requests, api_key, token,
--- default_limit, max_limit; cjson.null restores a default). Returns all settings.
+-- default_limit, max_limit, the login credentials auth_key_id, auth_key, email,
+-- password, operator_id, user_name, sam_password, mfa_otp_code, token_lifetime;
+-- cjson.null restores a default). Returns all settings.
 function Server:settings(changes)
   return self:_control("POST", "/_fake/settings", changes or {}, 200)
 end
@@ -163,6 +179,23 @@ end
 --   close = true (drop the connection), times = n }.
 function Server:faults(list)
   return self:_control("POST", "/_fake/faults", list, 200)
+end
+
+-- Tokens issued by POST /v1/auth since the last reset, oldest first: { apiKey, token,
+-- kind ("authKey"|"root"|"sam"), userName (SAM only), tokenTimeoutSeconds,
+-- expires_in (seconds left, negative once expired), revoked }.
+function Server:tokens()
+  return self:_control("GET", "/_fake/tokens", nil, 200)
+end
+
+-- Expires every issued token now: their next use gets 401.
+function Server:expire_tokens()
+  self:_control("POST", "/_fake/tokens/expire", nil, 204)
+end
+
+-- Revokes every issued token (the static pair is left alone).
+function Server:revoke_tokens()
+  self:_control("POST", "/_fake/tokens/revoke", nil, 204)
 end
 
 -- Creates n groups with the given tags (and optional configuration); returns their ids in order.
@@ -210,7 +243,7 @@ function M.start()
   if not url then
     error("fake_server: ctl start printed no URL: " .. out, 2)
   end
-  return setmetatable({
+  local srv = {
     url = url,
     endpoint = url .. "/v1",
     api_key = "test-api-key",
@@ -218,7 +251,11 @@ function M.start()
     ctl = ctl,
     state_dir = state_dir,
     stopped = false,
-  }, Server)
+  }
+  for name, value in pairs(M.credentials) do
+    srv[name] = value
+  end
+  return setmetatable(srv, Server)
 end
 
 return M

@@ -1,113 +1,58 @@
 --- The client object: construction, the request path shared by every method, and
 -- the methods themselves, derived from the operation table.
 
+local auth = require "soracom.groups.auth"
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
 local iterate = require "soracom.groups.iterate"
 local spec = require "soracom.groups.operations"
+local settings = require "soracom.groups.settings"
 local validate = require "soracom.groups.validate"
 
-local build_url, encode_json = core.build_url, core.encode_json
+local build_url, encode_json, now = core.build_url, core.encode_json, core.now
 local operations = spec.operations
-
-local COVERAGE_ENDPOINTS = {
-  jp = "https://api.soracom.io/v1",
-  g = "https://g.api.soracom.io/v1",
-}
-
-local OPTIONS = {
-  endpoint = "string", coverage = "string", api_key = "string", token = "string",
-  connect_timeout = "number", timeout = "number", max_body_size = "number",
-}
 
 local Client = {}
 Client.__index = Client
 
--- Raised from the helpers of Client.new: level 4 is new's caller.
-local function new_error(message)
-  error("soracom.groups.new: " .. message, 4)
-end
-
-local function check_options(options)
-  if type(options) ~= "table" then
-    new_error("options must be a table (got " .. type(options) .. ")")
-  end
-  for name, value in pairs(options) do
-    local expected = OPTIONS[name]
-    if expected == nil then
-      local names = {}
-      for known in pairs(OPTIONS) do names[#names + 1] = known end
-      table.sort(names)
-      new_error("unknown option " .. tostring(name) .. " (expected one of "
-        .. table.concat(names, ", ") .. ")")
-    end
-    if type(value) ~= expected then
-      new_error(name .. " must be a " .. expected .. " (got " .. type(value) .. ")")
-    end
-    if expected == "number" and not (value > 0 and value < math.huge) then
-      new_error(name .. " must be a positive, finite number")
-    end
-  end
-  if options.max_body_size and options.max_body_size % 1 ~= 0 then
-    new_error("max_body_size must be a whole number of bytes")
-  end
-end
-
-local function resolve_endpoint(options)
-  local endpoint = options.endpoint
-  if endpoint == nil then
-    local coverage = options.coverage or "jp"
-    endpoint = COVERAGE_ENDPOINTS[coverage]
-    if endpoint == nil then new_error('coverage must be "jp" or "g"') end
-    return endpoint
-  end
-  if not endpoint:match("^https?://[^/%s]+") or endpoint:match("[%s%c]") then
-    new_error("endpoint must be an http:// or https:// URL")
-  end
-  -- Credentials in the URL would show in tostring(client); a query would end up
-  -- in front of every path.
-  if endpoint:match("^https?://[^/]*@") or endpoint:match("[?#]") then
-    new_error("endpoint must be a plain base URL, without user info, query or fragment")
-  end
-  endpoint = endpoint:gsub("/+$", "")
-  if not endpoint:match("/v1$") then endpoint = endpoint .. "/v1" end
-  return endpoint
-end
-
--- A header value with a control character could smuggle another header in.
-local function credential(options, name, other)
-  local value = options[name]
-  if value == nil then
-    new_error(name .. " is required" .. (options[other] and " with " .. other or
-      " (api_key and token)"))
-  end
-  if value == "" or value:match("%c") then
-    new_error(name .. " must be a non-empty string without control characters")
-  end
-  return value
-end
-
---- groups.new{endpoint=, coverage=, api_key=, token=, connect_timeout=, timeout=,
--- max_body_size=}
+--- groups.new(options) -> client, or nil, err when the environment or a profile
+-- lacks what it needs. Wrong options raise.
 function Client.new(options)
-  check_options(options)
-  local endpoint = resolve_endpoint(options)
-  local api_key = credential(options, "api_key", "token")
-  local token = credential(options, "token", "api_key")
-  local session = core.session {
-    connect_timeout = options.connect_timeout,
-    timeout = options.timeout,
-    max_body_size = options.max_body_size,
-  }
-  session:set_headers {
-    "Accept: application/json",
-    "X-Soracom-API-Key: " .. api_key,
-    "X-Soracom-Token: " .. token,
-  }
-  return setmetatable({ _endpoint = endpoint, _transport = session }, Client)
+  if options == nil then options = {} end
+  local resolved, why = settings.resolve(options, os.getenv)
+  if resolved == nil then return nil, Error.new("config", why) end
+  local headers = { "Accept: application/json" }
+  if resolved.lang then headers[#headers + 1] = "X-Soracom-Lang: " .. resolved.lang end
+  for _, line in ipairs(resolved.headers) do headers[#headers + 1] = line end
+  local client = setmetatable({
+    _endpoint = resolved.endpoint,
+    _headers = headers,
+    _operator_id = resolved.operator_id,
+    _debug = resolved.debug,
+    _transport = core.session {
+      connect_timeout = resolved.connect_timeout,
+      timeout = resolved.timeout,
+      max_body_size = resolved.max_body_size,
+    },
+  }, Client)
+  auth.attach(client, resolved.credentials)
+  return client
 end
 
---- Sends one request of an operation; the shared path of every method.
+local function send(self, transport, op, url, body_text)
+  if self._debug == nil then
+    return transport:perform(op.method, url, body_text, op.items ~= nil)
+  end
+  local started = now()
+  local value, next_key, status = transport:perform(op.method, url, body_text, op.items ~= nil)
+  self._debug(string.format("soracom-groups: %s %s -> %s (%.1f ms)", op.method, url,
+    value ~= nil and tostring(status) or tostring(next_key.status or next_key.kind),
+    (now() - started) * 1000))
+  return value, next_key, status
+end
+
+--- Sends one request of an operation; the shared path of every method. Logs in
+-- first when the token is missing or about to expire, and once more on a 401.
 -- `level` is where a closed client is blamed, counted from request's caller.
 -- Returns value, next_key, status or nil, err.
 local function request(self, op, level, query, body_text, ...)
@@ -115,8 +60,17 @@ local function request(self, op, level, query, body_text, ...)
   if transport == nil then
     error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
   end
+  if self._needs_login or now() >= self._expires_at then
+    local ok, err = auth.login(self)
+    if not ok then return nil, err end
+  end
   local url, path = build_url(self._endpoint, op.path, op.query, query, ...)
-  local value, next_key, status = transport:perform(op.method, url, body_text, op.items ~= nil)
+  local value, next_key, status = send(self, transport, op, url, body_text)
+  if value == nil and next_key.status == 401 and auth.can_login(self) then
+    local ok, err = auth.login(self)
+    if not ok then return nil, err end
+    value, next_key, status = send(self, transport, op, url, body_text)
+  end
   if value == nil then
     return nil, Error.wrap(next_key, op.method, path)
   end
@@ -223,6 +177,30 @@ function Client:subscribers(group_id, options)
   return iterator
 end
 
+--- The operator ID: from the login (logging in first if need be), or the
+-- operator_id option given with an API key and token. Returns it or nil, err.
+function Client:operator_id()
+  check_self(self, "operator_id")
+  if self._transport == nil then error("soracom.groups: operator_id: the client is closed", 2) end
+  if self._operator_id == nil and self._needs_login then
+    local ok, err = auth.login(self)
+    if not ok then return nil, err end
+  end
+  if self._operator_id == nil then
+    return nil, Error.new("auth", "the operator ID is unknown: give operator_id with api_key and token")
+  end
+  return self._operator_id
+end
+
+--- Revokes the API key and token (POST /auth/logout) and forgets them; a later call
+-- logs in again when the client has credentials to. Returns true or nil, err.
+function Client:logout()
+  check_self(self, "logout")
+  if self._transport == nil then error("soracom.groups: logout: the client is closed", 2) end
+  local ok, err = auth.logout(self)
+  return ok, err
+end
+
 --- Releases the connection; safe to call twice. Any later call raises.
 function Client:close()
   local transport = self._transport
@@ -242,7 +220,7 @@ Client.__gc = Client.close
 Client.__close = Client.close
 
 function Client:__tostring()
-  return "soracom.groups client (" .. self._endpoint
+  return "soracom.groups client (" .. self._endpoint .. ", " .. auth.describe(self)
     .. (self._transport == nil and ", closed)" or ")")
 end
 

@@ -1,12 +1,16 @@
 --- The error object every failed call returns as its second value.
--- Fields: kind ("http", "network" or "decode"), status, code, message, method, path,
--- and for network failures curl_code. It never holds a credential.
+-- Fields: kind ("http", "network", "decode", "auth" or "config"), status, code,
+-- message, method, path, and for network failures curl_code. It never holds a
+-- credential.
 
 local Error = {}
 Error.__index = Error
 
 function Error.__tostring(err)
-  local parts = { "soracom-groups: ", err.method or "?", " ", err.path or "?", ": " }
+  local parts = { "soracom-groups: " }
+  if err.method then
+    parts[#parts + 1] = err.method .. " " .. (err.path or "?") .. ": "
+  end
   if err.kind == "http" then
     parts[#parts + 1] = "HTTP " .. tostring(err.status)
       .. (err.code and " (" .. err.code .. "): " or ": ")
@@ -19,11 +23,16 @@ function Error.__tostring(err)
   return table.concat(parts)
 end
 
---- Gives the core's error table its method, path and metatable.
+--- Gives an error table (the core's, or a new one) its method, path and metatable.
 function Error.wrap(fields, method, path)
   fields.method = method
   fields.path = path
   return setmetatable(fields, Error)
+end
+
+--- A new error of the given kind that is not about one request.
+function Error.new(kind, message)
+  return setmetatable({ kind = kind, message = message }, Error)
 end
 
 function Error.is(value)

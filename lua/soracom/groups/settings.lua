@@ -1,0 +1,350 @@
+--- Everything a client is built from, resolved from its options, the environment
+-- and a soracom-cli profile: the endpoint, the credentials, extra headers.
+--
+-- Wrong options are programming errors and raise (naming the option). What comes
+-- from outside the program -- environment variables, profile files -- is checked
+-- too, and a problem there returns nil, message.
+
+local profiles = require "soracom.groups.profile"
+
+local settings = {}
+
+local OPTIONS = {
+  endpoint = "string", coverage = "string", sandbox = "boolean", lang = "string",
+  profile = "string",
+  api_key = "string", token = "string",
+  auth_key_id = "string", auth_key = "string",
+  email = "string", password = "string",
+  operator_id = "string", user_name = "string",
+  mfa_otp_code = "string", token_timeout_seconds = "number",
+  connect_timeout = "number", timeout = "number", max_body_size = "number",
+  debug = "function",
+}
+
+local MAX_TOKEN_TIMEOUT = 172800 -- the /auth API's maximum
+local DEFAULT_TOKEN_TIMEOUT = 86400
+
+local ENDPOINTS = {
+  production = { jp = "https://api.soracom.io/v1", g = "https://g.api.soracom.io/v1" },
+  sandbox = { jp = "https://api-sandbox.soracom.io/v1", g = "https://g.api-sandbox.soracom.io/v1" },
+}
+
+-- Raised from the helpers of resolve, which groups.new calls: level 5 is new's caller.
+local function option_error(message)
+  error("soracom.groups.new: " .. message, 5)
+end
+
+local function sorted_names(set)
+  local names = {}
+  for name in pairs(set) do names[#names + 1] = name end
+  table.sort(names)
+  return names
+end
+
+local function check_options(options)
+  if type(options) ~= "table" then
+    option_error("options must be a table (got " .. type(options) .. ")")
+  end
+  for name, value in pairs(options) do
+    local expected = OPTIONS[name]
+    if expected == nil then
+      option_error("unknown option " .. tostring(name) .. " (expected one of "
+        .. table.concat(sorted_names(OPTIONS), ", ") .. ")")
+    end
+    if type(value) ~= expected then
+      option_error(name .. " must be a " .. expected .. " (got " .. type(value) .. ")")
+    end
+    if expected == "number" and not (value > 0 and value < math.huge) then
+      option_error(name .. " must be a positive, finite number")
+    end
+    if expected == "string" and (value == "" or value:match("%c")) then
+      option_error(name .. " must be a non-empty string without control characters")
+    end
+  end
+  if options.max_body_size and options.max_body_size % 1 ~= 0 then
+    option_error("max_body_size must be a whole number of bytes")
+  end
+  local timeout = options.token_timeout_seconds
+  if timeout and (timeout % 1 ~= 0 or timeout > MAX_TOKEN_TIMEOUT) then
+    option_error("token_timeout_seconds must be a whole number from 1 to " .. MAX_TOKEN_TIMEOUT)
+  end
+  if options.lang and options.lang ~= "en" and options.lang ~= "ja" then
+    option_error('lang must be "en" or "ja"')
+  end
+end
+
+-- The kinds of credentials, each with the options that make it up and the /auth
+-- request fields they become. `token` is an already issued API key and token.
+local KINDS = {
+  { kind = "auth_key", label = "auth key", options = { "auth_key_id", "auth_key" },
+    fields = { auth_key_id = "authKeyId", auth_key = "authKey" } },
+  { kind = "root", label = "root user", options = { "email", "password" },
+    fields = { email = "email", password = "password" } },
+  { kind = "sam", label = "SAM user", options = { "operator_id", "user_name", "password" },
+    fields = { operator_id = "operatorId", user_name = "userName", password = "password" } },
+  { kind = "token", label = "API key and token", options = { "api_key", "token" } },
+}
+
+-- The option that marks each kind (password belongs to two, operator_id may
+-- accompany a token to name the operator).
+local MARKERS = {
+  auth_key_id = "auth_key", auth_key = "auth_key", email = "root",
+  user_name = "sam", api_key = "token", token = "token",
+}
+
+local function kind_named(name)
+  for _, kind in ipairs(KINDS) do
+    if kind.kind == name then return kind end
+  end
+end
+
+local function credentials_of(kind, values, source)
+  local credentials = { kind = kind.kind, label = kind.label, source = source }
+  if kind.kind == "token" then
+    credentials.api_key, credentials.token = values.api_key, values.token
+  else
+    credentials.login = {}
+    for option, field in pairs(kind.fields) do credentials.login[field] = values[option] end
+  end
+  return credentials
+end
+
+--- Credentials given as options, or nil when none are.
+local function credentials_from_options(options)
+  local chosen
+  for option, kind in pairs(MARKERS) do
+    if options[option] ~= nil then
+      if chosen and chosen ~= kind then
+        option_error("give one kind of credentials: auth_key_id + auth_key, email + password, "
+          .. "operator_id + user_name + password, or api_key + token")
+      end
+      chosen = kind
+    end
+  end
+  if chosen == nil then
+    if options.password ~= nil then
+      option_error("password needs email (root user) or operator_id and user_name (SAM user)")
+    end
+    return nil
+  end
+  local kind = kind_named(chosen)
+  local given, missing = {}, {}
+  for _, option in ipairs(kind.options) do
+    local list = options[option] == nil and missing or given
+    list[#list + 1] = option
+  end
+  if #missing > 0 then
+    option_error(table.concat(given, " and ") .. " given without " .. table.concat(missing, " and ")
+      .. " (" .. kind.label .. " credentials)")
+  end
+  if chosen == "token" and options.password ~= nil then
+    option_error("password does not go with api_key + token")
+  end
+  return credentials_of(kind, options, "options")
+end
+
+local ENVIRONMENT = {
+  { kind = "auth_key", variables = { auth_key_id = "SORACOM_AUTH_KEY_ID", auth_key = "SORACOM_AUTH_KEY" } },
+  { kind = "root", variables = { email = "SORACOM_EMAIL", password = "SORACOM_PASSWORD" },
+    marker = "SORACOM_EMAIL" },
+  { kind = "sam", variables = { operator_id = "SORACOM_OPERATOR_ID", user_name = "SORACOM_USER_NAME",
+    password = "SORACOM_PASSWORD" }, marker = "SORACOM_USER_NAME" },
+}
+
+--- Credentials from SORACOM_* variables: credentials, nil (none set), or false, message.
+local function credentials_from_environment(getenv)
+  for _, source in ipairs(ENVIRONMENT) do
+    local values, present, missing = {}, false, nil
+    for option, variable in pairs(source.variables) do
+      local value = getenv(variable)
+      if value == "" then value = nil end
+      values[option] = value
+      if value ~= nil and (source.marker == nil or variable == source.marker) then present = true end
+      if value == nil then missing = missing or variable end
+    end
+    if present then
+      if missing then
+        local names = {}
+        for _, variable in pairs(source.variables) do names[#names + 1] = variable end
+        table.sort(names)
+        return false, missing .. " is not set, but " .. kind_named(source.kind).label
+          .. " credentials need " .. table.concat(names, ", ")
+      end
+      return credentials_of(kind_named(source.kind), values, "environment")
+    end
+  end
+  return nil
+end
+
+--- Credentials from a profile's fields: credentials, or false, message.
+local function credentials_from_profile(data, path)
+  local values = {
+    auth_key_id = data.authKeyId, auth_key = data.authKey, email = data.email,
+    password = data.password, operator_id = data.operatorId,
+    user_name = data.username or data.userName,
+  }
+  local order = data.sandbox and { "root", "auth_key", "sam" } or { "auth_key", "root", "sam" }
+  for _, name in ipairs(order) do
+    local kind = kind_named(name)
+    local complete = true
+    for _, option in ipairs(kind.options) do
+      if values[option] == nil then complete = false end
+    end
+    if complete then return credentials_of(kind, values, "profile " .. path) end
+  end
+  if data.sourceProfile or data.profileCommand then
+    return false, "profile " .. path .. " uses sourceProfile or profileCommand, "
+      .. "which soracom.groups does not support; give credentials directly"
+  end
+  return false, "profile " .. path .. " holds no complete credentials (authKeyId + authKey, "
+    .. "email + password, or operatorId + username + password)"
+end
+
+local function coverage_endpoint(coverage, sandbox, source)
+  local endpoint = ENDPOINTS[sandbox and "sandbox" or "production"][coverage]
+  if endpoint == nil then
+    return false, source .. ' must be "jp" or "g" (got ' .. string.format("%q", coverage) .. ")"
+  end
+  return endpoint
+end
+
+--- An endpoint URL made into the base of every request path: "/v1" added when missing.
+local function normalize_endpoint(endpoint, source)
+  if not endpoint:match("^https?://[^/%s]+") or endpoint:match("[%s%c]") then
+    return false, source .. " must be an http:// or https:// URL"
+  end
+  -- Credentials in the URL would show in tostring(client); a query would end up in
+  -- front of every path.
+  if endpoint:match("^https?://[^/]*@") or endpoint:match("[?#]") then
+    return false, source .. " must be a plain base URL, without user info, query or fragment"
+  end
+  endpoint = endpoint:gsub("/+$", "")
+  if not endpoint:match("/v1$") then endpoint = endpoint .. "/v1" end
+  return endpoint
+end
+
+-- Precedence: endpoint option, SORACOM_ENDPOINT, coverage option,
+-- SORACOM_COVERAGE_TYPE, the profile's endpoint, the profile's coverageType, jp.
+local function resolve_endpoint(options, getenv, data, path)
+  local sandbox = options.sandbox
+  if sandbox == nil and data then sandbox = data.sandbox end
+  if options.endpoint then
+    local endpoint, why = normalize_endpoint(options.endpoint, "endpoint")
+    if not endpoint then option_error(why) end
+    return endpoint
+  end
+  local from_env = getenv("SORACOM_ENDPOINT")
+  if from_env and from_env ~= "" then return normalize_endpoint(from_env, "SORACOM_ENDPOINT") end
+  if options.coverage then
+    local endpoint, why = coverage_endpoint(options.coverage, sandbox, "coverage")
+    if not endpoint then option_error(why) end
+    return endpoint
+  end
+  local coverage = getenv("SORACOM_COVERAGE_TYPE")
+  if coverage and coverage ~= "" then
+    return coverage_endpoint(coverage, sandbox, "SORACOM_COVERAGE_TYPE")
+  end
+  if data and data.endpoint then
+    return normalize_endpoint(data.endpoint, "the endpoint of profile " .. path)
+  end
+  if data and data.coverageType then
+    return coverage_endpoint(data.coverageType, sandbox, "the coverageType of profile " .. path)
+  end
+  return ENDPOINTS[sandbox and "sandbox" or "production"].jp
+end
+
+--- The profile's extra headers as "Name: value" lines, or false, message.
+local function profile_headers(data, path)
+  local lines = {}
+  local headers = data and data.headers
+  if headers == nil then return lines end
+  local function add(name, value)
+    if type(name) ~= "string" or not name:match("^[%w!#$%%&'*+%-.^_`|~]+$")
+      or type(value) ~= "string" or value:match("%c") then
+      return false
+    end
+    lines[#lines + 1] = name .. ": " .. value
+    return true
+  end
+  local bad = false
+  if headers[1] ~= nil then
+    for _, line in ipairs(headers) do
+      local name, value = tostring(line):match("^([^:]+):%s*(.*)$")
+      if not add(name, value) then bad = true end
+    end
+  else
+    for name, value in pairs(headers) do
+      if not add(name, value) then bad = true end
+    end
+  end
+  if bad then
+    return false, "profile " .. path .. ": headers must be valid header names with values "
+      .. "without control characters"
+  end
+  table.sort(lines)
+  return lines
+end
+
+--- resolve(options, getenv) -> settings, or nil, message.
+-- getenv is os.getenv outside tests.
+function settings.resolve(options, getenv)
+  check_options(options)
+  local credentials = credentials_from_options(options)
+  local why
+  if credentials == nil then
+    credentials, why = credentials_from_environment(getenv)
+    if credentials == false then return nil, why end
+  end
+
+  -- The profile is read when it is the source of the credentials, or when asked for.
+  local data, path
+  if credentials == nil or options.profile then
+    local name = options.profile or getenv("SORACOM_PROFILE")
+    if name == nil or name == "" then name = "default" end
+    path, why = profiles.path(name, getenv)
+    if not path then return nil, why end
+    local missing
+    data, why, missing = profiles.read(path)
+    if not data then
+      if missing and credentials == nil and options.profile == nil and getenv("SORACOM_PROFILE") == nil then
+        why = "no credentials: none in the options, none in SORACOM_* variables, and no profile at " .. path
+      end
+      return nil, why
+    end
+    if credentials == nil then
+      credentials, why = credentials_from_profile(data, path)
+      if not credentials then return nil, why end
+    end
+  end
+
+  local endpoint
+  endpoint, why = resolve_endpoint(options, getenv, data, path)
+  if not endpoint then return nil, why end
+  local headers
+  headers, why = profile_headers(data, path)
+  if not headers then return nil, why end
+
+  local token_timeout = options.token_timeout_seconds or (data and data.tokenTimeoutSeconds)
+    or DEFAULT_TOKEN_TIMEOUT
+  if token_timeout < 1 or token_timeout > MAX_TOKEN_TIMEOUT then
+    return nil, "profile " .. path .. ": tokenTimeoutSeconds must be from 1 to " .. MAX_TOKEN_TIMEOUT
+  end
+  if credentials.login then
+    credentials.login.tokenTimeoutSeconds = token_timeout
+    credentials.login.mfaOTPCode = options.mfa_otp_code or (data and data.mfaOTPCode)
+  end
+  return {
+    endpoint = endpoint,
+    credentials = credentials,
+    token_timeout = token_timeout,
+    operator_id = options.operator_id,
+    lang = options.lang,
+    headers = headers,
+    connect_timeout = options.connect_timeout,
+    timeout = options.timeout,
+    max_body_size = options.max_body_size,
+    debug = options.debug,
+  }
+end
+
+return settings
