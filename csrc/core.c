@@ -39,11 +39,14 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
         {"session", sg_session_new},
         {"file_mode", sg_file_mode},
         {"now", sg_now},
+        {"sleep", sg_sleep},
+        {"random", sg_random},
         {NULL, NULL}
     };
     /* Thread-safe from libcurl 7.84 on; repeated calls are counted and harmless. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return luaL_error(L, "soracom.groups: curl_global_init failed");
+    sg_seed_random();
     sg_membuf_register(L);
     sg_session_register(L);
 

@@ -42,12 +42,18 @@ int sg_push_response(lua_State *L, long status, const char *body, size_t body_le
                      const char *link, size_t link_len);
 int sg_decode_response(lua_State *L);
 int sg_decode_json_text(lua_State *L);
+/* Sets retry_after (seconds) on the error table at the top, from the Retry-After or
+ * X-Soracom-Ratelimit-Seconds-Before-Refresh header (either may be NULL). */
+void sg_set_retry_after(lua_State *L, const char *retry_after, const char *refresh);
 /* Pushes a new error table {kind=kind, message=message}. */
 void sg_push_error(lua_State *L, const char *kind, const char *message);
 
 /* system.c */
 int sg_file_mode(lua_State *L);
 int sg_now(lua_State *L);
+int sg_sleep(lua_State *L);
+int sg_random(lua_State *L);
+void sg_seed_random(void);
 
 /* session.c */
 void sg_session_register(lua_State *L);

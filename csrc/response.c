@@ -1,8 +1,11 @@
 /* What a finished HTTP exchange means to the caller, the same for every transport:
  * 2xx -> decoded body (true when empty), next page key, status;
  * otherwise -> nil, {kind="http", status=, code=, message=}. */
+#include <curl/curl.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "core.h"
 
 #define MAX_TEXT_MESSAGE 300
@@ -147,8 +150,51 @@ int sg_push_response(lua_State *L, long status, const char *body, size_t body_le
     return 3;
 }
 
-/* decode_response(status, body, next_key_header, link_header): the same results as a
- * curl session's perform, for transports that read the response in Lua. */
+/* Seconds the server asks to wait: Retry-After (delay-seconds or an HTTP date, which
+ * curl_getdate reads), else Soracom's X-Soracom-Ratelimit-Seconds-Before-Refresh.
+ * Negative when neither says. */
+static double retry_after_seconds(const char *retry_after, const char *refresh)
+{
+    if (retry_after != NULL) {
+        char *end;
+        double seconds;
+        while (*retry_after == ' ')
+            retry_after++;
+        seconds = strtod(retry_after, &end);
+        if (end != retry_after && seconds >= 0) {
+            while (*end == ' ')
+                end++;
+            if (*end == '\0')
+                return seconds;
+        } else {
+            time_t date = curl_getdate(retry_after, NULL);
+            if (date != (time_t)-1) {
+                double wait = difftime(date, time(NULL));
+                return wait > 0 ? wait : 0;
+            }
+        }
+    }
+    if (refresh != NULL) {
+        char *end;
+        double seconds = strtod(refresh, &end);
+        if (end != refresh && seconds >= 0)
+            return seconds;
+    }
+    return -1;
+}
+
+void sg_set_retry_after(lua_State *L, const char *retry_after, const char *refresh)
+{
+    double seconds = retry_after_seconds(retry_after, refresh);
+    if (seconds >= 0) {
+        lua_pushnumber(L, (lua_Number)seconds);
+        lua_setfield(L, -2, "retry_after");
+    }
+}
+
+/* decode_response(status, body, next_key_header, link_header, retry_after_header,
+ * ratelimit_refresh_header): the same results as a curl session's perform, for
+ * transports that read the response in Lua. */
 int sg_decode_response(lua_State *L)
 {
     size_t body_len, key_len = 0, link_len = 0;
@@ -156,7 +202,12 @@ int sg_decode_response(lua_State *L)
     const char *body = luaL_optlstring(L, 2, "", &body_len);
     const char *key = luaL_optlstring(L, 3, NULL, &key_len);
     const char *link = luaL_optlstring(L, 4, NULL, &link_len);
-    return sg_push_response(L, status, body, body_len, key, key_len, link, link_len);
+    const char *retry_after = luaL_optstring(L, 5, NULL);
+    const char *refresh = luaL_optstring(L, 6, NULL);
+    int results = sg_push_response(L, status, body, body_len, key, key_len, link, link_len);
+    if (results == 2 && lua_istable(L, -1))
+        sg_set_retry_after(L, retry_after, refresh);
+    return results;
 }
 
 /* decode_json(text) -> value, or nil, message */

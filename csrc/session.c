@@ -125,6 +125,26 @@ static void push_next_key(lua_State *L, CURL *curl)
     lua_pushnil(L);
 }
 
+/* Gives the error table at the top its retry_after. Each header is copied onto the
+ * stack before the next lookup, which may reuse curl's header struct. */
+static void set_retry_after(lua_State *L, CURL *curl)
+{
+    static const char *const names[] = {
+        "retry-after", "x-soracom-ratelimit-seconds-before-refresh"
+    };
+    struct curl_header *h;
+    int i;
+    for (i = 0; i < 2; i++) {
+        if (curl_easy_header(curl, names[i], 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+            lua_pushstring(L, h->value);
+        else
+            lua_pushnil(L);
+    }
+    lua_pushvalue(L, -3);
+    sg_set_retry_after(L, lua_tostring(L, -3), lua_tostring(L, -2));
+    lua_pop(L, 3);
+}
+
 static int push_network_error(lua_State *L, sg_session *s, CURLcode code)
 {
     lua_pushnil(L);
@@ -188,12 +208,21 @@ static int session_perform(lua_State *L)
     if (results == 3) {
         lua_pushvalue(L, key_index);
         lua_replace(L, -3);
+    } else if (status >= 400) {
+        set_retry_after(L, s->curl);
     }
     lua_remove(L, key_index);
     /* One huge response should not pin its memory for the client's whole life. */
     if (s->response.cap > KEEP_BUFFER_BYTES)
         sg_membuf_free(&s->response);
     return results;
+}
+
+/* session:sleep(seconds): the transport's wait between retries (blocking). */
+static int sg_sleep_method(lua_State *L)
+{
+    lua_remove(L, 1);
+    return sg_sleep(L);
 }
 
 static int session_tostring(lua_State *L)
@@ -219,7 +248,31 @@ static long option_ms(lua_State *L, const char *name, double fallback_seconds)
     return (long)ms;
 }
 
-/* session{user_agent=, connect_timeout=, timeout=, max_body_size=} */
+static void set_string_option(lua_State *L, CURL *curl, const char *name, CURLoption option)
+{
+    lua_getfield(L, 1, name);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        curl_easy_setopt(curl, option, lua_tostring(L, -1)); /* curl copies it */
+    lua_pop(L, 1);
+}
+
+/* TLS verification stays on unless the caller says insecure = true. Without a proxy
+ * option, curl reads http_proxy, https_proxy and no_proxy from the environment. */
+static void set_tls_and_proxy(lua_State *L, CURL *curl)
+{
+    int insecure;
+    lua_getfield(L, 1, "insecure");
+    insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
+    set_string_option(L, curl, "ca_file", CURLOPT_CAINFO);
+    set_string_option(L, curl, "ca_path", CURLOPT_CAPATH);
+    set_string_option(L, curl, "proxy", CURLOPT_PROXY);
+}
+
+/* session{user_agent=, connect_timeout=, timeout=, max_body_size=, insecure=, ca_file=,
+ * ca_path=, proxy=} */
 int sg_session_new(lua_State *L)
 {
     sg_session *s;
@@ -251,8 +304,7 @@ int sg_session_new(lua_State *L)
     curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT_MS, option_ms(L, "connect_timeout", 10));
     curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, option_ms(L, "timeout", 60));
     curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM inside a host process */
-    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    set_tls_and_proxy(L, s->curl);
     curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Segments are escaped by build_url; curl must not merge "." or ".." away. */
     curl_easy_setopt(s->curl, CURLOPT_PATH_AS_IS, 1L);
@@ -270,6 +322,7 @@ void sg_session_register(lua_State *L)
         {"perform", session_perform},
         {"set_headers", session_set_headers},
         {"close", session_close},
+        {"sleep", sg_sleep_method},
         {NULL, NULL}
     };
     if (luaL_newmetatable(L, SESSION_METATABLE)) {

@@ -1,11 +1,14 @@
 /* What the Lua layer needs from the OS and plain Lua lacks: a file's permission bits
- * (a credentials file must not be readable by others) and a monotonic clock (token
- * expiry must not jump with the wall clock). */
+ * (a credentials file must not be readable by others), a monotonic clock (token
+ * expiry must not jump with the wall clock), a sleep for the waits between retries
+ * outside nginx, and random jitter that does not touch the program's math.random. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 #include "core.h"
 
 /* file_mode(path) -> permission bits (e.g. 384 for 0600), or nil, message */
@@ -30,5 +33,49 @@ int sg_now(lua_State *L)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* sleep(seconds): blocks the thread; nginx's transport uses ngx.sleep instead. */
+int sg_sleep(lua_State *L)
+{
+    double seconds = (double)luaL_checknumber(L, 1);
+    struct timespec wait, left;
+    if (!(seconds > 0))
+        return 0;
+    if (seconds > 86400)
+        seconds = 86400;
+    wait.tv_sec = (time_t)seconds;
+    wait.tv_nsec = (long)((seconds - (double)wait.tv_sec) * 1e9);
+    while (nanosleep(&wait, &left) != 0 && errno == EINTR)
+        wait = left;
+    return 0;
+}
+
+/* xorshift64*: plenty for retry jitter, seeded per process so that a fleet of
+ * clients that failed together does not retry together. */
+static uint64_t random_state;
+
+void sg_seed_random(void)
+{
+    struct timespec ts;
+    if (random_state != 0)
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    random_state = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^
+                   ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&ts;
+    if (random_state == 0)
+        random_state = 0x9E3779B97F4A7C15u;
+}
+
+/* random() -> a number in [0, 1) */
+int sg_random(lua_State *L)
+{
+    uint64_t x = random_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    random_state = x;
+    lua_pushnumber(L, (lua_Number)((x * 0x2545F4914F6CDD1Du) >> 11) / 9007199254740992.0);
     return 1;
 }

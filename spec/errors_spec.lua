@@ -9,9 +9,10 @@ describe("errors", function()
 
   setup(function() srv = fake.start() end)
   teardown(function() srv:stop() end)
+  -- These cases are about what a failure looks like: no retries (see retry_spec.lua).
   before_each(function()
     srv:reset()
-    client = new_client(srv)
+    client = new_client(srv, { retries = 0 })
   end)
   after_each(function() client:close() end)
 
@@ -129,7 +130,7 @@ describe("errors", function()
 
   describe("the network", function()
     it("returns nil and a network error when nothing listens", function()
-      local down = groups.new { endpoint = "http://127.0.0.1:9/v1", api_key = "k", token = "t" }
+      local down = groups.new { endpoint = "http://127.0.0.1:9/v1", api_key = "k", token = "t", retries = 0 }
       local group, err = down:get_group("x")
       down:close()
       assert.is_nil(group)
@@ -139,7 +140,7 @@ describe("errors", function()
     end)
 
     it("gives up after the timeout on a stalled server", function()
-      local slow = new_client(srv, { timeout = 0.3 })
+      local slow = new_client(srv, { timeout = 0.3, retries = 0 })
       srv:faults { { delay = 2, status = 200, body = "{}" } }
       local group, err = slow:get_group("x")
       slow:close()
@@ -149,7 +150,7 @@ describe("errors", function()
     end)
 
     it("rounds a tiny timeout up to a millisecond instead of waiting forever", function()
-      local hasty = new_client(srv, { timeout = 0.0004 })
+      local hasty = new_client(srv, { timeout = 0.0004, retries = 0 })
       srv:faults { { delay = 1, status = 200, body = "{}" } }
       local group, err = hasty:get_group("x")
       hasty:close()

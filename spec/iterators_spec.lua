@@ -105,15 +105,31 @@ describe("iterators", function()
     assert.are.same(ids, seen)
   end)
 
-  it("raises a network error mid-iteration", function()
+  it("raises a network error mid-iteration when retries are off", function()
     srv:seed_groups(4)
+    local strict = new_client(srv, { retries = 0 })
     local ok, err = pcall(function()
-      for _ in client:groups { limit = 2 } do
+      for _ in strict:groups { limit = 2 } do
         srv:faults { { close = true } }
       end
     end)
+    strict:close()
     assert.is_false(ok)
     assert.are.equal("network", err.kind)
+  end)
+
+  it("retries a page that failed for a moment, losing and repeating nothing", function()
+    local ids = srv:seed_groups(6)
+    local waits = {}
+    local patient = new_client(srv, { sleep = function(s) waits[#waits + 1] = s end })
+    local seen = {}
+    for group in patient:groups { limit = 2 } do
+      seen[#seen + 1] = group.groupId
+      if #seen == 2 then srv:faults { { status = 503, times = 2 } } end
+    end
+    patient:close()
+    assert.are.same(ids, seen)
+    assert.are.equal(2, #waits)
   end)
 
   it("visits every SIM of a group across pages", function()

@@ -2,6 +2,7 @@
 -- the methods themselves, derived from the operation table.
 
 local auth = require "soracom.groups.auth"
+local retry = require "soracom.groups.retry"
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
 local iterate = require "soracom.groups.iterate"
@@ -29,10 +30,16 @@ function Client.new(options)
     _headers = headers,
     _operator_id = resolved.operator_id,
     _debug = resolved.debug,
+    _retry = resolved.retry,
+    _sleep = resolved.sleep,
     _transport = core.session {
       connect_timeout = resolved.connect_timeout,
       timeout = resolved.timeout,
       max_body_size = resolved.max_body_size,
+      insecure = resolved.insecure,
+      ca_file = resolved.ca_file,
+      ca_path = resolved.ca_path,
+      proxy = resolved.proxy,
     },
   }, Client)
   auth.attach(client, resolved.credentials)
@@ -51,8 +58,27 @@ local function send(self, transport, op, url, body_text)
   return value, next_key, status
 end
 
+local function wait(self, seconds)
+  if self._sleep then self._sleep(seconds) else self._transport:sleep(seconds) end
+end
+
+-- Waits before the next try of a failed attempt, if the policy allows one.
+-- Returns true when the caller should try again.
+local function backoff(self, err, method, url, failures)
+  local policy = self._retry
+  if failures > policy.retries or not retry.retryable(err, method, policy) then return false end
+  local seconds = retry.delay(err, failures, policy)
+  if self._debug then
+    self._debug(string.format("soracom-groups: retrying %s %s in %.2f s (%s, retry %d of %d)",
+      method, url, seconds, err.status and "HTTP " .. err.status or err.kind, failures, policy.retries))
+  end
+  wait(self, seconds)
+  return true
+end
+
 --- Sends one request of an operation; the shared path of every method. Logs in
--- first when the token is missing or about to expire, and once more on a 401.
+-- first when the token is missing or about to expire, once more on a 401, and tries
+-- again after transient failures (see retry.lua).
 -- `level` is where a closed client is blamed, counted from request's caller.
 -- Returns value, next_key, status or nil, err.
 local function request(self, op, level, query, body_text, ...)
@@ -60,25 +86,43 @@ local function request(self, op, level, query, body_text, ...)
   if transport == nil then
     error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
   end
-  if self._needs_login or now() >= self._expires_at then
-    local ok, err = auth.login(self)
-    if not ok then return nil, err end
-  end
   local url, path = build_url(self._endpoint, op.path, op.query, query, ...)
-  local value, next_key, status = send(self, transport, op, url, body_text)
-  if value == nil and next_key.status == 401 and auth.can_login(self) then
-    local ok, err = auth.login(self)
-    if not ok then return nil, err end
-    value, next_key, status = send(self, transport, op, url, body_text)
+  local attempts, failures, relogged = 0, 0, false
+  while true do
+    if self._needs_login or now() >= self._expires_at then
+      local ok, err = auth.login(self)
+      if not ok then
+        failures = failures + 1
+        -- A login can be repeated whatever the operation's method.
+        if not backoff(self, err, "PUT", url, failures) then
+          err.attempts = failures
+          return nil, err
+        end
+      end
+    end
+    if not self._needs_login then
+      attempts = attempts + 1
+      local value, next_key, status = send(self, transport, op, url, body_text)
+      if value ~= nil then
+        if op.items and type(value) ~= "table" then
+          return nil, Error.wrap({ kind = "decode", status = status, attempts = attempts,
+            message = "expected a JSON array of " .. op.items }, op.method, path)
+        end
+        return value, next_key, status
+      end
+      local err = next_key
+      if err.status == 401 and not relogged and auth.can_login(self) then
+        relogged = true
+        self._needs_login = true
+      else
+        failures = failures + 1
+        if not backoff(self, err, op.method, url, failures) then
+          err.attempts = attempts
+          return nil, Error.wrap(err, op.method, path)
+        end
+      end
+    end
   end
-  if value == nil then
-    return nil, Error.wrap(next_key, op.method, path)
-  end
-  if op.items and type(value) ~= "table" then
-    return nil, Error.wrap({ kind = "decode", status = status,
-      message = "expected a JSON array of " .. op.items }, op.method, path)
-  end
-  return value, next_key, status
 end
 
 local function check_self(self, method)

@@ -1,7 +1,7 @@
 --- The error object every failed call returns as its second value.
 -- Fields: kind ("http", "network", "decode", "auth" or "config"), status, code,
--- message, method, path, and for network failures curl_code. It never holds a
--- credential.
+-- message, method, path, attempts (requests sent), retry_after (seconds the server
+-- asked to wait), and for network failures curl_code. It never holds a credential.
 
 local Error = {}
 Error.__index = Error
@@ -20,6 +20,9 @@ function Error.__tostring(err)
     parts[#parts + 1] = "bad response (HTTP " .. tostring(err.status) .. "): "
   end
   parts[#parts + 1] = err.message or "unknown error"
+  if err.attempts and err.attempts > 1 then
+    parts[#parts + 1] = " (after " .. err.attempts .. " attempts)"
+  end
   return table.concat(parts)
 end
 

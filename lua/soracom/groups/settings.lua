@@ -6,6 +6,7 @@
 -- too, and a problem there returns nil, message.
 
 local profiles = require "soracom.groups.profile"
+local retry = require "soracom.groups.retry"
 
 local settings = {}
 
@@ -19,7 +20,13 @@ local OPTIONS = {
   mfa_otp_code = "string", token_timeout_seconds = "number",
   connect_timeout = "number", timeout = "number", max_body_size = "number",
   debug = "function",
+  retries = "number", retry_base_delay = "number", retry_max_delay = "number",
+  rate_limit_max_delay = "number", retry_post = "boolean", sleep = "function",
+  insecure = "boolean", ca_file = "string", ca_path = "string", proxy = "string",
 }
+
+-- Numbers that may be zero.
+local ZERO_ALLOWED = { retries = true, retry_max_delay = true, rate_limit_max_delay = true }
 
 local MAX_TOKEN_TIMEOUT = 172800 -- the /auth API's maximum
 local DEFAULT_TOKEN_TIMEOUT = 86400
@@ -54,8 +61,10 @@ local function check_options(options)
     if type(value) ~= expected then
       option_error(name .. " must be a " .. expected .. " (got " .. type(value) .. ")")
     end
-    if expected == "number" and not (value > 0 and value < math.huge) then
-      option_error(name .. " must be a positive, finite number")
+    if expected == "number" and not ((value > 0 or (value == 0 and ZERO_ALLOWED[name]))
+      and value < math.huge) then
+      option_error(name .. " must be a " .. (ZERO_ALLOWED[name] and "non-negative" or "positive")
+        .. ", finite number")
     end
     if expected == "string" and (value == "" or value:match("%c")) then
       option_error(name .. " must be a non-empty string without control characters")
@@ -63,6 +72,9 @@ local function check_options(options)
   end
   if options.max_body_size and options.max_body_size % 1 ~= 0 then
     option_error("max_body_size must be a whole number of bytes")
+  end
+  if options.retries and options.retries % 1 ~= 0 then
+    option_error("retries must be a whole number")
   end
   local timeout = options.token_timeout_seconds
   if timeout and (timeout % 1 ~= 0 or timeout > MAX_TOKEN_TIMEOUT) then
@@ -285,6 +297,14 @@ local function profile_headers(data, path)
   return lines
 end
 
+local function retry_policy(options)
+  local policy = {}
+  for name, default in pairs(retry.DEFAULTS) do
+    if options[name] == nil then policy[name] = default else policy[name] = options[name] end
+  end
+  return policy
+end
+
 --- resolve(options, getenv) -> settings, or nil, message.
 -- getenv is os.getenv outside tests.
 function settings.resolve(options, getenv)
@@ -343,6 +363,12 @@ function settings.resolve(options, getenv)
     connect_timeout = options.connect_timeout,
     timeout = options.timeout,
     max_body_size = options.max_body_size,
+    insecure = options.insecure,
+    ca_file = options.ca_file,
+    ca_path = options.ca_path,
+    proxy = options.proxy,
+    retry = retry_policy(options),
+    sleep = options.sleep,
     debug = options.debug,
   }
 end
