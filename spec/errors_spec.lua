@@ -269,6 +269,53 @@ describe("errors", function()
     end)
   end)
 
+  describe("every option of groups.new", function()
+    local wrong = { string = 42, number = "1", boolean = "yes", ["function"] = true }
+    local expected = {
+      endpoint = "string", coverage = "string", sandbox = "boolean", lang = "string", profile = "string",
+      api_key = "string", token = "string", auth_key_id = "string", auth_key = "string", email = "string",
+      password = "string", operator_id = "string", user_name = "string", mfa_otp_code = "string",
+      token_timeout_seconds = "number", connect_timeout = "number", timeout = "number",
+      max_body_size = "number", debug = "function", retries = "number", retry_base_delay = "number",
+      retry_max_delay = "number", rate_limit_max_delay = "number", retry_post = "boolean",
+      sleep = "function", insecure = "boolean", ca_file = "string", ca_path = "string", proxy = "string",
+    }
+    for name, kind in pairs(expected) do
+      it("raises for a wrong " .. name .. ", naming it", function()
+        local options = { api_key = "k", token = "t", [name] = wrong[kind] }
+        assert.has_error(function() groups.new(options) end,
+          "soracom.groups.new: " .. name .. " must be a " .. kind .. " (got " .. type(wrong[kind]) .. ")")
+      end)
+      if kind == "string" then
+        it("raises for " .. name .. " with a control character", function()
+          local options = { api_key = "k", token = "t", [name] = "a\nb" }
+          assert.has_error(function() groups.new(options) end,
+            "soracom.groups.new: " .. name .. " must be a non-empty string without control characters")
+        end)
+      end
+    end
+
+    it("raises for negative retries and fractional retries", function()
+      assert.has_error(function() groups.new { api_key = "k", token = "t", retries = -1 } end,
+        "soracom.groups.new: retries must be a non-negative, finite number")
+      assert.has_error(function() groups.new { api_key = "k", token = "t", retries = 1.5 } end,
+        "soracom.groups.new: retries must be a whole number")
+    end)
+  end)
+
+  describe("the other public functions", function()
+    it("check their arguments", function()
+      assert.has_error(function() groups.array("x") end,
+        "soracom.groups.array: expected a table or nothing (got string)")
+      assert.are.same({}, groups.array())
+      assert.is_false(groups.is_error("x"))
+      for _, method in ipairs({ "close", "is_closed", "endpoint", "logout", "operator_id" }) do
+        assert.has_error(function() client[method]() end,
+          "soracom.groups: " .. method .. ": call it as client:" .. method .. "(...)")
+      end
+    end)
+  end)
+
   describe("groups.new", function()
     it("checks its options", function()
       assert.has_error(function() groups.new("x") end, "soracom.groups.new: options must be a table (got string)")

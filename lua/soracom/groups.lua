@@ -21,6 +21,9 @@ local groups = {
 
 --- Marks a table as a JSON array, so that an empty one is sent as [] and not {}.
 function groups.array(t)
+  if t ~= nil and type(t) ~= "table" then
+    error("soracom.groups.array: expected a table or nothing (got " .. type(t) .. ")", 2)
+  end
   return setmetatable(t or {}, core.array_mt)
 end
 

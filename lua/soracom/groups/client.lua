@@ -247,16 +247,19 @@ end
 
 --- Releases the connection; safe to call twice. Any later call raises.
 function Client:close()
+  check_self(self, "close")
   local transport = self._transport
   self._transport = nil
   if transport ~= nil then transport:close() end
 end
 
 function Client:is_closed()
+  check_self(self, "is_closed")
   return self._transport == nil
 end
 
 function Client:endpoint()
+  check_self(self, "endpoint")
   return self._endpoint
 end
 
