@@ -432,6 +432,296 @@ describe("fake Soracom API", function()
     end)
   end)
 
+  -- Runs curl; returns HTTP status (number, 0 when none), curl's exit code and the body.
+  local function curl(args)
+    local out = os.tmpname()
+    local pipe = assert(io.popen("curl -sS -o '" .. out .. "' -w '%{http_code}' " .. args
+      .. " 2>/dev/null; echo \" exit=$?\""))
+    local result = pipe:read("*a")
+    pipe:close()
+    local f = assert(io.open(out, "rb"))
+    local body = f:read("*a")
+    f:close()
+    os.remove(out)
+    local code, exit = result:match("^(%d*) exit=(%d+)")
+    return tonumber(code) or 0, tonumber(exit), body
+  end
+  local CURL_AUTH = "-H 'X-Soracom-API-Key: test-api-key' -H 'X-Soracom-Token: test-token' "
+
+  describe("resilience faults", function()
+    local AUTH = "X-Soracom-API-Key: test-api-key\r\nX-Soracom-Token: test-token\r\n"
+
+    -- One request over a fresh raw connection; reads until the server closes.
+    -- Returns status, headers (lower-case names), body bytes received, receive error
+    -- (nil after a clean close, "closed" after a reset: luasocket's name for
+    -- ECONNRESET, "timeout").
+    local function raw(method, path, body, timeout, base_url)
+      local host, port = (base_url or srv.url):match("^http://([^:/]+):(%d+)$")
+      local conn = assert(socket.connect(host, tonumber(port)))
+      conn:settimeout(timeout or 5)
+      body = body or ""
+      assert(conn:send(("%s %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s")
+        :format(method, path, AUTH, #body, body)))
+      local data, err, partial = conn:receive("*a")
+      conn:close()
+      local text = data or partial
+      local head, rest = text:match("^(.-)\r\n\r\n(.*)$")
+      assert(head, "no response head in: " .. text)
+      local headers = {}
+      for name, value in head:gmatch("\r\n([^:\r\n]+):%s*([^\r\n]*)") do
+        headers[name:lower()] = value
+      end
+      return tonumber(head:match("^HTTP/1%.1 (%d+)")), headers, rest, err
+    end
+
+    it("reset_after_bytes sends N bytes of a longer body, then resets (for /v1/auth too)", function()
+      srv:faults({ { reset_after_bytes = 100, times = 2 } })
+      local status, headers, body, err = raw("GET", "/v1/groups")
+      assert.are.equal(200, status)
+      assert.are.equal("4096", headers["content-length"])
+      assert.are.equal(100, #body)
+      assert.are.equal("[{", body:sub(1, 2))
+      assert.are.equal("closed", err)
+      status, headers, body, err = raw("POST", "/v1/auth", "{}")
+      assert.are.equal("4096", headers["content-length"])
+      assert.are.equal(200, status)
+      assert.are.equal(100, #body)
+      assert.are.equal("closed", err)
+      assert.are.equal(200, (call("GET", "/v1/groups")))
+      assert.are.equal(3, #srv:requests())
+    end)
+
+    it("reset_after_bytes cuts a given body and a given status", function()
+      srv:faults({ { status = 503, body = string.rep("x", 50), reset_after_bytes = 0 } })
+      local status, headers, body, err = raw("GET", "/v1/groups")
+      assert.are.equal(503, status)
+      assert.are.equal("50", headers["content-length"])
+      assert.are.equal("", body)
+      assert.are.equal("closed", err)
+    end)
+
+    it("truncate declares the whole body, sends part of it and closes cleanly", function()
+      srv:faults({ { truncate = true }, { truncate = 3, body = { 1, 2, 3 } } })
+      local status, headers, body, err = raw("GET", "/v1/groups")
+      assert.are.equal(200, status)
+      assert.are.equal("4096", headers["content-length"])
+      assert.are.equal(2048, #body)
+      assert.is_nil(err)
+      status, headers, body, err = raw("GET", "/v1/groups")
+      assert.are.equal(200, status)
+      assert.are.equal("7", headers["content-length"])
+      assert.are.equal("[1,", body)
+      assert.is_nil(err)
+    end)
+
+    it("huge_body_bytes streams a valid JSON array of exactly N bytes", function()
+      srv:faults({ { huge_body_bytes = 3000000 }, { huge_body_bytes = 5 } })
+      local status, text, headers = srv:http("GET", "/v1/groups", { auth = true })
+      assert.are.equal(200, status)
+      assert.are.equal("3000000", headers["content-length"])
+      assert.are.equal(3000000, #text)
+      local list = decode(text)
+      assert.is_true(#list > 2900)
+      assert.are.equal("huge-0000000001", list[1].groupId)
+      assert.are.equal("OP0012345678", list[#list].operatorId)
+      local _, small = call("GET", "/v1/groups")
+      assert.are.same({}, small)
+      assert.are.equal(200, (call("GET", "/v1/groups")))
+    end)
+
+    it("trickle sends the body slowly, without blocking other requests", function()
+      srv:faults({ { trickle = { bytes_per_second = 50, seconds = 0.4 } } })
+      local started = socket.gettime()
+      local status, text = srv:http("GET", "/v1/groups", { auth = true })
+      local elapsed = socket.gettime() - started
+      assert.are.equal(200, status)
+      assert.are.equal(20, #text)
+      assert.are.same({}, decode(text))
+      assert.is_true(elapsed >= 0.3, "took " .. elapsed)
+    end)
+
+    it("slow_body outlasts a client's timeout and stops once the client is gone", function()
+      srv:faults({ { slow_body = true } })
+      local started = socket.gettime()
+      local status, headers, body, err = raw("GET", "/v1/groups", nil, 0.6)
+      assert.is_true(socket.gettime() - started < 1.5)
+      assert.are.equal("timeout", err)
+      assert.are.equal(200, status)
+      assert.are.equal("600", headers["content-length"])
+      assert.is_true(#body >= 1 and #body <= 3, "got " .. #body .. " bytes")
+      -- Another slow response in flight does not hold up other requests.
+      srv:faults({ { slow_body = true } })
+      local host, port = srv.url:match("^http://([^:/]+):(%d+)$")
+      local conn = assert(socket.connect(host, tonumber(port)))
+      conn:settimeout(5)
+      conn:send("GET /v1/groups HTTP/1.1\r\nHost: x\r\n" .. AUTH .. "\r\n")
+      assert.matches("^HTTP/1%.1 200", conn:receive("*l"))
+      started = socket.gettime()
+      assert.are.equal(200, (call("GET", "/v1/groups")))
+      assert.is_true(socket.gettime() - started < 0.3)
+      assert.are.equal(2, srv:active_streams())
+      conn:close()
+      local deadline = socket.gettime() + 3
+      while srv:active_streams() > 0 and socket.gettime() < deadline do
+        socket.sleep(0.1)
+      end
+      assert.are.equal(0, srv:active_streams())
+    end)
+
+    it("keeps delay, invalid JSON bodies and text/plain errors", function()
+      srv:faults({
+        { delay = 0.2, truncate = 10 },
+        { status = 200, body = "{nope" },
+        { status = 500, body = "oops", headers = { ["Content-Type"] = "text/plain" } },
+      })
+      local started = socket.gettime()
+      local _, _, body = raw("GET", "/v1/groups")
+      assert.is_true(socket.gettime() - started >= 0.2)
+      assert.are.equal(10, #body)
+      local status, text = srv:http("GET", "/v1/groups", { auth = true })
+      assert.are.equal(200, status)
+      assert.are.equal("{nope", text)
+      local headers
+      status, text, headers = srv:http("GET", "/v1/groups", { auth = true })
+      assert.are.equal(500, status)
+      assert.are.equal("oops", text)
+      assert.are.equal("text/plain", headers["content-type"])
+    end)
+
+    it("a reset and a truncation look different to curl", function()
+      srv:faults({ { reset_after_bytes = 10 }, { truncate = 10 }, { close = true } })
+      local status, exit, body = curl(CURL_AUTH .. srv.endpoint .. "/groups")
+      assert.are.same({ 200, 56, 10 }, { status, exit, #body }) -- CURLE_RECV_ERROR (reset)
+      status, exit, body = curl(CURL_AUTH .. srv.endpoint .. "/groups")
+      assert.are.same({ 200, 18, 10 }, { status, exit, #body }) -- CURLE_PARTIAL_FILE
+      status, exit = curl(CURL_AUTH .. srv.endpoint .. "/groups")
+      assert.are.same({ 0, 52 }, { status, exit }) -- CURLE_GOT_NOTHING
+    end)
+
+    it("rejects malformed streamed faults with 400", function()
+      for _, fault in ipairs({
+        { reset_after_bytes = -1 },
+        { reset_after_bytes = 1.5 },
+        { truncate = "yes" },
+        { huge_body_bytes = 1 },
+        { trickle = { seconds = 1 } },
+        { trickle = { bytes_per_second = 0 } },
+        { trickle = { bytes_per_second = 1, speed = 2 } },
+        { reset_after_bytes = 1, truncate = true },
+        { close = true, huge_body_bytes = 10 },
+        { body = "short", reset_after_bytes = 5 },
+      }) do
+        assert.has_error(function()
+          srv:faults({ fault })
+        end)
+      end
+      local _, text = srv:http("GET", "/_fake/faults")
+      assert.are.equal("[]", text)
+    end)
+  end)
+
+  describe("forward proxy requests", function()
+    it("routes an absolute-form target by its path and records it as proxied", function()
+      local ids = srv:seed_groups(1)
+      local status, exit, body = curl(CURL_AUTH .. "--proxy " .. srv.url
+        .. " 'http://api.example.test:1234/v1/groups?limit=5'")
+      assert.are.equal(0, exit)
+      assert.are.equal(200, status)
+      assert.are.same(ids, ids_of(decode(body)))
+      local text
+      status, text = srv:http("GET", "/v1/groups/" .. ids[1],
+        { auth = true, proxy_origin = "http://other.example:80" })
+      assert.are.equal(200, status)
+      assert.are.equal(ids[1], decode(text).groupId)
+      call("GET", "/v1/groups")
+      local log = srv:requests()
+      assert.are.equal(3, #log)
+      assert.are.equal("http://api.example.test:1234/v1/groups?limit=5", log[1].uri)
+      assert.is_true(log[1].proxied)
+      assert.are.equal("api.example.test:1234", log[1].headers.host)
+      assert.are.equal("http://other.example:80/v1/groups/" .. ids[1], log[2].uri)
+      assert.is_true(log[2].proxied)
+      assert.are.equal("/v1/groups", log[3].uri)
+      assert.is_false(log[3].proxied)
+      assert.are.equal("http", log[3].scheme)
+    end)
+
+    it("applies faults to proxied requests", function()
+      srv:faults({ { status = 502 } })
+      local status = curl(CURL_AUTH .. "--proxy " .. srv.url .. " http://api.example.test/v1/groups")
+      assert.are.equal(502, status)
+    end)
+  end)
+
+  describe("HTTPS listener", function()
+    local tls
+
+    setup(function()
+      tls = fake.start({ tls = true })
+    end)
+
+    teardown(function()
+      if tls then
+        tls:stop()
+      end
+    end)
+
+    before_each(function()
+      tls:reset()
+    end)
+
+    it("exposes its URLs and CA files", function()
+      assert.matches("^https://127%.0%.0%.1:%d+$", tls.tls_url)
+      assert.are.equal(tls.tls_url .. "/v1", tls.tls_endpoint)
+      assert.matches("^http://127%.0%.0%.1:%d+$", tls.url)
+      assert.are_not.equal(tls.url:match("%d+$"), tls.tls_url:match("%d+$"))
+      for _, file in ipairs({ tls.ca_file, tls.other_ca_file }) do
+        local f = assert(io.open(file))
+        assert.matches("BEGIN CERTIFICATE", f:read("*a"))
+        f:close()
+      end
+      assert.is_nil(srv.tls_url)
+    end)
+
+    it("serves the same state over HTTPS, verified with the CA, for 127.0.0.1 and localhost", function()
+      local ids = tls:seed_groups(2)
+      local status, exit, body = curl(CURL_AUTH .. "--cacert '" .. tls.ca_file .. "' " .. tls.tls_endpoint .. "/groups")
+      assert.are.equal(0, exit)
+      assert.are.equal(200, status)
+      assert.are.same(ids, ids_of(decode(body)))
+      local port = tls.tls_url:match("%d+$")
+      status, exit = curl("--cacert '" .. tls.ca_file .. "' https://localhost:" .. port .. "/_fake/health")
+      assert.are.equal(0, exit)
+      assert.are.equal(200, status)
+      local log = tls:requests()
+      assert.are.equal(1, #log)
+      assert.are.equal("https", log[1].scheme)
+      assert.are.equal("/v1/groups", log[1].uri)
+    end)
+
+    it("fails verification with the wrong CA or none", function()
+      local _, exit = curl("--cacert '" .. tls.other_ca_file .. "' " .. tls.tls_url .. "/_fake/health")
+      assert.are.equal(60, exit) -- CURLE_PEER_FAILED_VERIFICATION
+      _, exit = curl("--capath /nonexistent --cacert /dev/null " .. tls.tls_url .. "/_fake/health")
+      assert.are_not.equal(0, exit)
+    end)
+
+    it("applies streamed faults over TLS", function()
+      tls:faults({ { reset_after_bytes = 100 }, { truncate = 50 }, { huge_body_bytes = 200000 } })
+      local ca = "--cacert '" .. tls.ca_file .. "' "
+      local status, exit, body = curl(CURL_AUTH .. ca .. tls.tls_endpoint .. "/groups")
+      assert.are.equal(200, status)
+      assert.are.equal(56, exit) -- CURLE_RECV_ERROR: connection reset
+      assert.are.equal(100, #body)
+      status, exit, body = curl(CURL_AUTH .. ca .. tls.tls_endpoint .. "/groups")
+      assert.are.equal(200, status)
+      assert.are.equal(18, exit) -- CURLE_PARTIAL_FILE
+      assert.are.equal(50, #body)
+      status, exit, body = curl(CURL_AUTH .. ca .. tls.tls_endpoint .. "/groups")
+      assert.are.same({ 200, 0, 200000 }, { status, exit, #body })
+    end)
+  end)
+
   describe("auth API", function()
     -- POST /v1/auth with a table (JSON-encoded) or raw string; returns status, decoded body.
     local function login(value)

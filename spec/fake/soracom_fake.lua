@@ -22,7 +22,7 @@
 local codec = require "fake_codec"
 
 local concat, insert, remove, sort = table.concat, table.insert, table.remove, table.sort
-local floor, max, random = math.floor, math.max, math.random
+local floor, max, min, random = math.floor, math.max, math.min, math.random
 local format = string.format
 
 local M = {}
@@ -842,7 +842,7 @@ end
 ---------------------------------------------------------------------------
 -- Request log
 
-local function record_request(method, uri, body)
+local function record_request(method, uri, body, proxied)
   local headers = {}
   for name, value in pairs(ngx.req.get_headers(100)) do
     headers[name] = value
@@ -856,6 +856,8 @@ local function record_request(method, uri, body)
     body = body or codec.null,
     connection = tonumber(ngx.var.connection),
     connection_requests = tonumber(ngx.var.connection_requests),
+    scheme = ngx.var.scheme,   -- "https" on the TLS listener
+    proxied = proxied,         -- absolute-form request target, as sent through a forward proxy
   }
 end
 
@@ -870,12 +872,40 @@ local function recorded_requests()
 end
 
 ---------------------------------------------------------------------------
--- Injected faults: POST /_fake/faults [{status, body, headers, delay, close, times}]
+-- Injected faults: POST /_fake/faults [{status, body, headers, delay, close, times,
+-- reset_after_bytes, truncate, trickle, slow_body, huge_body_bytes}]
+--
+-- The last five stream a body with a Content-Length for the whole of it:
+--   huge_body_bytes = N   a valid JSON array of group-like objects, exactly N bytes (N >= 2)
+--   reset_after_bytes = N only the first N bytes of the body, then a TCP reset (RST)
+--   truncate = true | N   only the first half (or N bytes) of the body, then a clean close (FIN)
+--   trickle = {bytes_per_second, seconds}  the body slowly, for at most 300 s
+--   slow_body = true      trickle = {bytes_per_second = 2, seconds = 300}
+-- Their body is `body` when given, else a generated JSON array of group-like objects:
+-- huge_body_bytes bytes, or bytes_per_second * seconds for a trickle, or 4096 bytes (at
+-- least 2 * reset_after_bytes or truncate). Status defaults to 200.
+
+local STREAM_CHUNK = 65536          -- bytes per ngx.print for an unpaced body
+local DEFAULT_STREAM_BYTES = 4096   -- generated body of reset_after_bytes / truncate
+local TRICKLE_MAX_SECONDS = 300     -- no slow response outlives this
+local SLOW_BODY = { bytes_per_second = 2, seconds = TRICKLE_MAX_SECONDS }
+local HUGE_BODY_MAX = 2 ^ 40
 
 local FAULT_FIELDS = {
   status = "number", headers = "table", delay = "number", close = "boolean", times = "number",
   body = true, -- any JSON value; a string is sent as is
+  reset_after_bytes = "number", truncate = true, trickle = "table", slow_body = "boolean",
+  huge_body_bytes = "number",
 }
+
+local function is_count(v)
+  return type(v) == "number" and v >= 0 and v == floor(v) and v <= HUGE_BODY_MAX
+end
+
+local function streams(fault)
+  return fault.reset_after_bytes ~= nil or (fault.truncate ~= nil and fault.truncate ~= false)
+    or fault.trickle ~= nil or fault.slow_body or fault.huge_body_bytes ~= nil
+end
 
 local function check_fault(fault)
   if not is_object(fault) then
@@ -890,13 +920,218 @@ local function check_fault(fault)
       return "fault field " .. name .. " must be a " .. expected
     end
   end
-  if fault.status == nil and not fault.close and not fault.delay then
-    return "a fault needs status, close or delay"
+  if fault.reset_after_bytes ~= nil and not is_count(fault.reset_after_bytes) then
+    return "reset_after_bytes must be a non-negative integer"
+  end
+  local truncate = fault.truncate
+  if truncate ~= nil and type(truncate) ~= "boolean" and not is_count(truncate) then
+    return "truncate must be true or a non-negative integer"
+  end
+  if fault.huge_body_bytes ~= nil and not (is_count(fault.huge_body_bytes) and fault.huge_body_bytes >= 2) then
+    return "huge_body_bytes must be an integer >= 2"
+  end
+  local trickle = fault.trickle
+  if trickle ~= nil then
+    if not is_object(trickle) then
+      return "trickle must be an object {bytes_per_second, seconds}"
+    end
+    for name, value in pairs(trickle) do
+      if (name ~= "bytes_per_second" and name ~= "seconds") or type(value) ~= "number" or value <= 0 then
+        return "trickle takes bytes_per_second and seconds, positive numbers"
+      end
+    end
+    if trickle.bytes_per_second == nil then
+      return "trickle needs bytes_per_second"
+    end
+  end
+  if fault.reset_after_bytes ~= nil and truncate ~= nil and truncate ~= false then
+    return "reset_after_bytes and truncate exclude each other"
+  end
+  if fault.trickle ~= nil and fault.slow_body then
+    return "trickle and slow_body exclude each other"
+  end
+  local streamed = streams(fault)
+  if streamed and fault.close then
+    return "close cannot be combined with a streamed body"
+  end
+  if streamed and fault.body ~= nil then
+    local body = fault.body
+    local length = #(type(body) == "string" and body or codec.encode(body))
+    local cut = fault.reset_after_bytes or (type(truncate) == "number" and truncate)
+    if cut and cut >= length then
+      return "reset_after_bytes/truncate must be less than the body's length (" .. length .. ")"
+    end
+  end
+  if fault.status == nil and not fault.close and not fault.delay and not streamed then
+    return "a fault needs status, close, delay or a streamed body"
   end
 end
 
+-- Reader over a string: read(n) returns up to n bytes, nil at the end.
+local function string_reader(s)
+  local pos = 1
+  return function(n)
+    if pos > #s then
+      return nil
+    end
+    local piece = s:sub(pos, pos + n - 1)
+    pos = pos + #piece
+    return piece
+  end
+end
+
+-- Reader over a generated JSON array of exactly total (>= 2) bytes: "[" elements
+-- of fixed size, then spaces up to the closing "]". Produced in ~64 KiB pieces.
+local function array_reader(total)
+  local element_format = '{"groupId":"huge-%010d","operatorId":"' .. OPERATOR_ID
+    .. '","configuration":{},"createdTime":1700000000000,"lastModifiedTime":1700000000000,'
+    .. '"tags":{"pad":"%s"}}'
+  local pad = string.rep("x", 1000 - #format(element_format, 0, ""))
+  local size = #format(element_format, 0, pad) -- 1000 bytes
+  local room = total - 2
+  local count = room >= size and 1 + floor((room - size) / (size + 1)) or 0
+  local spaces = room - (count > 0 and count * (size + 1) - 1 or 0)
+  local index, stage = 0, "open"
+  local function next_piece()
+    if stage == "open" then
+      stage = "elements"
+      return "["
+    elseif stage == "elements" then
+      if index >= count then
+        stage = "close"
+        return string.rep(" ", spaces)
+      end
+      local parts = {}
+      while index < count and #parts * size < STREAM_CHUNK do
+        index = index + 1
+        parts[#parts + 1] = (index > 1 and "," or "") .. format(element_format, index, pad)
+      end
+      return concat(parts)
+    elseif stage == "close" then
+      stage = "done"
+      return "]"
+    end
+  end
+  local buffer, pos = "", 1
+  return function(n)
+    while #buffer - pos + 1 < n do
+      local more = next_piece()
+      if not more then
+        break
+      end
+      buffer = buffer:sub(pos) .. more
+      pos = 1
+    end
+    if pos > #buffer then
+      return nil
+    end
+    local piece = buffer:sub(pos, pos + n - 1)
+    pos = pos + #piece
+    return piece
+  end
+end
+
+-- Body of a streamed fault: length, reader.
+local function stream_body(fault, trickle)
+  local body = fault.body
+  if body ~= nil then
+    if type(body) ~= "string" then
+      body = codec.encode(body)
+    end
+    return #body, string_reader(body)
+  end
+  local total = fault.huge_body_bytes
+  if not total and trickle then
+    total = max(2, floor(trickle.bytes_per_second * min(trickle.seconds or TRICKLE_MAX_SECONDS, TRICKLE_MAX_SECONDS)))
+  end
+  if not total then
+    local cut = fault.reset_after_bytes or (type(fault.truncate) == "number" and fault.truncate) or 0
+    total = max(DEFAULT_STREAM_BYTES, 2 * cut)
+  end
+  return total, array_reader(total)
+end
+
+local active_streams = 0 -- handlers currently streaming a fault body (GET /_fake/streams)
+
+-- Sends a streamed fault. Returns "reset" or "close" when the connection must end that
+-- way, "gone" when the client went away, or true when the response is complete.
+local function send_stream(fault)
+  local trickle = fault.trickle or (fault.slow_body and SLOW_BODY) or nil
+  local total, read = stream_body(fault, trickle)
+  local limit = total
+  if fault.reset_after_bytes then
+    limit = min(fault.reset_after_bytes, total)
+  elseif fault.truncate == true then
+    limit = floor(total / 2)
+  elseif fault.truncate then
+    limit = min(fault.truncate, total)
+  end
+
+  ngx.status = fault.status or 200
+  for name, value in pairs(fault.headers or {}) do
+    ngx.header[name] = value
+  end
+  ngx.header["Content-Type"] = ngx.header["Content-Type"] or "application/json"
+  ngx.header["Content-Length"] = total
+
+  local chunk, interval = STREAM_CHUNK, nil
+  if trickle then
+    local rate = trickle.bytes_per_second
+    if rate <= 10 then
+      chunk, interval = 1, 1 / rate
+    else
+      chunk, interval = max(1, floor(rate / 10)), 0.1
+    end
+  end
+  ngx.update_time()
+  local deadline = ngx.now() + TRICKLE_MAX_SECONDS
+  active_streams = active_streams + 1
+  local ok, result = pcall(function()
+    local sent = 0
+    if not ngx.send_headers() or not ngx.flush(true) then
+      return "gone"
+    end
+    while sent < limit do
+      local piece = read(min(chunk, limit - sent))
+      if not piece then
+        break
+      end
+      -- ngx.flush(true) fails once the client has gone: stop then.
+      if not ngx.print(piece) or not ngx.flush(true) then
+        return "gone"
+      end
+      sent = sent + #piece
+      if interval and sent < limit then
+        ngx.update_time()
+        if ngx.now() >= deadline then
+          return "gone"
+        end
+        ngx.sleep(interval)
+      end
+    end
+    if fault.reset_after_bytes then
+      return "reset"
+    elseif limit < total then
+      return "close"
+    end
+    return true
+  end)
+  active_streams = active_streams - 1
+  if not ok then
+    error(result, 0)
+  end
+  return result
+end
+
+local pending_resets = {} -- "connection:request" -> fault, for the @soracom_fake_reset location
+
+local function request_key()
+  return ngx.var.connection .. ":" .. ngx.var.connection_requests
+end
+
 -- Consumes the next fault, if any. Returns true when it produced the response,
--- "close" when the connection must be dropped, or nil to continue normally.
+-- "close" when the connection must be dropped, "reset" when the response must be
+-- sent from the reset location, or nil to continue normally.
 local function apply_fault()
   local fault = state.faults[1]
   if not fault then
@@ -911,6 +1146,17 @@ local function apply_fault()
   end
   if fault.close then
     return "close"
+  end
+  if fault.reset_after_bytes then
+    pending_resets[request_key()] = fault
+    return "reset"
+  end
+  if streams(fault) then
+    local result = send_stream(fault)
+    if result == "gone" then
+      return "close"
+    end
+    return result
   end
   if not fault.status then
     return nil
@@ -934,6 +1180,11 @@ local control = {}
 function control.reset()
   state = new_state()
   send(204)
+end
+
+-- GET /_fake/streams -> {"active": handlers still streaming a fault body}
+function control.streams()
+  send_json(200, { active = active_streams })
 end
 
 function control.health()
@@ -1126,6 +1377,8 @@ local function handle_control(method, segments, body)
     routes = { POST = control.reset }
   elseif n == 2 and name == "health" then
     routes = { GET = control.health }
+  elseif n == 2 and name == "streams" then
+    routes = { GET = control.streams }
   elseif n == 2 and name == "requests" then
     routes = { GET = control.requests, DELETE = control.requests }
   elseif n == 2 and name == "settings" then
@@ -1169,9 +1422,29 @@ local function read_body()
   return body
 end
 
-local function dispatch()
+-- The request target: the raw request_uri, or for an absolute-form target
+-- ("GET http://host:port/v1/groups HTTP/1.1", as a client sends to a forward proxy)
+-- the target itself. Returns target, origin-form path and query, proxied.
+local function request_target()
   local uri = ngx.var.request_uri
-  local path, query = uri:match("^([^?]*)%??(.*)$")
+  local target = (ngx.var.request or ""):match("^%S+%s+(%S+)")
+  local proxied = false
+  if target and target:find("^%a[%w+.-]*://") then
+    proxied = true
+  else
+    target = uri
+  end
+  -- nginx already strips scheme://authority from request_uri; strip it if not.
+  local origin_form = uri:gsub("^%a[%w+.-]*://[^/?]*", "")
+  if origin_form == "" or origin_form:sub(1, 1) == "?" then
+    origin_form = "/" .. origin_form
+  end
+  local path, query = origin_form:match("^([^?]*)%??(.*)$")
+  return target, path, query, proxied
+end
+
+local function dispatch()
+  local uri, path, query, proxied = request_target()
   local method = ngx.req.get_method()
   local body = read_body()
   local segments, err = codec.split_path(path)
@@ -1180,7 +1453,7 @@ local function dispatch()
     return handle_control(method, segments, body)
   end
   if state.settings.record_requests then
-    record_request(method, uri, body)
+    record_request(method, uri, body, proxied)
   end
   local fault = apply_fault()
   if fault then
@@ -1203,8 +1476,32 @@ function M.handle()
     return send_error(500, "COM0003", "Internal server error. message:" .. message)
   end
   if result == "close" then
-    return ngx.exit(444) -- nginx closes the connection without a response
+    return ngx.exit(444) -- nginx closes the connection (after any partial response)
   end
+  if result == "reset" then
+    return ngx.exec("@soracom_fake_reset")
+  end
+end
+
+-- Content handler of the named location @soracom_fake_reset (reset_timedout_connection
+-- on), where a reset_after_bytes fault continues: after N bytes of the body, ngx.exit(444)
+-- closes the connection with SO_LINGER 0, i.e. a TCP reset.
+function M.handle_reset()
+  local key = request_key()
+  local fault = pending_resets[key]
+  pending_resets[key] = nil
+  if not fault then
+    return send_error(500, "COM0003", "Internal server error. message:no pending reset fault")
+  end
+  local ok, result = xpcall(function() return send_stream(fault) end, debug.traceback)
+  if not ok then
+    ngx.log(ngx.ERR, "fake Soracom server: ", result)
+    return ngx.exit(ngx.ERROR)
+  end
+  if result == "reset" then
+    ngx.sleep(0.05) -- let the sent bytes reach the client before the reset discards unsent data
+  end
+  return ngx.exit(444)
 end
 
 return M

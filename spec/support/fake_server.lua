@@ -4,6 +4,9 @@
 --   local fake = require "spec.support.fake_server"
 --   local srv = fake.start()          -- srv.url, srv.endpoint, srv.api_key, srv.token
 --                                     -- and the login credentials below
+--   local srv = fake.start{ tls = true } -- also HTTPS: srv.tls_url, srv.tls_endpoint,
+--                                     -- srv.ca_file (CA to trust), srv.other_ca_file (a CA
+--                                     -- that did not sign the server certificate)
 --   srv:seed_groups(3, { env = "ci" }) --> { "id1", "id2", "id3" }
 --   srv:stop()                        -- idempotent; removes the state directory
 --
@@ -95,7 +98,9 @@ Server.__index = Server
 
 -- Raw HTTP request to the fake. path is sent byte for byte (luasocket would
 -- otherwise re-escape it). opts: headers (table), body (string), auth (true adds
--- the API key and token headers). Returns status, body, headers (lower-case names).
+-- the API key and token headers), proxy_origin ("http://any.host:1234": send the
+-- request target in absolute form, http://any.host:1234/path, as a client does
+-- through a forward proxy). Returns status, body, headers (lower-case names).
 function Server:http(method, path, opts)
   opts = opts or {}
   local headers = {}
@@ -115,7 +120,7 @@ function Server:http(method, path, opts)
   local chunks = {}
   local ok, status, response_headers = http.request({
     url = self.url .. path,
-    uri = path,
+    uri = (opts.proxy_origin or "") .. path,
     method = method,
     headers = headers,
     source = source,
@@ -149,9 +154,11 @@ function Server:reset()
   self:_control("POST", "/_fake/reset", nil, 204)
 end
 
--- Requests recorded since the last reset (oldest first): method, uri (raw),
--- headers (lower-case names), body (string, or nil when there was none),
--- connection, connection_requests.
+-- Requests recorded since the last reset (oldest first): method, uri (raw; the
+-- absolute target for a proxied request), headers (lower-case names), body (string,
+-- or nil when there was none), connection, connection_requests, scheme ("http", or
+-- "https" on the TLS listener), proxied (true when the request line carried an
+-- absolute-form target, as sent through a forward proxy).
 function Server:requests()
   local list = self:_control("GET", "/_fake/requests", nil, 200)
   for _, request in ipairs(list) do
@@ -174,11 +181,33 @@ function Server:settings(changes)
   return self:_control("POST", "/_fake/settings", changes or {}, 200)
 end
 
--- Queues injected responses for the next /v1 requests: each fault is
--- { status = 429, headers = {...}, body = "..." or table, delay = seconds,
---   close = true (drop the connection), times = n }.
+-- Queues injected responses for the next /v1 requests (/v1/auth included), in order;
+-- each fault serves `times` requests (default 1). A fault is
+--   { status = 429, headers = {...}, body = "..." or table, delay = seconds (before
+--     anything is sent; alone it delays a normal response), close = true (drop the
+--     connection without a response), times = n }
+-- or streams a body with a Content-Length for all of it (status defaults to 200, and
+-- the body to `body` or else a generated valid JSON array of group-like objects):
+--   huge_body_bytes = N      exactly N (>= 2) bytes of JSON array, sent in 64 KiB chunks
+--   reset_after_bytes = N    only the first N bytes, then a TCP reset (curl: "Recv failure:
+--                            Connection reset by peer"); default body 4096 bytes or 2 N
+--   truncate = true | N      only the first half (or N bytes), then a clean close
+--                            (curl: "transfer closed with ... bytes remaining")
+--   trickle = { bytes_per_second = r, seconds = s }  headers at once, then the body (r * s
+--                            bytes by default) at r bytes/s; never longer than 300 s, and
+--                            the handler stops within a tick or two once the client is gone
+--   slow_body = true         trickle = { bytes_per_second = 2, seconds = 300 }
+-- Combinable: huge_body_bytes or trickle with reset_after_bytes or truncate, delay with any.
+-- Invalid JSON: body = "{nope"; a text/plain 500: { status = 500, body = "oops",
+-- headers = { ["Content-Type"] = "text/plain" } }.
 function Server:faults(list)
   return self:_control("POST", "/_fake/faults", list, 200)
+end
+
+-- Number of handlers still streaming a fault body (a trickle whose client has gone
+-- drops to 0 within about a second).
+function Server:active_streams()
+  return self:_control("GET", "/_fake/streams", nil, 200).active
 end
 
 -- Tokens issued by POST /v1/auth since the last reset, oldest first: { apiKey, token,
@@ -229,12 +258,16 @@ function Server:stop()
   run("rm -rf " .. shell_quote(self.state_dir), "removing " .. self.state_dir)
 end
 
--- Starts a fresh fake in a new temporary directory.
-function M.start()
+-- Starts a fresh fake in a new temporary directory. opts.tls: also listen with HTTPS
+-- (certificate for 127.0.0.1 and localhost from a CA made now): srv.tls_url
+-- ("https://127.0.0.1:PORT"), srv.tls_endpoint, srv.ca_file, srv.other_ca_file.
+function M.start(opts)
+  opts = opts or {}
   local root = repo_root()
   local ctl = root .. "/spec/fake/ctl"
   local state_dir = run("mktemp -d \"${TMPDIR:-/tmp}/soracom-fake.XXXXXX\"", "mktemp"):match("^%s*(.-)%s*$")
-  local ok, out = pcall(run, shell_quote(ctl) .. " start " .. shell_quote(state_dir), "ctl start")
+  local tls_flag = opts.tls and " --tls " or " "
+  local ok, out = pcall(run, shell_quote(ctl) .. " start" .. tls_flag .. shell_quote(state_dir), "ctl start")
   if not ok then
     os.execute("rm -rf " .. shell_quote(state_dir))
     error(out, 2)
@@ -252,6 +285,18 @@ function M.start()
     state_dir = state_dir,
     stopped = false,
   }
+  if opts.tls then
+    local tls_url = out:match("\n(https://127%.0%.0%.1:%d+)")
+    if not tls_url then
+      run(shell_quote(ctl) .. " stop " .. shell_quote(state_dir), "ctl stop")
+      os.execute("rm -rf " .. shell_quote(state_dir))
+      error("fake_server: ctl start --tls printed no HTTPS URL: " .. out, 2)
+    end
+    srv.tls_url = tls_url
+    srv.tls_endpoint = tls_url .. "/v1"
+    srv.ca_file = state_dir .. "/ca.pem"
+    srv.other_ca_file = state_dir .. "/other_ca.pem"
+  end
   for name, value in pairs(M.credentials) do
     srv[name] = value
   end
