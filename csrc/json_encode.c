@@ -125,7 +125,9 @@ static void add_number(json_writer *w, int index, int depth)
     d = (double)lua_tonumber(w->L, index);
     if (d != d || d == HUGE_VAL || d == -HUGE_VAL)
         encode_error(w, depth, "NaN and infinity cannot be sent as JSON");
-    if (d == floor(d) && fabs(d) < 9007199254740992.0) { /* below 2^53: exact */
+    if (d == 0 && signbit(d)) { /* "-0" would read back as the integer 0 */
+        n = snprintf(text, sizeof text, "-0.0");
+    } else if (d == floor(d) && fabs(d) < 9007199254740992.0) { /* below 2^53: exact */
         n = snprintf(text, sizeof text, "%.0f", d);
     } else {
         /* the shortest text that reads back as the same double */

@@ -81,6 +81,12 @@ describe("core.encode_json", function()
     assert.are.equal('"\240\159\152\128"', core.encode_json("\240\159\152\128"))
   end)
 
+  it("keeps the sign of a negative zero", function()
+    local text = core.encode_json({ -0.0 })
+    assert.are.equal("[-0.0]", text)
+    assert.are.equal("[-0.0]", core.encode_json(core.decode_json(text)))
+  end)
+
   it("escapes strings for JSON and keeps UTF-8 as it is", function()
     assert.are.equal('"q\\"b\\\\n\\nt\\tc\\u0001é"', core.encode_json('q"b\\n\nt\tc\1é'))
   end)
