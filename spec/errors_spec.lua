@@ -279,6 +279,7 @@ describe("errors", function()
       max_body_size = "number", debug = "function", retries = "number", retry_base_delay = "number",
       retry_max_delay = "number", rate_limit_max_delay = "number", retry_post = "boolean",
       sleep = "function", insecure = "boolean", ca_file = "string", ca_path = "string", proxy = "string",
+      transport = "string",
     }
     for name, kind in pairs(expected) do
       it("raises for a wrong " .. name .. ", naming it", function()

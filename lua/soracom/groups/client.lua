@@ -32,15 +32,7 @@ function Client.new(options)
     _debug = resolved.debug,
     _retry = resolved.retry,
     _sleep = resolved.sleep,
-    _transport = core.session {
-      connect_timeout = resolved.connect_timeout,
-      timeout = resolved.timeout,
-      max_body_size = resolved.max_body_size,
-      insecure = resolved.insecure,
-      ca_file = resolved.ca_file,
-      ca_path = resolved.ca_path,
-      proxy = resolved.proxy,
-    },
+    _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved),
   }, Client)
   auth.attach(client, resolved.credentials)
   return client

@@ -23,7 +23,10 @@ local OPTIONS = {
   retries = "number", retry_base_delay = "number", retry_max_delay = "number",
   rate_limit_max_delay = "number", retry_post = "boolean", sleep = "function",
   insecure = "boolean", ca_file = "string", ca_path = "string", proxy = "string",
+  transport = "string",
 }
+
+local TRANSPORTS = { curl = true, nginx = true }
 
 -- Numbers that may be zero.
 local ZERO_ALLOWED = { retries = true, retry_max_delay = true, rate_limit_max_delay = true }
@@ -82,6 +85,9 @@ local function check_options(options)
   end
   if options.lang and options.lang ~= "en" and options.lang ~= "ja" then
     option_error('lang must be "en" or "ja"')
+  end
+  if options.transport and not TRANSPORTS[options.transport] then
+    option_error('transport must be "curl" or "nginx"')
   end
 end
 
@@ -367,6 +373,7 @@ function settings.resolve(options, getenv)
     ca_file = options.ca_file,
     ca_path = options.ca_path,
     proxy = options.proxy,
+    transport = options.transport or "curl",
     retry = retry_policy(options),
     sleep = options.sleep,
     debug = options.debug,
