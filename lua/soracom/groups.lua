@@ -6,6 +6,7 @@
 
 local core = require "soracom.groups.core"
 local Client = require "soracom.groups.client"
+local config = require "soracom.groups.config"
 local Error = require "soracom.groups.error"
 local spec = require "soracom.groups.operations"
 
@@ -16,6 +17,8 @@ local groups = {
   NAMESPACES = spec.NAMESPACES,
   operations = spec.operations,
   new = Client.new,
+  --- The configuration builders: groups.config.air{...}, groups.config.read(group, ns).
+  config = config,
   is_error = Error.is,
 }
 

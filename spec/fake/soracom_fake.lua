@@ -338,6 +338,17 @@ local function check_tags(tags)
   end
 end
 
+-- Soracom limits a group's whole configuration (every namespace) to 8 KB.
+local MAX_CONFIGURATION_BYTES = 8192
+
+local function configuration_too_large(configuration)
+  local size = #codec.encode(configuration)
+  if size > MAX_CONFIGURATION_BYTES then
+    return format("the group's configuration would be %d bytes, over the limit of %d",
+      size, MAX_CONFIGURATION_BYTES)
+  end
+end
+
 local function check_configuration(configuration)
   if not is_object(configuration) then
     return "configuration must be an object of namespace objects"
@@ -463,6 +474,7 @@ function api.create_group(_, _, body)
   end
   local err = (doc.tags ~= nil and check_tags(doc.tags))
     or (doc.configuration ~= nil and check_configuration(doc.configuration))
+    or (doc.configuration ~= nil and configuration_too_large(doc.configuration))
   if err then
     return Reply.bad_request(err)
   end
@@ -494,7 +506,13 @@ function api.put_config(group, params, _, body)
     settings[item.key] = item.value
   end
   -- PUT replaces the whole namespace: keys left out are reset (the spec's warning).
+  local previous = group.configuration[params.namespace]
   group.configuration[params.namespace] = settings
+  local too_large = configuration_too_large(group.configuration)
+  if too_large then
+    group.configuration[params.namespace] = previous
+    return Reply.bad_request(too_large)
+  end
   touch(group)
   send(200, group_json(group))
 end

@@ -2,6 +2,7 @@
 -- the methods themselves, derived from the operation table.
 
 local auth = require "soracom.groups.auth"
+local config = require "soracom.groups.config"
 local retry = require "soracom.groups.retry"
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
@@ -151,6 +152,34 @@ local function body_text(op, body, level)
   return text
 end
 
+-- One call of an operation that is not a list: checks the arguments, builds the
+-- body, sends. Every such operation takes at most three arguments. `level` counts
+-- from call's caller, like request's.
+local function call(self, op, level, a1, a2, a3)
+  if op.name == "put_config" and config.is_built(a2) and a3 == nil then
+    a2, a3 = a2.namespace, a2 -- put_config(id, config.air{...})
+  end
+  validate.params(op, level + 1, a1, a2, a3)
+  local text
+  if op.body then
+    local argument = select(#op.params + 1, a1, a2, a3)
+    local body
+    if config.is_built(argument) then
+      if argument.namespace ~= a2 then
+        validate.fail(op.name, "params were built for " .. argument.namespace .. ", not " .. a2, level + 1)
+      end
+      body = argument.params
+    else
+      body = prepare_body[op.body](op, argument, level + 1)
+    end
+    text = body_text(op, body, level + 1)
+  end
+  local value, err = request(self, op, level + 1, nil, text, a1, a2, a3)
+  if value == nil then return nil, err end
+  if op.method == "DELETE" then return true end
+  return value
+end
+
 local function define_method(op)
   local param_count = #op.params
   if op.query then
@@ -163,25 +192,127 @@ local function define_method(op)
       return items, next_key
     end
   end
-  local prepare = op.body and prepare_body[op.body]
-  local deletes = op.method == "DELETE"
-  return function(self, ...)
+  return function(self, a1, a2, a3)
     check_self(self, op.name)
-    validate.params(op, 2, ...)
-    local text
-    if prepare then
-      local body = prepare(op, (select(param_count + 1, ...)), 2)
-      text = body_text(op, body, 2)
-    end
-    local value, err = request(self, op, 2, nil, text, ...)
-    if value == nil then return nil, err end
-    if deletes then return true end
-    return value
+    local value, err = call(self, op, 2, a1, a2, a3)
+    return value, err
   end
 end
 
 for name, op in pairs(operations) do
   Client[name] = define_method(op)
+end
+
+--- set_tag(group_id, name, value): one tag, added or changed. Returns the group.
+function Client:set_tag(group_id, name, value)
+  check_self(self, "set_tag")
+  validate.non_empty_string("set_tag", "name", name, 2)
+  if type(value) ~= "string" then
+    validate.fail("set_tag", "value must be a string (got " .. type(value) .. ")", 2)
+  end
+  local group, err = call(self, operations.put_tags, 2, group_id,
+    { { tagName = name, tagValue = value } })
+  return group, err
+end
+
+-- Deep copy of plain data (settings read from a group).
+local function copy(value)
+  if type(value) ~= "table" then return value end
+  local result = {}
+  for key, item in pairs(value) do result[key] = copy(item) end
+  return setmetatable(result, getmetatable(value))
+end
+
+local function is_list(value)
+  return type(value) == "table" and (value[1] ~= nil or getmetatable(value) == core.array_mt)
+end
+
+-- Merges changes into target: nested tables merge key by key, lists and anything
+-- else replace what was there; groups.null stays as the mark of a removal.
+local function merge(target, changes)
+  for key, value in pairs(changes) do
+    local current = target[key]
+    if type(value) == "table" and not is_list(value) and type(current) == "table" and not is_list(current) then
+      merge(current, value)
+    else
+      target[key] = copy(value)
+    end
+  end
+  return target
+end
+
+--- update_config(group_id, namespace, changes): read, change, write back every key.
+-- namespace is a namespace ("SoracomAir") or a builder name ("air"); changes is a
+-- table of settings in the builder's form, merged into the current ones (a field set
+-- to groups.null is removed), or a function given the current settings that returns
+-- the new ones. The group is read again just before writing: when its
+-- lastModifiedTime moved, nothing is written and err.kind is "conflict".
+-- Returns the updated group, or nil, err.
+function Client:update_config(group_id, namespace, changes)
+  check_self(self, "update_config")
+  validate.segment("update_config", "group_id", group_id, 2)
+  local resolved = config.namespace_of(namespace)
+  if resolved == nil then
+    validate.fail("update_config", "namespace " .. tostring(namespace) .. " is not a namespace or builder name", 2)
+  end
+  if type(changes) == "table" then
+    config.to_api(resolved, changes, 2) -- a bad field raises before anything is sent
+  elseif type(changes) ~= "function" then
+    validate.fail("update_config", "changes must be a table or a function (got " .. type(changes) .. ")", 2)
+  end
+
+  local get = operations.get_group
+  local group, err = call(self, get, 2, group_id)
+  if group == nil then return nil, err end
+  local before = type(group.configuration) == "table" and group.configuration[resolved] or {}
+  local current = config.from_api(resolved, before)
+  if type(changes) == "function" then
+    current = changes(copy(current))
+    if type(current) ~= "table" then
+      validate.fail("update_config", "the changes function must return the new settings, a table (got "
+        .. type(current) .. ")", 2)
+    end
+  else
+    current = merge(current, changes)
+  end
+  local after = config.to_api(resolved, current, 2)
+  local removed = {}
+  for key in pairs(before) do
+    if after[key] == nil then removed[#removed + 1] = key end
+  end
+  table.sort(removed)
+  if #removed > 0 and next(after) ~= nil and not operations.delete_config.namespaces[resolved] then
+    validate.fail("update_config", resolved .. " settings cannot be removed one by one (the API has no "
+      .. "such call); remove the namespace with delete_config_namespace", 2)
+  end
+
+  local again
+  again, err = call(self, get, 2, group_id)
+  if again == nil then return nil, err end
+  if again.lastModifiedTime ~= group.lastModifiedTime then
+    return nil, Error.wrap({ kind = "conflict", message = "the group changed since it was read "
+      .. "(lastModifiedTime " .. tostring(group.lastModifiedTime) .. " -> " .. tostring(again.lastModifiedTime)
+      .. "); nothing was written" }, "PUT", "/groups/" .. group_id .. "/configuration/" .. resolved)
+  end
+
+  if next(after) == nil then -- every setting removed: remove the namespace
+    local ok
+    ok, err = call(self, operations.delete_config_namespace, 2, group_id, resolved)
+    if not ok then return nil, err end
+  else
+    -- Every key, so that a server that resets what a PUT leaves out loses nothing.
+    group, err = call(self, operations.put_config, 2, group_id, resolved, config.params(after))
+    if group == nil then return nil, err end
+    if #removed == 0 then return group end
+    -- A server that merges keys on PUT keeps the removed ones: delete them.
+    for _, key in ipairs(removed) do
+      local ok
+      ok, err = call(self, operations.delete_config, 2, group_id, resolved, key)
+      if not ok then return nil, err end
+    end
+  end
+  group, err = call(self, get, 2, group_id)
+  return group, err
 end
 
 -- The iterator's fetch runs inside the for loop's call of the iterator, so a closed

@@ -231,7 +231,9 @@ function validate.group(method, options, namespaces, level)
   end
   local body = {}
   for name, value in pairs(options) do
-    if name == "tags" then
+    if name == "name" then
+      validate.non_empty_string(method, "name", value, level + 1)
+    elseif name == "tags" then
       body.tags = validate.tag_map(method, value, level + 1)
     elseif name == "configuration" then
       if type(value) ~= "table" then
@@ -239,9 +241,17 @@ function validate.group(method, options, namespaces, level)
       end
       body.configuration = validate.configuration(method, value, namespaces, level + 1)
     else
-      fail(method, "unknown option " .. describe(name) .. " (expected tags, configuration)",
+      fail(method, "unknown option " .. describe(name) .. " (expected name, tags, configuration)",
         level + 1)
     end
+  end
+  -- The name tag is what the console shows as the group's name.
+  if options.name ~= nil then
+    body.tags = body.tags or {}
+    if body.tags.name ~= nil and body.tags.name ~= options.name then
+      fail(method, "name and tags.name differ", level + 1)
+    end
+    body.tags.name = options.name
   end
   return body
 end

@@ -1,0 +1,592 @@
+--- Configuration builders: one per namespace, taking idiomatic Lua fields and giving
+-- the API's array of {key=, value=} with the API's key names and value shapes, and
+-- config.read, the way back. What each namespace accepts is in NAMESPACES.md of the
+-- project's research notes; keys the docs do not list pass through `extra`.
+--
+--     client:put_config(group_id, config.air { metadata = { enabled = true } })
+
+local core = require "soracom.groups.core"
+
+local config = {}
+
+local null = core.null
+local function array(t) return setmetatable(t, core.array_mt) end
+
+-- A built configuration: what put_config takes without a namespace argument.
+local Built = {}
+Built.__index = Built
+config.Built = Built
+
+function Built:__tostring()
+  return "soracom.groups.config(" .. self.namespace .. ", " .. #self.params .. " settings)"
+end
+
+function config.is_built(value)
+  return getmetatable(value) == Built
+end
+
+---------------------------------------------------------------------------------------
+-- Field kinds. Each has to_api(value, path) -> API value (raising a message that names
+-- path on a bad value) and from_api(value) -> idiomatic value.
+
+local function fail(path, message)
+  error({ config_error = path .. " " .. message }, 0)
+end
+
+local function describe(value)
+  if type(value) == "string" then return string.format("%q", value) end
+  return type(value)
+end
+
+local function identity(value) return value end
+
+local function typed(kind)
+  return function()
+    return {
+      to_api = function(value, path)
+        if type(value) ~= kind then fail(path, "must be a " .. kind .. " (got " .. describe(value) .. ")") end
+        return value
+      end,
+      from_api = identity,
+    }
+  end
+end
+
+local boolean, string_field = typed("boolean"), typed("string")
+
+local function integer(min, max)
+  return {
+    to_api = function(value, path)
+      if type(value) ~= "number" or value % 1 ~= 0 or (min and value < min) or (max and value > max) then
+        fail(path, "must be a whole number" .. (min and (" from " .. min .. " to " .. (max or "any")) or "")
+          .. " (got " .. describe(value) .. ")")
+      end
+      return value
+    end,
+    from_api = identity,
+  }
+end
+
+local function enum(values)
+  local allowed = {}
+  for _, value in ipairs(values) do allowed[value] = true end
+  return {
+    to_api = function(value, path)
+      if not allowed[value] then
+        fail(path, "must be one of " .. table.concat(values, ", ") .. " (got " .. describe(value) .. ")")
+      end
+      return value
+    end,
+    from_api = identity,
+  }
+end
+
+local function list(item_check, what)
+  return {
+    to_api = function(value, path)
+      if type(value) ~= "table" or (next(value) ~= nil and value[1] == nil) then
+        fail(path, "must be a list of " .. what .. " (got " .. describe(value) .. ")")
+      end
+      local result = {}
+      for i, item in ipairs(value) do
+        if not item_check(item) then
+          fail(path .. "[" .. i .. "]", "must be " .. what .. " (got " .. describe(item) .. ")")
+        end
+        result[i] = item
+      end
+      if #result ~= 0 and next(value, #result) ~= nil then fail(path, "must be a list without other keys") end
+      return array(result)
+    end,
+    from_api = function(value)
+      if type(value) ~= "table" then return value end
+      local result = {}
+      for i, item in ipairs(value) do result[i] = item end
+      return array(result)
+    end,
+  }
+end
+
+local function is_string(value) return type(value) == "string" end
+
+local function is_ipv4(value)
+  if type(value) ~= "string" then return false end
+  local a, b, c, d = value:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return false end
+  for _, octet in ipairs({ a, b, c, d }) do
+    if tonumber(octet) > 255 or (#octet > 1 and octet:sub(1, 1) == "0") then return false end
+  end
+  return true
+end
+
+-- A Credentials Store reference, {"$credentialsId": id}, given as the id.
+local credentials_ref = {
+  to_api = function(value, path)
+    if type(value) ~= "string" or value == "" then
+      fail(path, "must be a credentials ID, a non-empty string (got " .. describe(value) .. ")")
+    end
+    return { ["$credentialsId"] = value }
+  end,
+  from_api = function(value)
+    if type(value) == "table" and type(value["$credentialsId"]) == "string" then
+      return value["$credentialsId"]
+    end
+    return value
+  end,
+}
+
+---------------------------------------------------------------------------------------
+-- Objects: a table of idiomatic fields, each {key = "apiKey", kind = ...}. Unknown
+-- idiomatic names are errors (a typo must not vanish); `extra` passes API keys through.
+
+local function sorted_names(fields)
+  local names = {}
+  for name in pairs(fields) do names[#names + 1] = name end
+  names[#names + 1] = "extra"
+  table.sort(names)
+  return names
+end
+
+local object_to_api, object_from_api
+
+local function field_to_api(field, value, path)
+  if field.fields then return object_to_api(field.fields, value, path) end
+  return field.kind.to_api(value, path)
+end
+
+local function field_from_api(field, value)
+  if field.fields and type(value) == "table" then return object_from_api(field.fields, value) end
+  return field.kind.from_api(value)
+end
+
+local function merge_extra(result, extra, path)
+  if extra == nil then return end
+  if type(extra) ~= "table" then
+    fail(path .. ".extra", "must be a table of API keys (got " .. describe(extra) .. ")")
+  end
+  for key, value in pairs(extra) do
+    if type(key) ~= "string" or key == "" then fail(path .. ".extra", "keys must be non-empty strings") end
+    if result[key] ~= nil then fail(path .. ".extra." .. key, "is set by a field already") end
+    result[key] = value
+  end
+end
+
+-- Returns the API object and the list of API keys set to null (to remove).
+function object_to_api(fields, input, path)
+  if type(input) ~= "table" then fail(path, "must be a table (got " .. describe(input) .. ")") end
+  local result, removed = {}, {}
+  for name, value in pairs(input) do
+    if name ~= "extra" then
+      local field = fields[name]
+      if field == nil then
+        fail(path, "has no field " .. describe(name) .. " (fields: "
+          .. table.concat(sorted_names(fields), ", ") .. ")")
+      end
+      local sub_path = path .. "." .. name
+      if value == null then
+        if field.key then removed[#removed + 1] = field.key end
+      elseif field.expand then
+        for key, api_value in pairs(field.expand(value, sub_path)) do
+          if result[key] ~= nil then fail(sub_path, "sets " .. key .. ", which another field sets too") end
+          result[key] = api_value
+        end
+      else
+        if result[field.key] ~= nil then fail(sub_path, "sets " .. field.key .. ", which another field sets too") end
+        result[field.key] = field_to_api(field, value, sub_path)
+      end
+    end
+  end
+  merge_extra(result, input.extra, path)
+  return result, removed
+end
+
+function object_from_api(fields, api)
+  local by_key = {}
+  for name, field in pairs(fields) do
+    if field.key then by_key[field.key] = name end
+  end
+  local result, extra = {}, nil
+  for key, value in pairs(api) do
+    local name = by_key[key]
+    if name then
+      result[name] = field_from_api(fields[name], value)
+    else
+      extra = extra or {}
+      extra[key] = value
+    end
+  end
+  result.extra = extra
+  return result
+end
+
+local function f(key, kind) return { key = key, kind = kind } end
+local function obj(key, fields) return { key = key, fields = fields } end
+
+---------------------------------------------------------------------------------------
+-- The namespaces.
+
+local FIELDS = {}
+
+FIELDS.SoracomAir = {
+  use_custom_dns = f("useCustomDns", boolean()),
+  dns_servers = f("dnsServers", list(is_ipv4, "IPv4 addresses")),
+  -- custom_dns = {"8.8.8.8"} turns Custom DNS on with those servers.
+  custom_dns = { expand = function(value, path)
+    return { useCustomDns = true, dnsServers = list(is_ipv4, "IPv4 addresses").to_api(value, path) }
+  end },
+  metadata = obj("metadata", {
+    enabled = f("enabled", boolean()),
+    readonly = f("readonly", boolean()),
+    allow_origin = f("allowOrigin", string_field()),
+    minimize_response_body = f("minimizeResponseBody", boolean()),
+  }),
+  userdata = f("userdata", string_field()),
+  authentication_required = f("authenticationRequired", boolean()),
+  username = f("username", string_field()),
+  password = f("password", string_field()),
+  -- chap = {username=, password=} turns CHAP authentication on with those credentials.
+  chap = { expand = function(value, path)
+    local api = object_to_api({ username = f("username", string_field()),
+      password = f("password", string_field()) }, value, path)
+    if api.username == nil or api.password == nil then fail(path, "needs username and password") end
+    api.authenticationRequired = true
+    return api
+  end },
+  location_enabled = f("locationEnabled", boolean()),
+  ip_link_mtu = f("ipLinkMtu", integer(1, 65535)),
+  session_event_enabled = f("sessionEventEnabled", boolean()),
+  use_vpg = f("useVpg", boolean()),
+  vpg_id = f("vpgId", string_field()),
+  binary_parser_enabled = f("binaryParserEnabled", boolean()),
+  binary_parser_format = f("binaryParserFormat", string_field()),
+  -- binary_parser = "@button" (or a custom format) turns the Binary Parser on with it.
+  binary_parser = { expand = function(value, path)
+    return { binaryParserEnabled = true, binaryParserFormat = string_field().to_api(value, path) }
+  end },
+}
+
+local BEAM_ENTRY = {
+  name = f("name", string_field()),
+  destination = f("destination", string_field()),
+  enabled = f("enabled", boolean()),
+  add_subscriber_header = f("addSubscriberHeader", boolean()),
+  add_signature = f("addSignature", boolean()),
+  add_sim_id_header = f("addSimIdHeader", boolean()),
+  add_msisdn_header = f("addMsisdnHeader", boolean()),
+  add_equipment_header = f("addEquipmentHeader", boolean()),
+  skip_status_code = f("skipStatusCode", boolean()),
+  -- a pre-shared key: the key itself, or {credentials_id = id} from the Credentials Store
+  psk = f("psk", {
+    to_api = function(value, path)
+      if type(value) == "string" then return value end
+      if type(value) == "table" and value.credentials_id ~= nil and next(value, next(value)) == nil then
+        return credentials_ref.to_api(value.credentials_id, path .. ".credentials_id")
+      end
+      fail(path, "must be a string or {credentials_id = <id>} (got " .. describe(value) .. ")")
+    end,
+    from_api = function(value)
+      if type(value) == "table" and value["$credentialsId"] then
+        return { credentials_id = value["$credentialsId"] }
+      end
+      return value
+    end,
+  }),
+  custom_headers = f("customHeaders", {
+    to_api = function(value, path)
+      if type(value) ~= "table" then
+        fail(path, "must be a table of header name -> {action, header_key, header_value}")
+      end
+      local result = {}
+      for name, header in pairs(value) do
+        result[name] = object_to_api({
+          action = f("action", string_field()),
+          header_key = f("headerKey", string_field()),
+          header_value = f("headerValue", string_field()),
+        }, header, path .. "." .. tostring(name))
+      end
+      return result
+    end,
+    from_api = function(value)
+      if type(value) ~= "table" then return value end
+      local result = {}
+      for name, header in pairs(value) do
+        result[name] = { action = header.action, header_key = header.headerKey, header_value = header.headerValue }
+      end
+      return result
+    end,
+  }),
+  username = f("username", string_field()),
+  password = f("password", string_field()),
+  use_client_cert = f("useClientCert", boolean()),
+  client_certs = f("clientCerts", {
+    to_api = function(value, path)
+      if type(value) ~= "table" then fail(path, "must be a table such as {default = {credentials_id = <id>}}") end
+      local result = {}
+      for name, cert in pairs(value) do
+        if type(cert) == "table" and cert.credentials_id ~= nil then
+          result[name] = credentials_ref.to_api(cert.credentials_id,
+            path .. "." .. tostring(name) .. ".credentials_id")
+        else
+          result[name] = object_to_api({ ca = f("ca", string_field()), cert = f("cert", string_field()),
+            key = f("key", string_field()) }, cert, path .. "." .. tostring(name))
+        end
+      end
+      return result
+    end,
+    from_api = function(value)
+      if type(value) ~= "table" then return value end
+      local result = {}
+      for name, cert in pairs(value) do
+        if type(cert) == "table" and cert["$credentialsId"] then
+          result[name] = { credentials_id = cert["$credentialsId"] }
+        else
+          result[name] = cert
+        end
+      end
+      return result
+    end,
+  }),
+  version = f("version", string_field()),
+}
+
+-- Beam's settings are keyed by entry point; the idiomatic names stand for these.
+local BEAM_ENTRY_POINTS = {
+  tcp = "tcp://beam.soracom.io:8023",
+  udp = "udp://beam.soracom.io:23080",
+  mqtt = "mqtt://beam.soracom.io:1883",
+}
+local BEAM_HTTP_PREFIX = "http://beam.soracom.io:8888"
+
+local FUNK_DESTINATION = {
+  provider = f("provider", enum({ "aws", "azure", "google" })),
+  service = f("service", string_field()),
+  resource_url = f("resourceUrl", string_field()),
+}
+
+FIELDS.SoracomEndorse = {
+  enabled = f("enabled", boolean()),
+  parameters_to_endorse = obj("parametersToEndorse", {
+    sim_id = f("simId", boolean()), imsi = f("imsi", boolean()), imei = f("imei", boolean()),
+    msisdn = f("msisdn", boolean()), request_parameters = f("requestParameters", boolean()),
+  }),
+  token_timeout_seconds = f("tokenTimeoutSeconds", integer(1)),
+  allow_origin = f("allowOrigin", string_field()),
+  authorized_redirect_urls = f("authorizedRedirectUrls", list(is_string, "URL strings")),
+}
+
+-- No key of SoracomFlux is documented: everything goes through extra.
+FIELDS.SoracomFlux = {}
+
+FIELDS.SoracomFunk = {
+  enabled = f("enabled", boolean()),
+  destination = obj("destination", FUNK_DESTINATION),
+  credentials_id = f("credentialsId", credentials_ref), -- {"$credentialsId": id} in the API
+  content_type = f("contentType", string_field()),
+}
+
+FIELDS.SoracomFunnel = {
+  enabled = f("enabled", boolean()),
+  credentials_id = f("credentialsId", string_field()), -- a plain string in the API
+  destination = obj("destination", {
+    provider = f("provider", string_field()),
+    service = f("service", string_field()),
+    resource_url = f("resourceUrl", string_field()),
+    randomize_partition_key = f("randomizePartitionKey", boolean()),
+    send_payloads_as_binary = f("sendPayloadsAsBinary", boolean()),
+    payloads_only = f("payloadsOnly", boolean()),
+  }),
+  content_type = f("contentType", enum({ "json", "text", "unspecified", "binary", "application/x-soracom-bf-v1" })),
+  add_sim_id = f("addSimId", boolean()),
+}
+
+FIELDS.SoracomHarvest = {
+  enabled = f("enabled", boolean()),
+  custom_timestamp = obj("customTimestamp", {
+    format = f("format", string_field()), type = f("type", string_field()), value = f("value", string_field()),
+  }),
+}
+
+FIELDS.SoracomHarvestFiles = {
+  enabled = f("enabled", boolean()),
+  default_path = f("defaultPath", string_field()),
+  assumed_role_id = f("assumedRoleId", string_field()),
+}
+
+FIELDS.SoracomKrypton = {
+  enabled = f("enabled", boolean()),
+  aws_iot = obj("AwsIot", {
+    region = f("region", string_field()),
+    credentials_id = f("credentialsId", string_field()),
+    policy_name = f("policyName", string_field()),
+    thing_name_pattern = f("thingNamePattern", string_field()),
+    host = f("host", string_field()),
+  }),
+}
+
+FIELDS.SoracomOrbit = {
+  enabled = f("enabled", boolean()),
+  code_srn = f("codeSrn", string_field()),
+  direction = f("direction", list(function(v) return v == "uplink" or v == "downlink" end,
+    '"uplink" or "downlink"')),
+  content_type = f("contentType", string_field()),
+  use_location = f("useLocation", boolean()),
+  use_metadata = f("useMetadata", boolean()),
+}
+
+FIELDS.UnifiedEndpoint = {
+  enabled = f("enabled", boolean()),
+  response = obj("response", { format = f("format", string_field()) }),
+}
+
+---------------------------------------------------------------------------------------
+-- Beam, whose top level is entries rather than fields.
+
+local function beam_to_api(input, path)
+  if type(input) ~= "table" then fail(path, "must be a table (got " .. describe(input) .. ")") end
+  local result, removed = {}, {}
+  local function add(key, entry, entry_path)
+    if result[key] ~= nil then fail(entry_path, "sets the entry " .. key .. " twice") end
+    if entry == null then removed[#removed + 1] = key return end
+    result[key] = object_to_api(BEAM_ENTRY, entry, entry_path)
+  end
+  for name, value in pairs(input) do
+    local sub_path = path .. "." .. tostring(name)
+    if BEAM_ENTRY_POINTS[name] then
+      add(BEAM_ENTRY_POINTS[name], value, sub_path)
+    elseif name == "http" then
+      local entries = (type(value) == "table" and value[1] == nil) and { value } or value
+      if type(entries) ~= "table" then fail(sub_path, "must be an entry or a list of entries") end
+      for i, entry in ipairs(entries) do
+        local entry_path = sub_path .. (entries == value and "[" .. i .. "]" or "")
+        if type(entry) ~= "table" or type(entry.path) ~= "string" or entry.path:sub(1, 1) ~= "/" then
+          fail(entry_path, 'needs path = "/..." (the entry point is ' .. BEAM_HTTP_PREFIX .. '<path>)')
+        end
+        local copy = {}
+        for k, v in pairs(entry) do if k ~= "path" then copy[k] = v end end
+        add(BEAM_HTTP_PREFIX .. entry.path, copy, entry_path)
+      end
+    elseif name ~= "extra" then
+      fail(path, "has no entry " .. describe(name) .. " (entries: extra, http, mqtt, tcp, udp)")
+    end
+  end
+  merge_extra(result, input.extra, path)
+  return result, removed
+end
+
+local function beam_from_api(api)
+  local by_key = {}
+  for name, key in pairs(BEAM_ENTRY_POINTS) do by_key[key] = name end
+  local result, http, extra = {}, {}, nil
+  for key, value in pairs(api) do
+    if by_key[key] and type(value) == "table" then
+      result[by_key[key]] = object_from_api(BEAM_ENTRY, value)
+    elseif key:sub(1, #BEAM_HTTP_PREFIX + 1) == BEAM_HTTP_PREFIX .. "/" and type(value) == "table" then
+      local entry = object_from_api(BEAM_ENTRY, value)
+      entry.path = key:sub(#BEAM_HTTP_PREFIX + 1)
+      http[#http + 1] = entry
+    else
+      extra = extra or {}
+      extra[key] = value
+    end
+  end
+  if #http > 0 then
+    table.sort(http, function(a, b) return a.path < b.path end)
+    result.http = http
+  end
+  result.extra = extra
+  return result
+end
+
+---------------------------------------------------------------------------------------
+-- The builders.
+
+local BUILDERS = {
+  air = "SoracomAir", beam = "SoracomBeam", endorse = "SoracomEndorse", flux = "SoracomFlux",
+  funk = "SoracomFunk", funnel = "SoracomFunnel", harvest = "SoracomHarvest",
+  harvest_files = "SoracomHarvestFiles", krypton = "SoracomKrypton", orbit = "SoracomOrbit",
+  unified_endpoint = "UnifiedEndpoint",
+}
+config.NAMESPACES = BUILDERS
+
+local function sorted_keys(t)
+  local keys = {}
+  for key in pairs(t) do keys[#keys + 1] = key end
+  table.sort(keys)
+  return keys
+end
+
+--- The API object of a namespace's idiomatic settings, and the API keys set to null.
+-- Raises {config_error = message} on a bad field.
+local function to_api(namespace, settings, path)
+  if namespace == "SoracomBeam" then return beam_to_api(settings, path) end
+  return object_to_api(FIELDS[namespace], settings, path)
+end
+
+--- The API's array of {key=, value=} of a {key = value} map, sorted by key.
+local function params_of(api)
+  local params = {}
+  for _, key in ipairs(sorted_keys(api)) do params[#params + 1] = { key = key, value = api[key] } end
+  return array(params)
+end
+
+-- Runs fn, turning a config error into a Lua error at the builder's caller.
+local function guarded(level, fn, ...)
+  local ok, result, second = pcall(fn, ...)
+  if not ok then
+    if type(result) == "table" and result.config_error then
+      error("soracom.groups.config: " .. result.config_error, level + 1)
+    end
+    error(result, 0)
+  end
+  return result, second
+end
+
+for builder, namespace in pairs(BUILDERS) do
+  config[builder] = function(settings)
+    local api = guarded(2, to_api, namespace, settings, builder)
+    return setmetatable({ namespace = namespace, params = params_of(api) }, Built)
+  end
+end
+
+config.params = params_of
+
+--- The namespace name of a builder name or a namespace name, or nil.
+function config.namespace_of(name)
+  if BUILDERS[name] then return BUILDERS[name] end
+  for _, namespace in pairs(BUILDERS) do
+    if namespace == name then return namespace end
+  end
+end
+
+--- Idiomatic settings -> API {key = value} map, and the API keys marked for removal
+-- (set to groups.null). Raises at level+1 on a bad field.
+function config.to_api(namespace, settings, level)
+  local builder
+  for name, ns in pairs(BUILDERS) do if ns == namespace then builder = name end end
+  local api, removed = guarded(level + 1, to_api, namespace, settings, builder)
+  return api, removed
+end
+
+--- The API's {key = value} map of a namespace -> idiomatic settings, the form the
+-- namespace's builder takes, so that config.air(config.read(group, "SoracomAir"))
+-- writes back what was read.
+function config.from_api(namespace, api)
+  if type(api) ~= "table" then return {} end
+  if namespace == "SoracomBeam" then return beam_from_api(api) end
+  return object_from_api(FIELDS[namespace], api)
+end
+
+--- config.read(group, namespace): a group's settings of a namespace (builder name or
+-- namespace name) in the builder's idiomatic form; {} when it has none.
+function config.read(group, namespace)
+  if type(group) ~= "table" then
+    error("soracom.groups.config.read: group must be a group table (got " .. type(group) .. ")", 2)
+  end
+  local resolved = config.namespace_of(namespace)
+  if resolved == nil then
+    error("soracom.groups.config.read: unknown namespace " .. describe(namespace), 2)
+  end
+  local configuration = type(group.configuration) == "table" and group.configuration or {}
+  return config.from_api(resolved, configuration[resolved])
+end
+
+return config
