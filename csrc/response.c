@@ -205,7 +205,7 @@ int sg_decode_response(lua_State *L)
     const char *retry_after = luaL_optstring(L, 5, NULL);
     const char *refresh = luaL_optstring(L, 6, NULL);
     int results = sg_push_response(L, status, body, body_len, key, key_len, link, link_len);
-    if (results == 2 && lua_istable(L, -1))
+    if (results == 2 && lua_istable(L, -1) && (status == 429 || status == 503))
         sg_set_retry_after(L, retry_after, refresh);
     return results;
 }

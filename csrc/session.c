@@ -149,8 +149,8 @@ static int push_network_error(lua_State *L, sg_session *s, CURLcode code)
 {
     lua_pushnil(L);
     if (s->body_too_large) {
-        lua_pushfstring(L, "the response body is larger than max_body_size (%f bytes)",
-                        (lua_Number)s->max_body);
+        lua_pushfstring(L, "the response body is larger than max_body_size (%d bytes)",
+                        (int)s->max_body); /* at most MAX_BODY_LIMIT: fits an int */
         sg_push_error(L, "network", lua_tostring(L, -1));
         lua_remove(L, -2);
     } else {
@@ -208,7 +208,7 @@ static int session_perform(lua_State *L)
     if (results == 3) {
         lua_pushvalue(L, key_index);
         lua_replace(L, -3);
-    } else if (status >= 400) {
+    } else if (status == 429 || status == 503) { /* where a wait is what the server asks */
         set_retry_after(L, s->curl);
     }
     lua_remove(L, key_index);

@@ -87,6 +87,35 @@ describe("authentication", function()
     without:close()
   end)
 
+  it("asks an mfa_otp_code function for a fresh code at each login", function()
+    srv:settings { mfa_otp_code = "111111" }
+    local codes = { "111111", "222222" }
+    local client = auth_key_client { mfa_otp_code = function() return table.remove(codes, 1) end }
+    assert.is_table(client:list_groups())
+    srv:settings { mfa_otp_code = "222222" }
+    srv:revoke_tokens()
+    assert.is_table(client:list_groups())
+    local bodies = {}
+    for _, request in ipairs(srv:requests()) do
+      if request.uri == "/v1/auth" then bodies[#bodies + 1] = cjson.decode(request.body).mfaOTPCode end
+    end
+    assert.are.same({ "111111", "222222" }, bodies)
+    client:close()
+  end)
+
+  it("keeps using a still-valid token when its renewal fails", function()
+    local client = auth_key_client { token_timeout_seconds = 1, retries = 0 }
+    assert.is_table(client:list_groups())
+    socket.sleep(0.95) -- past the renewal point, before the token's end
+    srv:faults { { status = 503 } } -- the renewal's /auth fails
+    assert.is_table(client:list_groups())
+    local requests = srv:requests()
+    local last = requests[#requests]
+    assert.are.equal("GET", last.method)
+    assert.are.equal(srv:tokens()[1].token, last.headers["x-soracom-token"])
+    client:close()
+  end)
+
   it("returns the server's error for a wrong password, and never shows the password", function()
     local client = assert(groups.new { endpoint = srv.endpoint, email = srv.email, password = "hunter2-wrong" })
     local list, err = client:list_groups()

@@ -68,21 +68,22 @@ describe("config builders", function()
     end)
 
     it("checks types and allowed values, naming the field and the namespace", function()
-      raises('soracom.groups.config: air.use_vpg must be a boolean (got "true")',
+      raises("soracom.groups.config: air.use_vpg must be a boolean (got string)",
         function() config.air { use_vpg = "true" } end)
-      raises('air.dns_servers[2] must be IPv4 addresses (got "8.8.8")',
+      raises("air.dns_servers[2] must be IPv4 addresses (got string)",
         function() config.air { dns_servers = { "8.8.8.8", "8.8.8" } } end)
-      raises("air.ip_link_mtu must be a whole number from 1 to 65535 (got number)",
+      raises("air.ip_link_mtu must be a whole number from 1 to 65535 (got number 70000)",
         function() config.air { ip_link_mtu = 70000 } end)
-      raises('air.metadata.readonly must be a boolean (got "no")',
+      raises("air.metadata.readonly must be a boolean (got string)",
         function() config.air { metadata = { readonly = "no" } } end)
-      raises("air.chap needs username and password", function() config.air { chap = { username = "u" } } end)
+      raises("air.chap must be {username = <string>, password = <string>}",
+        function() config.air { chap = { username = "u" } } end)
       raises('air has no field "use_custom_dn"', function() config.air { use_custom_dn = true } end)
       raises('air.metadata has no field "allowOrigin"',
         function() config.air { metadata = { allowOrigin = "*" } } end)
-      raises("sets username, which another field sets too",
+      raises("air.chap sets username, which is given too",
         function() config.air { chap = { username = "u", password = "p" }, username = "v" } end)
-      raises('air must be a table (got "x")', function() config.air "x" end)
+      raises("air must be a table (got string)", function() config.air "x" end)
     end)
 
     it("points errors at the caller", function()
@@ -142,7 +143,8 @@ describe("config builders", function()
 
     it("checks entries", function()
       raises('beam has no entry "tpc"', function() config.beam { tpc = {} } end)
-      raises('beam.http needs path = "/..."', function() config.beam { http = { destination = "x" } } end)
+      raises('needs path = "/..."', function() config.beam { http = { destination = "x" } } end)
+      raises('beam.http[2] needs path = "/..."', function() config.beam { http = { { path = "/a" }, {} } } end)
       raises("beam.tcp.enabled must be a boolean", function() config.beam { tcp = { enabled = 1 } } end)
       raises("beam.tcp.psk must be a string or {credentials_id = <id>}",
         function() config.beam { tcp = { psk = 5 } } end)
@@ -222,7 +224,7 @@ describe("config builders", function()
         api_map(config.orbit { enabled = true, code_srn = "srn:soracom:OP0012345678:jp:Soralet:s1/$LATEST",
           direction = { "uplink", "downlink" }, content_type = "application/json", use_location = true,
           use_metadata = false }))
-      raises('orbit.direction[1] must be "uplink" or "downlink" (got "up")',
+      raises('orbit.direction[1] must be "uplink" or "downlink" (got string)',
         function() config.orbit { direction = { "up" } } end)
       assert.are.same({ enabled = true, response = { format = "SoracomHarvest" } },
         api_map(config.unified_endpoint { enabled = true, response = { format = "SoracomHarvest" } }))
@@ -367,6 +369,52 @@ describe("configuration over HTTP", function()
       assert.is_true(client:get_group(group.groupId).configuration.SoracomAir.useVpg)
     end)
 
+    it("merges Beam HTTP entries by path, keeping the others", function()
+      local group = client:create_group()
+      client:put_config(group.groupId, config.beam { http = {
+        { path = "/a", name = "a", destination = "https://a.example.com", enabled = true },
+        { path = "/b", destination = "https://b.example.com" } } })
+      local updated = assert(client:update_config(group.groupId, "beam", { http = { path = "/a", enabled = false } }))
+      assert.are.same({
+        ["http://beam.soracom.io:8888/a"] = { name = "a", destination = "https://a.example.com", enabled = false },
+        ["http://beam.soracom.io:8888/b"] = { destination = "https://b.example.com" },
+      }, updated.configuration.SoracomBeam)
+      updated = assert(client:update_config(group.groupId, "beam", { http = { ["/b"] = groups.null } }))
+      assert.is_nil(updated.configuration.SoracomBeam["http://beam.soracom.io:8888/b"])
+    end)
+
+    it("takes Air's shorthands on a group that has the long form", function()
+      local group = client:create_group()
+      client:put_config(group.groupId, config.air { use_custom_dns = false, dns_servers = { "1.1.1.1" } })
+      local updated = assert(client:update_config(group.groupId, "air", { custom_dns = { "8.8.8.8" } }))
+      assert.are.same({ useCustomDns = true, dnsServers = { "8.8.8.8" } }, updated.configuration.SoracomAir)
+    end)
+
+    it("sends nothing but reads when the namespace is absent and stays so", function()
+      local group = client:create_group()
+      srv:clear_requests()
+      local same = assert(client:update_config(group.groupId, "harvest", { enabled = groups.null }))
+      assert.is_nil(same.configuration.SoracomHarvest)
+      for _, line in ipairs(trail()) do assert.matches("^GET ", line) end
+    end)
+
+    it("keeps values a builder would refuse, and writes them back unchanged", function()
+      local group = client:create_group { configuration = {
+        SoracomOrbit = { enabled = "true", codeSrn = "srn:x" },
+        SoracomAir = { metadata = groups.null, useVpg = true } } }
+      local read = config.read(group, "orbit")
+      assert.are.same({ code_srn = "srn:x", extra = { enabled = "true" } }, read)
+      local updated = assert(client:update_config(group.groupId, "orbit", { code_srn = "srn:y" }))
+      assert.are.same({ enabled = "true", codeSrn = "srn:y" }, updated.configuration.SoracomOrbit)
+      assert.are.same({ use_vpg = true, extra = { metadata = groups.null } }, config.read(group, "air"))
+    end)
+
+    it("removes an extra key set to groups.null", function()
+      local group = client:create_group { configuration = { SoracomAir = { useVpg = true, oldKey = 1 } } }
+      local updated = assert(client:update_config(group.groupId, "air", { extra = { oldKey = groups.null } }))
+      assert.are.same({ useVpg = true }, updated.configuration.SoracomAir)
+    end)
+
     it("checks its arguments before sending anything", function()
       raises('update_config: namespace Air is not a namespace or builder name',
         function() client:update_config("g", "Air", {}) end)
@@ -381,6 +429,15 @@ describe("configuration over HTTP", function()
       assert.is_nil(updated)
       assert.are.equal(404, err.status)
     end)
+  end)
+
+  it("does not echo a bad value that may be a secret", function()
+    local ok, err = pcall(config.air, { chap = "user:hunter2" })
+    assert.is_false(ok)
+    assert.is_nil(err:find("hunter2", 1, true))
+    ok, err = pcall(config.beam, { mqtt = { password = { "s3cret" } } })
+    assert.is_false(ok)
+    assert.is_nil(err:find("s3cret", 1, true))
   end)
 
   it("refuses a configuration over 8 KB with the server's 400", function()

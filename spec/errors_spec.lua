@@ -274,12 +274,12 @@ describe("errors", function()
     local expected = {
       endpoint = "string", coverage = "string", sandbox = "boolean", lang = "string", profile = "string",
       api_key = "string", token = "string", auth_key_id = "string", auth_key = "string", email = "string",
-      password = "string", operator_id = "string", user_name = "string", mfa_otp_code = "string",
+      password = "string", operator_id = "string", user_name = "string",
       token_timeout_seconds = "number", connect_timeout = "number", timeout = "number",
       max_body_size = "number", debug = "function", retries = "number", retry_base_delay = "number",
       retry_max_delay = "number", rate_limit_max_delay = "number", retry_post = "boolean",
       sleep = "function", insecure = "boolean", ca_file = "string", ca_path = "string", proxy = "string",
-      transport = "string",
+      transport = "string", keepalive_timeout = "number", pool_size = "number",
     }
     for name, kind in pairs(expected) do
       it("raises for a wrong " .. name .. ", naming it", function()
@@ -295,6 +295,11 @@ describe("errors", function()
         end)
       end
     end
+
+    it("raises for a wrong mfa_otp_code, which may be a string or a function", function()
+      assert.has_error(function() groups.new { email = "e", password = "p", mfa_otp_code = 123456 } end,
+        "soracom.groups.new: mfa_otp_code must be a string or a function (got number)")
+    end)
 
     it("raises for negative retries and fractional retries", function()
       assert.has_error(function() groups.new { api_key = "k", token = "t", retries = -1 } end,

@@ -225,6 +225,24 @@ describe("retries", function()
     end)
   end)
 
+  it("counts a DELETE whose retry finds the thing gone as done", function()
+    local group = client:create_group()
+    local other = new_client(srv)
+    assert.is_true(other:delete_group(group.groupId)) -- as if the first attempt was done...
+    other:close()
+    srv:faults { { status = 503 } } -- ...and its answer lost
+    assert.is_true(client:delete_group(group.groupId))
+    local gone, err = client:delete_group(group.groupId) -- a plain 404 is still an error
+    assert.is_nil(gone)
+    assert.are.equal(404, err.status)
+  end)
+
+  it("sets retry_after only where a wait is asked (429, 503)", function()
+    srv:faults { { status = 404, headers = { ["X-Soracom-Ratelimit-Seconds-Before-Refresh"] = "37" } } }
+    local _, err = client:get_group("missing")
+    assert.is_nil(err.retry_after)
+  end)
+
   it("retries a login that met a 503", function()
     local auth_client = assert(groups.new { endpoint = srv.endpoint, auth_key_id = srv.auth_key_id,
       auth_key = srv.auth_key, sleep = function(seconds) waits[#waits + 1] = seconds end })

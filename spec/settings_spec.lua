@@ -254,3 +254,42 @@ describe("settings", function()
     end)
   end)
 end)
+
+describe("settings, edge cases", function()
+  local dir
+
+  before_each(function() dir = tempdir.new() end)
+  after_each(function() tempdir.remove(dir) end)
+
+  it("takes the credentials of a profile named in the options before the environment's", function()
+    tempdir.write(dir .. "/prod.json", cjson.encode { authKeyId = "keyId-prod", authKey = "secret-prod",
+      endpoint = "https://proxy.example" })
+    local s = assert(resolve({ profile = "prod" }, { SORACOM_PROFILE_DIR = dir,
+      SORACOM_AUTH_KEY_ID = "keyId-env", SORACOM_AUTH_KEY = "secret-env" }))
+    assert.are.equal("keyId-prod", s.credentials.login.authKeyId)
+    assert.are.equal("https://proxy.example/v1", s.endpoint)
+  end)
+
+  it("refuses sandbox = true with an endpoint from elsewhere", function()
+    local s, err = resolve({ api_key = "k", token = "t", sandbox = true },
+      { SORACOM_ENDPOINT = "https://api.soracom.io" })
+    assert.is_nil(s)
+    assert.matches("sandbox = true, but SORACOM_ENDPOINT gives the endpoint https://api.soracom.io/v1", err, 1, true)
+  end)
+
+  it("refuses SAM variables set in part, and a password alone", function()
+    local s, err = resolve({}, { SORACOM_OPERATOR_ID = "OP1", SORACOM_PASSWORD = "pw" })
+    assert.is_nil(s)
+    assert.matches("SORACOM_USER_NAME is not set", err, 1, true)
+    s, err = resolve({}, { SORACOM_PASSWORD = "pw" })
+    assert.is_nil(s)
+    assert.matches("SORACOM_PASSWORD is set, but neither SORACOM_EMAIL", err, 1, true)
+  end)
+
+  it("keeps a function giving MFA codes apart from the login body", function()
+    local code = function() return "123456" end
+    local s = assert(resolve { email = "e", password = "p", mfa_otp_code = code })
+    assert.are.equal(code, s.credentials.mfa_code)
+    assert.is_nil(s.credentials.login.mfaOTPCode)
+  end)
+end)

@@ -72,10 +72,21 @@ function auth.login(client)
     return nil, login_error("auth", "no credentials to log in with (an issued API key and "
       .. "token cannot be renewed, and logout forgets them)")
   end
-  set_headers(client) -- the old token has no business in a login request
+  -- The current token stays in the headers: a renewal that fails leaves it in use for
+  -- the rest of its life, and other callers sharing the client keep working meanwhile.
+  local body = credentials.login
+  if credentials.mfa_code then
+    local code = credentials.mfa_code()
+    if type(code) ~= "string" or code == "" then
+      return nil, login_error("auth", "the mfa_otp_code function gave no code (a non-empty string)")
+    end
+    body = {}
+    for key, value in pairs(credentials.login) do body[key] = value end
+    body.mfaOTPCode = code
+  end
   local started = now()
   local value, err, status = client._transport:perform("POST", client._endpoint .. "/auth",
-    encode_json(credentials.login))
+    encode_json(body))
   debug_line(client, string.format("POST %s/auth (%s from %s) -> %s (%.1f ms)", client._endpoint,
     credentials.label, credentials.source, value and tostring(status) or tostring(err.status or err.kind),
     (now() - started) * 1000))

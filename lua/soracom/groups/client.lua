@@ -55,15 +55,16 @@ local function wait(self, seconds)
   if self._sleep then self._sleep(seconds) else self._transport:sleep(seconds) end
 end
 
--- Waits before the next try of a failed attempt, if the policy allows one.
--- Returns true when the caller should try again.
-local function backoff(self, err, method, url, failures)
+-- Waits before the next try of a failed attempt, if the policy allows one; judged as
+-- a `retry_as` request (a login is as safe to repeat as a PUT). Returns true when the
+-- caller should try again.
+local function backoff(self, err, retry_as, label, failures)
   local policy = self._retry
-  if failures > policy.retries or not retry.retryable(err, method, policy) then return false end
+  if failures > policy.retries or not retry.retryable(err, retry_as, policy) then return false end
   local seconds = retry.delay(err, failures, policy)
   if self._debug then
-    self._debug(string.format("soracom-groups: retrying %s %s in %.2f s (%s, retry %d of %d)",
-      method, url, seconds, err.status and "HTTP " .. err.status or err.kind, failures, policy.retries))
+    self._debug(string.format("soracom-groups: retrying %s in %.2f s (%s, retry %d of %d)",
+      label, seconds, err.status and "HTTP " .. err.status or err.kind, failures, policy.retries))
   end
   wait(self, seconds)
   return true
@@ -84,10 +85,10 @@ local function request(self, op, level, query, body_text, ...)
   while true do
     if self._needs_login or now() >= self._expires_at then
       local ok, err = auth.login(self)
-      if not ok then
+      -- A renewal that failed leaves the current token, still valid a while, in use.
+      if not ok and self._needs_login then
         failures = failures + 1
-        -- A login can be repeated whatever the operation's method.
-        if not backoff(self, err, "PUT", url, failures) then
+        if not backoff(self, err, "PUT", "POST " .. self._endpoint .. "/auth", failures) then
           err.attempts = failures
           return nil, err
         end
@@ -109,7 +110,7 @@ local function request(self, op, level, query, body_text, ...)
         self._needs_login = true
       else
         failures = failures + 1
-        if not backoff(self, err, op.method, url, failures) then
+        if not backoff(self, err, op.method, op.method .. " " .. url, failures) then
           err.attempts = attempts
           return nil, Error.wrap(err, op.method, path)
         end
@@ -175,8 +176,13 @@ local function call(self, op, level, a1, a2, a3)
     text = body_text(op, body, level + 1)
   end
   local value, err = request(self, op, level + 1, nil, text, a1, a2, a3)
+  if op.method == "DELETE" then
+    -- A DELETE whose first answer was lost may have been done: the 404 of its retry
+    -- means the thing is gone, which is what was asked.
+    if value ~= nil or (err.status == 404 and err.attempts > 1) then return true end
+    return nil, err
+  end
   if value == nil then return nil, err end
-  if op.method == "DELETE" then return true end
   return value
 end
 
@@ -257,6 +263,7 @@ function Client:update_config(group_id, namespace, changes)
   end
   if type(changes) == "table" then
     config.to_api(resolved, changes, 2) -- a bad field raises before anything is sent
+    changes = config.long_form(resolved, changes, 2) -- merged the way config.read gives them
   elseif type(changes) ~= "function" then
     validate.fail("update_config", "changes must be a table or a function (got " .. type(changes) .. ")", 2)
   end
@@ -275,7 +282,7 @@ function Client:update_config(group_id, namespace, changes)
   else
     current = merge(current, changes)
   end
-  local after = config.to_api(resolved, current, 2)
+  local after = config.to_api(resolved, config.long_form(resolved, current, 2), 2)
   local removed = {}
   for key in pairs(before) do
     if after[key] == nil then removed[#removed + 1] = key end
@@ -295,7 +302,9 @@ function Client:update_config(group_id, namespace, changes)
       .. "); nothing was written" }, "PUT", "/groups/" .. group_id .. "/configuration/" .. resolved)
   end
 
-  if next(after) == nil then -- every setting removed: remove the namespace
+  if next(after) == nil and next(before) == nil then -- nothing there, nothing asked: done
+    return again
+  elseif next(after) == nil then -- every setting removed: remove the namespace
     local ok
     ok, err = call(self, operations.delete_config_namespace, 2, group_id, resolved)
     if not ok then return nil, err end

@@ -33,9 +33,15 @@ local function fail(path, message)
   error({ config_error = path .. " " .. message }, 0)
 end
 
+-- What a bad value was, without echoing a string (it may be a key or a password).
 local function describe(value)
-  if type(value) == "string" then return string.format("%q", value) end
+  if type(value) == "number" or type(value) == "boolean" then return type(value) .. " " .. tostring(value) end
   return type(value)
+end
+
+-- A name (of a field, an entry, a namespace), quoted.
+local function quoted(name)
+  return string.format("%q", tostring(name))
 end
 
 local function identity(value) return value end
@@ -73,7 +79,8 @@ local function enum(values)
   return {
     to_api = function(value, path)
       if not allowed[value] then
-        fail(path, "must be one of " .. table.concat(values, ", ") .. " (got " .. describe(value) .. ")")
+        fail(path, "must be one of " .. table.concat(values, ", ") .. " (got "
+          .. (type(value) == "string" and quoted(value) or describe(value)) .. ")")
       end
       return value
     end,
@@ -158,7 +165,7 @@ local function field_from_api(field, value)
   return field.kind.from_api(value)
 end
 
-local function merge_extra(result, extra, path)
+local function merge_extra(result, removed, extra, path)
   if extra == nil then return end
   if type(extra) ~= "table" then
     fail(path .. ".extra", "must be a table of API keys (got " .. describe(extra) .. ")")
@@ -166,37 +173,61 @@ local function merge_extra(result, extra, path)
   for key, value in pairs(extra) do
     if type(key) ~= "string" or key == "" then fail(path .. ".extra", "keys must be non-empty strings") end
     if result[key] ~= nil then fail(path .. ".extra." .. key, "is set by a field already") end
-    result[key] = value
+    if value == null then removed[#removed + 1] = key else result[key] = value end
   end
+end
+
+-- The input with each shorthand field replaced by the fields it stands for.
+local function long_form(fields, input, path)
+  local expanded, has_shorthand = {}, false
+  for name, value in pairs(input) do
+    local field = fields[name]
+    if field and field.long and value ~= null then has_shorthand = true else expanded[name] = value end
+  end
+  if not has_shorthand then return input end
+  for name, value in pairs(input) do
+    local field = fields[name]
+    if field and field.long and value ~= null then
+      for long_name, long_value in pairs(field.long(value, path .. "." .. name)) do
+        if expanded[long_name] ~= nil then
+          fail(path .. "." .. name, "sets " .. long_name .. ", which is given too")
+        end
+        expanded[long_name] = long_value
+      end
+    end
+  end
+  return expanded
 end
 
 -- Returns the API object and the list of API keys set to null (to remove).
 function object_to_api(fields, input, path)
   if type(input) ~= "table" then fail(path, "must be a table (got " .. describe(input) .. ")") end
+  input = long_form(fields, input, path)
   local result, removed = {}, {}
   for name, value in pairs(input) do
     if name ~= "extra" then
       local field = fields[name]
       if field == nil then
-        fail(path, "has no field " .. describe(name) .. " (fields: "
+        fail(path, "has no field " .. quoted(name) .. " (fields: "
           .. table.concat(sorted_names(fields), ", ") .. ")")
       end
       local sub_path = path .. "." .. name
       if value == null then
         if field.key then removed[#removed + 1] = field.key end
-      elseif field.expand then
-        for key, api_value in pairs(field.expand(value, sub_path)) do
-          if result[key] ~= nil then fail(sub_path, "sets " .. key .. ", which another field sets too") end
-          result[key] = api_value
-        end
       else
-        if result[field.key] ~= nil then fail(sub_path, "sets " .. field.key .. ", which another field sets too") end
         result[field.key] = field_to_api(field, value, sub_path)
       end
     end
   end
-  merge_extra(result, input.extra, path)
+  merge_extra(result, removed, input.extra, path)
   return result, removed
+end
+
+-- Whether an API value is one the field's builder would write (else read keeps it in
+-- extra, unchanged, so that it is written back as it was).
+local function acceptable(field, value)
+  if field.fields then return type(value) == "table" and value[1] == nil end
+  return (pcall(field.kind.to_api, field.kind.from_api(value), ""))
 end
 
 function object_from_api(fields, api)
@@ -207,7 +238,7 @@ function object_from_api(fields, api)
   local result, extra = {}, nil
   for key, value in pairs(api) do
     local name = by_key[key]
-    if name then
+    if name and acceptable(fields[name], value) then
       result[name] = field_from_api(fields[name], value)
     else
       extra = extra or {}
@@ -230,9 +261,7 @@ FIELDS.SoracomAir = {
   use_custom_dns = f("useCustomDns", boolean()),
   dns_servers = f("dnsServers", list(is_ipv4, "IPv4 addresses")),
   -- custom_dns = {"8.8.8.8"} turns Custom DNS on with those servers.
-  custom_dns = { expand = function(value, path)
-    return { useCustomDns = true, dnsServers = list(is_ipv4, "IPv4 addresses").to_api(value, path) }
-  end },
+  custom_dns = { long = function(value) return { use_custom_dns = true, dns_servers = value } end },
   metadata = obj("metadata", {
     enabled = f("enabled", boolean()),
     readonly = f("readonly", boolean()),
@@ -244,12 +273,14 @@ FIELDS.SoracomAir = {
   username = f("username", string_field()),
   password = f("password", string_field()),
   -- chap = {username=, password=} turns CHAP authentication on with those credentials.
-  chap = { expand = function(value, path)
-    local api = object_to_api({ username = f("username", string_field()),
-      password = f("password", string_field()) }, value, path)
-    if api.username == nil or api.password == nil then fail(path, "needs username and password") end
-    api.authenticationRequired = true
-    return api
+  chap = { long = function(value, path)
+    if type(value) ~= "table" or type(value.username) ~= "string" or type(value.password) ~= "string" then
+      fail(path, "must be {username = <string>, password = <string>}")
+    end
+    for key in pairs(value) do
+      if key ~= "username" and key ~= "password" then fail(path, "has no field " .. quoted(key)) end
+    end
+    return { authentication_required = true, username = value.username, password = value.password }
   end },
   location_enabled = f("locationEnabled", boolean()),
   ip_link_mtu = f("ipLinkMtu", integer(1, 65535)),
@@ -259,9 +290,15 @@ FIELDS.SoracomAir = {
   binary_parser_enabled = f("binaryParserEnabled", boolean()),
   binary_parser_format = f("binaryParserFormat", string_field()),
   -- binary_parser = "@button" (or a custom format) turns the Binary Parser on with it.
-  binary_parser = { expand = function(value, path)
-    return { binaryParserEnabled = true, binaryParserFormat = string_field().to_api(value, path) }
+  binary_parser = { long = function(value)
+    return { binary_parser_enabled = true, binary_parser_format = value }
   end },
+}
+
+local CUSTOM_HEADER = {
+  action = f("action", string_field()),
+  header_key = f("headerKey", string_field()),
+  header_value = f("headerValue", string_field()),
 }
 
 local BEAM_ENTRY = {
@@ -297,11 +334,7 @@ local BEAM_ENTRY = {
       end
       local result = {}
       for name, header in pairs(value) do
-        result[name] = object_to_api({
-          action = f("action", string_field()),
-          header_key = f("headerKey", string_field()),
-          header_value = f("headerValue", string_field()),
-        }, header, path .. "." .. tostring(name))
+        result[name] = object_to_api(CUSTOM_HEADER, header, path .. "." .. tostring(name))
       end
       return result
     end,
@@ -309,7 +342,7 @@ local BEAM_ENTRY = {
       if type(value) ~= "table" then return value end
       local result = {}
       for name, header in pairs(value) do
-        result[name] = { action = header.action, header_key = header.headerKey, header_value = header.headerValue }
+        result[name] = type(header) == "table" and object_from_api(CUSTOM_HEADER, header) or header
       end
       return result
     end,
@@ -440,6 +473,42 @@ FIELDS.UnifiedEndpoint = {
 ---------------------------------------------------------------------------------------
 -- Beam, whose top level is entries rather than fields.
 
+-- The HTTP entries of a beam{http = ...}: one entry with a path, a list of them, or a
+-- map of path -> entry (the form config.read gives, which update_config merges by
+-- path). Yields path in the error messages, the entry point's path, the entry.
+local function http_entries(value, path)
+  if type(value) ~= "table" then fail(path, "must be an entry, a list of entries or a map of path -> entry") end
+  local entries = {}
+  local function add(entry_path, entry_point, entry)
+    if type(entry_point) ~= "string" or entry_point:sub(1, 1) ~= "/" then
+      fail(entry_path, 'needs path = "/..." (the entry point is ' .. BEAM_HTTP_PREFIX .. '<path>)')
+    end
+    entries[#entries + 1] = { entry_path, entry_point, entry }
+  end
+  local function without_path(entry)
+    local copy = {}
+    for k, v in pairs(entry) do if k ~= "path" then copy[k] = v end end
+    return copy
+  end
+  if value.path ~= nil then
+    add(path, value.path, without_path(value))
+  elseif value[1] ~= nil then
+    for i, entry in ipairs(value) do
+      if type(entry) ~= "table" then fail(path .. "[" .. i .. "]", "must be an entry table") end
+      add(path .. "[" .. i .. "]", entry.path, without_path(entry))
+    end
+  else
+    for entry_point, entry in pairs(value) do
+      add(path .. "[" .. quoted(entry_point) .. "]", entry_point, entry)
+    end
+  end
+  local i = 0
+  return function()
+    i = i + 1
+    if entries[i] then return entries[i][1], entries[i][2], entries[i][3] end
+  end
+end
+
 local function beam_to_api(input, path)
   if type(input) ~= "table" then fail(path, "must be a table (got " .. describe(input) .. ")") end
   local result, removed = {}, {}
@@ -453,44 +522,31 @@ local function beam_to_api(input, path)
     if BEAM_ENTRY_POINTS[name] then
       add(BEAM_ENTRY_POINTS[name], value, sub_path)
     elseif name == "http" then
-      local entries = (type(value) == "table" and value[1] == nil) and { value } or value
-      if type(entries) ~= "table" then fail(sub_path, "must be an entry or a list of entries") end
-      for i, entry in ipairs(entries) do
-        local entry_path = sub_path .. (entries == value and "[" .. i .. "]" or "")
-        if type(entry) ~= "table" or type(entry.path) ~= "string" or entry.path:sub(1, 1) ~= "/" then
-          fail(entry_path, 'needs path = "/..." (the entry point is ' .. BEAM_HTTP_PREFIX .. '<path>)')
-        end
-        local copy = {}
-        for k, v in pairs(entry) do if k ~= "path" then copy[k] = v end end
-        add(BEAM_HTTP_PREFIX .. entry.path, copy, entry_path)
+      for entry_path, entry_point, entry in http_entries(value, sub_path) do
+        add(BEAM_HTTP_PREFIX .. entry_point, entry, entry_path)
       end
     elseif name ~= "extra" then
-      fail(path, "has no entry " .. describe(name) .. " (entries: extra, http, mqtt, tcp, udp)")
+      fail(path, "has no entry " .. quoted(name) .. " (entries: extra, http, mqtt, tcp, udp)")
     end
   end
-  merge_extra(result, input.extra, path)
+  merge_extra(result, removed, input.extra, path)
   return result, removed
 end
 
 local function beam_from_api(api)
   local by_key = {}
   for name, key in pairs(BEAM_ENTRY_POINTS) do by_key[key] = name end
-  local result, http, extra = {}, {}, nil
+  local result, extra = {}, nil
   for key, value in pairs(api) do
     if by_key[key] and type(value) == "table" then
       result[by_key[key]] = object_from_api(BEAM_ENTRY, value)
     elseif key:sub(1, #BEAM_HTTP_PREFIX + 1) == BEAM_HTTP_PREFIX .. "/" and type(value) == "table" then
-      local entry = object_from_api(BEAM_ENTRY, value)
-      entry.path = key:sub(#BEAM_HTTP_PREFIX + 1)
-      http[#http + 1] = entry
+      result.http = result.http or {}
+      result.http[key:sub(#BEAM_HTTP_PREFIX + 1)] = object_from_api(BEAM_ENTRY, value)
     else
       extra = extra or {}
       extra[key] = value
     end
-  end
-  if #http > 0 then
-    table.sort(http, function(a, b) return a.path < b.path end)
-    result.http = http
   end
   result.extra = extra
   return result
@@ -506,6 +562,8 @@ local BUILDERS = {
   unified_endpoint = "UnifiedEndpoint",
 }
 config.NAMESPACES = BUILDERS
+local BUILDER_OF = {}
+for builder, namespace in pairs(BUILDERS) do BUILDER_OF[namespace] = builder end
 
 local function sorted_keys(t)
   local keys = {}
@@ -549,6 +607,28 @@ end
 
 config.params = params_of
 
+--- A namespace's idiomatic settings with shorthands (Air's custom_dns, chap,
+-- binary_parser) replaced by the fields they stand for, so that changes merge into
+-- what config.read gives. Raises at level+1 on a bad shorthand.
+function config.long_form(namespace, settings, level)
+  if type(settings) ~= "table" then return settings end
+  local builder = BUILDER_OF[namespace]
+  if namespace == "SoracomBeam" then
+    if type(settings.http) ~= "table" then return settings end
+    -- Beam's HTTP entries, in any of their forms, as the map of path -> entry.
+    local expanded = {}
+    for name, value in pairs(settings) do expanded[name] = value end
+    expanded.http = guarded(level + 1, function()
+      local map = {}
+      for _, entry_point, entry in http_entries(settings.http, builder .. ".http") do map[entry_point] = entry end
+      return map
+    end)
+    return expanded
+  end
+  local expanded = guarded(level + 1, long_form, FIELDS[namespace], settings, builder)
+  return expanded
+end
+
 --- The namespace name of a builder name or a namespace name, or nil.
 function config.namespace_of(name)
   if BUILDERS[name] then return BUILDERS[name] end
@@ -560,9 +640,7 @@ end
 --- Idiomatic settings -> API {key = value} map, and the API keys marked for removal
 -- (set to groups.null). Raises at level+1 on a bad field.
 function config.to_api(namespace, settings, level)
-  local builder
-  for name, ns in pairs(BUILDERS) do if ns == namespace then builder = name end end
-  local api, removed = guarded(level + 1, to_api, namespace, settings, builder)
+  local api, removed = guarded(level + 1, to_api, namespace, settings, BUILDER_OF[namespace])
   return api, removed
 end
 
@@ -583,7 +661,7 @@ function config.read(group, namespace)
   end
   local resolved = config.namespace_of(namespace)
   if resolved == nil then
-    error("soracom.groups.config.read: unknown namespace " .. describe(namespace), 2)
+    error("soracom.groups.config.read: unknown namespace " .. quoted(namespace), 2)
   end
   local configuration = type(group.configuration) == "table" and group.configuration or {}
   return config.from_api(resolved, configuration[resolved])

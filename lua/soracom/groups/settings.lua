@@ -17,16 +17,16 @@ local OPTIONS = {
   auth_key_id = "string", auth_key = "string",
   email = "string", password = "string",
   operator_id = "string", user_name = "string",
-  mfa_otp_code = "string", token_timeout_seconds = "number",
+  mfa_otp_code = { "string", "function" }, token_timeout_seconds = "number",
   connect_timeout = "number", timeout = "number", max_body_size = "number",
   debug = "function",
   retries = "number", retry_base_delay = "number", retry_max_delay = "number",
   rate_limit_max_delay = "number", retry_post = "boolean", sleep = "function",
   insecure = "boolean", ca_file = "string", ca_path = "string", proxy = "string",
-  transport = "string",
+  transport = "string", keepalive_timeout = "number", pool_size = "number",
 }
 
-local TRANSPORTS = { curl = true, nginx = true }
+local TRANSPORTS = { auto = true, curl = true, nginx = true }
 
 -- Numbers that may be zero.
 local ZERO_ALLOWED = { retries = true, retry_max_delay = true, rate_limit_max_delay = true }
@@ -61,7 +61,12 @@ local function check_options(options)
       option_error("unknown option " .. tostring(name) .. " (expected one of "
         .. table.concat(sorted_names(OPTIONS), ", ") .. ")")
     end
-    if type(value) ~= expected then
+    if type(expected) == "table" then -- one of several types
+      if type(value) ~= expected[1] and type(value) ~= expected[2] then
+        option_error(name .. " must be a " .. expected[1] .. " or a " .. expected[2] .. " (got " .. type(value) .. ")")
+      end
+      expected = type(value)
+    elseif type(value) ~= expected then
       option_error(name .. " must be a " .. expected .. " (got " .. type(value) .. ")")
     end
     if expected == "number" and not ((value > 0 or (value == 0 and ZERO_ALLOWED[name]))
@@ -79,6 +84,9 @@ local function check_options(options)
   if options.retries and options.retries % 1 ~= 0 then
     option_error("retries must be a whole number")
   end
+  if options.pool_size and options.pool_size % 1 ~= 0 then
+    option_error("pool_size must be a whole number")
+  end
   local timeout = options.token_timeout_seconds
   if timeout and (timeout % 1 ~= 0 or timeout > MAX_TOKEN_TIMEOUT) then
     option_error("token_timeout_seconds must be a whole number from 1 to " .. MAX_TOKEN_TIMEOUT)
@@ -87,7 +95,7 @@ local function check_options(options)
     option_error('lang must be "en" or "ja"')
   end
   if options.transport and not TRANSPORTS[options.transport] then
-    option_error('transport must be "curl" or "nginx"')
+    option_error('transport must be "auto", "curl" or "nginx"')
   end
 end
 
@@ -166,7 +174,7 @@ local ENVIRONMENT = {
   { kind = "root", variables = { email = "SORACOM_EMAIL", password = "SORACOM_PASSWORD" },
     marker = "SORACOM_EMAIL" },
   { kind = "sam", variables = { operator_id = "SORACOM_OPERATOR_ID", user_name = "SORACOM_USER_NAME",
-    password = "SORACOM_PASSWORD" }, marker = "SORACOM_USER_NAME" },
+    password = "SORACOM_PASSWORD" }, marker = "SORACOM_USER_NAME", other_marker = "SORACOM_OPERATOR_ID" },
 }
 
 --- Credentials from SORACOM_* variables: credentials, nil (none set), or false, message.
@@ -177,7 +185,10 @@ local function credentials_from_environment(getenv)
       local value = getenv(variable)
       if value == "" then value = nil end
       values[option] = value
-      if value ~= nil and (source.marker == nil or variable == source.marker) then present = true end
+      if value ~= nil and (source.marker == nil or variable == source.marker
+        or variable == source.other_marker) then
+        present = true
+      end
       if value == nil then missing = missing or variable end
     end
     if present then
@@ -190,6 +201,11 @@ local function credentials_from_environment(getenv)
       end
       return credentials_of(kind_named(source.kind), values, "environment")
     end
+  end
+  local password = getenv("SORACOM_PASSWORD")
+  if password ~= nil and password ~= "" then
+    return false, "SORACOM_PASSWORD is set, but neither SORACOM_EMAIL (root user) nor "
+      .. "SORACOM_OPERATOR_ID and SORACOM_USER_NAME (SAM user) are"
   end
   return nil
 end
@@ -243,32 +259,40 @@ end
 
 -- Precedence: endpoint option, SORACOM_ENDPOINT, coverage option,
 -- SORACOM_COVERAGE_TYPE, the profile's endpoint, the profile's coverageType, jp.
+-- Returns the endpoint (or false, message) and where it came from: "coverage" when
+-- it was chosen by coverage (and sandbox), else the option, variable or profile.
 local function resolve_endpoint(options, getenv, data, path)
   local sandbox = options.sandbox
   if sandbox == nil and data then sandbox = data.sandbox end
+  local function from_coverage(coverage, name)
+    local endpoint, why = coverage_endpoint(coverage, sandbox, name)
+    return endpoint, why, "coverage"
+  end
   if options.endpoint then
     local endpoint, why = normalize_endpoint(options.endpoint, "endpoint")
     if not endpoint then option_error(why) end
-    return endpoint
+    return endpoint, nil, "the endpoint option"
   end
   local from_env = getenv("SORACOM_ENDPOINT")
-  if from_env and from_env ~= "" then return normalize_endpoint(from_env, "SORACOM_ENDPOINT") end
+  if from_env and from_env ~= "" then
+    local endpoint, why = normalize_endpoint(from_env, "SORACOM_ENDPOINT")
+    return endpoint, why, "SORACOM_ENDPOINT"
+  end
   if options.coverage then
-    local endpoint, why = coverage_endpoint(options.coverage, sandbox, "coverage")
+    local endpoint, why = from_coverage(options.coverage, "coverage")
     if not endpoint then option_error(why) end
-    return endpoint
+    return endpoint, nil, "coverage"
   end
   local coverage = getenv("SORACOM_COVERAGE_TYPE")
-  if coverage and coverage ~= "" then
-    return coverage_endpoint(coverage, sandbox, "SORACOM_COVERAGE_TYPE")
-  end
+  if coverage and coverage ~= "" then return from_coverage(coverage, "SORACOM_COVERAGE_TYPE") end
   if data and data.endpoint then
-    return normalize_endpoint(data.endpoint, "the endpoint of profile " .. path)
+    local endpoint, why = normalize_endpoint(data.endpoint, "the endpoint of profile " .. path)
+    return endpoint, why, "profile " .. path
   end
   if data and data.coverageType then
-    return coverage_endpoint(data.coverageType, sandbox, "the coverageType of profile " .. path)
+    return from_coverage(data.coverageType, "the coverageType of profile " .. path)
   end
-  return ENDPOINTS[sandbox and "sandbox" or "production"].jp
+  return ENDPOINTS[sandbox and "sandbox" or "production"].jp, nil, "coverage"
 end
 
 --- The profile's extra headers as "Name: value" lines, or false, message.
@@ -317,7 +341,9 @@ function settings.resolve(options, getenv)
   check_options(options)
   local credentials = credentials_from_options(options)
   local why
-  if credentials == nil then
+  -- A profile named in the options comes before the environment: its credentials go to
+  -- its endpoint. Otherwise the environment comes before SORACOM_PROFILE or "default".
+  if credentials == nil and options.profile == nil then
     credentials, why = credentials_from_environment(getenv)
     if credentials == false then return nil, why end
   end
@@ -343,9 +369,13 @@ function settings.resolve(options, getenv)
     end
   end
 
-  local endpoint
-  endpoint, why = resolve_endpoint(options, getenv, data, path)
+  local endpoint, source
+  endpoint, why, source = resolve_endpoint(options, getenv, data, path)
   if not endpoint then return nil, why end
+  if options.sandbox and source ~= "coverage" then
+    return nil, "sandbox = true, but " .. source .. " gives the endpoint " .. endpoint
+      .. "; drop one of them"
+  end
   local headers
   headers, why = profile_headers(data, path)
   if not headers then return nil, why end
@@ -357,7 +387,12 @@ function settings.resolve(options, getenv)
   end
   if credentials.login then
     credentials.login.tokenTimeoutSeconds = token_timeout
-    credentials.login.mfaOTPCode = options.mfa_otp_code or (data and data.mfaOTPCode)
+    local mfa = options.mfa_otp_code or (data and data.mfaOTPCode)
+    if type(mfa) == "function" then
+      credentials.mfa_code = mfa -- called at each login: a one-time code is good once
+    else
+      credentials.login.mfaOTPCode = mfa
+    end
   end
   return {
     endpoint = endpoint,
@@ -373,7 +408,9 @@ function settings.resolve(options, getenv)
     ca_file = options.ca_file,
     ca_path = options.ca_path,
     proxy = options.proxy,
-    transport = options.transport or "curl",
+    transport = options.transport or "auto",
+    keepalive_timeout = options.keepalive_timeout,
+    pool_size = options.pool_size,
     retry = retry_policy(options),
     sleep = options.sleep,
     debug = options.debug,

@@ -1,0 +1,59 @@
+--- The transport chosen by default. Outside nginx it is the curl transport itself.
+-- Inside nginx it asks, at each request, which phase it runs in: cosockets where
+-- nginx allows them (rewrite, access, content, timers, ...), so that a wait does not
+-- block the worker; curl elsewhere (init_by_lua, init_worker_by_lua, log, ...).
+
+local curl = require "soracom.groups.transport.curl"
+
+local auto = {}
+
+-- ngx.get_phase() names of the phases whose Lua code may use cosockets and sleep.
+local COSOCKET_PHASES = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+local Both = {}
+Both.__index = Both
+
+local function current(self)
+  if COSOCKET_PHASES[self._ngx.get_phase()] then return self._cosockets end
+  if self._curl == nil then
+    self._curl = curl.new(self._settings)
+    if self._lines then self._curl:set_headers(self._lines) end
+  end
+  return self._curl
+end
+
+function Both:perform(method, url, body, paginated)
+  return current(self):perform(method, url, body, paginated)
+end
+
+function Both:set_headers(lines)
+  self._lines = lines
+  self._cosockets:set_headers(lines)
+  if self._curl then self._curl:set_headers(lines) end
+end
+
+function Both:sleep(seconds)
+  return current(self):sleep(seconds)
+end
+
+function Both:close()
+  self._cosockets:close()
+  if self._curl then self._curl:close() end
+end
+
+function Both.__tostring()
+  return "soracom.groups transport (nginx cosockets, curl outside them)"
+end
+
+function auto.new(settings)
+  local ngx = rawget(_G, "ngx")
+  if ngx == nil or type(ngx.get_phase) ~= "function" then return curl.new(settings) end
+  -- Made now, so that what nginx cannot do (ca_file, proxy) is said at groups.new.
+  local cosockets = require("soracom.groups.transport.nginx").new(settings)
+  return setmetatable({ _ngx = ngx, _settings = settings, _cosockets = cosockets }, Both)
+end
+
+return auto

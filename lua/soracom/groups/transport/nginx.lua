@@ -1,0 +1,614 @@
+--- The nginx transport: requests over ngx.socket.tcp cosockets, for Lua code running
+-- inside nginx (ngx_lua / OpenResty). A request waits by yielding the running
+-- coroutine, so the worker goes on serving others meanwhile. Everything here is Lua:
+-- the C core is called only to decode a response that has fully arrived
+-- (core.decode_response), never while a socket waits, because LuaJIT cannot yield
+-- across a C call.
+--
+-- A transport has perform(method, url, body, paginated), set_headers(lines),
+-- sleep(seconds) and close(); see lua/soracom/groups/transport/README.md. Results and
+-- error kinds are those of the curl session; a network error carries the libcurl
+-- error number that means the same (curl_code), so the retry policy is unchanged.
+--
+-- nginx itself does what libcurl's options do for the curl transport:
+-- - TLS is verified (certificate chain and host name, SNI sent) against the CAs in
+--   `lua_ssl_trusted_certificate`, with `lua_ssl_verify_depth`. For an IP address in
+--   the URL only the chain can be verified: nginx checks DNS names only (a warning
+--   goes to the error log once). This nginx cannot
+--   take a CA file per socket, so the ca_file, ca_path and proxy options raise in
+--   groups.new instead of being silently ignored; the http_proxy/https_proxy
+--   environment variables do not apply either. insecure = true turns checks off.
+-- - Host names are resolved with the `resolver` directive (nginx does not read
+--   /etc/hosts); without one, a name fails with curl_code 6.
+-- - Connections are kept alive in the worker's cosocket pool, one pool per
+--   scheme + host + port (+ whether TLS was verified), shared by every client of the
+--   worker: a later request, of any client, reuses them. A pooled connection the
+--   server has closed meanwhile is detected (nothing came back) and the request is
+--   sent again on a fresh one, as libcurl does.
+--
+-- Cosockets are not available in every phase: perform raises in init_by_lua*,
+-- init_worker_by_lua*, set_by_lua*, header/body filters, log_by_lua* and the
+-- balancer (use transport = "curl" there, or run the call in ngx.timer.at).
+
+-- luacheck: read globals ngx
+
+local core = require "soracom.groups.core"
+
+local decode_response = core.decode_response
+local concat, min, max, ceil = table.concat, math.min, math.max, math.ceil
+local byte, find, sub, lower, format = string.byte, string.find, string.sub, string.lower, string.format
+
+local nginx = {}
+
+local DEFAULT_CONNECT_TIMEOUT = 10       -- seconds, as the curl transport
+local DEFAULT_TIMEOUT = 60               -- seconds for the whole request
+local DEFAULT_MAX_BODY = 16 * 1024 * 1024
+local MAX_BODY_LIMIT = 1024 * 1024 * 1024 -- the curl session's ceiling too
+local DEFAULT_KEEPALIVE_TIMEOUT = 60     -- seconds an idle pooled connection is kept
+local DEFAULT_POOL_SIZE = 30             -- idle connections kept per pool and worker
+local READ_CHUNK = 65536
+local MAX_HEADER_BYTES = 100 * 1024      -- status line + headers, as libcurl's limit
+
+-- libcurl's error numbers for the same failures (see the README's list).
+local CURLE = {
+  UNSUPPORTED_PROTOCOL = 1, URL_MALFORMAT = 3, COULDNT_RESOLVE_HOST = 6,
+  COULDNT_CONNECT = 7, WEIRD_SERVER_REPLY = 8, PARTIAL_FILE = 18, WRITE_ERROR = 23,
+  OPERATION_TIMEDOUT = 28, SSL_CONNECT_ERROR = 35, GOT_NOTHING = 52, SEND_ERROR = 55,
+  RECV_ERROR = 56, PEER_FAILED_VERIFICATION = 60,
+}
+
+-- Phases in which ngx_lua offers no cosockets.
+local NO_COSOCKETS = {
+  init = true, init_worker = true, set = true, header_filter = true, body_filter = true,
+  log = true, balancer = true, ssl_session_store = true, exit_worker = true,
+}
+
+local USER_AGENT = "soracom-groups/" .. core.VERSION
+
+local Transport = {}
+Transport.__index = Transport
+
+local function network_error(code, message)
+  return { kind = "network", message = message, curl_code = code }
+end
+
+-- Seconds to whole milliseconds for the cosocket timeouts, never 0 (which nginx reads
+-- as "no timeout" in some places).
+local function ms(seconds)
+  return max(1, ceil(seconds * 1000))
+end
+
+--- nginx.new(settings): the settings the client resolved (connect_timeout, timeout,
+-- max_body_size, insecure; keepalive_timeout and pool_size when given).
+function nginx.new(settings)
+  if type(ngx) ~= "table" or ngx.socket == nil then
+    error("soracom.groups.new: the nginx transport runs only inside nginx (ngx_lua or OpenResty)", 3)
+  end
+  for _, name in ipairs { "ca_file", "ca_path", "proxy" } do
+    if settings[name] ~= nil then
+      error("soracom.groups.new: " .. name .. " is not supported by the nginx transport: "
+        .. (name == "proxy" and "cosockets connect directly to the API"
+          or "nginx verifies against the CAs of the lua_ssl_trusted_certificate directive")
+        .. " (see lua/soracom/groups/transport/nginx.lua)", 3)
+    end
+  end
+  local max_body = settings.max_body_size or DEFAULT_MAX_BODY
+  max_body = max_body >= MAX_BODY_LIMIT and MAX_BODY_LIMIT or max(1, math.floor(max_body))
+  return setmetatable({
+    _connect_timeout = settings.connect_timeout or DEFAULT_CONNECT_TIMEOUT,
+    _timeout = settings.timeout or DEFAULT_TIMEOUT,
+    _max_body = max_body,
+    _verify = not settings.insecure,
+    _keepalive_ms = ms(settings.keepalive_timeout or DEFAULT_KEEPALIVE_TIMEOUT),
+    _pool_size = settings.pool_size or DEFAULT_POOL_SIZE,
+    _closed = false,
+  }, Transport)
+end
+
+-- transport -> the header block of every request. Kept out of the transport table
+-- because it holds the API key and token, which must not show when a client is dumped.
+local heads = setmetatable({}, { __mode = "k" })
+
+-- Names (lower case) of the headers the transport writes itself; a line from
+-- set_headers with the same name replaces it, and "Name:" without a value removes it,
+-- as with libcurl.
+local OWN_HEADERS = { host = true, ["user-agent"] = true, ["content-type"] = true }
+-- Framing is the transport's business: these are never taken from set_headers.
+local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
+
+--- set_headers(lines): "Name: value" strings sent with every later request.
+function Transport:set_headers(lines)
+  if self._closed then error("soracom.groups: the client is closed", 2) end
+  if type(lines) ~= "table" then
+    error("soracom.groups: set_headers expects a table of header lines", 2)
+  end
+  local out, given = {}, {}
+  for i = 1, #lines do
+    local line = lines[i]
+    if type(line) ~= "string" then
+      error("soracom.groups: header " .. i .. " is not a string", 2)
+    end
+    if find(line, "[\r\n]") then
+      error("soracom.groups: header " .. i .. " contains a line break", 2)
+    end
+    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+    if name == nil then
+      error("soracom.groups: header " .. i .. " is not \"Name: value\"", 2)
+    end
+    local key = lower(name)
+    if not FRAMING[key] then
+      if OWN_HEADERS[key] then given[key] = true end
+      if value ~= "" then out[#out + 1] = name .. ": " .. value .. "\r\n" end
+    end
+  end
+  heads[self] = concat(out)
+  self._given = given
+end
+
+--- sleep(seconds): ngx.sleep, which yields to the worker's other requests.
+function Transport.sleep(_, seconds)
+  ngx.sleep(seconds)
+end
+
+--- close(): nothing to release (idle connections belong to the worker's pool); later
+-- use raises, as with the curl session. Safe twice.
+function Transport:close()
+  self._closed = true
+end
+
+-- http(s)://host[:port][/path][?query] -> a table, or nil, err. IPv6 literals in
+-- brackets; user info and fragments are not for this API and are refused/dropped.
+local function parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if scheme == nil then
+    return nil, network_error(CURLE.URL_MALFORMAT, "malformed URL: " .. url)
+  end
+  scheme = lower(scheme)
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, network_error(CURLE.UNSUPPORTED_PROTOCOL, "unsupported URL scheme: " .. scheme)
+  end
+  local authority, target = rest:match("^([^/?#]*)(.*)$")
+  target = target:gsub("#.*$", "")
+  if target == "" then
+    target = "/"
+  elseif byte(target, 1) == 63 then -- "?"
+    target = "/" .. target
+  end
+  local host, port, host_header
+  if byte(authority, 1) == 91 then -- "[": an IPv6 literal
+    host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+    host_header = host and "[" .. host .. "]"
+  else
+    host, port = authority:match("^([%w.%-_]+):?(%d*)$")
+    host_header = host
+  end
+  if host == nil or host == "" then
+    return nil, network_error(CURLE.URL_MALFORMAT, "malformed URL (host): " .. url)
+  end
+  local literal = byte(authority, 1) == 91 or host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil
+  local tls = scheme == "https"
+  local default_port = tls and 443 or 80
+  local number = port ~= "" and tonumber(port) or default_port
+  if number < 1 or number > 65535 then
+    return nil, network_error(CURLE.URL_MALFORMAT, "malformed URL (port): " .. url)
+  end
+  if number ~= default_port then host_header = host_header .. ":" .. number end
+  return {
+    tls = tls,
+    host = host,
+    port = number,
+    -- SNI and the certificate's name check: the host name. An IP literal is sent no
+    -- SNI (RFC 6066) and nginx can only check DNS names (X509_check_host), so for it
+    -- only the chain is verified; see warn_ip_literal.
+    sni = not literal and host or nil,
+    host_header = host_header,
+    target = target,
+  }
+end
+
+-- The pool of a destination. Verified and unverified TLS connections never mix.
+local function pool_name(u, verify)
+  return format("soracom-groups:%s:%s:%d%s", u.tls and "https" or "http", u.host, u.port,
+    u.tls and (verify and ":verified" or ":unverified") or "")
+end
+
+local function connect_code(err)
+  if err == "timeout" then return CURLE.OPERATION_TIMEDOUT end
+  if find(err, "resolve", 1, true) or find(err, "resolver", 1, true) then
+    return CURLE.COULDNT_RESOLVE_HOST
+  end
+  return CURLE.COULDNT_CONNECT
+end
+
+local function timed_out(self, started)
+  return network_error(CURLE.OPERATION_TIMEDOUT, format(
+    "operation timed out after %d milliseconds (timeout %g s)",
+    ms(ngx.now() - started), self._timeout))
+end
+
+-- An https URL with an IP address: nginx sends no SNI and cannot check that the
+-- certificate names the address (it checks DNS names only), so only the chain is
+-- verified. Said once per worker and address, in the error log.
+local warned = {}
+local function warn_ip_literal(u)
+  local key = u.host .. ":" .. u.port
+  if warned[key] then return end
+  warned[key] = true
+  ngx.log(ngx.WARN, "soracom-groups: https://", key, ": the certificate chain is verified, but ",
+    "nginx cannot check that the certificate names an IP address; use a host name")
+end
+
+-- Opens (or takes from the pool) a connection; TLS handshake on a new one.
+-- Returns sock, reused or nil, err.
+local function connect(self, u, deadline, started)
+  local remaining = deadline - ngx.now()
+  if remaining <= 0 then return nil, timed_out(self, started) end
+  local limit = ms(min(self._connect_timeout, remaining))
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(limit, limit, limit)
+  local pool = pool_name(u, self._verify)
+  local ok, err = sock:connect(u.host, u.port, { pool = pool, pool_size = self._pool_size })
+  if not ok then
+    local code = connect_code(err)
+    local message = format("failed to connect to %s port %d: %s", u.host, u.port, err)
+    if code == CURLE.COULDNT_RESOLVE_HOST then
+      message = message .. " (nginx resolves names with the resolver directive)"
+    end
+    return nil, network_error(code, message)
+  end
+  local reused = (sock:getreusedtimes() or 0) > 0
+  if u.tls and not reused then
+    if u.sni == nil and self._verify then warn_ip_literal(u) end
+    local session, code
+    session, err = sock:sslhandshake(false, u.sni, self._verify)
+    if session and not sock:getreusedtimes() then
+      -- ngx_lua 0.10.23 (Debian 12) can report success for a handshake whose
+      -- verification failed: it logs the reason and closes the connection.
+      session, err = nil, "certificate verification failed (the nginx error log says why)"
+      code = CURLE.PEER_FAILED_VERIFICATION
+    end
+    if not session then
+      sock:close()
+      if err == "timeout" then
+        code = CURLE.OPERATION_TIMEDOUT
+      elseif code or find(err, "^%d+: ") or find(err, "host mismatch", 1, true) then
+        code = CURLE.PEER_FAILED_VERIFICATION
+        err = err .. "; nginx trusts the CAs of lua_ssl_trusted_certificate"
+      else
+        code = CURLE.SSL_CONNECT_ERROR
+      end
+      return nil, network_error(code, format("TLS handshake with %s port %d failed: %s",
+        u.host, u.port, err))
+    end
+  end
+  return sock, reused
+end
+
+-- A buffered reader over a socket that never waits past the request's deadline:
+-- each read asks for whatever has arrived (receiveany), with the time left as its
+-- timeout, because a cosocket's read timeout restarts whenever a byte arrives.
+local Reader = {}
+Reader.__index = Reader
+
+local function new_reader(sock, deadline)
+  return setmetatable({ sock = sock, deadline = deadline, buf = "", pos = 1, got = 0 }, Reader)
+end
+
+-- Reads more into the buffer: true, or nil, cosocket error ("timeout", "closed", ...).
+function Reader:fill()
+  local remaining = self.deadline - ngx.now()
+  if remaining <= 0 then return nil, "timeout" end
+  local limit = ms(remaining)
+  self.sock:settimeouts(limit, limit, limit)
+  local data, err = self.sock:receiveany(READ_CHUNK)
+  if data == nil then return nil, err end
+  self.got = self.got + #data
+  if self.pos > #self.buf then
+    self.buf, self.pos = data, 1
+  else
+    self.buf, self.pos = sub(self.buf, self.pos) .. data, 1
+  end
+  return true
+end
+
+-- One line without its CR LF; nil, err. `limit` bounds the bytes waited for.
+function Reader:line(limit)
+  while true do
+    local lf = find(self.buf, "\n", self.pos, true)
+    if lf then
+      local line = sub(self.buf, self.pos, lf - 1)
+      self.pos = lf + 1
+      if byte(line, -1) == 13 then line = sub(line, 1, -2) end
+      return line
+    end
+    if #self.buf - self.pos + 1 > limit then return nil, "too large" end
+    local ok, err = self:fill()
+    if not ok then return nil, err end
+  end
+end
+
+-- Appends exactly n bytes to the table parts; true, or nil, err, bytes missing.
+function Reader:take(n, parts)
+  while n > 0 do
+    local available = #self.buf - self.pos + 1
+    if available > 0 then
+      local count = min(available, n)
+      parts[#parts + 1] = sub(self.buf, self.pos, self.pos + count - 1)
+      self.pos = self.pos + count
+      n = n - count
+    else
+      local ok, err = self:fill()
+      if not ok then return nil, err, n end
+    end
+  end
+  return true
+end
+
+-- Everything until the server closes; true, or nil, err. Stops past `cap` bytes.
+function Reader:rest(parts, cap)
+  local total = 0
+  while true do
+    if self.pos <= #self.buf then
+      local piece = sub(self.buf, self.pos)
+      self.pos = #self.buf + 1
+      parts[#parts + 1] = piece
+      total = total + #piece
+      if total > cap then return nil, "too large" end
+    end
+    local ok, err = self:fill()
+    if not ok then
+      if err == "closed" then return true end
+      return nil, err
+    end
+  end
+end
+
+function Reader:pending()
+  return #self.buf - self.pos + 1
+end
+
+local function too_large(self)
+  return network_error(CURLE.WRITE_ERROR, format(
+    "the response body is larger than max_body_size (%.14g bytes)", self._max_body))
+end
+
+-- A read that failed: the error table. `phase` is "head" (status line and headers)
+-- or "body"; `missing` the bytes a Content-Length still promised.
+local function read_error(self, err, reader, phase, started, missing)
+  if err == "timeout" then return timed_out(self, started) end
+  if err == "too large" then
+    if phase == "body" then
+      return network_error(CURLE.RECV_ERROR, "malformed chunked encoding")
+    end
+    return network_error(CURLE.WEIRD_SERVER_REPLY, "the response headers are too large")
+  end
+  if err == "closed" then
+    if reader.got == 0 then
+      return network_error(CURLE.GOT_NOTHING, "empty reply from server")
+    end
+    if phase == "body" then
+      return network_error(CURLE.PARTIAL_FILE, missing
+        and format("transfer closed with %d bytes remaining to read", missing)
+        or "transfer closed with outstanding read data remaining")
+    end
+    return network_error(CURLE.RECV_ERROR, "connection closed in the middle of the response headers")
+  end
+  return network_error(CURLE.RECV_ERROR, "recv failure: " .. tostring(err))
+end
+
+-- Status line and headers. Returns status, headers (lower-case names; repeated ones
+-- joined with ", "), minor version; or nil, err.
+local function read_head(reader)
+  local budget = MAX_HEADER_BYTES
+  while true do
+    local line, err = reader:line(budget)
+    if line == nil then return nil, err end
+    budget = budget - #line
+    local major, minor, status = line:match("^HTTP/(%d)%.(%d) (%d%d%d)")
+    if status == nil then return nil, "weird" end
+    status = tonumber(status)
+    local headers, last = {}, nil
+    while true do
+      line, err = reader:line(budget)
+      if line == nil then return nil, err end
+      budget = budget - #line
+      if line == "" then break end
+      local first = byte(line, 1)
+      if (first == 32 or first == 9) and last then -- obsolete line folding
+        headers[last] = headers[last] .. " " .. line:match("^%s*(.-)%s*$")
+      else
+        local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+        if name == nil then return nil, "weird" end
+        name = lower(name)
+        local previous = headers[name]
+        headers[name] = previous and previous .. ", " .. value or value
+        last = name
+      end
+    end
+    -- 1xx (but 101) are interim: the real response follows.
+    if status >= 200 or status == 101 then
+      return status, headers, tonumber(major) * 10 + tonumber(minor)
+    end
+  end
+end
+
+-- The first value of a header that may have been repeated (joined with ", ").
+local function first_value(headers, name)
+  local value = headers[name]
+  if value == nil then return nil end
+  local comma = find(value, ",", 1, true)
+  if comma and name ~= "retry-after" then value = sub(value, 1, comma - 1) end
+  if value == "" then return nil end
+  return value
+end
+
+-- Reads the body as framed by the headers. Returns body, reusable or nil, err.
+local function read_body(self, reader, method, status, headers, started)
+  if method == "HEAD" or status == 204 or status == 304 or status < 200 then
+    return "", true
+  end
+  local parts, cap = {}, self._max_body
+  local encoding = headers["transfer-encoding"]
+  if encoding and find(lower(encoding), "chunked", 1, true) then
+    local total = 0
+    while true do
+      local line, err = reader:line(1024)
+      if line == nil then return nil, read_error(self, err, reader, "body", started) end
+      local size = line:match("^%s*(%x+)")
+      if size == nil then
+        return nil, network_error(CURLE.RECV_ERROR, "malformed chunked encoding")
+      end
+      size = tonumber(size, 16)
+      if size == 0 then break end
+      total = total + size
+      if total > cap then return nil, too_large(self) end
+      local ok, missing
+      ok, err, missing = reader:take(size, parts)
+      if not ok then return nil, read_error(self, err, reader, "body", started, missing) end
+      line, err = reader:line(2)
+      if line == nil then return nil, read_error(self, err, reader, "body", started) end
+      if line ~= "" then
+        return nil, network_error(CURLE.RECV_ERROR, "malformed chunked encoding")
+      end
+    end
+    repeat -- trailers, up to the empty line
+      local line, err = reader:line(MAX_HEADER_BYTES)
+      if line == nil then return nil, read_error(self, err, reader, "body", started) end
+    until line == ""
+    -- A Content-Length beside chunked is a smuggling smell: read, but do not reuse.
+    return concat(parts), headers["content-length"] == nil
+  end
+  local length = headers["content-length"]
+  if length ~= nil then
+    -- Repeated identical values (joined "5, 5") are allowed, different ones are not.
+    local n
+    for value in (length .. ","):gmatch("%s*([^,]*),") do
+      local this = value:match("^%d+$") and tonumber(value)
+      if this == nil or (n and n ~= this) then n = nil break end
+      n = this
+    end
+    if n == nil then
+      return nil, network_error(CURLE.WEIRD_SERVER_REPLY, "invalid Content-Length: " .. length)
+    end
+    if n > cap then return nil, too_large(self) end
+    local ok, err, missing = reader:take(n, parts)
+    if not ok then return nil, read_error(self, err, reader, "body", started, missing) end
+    return concat(parts), true
+  end
+  local ok, err = reader:rest(parts, cap)
+  if not ok then
+    if err == "too large" then return nil, too_large(self) end
+    return nil, read_error(self, err, reader, "body", started)
+  end
+  return concat(parts), false
+end
+
+-- May the connection carry another request after this response?
+local function keep_alive(headers, version)
+  local connection = headers.connection and lower(headers.connection) or ""
+  if find(connection, "close", 1, true) then return false end
+  if version >= 11 then return true end
+  return find(connection, "keep-alive", 1, true) ~= nil
+end
+
+-- The request's bytes, as a table for sock:send.
+local function request_bytes(self, method, u, body)
+  local given = self._given
+  local out = { method, " ", u.target, " HTTP/1.1\r\n" }
+  if not given.host then out[#out + 1] = "Host: " .. u.host_header .. "\r\n" end
+  if not given["user-agent"] then out[#out + 1] = "User-Agent: " .. USER_AGENT .. "\r\n" end
+  out[#out + 1] = heads[self]
+  if body ~= nil then
+    if not given["content-type"] then out[#out + 1] = "Content-Type: application/json\r\n" end
+    out[#out + 1] = "Content-Length: " .. #body .. "\r\n\r\n"
+    out[#out + 1] = body
+  else
+    out[#out + 1] = "\r\n"
+  end
+  return out
+end
+
+-- One exchange on one connection. Returns {status, headers, body}; or nil, err, stale
+-- where stale means a pooled connection failed before any byte of a response came
+-- back (the server had closed it while idle): worth sending again on a new one.
+local function exchange(self, u, method, bytes, deadline, started)
+  local sock, reused = connect(self, u, deadline, started)
+  if not sock then return nil, reused end
+  local remaining = deadline - ngx.now()
+  if remaining <= 0 then
+    sock:close()
+    return nil, timed_out(self, started)
+  end
+  local limit = ms(remaining)
+  sock:settimeouts(limit, limit, limit)
+  local sent, err = sock:send(bytes)
+  if not sent then
+    sock:close()
+    if err == "timeout" then return nil, timed_out(self, started) end
+    return nil, network_error(CURLE.SEND_ERROR, "send failure: " .. tostring(err)), reused
+  end
+  local reader = new_reader(sock, deadline)
+  local status, headers, version = read_head(reader)
+  if status == nil then
+    sock:close()
+    err = headers
+    if err == "weird" then
+      return nil, network_error(CURLE.WEIRD_SERVER_REPLY, "weird server reply (not HTTP/1.x)")
+    end
+    return nil, read_error(self, err, reader, "head", started), reused and reader.got == 0
+      and err ~= "timeout"
+  end
+  local body, reusable = read_body(self, reader, method, status, headers, started)
+  if body == nil then
+    sock:close()
+    return nil, reusable
+  end
+  if reusable and reader:pending() == 0 and keep_alive(headers, version) then
+    sock:setkeepalive(self._keepalive_ms, self._pool_size)
+  else
+    sock:close()
+  end
+  return { status = status, headers = headers, body = body }
+end
+
+--- perform(method, url, body, paginated) -> value, next_key, status | nil, err
+function Transport:perform(method, url, body, paginated)
+  if self._closed then error("soracom.groups: the client is closed", 2) end
+  if heads[self] == nil then error("soracom.groups: set_headers was not called", 2) end
+  local phase = ngx.get_phase()
+  if NO_COSOCKETS[phase] then
+    error("soracom.groups: the nginx transport needs cosockets, which nginx does not offer in the "
+      .. phase .. " phase (use transport = \"curl\" there, or ngx.timer.at)", 2)
+  end
+  local u, err = parse_url(url)
+  if u == nil then return nil, err end
+  local bytes = request_bytes(self, method, u, body)
+  ngx.update_time()
+  local started = ngx.now()
+  local deadline = started + self._timeout
+  -- Stale pooled connections are replaced, at most as many as the pool holds.
+  local response, stale
+  for _ = 0, self._pool_size do
+    response, err, stale = exchange(self, u, method, bytes, deadline, started)
+    if response or not stale then break end
+  end
+  if response == nil then return nil, err end
+  local headers = response.headers
+  local next_key, link
+  if paginated then
+    next_key = first_value(headers, "x-soracom-next-key")
+    link = headers.link
+  end
+  return decode_response(response.status, response.body, next_key, link,
+    first_value(headers, "retry-after"),
+    first_value(headers, "x-soracom-ratelimit-seconds-before-refresh"))
+end
+
+function Transport:__tostring()
+  return "soracom.groups.nginx_transport (" .. (self._closed and "closed" or "open") .. ")"
+end
+
+nginx.Transport = Transport
+nginx._parse_url = parse_url -- for the specs
+
+return nginx

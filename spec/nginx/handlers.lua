@@ -1,0 +1,144 @@
+-- Handlers of the spec nginx (spec/nginx/nginx.conf.in): they run soracom.groups inside
+-- ngx_lua and answer with JSON, for spec/nginx_spec.lua. Runs on nginx's LuaJIT.
+--
+-- POST /call with a JSON body:
+--   { options = {...},         -- groups.new options (endpoint and credentials of the fake)
+--     transport = "nginx",     -- default "nginx"; "curl" to compare
+--     client = "name",         -- optional: keep this client in the worker and reuse it
+--     count_sleeps = true,     -- optional: report the waits that went through ngx.sleep
+--     calls = { { op = "get_group", args = { id } }, ... } }
+-- answers { results = { {value=, next_key=} | {err = {fields}} | {raised = "..."} },
+--           elapsed_ms = n, sleeps = { seconds, ... } }.
+-- op is a client method, or "groups"/"subscribers" (the iterators: value = every item).
+--
+-- init_by_lua calls the library through the curl transport (and shows that the nginx
+-- transport refuses that phase); GET /init reports what happened.
+
+-- luacheck: globals ngx
+
+local groups = require "soracom.groups"
+local core = require "soracom.groups.core"
+
+local encode = core.encode_json
+
+local handlers = {}
+
+-- Clients kept in the worker between requests, by the name the spec gives.
+local clients = {}
+
+-- An error object as plain fields (it has a metatable and __tostring).
+local function plain_error(err)
+  if type(err) ~= "table" then return { raised = tostring(err) } end
+  local fields = {}
+  for name, value in pairs(err) do fields[name] = value end
+  fields.text = tostring(err)
+  return fields
+end
+
+local function run(client, call)
+  local args = call.args or {}
+  local op = call.op
+  if op == "groups" or op == "subscribers" then
+    local items = {}
+    local ok, err = pcall(function()
+      for item in client[op](client, unpack(args)) do items[#items + 1] = item end
+    end)
+    if not ok then return { err = plain_error(err), value = items } end
+    return { value = groups.array(items) }
+  end
+  local method = client[op]
+  if type(method) ~= "function" then return { raised = "no such method: " .. tostring(op) } end
+  local ok, value, next_key = pcall(method, client, unpack(args))
+  if not ok then return { raised = tostring(value) } end
+  if value == nil then return { err = plain_error(next_key) } end
+  return { value = value, next_key = next_key }
+end
+
+local function reply(status, value)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print(encode(value))
+end
+
+function handlers.call()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  local request = body and core.decode_json(body)
+  if type(request) ~= "table" then return reply(400, { raised = "expected a JSON object" }) end
+
+  local client = request.client and clients[request.client]
+  if client == nil then
+    local options = {}
+    for name, value in pairs(request.options or {}) do options[name] = value end
+    options.transport = request.transport or "nginx"
+    local ok, made, err = pcall(groups.new, options)
+    if not ok then return reply(200, { results = { { raised = tostring(made) } } }) end
+    if made == nil then return reply(200, { results = { { err = plain_error(err) } } }) end
+    client = made
+    if request.client then clients[request.client] = client end
+  end
+
+  local sleeps, real_sleep = {}, ngx.sleep
+  if request.count_sleeps then
+    ngx.sleep = function(seconds)
+      sleeps[#sleeps + 1] = seconds
+      return real_sleep(seconds)
+    end
+  end
+  ngx.update_time()
+  local started = ngx.now()
+  local results = {}
+  for i, call in ipairs(request.calls or {}) do results[i] = run(client, call) end
+  ngx.update_time()
+  local elapsed_ms = (ngx.now() - started) * 1000
+  ngx.sleep = real_sleep
+  if request.client == nil then client:close() end
+  reply(200, { results = results, elapsed_ms = elapsed_ms, sleeps = sleeps })
+end
+
+-- GET .../groups answered in three flushed pieces (so without Content-Length): two
+-- groups whose ids name the connection, and a next key. Under .../big/ the first
+-- piece is padded to 8 KiB.
+function handlers.pieces()
+  local id = ngx.var.connection
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["X-Soracom-Next-Key"] = "conn-" .. id .. "-b"
+  local pad = ngx.var.uri:find("/big/", 1, true) and string.rep(" ", 8192) or ""
+  for _, piece in ipairs { '[{"groupId":"conn-' .. id .. '-a"},' .. pad,
+    '{"groupId":"conn-' .. id .. '-b",', '"tags":{}}]' } do
+    ngx.print(piece)
+    ngx.flush(true)
+  end
+end
+
+-- Runs in init_by_lua (the master, before the workers fork): cosockets do not exist
+-- yet, so the curl transport makes the call.
+function handlers.init()
+  local endpoint = os.getenv("SORACOM_TEST_ENDPOINT")
+  local report = { endpoint = endpoint, phase = ngx.get_phase() }
+  if endpoint then
+    local options = {
+      endpoint = endpoint,
+      auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
+      auth_key = os.getenv("SORACOM_TEST_AUTH_KEY"),
+      retries = 0,
+    }
+    options.transport = "curl"
+    local client = assert(groups.new(options))
+    report.curl = run(client, { op = "list_groups" })
+    report.operator_id = run(client, { op = "operator_id" })
+    client:close()
+    options.transport = "nginx"
+    local nginx_client = assert(groups.new(options))
+    report.nginx = run(nginx_client, { op = "list_groups" })
+    nginx_client:close()
+  end
+  ngx.shared.soracom_spec:set("init", encode(report))
+end
+
+function handlers.init_result()
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print(ngx.shared.soracom_spec:get("init") or "null")
+end
+
+return handlers
