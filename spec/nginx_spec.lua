@@ -175,27 +175,31 @@ describe("the nginx transport", function()
       return assert(core.decode_json(text:match("\r\n\r\n(.*)$")))
     end
 
-    it("does not block: another request is served while one waits on the API", function()
-      local id = srv:seed_groups(1)[1]
-      srv:faults { { delay = 2 } }
-      local started = socket.gettime()
-      local slow = start_raw { options = options(), calls = { { op = "list_groups" } } }
-      local deadline = started + 1.5
-      while #srv:requests() == 0 and socket.gettime() < deadline do socket.sleep(0.01) end
-      assert.are.equal(1, #srv:requests()) -- the slow call is waiting on the fake now
+    for _, transport in ipairs { "nginx", "auto" } do
+      it("does not block with transport " .. transport .. ": another request is served while one waits",
+          function()
+        srv:reset()
+        local id = srv:seed_groups(1)[1]
+        srv:faults { { delay = 2 } }
+        local started = socket.gettime()
+        local slow = start_raw { options = options(), transport = transport, calls = { { op = "list_groups" } } }
+        local deadline = started + 1.5
+        while #srv:requests() == 0 and socket.gettime() < deadline do socket.sleep(0.01) end
+        assert.are.equal(1, #srv:requests()) -- the slow call is waiting on the fake now
 
-      local before = socket.gettime()
-      assert.are.equal(200, (nginx:get("/ping")))
-      local results = in_nginx { { op = "get_group", args = { id } } }
-      local quick = socket.gettime() - before
-      assert.are.equal(id, results[1].value.groupId)
-      assert.is_true(quick < 0.1, ("answered in %.3f s"):format(quick))
+        local before = socket.gettime()
+        assert.are.equal(200, (nginx:get("/ping")))
+        local results = in_nginx { { op = "get_group", args = { id } } }
+        local quick = socket.gettime() - before
+        assert.are.equal(id, results[1].value.groupId)
+        assert.is_true(quick < 0.1, ("answered in %.3f s"):format(quick))
 
-      local answer = finish_raw(slow)
-      assert.are.equal(id, answer.results[1].value[1].groupId)
-      assert.is_true(answer.elapsed_ms >= 1900, "the slow call took " .. answer.elapsed_ms .. " ms")
-      assert.is_true(socket.gettime() - started < 3)
-    end)
+        local answer = finish_raw(slow)
+        assert.are.equal(id, answer.results[1].value[1].groupId)
+        assert.is_true(answer.elapsed_ms >= 1900, "the slow call took " .. answer.elapsed_ms .. " ms")
+        assert.is_true(socket.gettime() - started < 3)
+      end)
+    end
 
     it("keeps connections alive across calls and clients, with well-formed requests", function()
       local id = srv:seed_groups(1)[1]
@@ -356,6 +360,9 @@ describe("the nginx transport", function()
       assert.are.same(init_ids, seen)
       assert.are.equal(srv.operator_id, report.operator_id.value)
       assert.matches("needs cosockets.*init phase", report.nginx.raised)
+      -- the default transport, there, is curl
+      assert.is_nil(report.auto.err)
+      assert.are.equal(#init_ids, #report.auto.value)
     end)
   end)
 

@@ -4,8 +4,8 @@
 -- One client per worker, made at the first request and kept: its token (it logs in
 -- with SORACOM_AUTH_KEY_ID / SORACOM_AUTH_KEY on first use and renews it) and the
 -- worker's pool of kept-alive connections serve every later request. The requests
--- go over cosockets (transport = "nginx"), so a slow API never blocks the worker, and
--- retries wait with ngx.sleep.
+-- go over cosockets (the default transport picks them in this phase), so a slow API
+-- never blocks the worker, and retries wait with ngx.sleep.
 
 -- luacheck: globals ngx
 
@@ -18,7 +18,8 @@ local client -- this worker's
 
 local function get_client()
   if client == nil then
-    local made, err = soracom.new { transport = "nginx", timeout = 10, retries = 2 }
+    -- The default transport ("auto") uses cosockets here, in the content phase.
+    local made, err = soracom.new { timeout = 10, retries = 2 }
     if made == nil then return nil, err end
     client = made
   end

@@ -3,7 +3,7 @@
 --
 -- POST /call with a JSON body:
 --   { options = {...},         -- groups.new options (endpoint and credentials of the fake)
---     transport = "nginx",     -- default "nginx"; "curl" to compare
+--     transport = "nginx",     -- default "nginx"; "curl" to compare, "auto" for the default
 --     client = "name",         -- optional: keep this client in the worker and reuse it
 --     count_sleeps = true,     -- optional: report the waits that went through ngx.sleep
 --     calls = { { op = "get_group", args = { id } }, ... } }
@@ -132,6 +132,10 @@ function handlers.init()
     local nginx_client = assert(groups.new(options))
     report.nginx = run(nginx_client, { op = "list_groups" })
     nginx_client:close()
+    options.transport = nil -- the default, "auto"
+    local auto_client = assert(groups.new(options))
+    report.auto = run(auto_client, { op = "list_groups" })
+    auto_client:close()
   end
   ngx.shared.soracom_spec:set("init", encode(report))
 end
