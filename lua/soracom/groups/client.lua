@@ -39,10 +39,8 @@ function Client.new(options)
   return client
 end
 
-local function send(self, transport, op, url, body_text)
-  if self._debug == nil then
-    return transport:perform(op.method, url, body_text, op.items ~= nil)
-  end
+-- perform, and a line to the debug hook.
+local function send_logged(self, transport, op, url, body_text)
   local started = now()
   local value, next_key, status = transport:perform(op.method, url, body_text, op.items ~= nil)
   self._debug(string.format("soracom-groups: %s %s -> %s (%.1f ms)", op.method, url,
@@ -83,7 +81,8 @@ local function request(self, op, level, query, body_text, ...)
   local url, path = build_url(self._endpoint, op.path, op.query, query, ...)
   local attempts, failures, relogged = 0, 0, false
   while true do
-    if self._needs_login or now() >= self._expires_at then
+    -- (an issued API key and token never expire here: no clock to read)
+    if self._needs_login or (self._expires_at ~= math.huge and now() >= self._expires_at) then
       local ok, err = auth.login(self)
       -- A renewal that failed leaves the current token, still valid a while, in use.
       if not ok and self._needs_login then
@@ -96,7 +95,12 @@ local function request(self, op, level, query, body_text, ...)
     end
     if not self._needs_login then
       attempts = attempts + 1
-      local value, next_key, status = send(self, transport, op, url, body_text)
+      local value, next_key, status
+      if self._debug == nil then
+        value, next_key, status = transport:perform(op.method, url, body_text, op.items ~= nil)
+      else
+        value, next_key, status = send_logged(self, transport, op, url, body_text)
+      end
       if value ~= nil then
         if op.items and type(value) ~= "table" then
           return nil, Error.wrap({ kind = "decode", status = status, attempts = attempts,

@@ -40,17 +40,23 @@ function validate.namespace(method, value, allowed, level)
   end
 end
 
---- Checks the path parameters of an operation, given in the method's order.
-function validate.params(op, level, ...)
-  local params = op.params
-  for i = 1, #params do
-    local name, value = params[i], select(i, ...)
-    if name == "namespace" then
-      validate.namespace(op.name, value, op.namespaces, level + 1)
-    else
-      validate.segment(op.name, name, value, level + 1)
-    end
+-- The checks of one path parameter; the common case (a good value) costs no call.
+local function check_param(op, name, value, level)
+  if name == "namespace" then
+    if op.namespaces[value] then return end
+    validate.namespace(op.name, value, op.namespaces, level + 1)
+  elseif type(value) ~= "string" or value == "" or value == "." or value == ".." then
+    validate.segment(op.name, name, value, level + 1)
   end
+end
+
+--- Checks the path parameters of an operation (at most three), in the method's order.
+function validate.params(op, level, a1, a2, a3)
+  local params = op.params
+  local count = #params
+  if count >= 1 then check_param(op, params[1], a1, level + 1) end
+  if count >= 2 then check_param(op, params[2], a2, level + 1) end
+  if count >= 3 then check_param(op, params[3], a3, level + 1) end
 end
 
 local function is_positive_integer(value)
