@@ -7,16 +7,10 @@ local core = require "soracom.groups.core"
 
 local curl = {}
 
+-- The session reads connect_timeout, timeout, max_body_size, insecure, ca_file,
+-- ca_path and proxy from the settings, and keeps none of the rest.
 function curl.new(settings)
-  return core.session {
-    connect_timeout = settings.connect_timeout,
-    timeout = settings.timeout,
-    max_body_size = settings.max_body_size,
-    insecure = settings.insecure,
-    ca_file = settings.ca_file,
-    ca_path = settings.ca_path,
-    proxy = settings.proxy,
-  }
+  return core.session(settings)
 end
 
 return curl
