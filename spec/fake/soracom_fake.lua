@@ -138,17 +138,24 @@ end
 ---------------------------------------------------------------------------
 -- Time and ids
 
-local function now_ms()
+local function now_s()
   ngx.update_time() -- ngx.now() is cached per event-loop turn
-  return floor(ngx.now() * 1000)
+  return ngx.now()
+end
+
+local function now_ms()
+  return floor(now_s() * 1000)
+end
+
+-- A random UUID-looking string (8-4-4-4-12 hex digits).
+local function random_uuid()
+  return format("%08x-%04x-%04x-%04x-%04x%08x", random(0, 0x7fffffff), random(0, 0xffff),
+    random(0, 0xffff), random(0, 0xffff), random(0, 0xffff), random(0, 0x7fffffff))
 end
 
 local function new_group_id()
   local id
-  repeat
-    id = format("%08x-%04x-%04x-%04x-%04x%08x", random(0, 0x7fffffff), random(0, 0xffff),
-      random(0, 0xffff), random(0, 0xffff), random(0, 0xffff), random(0, 0x7fffffff))
-  until state.seq_of[id] == nil
+  repeat id = random_uuid() until state.seq_of[id] == nil
   return id
 end
 
@@ -642,17 +649,9 @@ local TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 local TOKEN_LENGTH = 160
 local AUTH_STRING_FIELDS = { "authKeyId", "authKey", "email", "password", "operatorId", "userName", "mfaOTPCode" }
 
-local function now_s()
-  ngx.update_time() -- ngx.now() is cached per event-loop turn
-  return ngx.now()
-end
-
 local function new_api_key()
   local key
-  repeat
-    key = format("api-%08x-%04x-%04x-%04x-%04x%08x", random(0, 0x7fffffff), random(0, 0xffff),
-      random(0, 0xffff), random(0, 0xffff), random(0, 0xffff), random(0, 0x7fffffff))
-  until state.tokens[key] == nil
+  repeat key = "api-" .. random_uuid() until state.tokens[key] == nil
   return key
 end
 

@@ -295,6 +295,69 @@ FIELDS.SoracomAir = {
   end },
 }
 
+-- The kind of an object field given as a table of idiomatic fields.
+local function object_kind(fields)
+  return {
+    to_api = function(value, path)
+      local api = object_to_api(fields, value, path)
+      return api
+    end,
+    from_api = function(value)
+      if type(value) ~= "table" then return value end
+      return object_from_api(fields, value)
+    end,
+  }
+end
+
+-- A value that may also be kept in the Credentials Store: {credentials_id = id} in
+-- Lua, {"$credentialsId": id} in the API; anything else is the given kind, which
+-- `what` describes.
+local function reference_or(kind, what)
+  return {
+    to_api = function(value, path)
+      if type(value) == "table" and value.credentials_id ~= nil then
+        if next(value, next(value)) ~= nil then fail(path, "must be {credentials_id = <id>} alone") end
+        return credentials_ref.to_api(value.credentials_id, path .. ".credentials_id")
+      end
+      local ok, api = pcall(kind.to_api, value, path)
+      if not ok then
+        fail(path, "must be " .. what .. " or {credentials_id = <id>} (got " .. describe(value) .. ")")
+      end
+      return api
+    end,
+    from_api = function(value)
+      if type(value) == "table" and type(value["$credentialsId"]) == "string" then
+        return { credentials_id = value["$credentialsId"] }
+      end
+      return kind.from_api(value)
+    end,
+  }
+end
+
+-- A table of name -> value of the given kind.
+local function map_of(kind, what)
+  return {
+    to_api = function(value, path)
+      if type(value) ~= "table" then
+        fail(path, "must be a table of " .. what .. " (got " .. describe(value) .. ")")
+      end
+      local result = {}
+      for name, item in pairs(value) do result[name] = kind.to_api(item, path .. "." .. tostring(name)) end
+      return result
+    end,
+    from_api = function(value)
+      if type(value) ~= "table" then return value end
+      local result = {}
+      for name, item in pairs(value) do result[name] = kind.from_api(item) end
+      return result
+    end,
+  }
+end
+
+local CLIENT_CERT = {
+  ca = f("ca", string_field()), cert = f("cert", string_field()), key = f("key", string_field()),
+}
+
 local CUSTOM_HEADER = {
   action = f("action", string_field()),
   header_key = f("headerKey", string_field()),
@@ -312,72 +375,14 @@ local BEAM_ENTRY = {
   add_equipment_header = f("addEquipmentHeader", boolean()),
   skip_status_code = f("skipStatusCode", boolean()),
   -- a pre-shared key: the key itself, or {credentials_id = id} from the Credentials Store
-  psk = f("psk", {
-    to_api = function(value, path)
-      if type(value) == "string" then return value end
-      if type(value) == "table" and value.credentials_id ~= nil and next(value, next(value)) == nil then
-        return credentials_ref.to_api(value.credentials_id, path .. ".credentials_id")
-      end
-      fail(path, "must be a string or {credentials_id = <id>} (got " .. describe(value) .. ")")
-    end,
-    from_api = function(value)
-      if type(value) == "table" and value["$credentialsId"] then
-        return { credentials_id = value["$credentialsId"] }
-      end
-      return value
-    end,
-  }),
-  custom_headers = f("customHeaders", {
-    to_api = function(value, path)
-      if type(value) ~= "table" then
-        fail(path, "must be a table of header name -> {action, header_key, header_value}")
-      end
-      local result = {}
-      for name, header in pairs(value) do
-        result[name] = object_to_api(CUSTOM_HEADER, header, path .. "." .. tostring(name))
-      end
-      return result
-    end,
-    from_api = function(value)
-      if type(value) ~= "table" then return value end
-      local result = {}
-      for name, header in pairs(value) do
-        result[name] = type(header) == "table" and object_from_api(CUSTOM_HEADER, header) or header
-      end
-      return result
-    end,
-  }),
+  psk = f("psk", reference_or(string_field(), "a string")),
+  custom_headers = f("customHeaders", map_of(object_kind(CUSTOM_HEADER),
+    "header name -> {action, header_key, header_value}")),
   username = f("username", string_field()),
   password = f("password", string_field()),
   use_client_cert = f("useClientCert", boolean()),
-  client_certs = f("clientCerts", {
-    to_api = function(value, path)
-      if type(value) ~= "table" then fail(path, "must be a table such as {default = {credentials_id = <id>}}") end
-      local result = {}
-      for name, cert in pairs(value) do
-        if type(cert) == "table" and cert.credentials_id ~= nil then
-          result[name] = credentials_ref.to_api(cert.credentials_id,
-            path .. "." .. tostring(name) .. ".credentials_id")
-        else
-          result[name] = object_to_api({ ca = f("ca", string_field()), cert = f("cert", string_field()),
-            key = f("key", string_field()) }, cert, path .. "." .. tostring(name))
-        end
-      end
-      return result
-    end,
-    from_api = function(value)
-      if type(value) ~= "table" then return value end
-      local result = {}
-      for name, cert in pairs(value) do
-        if type(cert) == "table" and cert["$credentialsId"] then
-          result[name] = { credentials_id = cert["$credentialsId"] }
-        else
-          result[name] = cert
-        end
-      end
-      return result
-    end,
-  }),
+  client_certs = f("clientCerts", map_of(reference_or(object_kind(CLIENT_CERT), "{ca, cert, key}"),
+    "name -> {credentials_id = <id>} or {ca, cert, key}")),
   version = f("version", string_field()),
 }
 
