@@ -2,6 +2,7 @@
 -- the fake server's /auth.
 local fake = require "spec.support.fake_server"
 local tempdir = require "spec.support.tempdir"
+local reachable = require "spec.support.reachable"
 local groups = require "soracom.groups"
 local cjson = require "cjson"
 local socket = require "socket"
@@ -113,6 +114,26 @@ describe("authentication", function()
     local last = requests[#requests]
     assert.are.equal("GET", last.method)
     assert.are.equal(srv:tokens()[1].token, last.headers["x-soracom-token"])
+    client:close()
+  end)
+
+  it("does not try a failed renewal again on every call while the token is valid", function()
+    local lines = {}
+    local client = auth_key_client { token_timeout_seconds = 2, retries = 0,
+      debug = function(line) lines[#lines + 1] = line end }
+    assert.is_table(client:list_groups())
+    srv:settings { auth_key = "rotated-elsewhere" } -- every renewal now gets 401
+    socket.sleep(1.85) -- past the renewal point (a tenth of the lifetime ahead)
+    for _ = 1, 3 do assert.is_table(client:list_groups()) end
+    assert.are.same({ "POST /v1/auth", "GET /v1/groups", "POST /v1/auth", "GET /v1/groups",
+      "GET /v1/groups", "GET /v1/groups" }, trail())
+    assert.matches("renewing the token failed (HTTP 401); the current one stays in use", table.concat(lines, "\n"),
+      1, true)
+    socket.sleep(0.2) -- the token's end: now a login is needed, and it fails
+    local list, err = client:list_groups()
+    assert.is_nil(list)
+    assert.are.equal("/auth", err.path)
+    assert.are.equal(401, err.status)
     client:close()
   end)
 
@@ -286,6 +307,33 @@ describe("authentication", function()
       end
       client:close()
     end)
+
+    it("are not reachable from the client by field access, before or after a login", function()
+      local function leaks(client, secrets)
+        local found = {}
+        for _, text in ipairs(reachable(client)) do
+          for _, secret in ipairs(secrets) do
+            if text:find(secret, 1, true) then found[#found + 1] = text end
+          end
+        end
+        return found
+      end
+      local client = auth_key_client { password = nil }
+      assert.are.same({}, leaks(client, { srv.auth_key }))
+      assert.is_table(client:list_groups())
+      local issued = srv:tokens()[1]
+      assert.are.same({}, leaks(client, { srv.auth_key, issued.apiKey, issued.token }))
+      client:close()
+      local sam = assert(groups.new { endpoint = srv.endpoint, operator_id = srv.operator_id,
+        user_name = srv.user_name, password = srv.sam_password })
+      assert.is_table(sam:list_groups())
+      assert.are.same({}, leaks(sam, { srv.sam_password, srv:tokens()[2].token }))
+      sam:close()
+      local given = assert(groups.new { endpoint = srv.endpoint, api_key = srv.api_key, token = srv.token })
+      assert.is_table(given:list_groups())
+      assert.are.same({}, leaks(given, { srv.api_key, srv.token }))
+      given:close()
+    end)
   end)
 
   describe("from the real environment (a child process)", function()
@@ -323,6 +371,21 @@ describe("authentication", function()
       assert.are.equal("OP0012345678\n", output)
       local requests = srv:requests()
       assert.are.equal("abc", requests[#requests].headers["x-trace"])
+    end)
+
+    it("keeps a profile's credentials and headers out of the client's fields", function()
+      local dir = tempdir.new()
+      tempdir.write(dir .. "/ci.json", cjson.encode { authKeyId = srv.auth_key_id, authKey = srv.auth_key,
+        endpoint = srv.endpoint, headers = { ["X-Gateway-Secret"] = "hdr-secret-42" } })
+      local output = run_child({ SORACOM_PROFILE_DIR = dir, SORACOM_PROFILE = "ci" },
+        "local reachable = require 'spec.support.reachable'; local c = assert(groups.new()); "
+        .. "assert(c:list_groups()); for _, s in ipairs(reachable(c)) do "
+        .. "if s:find('hdr-secret-42', 1, true) or s:find('" .. srv.auth_key .. "', 1, true) then "
+        .. "print('leak: ' .. s) end end; print('done')")
+      tempdir.remove(dir)
+      assert.are.equal("done\n", output)
+      local requests = srv:requests()
+      assert.are.equal("hdr-secret-42", requests[#requests].headers["x-gateway-secret"])
     end)
 
     it("returns nil and a config error for a profile others can read", function()

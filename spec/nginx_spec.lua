@@ -301,6 +301,21 @@ describe("the nginx transport", function()
       assert.are.same({ "POST /v1/auth", group_path, group_path, "POST /v1/auth", group_path }, paths)
     end)
 
+    it("keeps credentials and tokens out of the client's fields with the default transport", function()
+      local credentials = { endpoint = srv.endpoint, auth_key_id = srv.auth_key_id, auth_key = srv.auth_key }
+      local answer = nginx:call { options = credentials, transport = "auto",
+        calls = { { op = "list_groups" }, { op = "reachable_strings" } } }
+      assert.are.same({}, answer.results[1].value)
+      local issued = srv:tokens()[1]
+      local strings = answer.results[2].value
+      assert.is_true(#strings > 10) -- the walk did see the client's tables
+      for _, text in ipairs(strings) do
+        for _, secret in ipairs { srv.auth_key, issued.apiKey, issued.token } do
+          assert.is_nil(text:find(secret, 1, true), text)
+        end
+      end
+    end)
+
     it("iterates across pages", function()
       local ids = srv:seed_groups(5, { env = "pages" })
       local results = in_nginx { { op = "groups", args = { { limit = 2 } } } }

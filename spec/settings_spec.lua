@@ -53,6 +53,17 @@ describe("settings", function()
         "soracom.groups.new: password needs email (root user) or operator_id and user_name (SAM user)")
     end)
 
+    it("take operator_id only where a login or an issued token vouches for it", function()
+      local message = "soracom.groups.new: operator_id goes with api_key + token, or with user_name + "
+        .. "password (a SAM user)"
+      assert.has_error(function() resolve({ operator_id = "OP9" }, { SORACOM_AUTH_KEY_ID = "k",
+        SORACOM_AUTH_KEY = "s" }) end, message)
+      assert.has_error(function() resolve { operator_id = "OP9", auth_key_id = "k", auth_key = "s" } end, message)
+      assert.has_error(function() resolve { operator_id = "OP9", email = "e", password = "p" } end, message)
+      -- a SAM user's operator ID is part of its login; the login's answer is what counts
+      assert.is_nil(assert(resolve { operator_id = "OP1", user_name = "u", password = "pw" }).operator_id)
+    end)
+
     it("raise for two kinds at once", function()
       assert.has_error(function() resolve { auth_key_id = "k", auth_key = "s", email = "e", password = "p" } end)
       assert.has_error(function() resolve { api_key = "k", token = "t", password = "p" } end)
@@ -204,13 +215,17 @@ describe("settings", function()
   end)
 
   describe("the endpoint", function()
-    local function endpoint(options, env, profile)
-      options.api_key, options.token = options.api_key or "k", options.token or "t"
+    -- The endpoint resolved with a profile (holding credentials) chosen by
+    -- SORACOM_PROFILE, or by the profile option when `by_option` is true.
+    local function endpoint(options, env, profile, by_option)
       env = env or {}
       if profile then
+        profile.authKeyId, profile.authKey = "keyId-p", "secret-p"
         write_profile("p", profile)
-        options.profile = "p"
+        if by_option then options.profile = "p" else env.SORACOM_PROFILE = "p" end
         env.SORACOM_PROFILE_DIR = dir
+      else
+        options.api_key, options.token = options.api_key or "k", options.token or "t"
       end
       local s, err = resolve(options, env)
       return s and s.endpoint or err
@@ -231,6 +246,22 @@ describe("settings", function()
       assert.are.equal("http://profile.example/v1", endpoint({}, {}, profile))
       assert.are.equal("https://g.api.soracom.io/v1", endpoint({}, {}, { coverageType = "g" }))
       assert.are.equal("https://api.soracom.io/v1", endpoint({}, {}, {}))
+    end)
+
+    it("sends a profile named by the option to its own endpoint, whatever the environment says", function()
+      local hostile = { SORACOM_ENDPOINT = "https://attacker.example", SORACOM_COVERAGE_TYPE = "g" }
+      assert.are.equal("https://prod.example/v1",
+        endpoint({}, hostile, { endpoint = "https://prod.example" }, true))
+      assert.are.equal("https://api.soracom.io/v1", endpoint({}, hostile, { coverageType = "jp" }, true))
+      assert.are.equal("https://api.soracom.io/v1", endpoint({}, hostile, {}, true))
+      -- the options still come first
+      assert.are.equal("https://g.api.soracom.io/v1",
+        endpoint({ coverage = "g" }, hostile, { endpoint = "https://prod.example" }, true))
+      assert.are.equal("http://mine.example/v1",
+        endpoint({ endpoint = "http://mine.example" }, hostile, { endpoint = "https://prod.example" }, true))
+      -- chosen by SORACOM_PROFILE, the environment's endpoint applies, as with soracom-cli
+      assert.are.equal("https://attacker.example/v1",
+        endpoint({}, hostile, { endpoint = "https://prod.example" }))
     end)
 
     it("uses the sandbox hosts with sandbox = true (option or profile)", function()

@@ -9,7 +9,8 @@
 --     calls = { { op = "get_group", args = { id } }, ... } }
 -- answers { results = { {value=, next_key=} | {err = {fields}} | {raised = "..."} },
 --           elapsed_ms = n, sleeps = { seconds, ... } }.
--- op is a client method, or "groups"/"subscribers" (the iterators: value = every item).
+-- op is a client method, "groups"/"subscribers" (the iterators: value = every item), or
+-- "reachable_strings" (value = every string reachable from the client's fields).
 --
 -- init_by_lua calls the library through the curl transport (and shows that the nginx
 -- transport refuses that phase); GET /init reports what happened.
@@ -18,6 +19,7 @@
 
 local groups = require "soracom.groups"
 local core = require "soracom.groups.core"
+local reachable = require "spec.support.reachable"
 
 local encode = core.encode_json
 
@@ -38,6 +40,9 @@ end
 local function run(client, call)
   local args = call.args or {}
   local op = call.op
+  if op == "reachable_strings" then -- every string a dump of the client would show
+    return { value = groups.array(reachable(client)) }
+  end
   if op == "groups" or op == "subscribers" then
     local items = {}
     local ok, err = pcall(function()

@@ -1,7 +1,10 @@
---- The token's life: logging in with /auth, the request headers that carry the API
--- key and token, and logging out. Credentials and tokens live only in a private
--- table keyed by the client, and in the transport's header list: never in a field
--- of the client, an error, a debug line or tostring.
+--- The token's life: logging in with /auth, renewing before expiry, the request
+-- headers that carry the API key and token, and logging out.
+--
+-- Everything about it (credentials, the issued pair, the extra headers a profile may
+-- give, the times, the operator ID) lives in one private record per client, reachable
+-- only from this module, and in the transport's private header block: never in a
+-- field of the client, an error, a debug line or tostring.
 
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
@@ -10,9 +13,8 @@ local encode_json, now = core.encode_json, core.now
 
 local auth = {}
 
--- client -> { credentials = ..., api_key = ..., token = ... }; weak, so it never keeps
--- a client alive.
-local secrets = setmetatable({}, { __mode = "k" })
+-- client -> its record; weak, so it never keeps a client alive.
+local records = setmetatable({}, { __mode = "k" })
 
 -- Log in again this long before the token's lifetime runs out: a tenth of it, at
 -- most five minutes.
@@ -20,9 +22,15 @@ local function renewal_margin(lifetime)
   return math.min(300, lifetime / 10)
 end
 
-local function set_headers(client, api_key, token)
+-- After a renewal fails while the token is still valid, the next one waits this many
+-- seconds, doubling with each failure up to the cap (and never past the token's end),
+-- so that rotated credentials do not cost every call a doomed /auth first.
+local RENEWAL_RETRY_FIRST = 10
+local RENEWAL_RETRY_MAX = 160
+
+local function install(client, record, api_key, token)
   local lines = {}
-  for i, line in ipairs(client._headers) do lines[i] = line end
+  for i, line in ipairs(record.base_headers) do lines[i] = line end
   if api_key then
     lines[#lines + 1] = "X-Soracom-API-Key: " .. api_key
     lines[#lines + 1] = "X-Soracom-Token: " .. token
@@ -34,24 +42,30 @@ local function debug_line(client, text)
   if client._debug then client._debug("soracom-groups: " .. text) end
 end
 
---- Takes the client's credentials in; an issued API key and token are used at once.
-function auth.attach(client, credentials)
-  secrets[client] = { credentials = credentials }
+--- Takes the client's credentials in, with the header lines of every request
+-- (Accept, language, a profile's headers) and, for an issued API key and token, the
+-- operator ID given with them. An issued pair is used at once.
+function auth.attach(client, credentials, base_headers, operator_id)
+  local record = { credentials = credentials, base_headers = base_headers, renewal_failures = 0 }
+  records[client] = record
   if credentials.kind == "token" then
-    set_headers(client, credentials.api_key, credentials.token)
-    client._expires_at = math.huge
-    client._needs_login = false
+    install(client, record, credentials.api_key, credentials.token)
+    record.renew_at, record.valid_until = math.huge, math.huge
+    record.needs_login = false
+    record.operator_id = operator_id
   else
-    set_headers(client)
-    client._expires_at = 0
-    client._needs_login = true
+    install(client, record)
+    record.needs_login = true
   end
+end
+
+local function can_login(record)
+  return record.credentials ~= nil and record.credentials.login ~= nil
 end
 
 --- Whether a 401 can be cured by logging in again.
 function auth.can_login(client)
-  local credentials = secrets[client].credentials
-  return credentials ~= nil and credentials.login ~= nil
+  return can_login(records[client])
 end
 
 local function login_error(kind, message, status)
@@ -64,26 +78,29 @@ local function valid_secret(value)
   return type(value) == "string" and value ~= "" and not value:match("%c")
 end
 
---- POST /auth with the client's credentials: true, or nil, err.
-function auth.login(client)
-  local secret = secrets[client]
-  local credentials = secret.credentials
-  if credentials == nil or credentials.login == nil then
+-- The /auth request body, with a fresh MFA code when a function gives them.
+local function login_body(credentials)
+  if not credentials.mfa_code then return credentials.login end
+  local code = credentials.mfa_code()
+  if type(code) ~= "string" or code == "" then
+    return nil, login_error("auth", "the mfa_otp_code function gave no code (a non-empty string)")
+  end
+  local body = {}
+  for key, value in pairs(credentials.login) do body[key] = value end
+  body.mfaOTPCode = code
+  return body
+end
+
+-- POST /auth with the client's credentials: true, or nil, err. The current token
+-- stays in the headers until a new one arrives: a renewal that fails leaves it in use.
+local function login(client, record)
+  local credentials = record.credentials
+  if not can_login(record) then
     return nil, login_error("auth", "no credentials to log in with (an issued API key and "
       .. "token cannot be renewed, and logout forgets them)")
   end
-  -- The current token stays in the headers: a renewal that fails leaves it in use for
-  -- the rest of its life, and other callers sharing the client keep working meanwhile.
-  local body = credentials.login
-  if credentials.mfa_code then
-    local code = credentials.mfa_code()
-    if type(code) ~= "string" or code == "" then
-      return nil, login_error("auth", "the mfa_otp_code function gave no code (a non-empty string)")
-    end
-    body = {}
-    for key, value in pairs(credentials.login) do body[key] = value end
-    body.mfaOTPCode = code
-  end
+  local body, why = login_body(credentials)
+  if body == nil then return nil, why end
   local started = now()
   local value, err, status = client._transport:perform("POST", client._endpoint .. "/auth",
     encode_json(body))
@@ -96,32 +113,82 @@ function auth.login(client)
   if type(value) ~= "table" or not valid_secret(value.apiKey) or not valid_secret(value.token) then
     return nil, login_error("decode", "the /auth response holds no apiKey and token", status)
   end
-  set_headers(client, value.apiKey, value.token)
-  if type(value.operatorId) == "string" then client._operator_id = value.operatorId end
+  install(client, record, value.apiKey, value.token)
+  if type(value.operatorId) == "string" then record.operator_id = value.operatorId end
   local lifetime = credentials.login.tokenTimeoutSeconds
-  client._expires_at = started + lifetime - renewal_margin(lifetime)
-  client._needs_login = false
+  record.valid_until = started + lifetime
+  record.renew_at = record.valid_until - renewal_margin(lifetime)
+  record.renewal_failures = 0
+  record.needs_login = false
   return true
+end
+
+-- A renewal failed while the token is still good: keep it, and try again later.
+local function defer_renewal(client, record, at, err)
+  record.renewal_failures = record.renewal_failures + 1
+  local wait = math.min(RENEWAL_RETRY_MAX, RENEWAL_RETRY_FIRST * 2 ^ (record.renewal_failures - 1))
+  record.renew_at = math.min(at + wait, record.valid_until)
+  debug_line(client, string.format("renewing the token failed (%s); the current one stays in use, "
+    .. "next renewal in %.0f s", err.status and "HTTP " .. err.status or err.kind, record.renew_at - at))
+end
+
+--- Makes sure the client holds a token to send: logs in when it has none or when it
+-- has expired, renews it when its renewal time has come. Returns true, or nil, err
+-- when there is no token to send (a renewal that fails is not an error).
+function auth.ready(client)
+  local record = records[client]
+  if not record.needs_login then
+    -- (an issued API key and token never expire here: no clock to read)
+    if record.renew_at == math.huge then return true end
+    local at = now()
+    if at < record.renew_at then return true end
+    if at < record.valid_until then
+      local ok, err = login(client, record)
+      if not ok then defer_renewal(client, record, at, err) end
+      return true
+    end
+    record.needs_login = true
+  end
+  return login(client, record)
+end
+
+--- The token was refused (401): the next call logs in again.
+function auth.invalidate(client)
+  records[client].needs_login = true
+end
+
+--- The operator ID: from the login (logging in first if need be), or the one given
+-- with an issued API key and token. Returns it or nil, err.
+function auth.operator_id(client)
+  local record = records[client]
+  if record.operator_id == nil and record.needs_login then
+    local ok, err = login(client, record)
+    if not ok then return nil, err end
+  end
+  if record.operator_id == nil then
+    return nil, Error.new("auth", "the operator ID is unknown: give operator_id with api_key and token")
+  end
+  return record.operator_id
 end
 
 --- POST /auth/logout, then forget the token: true, or nil, err.
 function auth.logout(client)
-  local secret = secrets[client]
-  if client._needs_login then return true end -- no token was issued
+  local record = records[client]
+  if record.needs_login then return true end -- no token was issued
   local value, err = client._transport:perform("POST", client._endpoint .. "/auth/logout", "")
   debug_line(client, "POST " .. client._endpoint .. "/auth/logout -> "
     .. (value and "ok" or tostring(err.status or err.kind)))
   if value == nil then return nil, Error.wrap(err, "POST", "/auth/logout") end
-  set_headers(client)
-  client._needs_login = true
-  if secret.credentials.kind == "token" then secret.credentials = nil end
+  install(client, record)
+  record.needs_login = true
+  if record.credentials.kind == "token" then record.credentials = nil end
   return true
 end
 
 --- A short description of the credentials for tostring, without any of them.
 function auth.describe(client)
-  local secret = secrets[client]
-  local credentials = secret and secret.credentials
+  local record = records[client]
+  local credentials = record and record.credentials
   if credentials == nil then return "logged out" end
   return credentials.label .. " from " .. credentials.source
 end

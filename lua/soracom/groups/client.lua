@@ -28,14 +28,12 @@ function Client.new(options)
   for _, line in ipairs(resolved.headers) do headers[#headers + 1] = line end
   local client = setmetatable({
     _endpoint = resolved.endpoint,
-    _headers = headers,
-    _operator_id = resolved.operator_id,
     _debug = resolved.debug,
     _retry = resolved.retry,
     _sleep = resolved.sleep,
-    _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved),
+    _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
-  auth.attach(client, resolved.credentials)
+  auth.attach(client, resolved.credentials, headers, resolved.operator_id)
   return client
 end
 
@@ -81,19 +79,14 @@ local function request(self, op, level, query, body_text, ...)
   local url, path = build_url(self._endpoint, op.path, op.query, query, ...)
   local attempts, failures, relogged = 0, 0, false
   while true do
-    -- (an issued API key and token never expire here: no clock to read)
-    if self._needs_login or (self._expires_at ~= math.huge and now() >= self._expires_at) then
-      local ok, err = auth.login(self)
-      -- A renewal that failed leaves the current token, still valid a while, in use.
-      if not ok and self._needs_login then
-        failures = failures + 1
-        if not backoff(self, err, "PUT", "POST " .. self._endpoint .. "/auth", failures) then
-          err.attempts = failures
-          return nil, err
-        end
+    local ready, login_err = auth.ready(self)
+    if not ready then
+      failures = failures + 1
+      if not backoff(self, login_err, "PUT", "POST " .. self._endpoint .. "/auth", failures) then
+        login_err.attempts = failures
+        return nil, login_err
       end
-    end
-    if not self._needs_login then
+    else
       attempts = attempts + 1
       local value, next_key, status
       if self._debug == nil then
@@ -111,7 +104,7 @@ local function request(self, op, level, query, body_text, ...)
       local err = next_key
       if err.status == 401 and not relogged and auth.can_login(self) then
         relogged = true
-        self._needs_login = true
+        auth.invalidate(self)
       else
         failures = failures + 1
         if not backoff(self, err, op.method, op.method .. " " .. url, failures) then
@@ -362,14 +355,9 @@ end
 function Client:operator_id()
   check_self(self, "operator_id")
   if self._transport == nil then error("soracom.groups: operator_id: the client is closed", 2) end
-  if self._operator_id == nil and self._needs_login then
-    local ok, err = auth.login(self)
-    if not ok then return nil, err end
-  end
-  if self._operator_id == nil then
-    return nil, Error.new("auth", "the operator ID is unknown: give operator_id with api_key and token")
-  end
-  return self._operator_id
+  local id, err = auth.operator_id(self)
+  if id == nil then return nil, err end
+  return id
 end
 
 --- Revokes the API key and token (POST /auth/logout) and forgets them; a later call

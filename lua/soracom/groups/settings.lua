@@ -28,6 +28,12 @@ local OPTIONS = {
 
 local TRANSPORTS = { auto = true, curl = true, nginx = true }
 
+-- The options a transport is made with: nothing else (no credentials) reaches it.
+local TRANSPORT_SETTINGS = {
+  "connect_timeout", "timeout", "max_body_size", "insecure", "ca_file", "ca_path", "proxy",
+  "keepalive_timeout", "pool_size",
+}
+
 -- Numbers that may be zero.
 local ZERO_ALLOWED = { retries = true, retry_max_delay = true, rate_limit_max_delay = true }
 
@@ -147,12 +153,14 @@ local function credentials_from_options(options)
       chosen = kind
     end
   end
-  if chosen == nil then
-    if options.password ~= nil then
-      option_error("password needs email (root user) or operator_id and user_name (SAM user)")
-    end
-    return nil
+  if chosen == nil and options.password ~= nil then
+    option_error("password needs email (root user) or operator_id and user_name (SAM user)")
   end
+  -- With other credentials it would name an operator that no login confirms.
+  if options.operator_id ~= nil and chosen ~= "token" and chosen ~= "sam" then
+    option_error("operator_id goes with api_key + token, or with user_name + password (a SAM user)")
+  end
+  if chosen == nil then return nil end
   local kind = kind_named(chosen)
   local given, missing = {}, {}
   for _, option in ipairs(kind.options) do
@@ -258,10 +266,15 @@ local function normalize_endpoint(endpoint, source)
 end
 
 -- Precedence: endpoint option, SORACOM_ENDPOINT, coverage option,
--- SORACOM_COVERAGE_TYPE, the profile's endpoint, the profile's coverageType, jp.
+-- SORACOM_COVERAGE_TYPE, the profile's endpoint, the profile's coverageType, jp. A
+-- profile named by the profile option is not overridden by the environment: its
+-- credentials must not follow a SORACOM_ENDPOINT somebody else set.
 -- Returns the endpoint (or false, message) and where it came from: "coverage" when
 -- it was chosen by coverage (and sandbox), else the option, variable or profile.
 local function resolve_endpoint(options, getenv, data, path)
+  if options.profile then
+    getenv = function() return nil end
+  end
   local sandbox = options.sandbox
   if sandbox == nil and data then sandbox = data.sandbox end
   local function from_coverage(coverage, name)
@@ -394,23 +407,18 @@ function settings.resolve(options, getenv)
       credentials.login.mfaOTPCode = mfa
     end
   end
+  local transport_settings = {}
+  for _, name in ipairs(TRANSPORT_SETTINGS) do transport_settings[name] = options[name] end
   return {
     endpoint = endpoint,
     credentials = credentials,
     token_timeout = token_timeout,
-    operator_id = options.operator_id,
+    -- confirmed by no login: only an issued API key and token may come with it
+    operator_id = credentials.kind == "token" and options.operator_id or nil,
     lang = options.lang,
     headers = headers,
-    connect_timeout = options.connect_timeout,
-    timeout = options.timeout,
-    max_body_size = options.max_body_size,
-    insecure = options.insecure,
-    ca_file = options.ca_file,
-    ca_path = options.ca_path,
-    proxy = options.proxy,
     transport = options.transport or "auto",
-    keepalive_timeout = options.keepalive_timeout,
-    pool_size = options.pool_size,
+    transport_settings = transport_settings,
     retry = retry_policy(options),
     sleep = options.sleep,
     debug = options.debug,

@@ -16,11 +16,15 @@ local COSOCKET_PHASES = {
 local Both = {}
 Both.__index = Both
 
+-- transport -> the header lines, kept for a curl session made later. Out of the
+-- transport table: they hold the API key and token.
+local lines_of = setmetatable({}, { __mode = "k" })
+
 local function current(self)
   if COSOCKET_PHASES[self._ngx.get_phase()] then return self._cosockets end
   if self._curl == nil then
     self._curl = curl.new(self._settings)
-    if self._lines then self._curl:set_headers(self._lines) end
+    if lines_of[self] then self._curl:set_headers(lines_of[self]) end
   end
   return self._curl
 end
@@ -30,7 +34,7 @@ function Both:perform(method, url, body, paginated)
 end
 
 function Both:set_headers(lines)
-  self._lines = lines
+  lines_of[self] = lines
   self._cosockets:set_headers(lines)
   if self._curl then self._curl:set_headers(lines) end
 end
