@@ -52,6 +52,13 @@ describe("retries", function()
       assert.are.same({ 7 }, waits)
     end)
 
+    it("waits as Retry-After says on a 503 too, within rate_limit_max_delay", function()
+      srv:faults { { status = 503, headers = { ["Retry-After"] = "4" } },
+        { status = 503, headers = { ["Retry-After"] = "3600" } } }
+      assert.are.same({}, client:list_groups())
+      assert.are.same({ 4, 60 }, waits)
+    end)
+
     it("reads Retry-After given as an HTTP date", function()
       local date = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 30)
       srv:faults { { status = 429, headers = { ["Retry-After"] = date } } }
@@ -225,16 +232,57 @@ describe("retries", function()
     end)
   end)
 
-  it("counts a DELETE whose retry finds the thing gone as done", function()
-    local group = client:create_group()
-    local other = new_client(srv)
-    assert.is_true(other:delete_group(group.groupId)) -- as if the first attempt was done...
-    other:close()
-    srv:faults { { status = 503 } } -- ...and its answer lost
-    assert.is_true(client:delete_group(group.groupId))
-    local gone, err = client:delete_group(group.groupId) -- a plain 404 is still an error
-    assert.is_nil(gone)
-    assert.are.equal(404, err.status)
+  describe("a DELETE whose retry finds the thing gone", function()
+    local function deleted_elsewhere()
+      local group = client:create_group()
+      local other = new_client(srv)
+      assert.is_true(other:delete_group(group.groupId)) -- as if the first attempt was done...
+      other:close()
+      return group.groupId
+    end
+
+    -- ...and its answer lost: the outcome of the first attempt is unknown.
+    for _, case in ipairs {
+      { "a 502", { status = 502 } }, { "a 504", { status = 504 } },
+      -- (twice: libcurl sends again by itself when a kept-alive connection gives nothing)
+      { "an empty reply", { close = true, times = 2 } }, { "a reset", { reset_after_bytes = 10 } },
+    } do
+      it("is done after " .. case[1], function()
+        local id = deleted_elsewhere()
+        srv:faults { case[2] }
+        assert.is_true(client:delete_group(id))
+      end)
+    end
+
+    -- An answer that surely did nothing leaves the 404 an error.
+    for _, case in ipairs {
+      { "a 503", { status = 503 } }, { "a 429", { status = 429, headers = { ["Retry-After"] = "0" } } },
+      { "a 500", { status = 500 } },
+    } do
+      it("is still an error after " .. case[1], function()
+        local id = deleted_elsewhere()
+        srv:faults { case[2] }
+        local gone, err = client:delete_group(id)
+        assert.is_nil(gone)
+        assert.are.equal(404, err.status)
+        assert.are.equal(2, err.attempts)
+      end)
+    end
+
+    it("is an error at the first attempt, and after a 401 and a new login", function()
+      local id = deleted_elsewhere()
+      local gone, err = client:delete_group(id)
+      assert.is_nil(gone)
+      assert.are.equal(404, err.status)
+      local relogging = assert(groups.new { endpoint = srv.endpoint, auth_key_id = srv.auth_key_id,
+        auth_key = srv.auth_key })
+      assert.is_table(relogging:list_groups())
+      srv:revoke_tokens()
+      gone, err = relogging:delete_group(id)
+      relogging:close()
+      assert.is_nil(gone)
+      assert.are.equal(404, err.status)
+    end)
   end)
 
   it("sets retry_after only where a wait is asked (429, 503)", function()

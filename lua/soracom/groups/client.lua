@@ -77,7 +77,7 @@ local function request(self, op, level, query, body_text, ...)
     error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
   end
   local url, path = build_url(self._endpoint, op.path, op.query, query, ...)
-  local attempts, failures, relogged = 0, 0, false
+  local attempts, failures, relogged, outcome_unknown = 0, 0, false, false
   while true do
     local ready, login_err = auth.ready(self)
     if not ready then
@@ -102,6 +102,8 @@ local function request(self, op, level, query, body_text, ...)
         return value, next_key, status
       end
       local err = next_key
+      if retry.already_deleted(op.method, err, outcome_unknown) then return true, nil, err.status end
+      outcome_unknown = outcome_unknown or retry.outcome_unknown(err)
       if err.status == 401 and not relogged and auth.can_login(self) then
         relogged = true
         auth.invalidate(self)
@@ -173,13 +175,8 @@ local function call(self, op, level, a1, a2, a3)
     text = body_text(op, body, level + 1)
   end
   local value, err = request(self, op, level + 1, nil, text, a1, a2, a3)
-  if op.method == "DELETE" then
-    -- A DELETE whose first answer was lost may have been done: the 404 of its retry
-    -- means the thing is gone, which is what was asked.
-    if value ~= nil or (err.status == 404 and err.attempts > 1) then return true end
-    return nil, err
-  end
   if value == nil then return nil, err end
+  if op.method == "DELETE" then return true end -- whatever body the server sent
   return value
 end
 

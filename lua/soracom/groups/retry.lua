@@ -4,7 +4,7 @@
 -- empty reply, DNS) and HTTP 429, 500, 502, 503, 504. Only idempotent methods (GET,
 -- PUT, DELETE) by default: a POST is retried only when it surely never reached the
 -- server (no connection was made, or a 429 refused it), unless retry_post is set.
--- Waits: exponential backoff with jitter, or what the server asks on 429.
+-- Waits: exponential backoff with jitter, or what the server asks on 429 and 503.
 
 local core = require "soracom.groups.core"
 
@@ -53,9 +53,26 @@ function retry.retryable(err, method, policy)
   return IDEMPOTENT[method] or never_reached or policy.retry_post
 end
 
+-- Answers of a gateway that lost track of the request: it may have been done.
+local UNKNOWN_OUTCOME_STATUS = { [502] = true, [504] = true }
+
+--- Whether a failed attempt may nevertheless have been carried out: a network
+-- failure after the request may have left (a reset, a timeout, no reply), 502, 504.
+-- A 401, 429 or 503 surely did nothing.
+function retry.outcome_unknown(err)
+  if err.kind == "network" then return not NEVER_SENT[err.curl_code] end
+  return err.kind == "http" and UNKNOWN_OUTCOME_STATUS[err.status] == true
+end
+
+--- Whether err, a DELETE's 404 after an attempt whose outcome is unknown, means that
+-- attempt did the deletion: the thing is gone, as asked.
+function retry.already_deleted(method, err, earlier_outcome_unknown)
+  return method == "DELETE" and err.status == 404 and earlier_outcome_unknown
+end
+
 --- Seconds to wait before attempt number `attempt` + 1.
 function retry.delay(err, attempt, policy)
-  if err.status == 429 and err.retry_after then
+  if err.retry_after then -- set on 429 and 503 only: the server said how long
     return math.min(err.retry_after, policy.rate_limit_max_delay)
   end
   local ceiling = math.min(policy.retry_max_delay, policy.retry_base_delay * 2 ^ (attempt - 1))
