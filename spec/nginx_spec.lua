@@ -381,6 +381,37 @@ describe("the nginx transport", function()
     end)
   end)
 
+  describe("in phases without cosockets", function()
+    local function report(phase)
+      local deadline = socket.gettime() + 3
+      while socket.gettime() < deadline do
+        local status, body = nginx:get("/phases?name=" .. phase)
+        assert.are.equal(200, status)
+        local value = assert(core.decode_json(body))
+        if value ~= core.null then return value end
+        socket.sleep(0.02)
+      end
+      error("no report from the " .. phase .. " phase")
+    end
+
+    for _, case in ipairs { { "log", "/in-log" }, { "header_filter", "/in-header-filter" },
+      { "init_worker" } } do
+      it("the default transport refuses to block the worker in " .. case[1] .. ", pointing to ngx.timer.at",
+          function()
+        srv:reset()
+        if case[2] then
+          local status, body = nginx:get(case[2])
+          assert.are.equal(200, status)
+          assert.are.equal("served\n", body)
+        end
+        local filed = report(case[1])
+        assert.matches("no cosockets in the " .. case[1] .. " phase", filed.result.raised, 1, true)
+        assert.matches("ngx.timer.at", filed.result.raised, 1, true)
+        if case[2] then assert.are.same({}, srv:requests()) end -- nothing was sent
+      end)
+    end
+  end)
+
   describe("HTTPS", function()
     local function tls_call(location, extra)
       extra = extra or {}

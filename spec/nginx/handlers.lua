@@ -145,6 +145,28 @@ function handlers.init()
   ngx.shared.soracom_spec:set("init", encode(report))
 end
 
+-- Calls the fake with the default transport from whatever phase runs this (log,
+-- header_filter, init_worker...), and files what happened under the phase's name.
+function handlers.in_phase()
+  local phase = ngx.get_phase()
+  local report = { phase = phase }
+  local client = assert(groups.new { endpoint = os.getenv("SORACOM_TEST_ENDPOINT"),
+    auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"), auth_key = os.getenv("SORACOM_TEST_AUTH_KEY"),
+    retries = 0 })
+  local started = ngx.now()
+  report.result = run(client, { op = "list_groups" })
+  ngx.update_time()
+  report.elapsed_ms = (ngx.now() - started) * 1000
+  client:close()
+  ngx.shared.soracom_spec:set("phase:" .. phase, encode(report))
+end
+
+-- GET /phases?name=log: the report filed by in_phase for that phase, or null.
+function handlers.phase_result()
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print(ngx.shared.soracom_spec:get("phase:" .. tostring(ngx.var.arg_name)) or "null")
+end
+
 function handlers.init_result()
   ngx.header["Content-Type"] = "application/json"
   ngx.print(ngx.shared.soracom_spec:get("init") or "null")

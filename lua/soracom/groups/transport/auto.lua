@@ -1,17 +1,14 @@
 --- The transport chosen by default. Outside nginx it is the curl transport itself.
 -- Inside nginx it asks, at each request, which phase it runs in: cosockets where
 -- nginx allows them (rewrite, access, content, timers, ...), so that a wait does not
--- block the worker; curl elsewhere (init_by_lua, init_worker_by_lua, log, ...).
+-- block the worker; curl in init_by_lua, where nothing is being served yet. In the
+-- other phases (log, header_filter, init_worker, balancer, ...) it raises rather than
+-- block the worker: run the call in ngx.timer.at, or choose transport = "curl".
 
 local curl = require "soracom.groups.transport.curl"
+local phases = require "soracom.groups.transport.phases"
 
 local auto = {}
-
--- ngx.get_phase() names of the phases whose Lua code may use cosockets and sleep.
-local COSOCKET_PHASES = {
-  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
 
 local Both = {}
 Both.__index = Both
@@ -20,8 +17,15 @@ Both.__index = Both
 -- transport table: they hold the API key and token.
 local lines_of = setmetatable({}, { __mode = "k" })
 
+-- The transport for the running phase; raises where neither may be used.
 local function current(self)
-  if COSOCKET_PHASES[self._ngx.get_phase()] then return self._cosockets end
+  local phase = self._ngx.get_phase()
+  if phases.cosockets[phase] then return self._cosockets end
+  if not phases.blocking_allowed[phase] then
+    error("soracom.groups: nginx offers no cosockets in the " .. phase .. " phase, and a call "
+      .. "through libcurl would block every request of the worker: make the call from a timer "
+      .. "(ngx.timer.at(0, function() ... end)), or choose transport = \"curl\" knowingly", 3)
+  end
   if self._curl == nil then
     self._curl = curl.new(self._settings)
     if lines_of[self] then self._curl:set_headers(lines_of[self]) end

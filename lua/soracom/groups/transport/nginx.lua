@@ -33,6 +33,7 @@
 -- luacheck: read globals ngx
 
 local core = require "soracom.groups.core"
+local phases = require "soracom.groups.transport.phases"
 
 local decode_response = core.decode_response
 local concat, min, max, ceil = table.concat, math.min, math.max, math.ceil
@@ -57,11 +58,6 @@ local CURLE = {
   RECV_ERROR = 56, PEER_FAILED_VERIFICATION = 60,
 }
 
--- Phases in which ngx_lua offers no cosockets.
-local NO_COSOCKETS = {
-  init = true, init_worker = true, set = true, header_filter = true, body_filter = true,
-  log = true, balancer = true, ssl_session_store = true, exit_worker = true,
-}
 
 local USER_AGENT = "soracom-groups/" .. core.VERSION
 
@@ -576,7 +572,7 @@ function Transport:perform(method, url, body, paginated)
   if self._closed then error("soracom.groups: the client is closed", 2) end
   if heads[self] == nil then error("soracom.groups: set_headers was not called", 2) end
   local phase = ngx.get_phase()
-  if NO_COSOCKETS[phase] then
+  if not phases.cosockets[phase] then
     error("soracom.groups: the nginx transport needs cosockets, which nginx does not offer in the "
       .. phase .. " phase (use transport = \"curl\" there, or ngx.timer.at)", 2)
   end
