@@ -240,7 +240,8 @@ describe("config builders", function()
         config.read(group, "SoracomAir"))
       assert.are.same(config.read(group, "SoracomAir"), config.read(group, "air"))
       assert.are.same({}, config.read(group, "harvest"))
-      raises("soracom.groups.config.read: unknown namespace \"Air\"", function() config.read(group, "Air") end)
+      raises('soracom.groups.config.read: namespace "Air" is not one of SoracomAir, SoracomBeam,',
+        function() config.read(group, "Air") end)
     end)
   end)
 end)
@@ -263,6 +264,65 @@ describe("configuration over HTTP", function()
     end
     return lines
   end
+
+  it("create_group takes a built configuration, or a list of them", function()
+    local group = assert(client:create_group { name = "built", configuration = config.air { use_vpg = true } })
+    assert.are.same({ SoracomAir = { useVpg = true } }, group.configuration)
+    group = assert(client:create_group { configuration = { config.air { use_vpg = true },
+      config.harvest { enabled = true } } })
+    assert.are.same({ SoracomAir = { useVpg = true }, SoracomHarvest = { enabled = true } }, group.configuration)
+    srv:clear_requests()
+    raises("create_group: configuration builds SoracomAir twice",
+      function() client:create_group { configuration = { config.air {}, config.air {} } } end)
+    raises("create_group: configuration[2] is not a built configuration, as the others are",
+      function() client:create_group { configuration = { config.air {}, { SoracomHarvest = {} } } } end)
+    assert.are.same({}, trail())
+  end)
+
+  it("create_group refuses what is not plain API data, such as a built value under a namespace", function()
+    raises("create_group: configuration.SoracomAir is a built configuration; give it as configuration = "
+      .. "config.<builder>{...}",
+      function() client:create_group { configuration = { SoracomAir = config.air { use_vpg = true } } } end)
+    local classy = setmetatable({ enabled = true }, { __index = {} })
+    raises("create_group: configuration.SoracomHarvest is a table with a metatable, not plain JSON data",
+      function() client:create_group { configuration = { SoracomHarvest = classy } } end)
+    raises("put_config: params.metadata is a built configuration",
+      function() client:put_config("g", "SoracomAir", { metadata = config.air {} }) end)
+    assert.are.same({}, trail())
+    -- arrays marked as arrays are plain data
+    local group = assert(client:create_group { configuration = { air = { dnsServers = groups.array {} } } })
+    assert.are.same({ SoracomAir = { dnsServers = {} } }, group.configuration)
+  end)
+
+  it("takes builder names wherever a namespace goes", function()
+    local group = client:create_group()
+    assert.is_true(assert(client:put_config(group.groupId, "air", { useVpg = true })).configuration.SoracomAir.useVpg)
+    assert.is_true(assert(client:put_config(group.groupId, "harvest", config.harvest { enabled = true }))
+      .configuration.SoracomHarvest.enabled)
+    assert.is_true(client:delete_config(group.groupId, "air", "useVpg"))
+    assert.is_true(client:delete_config_namespace(group.groupId, "harvest"))
+    local path = "/v1/groups/" .. group.groupId .. "/configuration/"
+    local lines = trail()
+    assert.are.same({ "PUT " .. path .. "SoracomAir", "PUT " .. path .. "SoracomHarvest",
+      "DELETE " .. path .. "SoracomAir/useVpg", "DELETE " .. path .. "SoracomHarvest" },
+      { lines[2], lines[3], lines[4], lines[5] })
+  end)
+
+  it("words a bad namespace the same way everywhere", function()
+    local expected = 'namespace "Air" is not one of SoracomAir, SoracomBeam, SoracomEndorse, SoracomFlux, '
+      .. "SoracomFunk, SoracomFunnel, SoracomHarvest, SoracomHarvestFiles, SoracomKrypton, SoracomOrbit, "
+      .. "UnifiedEndpoint (or their builder names: air, beam, endorse, flux, funk, funnel, harvest, "
+      .. "harvest_files, krypton, orbit, unified_endpoint)"
+    raises("put_config: " .. expected, function() client:put_config("g", "Air", { a = 1 }) end)
+    raises("update_config: " .. expected, function() client:update_config("g", "Air", {}) end)
+    raises("create_group: " .. expected, function() client:create_group { configuration = { Air = {} } } end)
+    raises("config.read: " .. expected, function() config.read({}, "Air") end)
+    -- where Orbit is not taken, it is not offered
+    raises('delete_config: namespace "orbit" is not one of SoracomAir, SoracomBeam, SoracomEndorse, '
+      .. "SoracomFlux, SoracomFunk, SoracomFunnel, SoracomHarvest, SoracomHarvestFiles, SoracomKrypton, "
+      .. "UnifiedEndpoint (or their builder names: air, beam, endorse, flux, funk, funnel, harvest, "
+      .. "harvest_files, krypton, unified_endpoint)", function() client:delete_config("g", "orbit", "x") end)
+  end)
 
   it("put_config takes a built configuration with or without the namespace", function()
     local group = client:create_group()
@@ -346,11 +406,66 @@ describe("configuration over HTTP", function()
       assert.is_nil(updated.configuration.SoracomHarvest)
     end)
 
-    it("refuses to remove one Orbit setting, which the API cannot", function()
+    it("refuses to remove one Orbit setting, which the API cannot, before sending anything", function()
       local group = client:create_group { configuration = { SoracomOrbit = { enabled = true, useLocation = true } } }
+      srv:clear_requests()
       raises("update_config: SoracomOrbit settings cannot be removed one by one", function()
         client:update_config(group.groupId, "orbit", { use_location = groups.null })
       end)
+      assert.are.same({}, trail())
+    end)
+
+    it("returns an error, and writes nothing, when a function drops one Orbit setting", function()
+      local group = client:create_group { configuration = { SoracomOrbit = { enabled = true, useLocation = true } } }
+      srv:clear_requests()
+      local updated, err = client:update_config(group.groupId, "orbit", function(current)
+        current.use_location = nil
+        return current
+      end)
+      assert.is_nil(updated)
+      assert.are.equal("unsupported", err.kind)
+      assert.matches("useLocation; nothing was written", tostring(err), 1, true)
+      for _, line in ipairs(trail()) do assert.matches("^GET ", line) end
+    end)
+
+    it("lets a change replace a value the builder would refuse", function()
+      local group = client:create_group { configuration = { SoracomAir = { ipLinkMtu = "1500", useVpg = true,
+        metadata = "odd" } } }
+      local updated, err = client:update_config(group.groupId, "air", { ip_link_mtu = 1400,
+        metadata = { enabled = true } })
+      assert.is_nil(err)
+      assert.are.same({ ipLinkMtu = 1400, useVpg = true, metadata = { enabled = true } },
+        updated.configuration.SoracomAir)
+      -- and an extra key replaces the field that reads the same API key
+      updated = assert(client:update_config(group.groupId, "air", { extra = { useVpg = "maybe" } }))
+      assert.are.equal("maybe", updated.configuration.SoracomAir.useVpg)
+    end)
+
+    it("lets a Beam entry replace a raw value kept under its entry point", function()
+      local group = client:create_group { configuration = { SoracomBeam = {
+        ["tcp://beam.soracom.io:8023"] = "garbage", ["http://beam.soracom.io:8888/a"] = 7 } } }
+      local updated = assert(client:update_config(group.groupId, "beam", { tcp = { enabled = true },
+        http = { path = "/a", destination = "https://a.example.com" } }))
+      assert.are.same({ ["tcp://beam.soracom.io:8023"] = { enabled = true },
+        ["http://beam.soracom.io:8888/a"] = { destination = "https://a.example.com" } },
+        updated.configuration.SoracomBeam)
+    end)
+
+    it("treats a namespace that is JSON null as empty", function()
+      local group = client:create_group()
+      local as_read = cjson.encode { groupId = group.groupId, lastModifiedTime = group.lastModifiedTime,
+        tags = {}, configuration = { SoracomAir = cjson.null } }
+      srv:faults { { status = 200, body = as_read, times = 2 } } -- both reads see the null
+      local updated = assert(client:update_config(group.groupId, "air", { use_vpg = true }))
+      assert.are.same({ useVpg = true }, updated.configuration.SoracomAir)
+    end)
+
+    it("returns a decode error when the group read is not an object", function()
+      local group = client:create_group()
+      srv:faults { { status = 200, body = "true" } }
+      local updated, err = client:update_config(group.groupId, "air", { use_vpg = true })
+      assert.is_nil(updated)
+      assert.are.equal("decode", err.kind)
     end)
 
     it("says so instead of overwriting when the group changed between the read and the write", function()
@@ -416,7 +531,7 @@ describe("configuration over HTTP", function()
     end)
 
     it("checks its arguments before sending anything", function()
-      raises('update_config: namespace Air is not a namespace or builder name',
+      raises('update_config: namespace "Air" is not one of SoracomAir, SoracomBeam,',
         function() client:update_config("g", "Air", {}) end)
       raises("update_config: changes must be a table or a function (got string)",
         function() client:update_config("g", "air", "x") end)

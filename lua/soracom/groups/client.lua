@@ -160,6 +160,9 @@ local function call(self, op, level, a1, a2, a3)
     a2, a3 = a2.namespace, a2 -- put_config(id, config.air{...})
   end
   validate.params(op, level + 1, a1, a2, a3)
+  if op.params[2] == "namespace" then
+    a2 = spec.NAMESPACE_OF[a2] -- the namespace of a builder's name: "air" is SoracomAir
+  end
   local text
   if op.body then
     local argument = select(#op.params + 1, a1, a2, a3)
@@ -215,30 +218,44 @@ function Client:set_tag(group_id, name, value)
   return group, err
 end
 
--- Deep copy of plain data (settings read from a group).
-local function copy(value)
-  if type(value) ~= "table" then return value end
-  local result = {}
-  for key, item in pairs(value) do result[key] = copy(item) end
-  return setmetatable(result, getmetatable(value))
-end
-
-local function is_list(value)
-  return type(value) == "table" and (value[1] ~= nil or getmetatable(value) == core.array_mt)
-end
-
--- Merges changes into target: nested tables merge key by key, lists and anything
--- else replace what was there; groups.null stays as the mark of a removal.
-local function merge(target, changes)
-  for key, value in pairs(changes) do
-    local current = target[key]
-    if type(value) == "table" and not is_list(value) and type(current) == "table" and not is_list(current) then
-      merge(current, value)
-    else
-      target[key] = copy(value)
+-- What update_config sends for a namespace after reading `group`: the API settings
+-- before and after the change, and the keys to remove. Anything wrong that depends on
+-- the group's data comes back as nil, err (the changes were checked before the read);
+-- a changes function that returns a wrong value is the caller's mistake and raises.
+local function planned_change(namespace, group, changes, path, level)
+  if type(group) ~= "table" then
+    return nil, Error.wrap({ kind = "decode", message = "the group read is not a JSON object" }, "GET", path)
+  end
+  local configuration = type(group.configuration) == "table" and group.configuration or {}
+  local before = type(configuration[namespace]) == "table" and configuration[namespace] or {}
+  local current = config.from_api(namespace, before)
+  local after
+  if type(changes) == "function" then
+    current = changes(config.copy(current))
+    if type(current) ~= "table" then
+      validate.fail("update_config", "the changes function must return the new settings, a table (got "
+        .. type(current) .. ")", level + 1)
+    end
+    after = config.to_api(namespace, config.long_form(namespace, current, level + 1), level + 1)
+  else
+    local why
+    after, why = config.try_to_api(namespace, config.merge(namespace, current, changes))
+    if after == nil then
+      return nil, Error.wrap({ kind = "decode", message = "the group's " .. namespace .. " settings "
+        .. "cannot be merged with the changes: " .. why }, "GET", path)
     end
   end
-  return target
+  local removed = {}
+  for key in pairs(before) do
+    if after[key] == nil then removed[#removed + 1] = key end
+  end
+  table.sort(removed)
+  if #removed > 0 and next(after) ~= nil and not operations.delete_config.namespaces[namespace] then
+    return nil, Error.wrap({ kind = "unsupported", message = namespace .. " settings cannot be removed "
+      .. "one by one (the API has no such call): " .. table.concat(removed, ", ") .. "; nothing was written" },
+      "PUT", path .. "/configuration/" .. namespace)
+  end
+  return { before = before, after = after, removed = removed }
 end
 
 --- update_config(group_id, namespace, changes): read, change, write back every key.
@@ -251,52 +268,38 @@ end
 function Client:update_config(group_id, namespace, changes)
   check_self(self, "update_config")
   validate.segment("update_config", "group_id", group_id, 2)
-  local resolved = config.namespace_of(namespace)
-  if resolved == nil then
-    validate.fail("update_config", "namespace " .. tostring(namespace) .. " is not a namespace or builder name", 2)
-  end
+  local resolved = validate.namespace("update_config", namespace, 2)
   if type(changes) == "table" then
-    config.to_api(resolved, changes, 2) -- a bad field raises before anything is sent
+    local _, removals = config.to_api(resolved, changes, 2) -- a bad field raises before anything is sent
+    if #removals > 0 and not operations.delete_config.namespaces[resolved] then
+      validate.fail("update_config", resolved .. " settings cannot be removed one by one (the API has no "
+        .. "such call); remove the namespace with delete_config_namespace", 2)
+    end
     changes = config.long_form(resolved, changes, 2) -- merged the way config.read gives them
   elseif type(changes) ~= "function" then
     validate.fail("update_config", "changes must be a table or a function (got " .. type(changes) .. ")", 2)
   end
 
   local get = operations.get_group
+  local path = "/groups/" .. group_id
   local group, err = call(self, get, 2, group_id)
   if group == nil then return nil, err end
-  local before = type(group.configuration) == "table" and group.configuration[resolved] or {}
-  local current = config.from_api(resolved, before)
-  if type(changes) == "function" then
-    current = changes(copy(current))
-    if type(current) ~= "table" then
-      validate.fail("update_config", "the changes function must return the new settings, a table (got "
-        .. type(current) .. ")", 2)
-    end
-  else
-    current = merge(current, changes)
-  end
-  local after = config.to_api(resolved, config.long_form(resolved, current, 2), 2)
-  local removed = {}
-  for key in pairs(before) do
-    if after[key] == nil then removed[#removed + 1] = key end
-  end
-  table.sort(removed)
-  if #removed > 0 and next(after) ~= nil and not operations.delete_config.namespaces[resolved] then
-    validate.fail("update_config", resolved .. " settings cannot be removed one by one (the API has no "
-      .. "such call); remove the namespace with delete_config_namespace", 2)
-  end
+  local plan
+  plan, err = planned_change(resolved, group, changes, path, 2)
+  if plan == nil then return nil, err end
 
   local again
   again, err = call(self, get, 2, group_id)
   if again == nil then return nil, err end
-  if again.lastModifiedTime ~= group.lastModifiedTime then
+  if type(again) ~= "table" or again.lastModifiedTime ~= group.lastModifiedTime then
     return nil, Error.wrap({ kind = "conflict", message = "the group changed since it was read "
-      .. "(lastModifiedTime " .. tostring(group.lastModifiedTime) .. " -> " .. tostring(again.lastModifiedTime)
-      .. "); nothing was written" }, "PUT", "/groups/" .. group_id .. "/configuration/" .. resolved)
+      .. "(lastModifiedTime " .. tostring(group.lastModifiedTime) .. " -> "
+      .. tostring(type(again) == "table" and again.lastModifiedTime) .. "); nothing was written" },
+      "PUT", path .. "/configuration/" .. resolved)
   end
 
-  if next(after) == nil and next(before) == nil then -- nothing there, nothing asked: done
+  local after, removed = plan.after, plan.removed
+  if next(after) == nil and next(plan.before) == nil then -- nothing there, nothing asked: done
     return again
   elseif next(after) == nil then -- every setting removed: remove the namespace
     local ok

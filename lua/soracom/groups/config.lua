@@ -6,6 +6,7 @@
 --     client:put_config(group_id, config.air { metadata = { enabled = true } })
 
 local core = require "soracom.groups.core"
+local spec = require "soracom.groups.operations"
 
 local config = {}
 
@@ -560,12 +561,7 @@ end
 ---------------------------------------------------------------------------------------
 -- The builders.
 
-local BUILDERS = {
-  air = "SoracomAir", beam = "SoracomBeam", endorse = "SoracomEndorse", flux = "SoracomFlux",
-  funk = "SoracomFunk", funnel = "SoracomFunnel", harvest = "SoracomHarvest",
-  harvest_files = "SoracomHarvestFiles", krypton = "SoracomKrypton", orbit = "SoracomOrbit",
-  unified_endpoint = "UnifiedEndpoint",
-}
+local BUILDERS = spec.BUILDERS
 config.NAMESPACES = BUILDERS
 local BUILDER_OF = {}
 for builder, namespace in pairs(BUILDERS) do BUILDER_OF[namespace] = builder end
@@ -634,12 +630,100 @@ function config.long_form(namespace, settings, level)
   return expanded
 end
 
+---------------------------------------------------------------------------------------
+-- Merging changes into settings read from a group (update_config).
+
+local function copy(value)
+  if type(value) ~= "table" then return value end
+  local result = {}
+  for key, item in pairs(value) do result[key] = copy(item) end
+  return setmetatable(result, getmetatable(value))
+end
+config.copy = copy
+
+local function is_list(value)
+  return type(value) == "table" and (value[1] ~= nil or getmetatable(value) == core.array_mt)
+end
+
+local function is_object(value)
+  return type(value) == "table" and not is_list(value)
+end
+
+-- The levels of a namespace's idiomatic form: name -> {key = API key, fields = the
+-- level below}. Beam's top level is its entry points; its HTTP entries sit in `http`
+-- but their API keys are top-level keys, which beam_merge handles.
+local BEAM_LEVEL = {
+  http = { fields = setmetatable({}, { __index = function() return { fields = BEAM_ENTRY } end }) },
+}
+for name, key in pairs(BEAM_ENTRY_POINTS) do BEAM_LEVEL[name] = { key = key, fields = BEAM_ENTRY } end
+
+-- Forgets, in target, the value that `key` names at this level: the field reading it,
+-- or the raw value kept in extra.
+local function forget_key(target, fields, key)
+  if type(target.extra) == "table" then target.extra[key] = nil end
+  for name, field in pairs(fields) do
+    if field.key == key then target[name] = nil end
+  end
+end
+
+-- Merges changes into target: nested objects key by key, lists and anything else
+-- replace what was there; null stays as the mark of a removal. A field the changes
+-- set replaces a raw value the server holds under its key in extra, and an extra key
+-- the changes set replaces the field that reads that key: the change wins, and the
+-- result never sets one key twice.
+local function merge_level(target, changes, fields)
+  for name, value in pairs(changes) do
+    local field = fields and fields[name]
+    if fields and name == "extra" and is_object(value) then
+      for key in pairs(value) do forget_key(target, fields, key) end
+    elseif field and field.key and value ~= null and type(target.extra) == "table" then
+      target.extra[field.key] = nil
+    end
+    local current = target[name]
+    if is_object(value) and is_object(current) then
+      merge_level(current, value, field and field.fields or nil)
+    else
+      target[name] = copy(value)
+    end
+  end
+  return target
+end
+
+-- Beam: HTTP entries are merged by path, and each stands for a top-level API key.
+local function beam_merge(target, changes)
+  local http = changes.http
+  if is_object(http) then
+    for path in pairs(http) do
+      if type(target.extra) == "table" then target.extra[BEAM_HTTP_PREFIX .. path] = nil end
+    end
+  end
+  if is_object(changes.extra) and is_object(target.http) then
+    for key in pairs(changes.extra) do
+      if key:sub(1, #BEAM_HTTP_PREFIX) == BEAM_HTTP_PREFIX then target.http[key:sub(#BEAM_HTTP_PREFIX + 1)] = nil end
+    end
+  end
+  return merge_level(target, changes, BEAM_LEVEL)
+end
+
+--- config.merge(namespace, current, changes): the settings of config.read (or
+-- from_api) with changes (in long form, see config.long_form) merged in; changes
+-- current in place and returns it.
+function config.merge(namespace, current, changes)
+  if namespace == "SoracomBeam" then return beam_merge(current, changes) end
+  return merge_level(current, changes, FIELDS[namespace])
+end
+
 --- The namespace name of a builder name or a namespace name, or nil.
 function config.namespace_of(name)
-  if BUILDERS[name] then return BUILDERS[name] end
-  for _, namespace in pairs(BUILDERS) do
-    if namespace == name then return namespace end
-  end
+  return spec.NAMESPACE_OF[name]
+end
+
+--- Like config.to_api, but a bad field gives nil, message instead of raising.
+function config.try_to_api(namespace, settings)
+  local ok, api, removed = pcall(to_api, namespace, settings, BUILDER_OF[namespace])
+  if ok then return api, removed end
+  if type(api) == "table" and api.config_error then return nil, api.config_error end
+  error(api, 0)
 end
 
 --- Idiomatic settings -> API {key = value} map, and the API keys marked for removal
@@ -666,7 +750,7 @@ function config.read(group, namespace)
   end
   local resolved = config.namespace_of(namespace)
   if resolved == nil then
-    error("soracom.groups.config.read: unknown namespace " .. quoted(namespace), 2)
+    error("soracom.groups.config.read: " .. spec.unknown_namespace(namespace, spec.ALL_NAMESPACES), 2)
   end
   local configuration = type(group.configuration) == "table" and group.configuration or {}
   return config.from_api(resolved, configuration[resolved])

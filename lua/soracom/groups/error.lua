@@ -1,5 +1,6 @@
 --- The error object every failed call returns as its second value.
--- Fields: kind ("http", "network", "decode", "auth" or "config"), status, code,
+-- Fields: kind ("http", "network", "decode", "auth", "config", or from update_config
+-- "conflict" and "unsupported"), status, code,
 -- message, method, path, attempts (requests sent), retry_after (seconds the server
 -- asked to wait), and for network failures curl_code. It never holds a credential.
 

@@ -10,6 +10,37 @@ local NAMESPACES = {
   "SoracomOrbit", "UnifiedEndpoint",
 }
 
+-- The builder of each namespace (groups.config.air, ...); every method that takes a
+-- namespace takes the builder's name as well.
+local BUILDERS = {
+  air = "SoracomAir", beam = "SoracomBeam", endorse = "SoracomEndorse", flux = "SoracomFlux",
+  funk = "SoracomFunk", funnel = "SoracomFunnel", harvest = "SoracomHarvest",
+  harvest_files = "SoracomHarvestFiles", krypton = "SoracomKrypton", orbit = "SoracomOrbit",
+  unified_endpoint = "UnifiedEndpoint",
+}
+
+-- A namespace or builder name -> the namespace.
+local NAMESPACE_OF = {}
+for builder, namespace in pairs(BUILDERS) do
+  NAMESPACE_OF[builder] = namespace
+  NAMESPACE_OF[namespace] = namespace
+end
+
+--- Why `name` is refused as a namespace, where `allowed` (a set) are the namespaces
+-- the caller takes: the same words for every method and config.read.
+local function unknown_namespace(name, allowed)
+  local namespaces, builders = {}, {}
+  for _, namespace in ipairs(NAMESPACES) do
+    if allowed[namespace] then namespaces[#namespaces + 1] = namespace end
+  end
+  for builder, namespace in pairs(BUILDERS) do
+    if allowed[namespace] then builders[#builders + 1] = builder end
+  end
+  table.sort(builders)
+  return "namespace " .. string.format("%q", tostring(name)) .. " is not one of " .. table.concat(namespaces, ", ")
+    .. " (or their builder names: " .. table.concat(builders, ", ") .. ")"
+end
+
 local function set_of(list, except)
   local set = {}
   for _, value in ipairs(list) do
@@ -80,4 +111,8 @@ end
 return {
   operations = operations,
   NAMESPACES = NAMESPACES,
+  BUILDERS = BUILDERS,
+  NAMESPACE_OF = NAMESPACE_OF,
+  ALL_NAMESPACES = all_namespaces,
+  unknown_namespace = unknown_namespace,
 }

@@ -1,7 +1,9 @@
 --- Argument checks. A wrong argument is a programming error: it raises at once,
 -- naming the method and the argument, before any request is sent.
 
+local config = require "soracom.groups.config"
 local core = require "soracom.groups.core"
+local spec = require "soracom.groups.operations"
 
 local validate = {}
 
@@ -29,22 +31,23 @@ function validate.segment(method, name, value, level)
   end
 end
 
-function validate.namespace(method, value, allowed, level)
+--- The namespace that value names (a namespace, or its builder's name: "air"), among
+-- the set `allowed` (all by default); raises for anything else.
+function validate.namespace(method, value, level, allowed)
+  allowed = allowed or spec.ALL_NAMESPACES
   validate.non_empty_string(method, "namespace", value, level + 1)
-  if not allowed[value] then
-    local names = {}
-    for name in pairs(allowed) do names[#names + 1] = name end
-    table.sort(names)
-    fail(method, "namespace " .. describe(value) .. " is not one of "
-      .. table.concat(names, ", "), level + 1)
+  local namespace = spec.NAMESPACE_OF[value]
+  if namespace == nil or not allowed[namespace] then
+    fail(method, spec.unknown_namespace(value, allowed), level + 1)
   end
+  return namespace
 end
 
 -- The checks of one path parameter; the common case (a good value) costs no call.
 local function check_param(op, name, value, level)
   if name == "namespace" then
     if op.namespaces[value] then return end
-    validate.namespace(op.name, value, op.namespaces, level + 1)
+    validate.namespace(op.name, value, level + 1, op.namespaces)
   elseif type(value) ~= "string" or value == "" or value == "." or value == ".." then
     validate.segment(op.name, name, value, level + 1)
   end
@@ -154,6 +157,7 @@ local function records(method, record, given, level)
       if type(name) ~= "string" or name == "" or not value_ok(record, entry[record.value]) then
         fail(method, argument .. "[" .. i .. "] must be " .. record.shape, level + 1)
       end
+      validate.plain_data(method, argument .. "[" .. i .. "]." .. record.value, entry[record.value], level + 1)
       result[i] = { [record.name] = name, [record.value] = entry[record.value] }
     end
     return array(result)
@@ -168,6 +172,7 @@ local function records(method, record, given, level)
       fail(method, argument .. "." .. name .. " must be a " .. record.value_type .. " (got "
         .. describe(value) .. ")", level + 1)
     end
+    validate.plain_data(method, argument .. "." .. name, value, level + 1)
     result[#result + 1] = { [record.name] = name, [record.value] = value }
   end
   return array(result)
@@ -197,19 +202,71 @@ function validate.config_params(method, params, level)
   return result
 end
 
---- A group's configuration, {Namespace = {key = value}}; a namespace may also be
--- given as put_config's array of {key=, value=}.
+-- Whether a table's metatable is only the mark of a JSON array (ours or lua-cjson's).
+local function plain_metatable(t)
+  local mt = getmetatable(t)
+  if mt == nil or mt == core.array_mt then return true end
+  local cjson = package.loaded.cjson
+  return type(cjson) == "table" and mt == rawget(cjson, "array_mt")
+end
+
+--- Raises unless value is plain API data: no table in it carries a metatable (a
+-- builder's object, a class instance), whose fields would be sent as they are.
+function validate.plain_data(method, name, value, level)
+  if type(value) ~= "table" then return end
+  if config.is_built(value) then
+    fail(method, name .. " is a built configuration; give it as configuration = config.<builder>{...} "
+      .. "(or a list of them), or give put_config the built value", level + 1)
+  end
+  if not plain_metatable(value) then
+    fail(method, name .. " is a table with a metatable, not plain JSON data", level + 1)
+  end
+  for key, item in pairs(value) do
+    validate.plain_data(method, name .. "." .. tostring(key), item, level + 1)
+  end
+end
+
+-- The plain {Namespace = {key = value}} of a built configuration or a list of them,
+-- or nil when value is neither.
+local function built_configuration(method, value, level)
+  local list = config.is_built(value) and { value } or value
+  if not config.is_built(list[1]) then return nil end
+  if not is_array(method, "configuration", list, level + 1) then return nil end
+  local configuration = {}
+  for i, built in ipairs(list) do
+    if not config.is_built(built) then
+      fail(method, "configuration[" .. i .. "] is not a built configuration, as the others are", level + 1)
+    end
+    if configuration[built.namespace] then
+      fail(method, "configuration builds " .. built.namespace .. " twice", level + 1)
+    end
+    local settings = {}
+    for _, param in ipairs(built.params) do settings[param.key] = param.value end
+    configuration[built.namespace] = settings
+  end
+  return configuration
+end
+
+--- A group's configuration, {Namespace = {key = value}}, with the namespace's builder
+-- name in place of a namespace if wished; a namespace may also be given as
+-- put_config's array of {key=, value=}. A built configuration (config.air{...}), or a
+-- list of them, stands for the namespaces it was built for.
 function validate.configuration(method, configuration, namespaces, level)
   if type(configuration) ~= "table" then
     fail(method, "configuration must be a table (got " .. describe(configuration) .. ")", level + 1)
   end
+  configuration = built_configuration(method, configuration, level + 1) or configuration
   local result = {}
-  for namespace, settings in pairs(configuration) do
-    validate.namespace(method, namespace, namespaces, level + 1)
+  for name, settings in pairs(configuration) do
+    local namespace = validate.namespace(method, name, level + 1, namespaces)
+    if result[namespace] then
+      fail(method, "configuration names " .. namespace .. " twice", level + 1)
+    end
     if type(settings) ~= "table" then
-      fail(method, "configuration." .. namespace .. " must be a table (got "
+      fail(method, "configuration." .. name .. " must be a table (got "
         .. describe(settings) .. ")", level + 1)
     end
+    validate.plain_data(method, "configuration." .. name, settings, level + 1)
     local map = {}
     if is_array(method, "configuration." .. namespace, settings, level + 1) then
       for _, entry in ipairs(validate.config_params(method, settings, level + 1)) do
