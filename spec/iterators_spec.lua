@@ -105,6 +105,32 @@ describe("iterators", function()
     assert.are.same(ids, seen)
   end)
 
+  it("raises an error object when the pages go round in a loop, however long", function()
+    local function page(id, key)
+      return { status = 200, headers = { ["X-Soracom-Next-Key"] = key }, body = { { groupId = id } } }
+    end
+    for _, keys in ipairs { { "A", "A" }, { "A", "B", "A" }, { "A", "B", "C", "B" } } do
+      local faults = {}
+      for i, key in ipairs(keys) do faults[i] = page("g" .. i, key) end
+      for _ = 1, 10 do faults[#faults + 1] = page("more", "Z") end -- where an endless loop would go
+      srv:reset()
+      srv:faults(faults)
+      local seen = {}
+      local ok, err = pcall(function()
+        for group in client:groups() do seen[#seen + 1] = group.groupId end
+      end)
+      assert.is_false(ok)
+      assert.is_true(groups.is_error(err), tostring(err))
+      assert.are.equal("decode", err.kind)
+      assert.are.equal("GET", err.method)
+      assert.are.equal("/groups", err.path)
+      assert.matches("page key " .. keys[#keys] .. " again", tostring(err), 1, true)
+      assert.are.equal(keys[#keys - 1], err.resume_key)
+      assert.are.equal(#keys - 1, #seen)
+      assert.are.equal(#keys, #srv:requests())
+    end
+  end)
+
   it("raises a network error mid-iteration when retries are off", function()
     srv:seed_groups(4)
     local strict = new_client(srv, { retries = 0 })

@@ -333,7 +333,7 @@ function Client:groups(options)
   local iterator = iterate.pages(op, options, function(query)
     local items, next_key = request(self, op, FETCH_LEVEL, query, nil)
     return items, next_key
-  end)
+  end, op.path)
   return iterator
 end
 
@@ -343,10 +343,11 @@ function Client:subscribers(group_id, options)
   check_self(self, "subscribers")
   validate.params(op, 2, group_id)
   validate.query(op, options, 2)
+  local _, path = build_url(self._endpoint, op.path, nil, nil, group_id)
   local iterator = iterate.pages(op, options, function(query)
     local items, next_key = request(self, op, FETCH_LEVEL, query, nil, group_id)
     return items, next_key
-  end)
+  end, path)
   return iterator
 end
 

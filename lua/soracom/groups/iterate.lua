@@ -6,14 +6,20 @@
 -- of the list. Its `resume_key` field holds the last_evaluated_key to start again
 -- from, so a caller that catches it with pcall loses nothing.
 
+local Error = require "soracom.groups.error"
+
 local iterate = {}
 
---- fetch(query) -> items, next_key | nil, err
-function iterate.pages(op, options, fetch)
+--- fetch(query) -> items, next_key | nil, err; path names the list in errors.
+function iterate.pages(op, options, fetch, path)
   local query = {}
   for name, value in pairs(options or {}) do query[name] = value end
   local items, count, index = nil, 0, 0
   local finished = false
+  -- Every key seen, so that pages that come round again (A, B, A...) end the loop
+  -- with an error instead of running forever. One short string per page.
+  local seen_keys = {}
+  if query.last_evaluated_key then seen_keys[query.last_evaluated_key] = true end
 
   return function()
     index = index + 1
@@ -26,9 +32,14 @@ function iterate.pages(op, options, fetch)
         err.resume_key = requested_key
         error(err, 0)
       end
-      if next_key ~= nil and next_key == requested_key then
-        error("soracom.groups: " .. op.name .. ": the server sent the same page key twice ("
-          .. next_key .. ")", 0)
+      if next_key ~= nil then
+        if seen_keys[next_key] then
+          local err = Error.wrap({ kind = "decode", message = "the server sent the page key " .. next_key
+            .. " again: its pages go round in a loop" }, op.method, path)
+          err.resume_key = requested_key
+          error(err, 0)
+        end
+        seen_keys[next_key] = true
       end
       items, count, index = page, #page, 1
       query.last_evaluated_key = next_key
