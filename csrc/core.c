@@ -1,7 +1,6 @@
 /* soracom.groups.core: builds requests and decodes responses for the Lua layer, and
  * holds the curl sessions. See DESIGN.md for why the loop around them is Lua. */
 #include <curl/curl.h>
-#include <errno.h>
 #include "core.h"
 
 /* encode_json(value[, root_name]) -> text; raises naming the bad field. */
@@ -37,7 +36,7 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
         {"decode_response", sg_decode_response},
         {"parse_next_key", sg_parse_next_key},
         {"session", sg_session_new},
-        {"file_mode", sg_file_mode},
+        {"read_private_file", sg_read_private_file},
         {"now", sg_now},
         {"sleep", sg_sleep},
         {"random", sg_random},
@@ -56,8 +55,6 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
     luaL_setfuncs(L, with_scratch, 1);
     lua_pushliteral(L, SG_VERSION);
     lua_setfield(L, -2, "VERSION");
-    lua_pushinteger(L, ENOENT); /* what file_mode's third result says for "no such file" */
-    lua_setfield(L, -2, "ENOENT");
     lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */
     lua_setfield(L, -2, "null");
     luaL_newmetatable(L, SG_ARRAY_METATABLE);

@@ -48,8 +48,10 @@ void sg_set_retry_after(lua_State *L, const char *retry_after, const char *refre
 /* Pushes a new error table {kind=kind, message=message}. */
 void sg_push_error(lua_State *L, const char *kind, const char *message);
 
+/* private_file.c */
+int sg_read_private_file(lua_State *L);
+
 /* system.c */
-int sg_file_mode(lua_State *L);
 int sg_now(lua_State *L);
 int sg_sleep(lua_State *L);
 int sg_random(lua_State *L);

@@ -1,31 +1,12 @@
-/* What the Lua layer needs from the OS and plain Lua lacks: a file's permission bits
- * (a credentials file must not be readable by others), a monotonic clock (token
+/* What the Lua layer needs from the OS and plain Lua lacks: a monotonic clock (token
  * expiry must not jump with the wall clock), a sleep for the waits between retries
  * outside nginx, and random jitter that does not touch the program's math.random. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
 #include "core.h"
-
-/* file_mode(path) -> permission bits (e.g. 384 for 0600), or nil, message */
-int sg_file_mode(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    struct stat info;
-    if (stat(path, &info) != 0) {
-        int err = errno;
-        lua_pushnil(L);
-        lua_pushstring(L, strerror(err));
-        lua_pushinteger(L, err);
-        return 3;
-    }
-    lua_pushinteger(L, (lua_Integer)(info.st_mode & 07777));
-    return 1;
-}
 
 /* now() -> seconds on a monotonic clock, with sub-second precision */
 int sg_now(lua_State *L)

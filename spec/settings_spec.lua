@@ -178,6 +178,35 @@ describe("settings", function()
       assert.is_nil((resolve({}, { SORACOM_PROFILE_DIR = dir })))
     end)
 
+    it("read only a regular file, and do not hang on a FIFO in a profile's place", function()
+      local fifo = dir .. "/default.json"
+      assert(os.execute("mkfifo -m 600 '" .. fifo .. "'"))
+      -- in a child process with a time limit: reading a FIFO without a writer would block
+      local interpreter = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+      local pipe = assert(io.popen("timeout 10 " .. interpreter .. " -e \"package.path = 'lua/?.lua;' .. "
+        .. "package.path; require 'spec.support.paths'; local s, err = require('soracom.groups.settings')"
+        .. ".resolve({}, function(n) return n == 'SORACOM_PROFILE_DIR' and '" .. dir .. "' or nil end); "
+        .. "print(s, err)\" 2>&1; echo \"exit=$?\""))
+      local output = pipe:read("*a")
+      pipe:close()
+      assert.matches("^nil\tprofile " .. fifo:gsub("%p", "%%%0") .. " is not a regular file\nexit=0", output)
+      os.remove(fifo)
+      assert(os.execute("mkdir -m 700 '" .. fifo .. "'"))
+      local settings_of, err = resolve({}, { SORACOM_PROFILE_DIR = dir })
+      assert.is_nil(settings_of)
+      assert.are.equal("profile " .. fifo .. " is not a regular file", err)
+    end)
+
+    it("follow a link to a private file, and judge the file, not the link", function()
+      local target = write_profile("real", { authKeyId = "keyId-p", authKey = "secret-p" })
+      assert(os.execute("ln -s '" .. target .. "' '" .. dir .. "/default.json'"))
+      local s = assert(resolve({}, { SORACOM_PROFILE_DIR = dir }))
+      assert.are.equal("keyId-p", s.credentials.login.authKeyId)
+      assert(os.execute("chmod 644 '" .. target .. "'"))
+      local _, err = resolve({}, { SORACOM_PROFILE_DIR = dir })
+      assert.matches("can be read by other users (mode 644)", err, 1, true)
+    end)
+
     it("name the file when it is missing or not JSON, and show none of its secrets", function()
       local s, err = resolve({ profile = "nope" }, { SORACOM_PROFILE_DIR = dir })
       assert.is_nil(s)

@@ -1,6 +1,6 @@
 --- soracom-cli profiles: ~/.soracom/<name>.json (or $SORACOM_PROFILE_DIR/<name>.json).
 -- Reads the fields soracom-cli writes; refuses a file that group or others can read,
--- as soracom-cli does. Problems come back as nil, message (the message names the
+-- as soracom-cli does, and anything but a regular file. Problems come back as nil, message (the message names the
 -- file, never a value from it).
 
 local core = require "soracom.groups.core"
@@ -53,23 +53,28 @@ local function check_fields(data, path)
   return data
 end
 
+local function cannot_read(path, why) return "cannot read profile " .. path .. ": " .. why end
+
+-- What each refusal of core.read_private_file means, given the path and its detail.
+local REFUSED = {
+  missing = cannot_read,
+  unreadable = cannot_read,
+  not_regular = function(path) return "profile " .. path .. " is not a regular file" end,
+  shared = function(path, mode)
+    return string.format("profile %s can be read by other users (mode %o); run: chmod 600 %s", path, mode, path)
+  end,
+  too_large = function(path, limit)
+    return "profile " .. path .. " is larger than " .. limit .. " bytes: not a profile"
+  end,
+}
+
 --- Reads and checks a profile file: the decoded table, or nil, message, and
 -- whether the file is missing.
 function profile.read(path)
-  local mode, why, errno = core.file_mode(path)
-  if mode == nil then
-    return nil, "cannot read profile " .. path .. ": " .. why, errno == core.ENOENT
+  local text, reason, detail = core.read_private_file(path)
+  if text == nil then
+    return nil, REFUSED[reason](path, detail), reason == "missing"
   end
-  if mode % 64 ~= 0 then -- any of the group and other bits (0077)
-    return nil, string.format("profile %s can be read by other users (mode %o); "
-      .. "run: chmod 600 %s", path, mode, path)
-  end
-  local file, open_error = io.open(path, "rb")
-  if file == nil then
-    return nil, "cannot read profile " .. path .. ": " .. tostring(open_error)
-  end
-  local text = file:read("*a")
-  file:close()
   local data, json_error = core.decode_json(text or "")
   if type(data) ~= "table" or data[1] ~= nil then
     return nil, "profile " .. path .. " is not a JSON object"
