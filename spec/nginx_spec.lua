@@ -363,6 +363,57 @@ describe("the nginx transport", function()
     end)
   end)
 
+  describe("responses nginx itself would not send", function()
+    -- One call through each transport to /raw/<case>; returns both results and whether
+    -- each left its connection for reuse.
+    local function both(case, op)
+      local endpoint = nginx.url .. "/raw/" .. case
+      local results, reuse = {}, {}
+      for _, where in ipairs { "nginx", "curl" } do
+        local calls = { { op = op or "list_groups" } }
+        local extra = { endpoint = endpoint, retries = 0 }
+        results[where] = (where == "nginx" and in_nginx or through_curl)(calls, extra)[1]
+        socket.sleep(0.35) -- raw() waits 0.3 s for a second request on the connection
+        reuse[where] = select(2, nginx:get("/raw-result?case=" .. case))
+      end
+      return results, reuse
+    end
+
+    local function same_error(case, code)
+      local results, reuse = both(case)
+      for _, where in ipairs { "nginx", "curl" } do
+        local err = assert(results[where].err, case .. ": no error through " .. where)
+        assert.are.equal("network", err.kind, where)
+        assert.are.equal(code, err.curl_code, where .. ": " .. tostring(err.message))
+        assert.are.equal("not reused\n", reuse[where], where)
+      end
+    end
+
+    it("a 101 nobody asked for: no response, and the connection is not reused", function()
+      same_error("upgrade", 52)
+    end)
+
+    it("a header line over 100 KiB, or headers over 300 KiB, are refused as libcurl does", function()
+      same_error("long-header", 27)
+      same_error("many-headers", 56)
+    end)
+
+    it("a trailer line over 100 KiB is refused as libcurl does", function()
+      same_error("long-trailer", 56)
+    end)
+
+    it("the first of repeated headers counts, commas and all", function()
+      local results = both("comma-key")
+      assert.are.equal("a,b", results.curl.next_key)
+      assert.are.equal("a,b", results.nginx.next_key)
+      results = both("two-retry-after")
+      for _, where in ipairs { "nginx", "curl" } do
+        assert.are.equal(429, results[where].err.status, where)
+        assert.are.equal(1, results[where].err.retry_after, where)
+      end
+    end)
+  end)
+
   describe("in init_by_lua", function()
     it("calls through curl, and the nginx transport says it needs cosockets", function()
       local status, body = nginx:get("/init")

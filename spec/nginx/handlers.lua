@@ -116,6 +116,45 @@ function handlers.pieces()
   end
 end
 
+-- Canned responses, byte for byte, that nginx itself would never send: GET
+-- /raw/<case>/... answers RAW[case] on the raw connection, then files under
+-- "raw:<case>" whether the client sent another request on that connection.
+local function chunk(text) return string.format("%x\r\n%s\r\n", #text, text) end
+local function many(format, count, size)
+  local lines = {}
+  for i = 1, count do lines[i] = string.format(format, i, string.rep("a", size)) end
+  return table.concat(lines)
+end
+local RAW = {
+  upgrade = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: other\r\n\r\n",
+  ["comma-key"] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+    .. "X-Soracom-Next-Key: a,b\r\nX-Soracom-Next-Key: c\r\n\r\n[]",
+  ["two-retry-after"] = "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n"
+    .. "Retry-After: 1\r\nRetry-After: 2\r\n\r\n",
+  ["long-header"] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Long: " .. string.rep("a", 150 * 1024)
+    .. "\r\n\r\n[]",
+  ["many-headers"] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" .. many("X-H%d: %s\r\n", 400, 1000)
+    .. "\r\n[]",
+  ["long-trailer"] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. chunk("[]")
+    .. "0\r\nX-Trailer: " .. string.rep("a", 200 * 1024) .. "\r\n\r\n",
+}
+
+function handlers.raw()
+  local case = ngx.var.uri:match("^/raw/([^/]+)")
+  ngx.req.read_body()
+  local sock = assert(ngx.req.socket(true))
+  local bytes = assert(RAW[case], case)
+  assert(sock:send(bytes))
+  sock:settimeout(300)
+  local more = sock:receive(1)
+  ngx.shared.soracom_spec:set("raw:" .. case, more and "reused" or "not reused")
+end
+
+-- GET /raw-result?case=<case>: what raw() filed.
+function handlers.raw_result()
+  ngx.say(ngx.shared.soracom_spec:get("raw:" .. tostring(ngx.var.arg_case)) or "nothing")
+end
+
 -- Runs in init_by_lua (the master, before the workers fork): cosockets do not exist
 -- yet, so the curl transport makes the call.
 function handlers.init()

@@ -48,14 +48,17 @@ local MAX_BODY_LIMIT = 1024 * 1024 * 1024 -- the curl session's ceiling too
 local DEFAULT_KEEPALIVE_TIMEOUT = 60     -- seconds an idle pooled connection is kept
 local DEFAULT_POOL_SIZE = 30             -- idle connections kept per pool and worker
 local READ_CHUNK = 65536
-local MAX_HEADER_BYTES = 100 * 1024      -- status line + headers, as libcurl's limit
+-- libcurl's limits on what precedes and follows a body (7.88 as Debian ships it): one
+-- header or trailer line, and all the header lines of a response.
+local MAX_HEADER_LINE = 100 * 1024
+local MAX_HEADER_BYTES = 300 * 1024
 
 -- libcurl's error numbers for the same failures (see the README's list).
 local CURLE = {
   UNSUPPORTED_PROTOCOL = 1, URL_MALFORMAT = 3, COULDNT_RESOLVE_HOST = 6,
   COULDNT_CONNECT = 7, WEIRD_SERVER_REPLY = 8, PARTIAL_FILE = 18, WRITE_ERROR = 23,
-  OPERATION_TIMEDOUT = 28, SSL_CONNECT_ERROR = 35, GOT_NOTHING = 52, SEND_ERROR = 55,
-  RECV_ERROR = 56, PEER_FAILED_VERIFICATION = 60,
+  OUT_OF_MEMORY = 27, OPERATION_TIMEDOUT = 28, SSL_CONNECT_ERROR = 35, GOT_NOTHING = 52,
+  SEND_ERROR = 55, RECV_ERROR = 56, PEER_FAILED_VERIFICATION = 60, BAD_CONTENT_ENCODING = 61,
 }
 
 
@@ -372,11 +375,19 @@ end
 -- or "body"; `missing` the bytes a Content-Length still promised.
 local function read_error(self, err, reader, phase, started, missing)
   if err == "timeout" then return timed_out(self, started) end
+  if err == "line too large" then
+    if phase == "body" then
+      return network_error(CURLE.RECV_ERROR, format("a trailer line is longer than %d bytes", MAX_HEADER_LINE))
+    end
+    return network_error(CURLE.OUT_OF_MEMORY, format("a response header line is longer than %d bytes",
+      MAX_HEADER_LINE))
+  end
   if err == "too large" then
     if phase == "body" then
       return network_error(CURLE.RECV_ERROR, "malformed chunked encoding")
     end
-    return network_error(CURLE.WEIRD_SERVER_REPLY, "the response headers are too large")
+    return network_error(CURLE.RECV_ERROR, format("the response headers are larger than %d bytes",
+      MAX_HEADER_BYTES))
   end
   if err == "closed" then
     if reader.got == 0 then
@@ -392,35 +403,53 @@ local function read_error(self, err, reader, phase, started, missing)
   return network_error(CURLE.RECV_ERROR, "recv failure: " .. tostring(err))
 end
 
--- Status line and headers. Returns status, headers (lower-case names; repeated ones
--- joined with ", "), minor version; or nil, err.
+-- Reads header lines (or trailer lines) up to the empty one, within the byte budget;
+-- calls add(name, value) for each. Returns the budget left, or nil, err.
+local function read_fields(reader, budget, add)
+  local last
+  while true do
+    local limit = min(MAX_HEADER_LINE, budget)
+    local line, err = reader:line(limit)
+    if line == nil then
+      if err == "too large" and limit == MAX_HEADER_LINE then err = "line too large" end
+      return nil, err
+    end
+    budget = budget - #line
+    if line == "" then return budget end
+    local first = byte(line, 1)
+    if (first == 32 or first == 9) and last then -- obsolete line folding
+      local values = last
+      values[#values] = values[#values] .. " " .. line:match("^%s*(.-)%s*$")
+    else
+      local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+      if name == nil then return nil, "weird" end
+      last = add(lower(name), value)
+    end
+  end
+end
+
+-- Status line and headers. Returns status, headers (lower-case name -> the list of
+-- its values, in order), minor version; or nil, err.
 local function read_head(reader)
   local budget = MAX_HEADER_BYTES
   while true do
-    local line, err = reader:line(budget)
+    local line, err = reader:line(min(MAX_HEADER_LINE, budget))
     if line == nil then return nil, err end
     budget = budget - #line
     local major, minor, status = line:match("^HTTP/(%d)%.(%d) (%d%d%d)")
     if status == nil then return nil, "weird" end
     status = tonumber(status)
-    local headers, last = {}, nil
-    while true do
-      line, err = reader:line(budget)
-      if line == nil then return nil, err end
-      budget = budget - #line
-      if line == "" then break end
-      local first = byte(line, 1)
-      if (first == 32 or first == 9) and last then -- obsolete line folding
-        headers[last] = headers[last] .. " " .. line:match("^%s*(.-)%s*$")
-      else
-        local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
-        if name == nil then return nil, "weird" end
-        name = lower(name)
-        local previous = headers[name]
-        headers[name] = previous and previous .. ", " .. value or value
-        last = name
+    local headers = {}
+    budget, err = read_fields(reader, budget, function(name, value)
+      local values = headers[name]
+      if values == nil then
+        values = {}
+        headers[name] = values
       end
-    end
+      values[#values + 1] = value
+      return values
+    end)
+    if budget == nil then return nil, err end
     -- 1xx (but 101) are interim: the real response follows.
     if status >= 200 or status == 101 then
       return status, headers, tonumber(major) * 10 + tonumber(minor)
@@ -428,14 +457,18 @@ local function read_head(reader)
   end
 end
 
--- The first value of a header that may have been repeated (joined with ", ").
+-- A header's first value (libcurl's, for the ones the client reads), nil when empty.
 local function first_value(headers, name)
-  local value = headers[name]
-  if value == nil then return nil end
-  local comma = find(value, ",", 1, true)
-  if comma and name ~= "retry-after" then value = sub(value, 1, comma - 1) end
+  local values = headers[name]
+  local value = values and values[1]
   if value == "" then return nil end
   return value
+end
+
+-- All of a header's values, as one comma-separated list (RFC 9110 5.3).
+local function joined(headers, name)
+  local values = headers[name]
+  return values and concat(values, ", ")
 end
 
 -- Reads the body as framed by the headers. Returns body, reusable or nil, err.
@@ -444,8 +477,12 @@ local function read_body(self, reader, method, status, headers, started)
     return "", true
   end
   local parts, cap = {}, self._max_body
-  local encoding = headers["transfer-encoding"]
-  if encoding and find(lower(encoding), "chunked", 1, true) then
+  local encoding = joined(headers, "transfer-encoding")
+  if encoding then
+    -- Only chunked is read; a compressed transfer coding is refused, not misread.
+    if not lower(encoding):match("^%s*chunked%s*$") then
+      return nil, network_error(CURLE.BAD_CONTENT_ENCODING, "unsupported transfer encoding: " .. encoding)
+    end
     local total = 0
     while true do
       local line, err = reader:line(1024)
@@ -467,14 +504,15 @@ local function read_body(self, reader, method, status, headers, started)
         return nil, network_error(CURLE.RECV_ERROR, "malformed chunked encoding")
       end
     end
-    repeat -- trailers, up to the empty line
-      local line, err = reader:line(MAX_HEADER_BYTES)
-      if line == nil then return nil, read_error(self, err, reader, "body", started) end
-    until line == ""
+    local left, err = read_fields(reader, MAX_HEADER_BYTES, function() end) -- trailers: skipped
+    if left == nil then
+      if err == "weird" then return nil, network_error(CURLE.RECV_ERROR, "malformed chunked trailer") end
+      return nil, read_error(self, err, reader, "body", started)
+    end
     -- A Content-Length beside chunked is a smuggling smell: read, but do not reuse.
     return concat(parts), headers["content-length"] == nil
   end
-  local length = headers["content-length"]
+  local length = joined(headers, "content-length")
   if length ~= nil then
     -- Repeated identical values (joined "5, 5") are allowed, different ones are not.
     local n
@@ -501,7 +539,7 @@ end
 
 -- May the connection carry another request after this response?
 local function keep_alive(headers, version)
-  local connection = headers.connection and lower(headers.connection) or ""
+  local connection = lower(joined(headers, "connection") or "")
   if find(connection, "close", 1, true) then return false end
   if version >= 11 then return true end
   return find(connection, "keep-alive", 1, true) ~= nil
@@ -554,6 +592,12 @@ local function exchange(self, u, method, bytes, deadline, started)
     return nil, read_error(self, err, reader, "head", started), reused and reader.got == 0
       and err ~= "timeout"
   end
+  if status == 101 then
+    -- A switch of protocols nobody asked for: the connection no longer speaks HTTP.
+    -- libcurl, too, sees no response in it.
+    sock:close()
+    return nil, network_error(CURLE.GOT_NOTHING, "empty reply from server (101 Switching Protocols)")
+  end
   local body, reusable = read_body(self, reader, method, status, headers, started)
   if body == nil then
     sock:close()
@@ -593,7 +637,7 @@ function Transport:perform(method, url, body, paginated)
   local next_key, link
   if paginated then
     next_key = first_value(headers, "x-soracom-next-key")
-    link = headers.link
+    link = joined(headers, "link")
   end
   return decode_response(response.status, response.body, next_key, link,
     first_value(headers, "retry-after"),
