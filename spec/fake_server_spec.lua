@@ -37,6 +37,50 @@ describe("fake Soracom API", function()
     return status, decoded, text, headers
   end
 
+  -- Raw HTTP/1.1 over luasocket, in two halves so that many requests can be in flight
+  -- at once: send_request connects (from opts.source, a loopback address, when given),
+  -- sends and returns the connection; read_response reads one response from it.
+  -- opts: auth (the static pair), headers, body, source.
+  local function send_request(method, path, opts)
+    opts = opts or {}
+    local host, port = srv.url:match("^http://([^:/]+):(%d+)$")
+    local conn = assert(socket.tcp())
+    conn:settimeout(10)
+    if opts.source then
+      assert(conn:bind(opts.source, 0))
+    end
+    assert(conn:connect(host, tonumber(port)))
+    local lines = { ("%s %s HTTP/1.1"):format(method, path), "Host: 127.0.0.1" }
+    if opts.auth then
+      lines[#lines + 1] = "X-Soracom-API-Key: " .. srv.api_key
+      lines[#lines + 1] = "X-Soracom-Token: " .. srv.token
+    end
+    for name, value in pairs(opts.headers or {}) do
+      lines[#lines + 1] = name .. ": " .. value
+    end
+    local body = opts.body or ""
+    lines[#lines + 1] = "Content-Length: " .. #body
+    assert(conn:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. body))
+    return conn
+  end
+
+  -- Returns status, headers (lower-case names), body of the next response on conn.
+  local function read_response(conn)
+    local status_line = assert(conn:receive("*l"))
+    local headers = {}
+    while true do
+      local line = assert(conn:receive("*l"))
+      if line == "" then
+        break
+      end
+      local name, value = line:match("^([^:]+):%s*(.*)$")
+      headers[name:lower()] = value
+    end
+    local length = tonumber(headers["content-length"] or 0)
+    local body = length > 0 and assert(conn:receive(length)) or ""
+    return tonumber(status_line:match("^HTTP/1%.1 (%d+)")), headers, body
+  end
+
   local function create_group(value)
     local status, group = call("POST", "/v1/groups", value or {})
     assert.are.equal(201, status)
@@ -429,6 +473,121 @@ describe("fake Soracom API", function()
       assert.has_error(function()
         srv:seed_subscribers("missing", 1)
       end)
+    end)
+  end)
+
+  describe("latency and traffic stats", function()
+    it("delays every recorded response by latency, without blocking other requests", function()
+      srv:settings({ latency = 0.5 })
+      local count = 200 -- 100 s if the sleeps were served one after another
+      local started = socket.gettime()
+      local conns = {}
+      for i = 1, count do
+        conns[i] = send_request("GET", "/v1/groups", { auth = true })
+      end
+      for i = 1, count do
+        assert.are.equal(200, (read_response(conns[i])))
+        conns[i]:close()
+      end
+      local elapsed = socket.gettime() - started
+      assert.is_true(elapsed >= 0.5, "took " .. elapsed)
+      assert.is_true(elapsed < 5, "took " .. elapsed)
+      local stats = srv:stats()
+      assert.are.equal(count, stats.requests)
+      assert.are.equal(count, stats.max_in_flight)
+      assert.are.equal(0, stats.in_flight)
+    end)
+
+    it("delays faults, 401s and unrouted paths too, but not the control API", function()
+      srv:settings({ latency = 0.3 })
+      srv:faults({ { status = 503 } })
+      for _, case in ipairs({
+        { 503, "/v1/groups", true }, { 401, "/v1/groups", false }, { 404, "/elsewhere", true },
+      }) do
+        local started = socket.gettime()
+        assert.are.equal(case[1], (srv:http("GET", case[2], { auth = case[3] })))
+        local elapsed = socket.gettime() - started
+        assert.is_true(elapsed >= 0.3, case[2] .. " took " .. elapsed)
+      end
+      local started = socket.gettime()
+      srv:stats()
+      assert.is_true(socket.gettime() - started < 0.25)
+    end)
+
+    it("adds up to latency_jitter at random", function()
+      srv:settings({ latency = 0.1, latency_jitter = 0.4 })
+      local shortest, longest = math.huge, 0
+      for _ = 1, 8 do
+        local started = socket.gettime()
+        srv:http("GET", "/v1/groups", { auth = true })
+        local elapsed = socket.gettime() - started
+        shortest, longest = math.min(shortest, elapsed), math.max(longest, elapsed)
+      end
+      assert.is_true(shortest >= 0.1, "shortest " .. shortest)
+      assert.is_true(longest < 1.5, "longest " .. longest)
+      -- 8 uniform draws from [0, 0.4) all within 0.05 s of each other: odds below 1e-5.
+      assert.is_true(longest - shortest > 0.05, "spread " .. (longest - shortest))
+    end)
+
+    it("keeps connections alive across delayed responses", function()
+      srv:settings({ latency = 0.2 })
+      local conn = send_request("GET", "/v1/groups", { auth = true })
+      assert.are.equal(200, (read_response(conn)))
+      assert(conn:send("GET /v1/groups HTTP/1.1\r\nHost: x\r\nX-Soracom-API-Key: test-api-key\r\n"
+        .. "X-Soracom-Token: test-token\r\n\r\n"))
+      assert.are.equal(200, (read_response(conn)))
+      conn:close()
+      local log = srv:requests()
+      assert.are.equal(log[1].connection, log[2].connection)
+      assert.are.same({ 1, 2 }, { log[1].connection_requests, log[2].connection_requests })
+    end)
+
+    it("rejects a negative latency", function()
+      assert.has_error(function()
+        srv:settings({ latency = -0.1 })
+      end)
+      assert.has_error(function()
+        srv:settings({ latency_jitter = -1 })
+      end)
+    end)
+
+    it("counts requests per operation by method and path template", function()
+      local id = srv:seed_groups(1)[1]
+      call("GET", "/v1/groups")
+      call("GET", "/v1/groups/" .. id)
+      call("GET", "/v1/groups/missing")
+      call("PUT", "/v1/groups/" .. id .. "/tags", { { tagName = "a", tagValue = "b" } })
+      call("DELETE", "/v1/groups/" .. id .. "/tags/a")
+      call("DELETE", "/v1/groups/" .. id .. "/configuration/SoracomAir/x")
+      srv:http("POST", "/v1/auth", { body = "{}" })
+      -- Not routed to an operation: no route, wrong method, bad credentials.
+      call("GET", "/v1/nothing")
+      call("PATCH", "/v1/groups")
+      srv:http("GET", "/v1/groups")
+      srv:faults({ { status = 429 } })
+      call("GET", "/v1/groups")
+      local stats = srv:stats()
+      assert.are.same({
+        ["GET /v1/groups"] = { requests = 1, status_429 = 0 },
+        ["GET /v1/groups/{group_id}"] = { requests = 2, status_429 = 0 },
+        ["PUT /v1/groups/{group_id}/tags"] = { requests = 1, status_429 = 0 },
+        ["DELETE /v1/groups/{group_id}/tags/{tag_name}"] = { requests = 1, status_429 = 0 },
+        ["DELETE /v1/groups/{group_id}/configuration/{namespace}/{name}"] = { requests = 1, status_429 = 0 },
+        ["POST /v1/auth"] = { requests = 1, status_429 = 0 },
+      }, stats.by_api)
+      assert.are.equal(11, stats.requests)
+      assert.are.equal(1, stats.status_429) -- the injected one
+      assert.are.equal(1, stats.max_in_flight)
+    end)
+
+    it("clears the counters on DELETE /_fake/stats and on reset", function()
+      call("GET", "/v1/groups")
+      srv:clear_stats()
+      assert.are.same({ requests = 0, in_flight = 0, max_in_flight = 0, status_429 = 0, by_api = {} },
+        srv:stats())
+      call("GET", "/v1/groups")
+      srv:reset()
+      assert.are.equal(0, srv:stats().requests)
     end)
   end)
 

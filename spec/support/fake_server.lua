@@ -176,7 +176,8 @@ end
 -- Merges settings (next_key_header, link_header, record_requests, api_key, token,
 -- default_limit, max_limit, the login credentials auth_key_id, auth_key, email,
 -- password, operator_id, user_name, sam_password, mfa_otp_code, token_lifetime;
--- cjson.null restores a default). Returns all settings.
+-- latency and latency_jitter (seconds slept before answering each recorded request,
+-- without blocking others); cjson.null restores a default). Returns all settings.
 function Server:settings(changes)
   return self:_control("POST", "/_fake/settings", changes or {}, 200)
 end
@@ -202,6 +203,23 @@ end
 -- headers = { ["Content-Type"] = "text/plain" } }.
 function Server:faults(list)
   return self:_control("POST", "/_fake/faults", list, 200)
+end
+
+-- Traffic since the last reset or clear_stats():
+--   { requests = n,        recorded (non-/_fake) requests received
+--     in_flight = n,       of them, being handled right now (latency sleeps included)
+--     max_in_flight = n,   the most handled at once
+--     status_429 = n,      429s sent, by the rate limiter or injected faults
+--     by_api = { ["GET /v1/groups/{group_id}"] = { requests = n, status_429 = n } } }
+-- by_api counts requests routed to an operation (authenticated ones; every login),
+-- keyed by method and path template; status_429 there is the rate limiter's.
+function Server:stats()
+  return self:_control("GET", "/_fake/stats", nil, 200)
+end
+
+-- Zeroes the counters of stats(); max_in_flight restarts from in_flight.
+function Server:clear_stats()
+  self:_control("DELETE", "/_fake/stats", nil, 204)
 end
 
 -- Number of handlers still streaming a fault body (a trickle whose client has gone
