@@ -591,6 +591,281 @@ describe("fake Soracom API", function()
     end)
   end)
 
+  describe("rate limits", function()
+    local LIMIT = "x-soracom-ratelimit-limit"
+    local REMAINING = "x-soracom-ratelimit-remaining"
+    local REFRESH = "x-soracom-ratelimit-seconds-before-refresh"
+
+    -- The three rate-limit headers and Retry-After of a response, as numbers.
+    local function limits(headers)
+      return {
+        limit = tonumber(headers[LIMIT]),
+        remaining = tonumber(headers[REMAINING]),
+        refresh = tonumber(headers[REFRESH]),
+        retry_after = tonumber(headers["retry-after"]),
+      }
+    end
+
+    -- An authenticated request with the given pair; returns status, headers, decoded body.
+    local function as(pair, method, path)
+      local status, text, headers = srv:http(method, path, {
+        headers = { ["X-Soracom-API-Key"] = pair.apiKey, ["X-Soracom-Token"] = pair.token },
+      })
+      return status, headers, text ~= "" and decode(text) or nil
+    end
+
+    local function login(value)
+      local status, text, headers = srv:http("POST", "/v1/auth", { body = cjson.encode(value) })
+      return status, headers, decode(text)
+    end
+
+    local KEY_LOGIN = { authKeyId = "keyId-test", authKey = "secret-test" }
+
+    it("sends no rate-limit headers and never 429s by default", function()
+      srv:seed_groups(1)
+      for _ = 1, 30 do
+        local status, _, _, headers = call("GET", "/v1/groups")
+        assert.are.equal(200, status)
+        assert.are.same({}, limits(headers))
+      end
+      local status, headers = login(KEY_LOGIN)
+      assert.are.equal(200, status)
+      assert.are.same({}, limits(headers))
+      assert.are.same({}, srv:rate_limit_windows())
+    end)
+
+    it("counts Remaining down, then answers 429 with the headers, Retry-After and an error body", function()
+      srv:settings({ rate_limit = { limit = 3, window = 60 } })
+      local _, _, _, headers = call("GET", "/v1/groups")
+      -- The window starts with this request: a whole minute left.
+      assert.are.same({ limit = 3, remaining = 2, refresh = 60 }, limits(headers))
+      assert.is_true(srv:rate_limit_windows()[1].resets_in > 59)
+      for remaining = 1, 0, -1 do
+        local status
+        status, _, _, headers = call("GET", "/v1/groups")
+        assert.are.equal(200, status)
+        assert.are.equal(remaining, limits(headers).remaining)
+      end
+      for _ = 1, 2 do
+        local status, err
+        status, err, _, headers = call("GET", "/v1/groups")
+        assert.are.equal(429, status)
+        assert.are.equal("AGW0003", err.code)
+        assert.matches("GET /v1/groups", err.message, 1, true)
+        local got = limits(headers)
+        assert.are.same({ 3, 0 }, { got.limit, got.remaining })
+        assert.is_true(got.refresh == 59 or got.refresh == 60, "refresh " .. tostring(got.refresh))
+        assert.are.equal(got.refresh, got.retry_after)
+      end
+      local windows = srv:rate_limit_windows()
+      assert.are.equal(1, #windows)
+      local w = windows[1]
+      assert.are.same({ "operator", "OP0012345678", "GET /v1/groups", 3, 60, 3, 0, 2 },
+        { w.scope, w.subject, w.api, w.limit, w.window, w.used, w.remaining, w.status_429 })
+      local stats = srv:stats()
+      assert.are.same({ requests = 5, status_429 = 2 }, stats.by_api["GET /v1/groups"])
+      assert.are.equal(2, stats.status_429)
+    end)
+
+    it("puts the headers on every answer of an operation, errors too, but not on 401s or unrouted paths", function()
+      srv:settings({ rate_limit = { limit = 10, window = 60 } })
+      local _, _, _, headers = call("GET", "/v1/groups/missing")
+      assert.are.equal(9, limits(headers).remaining)
+      local status
+      status, _, _, headers = call("GET", "/v1/groups/other?limit=0") -- same operation, other id
+      assert.are.equal(404, status)
+      assert.are.equal(8, limits(headers).remaining)
+      status, _, _, headers = call("GET", "/v1/groups?limit=x")
+      assert.are.equal(400, status)
+      assert.are.equal(9, limits(headers).remaining)
+      -- Neither counted nor marked: no operator known, or no operation.
+      for _, case in ipairs({
+        { 401, "GET", "/v1/groups", false }, { 404, "GET", "/v1/nothing", true },
+        { 405, "PATCH", "/v1/groups", true }, { 404, "GET", "/v1/groups/", true },
+      }) do
+        local text
+        status, text, headers = srv:http(case[2], case[3], { auth = case[4] })
+        assert.are.equal(case[1], status, text)
+        assert.are.same({}, limits(headers))
+      end
+      _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(8, limits(headers).remaining)
+    end)
+
+    it("starts a new window once the window has passed (whole seconds, rounded up)", function()
+      srv:settings({ rate_limit = { limit = 2, window = 0.6 } })
+      local _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.same({ limit = 2, remaining = 1, refresh = 1 }, limits(headers))
+      call("GET", "/v1/groups")
+      local status = call("GET", "/v1/groups")
+      assert.are.equal(429, status)
+      socket.sleep(0.7)
+      status, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(200, status)
+      assert.are.same({ limit = 2, remaining = 1, refresh = 1 }, limits(headers))
+      assert.are.same({ 1, 0 }, { srv:rate_limit_windows()[1].used, srv:rate_limit_windows()[1].status_429 })
+    end)
+
+    it("rounds Seconds-Before-Refresh up to whole seconds", function()
+      srv:settings({ rate_limit = { limit = 5, window = 2.5 } })
+      local _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(3, limits(headers).refresh)
+      socket.sleep(0.6) -- 1.9 s left: 2 rounded up, 1 rounded down
+      _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(2, limits(headers).refresh)
+      local window = srv:rate_limit_windows()[1]
+      assert.is_true(window.resets_in > 1 and window.resets_in < 1.9, "resets_in " .. window.resets_in)
+      assert.are.equal(2, window.seconds_before_refresh)
+    end)
+
+    it("keeps one window per operation: a path template, whatever the ids", function()
+      local ids = srv:seed_groups(2)
+      srv:settings({ rate_limit = { limit = 2, window = 60,
+        apis = { ["GET /v1/groups/{group_id}/subscribers"] = { limit = 5, window = 30 } } } })
+      call("GET", "/v1/groups")
+      call("GET", "/v1/groups")
+      assert.are.equal(429, (call("GET", "/v1/groups")))
+      local status, _, _, headers = call("GET", "/v1/groups/" .. ids[1])
+      assert.are.equal(200, status)
+      assert.are.equal(1, limits(headers).remaining)
+      status, _, _, headers = call("GET", "/v1/groups/" .. ids[2])
+      assert.are.equal(200, status)
+      assert.are.equal(0, limits(headers).remaining)
+      assert.are.equal(429, (call("GET", "/v1/groups/missing")))
+      -- Another method on the same path is another operation; the override has its own numbers.
+      status, _, _, headers = call("DELETE", "/v1/groups/" .. ids[2])
+      assert.are.same({ 204, 1 }, { status, limits(headers).remaining })
+      _, _, _, headers = call("GET", "/v1/groups/" .. ids[1] .. "/subscribers")
+      assert.are.same({ limit = 5, remaining = 4, refresh = 30 }, limits(headers))
+      local apis = {}
+      for _, w in ipairs(srv:rate_limit_windows()) do
+        apis[#apis + 1] = w.api
+      end
+      assert.are.same({ "DELETE /v1/groups/{group_id}", "GET /v1/groups", "GET /v1/groups/{group_id}",
+        "GET /v1/groups/{group_id}/subscribers" }, apis)
+    end)
+
+    it("keeps one window per operator: each token's operator at login; the static pair's is operator_id", function()
+      local first = select(3, login(KEY_LOGIN))
+      srv:settings({ operator_id = "OP0099999999" })
+      local second = select(3, login(KEY_LOGIN))
+      assert.are.same({ "OP0012345678", "OP0099999999" }, { first.operatorId, second.operatorId })
+      assert.are.same({ "OP0012345678", "OP0099999999" }, { srv:tokens()[1].operatorId, srv:tokens()[2].operatorId })
+      srv:settings({ rate_limit = { limit = 1, window = 60 } })
+      assert.are.equal(200, (as(first, "GET", "/v1/groups")))
+      assert.are.equal(429, (as(first, "GET", "/v1/groups")))
+      assert.are.equal(200, (as(second, "GET", "/v1/groups")))
+      assert.are.equal(429, (as({ apiKey = srv.api_key, token = srv.token }, "GET", "/v1/groups")))
+      local subjects = {}
+      for _, w in ipairs(srv:rate_limit_windows()) do
+        subjects[#subjects + 1] = w.subject .. " " .. w.used .. " " .. w.status_429
+      end
+      assert.are.same({ "OP0012345678 1 1", "OP0099999999 1 1" }, subjects)
+    end)
+
+    it("limits logins per caller address, counting failed ones; logout is an operator's operation", function()
+      srv:settings({ auth_rate_limit = { limit = 2, window = 60 }, rate_limit = { limit = 0, window = 60 } })
+      local status, headers = login({ authKeyId = "keyId-test", authKey = "wrong" })
+      assert.are.equal(401, status)
+      assert.are.same({ limit = 2, remaining = 1, refresh = 60 }, limits(headers))
+      local pair
+      status, headers, pair = login(KEY_LOGIN)
+      assert.are.equal(200, status)
+      assert.are.equal(0, limits(headers).remaining)
+      local err
+      status, headers, err = login(KEY_LOGIN)
+      assert.are.equal(429, status)
+      assert.are.equal("AGW0003", err.code)
+      assert.are.same({ 2, 0 }, { limits(headers).limit, limits(headers).remaining })
+      assert.are.equal(limits(headers).refresh, limits(headers).retry_after)
+      -- Another loopback address has its own window.
+      local conn = send_request("POST", "/v1/auth", { source = "127.0.0.2", body = cjson.encode(KEY_LOGIN) })
+      status, headers = read_response(conn)
+      conn:close()
+      assert.are.equal(200, status)
+      assert.are.equal(1, limits(headers).remaining)
+      -- rate_limit (0 here) governs the operator's operations, logout included, not logins.
+      status, headers = as(pair, "POST", "/v1/auth/logout")
+      assert.are.same({ 429, 0, 0 }, { status, limits(headers).limit, limits(headers).remaining })
+      local windows = srv:rate_limit_windows()
+      local seen = {}
+      for i, w in ipairs(windows) do
+        seen[i] = w.scope .. " " .. w.subject .. " " .. w.api .. " " .. w.used
+      end
+      assert.are.same({ "address 127.0.0.1 POST /v1/auth 2", "address 127.0.0.2 POST /v1/auth 1",
+        "operator OP0012345678 POST /v1/auth/logout 0" }, seen)
+      assert.are.same({ requests = 4, status_429 = 1 }, srv:stats().by_api["POST /v1/auth"])
+    end)
+
+    it("leaves Retry-After out when retry_after is false", function()
+      srv:settings({ rate_limit = { limit = 0, window = 5, retry_after = false },
+        auth_rate_limit = { limit = 0, window = 5, retry_after = false } })
+      local status, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(429, status)
+      assert.are.same({ limit = 0, remaining = 0, refresh = 5 }, limits(headers))
+      status, headers = login(KEY_LOGIN)
+      assert.are.equal(429, status)
+      assert.are.same({ limit = 0, remaining = 0, refresh = 5 }, limits(headers))
+    end)
+
+    it("admits exactly limit requests of many arriving at once", function()
+      srv:settings({ latency = 0.3, rate_limit = { limit = 20, window = 60 } })
+      local conns, counts = {}, {}
+      for i = 1, 50 do
+        conns[i] = send_request("GET", "/v1/groups", { auth = true })
+      end
+      for i = 1, 50 do
+        local status = read_response(conns[i])
+        conns[i]:close()
+        counts[status] = (counts[status] or 0) + 1
+      end
+      assert.are.same({ [200] = 20, [429] = 30 }, counts)
+      assert.are.same({ requests = 50, status_429 = 30 }, srv:stats().by_api["GET /v1/groups"])
+    end)
+
+    it("starts windows afresh when a limit is written, on DELETE /_fake/ratelimit and on reset", function()
+      srv:settings({ rate_limit = { limit = 1, window = 60 }, auth_rate_limit = { limit = 1, window = 60 } })
+      call("GET", "/v1/groups")
+      login(KEY_LOGIN)
+      assert.are.equal(2, #srv:rate_limit_windows())
+      srv:settings({ rate_limit = { limit = 1, window = 60 } }) -- the same value still restarts
+      assert.are.equal(200, (call("GET", "/v1/groups")))
+      assert.are.equal(429, (login(KEY_LOGIN)))
+      srv:clear_rate_limit_windows()
+      assert.are.same({}, srv:rate_limit_windows())
+      assert.are.equal(200, (login(KEY_LOGIN)))
+      srv:settings({ rate_limit = cjson.null })
+      local _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.same({}, limits(headers))
+      srv:reset()
+      assert.are.same({}, srv:rate_limit_windows())
+      assert.is_nil(srv:settings().auth_rate_limit)
+    end)
+
+    it("rejects malformed limits with 400", function()
+      for _, bad in ipairs({
+        { rate_limit = 5 },
+        { rate_limit = { window = 1 } },
+        { rate_limit = { limit = 1 } },
+        { rate_limit = { limit = -1, window = 1 } },
+        { rate_limit = { limit = 1.5, window = 1 } },
+        { rate_limit = { limit = 1, window = 0 } },
+        { rate_limit = { limit = 1, window = 1, retry_after = "no" } },
+        { rate_limit = { limit = 1, window = 1, per_minute = true } },
+        { rate_limit = { limit = 1, window = 1, apis = { ["GET /v1/groups/{id}"] = { limit = 1 } } } },
+        { rate_limit = { limit = 1, window = 1, apis = { ["POST /v1/auth"] = { limit = 1 } } } },
+        { rate_limit = { limit = 1, window = 1, apis = { ["GET /v1/groups"] = { limit = 1, burst = 2 } } } },
+        { rate_limit = { limit = 1, window = 1, apis = { ["GET /v1/groups"] = { window = -1 } } } },
+        { auth_rate_limit = { limit = 1, window = 1, apis = {} } },
+      }) do
+        assert.has_error(function()
+          srv:settings(bad)
+        end, nil, cjson.encode(bad))
+      end
+      assert.is_nil(srv:settings().rate_limit)
+    end)
+  end)
+
   -- Runs curl; returns HTTP status (number, 0 when none), curl's exit code and the body.
   local function curl(args)
     local out = os.tmpname()

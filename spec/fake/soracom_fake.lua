@@ -18,11 +18,12 @@
 --   404 COM0004  group (or tag on DELETE .../tags/{name}) does not exist (invented)
 --   500 COM0003  "Internal server error. message:..." (documented code)
 --   404 AGW0001  no such route; 405 AGW0002 method not allowed on a route (invented)
+--   429 AGW0003  beyond a rate limit (settings rate_limit, auth_rate_limit; invented)
 --   injected faults without a body: FAKnnnn where nnnn is the HTTP status
 local codec = require "fake_codec"
 
 local concat, insert, remove, sort = table.concat, table.insert, table.remove, table.sort
-local floor, max, min, random = math.floor, math.max, math.min, math.random
+local ceil, floor, max, min, random = math.ceil, math.floor, math.max, math.min, math.random
 local format = string.format
 
 local M = {}
@@ -59,6 +60,8 @@ local DEFAULT_SETTINGS = {
   token_lifetime = nil,   -- seconds (may be fractional): overrides tokenTimeoutSeconds of new tokens
   latency = nil,          -- seconds slept (ngx.sleep, non-blocking) before answering any recorded request
   latency_jitter = nil,   -- up to this many seconds more, uniformly at random, per request
+  rate_limit = nil,       -- {limit, window, retry_after, apis}: per operator and operation (nil: none)
+  auth_rate_limit = nil,  -- {limit, window, retry_after}: POST /v1/auth per caller address (nil: none)
 }
 local SETTING_TYPES = {
   api_key = "string", token = "string", next_key_header = "boolean", link_header = "boolean",
@@ -66,8 +69,10 @@ local SETTING_TYPES = {
   auth_key_id = "string", auth_key = "string", email = "string", password = "string",
   operator_id = "string", user_name = "string", sam_password = "string",
   mfa_otp_code = "string", token_lifetime = "number", latency = "number", latency_jitter = "number",
+  rate_limit = "table", auth_rate_limit = "table",
 }
--- Further checks of a setting's value beyond its type; return a message when invalid.
+-- Further checks of a setting's value beyond its type; return a message when invalid
+-- (rate_limit and auth_rate_limit are added with the rate limiter, below).
 local function non_negative(name)
   return function(value)
     if value < 0 then
@@ -114,6 +119,7 @@ local function new_state()
     token_order = {},    -- issued API keys, oldest first
     revoked_static = {}, -- "api_key\ntoken" of logged-out static pairs
     stats = new_stats(),
+    windows = {},        -- "scope subject api" -> rate-limit window (see the rate limiter)
   }
 end
 
@@ -658,7 +664,8 @@ local function static_pair_id(api_key, token)
 end
 
 -- Checks X-Soracom-API-Key / X-Soracom-Token. Returns the issued token record, or
--- {static = true} for the settings' pair; otherwise sends a 401 and returns nil.
+-- {static = true, id, operatorId} for the settings' pair (its operator is the setting
+-- operator_id); otherwise sends a 401 and returns nil. operatorId is the pair's operator.
 local function authenticate()
   local api_key = ngx.var.http_x_soracom_api_key
   local token = ngx.var.http_x_soracom_token
@@ -673,7 +680,7 @@ local function authenticate()
       send_error(401, "AUM0001", "The API key and token have been revoked")
       return nil
     end
-    return { static = true, id = id }
+    return { static = true, id = id, operatorId = settings.operator_id }
   end
   local issued = state.tokens[api_key]
   if not issued or issued.token ~= token then
@@ -763,6 +770,7 @@ function auth.login(_, _, _, body)
     token = new_token(),
     kind = kind,
     userName = kind == "sam" and req.userName or nil,
+    operatorId = settings.operator_id, -- as at login: a later change of the setting keeps it
     tokenTimeoutSeconds = timeout,
     expires_at = now_s() + (settings.token_lifetime or timeout),
     revoked = false,
@@ -772,7 +780,7 @@ function auth.login(_, _, _, body)
   send_json(200, {
     apiKey = record.apiKey,
     token = record.token,
-    operatorId = settings.operator_id,
+    operatorId = record.operatorId,
     userName = record.userName,
   })
 end
@@ -842,6 +850,137 @@ local function find_route(segments)
   end
 end
 
+---------------------------------------------------------------------------
+-- Rate limits: rate_limit per operator and operation, auth_rate_limit per caller
+-- address for POST /v1/auth. Fixed windows: one starts at the first request after the
+-- previous one ended and lasts `window` seconds; each admits `limit` requests.
+
+local API_NAMES = {} -- "METHOD /v1/template" -> true for every routed operation
+for _, route in ipairs(ROUTES) do
+  for _, name in pairs(route.apis) do
+    API_NAMES[name] = true
+  end
+end
+local LOGIN_API = "POST /v1/auth"
+local RATE_LIMIT_CODE = "AGW0003" -- invented, like the other AGW (gateway) codes
+
+local function is_count_limit(v)
+  return type(v) == "number" and v >= 0 and v == floor(v)
+end
+
+-- Message for a bad limit/window pair of a setting (where), or nil. required: both present.
+local function check_limit_fields(value, where, required)
+  if (value.limit ~= nil or required) and not is_count_limit(value.limit) then
+    return where .. ".limit must be an integer >= 0"
+  end
+  if (value.window ~= nil or required) and not (type(value.window) == "number" and value.window > 0) then
+    return where .. ".window must be a number of seconds > 0"
+  end
+end
+
+local function rate_limit_check(name, fields)
+  return function(value)
+    if not is_object(value) then
+      return name .. " must be an object {limit, window, ...} or null"
+    end
+    for field in pairs(value) do
+      if not fields[field] then
+        return "unknown field " .. name .. "." .. tostring(field)
+      end
+    end
+    local err = check_limit_fields(value, name, true)
+    if err then
+      return err
+    end
+    if value.retry_after ~= nil and type(value.retry_after) ~= "boolean" then
+      return name .. ".retry_after must be a boolean"
+    end
+    if value.apis == nil then
+      return nil
+    end
+    if not is_object(value.apis) then
+      return name .. ".apis must be an object {[\"METHOD /v1/template\"] = {limit, window}}"
+    end
+    for api_name, override in pairs(value.apis) do
+      local where = name .. ".apis[\"" .. tostring(api_name) .. "\"]"
+      if not API_NAMES[api_name] or api_name == LOGIN_API then
+        return where .. ": no such operation (POST /v1/auth has auth_rate_limit)"
+      end
+      if not is_object(override) then
+        return where .. " must be an object {limit, window}"
+      end
+      for field in pairs(override) do
+        if field ~= "limit" and field ~= "window" then
+          return "unknown field " .. where .. "." .. tostring(field)
+        end
+      end
+      err = check_limit_fields(override, where, false)
+      if err then
+        return err
+      end
+    end
+  end
+end
+SETTING_CHECKS.rate_limit = rate_limit_check("rate_limit",
+  { limit = true, window = true, retry_after = true, apis = true })
+SETTING_CHECKS.auth_rate_limit = rate_limit_check("auth_rate_limit",
+  { limit = true, window = true, retry_after = true })
+
+-- Forgets the windows of one scope ("operator" or "address"), or of all when nil.
+local function clear_windows(scope)
+  for key, window in pairs(state.windows) do
+    if scope == nil or window.scope == scope then
+      state.windows[key] = nil
+    end
+  end
+end
+
+-- Whole seconds until a window ends, rounded up (so that waiting that long always finds
+-- the next window), at least 1.
+local function seconds_before_refresh(window, now)
+  return max(1, ceil(window.ends_at - now))
+end
+
+-- Counts one request of subject (operator id or caller address) to the operation
+-- api_name against its window under config (the rate_limit or auth_rate_limit
+-- setting), and sets the three X-Soracom-Ratelimit-* headers. Beyond the limit it
+-- sends the 429 instead and returns false; counters are the operation's stats.
+local function admit(config, scope, subject, api_name, counters)
+  local now = now_s()
+  local key = scope .. " " .. subject .. " " .. api_name
+  local window = state.windows[key]
+  if not window or now >= window.ends_at then
+    local override = config.apis and config.apis[api_name] or {}
+    local length = override.window or config.window
+    window = {
+      scope = scope, subject = subject, api = api_name,
+      limit = override.limit or config.limit, length = length,
+      ends_at = now + length, used = 0, status_429 = 0,
+    }
+    state.windows[key] = window
+  end
+  local admitted = window.used < window.limit
+  if admitted then
+    window.used = window.used + 1
+  end
+  local refresh = seconds_before_refresh(window, now)
+  local header = ngx.header
+  header["X-Soracom-Ratelimit-Limit"] = window.limit
+  header["X-Soracom-Ratelimit-Remaining"] = window.limit - window.used
+  header["X-Soracom-Ratelimit-Seconds-Before-Refresh"] = refresh
+  if admitted then
+    return true
+  end
+  window.status_429 = window.status_429 + 1
+  counters.status_429 = counters.status_429 + 1
+  if config.retry_after ~= false then
+    header["Retry-After"] = refresh
+  end
+  send_error(429, RATE_LIMIT_CODE, format("Rate limit exceeded for %s (limit %d per %g s). Retry in %d s.",
+    api_name, window.limit, window.length, refresh))
+  return false
+end
+
 -- Counts a routed request in the stats; returns its counters.
 local function count_api(api_name)
   local by_api = state.stats.by_api
@@ -879,7 +1018,18 @@ local function handle_v1(method, segments, query, body)
       return
     end
   end
-  count_api(route.apis[method])
+  local api_name = route.apis[method]
+  local counters = count_api(api_name)
+  local settings = state.settings
+  if route.login then
+    if settings.auth_rate_limit
+        and not admit(settings.auth_rate_limit, "address", ngx.var.remote_addr, api_name, counters) then
+      return
+    end
+  elseif settings.rate_limit
+      and not admit(settings.rate_limit, "operator", credentials.operatorId, api_name, counters) then
+    return
+  end
 
   local args, err = codec.parse_query(query)
   if not args then
@@ -1261,6 +1411,44 @@ function control.stats(method)
   })
 end
 
+-- GET /_fake/ratelimit -> {"windows": [...]}, the windows not yet ended; DELETE forgets
+-- them all (every budget full again).
+function control.ratelimit(method)
+  if method == "DELETE" then
+    clear_windows(nil)
+    return send(204)
+  end
+  local now = now_s()
+  local list = codec.array()
+  for key, window in pairs(state.windows) do
+    if now < window.ends_at then
+      list[#list + 1] = {
+        scope = window.scope,
+        subject = window.subject,
+        api = window.api,
+        limit = window.limit,
+        window = window.length,
+        used = window.used,
+        remaining = window.limit - window.used,
+        status_429 = window.status_429,
+        resets_in = window.ends_at - now,
+        seconds_before_refresh = seconds_before_refresh(window, now),
+      }
+    else
+      state.windows[key] = nil
+    end
+  end
+  sort(list, function(a, b)
+    if a.scope ~= b.scope then
+      return a.scope < b.scope
+    elseif a.subject ~= b.subject then
+      return a.subject < b.subject
+    end
+    return a.api < b.api
+  end)
+  send_json(200, { windows = list })
+end
+
 -- GET /_fake/streams -> {"active": handlers still streaming a fault body}
 function control.streams()
   send_json(200, { active = active_streams })
@@ -1308,6 +1496,13 @@ function control.settings(method, _, body)
         state.settings[name] = value
       end
     end
+    -- A limit written (even unchanged, or null) starts its windows afresh.
+    if changes.rate_limit ~= nil then
+      clear_windows("operator")
+    end
+    if changes.auth_rate_limit ~= nil then
+      clear_windows("address")
+    end
   end
   send_json(200, state.settings)
 end
@@ -1333,6 +1528,7 @@ function control.tokens(_, action)
       token = record.token,
       kind = record.kind,
       userName = record.userName,
+      operatorId = record.operatorId,
       tokenTimeoutSeconds = record.tokenTimeoutSeconds,
       expires_in = record.expires_at - now,
       revoked = record.revoked,
@@ -1461,6 +1657,8 @@ local function handle_control(method, segments, body)
     routes = { POST = control.reset }
   elseif n == 2 and name == "health" then
     routes = { GET = control.health }
+  elseif n == 2 and name == "ratelimit" then
+    routes = { GET = control.ratelimit, DELETE = control.ratelimit }
   elseif n == 2 and name == "stats" then
     routes = { GET = control.stats, DELETE = control.stats }
   elseif n == 2 and name == "streams" then

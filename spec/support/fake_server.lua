@@ -148,8 +148,8 @@ function Server:_control(method, path, value, expected_status)
   end
 end
 
--- Clears all groups, SIMs, recorded requests, faults, settings (credentials too) and
--- issued tokens; un-revokes a logged-out static pair.
+-- Clears all groups, SIMs, recorded requests, faults, settings (credentials too),
+-- issued tokens, stats and rate-limit windows; un-revokes a logged-out static pair.
 function Server:reset()
   self:_control("POST", "/_fake/reset", nil, 204)
 end
@@ -177,7 +177,12 @@ end
 -- default_limit, max_limit, the login credentials auth_key_id, auth_key, email,
 -- password, operator_id, user_name, sam_password, mfa_otp_code, token_lifetime;
 -- latency and latency_jitter (seconds slept before answering each recorded request,
--- without blocking others); cjson.null restores a default). Returns all settings.
+-- without blocking others); the rate limits
+--   rate_limit = { limit = n, window = s, retry_after = true, apis = {
+--     ["GET /v1/groups/{group_id}"] = { limit = n, window = s } } }  per operator and operation
+--   auth_rate_limit = { limit = n, window = s, retry_after = true }  POST /v1/auth per caller address
+-- (window in seconds, may be fractional; writing either starts its windows afresh);
+-- cjson.null restores a default). Returns all settings.
 function Server:settings(changes)
   return self:_control("POST", "/_fake/settings", changes or {}, 200)
 end
@@ -222,6 +227,20 @@ function Server:clear_stats()
   self:_control("DELETE", "/_fake/stats", nil, 204)
 end
 
+-- The rate-limit windows not yet ended, sorted by scope, subject, api:
+--   { scope = "operator" | "address", subject = "OP0012345678" | "127.0.0.1",
+--     api = "GET /v1/groups", limit = n, window = s (length), used = n (requests admitted),
+--     remaining = n, status_429 = n (rejected in this window), resets_in = s (fractional),
+--     seconds_before_refresh = n (what the header says now) }
+function Server:rate_limit_windows()
+  return self:_control("GET", "/_fake/ratelimit", nil, 200).windows
+end
+
+-- Forgets every rate-limit window: each budget is full again.
+function Server:clear_rate_limit_windows()
+  self:_control("DELETE", "/_fake/ratelimit", nil, 204)
+end
+
 -- Number of handlers still streaming a fault body (a trickle whose client has gone
 -- drops to 0 within about a second).
 function Server:active_streams()
@@ -229,8 +248,8 @@ function Server:active_streams()
 end
 
 -- Tokens issued by POST /v1/auth since the last reset, oldest first: { apiKey, token,
--- kind ("authKey"|"root"|"sam"), userName (SAM only), tokenTimeoutSeconds,
--- expires_in (seconds left, negative once expired), revoked }.
+-- kind ("authKey"|"root"|"sam"), userName (SAM only), operatorId (the setting operator_id
+-- at login), tokenTimeoutSeconds, expires_in (seconds left, negative once expired), revoked }.
 function Server:tokens()
   return self:_control("GET", "/_fake/tokens", nil, 200)
 end
