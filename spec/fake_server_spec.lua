@@ -866,10 +866,11 @@ describe("fake Soracom API", function()
     end)
   end)
 
-  -- Runs curl; returns HTTP status (number, 0 when none), curl's exit code and the body.
+  -- Runs curl; returns HTTP status (number, 0 when none), curl's exit code, the body and
+  -- the HTTP version ("1.1", "2"; "0" when there was no response).
   local function curl(args)
     local out = os.tmpname()
-    local pipe = assert(io.popen("curl -sS -o '" .. out .. "' -w '%{http_code}' " .. args
+    local pipe = assert(io.popen("curl -sS -o '" .. out .. "' -w '%{http_code} %{http_version}' " .. args
       .. " 2>/dev/null; echo \" exit=$?\""))
     local result = pipe:read("*a")
     pipe:close()
@@ -877,8 +878,8 @@ describe("fake Soracom API", function()
     local body = f:read("*a")
     f:close()
     os.remove(out)
-    local code, exit = result:match("^(%d*) exit=(%d+)")
-    return tonumber(code) or 0, tonumber(exit), body
+    local code, version, exit = result:match("^(%d*) (%S*) exit=(%d+)")
+    return tonumber(code) or 0, tonumber(exit), body, version
   end
   local CURL_AUTH = "-H 'X-Soracom-API-Key: test-api-key' -H 'X-Soracom-Token: test-token' "
 
@@ -1133,6 +1134,13 @@ describe("fake Soracom API", function()
       assert.are.equal("/v1/groups", log[1].uri)
     end)
 
+    it("offers HTTP/1.1 only unless started with http2", function()
+      assert.is_nil(tls.http2)
+      local status, exit, _, version = curl(CURL_AUTH .. "--http2 --cacert '" .. tls.ca_file .. "' "
+        .. tls.tls_endpoint .. "/groups")
+      assert.are.same({ 200, 0, "1.1" }, { status, exit, version })
+    end)
+
     it("fails verification with the wrong CA or none", function()
       local _, exit = curl("--cacert '" .. tls.other_ca_file .. "' " .. tls.tls_url .. "/_fake/health")
       assert.are.equal(60, exit) -- CURLE_PEER_FAILED_VERIFICATION
@@ -1153,6 +1161,118 @@ describe("fake Soracom API", function()
       assert.are.equal(50, #body)
       status, exit, body = curl(CURL_AUTH .. ca .. tls.tls_endpoint .. "/groups")
       assert.are.same({ 200, 0, 200000 }, { status, exit, #body })
+    end)
+  end)
+
+  describe("HTTP/2 on the TLS listener", function()
+    local h2
+
+    setup(function()
+      h2 = fake.start({ http2 = true })
+    end)
+
+    teardown(function()
+      if h2 then
+        h2:stop()
+      end
+    end)
+
+    before_each(function()
+      h2:reset()
+    end)
+
+    -- One curl process running the URLs at once over one multiplexed connection; returns
+    -- per transfer {status, exit, connects, version}, in the order curl finishes them.
+    local function curl_parallel(urls, extra)
+      local outputs = string.rep("-o /dev/null ", #urls)
+      local pipe = assert(io.popen("curl -s --http2 --parallel --parallel-max 100 " .. CURL_AUTH
+        .. "--cacert '" .. h2.ca_file .. "' " .. (extra or "") .. outputs
+        .. "-w '%{http_code} %{exitcode} %{num_connects} %{http_version}\\n' " .. table.concat(urls, " ")
+        .. " 2>/dev/null"))
+      local results = {}
+      for line in pipe:lines() do
+        local status, exit, connects, version = line:match("^(%d+) (%d+) (%d+) (%S+)$")
+        results[#results + 1] = { tonumber(status), tonumber(exit), tonumber(connects), version }
+      end
+      pipe:close()
+      return results
+    end
+
+    it("negotiates HTTP/2 or HTTP/1.1 by ALPN on the TLS port; the plain port stays HTTP/1.1", function()
+      assert.is_true(h2.http2)
+      local ca = "--cacert '" .. h2.ca_file .. "' "
+      local status, exit, _, version = curl(CURL_AUTH .. ca .. "--http2 " .. h2.tls_endpoint .. "/groups")
+      assert.are.same({ 200, 0, "2" }, { status, exit, version })
+      status, exit, _, version = curl(CURL_AUTH .. ca .. "--http1.1 " .. h2.tls_endpoint .. "/groups")
+      assert.are.same({ 200, 0, "1.1" }, { status, exit, version })
+      status, exit, _, version = curl(CURL_AUTH .. "--http2 " .. h2.endpoint .. "/groups")
+      assert.are.same({ 200, 0, "1.1" }, { status, exit, version })
+    end)
+
+    it("reads request bodies, with or without Content-Length", function()
+      local ca = "--cacert '" .. h2.ca_file .. "' --http2 -H 'Content-Type: application/json' "
+      local status, exit, body, version = curl(CURL_AUTH .. ca .. "-d '{\"tags\":{\"a\":\"b\"}}' "
+        .. h2.tls_endpoint .. "/groups")
+      assert.are.same({ 201, 0, "2" }, { status, exit, version })
+      assert.are.same({ a = "b" }, decode(body).tags)
+      -- curl sends this body as DATA frames with no content-length (h2 has no chunking).
+      status, exit, body, version = curl(CURL_AUTH .. ca .. "-H 'Transfer-Encoding: chunked' "
+        .. "--data-binary '{\"tags\":{\"c\":\"d\"}}' " .. h2.tls_endpoint .. "/groups")
+      assert.are.same({ 201, 0, "2" }, { status, exit, version })
+      assert.are.same({ c = "d" }, decode(body).tags)
+      local log = h2:requests()
+      assert.are.equal('{"tags":{"c":"d"}}', log[2].body)
+      assert.is_nil(log[2].headers["content-length"])
+    end)
+
+    it("multiplexes delayed requests on one connection, rate limits and all", function()
+      h2:settings({ latency = 0.5, rate_limit = { limit = 30, window = 60 } })
+      local urls = {}
+      for i = 1, 50 do
+        urls[i] = h2.tls_endpoint .. "/groups"
+      end
+      local started = socket.gettime()
+      local results = curl_parallel(urls)
+      local elapsed = socket.gettime() - started
+      assert.is_true(elapsed < 5, "took " .. elapsed) -- 25 s one after another
+      local counts, connects = {}, 0
+      for _, r in ipairs(results) do
+        assert.are.equal("2", r[4])
+        counts[r[1]] = (counts[r[1]] or 0) + 1
+        connects = connects + r[3]
+      end
+      assert.are.same({ [200] = 30, [429] = 20 }, counts)
+      assert.are.equal(1, connects)
+      local stats = h2:stats()
+      assert.are.equal(50, stats.max_in_flight)
+      local log = h2:requests()
+      assert.are.equal(log[1].connection, log[50].connection)
+    end)
+
+    it("turns close, reset_after_bytes and truncate into a reset of that stream only", function()
+      for _, fault in ipairs({ { close = true }, { reset_after_bytes = 10 }, { truncate = 10 } }) do
+        fault.delay = 0.3 -- so the other request is under way on the same connection
+        h2:faults({ fault })
+        local results = curl_parallel({ h2.tls_endpoint .. "/groups", h2.tls_endpoint .. "/groups" })
+        table.sort(results, function(a, b) return a[2] < b[2] end)
+        -- CURLE_HTTP2_STREAM (92): "stream was not closed cleanly: PROTOCOL_ERROR".
+        assert.are.same({ 0, 92 }, { results[1][2], results[2][2] }, cjson.encode(fault))
+        assert.are.equal(200, results[1][1])
+        assert.are.equal(1, results[1][3] + results[2][3])
+      end
+    end)
+
+    it("ends a trickle whose client has gone", function()
+      h2:faults({ { slow_body = true } })
+      local _, exit = curl(CURL_AUTH .. "--http2 --max-time 0.5 --cacert '" .. h2.ca_file .. "' "
+        .. h2.tls_endpoint .. "/groups")
+      assert.are.equal(28, exit) -- CURLE_OPERATION_TIMEDOUT
+      local deadline = socket.gettime() + 3
+      while h2:active_streams() > 0 and socket.gettime() < deadline do
+        socket.sleep(0.1)
+      end
+      assert.are.equal(0, h2:active_streams())
+      assert.are.equal(0, h2:stats().in_flight)
     end)
   end)
 

@@ -7,6 +7,7 @@
 --   local srv = fake.start{ tls = true } -- also HTTPS: srv.tls_url, srv.tls_endpoint,
 --                                     -- srv.ca_file (CA to trust), srv.other_ca_file (a CA
 --                                     -- that did not sign the server certificate)
+--   local srv = fake.start{ http2 = true } -- the same, and HTTP/2 offered over TLS (ALPN)
 --   srv:seed_groups(3, { env = "ci" }) --> { "id1", "id2", "id3" }
 --   srv:stop()                        -- idempotent; removes the state directory
 --
@@ -298,12 +299,14 @@ end
 -- Starts a fresh fake in a new temporary directory. opts.tls: also listen with HTTPS
 -- (certificate for 127.0.0.1 and localhost from a CA made now): srv.tls_url
 -- ("https://127.0.0.1:PORT"), srv.tls_endpoint, srv.ca_file, srv.other_ca_file.
+-- opts.http2 (implies tls): that listener offers HTTP/2 as well as HTTP/1.1; srv.http2 = true.
 function M.start(opts)
   opts = opts or {}
   local root = repo_root()
   local ctl = root .. "/spec/fake/ctl"
   local state_dir = run("mktemp -d \"${TMPDIR:-/tmp}/soracom-fake.XXXXXX\"", "mktemp"):match("^%s*(.-)%s*$")
-  local tls_flag = opts.tls and " --tls " or " "
+  local tls = opts.tls or opts.http2
+  local tls_flag = (opts.http2 and " --http2 ") or (tls and " --tls ") or " "
   local ok, out = pcall(run, shell_quote(ctl) .. " start" .. tls_flag .. shell_quote(state_dir), "ctl start")
   if not ok then
     os.execute("rm -rf " .. shell_quote(state_dir))
@@ -321,8 +324,9 @@ function M.start(opts)
     ctl = ctl,
     state_dir = state_dir,
     stopped = false,
+    http2 = opts.http2 and true or nil,
   }
-  if opts.tls then
+  if tls then
     local tls_url = out:match("\n(https://127%.0%.0%.1:%d+)")
     if not tls_url then
       run(shell_quote(ctl) .. " stop " .. shell_quote(state_dir), "ctl stop")
