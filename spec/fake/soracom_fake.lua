@@ -818,6 +818,10 @@ local HTTP_METHODS = { "DELETE", "GET", "POST", "PUT" }
 local routes_by_length = {} -- segment count -> routes
 for _, route in ipairs(ROUTES) do
   route.segments = assert(codec.split_path(route.path))
+  route.params = {} -- segment index -> parameter name, or false for a literal
+  for i, pattern in ipairs(route.segments) do
+    route.params[i] = pattern:match("^{(.+)}$") or false
+  end
   route.handlers, route.apis = {}, {}
   for _, method in ipairs(HTTP_METHODS) do
     if route[method] then
@@ -833,9 +837,9 @@ end
 -- The route of decoded path segments and its path parameters, or nil.
 local function find_route(segments)
   for _, route in ipairs(routes_by_length[#segments] or {}) do
-    local params = {}
+    local params, names = {}, route.params
     for i, pattern in ipairs(route.segments) do
-      local name = pattern:match("^{(.+)}$")
+      local name = names[i]
       local segment = segments[i]
       if name and segment ~= "" then
         params[name] = segment
