@@ -37,6 +37,50 @@ describe("fake Soracom API", function()
     return status, decoded, text, headers
   end
 
+  -- Raw HTTP/1.1 over luasocket, in two halves so that many requests can be in flight
+  -- at once: send_request connects (from opts.source, a loopback address, when given),
+  -- sends and returns the connection; read_response reads one response from it.
+  -- opts: auth (the static pair), headers, body, source.
+  local function send_request(method, path, opts)
+    opts = opts or {}
+    local host, port = srv.url:match("^http://([^:/]+):(%d+)$")
+    local conn = assert(socket.tcp())
+    conn:settimeout(10)
+    if opts.source then
+      assert(conn:bind(opts.source, 0))
+    end
+    assert(conn:connect(host, tonumber(port)))
+    local lines = { ("%s %s HTTP/1.1"):format(method, path), "Host: 127.0.0.1" }
+    if opts.auth then
+      lines[#lines + 1] = "X-Soracom-API-Key: " .. srv.api_key
+      lines[#lines + 1] = "X-Soracom-Token: " .. srv.token
+    end
+    for name, value in pairs(opts.headers or {}) do
+      lines[#lines + 1] = name .. ": " .. value
+    end
+    local body = opts.body or ""
+    lines[#lines + 1] = "Content-Length: " .. #body
+    assert(conn:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. body))
+    return conn
+  end
+
+  -- Returns status, headers (lower-case names), body of the next response on conn.
+  local function read_response(conn)
+    local status_line = assert(conn:receive("*l"))
+    local headers = {}
+    while true do
+      local line = assert(conn:receive("*l"))
+      if line == "" then
+        break
+      end
+      local name, value = line:match("^([^:]+):%s*(.*)$")
+      headers[name:lower()] = value
+    end
+    local length = tonumber(headers["content-length"] or 0)
+    local body = length > 0 and assert(conn:receive(length)) or ""
+    return tonumber(status_line:match("^HTTP/1%.1 (%d+)")), headers, body
+  end
+
   local function create_group(value)
     local status, group = call("POST", "/v1/groups", value or {})
     assert.are.equal(201, status)
@@ -432,10 +476,401 @@ describe("fake Soracom API", function()
     end)
   end)
 
-  -- Runs curl; returns HTTP status (number, 0 when none), curl's exit code and the body.
+  describe("latency and traffic stats", function()
+    it("delays every recorded response by latency, without blocking other requests", function()
+      srv:settings({ latency = 0.5 })
+      local count = 200 -- 100 s if the sleeps were served one after another
+      local started = socket.gettime()
+      local conns = {}
+      for i = 1, count do
+        conns[i] = send_request("GET", "/v1/groups", { auth = true })
+      end
+      for i = 1, count do
+        assert.are.equal(200, (read_response(conns[i])))
+        conns[i]:close()
+      end
+      local elapsed = socket.gettime() - started
+      assert.is_true(elapsed >= 0.5, "took " .. elapsed)
+      assert.is_true(elapsed < 5, "took " .. elapsed)
+      local stats = srv:stats()
+      assert.are.equal(count, stats.requests)
+      assert.are.equal(count, stats.max_in_flight)
+      assert.are.equal(0, stats.in_flight)
+    end)
+
+    it("delays faults, 401s and unrouted paths too, but not the control API", function()
+      srv:settings({ latency = 0.3 })
+      srv:faults({ { status = 503 } })
+      for _, case in ipairs({
+        { 503, "/v1/groups", true }, { 401, "/v1/groups", false }, { 404, "/elsewhere", true },
+      }) do
+        local started = socket.gettime()
+        assert.are.equal(case[1], (srv:http("GET", case[2], { auth = case[3] })))
+        local elapsed = socket.gettime() - started
+        assert.is_true(elapsed >= 0.3, case[2] .. " took " .. elapsed)
+      end
+      local started = socket.gettime()
+      srv:stats()
+      assert.is_true(socket.gettime() - started < 0.25)
+    end)
+
+    it("adds up to latency_jitter at random", function()
+      srv:settings({ latency = 0.1, latency_jitter = 0.4 })
+      local shortest, longest = math.huge, 0
+      for _ = 1, 8 do
+        local started = socket.gettime()
+        srv:http("GET", "/v1/groups", { auth = true })
+        local elapsed = socket.gettime() - started
+        shortest, longest = math.min(shortest, elapsed), math.max(longest, elapsed)
+      end
+      assert.is_true(shortest >= 0.1, "shortest " .. shortest)
+      assert.is_true(longest < 1.5, "longest " .. longest)
+      -- 8 uniform draws from [0, 0.4) all within 0.05 s of each other: odds below 1e-5.
+      assert.is_true(longest - shortest > 0.05, "spread " .. (longest - shortest))
+    end)
+
+    it("keeps connections alive across delayed responses", function()
+      srv:settings({ latency = 0.2 })
+      local conn = send_request("GET", "/v1/groups", { auth = true })
+      assert.are.equal(200, (read_response(conn)))
+      assert(conn:send("GET /v1/groups HTTP/1.1\r\nHost: x\r\nX-Soracom-API-Key: test-api-key\r\n"
+        .. "X-Soracom-Token: test-token\r\n\r\n"))
+      assert.are.equal(200, (read_response(conn)))
+      conn:close()
+      local log = srv:requests()
+      assert.are.equal(log[1].connection, log[2].connection)
+      assert.are.same({ 1, 2 }, { log[1].connection_requests, log[2].connection_requests })
+    end)
+
+    it("rejects a negative latency", function()
+      assert.has_error(function()
+        srv:settings({ latency = -0.1 })
+      end)
+      assert.has_error(function()
+        srv:settings({ latency_jitter = -1 })
+      end)
+    end)
+
+    it("counts requests per operation by method and path template", function()
+      local id = srv:seed_groups(1)[1]
+      call("GET", "/v1/groups")
+      call("GET", "/v1/groups/" .. id)
+      call("GET", "/v1/groups/missing")
+      call("PUT", "/v1/groups/" .. id .. "/tags", { { tagName = "a", tagValue = "b" } })
+      call("DELETE", "/v1/groups/" .. id .. "/tags/a")
+      call("DELETE", "/v1/groups/" .. id .. "/configuration/SoracomAir/x")
+      srv:http("POST", "/v1/auth", { body = "{}" })
+      -- Not routed to an operation: no route, wrong method, bad credentials.
+      call("GET", "/v1/nothing")
+      call("PATCH", "/v1/groups")
+      srv:http("GET", "/v1/groups")
+      srv:faults({ { status = 429 } })
+      call("GET", "/v1/groups")
+      local stats = srv:stats()
+      assert.are.same({
+        ["GET /v1/groups"] = { requests = 1, status_429 = 0 },
+        ["GET /v1/groups/{group_id}"] = { requests = 2, status_429 = 0 },
+        ["PUT /v1/groups/{group_id}/tags"] = { requests = 1, status_429 = 0 },
+        ["DELETE /v1/groups/{group_id}/tags/{tag_name}"] = { requests = 1, status_429 = 0 },
+        ["DELETE /v1/groups/{group_id}/configuration/{namespace}/{name}"] = { requests = 1, status_429 = 0 },
+        ["POST /v1/auth"] = { requests = 1, status_429 = 0 },
+      }, stats.by_api)
+      assert.are.equal(11, stats.requests)
+      assert.are.equal(1, stats.status_429) -- the injected one
+      assert.are.equal(1, stats.max_in_flight)
+    end)
+
+    it("clears the counters on DELETE /_fake/stats and on reset", function()
+      call("GET", "/v1/groups")
+      srv:clear_stats()
+      assert.are.same({ requests = 0, in_flight = 0, max_in_flight = 0, status_429 = 0, by_api = {} },
+        srv:stats())
+      call("GET", "/v1/groups")
+      srv:reset()
+      assert.are.equal(0, srv:stats().requests)
+    end)
+  end)
+
+  describe("rate limits", function()
+    local LIMIT = "x-soracom-ratelimit-limit"
+    local REMAINING = "x-soracom-ratelimit-remaining"
+    local REFRESH = "x-soracom-ratelimit-seconds-before-refresh"
+
+    -- The three rate-limit headers and Retry-After of a response, as numbers.
+    local function limits(headers)
+      return {
+        limit = tonumber(headers[LIMIT]),
+        remaining = tonumber(headers[REMAINING]),
+        refresh = tonumber(headers[REFRESH]),
+        retry_after = tonumber(headers["retry-after"]),
+      }
+    end
+
+    -- An authenticated request with the given pair; returns status, headers, decoded body.
+    local function as(pair, method, path)
+      local status, text, headers = srv:http(method, path, {
+        headers = { ["X-Soracom-API-Key"] = pair.apiKey, ["X-Soracom-Token"] = pair.token },
+      })
+      return status, headers, text ~= "" and decode(text) or nil
+    end
+
+    local function login(value)
+      local status, text, headers = srv:http("POST", "/v1/auth", { body = cjson.encode(value) })
+      return status, headers, decode(text)
+    end
+
+    local KEY_LOGIN = { authKeyId = "keyId-test", authKey = "secret-test" }
+
+    it("sends no rate-limit headers and never 429s by default", function()
+      srv:seed_groups(1)
+      for _ = 1, 30 do
+        local status, _, _, headers = call("GET", "/v1/groups")
+        assert.are.equal(200, status)
+        assert.are.same({}, limits(headers))
+      end
+      local status, headers = login(KEY_LOGIN)
+      assert.are.equal(200, status)
+      assert.are.same({}, limits(headers))
+      assert.are.same({}, srv:rate_limit_windows())
+    end)
+
+    it("counts Remaining down, then answers 429 with the headers, Retry-After and an error body", function()
+      srv:settings({ rate_limit = { limit = 3, window = 60 } })
+      local _, _, _, headers = call("GET", "/v1/groups")
+      -- The window starts with this request: a whole minute left.
+      assert.are.same({ limit = 3, remaining = 2, refresh = 60 }, limits(headers))
+      assert.is_true(srv:rate_limit_windows()[1].resets_in > 59)
+      for remaining = 1, 0, -1 do
+        local status
+        status, _, _, headers = call("GET", "/v1/groups")
+        assert.are.equal(200, status)
+        assert.are.equal(remaining, limits(headers).remaining)
+      end
+      for _ = 1, 2 do
+        local status, err
+        status, err, _, headers = call("GET", "/v1/groups")
+        assert.are.equal(429, status)
+        assert.are.equal("AGW0003", err.code)
+        assert.matches("GET /v1/groups", err.message, 1, true)
+        local got = limits(headers)
+        assert.are.same({ 3, 0 }, { got.limit, got.remaining })
+        assert.is_true(got.refresh == 59 or got.refresh == 60, "refresh " .. tostring(got.refresh))
+        assert.are.equal(got.refresh, got.retry_after)
+      end
+      local windows = srv:rate_limit_windows()
+      assert.are.equal(1, #windows)
+      local w = windows[1]
+      assert.are.same({ "operator", "OP0012345678", "GET /v1/groups", 3, 60, 3, 0, 2 },
+        { w.scope, w.subject, w.api, w.limit, w.window, w.used, w.remaining, w.status_429 })
+      local stats = srv:stats()
+      assert.are.same({ requests = 5, status_429 = 2 }, stats.by_api["GET /v1/groups"])
+      assert.are.equal(2, stats.status_429)
+    end)
+
+    it("puts the headers on every answer of an operation, errors too, but not on 401s or unrouted paths", function()
+      srv:settings({ rate_limit = { limit = 10, window = 60 } })
+      local _, _, _, headers = call("GET", "/v1/groups/missing")
+      assert.are.equal(9, limits(headers).remaining)
+      local status
+      status, _, _, headers = call("GET", "/v1/groups/other?limit=0") -- same operation, other id
+      assert.are.equal(404, status)
+      assert.are.equal(8, limits(headers).remaining)
+      status, _, _, headers = call("GET", "/v1/groups?limit=x")
+      assert.are.equal(400, status)
+      assert.are.equal(9, limits(headers).remaining)
+      -- Neither counted nor marked: no operator known, or no operation.
+      for _, case in ipairs({
+        { 401, "GET", "/v1/groups", false }, { 404, "GET", "/v1/nothing", true },
+        { 405, "PATCH", "/v1/groups", true }, { 404, "GET", "/v1/groups/", true },
+      }) do
+        local text
+        status, text, headers = srv:http(case[2], case[3], { auth = case[4] })
+        assert.are.equal(case[1], status, text)
+        assert.are.same({}, limits(headers))
+      end
+      _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(8, limits(headers).remaining)
+    end)
+
+    it("starts a new window once the window has passed (whole seconds, rounded up)", function()
+      srv:settings({ rate_limit = { limit = 2, window = 0.6 } })
+      local _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.same({ limit = 2, remaining = 1, refresh = 1 }, limits(headers))
+      call("GET", "/v1/groups")
+      local status = call("GET", "/v1/groups")
+      assert.are.equal(429, status)
+      socket.sleep(0.7)
+      status, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(200, status)
+      assert.are.same({ limit = 2, remaining = 1, refresh = 1 }, limits(headers))
+      assert.are.same({ 1, 0 }, { srv:rate_limit_windows()[1].used, srv:rate_limit_windows()[1].status_429 })
+    end)
+
+    it("rounds Seconds-Before-Refresh up to whole seconds", function()
+      srv:settings({ rate_limit = { limit = 5, window = 2.5 } })
+      local _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(3, limits(headers).refresh)
+      socket.sleep(0.6) -- 1.9 s left: 2 rounded up, 1 rounded down
+      _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(2, limits(headers).refresh)
+      local window = srv:rate_limit_windows()[1]
+      assert.is_true(window.resets_in > 1 and window.resets_in < 1.9, "resets_in " .. window.resets_in)
+      assert.are.equal(2, window.seconds_before_refresh)
+    end)
+
+    it("keeps one window per operation: a path template, whatever the ids", function()
+      local ids = srv:seed_groups(2)
+      srv:settings({ rate_limit = { limit = 2, window = 60,
+        apis = { ["GET /v1/groups/{group_id}/subscribers"] = { limit = 5, window = 30 } } } })
+      call("GET", "/v1/groups")
+      call("GET", "/v1/groups")
+      assert.are.equal(429, (call("GET", "/v1/groups")))
+      local status, _, _, headers = call("GET", "/v1/groups/" .. ids[1])
+      assert.are.equal(200, status)
+      assert.are.equal(1, limits(headers).remaining)
+      status, _, _, headers = call("GET", "/v1/groups/" .. ids[2])
+      assert.are.equal(200, status)
+      assert.are.equal(0, limits(headers).remaining)
+      assert.are.equal(429, (call("GET", "/v1/groups/missing")))
+      -- Another method on the same path is another operation; the override has its own numbers.
+      status, _, _, headers = call("DELETE", "/v1/groups/" .. ids[2])
+      assert.are.same({ 204, 1 }, { status, limits(headers).remaining })
+      _, _, _, headers = call("GET", "/v1/groups/" .. ids[1] .. "/subscribers")
+      assert.are.same({ limit = 5, remaining = 4, refresh = 30 }, limits(headers))
+      local apis = {}
+      for _, w in ipairs(srv:rate_limit_windows()) do
+        apis[#apis + 1] = w.api
+      end
+      assert.are.same({ "DELETE /v1/groups/{group_id}", "GET /v1/groups", "GET /v1/groups/{group_id}",
+        "GET /v1/groups/{group_id}/subscribers" }, apis)
+    end)
+
+    it("keeps one window per operator: each token's operator at login; the static pair's is operator_id", function()
+      local first = select(3, login(KEY_LOGIN))
+      srv:settings({ operator_id = "OP0099999999" })
+      local second = select(3, login(KEY_LOGIN))
+      assert.are.same({ "OP0012345678", "OP0099999999" }, { first.operatorId, second.operatorId })
+      assert.are.same({ "OP0012345678", "OP0099999999" }, { srv:tokens()[1].operatorId, srv:tokens()[2].operatorId })
+      srv:settings({ rate_limit = { limit = 1, window = 60 } })
+      assert.are.equal(200, (as(first, "GET", "/v1/groups")))
+      assert.are.equal(429, (as(first, "GET", "/v1/groups")))
+      assert.are.equal(200, (as(second, "GET", "/v1/groups")))
+      assert.are.equal(429, (as({ apiKey = srv.api_key, token = srv.token }, "GET", "/v1/groups")))
+      local subjects = {}
+      for _, w in ipairs(srv:rate_limit_windows()) do
+        subjects[#subjects + 1] = w.subject .. " " .. w.used .. " " .. w.status_429
+      end
+      assert.are.same({ "OP0012345678 1 1", "OP0099999999 1 1" }, subjects)
+    end)
+
+    it("limits logins per caller address, counting failed ones; logout is an operator's operation", function()
+      srv:settings({ auth_rate_limit = { limit = 2, window = 60 }, rate_limit = { limit = 0, window = 60 } })
+      local status, headers = login({ authKeyId = "keyId-test", authKey = "wrong" })
+      assert.are.equal(401, status)
+      assert.are.same({ limit = 2, remaining = 1, refresh = 60 }, limits(headers))
+      local pair
+      status, headers, pair = login(KEY_LOGIN)
+      assert.are.equal(200, status)
+      assert.are.equal(0, limits(headers).remaining)
+      local err
+      status, headers, err = login(KEY_LOGIN)
+      assert.are.equal(429, status)
+      assert.are.equal("AGW0003", err.code)
+      assert.are.same({ 2, 0 }, { limits(headers).limit, limits(headers).remaining })
+      assert.are.equal(limits(headers).refresh, limits(headers).retry_after)
+      -- Another loopback address has its own window.
+      local conn = send_request("POST", "/v1/auth", { source = "127.0.0.2", body = cjson.encode(KEY_LOGIN) })
+      status, headers = read_response(conn)
+      conn:close()
+      assert.are.equal(200, status)
+      assert.are.equal(1, limits(headers).remaining)
+      -- rate_limit (0 here) governs the operator's operations, logout included, not logins.
+      status, headers = as(pair, "POST", "/v1/auth/logout")
+      assert.are.same({ 429, 0, 0 }, { status, limits(headers).limit, limits(headers).remaining })
+      local windows = srv:rate_limit_windows()
+      local seen = {}
+      for i, w in ipairs(windows) do
+        seen[i] = w.scope .. " " .. w.subject .. " " .. w.api .. " " .. w.used
+      end
+      assert.are.same({ "address 127.0.0.1 POST /v1/auth 2", "address 127.0.0.2 POST /v1/auth 1",
+        "operator OP0012345678 POST /v1/auth/logout 0" }, seen)
+      assert.are.same({ requests = 4, status_429 = 1 }, srv:stats().by_api["POST /v1/auth"])
+    end)
+
+    it("leaves Retry-After out when retry_after is false", function()
+      srv:settings({ rate_limit = { limit = 0, window = 5, retry_after = false },
+        auth_rate_limit = { limit = 0, window = 5, retry_after = false } })
+      local status, _, _, headers = call("GET", "/v1/groups")
+      assert.are.equal(429, status)
+      assert.are.same({ limit = 0, remaining = 0, refresh = 5 }, limits(headers))
+      status, headers = login(KEY_LOGIN)
+      assert.are.equal(429, status)
+      assert.are.same({ limit = 0, remaining = 0, refresh = 5 }, limits(headers))
+    end)
+
+    it("admits exactly limit requests of many arriving at once", function()
+      srv:settings({ latency = 0.3, rate_limit = { limit = 20, window = 60 } })
+      local conns, counts = {}, {}
+      for i = 1, 50 do
+        conns[i] = send_request("GET", "/v1/groups", { auth = true })
+      end
+      for i = 1, 50 do
+        local status = read_response(conns[i])
+        conns[i]:close()
+        counts[status] = (counts[status] or 0) + 1
+      end
+      assert.are.same({ [200] = 20, [429] = 30 }, counts)
+      assert.are.same({ requests = 50, status_429 = 30 }, srv:stats().by_api["GET /v1/groups"])
+    end)
+
+    it("starts windows afresh when a limit is written, on DELETE /_fake/ratelimit and on reset", function()
+      srv:settings({ rate_limit = { limit = 1, window = 60 }, auth_rate_limit = { limit = 1, window = 60 } })
+      call("GET", "/v1/groups")
+      login(KEY_LOGIN)
+      assert.are.equal(2, #srv:rate_limit_windows())
+      srv:settings({ rate_limit = { limit = 1, window = 60 } }) -- the same value still restarts
+      assert.are.equal(200, (call("GET", "/v1/groups")))
+      assert.are.equal(429, (login(KEY_LOGIN)))
+      srv:clear_rate_limit_windows()
+      assert.are.same({}, srv:rate_limit_windows())
+      assert.are.equal(200, (login(KEY_LOGIN)))
+      srv:settings({ rate_limit = cjson.null })
+      local _, _, _, headers = call("GET", "/v1/groups")
+      assert.are.same({}, limits(headers))
+      srv:reset()
+      assert.are.same({}, srv:rate_limit_windows())
+      assert.is_nil(srv:settings().auth_rate_limit)
+    end)
+
+    it("rejects malformed limits with 400", function()
+      for _, bad in ipairs({
+        { rate_limit = 5 },
+        { rate_limit = { window = 1 } },
+        { rate_limit = { limit = 1 } },
+        { rate_limit = { limit = -1, window = 1 } },
+        { rate_limit = { limit = 1.5, window = 1 } },
+        { rate_limit = { limit = 1, window = 0 } },
+        { rate_limit = { limit = 1, window = 1, retry_after = "no" } },
+        { rate_limit = { limit = 1, window = 1, per_minute = true } },
+        { rate_limit = { limit = 1, window = 1, apis = { ["GET /v1/groups/{id}"] = { limit = 1 } } } },
+        { rate_limit = { limit = 1, window = 1, apis = { ["POST /v1/auth"] = { limit = 1 } } } },
+        { rate_limit = { limit = 1, window = 1, apis = { ["GET /v1/groups"] = { limit = 1, burst = 2 } } } },
+        { rate_limit = { limit = 1, window = 1, apis = { ["GET /v1/groups"] = { window = -1 } } } },
+        { auth_rate_limit = { limit = 1, window = 1, apis = {} } },
+      }) do
+        assert.has_error(function()
+          srv:settings(bad)
+        end, nil, cjson.encode(bad))
+      end
+      assert.is_nil(srv:settings().rate_limit)
+    end)
+  end)
+
+  -- Runs curl; returns HTTP status (number, 0 when none), curl's exit code, the body and
+  -- the HTTP version ("1.1", "2"; "0" when there was no response).
   local function curl(args)
     local out = os.tmpname()
-    local pipe = assert(io.popen("curl -sS -o '" .. out .. "' -w '%{http_code}' " .. args
+    local pipe = assert(io.popen("curl -sS -o '" .. out .. "' -w '%{http_code} %{http_version}' " .. args
       .. " 2>/dev/null; echo \" exit=$?\""))
     local result = pipe:read("*a")
     pipe:close()
@@ -443,8 +878,8 @@ describe("fake Soracom API", function()
     local body = f:read("*a")
     f:close()
     os.remove(out)
-    local code, exit = result:match("^(%d*) exit=(%d+)")
-    return tonumber(code) or 0, tonumber(exit), body
+    local code, version, exit = result:match("^(%d*) (%S*) exit=(%d+)")
+    return tonumber(code) or 0, tonumber(exit), body, version
   end
   local CURL_AUTH = "-H 'X-Soracom-API-Key: test-api-key' -H 'X-Soracom-Token: test-token' "
 
@@ -699,6 +1134,13 @@ describe("fake Soracom API", function()
       assert.are.equal("/v1/groups", log[1].uri)
     end)
 
+    it("offers HTTP/1.1 only unless started with http2", function()
+      assert.is_nil(tls.http2)
+      local status, exit, _, version = curl(CURL_AUTH .. "--http2 --cacert '" .. tls.ca_file .. "' "
+        .. tls.tls_endpoint .. "/groups")
+      assert.are.same({ 200, 0, "1.1" }, { status, exit, version })
+    end)
+
     it("fails verification with the wrong CA or none", function()
       local _, exit = curl("--cacert '" .. tls.other_ca_file .. "' " .. tls.tls_url .. "/_fake/health")
       assert.are.equal(60, exit) -- CURLE_PEER_FAILED_VERIFICATION
@@ -719,6 +1161,118 @@ describe("fake Soracom API", function()
       assert.are.equal(50, #body)
       status, exit, body = curl(CURL_AUTH .. ca .. tls.tls_endpoint .. "/groups")
       assert.are.same({ 200, 0, 200000 }, { status, exit, #body })
+    end)
+  end)
+
+  describe("HTTP/2 on the TLS listener", function()
+    local h2
+
+    setup(function()
+      h2 = fake.start({ http2 = true })
+    end)
+
+    teardown(function()
+      if h2 then
+        h2:stop()
+      end
+    end)
+
+    before_each(function()
+      h2:reset()
+    end)
+
+    -- One curl process running the URLs at once over one multiplexed connection; returns
+    -- per transfer {status, exit, connects, version}, in the order curl finishes them.
+    local function curl_parallel(urls, extra)
+      local outputs = string.rep("-o /dev/null ", #urls)
+      local pipe = assert(io.popen("curl -s --http2 --parallel --parallel-max 100 " .. CURL_AUTH
+        .. "--cacert '" .. h2.ca_file .. "' " .. (extra or "") .. outputs
+        .. "-w '%{http_code} %{exitcode} %{num_connects} %{http_version}\\n' " .. table.concat(urls, " ")
+        .. " 2>/dev/null"))
+      local results = {}
+      for line in pipe:lines() do
+        local status, exit, connects, version = line:match("^(%d+) (%d+) (%d+) (%S+)$")
+        results[#results + 1] = { tonumber(status), tonumber(exit), tonumber(connects), version }
+      end
+      pipe:close()
+      return results
+    end
+
+    it("negotiates HTTP/2 or HTTP/1.1 by ALPN on the TLS port; the plain port stays HTTP/1.1", function()
+      assert.is_true(h2.http2)
+      local ca = "--cacert '" .. h2.ca_file .. "' "
+      local status, exit, _, version = curl(CURL_AUTH .. ca .. "--http2 " .. h2.tls_endpoint .. "/groups")
+      assert.are.same({ 200, 0, "2" }, { status, exit, version })
+      status, exit, _, version = curl(CURL_AUTH .. ca .. "--http1.1 " .. h2.tls_endpoint .. "/groups")
+      assert.are.same({ 200, 0, "1.1" }, { status, exit, version })
+      status, exit, _, version = curl(CURL_AUTH .. "--http2 " .. h2.endpoint .. "/groups")
+      assert.are.same({ 200, 0, "1.1" }, { status, exit, version })
+    end)
+
+    it("reads request bodies, with or without Content-Length", function()
+      local ca = "--cacert '" .. h2.ca_file .. "' --http2 -H 'Content-Type: application/json' "
+      local status, exit, body, version = curl(CURL_AUTH .. ca .. "-d '{\"tags\":{\"a\":\"b\"}}' "
+        .. h2.tls_endpoint .. "/groups")
+      assert.are.same({ 201, 0, "2" }, { status, exit, version })
+      assert.are.same({ a = "b" }, decode(body).tags)
+      -- curl sends this body as DATA frames with no content-length (h2 has no chunking).
+      status, exit, body, version = curl(CURL_AUTH .. ca .. "-H 'Transfer-Encoding: chunked' "
+        .. "--data-binary '{\"tags\":{\"c\":\"d\"}}' " .. h2.tls_endpoint .. "/groups")
+      assert.are.same({ 201, 0, "2" }, { status, exit, version })
+      assert.are.same({ c = "d" }, decode(body).tags)
+      local log = h2:requests()
+      assert.are.equal('{"tags":{"c":"d"}}', log[2].body)
+      assert.is_nil(log[2].headers["content-length"])
+    end)
+
+    it("multiplexes delayed requests on one connection, rate limits and all", function()
+      h2:settings({ latency = 0.5, rate_limit = { limit = 30, window = 60 } })
+      local urls = {}
+      for i = 1, 50 do
+        urls[i] = h2.tls_endpoint .. "/groups"
+      end
+      local started = socket.gettime()
+      local results = curl_parallel(urls)
+      local elapsed = socket.gettime() - started
+      assert.is_true(elapsed < 5, "took " .. elapsed) -- 25 s one after another
+      local counts, connects = {}, 0
+      for _, r in ipairs(results) do
+        assert.are.equal("2", r[4])
+        counts[r[1]] = (counts[r[1]] or 0) + 1
+        connects = connects + r[3]
+      end
+      assert.are.same({ [200] = 30, [429] = 20 }, counts)
+      assert.are.equal(1, connects)
+      local stats = h2:stats()
+      assert.are.equal(50, stats.max_in_flight)
+      local log = h2:requests()
+      assert.are.equal(log[1].connection, log[50].connection)
+    end)
+
+    it("turns close, reset_after_bytes and truncate into a reset of that stream only", function()
+      for _, fault in ipairs({ { close = true }, { reset_after_bytes = 10 }, { truncate = 10 } }) do
+        fault.delay = 0.3 -- so the other request is under way on the same connection
+        h2:faults({ fault })
+        local results = curl_parallel({ h2.tls_endpoint .. "/groups", h2.tls_endpoint .. "/groups" })
+        table.sort(results, function(a, b) return a[2] < b[2] end)
+        -- CURLE_HTTP2_STREAM (92): "stream was not closed cleanly: PROTOCOL_ERROR".
+        assert.are.same({ 0, 92 }, { results[1][2], results[2][2] }, cjson.encode(fault))
+        assert.are.equal(200, results[1][1])
+        assert.are.equal(1, results[1][3] + results[2][3])
+      end
+    end)
+
+    it("ends a trickle whose client has gone", function()
+      h2:faults({ { slow_body = true } })
+      local _, exit = curl(CURL_AUTH .. "--http2 --max-time 0.5 --cacert '" .. h2.ca_file .. "' "
+        .. h2.tls_endpoint .. "/groups")
+      assert.are.equal(28, exit) -- CURLE_OPERATION_TIMEDOUT
+      local deadline = socket.gettime() + 3
+      while h2:active_streams() > 0 and socket.gettime() < deadline do
+        socket.sleep(0.1)
+      end
+      assert.are.equal(0, h2:active_streams())
+      assert.are.equal(0, h2:stats().in_flight)
     end)
   end)
 

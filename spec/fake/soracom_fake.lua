@@ -18,11 +18,12 @@
 --   404 COM0004  group (or tag on DELETE .../tags/{name}) does not exist (invented)
 --   500 COM0003  "Internal server error. message:..." (documented code)
 --   404 AGW0001  no such route; 405 AGW0002 method not allowed on a route (invented)
+--   429 AGW0003  beyond a rate limit (settings rate_limit, auth_rate_limit; invented)
 --   injected faults without a body: FAKnnnn where nnnn is the HTTP status
 local codec = require "fake_codec"
 
 local concat, insert, remove, sort = table.concat, table.insert, table.remove, table.sort
-local floor, max, min, random = math.floor, math.max, math.min, math.random
+local ceil, floor, max, min, random = math.ceil, math.floor, math.max, math.min, math.random
 local format = string.format
 
 local M = {}
@@ -57,16 +58,45 @@ local DEFAULT_SETTINGS = {
   operator_id = OPERATOR_ID, user_name = "SORACOMAPI", sam_password = "sam-password", -- SAM user
   mfa_otp_code = nil,     -- when set, every login must carry this mfaOTPCode
   token_lifetime = nil,   -- seconds (may be fractional): overrides tokenTimeoutSeconds of new tokens
+  latency = nil,          -- seconds slept (ngx.sleep, non-blocking) before answering any recorded request
+  latency_jitter = nil,   -- up to this many seconds more, uniformly at random, per request
+  rate_limit = nil,       -- {limit, window, retry_after, apis}: per operator and operation (nil: none)
+  auth_rate_limit = nil,  -- {limit, window, retry_after}: POST /v1/auth per caller address (nil: none)
 }
 local SETTING_TYPES = {
   api_key = "string", token = "string", next_key_header = "boolean", link_header = "boolean",
   record_requests = "boolean", default_limit = "number", max_limit = "number",
   auth_key_id = "string", auth_key = "string", email = "string", password = "string",
   operator_id = "string", user_name = "string", sam_password = "string",
-  mfa_otp_code = "string", token_lifetime = "number",
+  mfa_otp_code = "string", token_lifetime = "number", latency = "number", latency_jitter = "number",
+  rate_limit = "table", auth_rate_limit = "table",
+}
+-- Further checks of a setting's value beyond its type; return a message when invalid
+-- (rate_limit and auth_rate_limit are added with the rate limiter, below).
+local function non_negative(name)
+  return function(value)
+    if value < 0 then
+      return name .. " must be >= 0 (seconds)"
+    end
+  end
+end
+local SETTING_CHECKS = {
+  latency = non_negative("latency"),
+  latency_jitter = non_negative("latency_jitter"),
 }
 
 local state
+local in_flight = 0 -- recorded requests being handled right now (a gauge: a reset leaves it alone)
+
+-- Traffic counters of GET /_fake/stats; cleared by DELETE /_fake/stats and by a reset.
+local function new_stats()
+  return {
+    requests = 0,              -- recorded (non-/_fake) requests received
+    max_in_flight = in_flight, -- most requests in the handler at once
+    status_429 = 0,            -- 429 responses, from the rate limiter or injected faults
+    by_api = {},               -- "METHOD /v1/template" -> {requests, status_429}, routed requests only
+  }
+end
 
 local function new_state()
   local settings = {}
@@ -88,6 +118,8 @@ local function new_state()
     tokens = {},         -- issued API key -> {apiKey, token, kind, tokenTimeoutSeconds, expires_at, revoked}
     token_order = {},    -- issued API keys, oldest first
     revoked_static = {}, -- "api_key\ntoken" of logged-out static pairs
+    stats = new_stats(),
+    windows = {},        -- "scope subject api" -> rate-limit window (see the rate limiter)
   }
 end
 
@@ -412,7 +444,7 @@ end
 
 local api = {}
 
-function api.list_groups(_, args)
+function api.list_groups(_, _, args)
   local limit, err = page_limit(args)
   if limit == nil then
     return Reply.bad_request(err)
@@ -467,7 +499,7 @@ function api.list_groups(_, args)
   send_page(page, headers)
 end
 
-function api.create_group(_, _, body)
+function api.create_group(_, _, _, body)
   local doc = {}
   if body and body:find("%S") then
     local err
@@ -593,43 +625,6 @@ function api.delete_tag(group, params)
   send(204)
 end
 
--- Routes: decoded segments after "v1", "groups". A handler given a group receives
--- (group, path params, query args, body); "group" handlers get it looked up (404 first).
-local function route_v1(segments)
-  local n = #segments
-  if segments[1] ~= "v1" or segments[2] ~= "groups" then
-    return nil
-  end
-  for i = 3, n do
-    if segments[i] == "" then
-      return nil -- "/v1/groups/" or "//": no such resource
-    end
-  end
-  if n == 2 then
-    return { GET = api.list_groups, POST = api.create_group }, {}, false
-  end
-  local params = { group_id = segments[3] }
-  if n == 3 then
-    return { GET = api.get_group, DELETE = api.delete_group }, params, true
-  end
-  local kind = segments[4]
-  if kind == "configuration" and (n == 5 or n == 6) then
-    params.namespace, params.name = segments[5], segments[6]
-    if n == 5 then
-      return { PUT = api.put_config, DELETE = api.delete_config_namespace }, params, true
-    end
-    return { DELETE = api.delete_config }, params, true
-  elseif kind == "subscribers" and n == 4 then
-    return { GET = api.list_subscribers }, params, true
-  elseif kind == "tags" and n == 4 then
-    return { PUT = api.put_tags }, params, true
-  elseif kind == "tags" and n == 5 then
-    params.tag_name = segments[5]
-    return { DELETE = api.delete_tag }, params, true
-  end
-  return nil
-end
-
 local function allowed_methods(handlers)
   local names = {}
   for name in pairs(handlers) do
@@ -669,7 +664,8 @@ local function static_pair_id(api_key, token)
 end
 
 -- Checks X-Soracom-API-Key / X-Soracom-Token. Returns the issued token record, or
--- {static = true} for the settings' pair; otherwise sends a 401 and returns nil.
+-- {static = true, id, operatorId} for the settings' pair (its operator is the setting
+-- operator_id); otherwise sends a 401 and returns nil. operatorId is the pair's operator.
 local function authenticate()
   local api_key = ngx.var.http_x_soracom_api_key
   local token = ngx.var.http_x_soracom_token
@@ -684,7 +680,7 @@ local function authenticate()
       send_error(401, "AUM0001", "The API key and token have been revoked")
       return nil
     end
-    return { static = true, id = id }
+    return { static = true, id = id, operatorId = settings.operator_id }
   end
   local issued = state.tokens[api_key]
   if not issued or issued.token ~= token then
@@ -733,7 +729,7 @@ end
 local auth = {}
 
 -- POST /v1/auth (AuthRequest) -> 200 AuthResponse
-function auth.login(body)
+function auth.login(_, _, _, body)
   local req, err = decode_body(body, "AuthRequest")
   if req == nil then
     return Reply.bad_request(err)
@@ -774,6 +770,7 @@ function auth.login(body)
     token = new_token(),
     kind = kind,
     userName = kind == "sam" and req.userName or nil,
+    operatorId = settings.operator_id, -- as at login: a later change of the setting keeps it
     tokenTimeoutSeconds = timeout,
     expires_at = now_s() + (settings.token_lifetime or timeout),
     revoked = false,
@@ -783,17 +780,13 @@ function auth.login(body)
   send_json(200, {
     apiKey = record.apiKey,
     token = record.token,
-    operatorId = settings.operator_id,
+    operatorId = record.operatorId,
     userName = record.userName,
   })
 end
 
 -- POST /v1/auth/logout -> 204; revokes the pair it was called with.
-function auth.logout()
-  local pair = authenticate()
-  if not pair then
-    return
-  end
+function auth.logout(_, _, _, _, pair)
   if pair.static then
     state.revoked_static[pair.id] = true
   else
@@ -802,37 +795,244 @@ function auth.logout()
   send(204)
 end
 
-local function handle_auth(method, segments, body)
-  local routes
-  if #segments == 2 then
-    routes = { POST = auth.login }
-  elseif #segments == 3 and segments[3] == "logout" then
-    routes = { POST = auth.logout }
-  else
-    return send_error(404, "AGW0001", "Not found")
+---------------------------------------------------------------------------
+-- Routes. Each operation is its method and path template ("GET /v1/groups/{group_id}"):
+-- the name stats and rate limits use. A {param} matches one non-empty decoded segment.
+-- Handlers receive (group, path params, query args, body, credentials): group looked
+-- up (404 first) when the template has {group_id}; credentials as authenticate returns them.
+
+local ROUTES = {
+  { path = "/v1/auth", login = true, POST = auth.login },
+  { path = "/v1/auth/logout", POST = auth.logout },
+  { path = "/v1/groups", GET = api.list_groups, POST = api.create_group },
+  { path = "/v1/groups/{group_id}", GET = api.get_group, DELETE = api.delete_group },
+  { path = "/v1/groups/{group_id}/configuration/{namespace}",
+    PUT = api.put_config, DELETE = api.delete_config_namespace },
+  { path = "/v1/groups/{group_id}/configuration/{namespace}/{name}", DELETE = api.delete_config },
+  { path = "/v1/groups/{group_id}/subscribers", GET = api.list_subscribers },
+  { path = "/v1/groups/{group_id}/tags", PUT = api.put_tags },
+  { path = "/v1/groups/{group_id}/tags/{tag_name}", DELETE = api.delete_tag },
+}
+local HTTP_METHODS = { "DELETE", "GET", "POST", "PUT" }
+
+local routes_by_length = {} -- segment count -> routes
+for _, route in ipairs(ROUTES) do
+  route.segments = assert(codec.split_path(route.path))
+  route.params = {} -- segment index -> parameter name, or false for a literal
+  for i, pattern in ipairs(route.segments) do
+    route.params[i] = pattern:match("^{(.+)}$") or false
   end
-  local handler = routes[method]
-  if not handler then
-    return send_error(405, "AGW0002", "Method not allowed", { Allow = allowed_methods(routes) })
+  route.handlers, route.apis = {}, {}
+  for _, method in ipairs(HTTP_METHODS) do
+    if route[method] then
+      route.handlers[method] = route[method]
+      route.apis[method] = method .. " " .. route.path
+    end
   end
-  return handler(body)
+  local n = #route.segments
+  routes_by_length[n] = routes_by_length[n] or {}
+  insert(routes_by_length[n], route)
+end
+
+-- The route of decoded path segments and its path parameters, or nil.
+local function find_route(segments)
+  for _, route in ipairs(routes_by_length[#segments] or {}) do
+    local params, names = {}, route.params
+    for i, pattern in ipairs(route.segments) do
+      local name = names[i]
+      local segment = segments[i]
+      if name and segment ~= "" then
+        params[name] = segment
+      elseif pattern ~= segment then
+        params = nil
+        break
+      end
+    end
+    if params then
+      return route, params
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Rate limits: rate_limit per operator and operation, auth_rate_limit per caller
+-- address for POST /v1/auth. Fixed windows: one starts at the first request after the
+-- previous one ended and lasts `window` seconds; each admits `limit` requests.
+
+local API_NAMES = {} -- "METHOD /v1/template" -> true for every routed operation
+for _, route in ipairs(ROUTES) do
+  for _, name in pairs(route.apis) do
+    API_NAMES[name] = true
+  end
+end
+local LOGIN_API = "POST /v1/auth"
+local RATE_LIMIT_CODE = "AGW0003" -- invented, like the other AGW (gateway) codes
+
+local function is_count_limit(v)
+  return type(v) == "number" and v >= 0 and v == floor(v)
+end
+
+-- Message for a bad limit/window pair of a setting (where), or nil. required: both present.
+local function check_limit_fields(value, where, required)
+  if (value.limit ~= nil or required) and not is_count_limit(value.limit) then
+    return where .. ".limit must be an integer >= 0"
+  end
+  if (value.window ~= nil or required) and not (type(value.window) == "number" and value.window > 0) then
+    return where .. ".window must be a number of seconds > 0"
+  end
+end
+
+local function rate_limit_check(name, fields)
+  return function(value)
+    if not is_object(value) then
+      return name .. " must be an object {limit, window, ...} or null"
+    end
+    for field in pairs(value) do
+      if not fields[field] then
+        return "unknown field " .. name .. "." .. tostring(field)
+      end
+    end
+    local err = check_limit_fields(value, name, true)
+    if err then
+      return err
+    end
+    if value.retry_after ~= nil and type(value.retry_after) ~= "boolean" then
+      return name .. ".retry_after must be a boolean"
+    end
+    if value.apis == nil then
+      return nil
+    end
+    if not is_object(value.apis) then
+      return name .. ".apis must be an object {[\"METHOD /v1/template\"] = {limit, window}}"
+    end
+    for api_name, override in pairs(value.apis) do
+      local where = name .. ".apis[\"" .. tostring(api_name) .. "\"]"
+      if not API_NAMES[api_name] or api_name == LOGIN_API then
+        return where .. ": no such operation (POST /v1/auth has auth_rate_limit)"
+      end
+      if not is_object(override) then
+        return where .. " must be an object {limit, window}"
+      end
+      for field in pairs(override) do
+        if field ~= "limit" and field ~= "window" then
+          return "unknown field " .. where .. "." .. tostring(field)
+        end
+      end
+      err = check_limit_fields(override, where, false)
+      if err then
+        return err
+      end
+    end
+  end
+end
+SETTING_CHECKS.rate_limit = rate_limit_check("rate_limit",
+  { limit = true, window = true, retry_after = true, apis = true })
+SETTING_CHECKS.auth_rate_limit = rate_limit_check("auth_rate_limit",
+  { limit = true, window = true, retry_after = true })
+
+-- Forgets the windows of one scope ("operator" or "address"), or of all when nil.
+local function clear_windows(scope)
+  for key, window in pairs(state.windows) do
+    if scope == nil or window.scope == scope then
+      state.windows[key] = nil
+    end
+  end
+end
+
+-- Whole seconds until a window ends, rounded up (so that waiting that long always finds
+-- the next window), at least 1.
+local function seconds_before_refresh(window, now)
+  return max(1, ceil(window.ends_at - now))
+end
+
+-- Counts one request of subject (operator id or caller address) to the operation
+-- api_name against its window under config (the rate_limit or auth_rate_limit
+-- setting), and sets the three X-Soracom-Ratelimit-* headers. Beyond the limit it
+-- sends the 429 instead and returns false; counters are the operation's stats.
+local function admit(config, scope, subject, api_name, counters)
+  local now = now_s()
+  local key = scope .. " " .. subject .. " " .. api_name
+  local window = state.windows[key]
+  if not window or now >= window.ends_at then
+    local override = config.apis and config.apis[api_name] or {}
+    local length = override.window or config.window
+    window = {
+      scope = scope, subject = subject, api = api_name,
+      limit = override.limit or config.limit, length = length,
+      ends_at = now + length, used = 0, status_429 = 0,
+    }
+    state.windows[key] = window
+  end
+  local admitted = window.used < window.limit
+  if admitted then
+    window.used = window.used + 1
+  end
+  local refresh = seconds_before_refresh(window, now)
+  local header = ngx.header
+  header["X-Soracom-Ratelimit-Limit"] = window.limit
+  header["X-Soracom-Ratelimit-Remaining"] = window.limit - window.used
+  header["X-Soracom-Ratelimit-Seconds-Before-Refresh"] = refresh
+  if admitted then
+    return true
+  end
+  window.status_429 = window.status_429 + 1
+  counters.status_429 = counters.status_429 + 1
+  if config.retry_after ~= false then
+    header["Retry-After"] = refresh
+  end
+  send_error(429, RATE_LIMIT_CODE, format("Rate limit exceeded for %s (limit %d per %g s). Retry in %d s.",
+    api_name, window.limit, window.length, refresh))
+  return false
+end
+
+-- Counts a routed request in the stats; returns its counters.
+local function count_api(api_name)
+  local by_api = state.stats.by_api
+  local counters = by_api[api_name]
+  if not counters then
+    counters = { requests = 0, status_429 = 0 }
+    by_api[api_name] = counters
+  end
+  counters.requests = counters.requests + 1
+  return counters
 end
 
 local function handle_v1(method, segments, query, body)
-  if segments[2] == "auth" then
-    return handle_auth(method, segments, body) -- before the auth check: login needs none
+  -- /v1/auth* is routed before any credential check (a login carries none); every
+  -- other path needs valid credentials first, even to learn that it has no route.
+  local auth_path = segments[2] == "auth"
+  local credentials
+  if not auth_path then
+    credentials = authenticate()
+    if not credentials then
+      return
+    end
   end
-  if not authenticate() then
-    return
-  end
-
-  local handlers, params, needs_group = route_v1(segments)
-  if not handlers then
+  local route, params = find_route(segments)
+  if not route then
     return send_error(404, "AGW0001", "Not found")
   end
-  local handler = handlers[method]
+  local handler = route.handlers[method]
   if not handler then
-    return send_error(405, "AGW0002", "Method not allowed", { Allow = allowed_methods(handlers) })
+    return send_error(405, "AGW0002", "Method not allowed", { Allow = allowed_methods(route.handlers) })
+  end
+  if auth_path and not route.login then
+    credentials = authenticate()
+    if not credentials then
+      return
+    end
+  end
+  local api_name = route.apis[method]
+  local counters = count_api(api_name)
+  local settings = state.settings
+  if route.login then
+    if settings.auth_rate_limit
+        and not admit(settings.auth_rate_limit, "address", ngx.var.remote_addr, api_name, counters) then
+      return
+    end
+  elseif settings.rate_limit
+      and not admit(settings.rate_limit, "operator", credentials.operatorId, api_name, counters) then
+    return
   end
 
   local args, err = codec.parse_query(query)
@@ -846,14 +1046,14 @@ local function handle_v1(method, segments, query, body)
       return Reply.bad_request("invalid namespace: " .. params.namespace)
     end
   end
-  if not needs_group then
-    return handler(nil, args, body)
+  local group
+  if params.group_id then
+    group = state.groups[params.group_id]
+    if not group then
+      return Reply.group_not_found(params.group_id)
+    end
   end
-  local group = state.groups[params.group_id]
-  if not group then
-    return Reply.group_not_found(params.group_id)
-  end
-  return handler(group, params, args, body)
+  return handler(group, params, args, body, credentials)
 end
 
 ---------------------------------------------------------------------------
@@ -1199,6 +1399,60 @@ function control.reset()
   send(204)
 end
 
+-- GET /_fake/stats -> traffic counters and the in-flight gauge; DELETE clears the counters.
+function control.stats(method)
+  if method == "DELETE" then
+    state.stats = new_stats()
+    return send(204)
+  end
+  local stats = state.stats
+  send_json(200, {
+    requests = stats.requests,
+    in_flight = in_flight,
+    max_in_flight = stats.max_in_flight,
+    status_429 = stats.status_429,
+    by_api = stats.by_api,
+  })
+end
+
+-- GET /_fake/ratelimit -> {"windows": [...]}, the windows not yet ended; DELETE forgets
+-- them all (every budget full again).
+function control.ratelimit(method)
+  if method == "DELETE" then
+    clear_windows(nil)
+    return send(204)
+  end
+  local now = now_s()
+  local list = codec.array()
+  for key, window in pairs(state.windows) do
+    if now < window.ends_at then
+      list[#list + 1] = {
+        scope = window.scope,
+        subject = window.subject,
+        api = window.api,
+        limit = window.limit,
+        window = window.length,
+        used = window.used,
+        remaining = window.limit - window.used,
+        status_429 = window.status_429,
+        resets_in = window.ends_at - now,
+        seconds_before_refresh = seconds_before_refresh(window, now),
+      }
+    else
+      state.windows[key] = nil
+    end
+  end
+  sort(list, function(a, b)
+    if a.scope ~= b.scope then
+      return a.scope < b.scope
+    elseif a.subject ~= b.subject then
+      return a.subject < b.subject
+    end
+    return a.api < b.api
+  end)
+  send_json(200, { windows = list })
+end
+
 -- GET /_fake/streams -> {"active": handlers still streaming a fault body}
 function control.streams()
   send_json(200, { active = active_streams })
@@ -1233,6 +1487,11 @@ function control.settings(method, _, body)
       if value ~= codec.null and type(value) ~= kind then
         return Reply.bad_request("setting " .. name .. " must be a " .. kind .. " or null")
       end
+      local check = SETTING_CHECKS[name]
+      local invalid = value ~= codec.null and check and check(value)
+      if invalid then
+        return Reply.bad_request(invalid)
+      end
     end
     for name, value in pairs(changes) do
       if value == codec.null then
@@ -1240,6 +1499,13 @@ function control.settings(method, _, body)
       else
         state.settings[name] = value
       end
+    end
+    -- A limit written (even unchanged, or null) starts its windows afresh.
+    if changes.rate_limit ~= nil then
+      clear_windows("operator")
+    end
+    if changes.auth_rate_limit ~= nil then
+      clear_windows("address")
     end
   end
   send_json(200, state.settings)
@@ -1266,6 +1532,7 @@ function control.tokens(_, action)
       token = record.token,
       kind = record.kind,
       userName = record.userName,
+      operatorId = record.operatorId,
       tokenTimeoutSeconds = record.tokenTimeoutSeconds,
       expires_in = record.expires_at - now,
       revoked = record.revoked,
@@ -1394,6 +1661,10 @@ local function handle_control(method, segments, body)
     routes = { POST = control.reset }
   elseif n == 2 and name == "health" then
     routes = { GET = control.health }
+  elseif n == 2 and name == "ratelimit" then
+    routes = { GET = control.ratelimit, DELETE = control.ratelimit }
+  elseif n == 2 and name == "stats" then
+    routes = { GET = control.stats, DELETE = control.stats }
   elseif n == 2 and name == "streams" then
     routes = { GET = control.streams }
   elseif n == 2 and name == "requests" then
@@ -1460,17 +1731,15 @@ local function request_target()
   return target, path, query, proxied
 end
 
-local function dispatch()
-  local uri, path, query, proxied = request_target()
-  local method = ngx.req.get_method()
-  local body = read_body()
-  local segments, err = codec.split_path(path)
-
-  if segments and segments[1] == "_fake" then
-    return handle_control(method, segments, body)
-  end
-  if state.settings.record_requests then
+-- Every recorded (non-/_fake) request: log, latency, fault, then the API.
+local function serve(method, uri, segments, err, query, body, proxied)
+  local settings = state.settings
+  if settings.record_requests then
     record_request(method, uri, body, proxied)
+  end
+  local latency = (settings.latency or 0) + (settings.latency_jitter or 0) * random()
+  if latency > 0 then
+    ngx.sleep(latency) -- yields to nginx: other requests go on meanwhile
   end
   local fault = apply_fault()
   if fault then
@@ -1483,6 +1752,34 @@ local function dispatch()
     return send_error(404, "AGW0001", "Not found")
   end
   return handle_v1(method, segments, query, body)
+end
+
+local function dispatch()
+  local uri, path, query, proxied = request_target()
+  local method = ngx.req.get_method()
+  local body = read_body()
+  local segments, err = codec.split_path(path)
+
+  if segments and segments[1] == "_fake" then
+    return handle_control(method, segments, body)
+  end
+  local stats = state.stats
+  stats.requests = stats.requests + 1
+  in_flight = in_flight + 1
+  if in_flight > stats.max_in_flight then
+    stats.max_in_flight = in_flight
+  end
+  -- Caught here so that the gauge comes down even when the handler raises; M.handle
+  -- answers the error (its first line, which the traceback keeps).
+  local ok, result = xpcall(serve, debug.traceback, method, uri, segments, err, query, body, proxied)
+  in_flight = in_flight - 1
+  if ngx.status == 429 then
+    state.stats.status_429 = state.stats.status_429 + 1 -- state.stats: a reset may have replaced it
+  end
+  if not ok then
+    error(result, 0)
+  end
+  return result
 end
 
 function M.handle()

@@ -7,6 +7,7 @@
 --   local srv = fake.start{ tls = true } -- also HTTPS: srv.tls_url, srv.tls_endpoint,
 --                                     -- srv.ca_file (CA to trust), srv.other_ca_file (a CA
 --                                     -- that did not sign the server certificate)
+--   local srv = fake.start{ http2 = true } -- the same, and HTTP/2 offered over TLS (ALPN)
 --   srv:seed_groups(3, { env = "ci" }) --> { "id1", "id2", "id3" }
 --   srv:stop()                        -- idempotent; removes the state directory
 --
@@ -148,8 +149,8 @@ function Server:_control(method, path, value, expected_status)
   end
 end
 
--- Clears all groups, SIMs, recorded requests, faults, settings (credentials too) and
--- issued tokens; un-revokes a logged-out static pair.
+-- Clears all groups, SIMs, recorded requests, faults, settings (credentials too),
+-- issued tokens, stats and rate-limit windows; un-revokes a logged-out static pair.
 function Server:reset()
   self:_control("POST", "/_fake/reset", nil, 204)
 end
@@ -176,6 +177,12 @@ end
 -- Merges settings (next_key_header, link_header, record_requests, api_key, token,
 -- default_limit, max_limit, the login credentials auth_key_id, auth_key, email,
 -- password, operator_id, user_name, sam_password, mfa_otp_code, token_lifetime;
+-- latency and latency_jitter (seconds slept before answering each recorded request,
+-- without blocking others); the rate limits
+--   rate_limit = { limit = n, window = s, retry_after = true, apis = {
+--     ["GET /v1/groups/{group_id}"] = { limit = n, window = s } } }  per operator and operation
+--   auth_rate_limit = { limit = n, window = s, retry_after = true }  POST /v1/auth per caller address
+-- (window in seconds, may be fractional; writing either starts its windows afresh);
 -- cjson.null restores a default). Returns all settings.
 function Server:settings(changes)
   return self:_control("POST", "/_fake/settings", changes or {}, 200)
@@ -204,6 +211,37 @@ function Server:faults(list)
   return self:_control("POST", "/_fake/faults", list, 200)
 end
 
+-- Traffic since the last reset or clear_stats():
+--   { requests = n,        recorded (non-/_fake) requests received
+--     in_flight = n,       of them, being handled right now (latency sleeps included)
+--     max_in_flight = n,   the most handled at once
+--     status_429 = n,      429s sent, by the rate limiter or injected faults
+--     by_api = { ["GET /v1/groups/{group_id}"] = { requests = n, status_429 = n } } }
+-- by_api counts requests routed to an operation (authenticated ones; every login),
+-- keyed by method and path template; status_429 there is the rate limiter's.
+function Server:stats()
+  return self:_control("GET", "/_fake/stats", nil, 200)
+end
+
+-- Zeroes the counters of stats(); max_in_flight restarts from in_flight.
+function Server:clear_stats()
+  self:_control("DELETE", "/_fake/stats", nil, 204)
+end
+
+-- The rate-limit windows not yet ended, sorted by scope, subject, api:
+--   { scope = "operator" | "address", subject = "OP0012345678" | "127.0.0.1",
+--     api = "GET /v1/groups", limit = n, window = s (length), used = n (requests admitted),
+--     remaining = n, status_429 = n (rejected in this window), resets_in = s (fractional),
+--     seconds_before_refresh = n (what the header says now) }
+function Server:rate_limit_windows()
+  return self:_control("GET", "/_fake/ratelimit", nil, 200).windows
+end
+
+-- Forgets every rate-limit window: each budget is full again.
+function Server:clear_rate_limit_windows()
+  self:_control("DELETE", "/_fake/ratelimit", nil, 204)
+end
+
 -- Number of handlers still streaming a fault body (a trickle whose client has gone
 -- drops to 0 within about a second).
 function Server:active_streams()
@@ -211,8 +249,8 @@ function Server:active_streams()
 end
 
 -- Tokens issued by POST /v1/auth since the last reset, oldest first: { apiKey, token,
--- kind ("authKey"|"root"|"sam"), userName (SAM only), tokenTimeoutSeconds,
--- expires_in (seconds left, negative once expired), revoked }.
+-- kind ("authKey"|"root"|"sam"), userName (SAM only), operatorId (the setting operator_id
+-- at login), tokenTimeoutSeconds, expires_in (seconds left, negative once expired), revoked }.
 function Server:tokens()
   return self:_control("GET", "/_fake/tokens", nil, 200)
 end
@@ -261,12 +299,14 @@ end
 -- Starts a fresh fake in a new temporary directory. opts.tls: also listen with HTTPS
 -- (certificate for 127.0.0.1 and localhost from a CA made now): srv.tls_url
 -- ("https://127.0.0.1:PORT"), srv.tls_endpoint, srv.ca_file, srv.other_ca_file.
+-- opts.http2 (implies tls): that listener offers HTTP/2 as well as HTTP/1.1; srv.http2 = true.
 function M.start(opts)
   opts = opts or {}
   local root = repo_root()
   local ctl = root .. "/spec/fake/ctl"
   local state_dir = run("mktemp -d \"${TMPDIR:-/tmp}/soracom-fake.XXXXXX\"", "mktemp"):match("^%s*(.-)%s*$")
-  local tls_flag = opts.tls and " --tls " or " "
+  local tls = opts.tls or opts.http2
+  local tls_flag = (opts.http2 and " --http2 ") or (tls and " --tls ") or " "
   local ok, out = pcall(run, shell_quote(ctl) .. " start" .. tls_flag .. shell_quote(state_dir), "ctl start")
   if not ok then
     os.execute("rm -rf " .. shell_quote(state_dir))
@@ -284,8 +324,9 @@ function M.start(opts)
     ctl = ctl,
     state_dir = state_dir,
     stopped = false,
+    http2 = opts.http2 and true or nil,
   }
-  if opts.tls then
+  if tls then
     local tls_url = out:match("\n(https://127%.0%.0%.1:%d+)")
     if not tls_url then
       run(shell_quote(ctl) .. " stop " .. shell_quote(state_dir), "ctl stop")
