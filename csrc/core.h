@@ -9,14 +9,21 @@
 #define SG_VERSION "0.1.0"
 #define SG_ARRAY_METATABLE "soracom.groups.array"
 
-/* Nesting deeper than this in a response is refused (it also bounds C recursion). */
+/* The one nesting limit of JSON, decoding and encoding alike, so that whatever is
+ * decoded can be encoded again (it also bounds the C recursion of both). */
 #define SG_JSON_MAX_DEPTH 1000
 
-/* json_decode.c: pushes the value of the JSON text, or returns 0 with a message in
- * *error (and *error_offset) and the stack as it was. Never raises, except when Lua
- * itself runs out of memory. */
-int sg_json_decode(lua_State *L, const char *text, size_t len, const char **error,
-                   size_t *error_offset);
+/* Why a JSON text was refused: message points at a constant or into detail. */
+typedef struct {
+    const char *message;
+    size_t offset; /* of the byte where the problem was found, from 0 */
+    char detail[48];
+} sg_json_error;
+
+/* json_decode.c: pushes the value of the JSON text and returns 1, or returns 0 with
+ * *error filled in and the stack as it was. Never raises, except when Lua itself runs
+ * out of memory. */
+int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *error);
 
 /* json_encode.c: appends the JSON text of the value at index to buf; raises on a value
  * JSON cannot hold, naming where it sits (for example "body.tags[2]"). */

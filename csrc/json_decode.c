@@ -1,10 +1,16 @@
 /* A JSON decoder that reads straight from the response buffer into Lua values: no
  * intermediate Lua string, integral numbers as Lua integers (5.3+), null as the
- * light userdata NULL (which is what cjson.null is). */
+ * light userdata NULL (which is what cjson.null is), every array marked with the
+ * array metatable. It accepts only what the encoder writes back unchanged: strings of
+ * well-formed UTF-8, finite numbers, nesting up to SG_JSON_MAX_DEPTH. */
 #include <locale.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
+#include "utf8.h"
 
 typedef struct {
     lua_State *L;
@@ -12,15 +18,34 @@ typedef struct {
     const char *p;
     const char *end;
     int depth;
-    const char *error;
+    int array_mt;       /* stack index of the array metatable, fetched once per call */
+    char decimal_point; /* the C locale's, read at the first number strtod needs */
+    sg_json_error *error;
 } json_reader;
 
 static int fail(json_reader *r, const char *message)
 {
-    if (r->error == NULL)
-        r->error = message;
+    if (r->error->message == NULL) {
+        r->error->message = message;
+        r->error->offset = (size_t)(r->p - r->start);
+    }
     return 0;
 }
+
+/* Bytes that end a plain run inside a string: the quote, the backslash, control
+ * characters, and the lead of a multi-byte UTF-8 sequence (to be validated). */
+#define ROW0 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+#define ROW1 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char string_stop[256] = {
+    ROW1, ROW1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x22 '"' */
+    ROW0, ROW0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 0x5C '\\' */
+    ROW0, ROW0,
+    ROW1, ROW1, ROW1, ROW1, ROW1, ROW1, ROW1, ROW1
+};
+#undef ROW0
+#undef ROW1
 
 static void skip_space(json_reader *r)
 {
@@ -49,21 +74,28 @@ static int hex4(const char *p, unsigned *out)
 
 static void add_utf8(luaL_Buffer *b, unsigned cp)
 {
+    char bytes[4];
+    size_t n;
     if (cp < 0x80) {
-        luaL_addchar(b, (char)cp);
+        bytes[0] = (char)cp;
+        n = 1;
     } else if (cp < 0x800) {
-        luaL_addchar(b, (char)(0xC0 | (cp >> 6)));
-        luaL_addchar(b, (char)(0x80 | (cp & 0x3F)));
+        bytes[0] = (char)(0xC0 | (cp >> 6));
+        bytes[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
     } else if (cp < 0x10000) {
-        luaL_addchar(b, (char)(0xE0 | (cp >> 12)));
-        luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        luaL_addchar(b, (char)(0x80 | (cp & 0x3F)));
+        bytes[0] = (char)(0xE0 | (cp >> 12));
+        bytes[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        bytes[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
     } else {
-        luaL_addchar(b, (char)(0xF0 | (cp >> 18)));
-        luaL_addchar(b, (char)(0x80 | ((cp >> 12) & 0x3F)));
-        luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        luaL_addchar(b, (char)(0x80 | (cp & 0x3F)));
+        bytes[0] = (char)(0xF0 | (cp >> 18));
+        bytes[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        bytes[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        bytes[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
     }
+    luaL_addlstring(b, bytes, n);
 }
 
 /* Reads the \uXXXX escape at r->p (just after the backslash-u), joining a surrogate
@@ -88,37 +120,64 @@ static int read_unicode_escape(json_reader *r, unsigned *cp)
     return 1;
 }
 
-/* The slow path, for strings with escapes: the luaL_Buffer is the only thing pushed
- * while it is open. */
+/* Moves r->p past plain bytes and whole well-formed UTF-8 sequences, to the next
+ * quote, backslash or control character. Returns 0 at the end of the text or at
+ * invalid UTF-8 (r->p then points at the end or at the bad byte). */
+static int skip_plain(json_reader *r)
+{
+    const unsigned char *p = (const unsigned char *)r->p;
+    const unsigned char *end = (const unsigned char *)r->end;
+    for (;;) {
+        size_t length;
+        while (p < end && !string_stop[*p])
+            p++;
+        if (p == end || *p < 0x80)
+            break;
+        length = sg_utf8_sequence_length(p, (size_t)(end - p));
+        if (length == 0) {
+            r->p = (const char *)p;
+            return fail(r, "invalid UTF-8 in a string");
+        }
+        p += length;
+    }
+    r->p = (const char *)p;
+    if (p == end)
+        return fail(r, "unterminated string");
+    return 1;
+}
+
+/* The slow path, for strings with escapes: unescaped runs are copied whole. The
+ * luaL_Buffer is the only thing pushed while it is open. */
 static int parse_escaped_string(json_reader *r, const char *from)
 {
     luaL_Buffer b;
+    const char *run = from;
     /* Lua 5.1's luaL_Buffer keeps up to about ten pieces on the stack. */
     if (!lua_checkstack(r->L, 12))
         return fail(r, "string too deep for the Lua stack");
     luaL_buffinit(r->L, &b);
-    luaL_addlstring(&b, from, (size_t)(r->p - from));
-    while (r->p < r->end) {
-        unsigned char c = (unsigned char)*r->p;
+    for (;;) {
+        unsigned char c;
+        if (!skip_plain(r))
+            break;
+        luaL_addlstring(&b, run, (size_t)(r->p - run));
+        c = (unsigned char)*r->p;
         if (c == '"') {
             r->p++;
             luaL_pushresult(&b);
             return 1;
         }
-        if (c < 0x20) {
-            luaL_pushresult(&b);
-            lua_pop(r->L, 1);
-            return fail(r, "control character in string");
-        }
         if (c != '\\') {
-            luaL_addchar(&b, (char)c);
-            r->p++;
-            continue;
-        }
-        if (++r->p >= r->end)
+            fail(r, "control character in string");
             break;
-        c = (unsigned char)*r->p++;
-        switch (c) {
+        }
+        if (r->end - r->p < 2) {
+            r->p = r->end;
+            fail(r, "unterminated string");
+            break;
+        }
+        r->p += 2;
+        switch (r->p[-1]) {
         case '"': luaL_addchar(&b, '"'); break;
         case '\\': luaL_addchar(&b, '\\'); break;
         case '/': luaL_addchar(&b, '/'); break;
@@ -129,43 +188,38 @@ static int parse_escaped_string(json_reader *r, const char *from)
         case 't': luaL_addchar(&b, '\t'); break;
         case 'u': {
             unsigned cp;
-            if (!read_unicode_escape(r, &cp)) {
-                luaL_pushresult(&b);
-                lua_pop(r->L, 1);
-                return 0;
-            }
+            if (!read_unicode_escape(r, &cp))
+                goto failed;
             add_utf8(&b, cp);
             break;
         }
         default:
-            luaL_pushresult(&b);
-            lua_pop(r->L, 1);
-            return fail(r, "invalid escape in string");
+            r->p--;
+            fail(r, "invalid escape in string");
+            goto failed;
         }
+        run = r->p;
     }
+failed:
     luaL_pushresult(&b);
     lua_pop(r->L, 1);
-    return fail(r, "unterminated string");
+    return 0;
 }
 
 /* r->p is just past the opening quote. */
 static int parse_string(json_reader *r)
 {
     const char *from = r->p;
-    while (r->p < r->end) {
-        unsigned char c = (unsigned char)*r->p;
-        if (c == '"') {
-            lua_pushlstring(r->L, from, (size_t)(r->p - from));
-            r->p++;
-            return 1;
-        }
-        if (c == '\\')
-            return parse_escaped_string(r, from);
-        if (c < 0x20)
-            return fail(r, "control character in string");
+    if (!skip_plain(r))
+        return 0;
+    if (*r->p == '"') {
+        lua_pushlstring(r->L, from, (size_t)(r->p - from));
         r->p++;
+        return 1;
     }
-    return fail(r, "unterminated string");
+    if (*r->p == '\\')
+        return parse_escaped_string(r, from);
+    return fail(r, "control character in string");
 }
 
 static int is_digit(const json_reader *r)
@@ -173,38 +227,68 @@ static int is_digit(const json_reader *r)
     return r->p < r->end && *r->p >= '0' && *r->p <= '9';
 }
 
-/* strtod follows the C locale's decimal point; JSON always uses '.'. The text is
- * copied to swap it, on the stack, or in a scratch userdata when it is long. */
-static double text_to_double(lua_State *L, const char *s, size_t n, int *ok)
+/* strtod, for the numbers the exact paths below do not cover. It follows the C
+ * locale's decimal point, JSON always uses '.', so the text is copied to swap it:
+ * on the stack, or for an absurdly long number in a Lua-owned block. */
+static double text_to_double(json_reader *r, const char *s, size_t n, int *ok)
 {
-    char small[64];
+    char small[128];
     char *local = small;
-    char point = localeconv()->decimal_point[0];
     char *endp;
     double d;
-    size_t i;
+    if (r->decimal_point == '\0')
+        r->decimal_point = localeconv()->decimal_point[0];
     if (n >= sizeof small)
-        local = (char *)lua_newuserdata(L, n + 1);
+        local = (char *)lua_newuserdata(r->L, n + 1);
     memcpy(local, s, n);
     local[n] = '\0';
-    if (point != '.')
-        for (i = 0; i < n; i++)
-            if (local[i] == '.')
-                local[i] = point;
+    if (r->decimal_point != '.') {
+        char *point = memchr(local, '.', n);
+        if (point != NULL)
+            *point = r->decimal_point;
+    }
     d = strtod(local, &endp);
     *ok = (endp == local + n);
     if (local != small)
-        lua_pop(L, 1);
+        lua_pop(r->L, 1);
     return d;
+}
+
+/* Powers of ten that a double holds exactly. */
+static const double exact_powers_of_ten[] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
+/* A number with at most 2^53 as its digits and a power of ten up to 22 is one
+ * correctly rounded multiplication or division of two exact doubles (Clinger's fast
+ * path), so the common decimals need no strtod. Returns 0 when it does not apply. */
+static int exact_double(uint64_t digits, int exponent, int negative, double *out)
+{
+    double d;
+    if (digits > (UINT64_C(1) << 53) || exponent < -22 || exponent > 22)
+        return 0;
+    d = (double)digits;
+    if (exponent < 0)
+        d /= exact_powers_of_ten[-exponent];
+    else
+        d *= exact_powers_of_ten[exponent];
+    *out = negative ? -d : d;
+    return 1;
 }
 
 static int parse_number(json_reader *r)
 {
     const char *from = r->p;
-    int integral = 1, ok;
+    int negative = 0, integral = 1, ok;
+    uint64_t digits = 0;  /* all the digits, while they fit in 19 */
+    int digit_count = 0;  /* significant digits seen, leading zeros left out */
+    int exponent = 0;     /* the power of ten to apply to digits */
     double d;
-    if (r->p < r->end && *r->p == '-')
+    if (*r->p == '-') {
+        negative = 1;
         r->p++;
+    }
     if (!is_digit(r))
         return fail(r, "invalid number");
     if (*r->p == '0') {
@@ -212,57 +296,79 @@ static int parse_number(json_reader *r)
         if (is_digit(r))
             return fail(r, "leading zero in number");
     } else {
-        while (is_digit(r))
+        while (is_digit(r)) {
+            if (digit_count < 19)
+                digits = digits * 10 + (uint64_t)(*r->p - '0');
+            else
+                exponent++;
+            digit_count++;
             r->p++;
+        }
     }
     if (r->p < r->end && *r->p == '.') {
         integral = 0;
         r->p++;
         if (!is_digit(r))
             return fail(r, "invalid number");
-        while (is_digit(r))
+        while (is_digit(r)) {
+            if (digit_count < 19) {
+                digits = digits * 10 + (uint64_t)(*r->p - '0');
+                exponent--;
+                if (digits != 0)
+                    digit_count++;
+            } else {
+                digit_count++; /* digits dropped: only strtod reads it exactly */
+            }
             r->p++;
+        }
     }
     if (r->p < r->end && (*r->p == 'e' || *r->p == 'E')) {
+        int exponent_negative = 0, written = 0;
         integral = 0;
         r->p++;
         if (r->p < r->end && (*r->p == '+' || *r->p == '-'))
-            r->p++;
+            exponent_negative = (*r->p++ == '-');
         if (!is_digit(r))
             return fail(r, "invalid number");
-        while (is_digit(r))
+        while (is_digit(r)) {
+            if (written < 100000) /* far past any double; strtod sees the real text */
+                written = written * 10 + (*r->p - '0');
             r->p++;
-    }
-#if SG_HAS_INTEGERS
-    if (integral) {
-        const char *q = from;
-        int negative = (*q == '-');
-        lua_Unsigned limit = negative ? (lua_Unsigned)LUA_MAXINTEGER + 1u
-                                      : (lua_Unsigned)LUA_MAXINTEGER;
-        lua_Unsigned v = 0;
-        int overflow = 0;
-        if (negative)
-            q++;
-        for (; q < r->p; q++) {
-            unsigned digit = (unsigned)(*q - '0');
-            if (v > (limit - digit) / 10) {
-                overflow = 1;
-                break;
-            }
-            v = v * 10 + digit;
         }
-        if (!overflow) {
-            lua_pushinteger(r->L, negative ? (lua_Integer)(0u - v) : (lua_Integer)v);
+        exponent += exponent_negative ? -written : written;
+    }
+    if (integral && digit_count <= 18) {
+        /* at most 18 digits: exact in an int64, and as a double below 2^53 */
+#if SG_HAS_INTEGERS
+        lua_pushinteger(r->L, negative ? -(lua_Integer)digits : (lua_Integer)digits);
+        return 1;
+#else
+        if (digits <= (UINT64_C(1) << 53)) {
+            lua_pushnumber(r->L, negative ? -(lua_Number)digits : (lua_Number)digits);
             return 1;
         }
-        /* Too large for an integer: keep it as a float, as Lua's own tonumber does. */
-    }
-#else
-    (void)integral;
 #endif
-    d = text_to_double(r->L, from, (size_t)(r->p - from), &ok);
-    if (!ok)
-        return fail(r, "invalid number");
+    }
+#if SG_HAS_INTEGERS
+    if (integral && digit_count == 19) {
+        /* 19 digits may or may not fit an int64; beyond, it is a float, as Lua's
+         * own tonumber makes it */
+        uint64_t limit = negative ? (uint64_t)LUA_MAXINTEGER + 1u : (uint64_t)LUA_MAXINTEGER;
+        if (digits <= limit) {
+            lua_pushinteger(r->L, negative ? (lua_Integer)(0u - digits) : (lua_Integer)digits);
+            return 1;
+        }
+    }
+#endif
+    if (digit_count > 19 || !exact_double(digits, exponent, negative, &d)) {
+        d = text_to_double(r, from, (size_t)(r->p - from), &ok);
+        if (!ok)
+            return fail(r, "invalid number");
+    }
+    if (d == HUGE_VAL || d == -HUGE_VAL) {
+        r->p = from;
+        return fail(r, "number out of range");
+    }
     lua_pushnumber(r->L, (lua_Number)d);
     return 1;
 }
@@ -291,11 +397,11 @@ static int parse_array(json_reader *r)
     if (!enter(r))
         return 0;
     lua_newtable(r->L);
+    /* Every array is marked, so that it is sent back as an array even once emptied. */
+    lua_pushvalue(r->L, r->array_mt);
+    lua_setmetatable(r->L, -2);
     skip_space(r);
     if (r->p < r->end && *r->p == ']') {
-        /* Marked, so that encoding it again gives [] and not {}. */
-        luaL_getmetatable(r->L, SG_ARRAY_METATABLE);
-        lua_setmetatable(r->L, -2);
         r->p++;
         r->depth--;
         return 1;
@@ -309,6 +415,9 @@ static int parse_array(json_reader *r)
             return fail(r, "unterminated array");
         if (*r->p == ',') {
             r->p++;
+            skip_space(r);
+            if (r->p < r->end && *r->p == ']')
+                return fail(r, "trailing comma in array");
             continue;
         }
         if (*r->p == ']') {
@@ -332,7 +441,6 @@ static int parse_object(json_reader *r)
         return 1;
     }
     for (;;) {
-        skip_space(r);
         if (r->p >= r->end || *r->p != '"')
             return fail(r, "expected a string key in object");
         r->p++;
@@ -350,6 +458,9 @@ static int parse_object(json_reader *r)
             return fail(r, "unterminated object");
         if (*r->p == ',') {
             r->p++;
+            skip_space(r);
+            if (r->p < r->end && *r->p == '}')
+                return fail(r, "trailing comma in object");
             continue;
         }
         if (*r->p == '}') {
@@ -359,6 +470,18 @@ static int parse_object(json_reader *r)
         }
         return fail(r, "expected ',' or '}' in object");
     }
+}
+
+/* Names the byte where a value should start, in the caller's error block. */
+static int fail_unexpected(json_reader *r)
+{
+    unsigned char c = (unsigned char)*r->p;
+    char *detail = r->error->detail;
+    if (c > 0x20 && c < 0x7f)
+        snprintf(detail, sizeof r->error->detail, "unexpected character '%c'", c);
+    else
+        snprintf(detail, sizeof r->error->detail, "unexpected byte 0x%02X", (unsigned)c);
+    return fail(r, detail);
 }
 
 static int parse_value(json_reader *r)
@@ -382,13 +505,15 @@ static int parse_value(json_reader *r)
         if (!parse_literal(r, "null", 4)) return 0;
         lua_pushlightuserdata(r->L, NULL);
         return 1;
-    default:
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
         return parse_number(r);
+    default:
+        return fail_unexpected(r);
     }
 }
 
-int sg_json_decode(lua_State *L, const char *text, size_t len, const char **error,
-                   size_t *error_offset)
+int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *error)
 {
     json_reader r;
     int top = lua_gettop(L);
@@ -396,15 +521,29 @@ int sg_json_decode(lua_State *L, const char *text, size_t len, const char **erro
     r.start = r.p = text;
     r.end = text + len;
     r.depth = 0;
-    r.error = NULL;
-    if (parse_value(&r)) {
+    r.decimal_point = '\0';
+    r.error = error;
+    error->message = NULL;
+    error->offset = 0;
+    if (!lua_checkstack(L, 4)) {
+        fail(&r, "no room on the Lua stack");
+        return 0;
+    }
+    luaL_getmetatable(L, SG_ARRAY_METATABLE);
+    r.array_mt = lua_gettop(L);
+    skip_space(&r);
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        fail(&r, "byte order mark before the JSON text");
+    else if (r.p == r.end)
+        fail(&r, "no JSON text");
+    else if (parse_value(&r)) {
         skip_space(&r);
-        if (r.p == r.end)
+        if (r.p == r.end) {
+            lua_remove(L, r.array_mt);
             return 1;
+        }
         fail(&r, "unexpected text after the value");
     }
     lua_settop(L, top);
-    *error = r.error;
-    *error_offset = (size_t)(r.p - r.start);
     return 0;
 }

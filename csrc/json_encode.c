@@ -1,14 +1,15 @@
 /* JSON encoding of request bodies. Unlike cjson it keeps arrays arrays: a table whose
  * keys are 1..n is an array, an empty table is an object unless it carries the
- * soracom.groups.array metatable (groups.array{}), and anything JSON cannot hold is
- * an error that names where it sits in the body. */
+ * soracom.groups.array metatable (groups.array{}, every decoded array) or, when
+ * lua-cjson is loaded, cjson.array_mt or cjson.empty_array_mt; cjson.empty_array is
+ * []. Anything JSON cannot hold is an error that names where it sits in the body.
+ * No Lua code runs: tables are read with raw access only. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
-
-#define MAX_ENCODE_DEPTH 100
+#include "utf8.h"
 
 /* One step of the path from the root to the value being written, for error messages;
  * key points into a string that stays on the Lua stack while the step is live. */
@@ -21,7 +22,11 @@ typedef struct {
     lua_State *L;
     sg_membuf *buf;
     const char *root;
-    path_step path[MAX_ENCODE_DEPTH + 1];
+    int array_mt;          /* stack indices of the array marks, fetched once per call; */
+    int cjson_array_mt;    /* nil when absent */
+    int cjson_empty_array_mt;
+    int cjson_empty_array;
+    path_step path[SG_JSON_MAX_DEPTH + 1];
 } json_writer;
 
 static void encode_error(json_writer *w, int depth, const char *what)
@@ -47,43 +52,11 @@ static void encode_error(json_writer *w, int depth, const char *what)
     lua_error(L);
 }
 
-/* Well-formed UTF-8 as RFC 3629 defines it: no overlong forms, no surrogates,
- * nothing above U+10FFFF. */
-static int is_utf8(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t extra, k;
-        unsigned cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) { extra = 1; cp = c & 0x1Fu; }
-        else if (c >= 0xE0 && c <= 0xEF) { extra = 2; cp = c & 0x0Fu; }
-        else if (c >= 0xF0 && c <= 0xF4) { extra = 3; cp = c & 0x07u; }
-        else return 0;
-        if (n - i <= extra)
-            return 0;
-        for (k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3Fu);
-        }
-        if ((extra == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (extra == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return 0;
-        i += extra + 1;
-    }
-    return 1;
-}
-
 static void add_string(json_writer *w, const char *s, size_t n, int depth)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i, run = 0;
-    if (!is_utf8((const unsigned char *)s, n))
+    if (sg_utf8_valid_prefix((const unsigned char *)s, n) != n)
         encode_error(w, depth, "a string is not valid UTF-8");
     sg_membuf_addchar(w->L, w->buf, '"');
     for (i = 0; i < n; i++) {
@@ -151,14 +124,15 @@ static void add_value(json_writer *w, int index, int depth);
 
 /* The array length when the table's keys are exactly 1..n, -1 for an object, -2 for
  * a mix. An empty table is an array only with the array metatable. */
-static long array_length(lua_State *L, int index)
+static long array_length(const json_writer *w, int index)
 {
+    lua_State *L = w->L;
     long count = 0, max = 0;
     int marked = 0;
     if (lua_getmetatable(L, index)) {
-        luaL_getmetatable(L, SG_ARRAY_METATABLE);
-        marked = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
+        marked = lua_rawequal(L, -1, w->array_mt) || lua_rawequal(L, -1, w->cjson_array_mt) ||
+                 lua_rawequal(L, -1, w->cjson_empty_array_mt);
+        lua_pop(L, 1);
     }
     lua_pushnil(L);
     while (lua_next(L, index)) {
@@ -226,10 +200,10 @@ static void add_object(json_writer *w, int index, int depth)
 static void add_table(json_writer *w, int index, int depth)
 {
     long n;
-    if (depth >= MAX_ENCODE_DEPTH)
+    if (depth >= SG_JSON_MAX_DEPTH)
         encode_error(w, depth, "nested too deeply (is there a cycle?)");
     luaL_checkstack(w->L, 4, "body nested too deeply");
-    n = array_length(w->L, index);
+    n = array_length(w, index);
     if (n == -2)
         encode_error(w, depth, "a table mixes array and other keys, or has holes");
     if (n >= 0)
@@ -262,6 +236,10 @@ static void add_value(json_writer *w, int index, int depth)
             sg_membuf_addstring(L, w->buf, "null");
             return;
         }
+        if (lua_rawequal(L, index, w->cjson_empty_array)) {
+            sg_membuf_add(L, w->buf, "[]", 2);
+            return;
+        }
         break;
     default:
         break;
@@ -270,13 +248,46 @@ static void add_value(json_writer *w, int index, int depth)
                                            luaL_typename(L, index)));
 }
 
+/* Pushes field name of the table at (absolute) index, read raw, or nil when it is not a table. */
+static void push_raw_field(lua_State *L, int index, const char *name)
+{
+    if (lua_type(L, index) != LUA_TTABLE) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_pushstring(L, name);
+    lua_rawget(L, index);
+}
+
 void sg_json_encode(lua_State *L, int index, sg_membuf *buf, const char *root_name)
 {
     json_writer w;
+    int base, cjson;
+    if (index < 0)
+        index = lua_gettop(L) + index + 1;
+    base = lua_gettop(L);
+    luaL_checkstack(L, 8, "encoding JSON");
     w.L = L;
     w.buf = buf;
     w.root = root_name;
-    if (index < 0)
-        index = lua_gettop(L) + index + 1;
+    luaL_getmetatable(L, SG_ARRAY_METATABLE);
+    w.array_mt = lua_gettop(L);
+    /* package.loaded.cjson, if some code loaded it: what cjson.encode writes as [] */
+    lua_pushliteral(L, "_LOADED");
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    push_raw_field(L, lua_gettop(L), "cjson");
+    cjson = lua_gettop(L);
+    push_raw_field(L, cjson, "array_mt");
+    w.cjson_array_mt = lua_gettop(L);
+    push_raw_field(L, cjson, "empty_array_mt");
+    w.cjson_empty_array_mt = lua_gettop(L);
+    push_raw_field(L, cjson, "empty_array");
+    w.cjson_empty_array = lua_gettop(L);
+    if (lua_type(L, w.cjson_empty_array) != LUA_TLIGHTUSERDATA ||
+        lua_touserdata(L, w.cjson_empty_array) == NULL) {
+        lua_pushnil(L); /* never null: that is cjson.null */
+        lua_replace(L, w.cjson_empty_array);
+    }
     add_value(&w, index, 0);
+    lua_settop(L, base);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "core.h"
+#include "utf8.h"
 
 #define MAX_TEXT_MESSAGE 300
 
@@ -48,21 +49,39 @@ static const char *reason_phrase(long status)
 }
 
 /* A body that is not Soracom's {"code","message"} (a proxy's HTML page, plain text)
- * still gives a readable one-line message: its start, with control bytes as spaces. */
+ * still gives a readable one-line message: its start, with control bytes as spaces,
+ * cut between characters, and bytes that are not UTF-8 shown as U+FFFD, so that the
+ * message is text any logger or JSON encoder takes. */
 static void set_text_message(lua_State *L, long status, const char *body, size_t n)
 {
+    static const char replacement[] = "\xEF\xBF\xBD";
+    const unsigned char *s = (const unsigned char *)body;
     char text[MAX_TEXT_MESSAGE + 4];
-    size_t i, len = 0;
+    size_t i = 0, len = 0;
     int space = 1;
-    for (i = 0; i < n && len < MAX_TEXT_MESSAGE; i++) {
-        unsigned char c = (unsigned char)body[i];
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t width = 1;
         if (c < 0x20 || c == 0x7f) {
-            if (!space)
+            if (!space && len < MAX_TEXT_MESSAGE)
                 text[len++] = ' ';
             space = 1;
+            i++;
             continue;
         }
-        text[len++] = (char)c;
+        if (c >= 0x80)
+            width = sg_utf8_sequence_length(s + i, n - i);
+        if (len + (width ? width : 3) > MAX_TEXT_MESSAGE)
+            break;
+        if (width == 0) {
+            memcpy(text + len, replacement, 3);
+            len += 3;
+            i++;
+        } else {
+            memcpy(text + len, s + i, width);
+            len += width;
+            i += width;
+        }
         space = (c == ' ');
     }
     while (len > 0 && text[len - 1] == ' ')
@@ -81,10 +100,9 @@ static void set_text_message(lua_State *L, long status, const char *body, size_t
 /* Copies code and message from a Soracom error body; returns 0 if it is not one. */
 static int set_soracom_fields(lua_State *L, const char *body, size_t n)
 {
-    const char *error;
-    size_t offset;
+    sg_json_error error;
     int found = 0;
-    if (!sg_json_decode(L, body, n, &error, &offset))
+    if (!sg_json_decode(L, body, n, &error))
         return 0;
     if (lua_type(L, -1) == LUA_TTABLE) {
         lua_getfield(L, -1, "message");
@@ -129,16 +147,15 @@ int sg_push_response(lua_State *L, long status, const char *body, size_t body_le
                      const char *next_key, size_t next_key_len,
                      const char *link, size_t link_len)
 {
-    const char *error;
-    size_t offset;
+    sg_json_error error;
     if (status < 200 || status > 299)
         return push_http_error(L, status, body, body_len);
     if (is_blank(body, body_len)) {
         lua_pushboolean(L, 1);
-    } else if (!sg_json_decode(L, body, body_len, &error, &offset)) {
+    } else if (!sg_json_decode(L, body, body_len, &error)) {
         lua_pushnil(L);
-        lua_pushfstring(L, "invalid JSON in the response: %s at byte %d", error,
-                        (int)offset);
+        lua_pushfstring(L, "invalid JSON in the response: %s at byte %d", error.message,
+                        (int)error.offset);
         sg_push_error(L, "decode", lua_tostring(L, -1));
         lua_remove(L, -2);
         lua_pushinteger(L, (lua_Integer)status);
@@ -213,12 +230,12 @@ int sg_decode_response(lua_State *L)
 /* decode_json(text) -> value, or nil, message */
 int sg_decode_json_text(lua_State *L)
 {
-    size_t len, offset;
-    const char *error;
+    size_t len;
+    sg_json_error error;
     const char *text = luaL_checklstring(L, 1, &len);
-    if (sg_json_decode(L, text, len, &error, &offset))
+    if (sg_json_decode(L, text, len, &error))
         return 1;
     lua_pushnil(L);
-    lua_pushfstring(L, "%s at byte %d", error, (int)offset);
+    lua_pushfstring(L, "%s at byte %d", error.message, (int)error.offset);
     return 2;
 }

@@ -1,8 +1,9 @@
 /* libFuzzer target: the JSON decoder, and the encoder on what it decodes.
  *
  * Each input is decoded with sg_json_decode. When it decodes, the value is encoded
- * with sg_json_encode (which may refuse it: invalid UTF-8, nesting past the encoder's
- * limit, infinity), the text is decoded again, and the two values must be equal, their
+ * with sg_json_encode, which must take it (the decoder accepts only what the encoder
+ * writes back: UTF-8, finite numbers, one depth limit), the text is decoded again, and
+ * the two values must be equal, their
  * encodings the same text (up to the order of object members, which follows the Lua
  * tables' iteration order) -- anything else aborts. Then the whole thing runs again with
  * Lua's allocator failing part-way (see fuzz_common.h).
@@ -28,7 +29,7 @@ static int encode(lua_State *L)
 
 /* Pushes the JSON text of the value at index, or returns 0 (pushing nothing) when the
  * encoder refuses it. Memory errors go on up. */
-static int try_encode(lua_State *L, int index, int buf_index)
+static int try_encode(lua_State *L, int index, int buf_index, int checks)
 {
     int status;
     lua_pushcfunction(L, encode);
@@ -42,6 +43,10 @@ static int try_encode(lua_State *L, int index, int buf_index)
     /* a refusal must say where: "body..." */
     FUZZ_CHECK(lua_type(L, -1) == LUA_TSTRING);
     FUZZ_CHECK(strncmp(lua_tostring(L, -1), "body", 4) == 0);
+    if (checks) {
+        fprintf(stderr, "the encoder refuses a decoded value: %s\n", lua_tostring(L, -1));
+        abort();
+    }
     lua_pop(L, 1);
     return 0;
 }
@@ -114,19 +119,20 @@ static int run(lua_State *L)
 {
     const json_job *job = (const json_job *)lua_touserdata(L, 1);
     int checks = lua_toboolean(L, 2);
-    const char *error = NULL, *text1, *text2;
-    size_t offset = (size_t)-1, len1, len2;
+    sg_json_error error;
+    const char *text1, *text2;
+    size_t len1, len2;
     int v1, v2, buf, ok;
 
     lua_settop(L, 0);
-    ok = sg_json_decode(L, job->data, job->size, &error, &offset);
+    ok = sg_json_decode(L, job->data, job->size, &error);
     if (checks) {
         if (ok) {
             FUZZ_CHECK(lua_gettop(L) == 1);
         } else {
             FUZZ_CHECK(lua_gettop(L) == 0);
-            FUZZ_CHECK(error != NULL);
-            FUZZ_CHECK(offset <= job->size);
+            FUZZ_CHECK(error.message != NULL);
+            FUZZ_CHECK(error.offset <= job->size);
         }
     }
     if (!ok)
@@ -134,17 +140,17 @@ static int run(lua_State *L)
     v1 = lua_gettop(L);
     sg_membuf_new(L);
     buf = lua_gettop(L);
-    if (!try_encode(L, v1, buf))
+    if (!try_encode(L, v1, buf, checks))
         return 0;
     text1 = lua_tolstring(L, -1, &len1);
 
-    ok = sg_json_decode(L, text1, len1, &error, &offset);
+    ok = sg_json_decode(L, text1, len1, &error);
     if (!checks)
         return 0;
     if (!ok) {
         dump("encoded", text1, len1);
-        fprintf(stderr, "the encoder's text does not decode: %s at byte %zu\n", error,
-                offset);
+        fprintf(stderr, "the encoder's text does not decode: %s at byte %zu\n",
+                error.message, error.offset);
         abort();
     }
     v2 = lua_gettop(L);
@@ -153,7 +159,7 @@ static int run(lua_State *L)
         fprintf(stderr, "decoding the encoded text gives another value\n");
         abort();
     }
-    if (!try_encode(L, v2, buf)) {
+    if (!try_encode(L, v2, buf, 1)) {
         dump("encoded", text1, len1);
         fprintf(stderr, "the encoder refuses the value it wrote the text of\n");
         abort();
