@@ -49,9 +49,12 @@ int sg_push_response(lua_State *L, long status, const char *body, size_t body_le
                      const char *link, size_t link_len);
 int sg_decode_response(lua_State *L);
 int sg_decode_json_text(lua_State *L);
-/* Sets retry_after (seconds) on the error table at the top, from the Retry-After or
- * X-Soracom-Ratelimit-Seconds-Before-Refresh header (either may be NULL). */
-void sg_set_retry_after(lua_State *L, const char *retry_after, const char *refresh);
+/* Sets retry_after (seconds, at most SG_MAX_RETRY_AFTER) on the error table at the
+ * top, from the Retry-After or X-Soracom-Ratelimit-Seconds-Before-Refresh header.
+ * Either text may be NULL; neither needs a terminating NUL. */
+#define SG_MAX_RETRY_AFTER 86400
+void sg_set_retry_after(lua_State *L, const char *retry_after, size_t retry_after_len,
+                        const char *refresh, size_t refresh_len);
 /* Pushes a new error table {kind=kind, message=message}. */
 void sg_push_error(lua_State *L, const char *kind, const char *message);
 

@@ -167,42 +167,92 @@ int sg_push_response(lua_State *L, long status, const char *body, size_t body_le
     return 3;
 }
 
-/* Seconds the server asks to wait: Retry-After (delay-seconds or an HTTP date, which
- * curl_getdate reads), else Soracom's X-Soracom-Ratelimit-Seconds-Before-Refresh.
- * Negative when neither says. */
-static double retry_after_seconds(const char *retry_after, const char *refresh)
+static int is_ows(char c)
 {
-    if (retry_after != NULL) {
-        char *end;
-        double seconds;
-        while (*retry_after == ' ')
-            retry_after++;
-        seconds = strtod(retry_after, &end);
-        if (end != retry_after && seconds >= 0) {
-            while (*end == ' ')
-                end++;
-            if (*end == '\0')
-                return seconds;
-        } else {
-            time_t date = curl_getdate(retry_after, NULL);
-            if (date != (time_t)-1) {
-                double wait = difftime(date, time(NULL));
-                return wait > 0 ? wait : 0;
-            }
-        }
+    return c == ' ' || c == '\t';
+}
+
+/* Trims optional whitespace (RFC 9110, 5.6.3) off both ends of s[0..*n). */
+static const char *trim_ows(const char *s, size_t *n)
+{
+    while (*n > 0 && is_ows(*s)) {
+        s++;
+        (*n)--;
     }
-    if (refresh != NULL) {
-        char *end;
-        double seconds = strtod(refresh, &end);
-        if (end != refresh && seconds >= 0)
-            return seconds;
+    while (*n > 0 && is_ows(s[*n - 1]))
+        (*n)--;
+    return s;
+}
+
+/* delay-seconds = 1*DIGIT (RFC 9110, 10.2.3): digits only, no sign, point, exponent
+ * or "inf". Longer waits than SG_MAX_RETRY_AFTER are cut to it. Returns 0 when the
+ * text is not delay-seconds. */
+static int parse_delay_seconds(const char *s, size_t n, double *seconds)
+{
+    double value = 0;
+    size_t i;
+    s = trim_ows(s, &n);
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        if (value < SG_MAX_RETRY_AFTER)
+            value = value * 10 + (s[i] - '0');
     }
+    *seconds = value < SG_MAX_RETRY_AFTER ? value : SG_MAX_RETRY_AFTER;
+    return 1;
+}
+
+/* An HTTP-date (RFC 9110, 5.6.7) starts with a day name, in each of its three forms;
+ * only such text goes to curl_getdate, which would read much else as a date. */
+static int parse_http_date(const char *s, size_t n, double *seconds)
+{
+    static const char days[] = "Mon Tue Wed Thu Fri Sat Sun ";
+    char text[64];
+    time_t date;
+    double wait;
+    int known_day = 0;
+    size_t i;
+    s = trim_ows(s, &n);
+    if (n < 3 || n >= sizeof text)
+        return 0;
+    for (i = 0; i + 3 < sizeof days; i += 4)
+        if (memcmp(s, days + i, 3) == 0)
+            known_day = 1;
+    if (!known_day)
+        return 0;
+    memcpy(text, s, n);
+    text[n] = '\0';
+    date = curl_getdate(text, NULL);
+    if (date == (time_t)-1)
+        return 0;
+    wait = difftime(date, time(NULL));
+    *seconds = wait <= 0 ? 0 : wait < SG_MAX_RETRY_AFTER ? wait : SG_MAX_RETRY_AFTER;
+    return 1;
+}
+
+/* Seconds the server asks to wait: Retry-After (delay-seconds or an HTTP-date),
+ * else Soracom's X-Soracom-Ratelimit-Seconds-Before-Refresh, which Soracom documents
+ * as a number of seconds and sends as whole seconds: read as delay-seconds too.
+ * Negative when neither says. Never more than SG_MAX_RETRY_AFTER, never inf or NaN. */
+static double retry_after_seconds(const char *retry_after, size_t retry_after_len,
+                                  const char *refresh, size_t refresh_len)
+{
+    double seconds;
+    if (retry_after != NULL &&
+        (parse_delay_seconds(retry_after, retry_after_len, &seconds) ||
+         parse_http_date(retry_after, retry_after_len, &seconds)))
+        return seconds;
+    if (refresh != NULL && parse_delay_seconds(refresh, refresh_len, &seconds))
+        return seconds;
     return -1;
 }
 
-void sg_set_retry_after(lua_State *L, const char *retry_after, const char *refresh)
+void sg_set_retry_after(lua_State *L, const char *retry_after, size_t retry_after_len,
+                        const char *refresh, size_t refresh_len)
 {
-    double seconds = retry_after_seconds(retry_after, refresh);
+    double seconds = retry_after_seconds(retry_after, retry_after_len, refresh, refresh_len);
     if (seconds >= 0) {
         lua_pushnumber(L, (lua_Number)seconds);
         lua_setfield(L, -2, "retry_after");
@@ -214,16 +264,16 @@ void sg_set_retry_after(lua_State *L, const char *retry_after, const char *refre
  * transports that read the response in Lua. */
 int sg_decode_response(lua_State *L)
 {
-    size_t body_len, key_len = 0, link_len = 0;
+    size_t body_len, key_len = 0, link_len = 0, retry_after_len = 0, refresh_len = 0;
     long status = (long)luaL_checkinteger(L, 1);
     const char *body = luaL_optlstring(L, 2, "", &body_len);
     const char *key = luaL_optlstring(L, 3, NULL, &key_len);
     const char *link = luaL_optlstring(L, 4, NULL, &link_len);
-    const char *retry_after = luaL_optstring(L, 5, NULL);
-    const char *refresh = luaL_optstring(L, 6, NULL);
+    const char *retry_after = luaL_optlstring(L, 5, NULL, &retry_after_len);
+    const char *refresh = luaL_optlstring(L, 6, NULL, &refresh_len);
     int results = sg_push_response(L, status, body, body_len, key, key_len, link, link_len);
     if (results == 2 && lua_istable(L, -1) && (status == 429 || status == 503))
-        sg_set_retry_after(L, retry_after, refresh);
+        sg_set_retry_after(L, retry_after, retry_after_len, refresh, refresh_len);
     return results;
 }
 
