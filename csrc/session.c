@@ -141,7 +141,11 @@ static void set_retry_after(lua_State *L, CURL *curl)
             lua_pushnil(L);
     }
     lua_pushvalue(L, -3);
-    sg_set_retry_after(L, lua_tostring(L, -3), lua_tostring(L, -2));
+    {
+        const char *retry_after = lua_tostring(L, -3), *refresh = lua_tostring(L, -2);
+        sg_set_retry_after(L, retry_after, retry_after ? strlen(retry_after) : 0,
+                           refresh, refresh ? strlen(refresh) : 0);
+    }
     lua_pop(L, 3);
 }
 
