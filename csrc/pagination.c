@@ -33,47 +33,82 @@ static void push_decoded(lua_State *L, const char *s, size_t n)
     luaL_pushresult(&b);
 }
 
-/* Does the parameter text (after the URL's '>') say rel=next, quoted or in a list? */
-static int is_rel_next(const char *params, size_t n)
+static int is_ows(char c)
 {
-    const char *p = params, *end = params + n;
-    while (p < end) {
-        const char *semi = memchr(p, ';', (size_t)(end - p));
-        const char *stop = semi ? semi : end;
-        while (p < stop && (*p == ' ' || *p == '\t'))
-            p++;
-        if (stop - p > 4 && strncasecmp(p, "rel", 3) == 0) {
-            const char *v = p + 3;
-            while (v < stop && *v == ' ')
-                v++;
-            if (v >= stop || *v != '=') {
-                p = semi ? semi + 1 : end;
-                continue;
-            }
+    return c == ' ' || c == '\t';
+}
+
+/* Does a rel value (the inside of its quotes, or a token) hold the relation type
+ * "next"? It may list several, separated by spaces (RFC 8288, 3.3). */
+static int lists_next(const char *v, const char *end)
+{
+    while (v < end) {
+        const char *word;
+        while (v < end && is_ows(*v))
             v++;
-            while (v < stop && (*v == ' ' || *v == '"'))
-                v++;
-            /* rel may hold several space-separated relation types */
-            while (v < stop) {
-                const char *word = v;
-                while (v < stop && *v != ' ' && *v != '"')
-                    v++;
-                if (v - word == 4 && strncasecmp(word, "next", 4) == 0)
-                    return 1;
-                while (v < stop && (*v == ' ' || *v == '"'))
-                    v++;
-            }
-        }
-        p = semi ? semi + 1 : end;
+        word = v;
+        while (v < end && !is_ows(*v))
+            v++;
+        if (v - word == 4 && strncasecmp(word, "next", 4) == 0)
+            return 1;
     }
     return 0;
+}
+
+/* Does the parameter text of one link-value (after its '>') say rel=next? Parameters
+ * are split at ';' outside quoted strings, so title="a;rel=next" is one parameter;
+ * only the first rel counts (RFC 8288, 3.3). */
+static int is_rel_next(const char *p, size_t n)
+{
+    const char *end = p + n;
+    for (;;) {
+        const char *name, *name_end, *value = NULL, *value_end = NULL;
+        while (p < end && *p != ';') /* whatever precedes the next parameter */
+            p++;
+        if (p >= end)
+            return 0;
+        p++;
+        while (p < end && is_ows(*p))
+            p++;
+        name = p;
+        while (p < end && *p != '=' && *p != ';' && !is_ows(*p))
+            p++;
+        name_end = p;
+        while (p < end && is_ows(*p))
+            p++;
+        if (p < end && *p == '=') {
+            p++;
+            while (p < end && is_ows(*p))
+                p++;
+            if (p < end && *p == '"') {
+                value = ++p;
+                while (p < end && *p != '"') {
+                    if (*p == '\\' && p + 1 < end)
+                        p++;
+                    p++;
+                }
+                value_end = p;
+                if (p < end)
+                    p++; /* the closing quote */
+            } else {
+                value = p;
+                while (p < end && *p != ';' && !is_ows(*p))
+                    p++;
+                value_end = p;
+            }
+        }
+        if (name_end - name == 3 && strncasecmp(name, "rel", 3) == 0)
+            return value != NULL && lists_next(value, value_end);
+    }
 }
 
 static int push_key_from_url(lua_State *L, const char *url, size_t n)
 {
     static const char name[] = "last_evaluated_key=";
     const size_t name_len = sizeof name - 1;
-    const char *q = memchr(url, '?', n), *end = url + n;
+    const char *fragment = memchr(url, '#', n);
+    const char *end = fragment ? fragment : url + n; /* a #fragment is not the query's */
+    const char *q = memchr(url, '?', (size_t)(end - url));
     if (q == NULL)
         return 0;
     q++;
