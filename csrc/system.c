@@ -34,25 +34,38 @@ int sg_sleep(lua_State *L)
 }
 
 /* xorshift64*: plenty for retry jitter, seeded per process so that a fleet of
- * clients that failed together does not retry together. */
+ * clients that failed together does not retry together. A forked child (every nginx
+ * worker, forked from the master that required the module in init_by_lua) inherits
+ * the parent's state, so the generator reseeds whenever the pid is not the one that
+ * seeded it. */
 static uint64_t random_state;
+static pid_t seeded_by;
+
+static void reseed(pid_t pid)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    /* the old state too: two forks within one clock tick still differ by pid */
+    random_state ^= ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^
+                    ((uint64_t)pid << 32) ^ (uint64_t)(uintptr_t)&ts;
+    if (random_state == 0)
+        random_state = 0x9E3779B97F4A7C15u;
+    seeded_by = pid;
+}
 
 void sg_seed_random(void)
 {
-    struct timespec ts;
-    if (random_state != 0)
-        return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    random_state = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^
-                   ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&ts;
-    if (random_state == 0)
-        random_state = 0x9E3779B97F4A7C15u;
+    pid_t pid = getpid();
+    if (random_state == 0 || seeded_by != pid)
+        reseed(pid);
 }
 
 /* random() -> a number in [0, 1) */
 int sg_random(lua_State *L)
 {
-    uint64_t x = random_state;
+    uint64_t x;
+    sg_seed_random();
+    x = random_state;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
