@@ -17,7 +17,8 @@ local function is_utf8(s)
   local i, n = 1, #s
   while i <= n do
     local c = s:byte(i)
-    local length, low, high = 1, 0x80, 0xBF
+    local length
+    local low, high = 0x80, 0xBF
     if c < 0x80 then
       length = 1
     elseif c >= 0xC2 and c <= 0xDF then
