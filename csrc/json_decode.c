@@ -12,6 +12,9 @@
 #include "core.h"
 #include "utf8.h"
 
+#define SIZE_HINT_DEPTHS 16
+#define MAX_SIZE_HINT 256
+
 typedef struct {
     lua_State *L;
     const char *start;
@@ -21,6 +24,12 @@ typedef struct {
     int array_mt;       /* stack index of the array metatable, fetched once per call */
     char decimal_point; /* the C locale's, read at the first number strtod needs */
     sg_json_error *error;
+    /* The size of the last array and object closed at each depth: an API page is a
+     * list of objects of one shape, so the next one is created at its final size
+     * instead of growing through every power of two. A hint is paid for by the table
+     * that set it, so it can at most double what the text makes Lua allocate. */
+    int array_hint[SIZE_HINT_DEPTHS];
+    int object_hint[SIZE_HINT_DEPTHS];
 } json_reader;
 
 static int fail(json_reader *r, const char *message)
@@ -391,12 +400,23 @@ static int enter(json_reader *r)
     return 1;
 }
 
+static int size_hint(const int *hints, int depth)
+{
+    return depth < SIZE_HINT_DEPTHS ? hints[depth] : 0;
+}
+
+static void remember_size(int *hints, int depth, int n)
+{
+    if (depth < SIZE_HINT_DEPTHS)
+        hints[depth] = n < MAX_SIZE_HINT ? n : MAX_SIZE_HINT;
+}
+
 static int parse_array(json_reader *r)
 {
     int n = 0;
     if (!enter(r))
         return 0;
-    lua_newtable(r->L);
+    lua_createtable(r->L, size_hint(r->array_hint, r->depth), 0);
     /* Every array is marked, so that it is sent back as an array even once emptied. */
     lua_pushvalue(r->L, r->array_mt);
     lua_setmetatable(r->L, -2);
@@ -422,6 +442,7 @@ static int parse_array(json_reader *r)
         }
         if (*r->p == ']') {
             r->p++;
+            remember_size(r->array_hint, r->depth, n);
             r->depth--;
             return 1;
         }
@@ -431,9 +452,10 @@ static int parse_array(json_reader *r)
 
 static int parse_object(json_reader *r)
 {
+    int n = 0;
     if (!enter(r))
         return 0;
-    lua_newtable(r->L);
+    lua_createtable(r->L, 0, size_hint(r->object_hint, r->depth));
     skip_space(r);
     if (r->p < r->end && *r->p == '}') {
         r->p++;
@@ -453,6 +475,7 @@ static int parse_object(json_reader *r)
         if (!parse_value(r))
             return 0;
         lua_rawset(r->L, -3);
+        n++;
         skip_space(r);
         if (r->p >= r->end)
             return fail(r, "unterminated object");
@@ -465,6 +488,7 @@ static int parse_object(json_reader *r)
         }
         if (*r->p == '}') {
             r->p++;
+            remember_size(r->object_hint, r->depth, n);
             r->depth--;
             return 1;
         }
@@ -523,6 +547,8 @@ int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *er
     r.depth = 0;
     r.decimal_point = '\0';
     r.error = error;
+    memset(r.array_hint, 0, sizeof r.array_hint);
+    memset(r.object_hint, 0, sizeof r.object_hint);
     error->message = NULL;
     error->offset = 0;
     if (!lua_checkstack(L, 4)) {
