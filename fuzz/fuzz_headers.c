@@ -7,7 +7,9 @@
  *      sg_push_next_key, with and without the key;
  *   3. what follows line 2 as a response: a status from its first three bytes when
  *      they are digits (else 200), the rest as the body, with the two headers above:
- *      sg_push_response.
+ *      sg_push_response; when it gives an error, lines 1 and 2 are also read as the
+ *      Retry-After and X-Soracom-Ratelimit-Seconds-Before-Refresh headers:
+ *      sg_set_retry_after (neither is NUL-terminated: ASan sees any overread).
  * So a seed holding a bare Link header exercises 1 and 2, and
  * "KEY\n<LINK>\n404{...}" all three. Results are checked for their shape (number of
  * values, types, the key given back as is); anything else aborts.
@@ -15,6 +17,7 @@
  * Build and run: scripts/fuzz. Reproduce: build/fuzz/fuzz_headers CRASH_FILE */
 #include <string.h>
 #include "fuzz_common.h"
+#include "utf8.h"
 
 typedef struct {
     const char *data;
@@ -118,11 +121,28 @@ static int run(lua_State *L)
             FUZZ_CHECK(strcmp(lua_tostring(L, -1), "http") == 0);
         lua_getfield(L, 2, "message");
         FUZZ_CHECK(lua_type(L, -1) == LUA_TSTRING);
-        /* never an empty message: a text or "HTTP <status> <reason>" */
+        /* never an empty message: a text or "HTTP <status> <reason>", and always
+         * UTF-8, however the body was cut */
         FUZZ_CHECK(sg_rawlen(L, -1) > 0);
+        {
+            size_t message_len;
+            const char *message = lua_tolstring(L, -1, &message_len);
+            FUZZ_CHECK(sg_utf8_valid_prefix((const unsigned char *)message, message_len) ==
+                       message_len);
+        }
         lua_getfield(L, 2, "status");
         FUZZ_CHECK(lua_tointeger(L, -1) == status);
         lua_pop(L, 3);
+        /* a wait is a number of seconds from 0 to a day, never inf or NaN */
+        lua_pushvalue(L, 2);
+        sg_set_retry_after(L, key_len > 0 ? key : NULL, key_len, link, link_len);
+        lua_getfield(L, -1, "retry_after");
+        if (!lua_isnil(L, -1)) {
+            lua_Number wait = lua_tonumber(L, -1);
+            FUZZ_CHECK(lua_type(L, -1) == LUA_TNUMBER);
+            FUZZ_CHECK(wait >= 0 && wait <= SG_MAX_RETRY_AFTER);
+        }
+        lua_pop(L, 2);
     }
     for (i = 1; i <= n; i++)
         lua_tostring(L, i); /* touch the strings */
