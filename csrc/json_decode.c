@@ -129,6 +129,20 @@ static int read_unicode_escape(json_reader *r, unsigned *cp)
     return 1;
 }
 
+/* Does any of the eight bytes at p stop a plain run (as string_stop says)? The
+ * classic bit tricks for "has a zero byte" and "has a byte below n"; masking all
+ * three with ~x is exact once a byte >= 0x80 has already answered yes. */
+static int word_has_stop(const unsigned char *p)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t x, quote, backslash;
+    memcpy(&x, p, 8);
+    quote = x ^ (ones * '"');
+    backslash = x ^ (ones * '\\');
+    return (((x - ones * 0x20) | (quote - ones) | (backslash - ones)) & ~x & highs) != 0 ||
+           (x & highs) != 0;
+}
+
 /* Moves r->p past plain bytes and whole well-formed UTF-8 sequences, to the next
  * quote, backslash or control character. Returns 0 at the end of the text or at
  * invalid UTF-8 (r->p then points at the end or at the bad byte). */
@@ -138,6 +152,9 @@ static int skip_plain(json_reader *r)
     const unsigned char *end = (const unsigned char *)r->end;
     for (;;) {
         size_t length;
+        /* eight plain bytes at a time, then byte by byte to the stop */
+        while (end - p >= 8 && !word_has_stop(p))
+            p += 8;
         while (p < end && !string_stop[*p])
             p++;
         if (p == end || *p < 0x80)
@@ -384,8 +401,12 @@ static int parse_number(json_reader *r)
 
 static int parse_literal(json_reader *r, const char *word, size_t n)
 {
-    if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0)
+    size_t i;
+    if ((size_t)(r->end - r->p) < n)
         return fail(r, "invalid literal");
+    for (i = 1; i < n; i++) /* word[0] is what brought us here */
+        if (r->p[i] != word[i])
+            return fail(r, "invalid literal");
     r->p += n;
     return 1;
 }

@@ -91,6 +91,20 @@ describe("JSON strings hold well-formed UTF-8 only (item 3a)", function()
     assert.are.equal(text, core.encode_json(v))
   end)
 
+  it("finds every byte that ends a plain run, wherever it sits in a string", function()
+    for before = 0, 17 do
+      local a, b = string.rep("a", before), string.rep("b", 9)
+      assert.are.equal(a .. "\n" .. b, core.decode_json('"' .. a .. '\\n' .. b .. '"'))
+      assert.are.equal(a .. "\195\169" .. b, core.decode_json('"' .. a .. "\195\169" .. b .. '"'))
+      assert.are.equal(a, core.decode_json('"' .. a .. '"'))
+      assert.are.equal("control character in string at byte " .. (before + 1),
+        decode_error('"' .. a .. "\31" .. b .. '"'))
+      assert.are.equal("invalid UTF-8 in a string at byte " .. (before + 1),
+        decode_error('"' .. a .. "\255" .. b .. '"'))
+      assert.are.equal("unterminated string at byte " .. (before + 1), decode_error('"' .. a))
+    end
+  end)
+
   it("refuses the same strings on encode", function()
     for _, s in ipairs({ "\255", "\237\160\128", "\244\144\128\128", "\192\175", "ab\226\130" }) do
       assert.has_error(function() core.encode_json({ s }) end, "body[1]: a string is not valid UTF-8")
