@@ -248,7 +248,8 @@ static void add_value(json_writer *w, int index, int depth)
                                            luaL_typename(L, index)));
 }
 
-/* Pushes field name of the table at (absolute) index, read raw, or nil when it is not a table. */
+/* Pushes the field called name of the table at the (absolute) index, read raw; nil
+ * when there is no table there. */
 static void push_raw_field(lua_State *L, int index, const char *name)
 {
     if (lua_type(L, index) != LUA_TTABLE) {

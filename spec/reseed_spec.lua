@@ -70,7 +70,9 @@ describe("core.random in nginx workers", function()
     for _ = 1, 100 do
       local list = run("ls " .. quote(state_dir .. "/out"))
       workers = {}
-      for name in list:gmatch("worker%-%d+") do workers[#workers + 1] = name end
+      for name in list:gmatch("[^\n]+") do -- not worker-<pid>.tmp, still being written
+        if name:match("^worker%-%d+$") then workers[#workers + 1] = name end
+      end
       if #workers >= 2 then break end
       sleep(0.05)
     end
