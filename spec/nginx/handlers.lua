@@ -65,23 +65,35 @@ local function reply(status, value)
   ngx.print(encode(value))
 end
 
+-- The client of a /call or /many request: kept in the worker under request.client,
+-- or made for this request alone. Returns client, or nil and the reply to send.
+local function client_for(request)
+  local client = request.client and clients[request.client]
+  if client then return client end
+  local options = {}
+  for name, value in pairs(request.options or {}) do options[name] = value end
+  options.transport = request.transport or "nginx"
+  if request.mfa_code then -- a function, counted in mfa_calls
+    options.mfa_otp_code = function()
+      handlers.mfa_calls = (handlers.mfa_calls or 0) + 1
+      return request.mfa_code
+    end
+  end
+  local ok, made, err = pcall(groups.new, options)
+  if not ok then return nil, { results = { { raised = tostring(made) } } } end
+  if made == nil then return nil, { results = { { err = plain_error(err) } } } end
+  if request.client then clients[request.client] = made end
+  return made
+end
+
 function handlers.call()
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
   local request = body and core.decode_json(body)
   if type(request) ~= "table" then return reply(400, { raised = "expected a JSON object" }) end
 
-  local client = request.client and clients[request.client]
-  if client == nil then
-    local options = {}
-    for name, value in pairs(request.options or {}) do options[name] = value end
-    options.transport = request.transport or "nginx"
-    local ok, made, err = pcall(groups.new, options)
-    if not ok then return reply(200, { results = { { raised = tostring(made) } } }) end
-    if made == nil then return reply(200, { results = { { err = plain_error(err) } } }) end
-    client = made
-    if request.client then clients[request.client] = client end
-  end
+  local client, failure = client_for(request)
+  if client == nil then return reply(200, failure) end
 
   local sleeps, real_sleep = {}, ngx.sleep
   if request.count_sleeps then
@@ -99,6 +111,61 @@ function handlers.call()
   ngx.sleep = real_sleep
   if request.client == nil then client:close() end
   reply(200, { results = results, elapsed_ms = elapsed_ms, sleeps = sleeps })
+end
+
+-- POST /many: request.call ({op, args}) made `count` times at once on one client,
+-- request.mode saying how: "threads" (a light thread each, as many requests of a
+-- worker would) or "map" (client:map with request.concurrency, fail_fast). An item
+-- whose number is in request.raise_at raises instead; one in request.fail_at returns
+-- nil, "failed i". Answers { results, summary, elapsed_ms, mfa_calls, finished }:
+-- finished lists item numbers in the order they ended.
+function handlers.many()
+  ngx.req.read_body()
+  local request = core.decode_json(ngx.req.get_body_data() or "")
+  local client, failure = client_for(request)
+  if client == nil then return reply(200, failure) end
+  handlers.mfa_calls = 0
+  local call, count = request.call, request.count
+  local raise_at, fail_at = {}, {}
+  for _, i in ipairs(request.raise_at or {}) do raise_at[i] = true end
+  for _, i in ipairs(request.fail_at or {}) do fail_at[i] = true end
+  local finished = {}
+  local function item(i)
+    if raise_at[i] then error("raised by " .. i) end
+    if fail_at[i] then return nil, "failed " .. i end
+    local result = run(client, call)
+    finished[#finished + 1] = i
+    if result.value ~= nil then return result.value end
+    return nil, result.err or result.raised
+  end
+  ngx.update_time()
+  local started = ngx.now()
+  local answer = {}
+  if request.mode == "threads" then
+    local threads = {}
+    for i = 1, count do threads[i] = ngx.thread.spawn(item, i) end
+    answer.results = {}
+    for i = 1, count do
+      local _, value, err = ngx.thread.wait(threads[i])
+      answer.results[i] = { ok = value ~= nil, value = value, err = err }
+    end
+  else
+    local items = {}
+    for i = 1, count do items[i] = i end
+    local results, summary = client:map(items, item, { concurrency = request.concurrency,
+      fail_fast = request.fail_fast })
+    for _, result in ipairs(results) do
+      if result.traceback then result.traceback = tostring(result.traceback) end
+      if type(result.err) == "table" then result.err = plain_error(result.err) end
+    end
+    answer.results, answer.summary = results, summary
+  end
+  ngx.update_time()
+  answer.elapsed_ms = (ngx.now() - started) * 1000
+  answer.mfa_calls = handlers.mfa_calls
+  answer.finished = groups.array(finished)
+  if request.client == nil then client:close() end
+  reply(200, answer)
 end
 
 -- GET .../groups answered in three flushed pieces (so without Content-Length): two

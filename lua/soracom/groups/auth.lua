@@ -28,7 +28,18 @@ end
 local RENEWAL_RETRY_FIRST = 10
 local RENEWAL_RETRY_MAX = 160
 
+-- A login that has not landed after this long is taken for lost (its task was
+-- killed, or raised where no pcall could catch it), and the next request logs in
+-- itself. A live but slow login costs at worst one more.
+local FLIGHT_LOST_AFTER = 180
+
+-- Whether pcall can hold a login that yields (Lua 5.1 cannot; LuaJIT can).
+local PCALL_YIELDS = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
+
+-- Each new token has a new generation, so that a 401 answered to an older token does
+-- not cause another login.
 local function install(client, record, api_key, token)
+  record.generation = record.generation + 1
   local lines = {}
   for i, line in ipairs(record.base_headers) do lines[i] = line end
   if api_key then
@@ -46,7 +57,7 @@ end
 -- (Accept, language, a profile's headers) and, for an issued API key and token, the
 -- operator ID given with them. An issued pair is used at once.
 function auth.attach(client, credentials, base_headers, operator_id)
-  local record = { credentials = credentials, base_headers = base_headers, renewal_failures = 0 }
+  local record = { credentials = credentials, base_headers = base_headers, renewal_failures = 0, generation = 0 }
   records[client] = record
   if credentials.kind == "token" then
     install(client, record, credentials.api_key, credentials.token)
@@ -81,7 +92,10 @@ end
 -- The /auth request body, with a fresh MFA code when a function gives them.
 local function login_body(credentials)
   if not credentials.mfa_code then return credentials.login end
-  local code = credentials.mfa_code()
+  local called, code = pcall(credentials.mfa_code)
+  if not called then
+    return nil, login_error("auth", "the mfa_otp_code function raised an error: " .. tostring(code))
+  end
   if type(code) ~= "string" or code == "" then
     return nil, login_error("auth", "the mfa_otp_code function gave no code (a non-empty string)")
   end
@@ -132,29 +146,96 @@ local function defer_renewal(client, record, at, err)
     .. "next renewal in %.0f s", err.status and "HTTP " .. err.status or err.kind, record.renew_at - at))
 end
 
+-- The login in flight ends: its waiters wake to its outcome.
+local function land(record, flight, ok, err)
+  flight.done, flight.ok, flight.err = true, ok, err
+  if record.flight == flight then record.flight = nil end
+  flight.event:signal()
+end
+
+-- Logs in as the one login in flight for the client; everyone else who needs a token
+-- meanwhile waits for its outcome instead of sending one more.
+local function fly(client, record)
+  local flight = { event = client._transport:event(), started = now(), owner = coroutine.running() }
+  record.flight = flight
+  local ok, err
+  if PCALL_YIELDS then
+    local completed
+    completed, ok, err = pcall(login, client, record)
+    if not completed then
+      land(record, flight, nil, login_error("auth", "the login raised an error"))
+      error(ok, 0)
+    end
+  else
+    ok, err = login(client, record)
+  end
+  land(record, flight, ok, err)
+  return ok, err
+end
+
+local function lost(flight)
+  return (flight.owner and coroutine.status(flight.owner) == "dead")
+    or now() - flight.started > FLIGHT_LOST_AFTER
+end
+
+-- Waits for the login in flight. Returns true, ok, err once it lands, or false when
+-- it was lost (then whoever comes next logs in).
+local function await(record, flight)
+  while not flight.done do
+    if lost(flight) then
+      if record.flight == flight then record.flight = nil end
+      return false
+    end
+    if not flight.event:wait(1) then
+      error("soracom.groups: this call needs the login in progress on the same client, and came "
+        .. "from inside it (an mfa_otp_code function or debug hook calling the client?)", 0)
+    end
+  end
+  return true, flight.ok, flight.err
+end
+
+-- Logs in, or waits for the login in flight. Returns ok, err, and whether the outcome
+-- is another request's (whose failure its waiters share rather than retry).
+local function logged_in(client, record)
+  while record.flight do
+    local landed, ok, err = await(record, record.flight)
+    if landed then return ok, err, true end
+  end
+  local ok, err = fly(client, record)
+  return ok, err, false
+end
+
 --- Makes sure the client holds a token to send: logs in when it has none or when it
--- has expired, renews it when its renewal time has come. Returns true, or nil, err
--- when there is no token to send (a renewal that fails is not an error).
+-- has expired, renews it when its renewal time has come (one login at a time: the
+-- others wait for it, or go on with the current token while it is renewed).
+-- Returns the token's generation, or nil, err, shared when there is no token to send
+-- (shared: the failed login was another request's, not to be retried by this one).
 function auth.ready(client)
   local record = records[client]
   if not record.needs_login then
     -- (an issued API key and token never expire here: no clock to read)
-    if record.renew_at == math.huge then return true end
+    if record.renew_at == math.huge then return record.generation end
     local at = now()
-    if at < record.renew_at then return true end
+    if at < record.renew_at or (record.flight and at < record.valid_until) then
+      return record.generation
+    end
     if at < record.valid_until then
-      local ok, err = login(client, record)
+      local ok, err = fly(client, record)
       if not ok then defer_renewal(client, record, at, err) end
-      return true
+      return record.generation
     end
     record.needs_login = true
   end
-  return login(client, record)
+  local ok, err, shared = logged_in(client, record)
+  if not ok then return nil, err, shared end
+  return record.generation
 end
 
---- The token was refused (401): the next call logs in again.
-function auth.invalidate(client)
-  records[client].needs_login = true
+--- The token of `generation` was refused (401): unless a newer one has been
+-- installed since, the next request logs in again.
+function auth.invalidate(client, generation)
+  local record = records[client]
+  if record.generation == generation then record.needs_login = true end
 end
 
 --- The operator ID: from the login (logging in first if need be), or the one given
@@ -162,7 +243,7 @@ end
 function auth.operator_id(client)
   local record = records[client]
   if record.operator_id == nil and record.needs_login then
-    local ok, err = login(client, record)
+    local ok, err = logged_in(client, record)
     if not ok then return nil, err end
   end
   if record.operator_id == nil then

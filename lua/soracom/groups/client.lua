@@ -2,16 +2,18 @@
 -- the methods themselves, derived from the operation table.
 
 local auth = require "soracom.groups.auth"
+local batch = require "soracom.groups.batch"
 local config = require "soracom.groups.config"
-local retry = require "soracom.groups.retry"
+local rate = require "soracom.groups.rate"
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
+local request = require "soracom.groups.request"
 local iterate = require "soracom.groups.iterate"
 local spec = require "soracom.groups.operations"
 local settings = require "soracom.groups.settings"
 local validate = require "soracom.groups.validate"
 
-local build_url, encode_json, now = core.build_url, core.encode_json, core.now
+local build_url, encode_json = core.build_url, core.encode_json
 local operations = spec.operations
 
 local Client = {}
@@ -30,92 +32,12 @@ function Client.new(options)
     _endpoint = resolved.endpoint,
     _debug = resolved.debug,
     _retry = resolved.retry,
+    _budget = rate.new(core.now),
     _sleep = resolved.sleep,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
   auth.attach(client, resolved.credentials, headers, resolved.operator_id)
   return client
-end
-
--- perform, and a line to the debug hook.
-local function send_logged(self, transport, op, url, body_text)
-  local started = now()
-  local value, next_key, status = transport:perform(op.method, url, body_text, op.items ~= nil)
-  self._debug(string.format("soracom-groups: %s %s -> %s (%.1f ms)", op.method, url,
-    value ~= nil and tostring(status) or tostring(next_key.status or next_key.kind),
-    (now() - started) * 1000))
-  return value, next_key, status
-end
-
-local function wait(self, seconds)
-  if self._sleep then self._sleep(seconds) else self._transport:sleep(seconds) end
-end
-
--- Waits before the next try of a failed attempt, if the policy allows one; judged as
--- a `retry_as` request (a login is as safe to repeat as a PUT). Returns true when the
--- caller should try again.
-local function backoff(self, err, retry_as, label, failures)
-  local policy = self._retry
-  if failures > policy.retries or not retry.retryable(err, retry_as, policy) then return false end
-  local seconds = retry.delay(err, failures, policy)
-  if self._debug then
-    self._debug(string.format("soracom-groups: retrying %s in %.2f s (%s, retry %d of %d)",
-      label, seconds, err.status and "HTTP " .. err.status or err.kind, failures, policy.retries))
-  end
-  wait(self, seconds)
-  return true
-end
-
---- Sends one request of an operation; the shared path of every method. Logs in
--- first when the token is missing or about to expire, once more on a 401, and tries
--- again after transient failures (see retry.lua).
--- `level` is where a closed client is blamed, counted from request's caller.
--- Returns value, next_key, status or nil, err.
-local function request(self, op, level, query, body_text, ...)
-  local transport = self._transport
-  if transport == nil then
-    error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
-  end
-  local url, path = build_url(self._endpoint, op.path, op.query, query, ...)
-  local attempts, failures, relogged, outcome_unknown = 0, 0, false, false
-  while true do
-    local ready, login_err = auth.ready(self)
-    if not ready then
-      failures = failures + 1
-      if not backoff(self, login_err, "PUT", "POST " .. self._endpoint .. "/auth", failures) then
-        login_err.attempts = failures
-        return nil, login_err
-      end
-    else
-      attempts = attempts + 1
-      local value, next_key, status
-      if self._debug == nil then
-        value, next_key, status = transport:perform(op.method, url, body_text, op.items ~= nil)
-      else
-        value, next_key, status = send_logged(self, transport, op, url, body_text)
-      end
-      if value ~= nil then
-        if op.items and type(value) ~= "table" then
-          return nil, Error.wrap({ kind = "decode", status = status, attempts = attempts,
-            message = "expected a JSON array of " .. op.items }, op.method, path)
-        end
-        return value, next_key, status
-      end
-      local err = next_key
-      if retry.already_deleted(op.method, err, outcome_unknown) then return true, nil, err.status end
-      outcome_unknown = outcome_unknown or retry.outcome_unknown(err)
-      if err.status == 401 and not relogged and auth.can_login(self) then
-        relogged = true
-        auth.invalidate(self)
-      else
-        failures = failures + 1
-        if not backoff(self, err, op.method, op.method .. " " .. url, failures) then
-          err.attempts = attempts
-          return nil, Error.wrap(err, op.method, path)
-        end
-      end
-    end
-  end
 end
 
 local function check_self(self, method)
@@ -177,7 +99,7 @@ local function call(self, op, level, a1, a2, a3)
     end
     text = body_text(op, body, level + 1)
   end
-  local value, err = request(self, op, level + 1, nil, text, a1, a2, a3)
+  local value, err = request.send(self, op, level + 1, nil, text, a1, a2, a3)
   if value == nil then return nil, err end
   if op.method == "DELETE" then return true end -- whatever body the server sent
   return value
@@ -191,7 +113,7 @@ local function define_method(op)
       validate.params(op, 2, ...)
       local options = select(param_count + 1, ...)
       validate.query(op, options, 2)
-      local items, next_key = request(self, op, 2, options, nil, ...)
+      local items, next_key = request.send(self, op, 2, options, nil, ...)
       return items, next_key
     end
   end
@@ -259,6 +181,8 @@ local function planned_change(namespace, group, changes, path, level)
 end
 
 --- update_config(group_id, namespace, changes): read, change, write back every key.
+-- group_id may be a group already read (from get_group or an iterator), which saves
+-- the first read; the conflict check below still applies.
 -- namespace is a namespace ("SoracomAir") or a builder name ("air"); changes is a
 -- table of settings in the builder's form, merged into the current ones (a field set
 -- to groups.null is removed), or a function given the current settings that returns
@@ -267,6 +191,16 @@ end
 -- Returns the updated group, or nil, err.
 function Client:update_config(group_id, namespace, changes)
   check_self(self, "update_config")
+  local read -- a group already read, given in place of its id
+  if type(group_id) == "table" then
+    read = group_id
+    if type(read.groupId) ~= "string" then
+      validate.fail("update_config", "a group given in place of group_id must be one read from the API "
+        .. "(get_group, or an iterator), with its groupId (got " .. (read.groupId == nil and "no groupId"
+        or "a " .. type(read.groupId) .. " groupId") .. ")", 2)
+    end
+    group_id = read.groupId
+  end
   validate.segment("update_config", "group_id", group_id, 2)
   local resolved = validate.namespace("update_config", namespace, 2)
   if type(changes) == "table" then
@@ -282,8 +216,11 @@ function Client:update_config(group_id, namespace, changes)
 
   local get = operations.get_group
   local path = "/groups/" .. group_id
-  local group, err = call(self, get, 2, group_id)
-  if group == nil then return nil, err end
+  local group, err = read
+  if group == nil then
+    group, err = call(self, get, 2, group_id)
+    if group == nil then return nil, err end
+  end
   local plan
   plan, err = planned_change(resolved, group, changes, path, 2)
   if plan == nil then return nil, err end
@@ -321,6 +258,16 @@ function Client:update_config(group_id, namespace, changes)
   return group, err
 end
 
+--- map(items, fn, options) -> results, summary: fn(item, i) for each item, at most
+-- options.concurrency (8) at once; see batch.lua and the README.
+function Client:map(items, fn, options)
+  check_self(self, "map")
+  if self._transport == nil then error("soracom.groups: map: the client is closed", 2) end
+  local resolved = batch.check(items, fn, options, 2)
+  local results, summary = batch.run(self._transport, items, fn, resolved)
+  return results, summary
+end
+
 -- The iterator's fetch runs inside the for loop's call of the iterator, so a closed
 -- client is blamed on the loop: request <- fetch <- iterator <- loop.
 local FETCH_LEVEL = 3
@@ -331,7 +278,7 @@ function Client:groups(options)
   check_self(self, "groups")
   validate.query(op, options, 2)
   local iterator = iterate.pages(op, options, function(query)
-    local items, next_key = request(self, op, FETCH_LEVEL, query, nil)
+    local items, next_key = request.send(self, op, FETCH_LEVEL, query, nil)
     return items, next_key
   end, op.path)
   return iterator
@@ -345,7 +292,7 @@ function Client:subscribers(group_id, options)
   validate.query(op, options, 2)
   local _, path = build_url(self._endpoint, op.path, nil, nil, group_id)
   local iterator = iterate.pages(op, options, function(query)
-    local items, next_key = request(self, op, FETCH_LEVEL, query, nil, group_id)
+    local items, next_key = request.send(self, op, FETCH_LEVEL, query, nil, group_id)
     return items, next_key
   end, path)
   return iterator

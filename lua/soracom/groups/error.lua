@@ -1,6 +1,7 @@
 --- The error object every failed call returns as its second value.
--- Fields: kind ("http", "network", "decode", "auth", "config", or from update_config
--- "conflict" and "unsupported"), status, code,
+-- Fields: kind ("http", "network", "decode", "auth", "config", "rate_limit" (held
+-- past rate_limit_max_delay), "closed" (the client closed while it waited), "map"
+-- (from client:map), or from update_config "conflict" and "unsupported"), status, code,
 -- message, method, path, attempts (requests sent), retry_after (seconds the server
 -- asked to wait), and for network failures curl_code. It never holds a credential.
 

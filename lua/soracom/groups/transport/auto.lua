@@ -47,6 +47,14 @@ function Both:sleep(seconds)
   return current(self):sleep(seconds)
 end
 
+function Both:event()
+  return current(self):event()
+end
+
+function Both:run_tasks(source, concurrency)
+  return current(self):run_tasks(source, concurrency)
+end
+
 function Both:close()
   self._cosockets:close()
   if self._curl then self._curl:close() end

@@ -1,16 +1,132 @@
---- The libcurl transport: a curl session from the C core. It blocks while a request
--- is on the wire, so it is for plain Lua and for nginx phases without cosockets.
--- A transport has perform(method, url, body, paginated), set_headers(lines),
--- sleep(seconds) and close(); see lua/soracom/groups/transport/README.md.
+--- The libcurl transport: curl sessions from the C core. Called from plain code, a
+-- request blocks while it is on the wire (the one session every such call shares);
+-- called from a task of client:map, it goes through the scheduler's multi handle on
+-- a session of the transport's pool, and only that task waits.
+-- A transport has perform, set_headers, sleep, event, run_tasks and close; see
+-- lua/soracom/groups/transport/README.md.
 
 local core = require "soracom.groups.core"
+local scheduler = require "soracom.groups.scheduler"
 
 local curl = {}
+
+local Transport = {}
+Transport.__index = Transport
+
+-- transport -> what it holds: the settings (a proxy URL may hold a password), the
+-- header lines (the API key and token), its sessions. Out of the transport table so
+-- that no dump of the client reaches them.
+local held = setmetatable({}, { __mode = "k" })
 
 -- The session reads connect_timeout, timeout, max_body_size, insecure, ca_file,
 -- ca_path and proxy from the settings, and keeps none of the rest.
 function curl.new(settings)
-  return core.session(settings)
+  local transport = setmetatable({}, Transport)
+  held[transport] = {
+    settings = settings,
+    plain = core.session(settings), -- for calls outside tasks
+    idle = {},                      -- sessions for tasks, between two transfers
+    in_flight = {},                 -- session -> true while its transfer runs
+    lines = nil, version = 0,       -- the header lines, and how often they changed
+    versions = setmetatable({}, { __mode = "k" }), -- session -> the version it holds
+  }
+  return transport
+end
+
+local function state(self)
+  local own = held[self]
+  if own == nil or own.closed then error("soracom.groups: the client is closed", 3) end
+  return own
+end
+
+-- A session with the current header lines.
+local function current_lines(own, session)
+  if own.lines and own.versions[session] ~= own.version then
+    session:set_headers(own.lines)
+    own.versions[session] = own.version
+  end
+  return session
+end
+
+-- The results of perform, with the answer's rate-limit headers: read at once, from
+-- the session that just finished.
+local function results(session, value, next_key, status)
+  local limits = session:last_rate_limit()
+  if value == nil then
+    next_key.rate_limit = limits
+    return nil, next_key
+  end
+  return value, next_key, status, limits
+end
+
+local function closed_in_flight()
+  return nil, { kind = "closed", message = "the client was closed while the request was in flight" }
+end
+
+-- One exchange of a task, through the scheduler.
+local function perform_in_task(own, method, url, body, paginated)
+  local session = table.remove(own.idle) or core.session(own.settings)
+  current_lines(own, session)
+  session:prepare(method, url, body, paginated)
+  own.in_flight[session] = true
+  local finished, why = scheduler.transfer(session)
+  own.in_flight[session] = nil
+  if own.closed then
+    session:close()
+    return closed_in_flight()
+  end
+  if finished == nil then
+    session:close()
+    return nil, { kind = "network", message = "libcurl refused the transfer: " .. tostring(why) }
+  end
+  local value, next_key, status = session:finish()
+  own.idle[#own.idle + 1] = session
+  return results(session, value, next_key, status)
+end
+
+--- perform(method, url, body, paginated) -> value, next_key, status, limits | nil, err
+function Transport:perform(method, url, body, paginated)
+  local own = state(self)
+  if scheduler.current() then
+    return perform_in_task(own, method, url, body, paginated)
+  end
+  local session = current_lines(own, own.plain)
+  return results(session, session:perform(method, url, body, paginated))
+end
+
+function Transport:set_headers(lines)
+  local own = state(self)
+  own.lines, own.version = lines, own.version + 1
+end
+
+--- sleep(seconds): a timer inside a task, a blocking sleep elsewhere.
+function Transport.sleep(_, seconds)
+  if scheduler.current() then scheduler.sleep(seconds) else core.sleep(seconds) end
+end
+
+function Transport.event()
+  return scheduler.event()
+end
+
+function Transport.run_tasks(_, source, concurrency)
+  scheduler.run(source, concurrency)
+end
+
+--- Releases every session; the transfers in flight end, their tasks get a "closed"
+-- error. Safe twice.
+function Transport:close()
+  local own = held[self]
+  if own == nil or own.closed then return end
+  own.closed = true
+  for session in pairs(own.in_flight) do scheduler.cancel(session) end
+  for _, session in ipairs(own.idle) do session:close() end
+  own.idle = {}
+  own.plain:close()
+end
+
+function Transport:__tostring()
+  local own = held[self]
+  return "soracom.groups.curl_transport (" .. ((own == nil or own.closed) and "closed" or "open") .. ")"
 end
 
 return curl

@@ -6,7 +6,8 @@
 -- across a C call.
 --
 -- A transport has perform(method, url, body, paginated), set_headers(lines),
--- sleep(seconds) and close(); see lua/soracom/groups/transport/README.md. Results and
+-- sleep(seconds), event(), run_tasks(source, concurrency) and close(); see
+-- lua/soracom/groups/transport/README.md. Results and
 -- error kinds are those of the curl session; a network error carries the libcurl
 -- error number that means the same (curl_code), so the retry policy is unchanged.
 --
@@ -33,6 +34,7 @@
 -- luacheck: read globals ngx
 
 local core = require "soracom.groups.core"
+local nginx_tasks = require "soracom.groups.transport.nginx_tasks"
 local phases = require "soracom.groups.transport.phases"
 
 local decode_response = core.decode_response
@@ -611,7 +613,7 @@ local function exchange(self, u, method, bytes, deadline, started)
   return { status = status, headers = headers, body = body }
 end
 
---- perform(method, url, body, paginated) -> value, next_key, status | nil, err
+--- perform(method, url, body, paginated) -> value, next_key, status, limits | nil, err
 function Transport:perform(method, url, body, paginated)
   if self._closed then error("soracom.groups: the client is closed", 2) end
   if heads[self] == nil then error("soracom.groups: set_headers was not called", 2) end
@@ -641,7 +643,15 @@ function Transport:perform(method, url, body, paginated)
   end
   return decode_response(response.status, response.body, next_key, link,
     first_value(headers, "retry-after"),
-    first_value(headers, "x-soracom-ratelimit-seconds-before-refresh"))
+    first_value(headers, "x-soracom-ratelimit-seconds-before-refresh"),
+    first_value(headers, "x-soracom-ratelimit-limit"),
+    first_value(headers, "x-soracom-ratelimit-remaining"))
+end
+
+Transport.event = nginx_tasks.event
+
+function Transport.run_tasks(_, source, concurrency)
+  nginx_tasks.run(source, concurrency)
 end
 
 function Transport:__tostring()

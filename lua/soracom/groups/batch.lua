@@ -1,0 +1,126 @@
+--- client:map's bookkeeping: the options, which item runs next, each item's result
+-- and the summary. Running the tasks is the transport's (run_tasks: the scheduler's
+-- coroutines over curl multi, or nginx light threads); this file is the same for both.
+
+local core = require "soracom.groups.core"
+local Error = require "soracom.groups.error"
+
+local batch = {}
+
+batch.DEFAULTS = { concurrency = 8, fail_fast = false, keep_results = true }
+-- More tasks than this would be more connections than any server lets one caller open.
+batch.MAX_CONCURRENCY = 1024
+
+local OPTION_TYPES = { concurrency = "number", fail_fast = "boolean", on_result = "function",
+  keep_results = "boolean" }
+
+local function fail(message, level)
+  error("soracom.groups: map: " .. message, level + 1)
+end
+
+--- Checks map's arguments (raising, naming the one at fault) and returns its options
+-- with the defaults filled in.
+function batch.check(items, fn, options, level)
+  if type(items) ~= "table" and type(items) ~= "function" then
+    fail("items must be a list (a table) or an iterator function (got " .. type(items) .. ")", level + 1)
+  end
+  if type(fn) ~= "function" then fail("fn must be a function (got " .. type(fn) .. ")", level + 1) end
+  if options ~= nil and type(options) ~= "table" then
+    fail("options must be a table (got " .. type(options) .. ")", level + 1)
+  end
+  local resolved = {}
+  for name, value in pairs(options or {}) do
+    local expected = OPTION_TYPES[name]
+    if expected == nil then fail("unknown option " .. string.format("%q", tostring(name)), level + 1) end
+    if type(value) ~= expected then
+      fail("options." .. name .. " must be a " .. expected .. " (got " .. type(value) .. ")", level + 1)
+    end
+    resolved[name] = value
+  end
+  for name, value in pairs(batch.DEFAULTS) do
+    if resolved[name] == nil then resolved[name] = value end
+  end
+  local n = resolved.concurrency
+  if n ~= math.floor(n) or n < 1 or n > batch.MAX_CONCURRENCY then
+    fail("options.concurrency must be a whole number from 1 to " .. batch.MAX_CONCURRENCY
+      .. " (got " .. tostring(n) .. ")", level + 1)
+  end
+  return resolved
+end
+
+-- The result of one item from what its task ended with: fn's results (completed),
+-- or what it raised and where.
+local function result_of(completed, first, second)
+  if not completed then return { ok = false, err = first, traceback = second } end
+  if first ~= nil then return { ok = true, value = first } end
+  if second == nil then
+    second = Error.new("map", "fn returned nothing: return its result (or true), or nil and an error")
+  end
+  return { ok = false, err = second }
+end
+
+--- Runs fn(item, i) for each item through `transport` (see client:map). Returns
+-- results, summary.
+function batch.run(transport, items, fn, options)
+  local started = core.now()
+  local results, summary = {}, { ok = 0, failed = 0, skipped = 0 }
+  local list = type(items) == "table" and items or nil
+  local count = list and #list
+  local index, stopped = 0, false
+  local raised_by_items, raised_by_on_result -- re-raised once every task is done
+
+  local function finish(i, completed, first, second)
+    local result = result_of(completed, first, second)
+    if result.ok then summary.ok = summary.ok + 1 else summary.failed = summary.failed + 1 end
+    if options.keep_results then results[i] = result end
+    if not result.ok and options.fail_fast then stopped = true end
+    if options.on_result and raised_by_on_result == nil then
+      local ok, why = pcall(options.on_result, i, result.value, result.err)
+      if not ok then raised_by_on_result, stopped = why, true end
+    end
+  end
+
+  local function next_item()
+    if list then
+      if index >= count then return nil end
+      return true, list[index + 1]
+    end
+    local ok, item = pcall(items)
+    if not ok then
+      raised_by_items = item
+      return nil
+    end
+    if item == nil then return nil end
+    return true, item
+  end
+
+  local function source()
+    if stopped then return nil end
+    local more, item = next_item()
+    if not more then return nil end
+    index = index + 1
+    local i = index
+    return {
+      run = function() return fn(item, i) end,
+      finish = function(...) finish(i, ...) end,
+    }
+  end
+
+  transport:run_tasks(source, options.concurrency)
+
+  if list and index < count then
+    summary.skipped = count - index
+    if options.keep_results then
+      for i = index + 1, count do
+        results[i] = { ok = false, skipped = true, err = Error.new("map", "not run: the map stopped "
+          .. "early (an item failed with fail_fast set, or on_result raised an error)") }
+      end
+    end
+  end
+  summary.seconds = core.now() - started
+  if raised_by_items ~= nil then error(raised_by_items, 0) end
+  if raised_by_on_result ~= nil then error(raised_by_on_result, 0) end
+  return results, summary
+end
+
+return batch

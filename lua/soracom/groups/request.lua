@@ -1,0 +1,130 @@
+--- Sending one request of an operation: the path every method shares, alone or with
+-- many others in flight. In order: a token (one login for all who need it, see
+-- auth.lua), room in the rate-limit budget (see rate.lua), the request, and on a
+-- failure another login (401) or another try (see retry.lua).
+
+local auth = require "soracom.groups.auth"
+local core = require "soracom.groups.core"
+local Error = require "soracom.groups.error"
+local retry = require "soracom.groups.retry"
+
+local build_url, now = core.build_url, core.now
+
+local request = {}
+
+local function debug_line(client, text)
+  if client._debug then client._debug("soracom-groups: " .. text) end
+end
+
+-- Waits without blocking other tasks where the transport can; false when the client
+-- was closed meanwhile.
+local function wait(client, seconds)
+  if client._sleep then client._sleep(seconds) else client._transport:sleep(seconds) end
+  return client._transport ~= nil
+end
+
+local function closed_error(op, path)
+  return Error.wrap({ kind = "closed", message = "the client was closed before the request was sent" },
+    op.method, path)
+end
+
+-- Waits before the next try of a failed attempt, if the policy allows one; judged as
+-- a `retry_as` request (a login is as safe to repeat as a PUT). Returns true when the
+-- caller should try again.
+local function backoff(client, err, retry_as, label, failures)
+  local policy = client._retry
+  if failures > policy.retries or not retry.retryable(err, retry_as, policy) then return false end
+  local seconds = retry.delay(err, failures, policy)
+  debug_line(client, string.format("retrying %s in %.2f s (%s, retry %d of %d)", label, seconds,
+    err.status and "HTTP " .. err.status or err.kind, failures, policy.retries))
+  return wait(client, seconds)
+end
+
+-- Holds the request until the budget of its API has room, at most
+-- rate_limit_max_delay in all. Returns the ticket, or nil, err.
+local function admitted(client, api, op, path)
+  local budget, held = client._budget, 0
+  while true do
+    local ticket, seconds = budget:admit(api)
+    if ticket then return ticket end
+    local limit = client._retry.rate_limit_max_delay
+    if held + seconds > limit then
+      local err = Error.wrap({ kind = "rate_limit", retry_after = seconds, message = string.format(
+        "the rate limit of %s leaves no request for %.1f s, more than rate_limit_max_delay (%g s)",
+        api, seconds, limit) }, op.method, path)
+      return nil, err
+    end
+    debug_line(client, budget:describe(api, seconds))
+    held = held + seconds
+    if not wait(client, seconds) then return nil, closed_error(op, path) end
+  end
+end
+
+-- One attempt on the wire, with its debug line: the transport's results, and the
+-- rate-limit headers of the answer.
+local function attempt(client, op, url, body_text)
+  local started = client._debug and now()
+  local value, next_key, status, limits = client._transport:perform(op.method, url, body_text, op.items ~= nil)
+  if value == nil then limits = next_key.rate_limit end
+  if started then
+    debug_line(client, string.format("%s %s -> %s (%.1f ms)", op.method, url,
+      value ~= nil and tostring(status) or tostring(next_key.status or next_key.kind), (now() - started) * 1000))
+  end
+  return value, next_key, status, limits
+end
+
+--- Sends one request of op; `level` is where a closed client is blamed, counted from
+-- send's caller. Returns value, next_key, status or nil, err.
+function request.send(client, op, level, query, body_text, ...)
+  if client._transport == nil then
+    error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
+  end
+  local url, path = build_url(client._endpoint, op.path, op.query, query, ...)
+  local api = op.method .. " " .. op.path
+  local attempts, failures, relogged, outcome_unknown = 0, 0, false, false
+  while true do
+    local generation, login_err = auth.ready(client)
+    if client._transport == nil then return nil, closed_error(op, path) end
+    if generation == nil then
+      failures = failures + 1
+      if not backoff(client, login_err, "PUT", "POST " .. client._endpoint .. "/auth", failures) then
+        login_err.attempts = failures
+        return nil, login_err
+      end
+    else
+      local ticket, hold_err = admitted(client, api, op, path)
+      if ticket == nil then
+        hold_err.attempts = attempts
+        return nil, hold_err
+      end
+      attempts = attempts + 1
+      local value, next_key, status, limits = attempt(client, op, url, body_text)
+      local err = value == nil and next_key or nil
+      client._budget:settle(api, ticket, limits, err and err.status or status, err and err.retry_after)
+      if value ~= nil then
+        if op.items and type(value) ~= "table" then
+          return nil, Error.wrap({ kind = "decode", status = status, attempts = attempts,
+            message = "expected a JSON array of " .. op.items }, op.method, path)
+        end
+        return value, next_key, status
+      end
+      if retry.already_deleted(op.method, err, outcome_unknown) then return true, nil, err.status end
+      outcome_unknown = outcome_unknown or retry.outcome_unknown(err)
+      if err.kind == "closed" then
+        err.attempts = attempts
+        return nil, Error.wrap(err, op.method, path)
+      elseif err.status == 401 and not relogged and auth.can_login(client) then
+        relogged = true
+        auth.invalidate(client, generation) -- only if no other request has logged in since
+      else
+        failures = failures + 1
+        if not backoff(client, err, op.method, op.method .. " " .. url, failures) then
+          err.attempts = attempts
+          return nil, Error.wrap(err, op.method, path)
+        end
+      end
+    end
+  end
+end
+
+return request

@@ -1,0 +1,130 @@
+-- Many requests at once inside nginx: light threads sharing one client, and
+-- client:map over ngx.thread, against the fake over real HTTP (see spec/nginx/).
+local fake = require "spec.support.fake_server"
+local harness = require "spec.nginx.harness"
+
+describe("many requests at once inside nginx", function()
+  local srv, nginx
+
+  setup(function()
+    srv = fake.start { tls = true }
+    local ok, err = pcall(function() nginx = harness.start(srv) end)
+    if not ok then
+      srv:stop()
+      error(err, 0)
+    end
+  end)
+  teardown(function()
+    if nginx then nginx:stop() end
+    if srv then srv:stop() end
+  end)
+  before_each(function() srv:reset() end)
+
+  local function login_options(extra)
+    local options = { endpoint = srv.endpoint, auth_key_id = srv.auth_key_id, auth_key = srv.auth_key }
+    for name, value in pairs(extra or {}) do options[name] = value end
+    return options
+  end
+
+  local function logins()
+    local by_api = srv:stats().by_api["POST /v1/auth"]
+    return by_api and by_api.requests or 0
+  end
+
+  local function many(request)
+    request.options = request.options or login_options()
+    return nginx:call(request, "/many")
+  end
+
+  describe("50 light threads sharing one client", function()
+    it("log in once on a cold start, and call an mfa_otp_code function once", function()
+      srv:settings { mfa_otp_code = "123456", latency = 0.05 }
+      local id = srv:seed_groups(1)[1]
+      local answer = many { mode = "threads", count = 50, mfa_code = "123456",
+        call = { op = "get_group", args = { id } } }
+      for i = 1, 50 do assert.are.equal(id, answer.results[i].value.groupId, "thread " .. i) end
+      assert.are.equal(1, logins())
+      assert.are.equal(1, answer.mfa_calls)
+    end)
+
+    it("log in once more after the tokens are revoked, and send each call twice at most", function()
+      local id = srv:seed_groups(1)[1]
+      srv:settings { latency = 0.05 }
+      local first = many { mode = "threads", count = 50, client = "revoked",
+        call = { op = "get_group", args = { id } } }
+      assert.are.equal(id, first.results[50].value.groupId)
+      srv:revoke_tokens()
+      srv:clear_stats()
+      local answer = many { mode = "threads", count = 50, client = "revoked",
+        call = { op = "get_group", args = { id } } }
+      for i = 1, 50 do assert.are.equal(id, answer.results[i].value.groupId, "thread " .. i) end
+      local stats = srv:stats()
+      assert.are.equal(1, stats.by_api["POST /v1/auth"].requests)
+      assert.is_true(stats.by_api["GET /v1/groups/{group_id}"].requests <= 100)
+    end)
+
+    it("share one failed login: each thread gets its error, and /auth is called once", function()
+      srv:settings { auth_key = "rotated", latency = 0.05 }
+      local answer = many { mode = "threads", count = 20, options = login_options { retries = 2 },
+        call = { op = "list_groups" } }
+      for i = 1, 20 do
+        assert.is_false(answer.results[i].ok, "thread " .. i)
+        assert.are.equal(401, answer.results[i].err.status, "thread " .. i)
+      end
+      assert.are.equal(1, logins())
+    end)
+  end)
+
+  describe("client:map over light threads", function()
+    it("returns every result in input order, with failures and raised errors per item", function()
+      local ids = srv:seed_groups(6)
+      srv:settings { latency = 0.02, latency_jitter = 0.05 }
+      local answer = many { mode = "map", count = 6, concurrency = 3, raise_at = { 2 }, fail_at = { 4 },
+        call = { op = "get_group", args = { ids[1] } } }
+      local results = answer.results
+      assert.are.equal(6, #results)
+      for _, i in ipairs { 1, 3, 5, 6 } do
+        assert.is_true(results[i].ok, "item " .. i)
+        assert.are.equal(ids[1], results[i].value.groupId)
+      end
+      assert.is_false(results[2].ok)
+      assert.truthy(tostring(results[2].err):find("raised by 2", 1, true))
+      assert.truthy(results[2].traceback:find("stack traceback", 1, true))
+      assert.is_false(results[4].ok)
+      assert.are.equal("failed 4", results[4].err)
+      assert.are.same({ ok = 4, failed = 2, skipped = 0 },
+        { ok = answer.summary.ok, failed = answer.summary.failed, skipped = answer.summary.skipped })
+    end)
+
+    it("runs at most `concurrency` calls at once, and overlaps them", function()
+      local id = srv:seed_groups(1)[1]
+      srv:settings { latency = 0.1 }
+      srv:clear_stats()
+      many { mode = "map", count = 24, concurrency = 6, options = login_options(),
+        call = { op = "get_group", args = { id } } }
+      local stats = srv:stats()
+      assert.are.equal(6, stats.max_in_flight)
+      assert.are.equal(25, stats.requests) -- and one login
+    end)
+
+    it("stops starting items after a failure with fail_fast", function()
+      local answer = many { mode = "map", count = 10, concurrency = 1, fail_fast = true, fail_at = { 3 },
+        options = login_options(), call = { op = "list_groups" } }
+      assert.are.same({ 2, 1, 7 }, { answer.summary.ok, answer.summary.failed, answer.summary.skipped })
+      assert.is_true(answer.results[10].skipped)
+    end)
+
+    it("holds requests at the rate limit instead of sending them into 429s", function()
+      local id = srv:seed_groups(1)[1]
+      srv:settings { rate_limit = { limit = 10, window = 1 } }
+      local answer = many { mode = "map", count = 30, concurrency = 8, options = login_options(),
+        call = { op = "get_group", args = { id } } }
+      assert.are.equal(30, answer.summary.ok)
+      local stats = srv:stats()
+      assert.are.equal(0, stats.status_429)
+      assert.are.equal(30, stats.by_api["GET /v1/groups/{group_id}"].requests)
+      -- 30 at 10 a window: the third window at the earliest
+      assert.is_true(answer.elapsed_ms >= 1500, answer.elapsed_ms)
+    end)
+  end)
+end)
