@@ -22,8 +22,12 @@ function rate.new(now)
   return setmetatable({ _now = now, _accounts = {}, _ticket = 0 }, Budget)
 end
 
+-- Once a window has ended, the next one's answers are awaited this often (seconds)
+-- when the requests sent since have used up what it is assumed to hold.
+local RECHECK = 0.1
+
 --- Takes a ticket for a request of `api` when its window has room: returns the
--- ticket, or nil and the seconds until the window is expected to end.
+-- ticket, or nil and the seconds to wait before asking again.
 function Budget:admit(api)
   local account = self._accounts[api]
   if account ~= nil then
@@ -33,10 +37,15 @@ function Budget:admit(api)
     end
     if self._ticket >= account.ceiling then
       if at < account.window_end then return nil, account.window_end - at end
+      if account.rolled and account.in_flight > 0 then
+        return nil, RECHECK -- the next window's answers are on their way
+      end
       -- The window is over: the next one holds `limit` more, from the last ticket on.
       account.ceiling = self._ticket + account.limit
       account.rolled = true
+      if self._ticket >= account.ceiling then return nil, RECHECK end
     end
+    account.in_flight = account.in_flight + 1
   end
   self._ticket = self._ticket + 1
   return self._ticket
@@ -62,16 +71,17 @@ end
 function Budget:settle(api, ticket, limits, status, retry_after)
   local at = self._now()
   local account = self._accounts[api]
+  if account ~= nil and account.in_flight > 0 then account.in_flight = account.in_flight - 1 end
   if limits ~= nil then
     if account == nil then
-      account = {}
+      account = { in_flight = 0 }
       self._accounts[api] = account
     end
     record(account, ticket, limits, at + limits.refresh)
   end
   if status == 429 then
     if account == nil then
-      account = { ceiling = math.huge, window_end = at, limit = 0 }
+      account = { ceiling = math.huge, window_end = at, limit = math.huge, in_flight = 0 }
       self._accounts[api] = account
     end
     account.ceiling = math.min(account.ceiling, ticket - 1)

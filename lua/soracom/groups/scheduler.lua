@@ -179,12 +179,19 @@ local function fill()
   end
 end
 
+-- A timer whose task was woken otherwise (an event signalled before its timeout)
+-- is stale.
+local function stale(timer)
+  return timer.task.wait ~= timer.wait
+end
+
 local function fire_timers()
   local at, due = now(), {}
   for i = #timers, 1, -1 do
-    if timers[i].at <= at then
-      due[#due + 1] = timers[i]
+    local timer = timers[i]
+    if stale(timer) or timer.at <= at then
       table.remove(timers, i)
+      if not stale(timer) then due[#due + 1] = timer end
     end
   end
   for i = #due, 1, -1 do wake(due[i].task, due[i].wait) end
@@ -193,7 +200,7 @@ end
 local function next_timer()
   local first
   for _, timer in ipairs(timers) do
-    if first == nil or timer.at < first then first = timer.at end
+    if not stale(timer) and (first == nil or timer.at < first) then first = timer.at end
   end
   return first
 end
@@ -203,6 +210,7 @@ local function unstick()
   for _, task in pairs(task_of) do
     if task.wait ~= nil then wake(task, task.wait, STUCK) end
   end
+  assert(#ready > 0, "soracom.groups: scheduler: a group is not done, yet has no task")
 end
 
 -- Runs the loop until `group` is done.
@@ -232,6 +240,9 @@ end
 -- gets true and what it returned, or false, the error it raised and a traceback.
 -- Inside a task (a map within a map) the outer loop runs the jobs while the task waits.
 function scheduler.run(source, concurrency)
+  if type(concurrency) ~= "number" or concurrency < 1 then
+    error("soracom.groups: scheduler.run: concurrency must be 1 or more (got " .. tostring(concurrency) .. ")", 2)
+  end
   local group = { source = source, concurrency = concurrency, running = 0, exhausted = false }
   groups[#groups + 1] = group
   local parent = scheduler.current()
