@@ -34,7 +34,16 @@ local function current(self)
 end
 
 function Both:perform(method, url, body, paginated)
-  return current(self):perform(method, url, body, paginated)
+  local transport = current(self)
+  self._last = transport
+  return transport:perform(method, url, body, paginated)
+end
+
+-- The rate limit that the last response, through either transport, reported.
+function Both:last_rate_limit()
+  local last = self._last
+  if last == nil then return nil end
+  return last:last_rate_limit()
 end
 
 function Both:set_headers(lines)
