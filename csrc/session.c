@@ -5,20 +5,36 @@
 #include <limits.h>
 #include <math.h>
 #include <string.h>
+#include <strings.h>
 #include "core.h"
+#include "kept_headers.h"
 
 #define SESSION_METATABLE "soracom.groups.session"
+#define EXCHANGE_METATABLE "soracom.groups.exchange"
 #define DEFAULT_MAX_BODY (16u * 1024u * 1024u)
 #define KEEP_BUFFER_BYTES (1024u * 1024u)
 #define MAX_BODY_LIMIT ((size_t)1 << 30)
+
+/* What one perform reads: the body and the kept headers. A perform holds them in a
+ * userdata of its own while it pushes its results, because any allocation there may
+ * run a __gc finalizer that performs again, on this session or another. */
+typedef struct {
+    sg_membuf body;
+    sg_kept_headers kept;
+    size_t max_body;
+    int body_too_large;
+} sg_exchange;
 
 typedef struct {
     CURL *curl;
     struct curl_slist *headers;      /* for requests without a body */
     struct curl_slist *json_headers; /* the same plus the JSON content type */
-    sg_membuf response;
+    int headers_set;
+    sg_exchange spare; /* the buffers of the last exchange, reused by the next */
     size_t max_body;
-    int body_too_large;
+    /* the last response's X-Soracom-Ratelimit-* values; have_* say which parsed */
+    lua_Integer rate_limit[3];
+    int have_rate_limit[3];
     char error[CURL_ERROR_SIZE];
 } sg_session;
 
@@ -27,6 +43,19 @@ static void free_headers(sg_session *s)
     curl_slist_free_all(s->headers);
     curl_slist_free_all(s->json_headers);
     s->headers = s->json_headers = NULL;
+    s->headers_set = 0;
+}
+
+static void free_exchange(sg_exchange *ex)
+{
+    sg_membuf_free(&ex->body);
+    sg_kept_free(&ex->kept);
+}
+
+static int exchange_gc(lua_State *L)
+{
+    free_exchange((sg_exchange *)lua_touserdata(L, 1));
+    return 0;
 }
 
 static int session_close(lua_State *L)
@@ -37,29 +66,44 @@ static int session_close(lua_State *L)
         s->curl = NULL;
     }
     free_headers(s);
-    sg_membuf_free(&s->response);
+    free_exchange(&s->spare);
     return 0;
 }
 
-static sg_session *check_open(lua_State *L)
+static sg_session *check_open(lua_State *L, const char *method)
 {
     sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
     if (s->curl == NULL)
-        luaL_error(L, "soracom.groups: the client is closed");
+        luaL_error(L, "soracom.groups: session:%s: the client is closed", method);
     return s;
+}
+
+/* Raises "soracom.groups: <where>: <name> must be <what> (got <type>)". */
+static int arg_error(lua_State *L, const char *where, const char *name, const char *what,
+                     int index)
+{
+    return luaL_error(L, "soracom.groups: %s: %s must be %s (got %s)", where, name, what,
+                      luaL_typename(L, index));
 }
 
 static size_t on_body(char *data, size_t size, size_t count, void *userdata)
 {
-    sg_session *s = (sg_session *)userdata;
+    sg_exchange *ex = (sg_exchange *)userdata;
     size_t n = size * count;
-    if (s->response.len + n > s->max_body) {
-        s->body_too_large = 1;
+    if (ex->body.len + n > ex->max_body) {
+        ex->body_too_large = 1;
         return 0;
     }
-    if (!sg_membuf_append(&s->response, data, n))
+    if (!sg_membuf_append(&ex->body, data, n))
         return 0;
     return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t count, void *userdata)
+{
+    sg_exchange *ex = (sg_exchange *)userdata;
+    size_t n = size * count;
+    return sg_kept_line(&ex->kept, data, n) ? n : 0;
 }
 
 static struct curl_slist *append_header(struct curl_slist *list, const char *line, int *ok)
@@ -70,25 +114,65 @@ static struct curl_slist *append_header(struct curl_slist *list, const char *lin
     return grown ? grown : list;
 }
 
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* Checks a set_headers line as the nginx transport does: "Name: value", one line.
+ * Returns 1 to send it, 0 for a framing header, which is the transport's business. */
+static int check_header_line(lua_State *L, int i, const char *line, size_t len)
+{
+    static const char *const framing[] = {"content-length", "transfer-encoding", "connection"};
+    const char *colon = memchr(line, ':', len);
+    size_t name_len, k;
+    if (memchr(line, '\r', len) || memchr(line, '\n', len))
+        luaL_error(L, "soracom.groups: session:set_headers: header %d contains a line break", i);
+    if (memchr(line, '\0', len))
+        luaL_error(L, "soracom.groups: session:set_headers: header %d contains a NUL byte", i);
+    name_len = colon ? (size_t)(colon - line) : 0;
+    for (k = 0; k < name_len; k++)
+        if (is_space(line[k]))
+            name_len = 0;
+    if (name_len == 0)
+        luaL_error(L, "soracom.groups: session:set_headers: header %d is not \"Name: value\"", i);
+    for (k = 0; k < sizeof framing / sizeof framing[0]; k++)
+        if (strlen(framing[k]) == name_len && strncasecmp(line, framing[k], name_len) == 0)
+            return 0;
+    return 1;
+}
+
 /* set_headers({"Name: value", ...}): the headers of every request from now on
- * (credentials change rarely, so the lists are built once, not per request). */
+ * (credentials change rarely, so the lists are built once, not per request). The
+ * lines are all checked before the old lists go. */
 static int session_set_headers(lua_State *L)
 {
-    sg_session *s = check_open(L);
+    sg_session *s = check_open(L, "set_headers");
     int i, n, ok = 1;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    free_headers(s);
+    if (lua_type(L, 2) != LUA_TTABLE)
+        return arg_error(L, "session:set_headers", "lines", "a table of header lines", 2);
     n = (int)sg_rawlen(L, 2);
-    for (i = 1; i <= n && ok; i++) {
+    for (i = 1; i <= n; i++) {
+        size_t len;
         const char *line;
         lua_rawgeti(L, 2, i);
-        line = lua_tostring(L, -1);
-        if (line == NULL) {
-            free_headers(s);
-            return luaL_error(L, "soracom.groups: header %d is not a string", i);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "soracom.groups: session:set_headers: header %d is not a "
+                              "string (got %s)", i, luaL_typename(L, -1));
+        line = lua_tolstring(L, -1, &len);
+        check_header_line(L, i, line, len);
+        lua_pop(L, 1);
+    }
+    free_headers(s);
+    for (i = 1; i <= n && ok; i++) {
+        size_t len;
+        const char *line;
+        lua_rawgeti(L, 2, i);
+        line = lua_tolstring(L, -1, &len);
+        if (check_header_line(L, i, line, len)) {
+            s->headers = append_header(s->headers, line, &ok);
+            s->json_headers = append_header(s->json_headers, line, &ok);
         }
-        s->headers = append_header(s->headers, line, &ok);
-        s->json_headers = append_header(s->json_headers, line, &ok);
         lua_pop(L, 1);
     }
     s->json_headers = append_header(s->json_headers, "Content-Type: application/json", &ok);
@@ -98,133 +182,233 @@ static int session_set_headers(lua_State *L)
         free_headers(s);
         return luaL_error(L, "soracom.groups: out of memory");
     }
+    s->headers_set = 1; /* an empty list is a setting too */
     return 0;
 }
 
-/* Pushes the next page key: x-soracom-next-key, else the first Link header (of
- * possibly several) with a rel=next URL. */
-static void push_next_key(lua_State *L, CURL *curl)
+/* libcurl refuses some responses itself, before the header callback sees the line;
+ * these give the messages the nginx transport gives for the same bytes. */
+static const char *curl_refusal(lua_State *L, const sg_exchange *ex, CURLcode code,
+                                const char *error)
 {
-    struct curl_header *h;
-    size_t i, amount;
-    if (curl_easy_header(curl, "x-soracom-next-key", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
-        h->value[0] != '\0') {
-        lua_pushstring(L, h->value);
-        return;
-    }
-    if (curl_easy_header(curl, "link", 0, CURLH_HEADER, -1, &h) != CURLHE_OK) {
-        lua_pushnil(L);
-        return;
-    }
-    amount = h->amount; /* h is overwritten by the next call; keep what we need */
-    for (i = 0; i < amount; i++) {
-        if (curl_easy_header(curl, "link", i, CURLH_HEADER, -1, &h) == CURLHE_OK &&
-            sg_push_key_from_link(L, h->value, strlen(h->value)))
-            return;
-    }
-    lua_pushnil(L);
+    sg_kept_headers why = ex->kept;
+    if (code == CURLE_OUT_OF_MEMORY && ex->kept.phase != SG_PHASE_AFTER_HEAD)
+        why.refusal = SG_KEPT_LINE_TOO_LONG; /* the only "out of memory" of a head */
+    else if (code == CURLE_RECV_ERROR && ex->kept.phase == SG_PHASE_AFTER_HEAD &&
+             strncmp(error, "Out of memory in chunked-encoding", 33) == 0)
+        why.refusal = SG_KEPT_TRAILER_TOO_LONG;
+    else if (code == CURLE_RECV_ERROR && strncmp(error, "Too large response headers", 26) == 0)
+        why.refusal = SG_KEPT_HEAD_TOO_LARGE;
+    else
+        return NULL;
+    sg_kept_push_refusal(L, &why);
+    return lua_tostring(L, -1);
 }
 
-/* Gives the error table at the top its retry_after. Each header is copied onto the
- * stack before the next lookup, which may reuse curl's header struct. */
-static void set_retry_after(lua_State *L, CURL *curl)
+/* Pushes nil, error_table. `error` is a copy of curl's message, made before any
+ * allocation could run a finalizer that performs again (and rewrites it). */
+static int push_network_error(lua_State *L, const sg_exchange *ex, CURLcode code,
+                              const char *error)
 {
-    static const char *const names[] = {
-        "retry-after", "x-soracom-ratelimit-seconds-before-refresh"
-    };
-    struct curl_header *h;
-    int i;
-    for (i = 0; i < 2; i++) {
-        if (curl_easy_header(curl, names[i], 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
-            lua_pushstring(L, h->value);
-        else
-            lua_pushnil(L);
-    }
-    lua_pushvalue(L, -3);
-    {
-        const char *retry_after = lua_tostring(L, -3), *refresh = lua_tostring(L, -2);
-        sg_set_retry_after(L, retry_after, retry_after ? strlen(retry_after) : 0,
-                           refresh, refresh ? strlen(refresh) : 0);
-    }
-    lua_pop(L, 3);
-}
-
-static int push_network_error(lua_State *L, sg_session *s, CURLcode code)
-{
+    int curl_code = (int)code;
+    const char *message;
     lua_pushnil(L);
-    if (s->body_too_large) {
+    if (ex->kept.refusal != SG_KEPT_OK) {
+        curl_code = sg_kept_push_refusal(L, &ex->kept);
+    } else if (ex->body_too_large) {
         lua_pushfstring(L, "the response body is larger than max_body_size (%d bytes)",
-                        (int)s->max_body); /* at most MAX_BODY_LIMIT: fits an int */
-        sg_push_error(L, "network", lua_tostring(L, -1));
-        lua_remove(L, -2);
-    } else {
-        sg_push_error(L, "network", s->error[0] ? s->error : curl_easy_strerror(code));
+                        (int)ex->max_body); /* at most MAX_BODY_LIMIT: fits an int */
+    } else if ((message = curl_refusal(L, ex, code, error)) == NULL) {
+        lua_pushstring(L, error[0] ? error : curl_easy_strerror(code));
     }
-    lua_pushinteger(L, (lua_Integer)code);
+    sg_push_error(L, "network", lua_tostring(L, -1));
+    lua_remove(L, -2);
+    lua_pushinteger(L, (lua_Integer)curl_code);
     lua_setfield(L, -2, "curl_code");
     return 2;
 }
 
-/* perform(method, url[, body[, paginated]]) -> value, next_key, status | nil, error_table
- * The next-key headers are looked up only for paginated requests. */
-static int session_perform(lua_State *L)
+/* RFC 9110 tchar: the method goes on the request line as it is. */
+static int is_method(const char *m, size_t n)
 {
-    sg_session *s = check_open(L);
-    const char *method = luaL_checkstring(L, 2);
-    const char *url = luaL_checkstring(L, 3);
-    size_t body_len = 0;
-    const char *body = luaL_optlstring(L, 4, NULL, &body_len);
-    int paginated = lua_toboolean(L, 5);
-    long status = 0;
-    int key_index, results;
-    CURLcode code;
+    size_t i;
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)m[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL)))
+            return 0;
+    }
+    return 1;
+}
 
-    if (s->headers == NULL)
-        return luaL_error(L, "soracom.groups: set_headers was not called");
-    curl_easy_setopt(s->curl, CURLOPT_URL, url);
+/* The request's method line is exactly `method`: libcurl's own GET and POST where they
+ * are the method, CURLOPT_CUSTOMREQUEST for anything else (a GET with a body too). */
+static void set_method(sg_session *s, const char *method, const char *body, size_t body_len)
+{
+    int head = strcmp(method, "HEAD") == 0;
+    curl_easy_setopt(s->curl, CURLOPT_NOBODY, head ? 1L : 0L);
     if (body != NULL) {
         curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
         curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->json_headers);
+        curl_easy_setopt(s->curl, CURLOPT_CUSTOMREQUEST,
+                         strcmp(method, "POST") == 0 ? NULL : method);
     } else {
-        curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
+        if (!head)
+            curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->headers);
+        curl_easy_setopt(s->curl, CURLOPT_CUSTOMREQUEST,
+                         head || strcmp(method, "GET") == 0 ? NULL : method);
     }
-    /* GET needs no custom verb; POST with a body is curl's own. */
-    curl_easy_setopt(s->curl, CURLOPT_CUSTOMREQUEST,
-                     strcmp(method, "GET") == 0 || (body && strcmp(method, "POST") == 0)
-                         ? NULL : method);
-    s->response.len = 0;
-    s->body_too_large = 0;
+}
+
+/* Moves an exchange's buffers from *from to *to (which holds none). */
+static void move_exchange(sg_exchange *to, sg_exchange *from)
+{
+    *to = *from;
+    memset(from, 0, sizeof *from);
+}
+
+static int exchange_empty(const sg_exchange *ex)
+{
+    int i;
+    for (i = 0; i < SG_KEPT_COUNT; i++)
+        if (ex->kept.values[i].data != NULL)
+            return 0;
+    return ex->body.data == NULL;
+}
+
+static void keep_rate_limit(sg_session *s, const sg_kept_headers *kept)
+{
+    static const int which[3] = {SG_KEPT_RATELIMIT_LIMIT, SG_KEPT_RATELIMIT_REMAINING,
+                                 SG_KEPT_RATELIMIT_REFRESH};
+    int i;
+    for (i = 0; i < 3; i++)
+        s->have_rate_limit[i] = sg_kept_integer(kept, which[i], &s->rate_limit[i]);
+}
+
+/* perform(method, url[, body[, paginated]]) -> value, next_key, status | nil, error_table
+ * The next-key headers are read only for paginated requests. */
+static int session_perform(lua_State *L)
+{
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    size_t method_len, url_len, body_len = 0;
+    const char *method = lua_tolstring(L, 2, &method_len);
+    const char *url = lua_tolstring(L, 3, &url_len);
+    const char *body = NULL;
+    int paginated, results;
+    long status = 0;
+    sg_exchange *ex;
+    CURLcode code;
+    char error[CURL_ERROR_SIZE];
+
+    if (lua_type(L, 2) != LUA_TSTRING || !is_method(method, method_len))
+        return arg_error(L, "session:perform", "method", "an HTTP method token", 2);
+    if (lua_type(L, 3) != LUA_TSTRING || strlen(url) != url_len)
+        return arg_error(L, "session:perform", "url", "a string without NUL bytes", 3);
+    if (lua_type(L, 4) == LUA_TSTRING)
+        body = lua_tolstring(L, 4, &body_len);
+    else if (!lua_isnoneornil(L, 4))
+        return arg_error(L, "session:perform", "body", "a string or nil", 4);
+    if (!lua_isnoneornil(L, 5) && lua_type(L, 5) != LUA_TBOOLEAN)
+        return arg_error(L, "session:perform", "paginated", "a boolean or nil", 5);
+    paginated = lua_toboolean(L, 5);
+    lua_settop(L, 5);
+
+    /* A finalizer run by this allocation may perform, set_headers or close; none can
+     * run from the checks below to the end of the transfer. */
+    ex = (sg_exchange *)lua_newuserdata(L, sizeof *ex);
+    memset(ex, 0, sizeof *ex);
+    luaL_getmetatable(L, EXCHANGE_METATABLE);
+    lua_setmetatable(L, -2);
+    check_open(L, "perform");
+    if (!s->headers_set)
+        return luaL_error(L, "soracom.groups: session:perform: set_headers was not called");
+    move_exchange(ex, &s->spare);
+    ex->body.len = 0;
+    ex->body_too_large = 0;
+    ex->max_body = s->max_body;
+    sg_kept_reset(&ex->kept, strcmp(method, "HEAD") == 0);
+
+    curl_easy_setopt(s->curl, CURLOPT_URL, url);
+    set_method(s, method, body, body_len);
+    curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, ex);
+    curl_easy_setopt(s->curl, CURLOPT_HEADERDATA, ex);
     s->error[0] = '\0';
     code = curl_easy_perform(s->curl);
-    curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL); /* body is only borrowed */
-    if (code != CURLE_OK)
-        return push_network_error(L, s, code);
+    /* the body and header lists are only borrowed */
+    curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL);
+    memcpy(error, s->error, sizeof error);
+    error[sizeof error - 1] = '\0';
     curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (paginated)
-        push_next_key(L, s->curl);
-    else
-        lua_pushnil(L);
-    key_index = lua_gettop(L);
-    results = sg_push_response(L, status, s->response.data ? s->response.data : "",
-                               s->response.len, NULL, 0, NULL, 0);
-    if (results == 3) {
-        lua_pushvalue(L, key_index);
-        lua_replace(L, -3);
-    } else if (status == 429 || status == 503) { /* where a wait is what the server asks */
-        set_retry_after(L, s->curl);
+    if (code == CURLE_OK)
+        keep_rate_limit(s, &ex->kept);
+    else /* no response, or one cut short: nothing to go by */
+        memset(s->have_rate_limit, 0, sizeof s->have_rate_limit);
+
+    if (code != CURLE_OK) {
+        results = push_network_error(L, ex, code, error);
+    } else {
+        size_t key_len = 0, link_len = 0;
+        const char *key = NULL, *link = NULL;
+        if (paginated) {
+            key = sg_kept_first(&ex->kept, SG_KEPT_NEXT_KEY, &key_len);
+            link = sg_kept_all(&ex->kept, SG_KEPT_LINK, &link_len);
+        }
+        results = sg_push_response(L, status, ex->body.data ? ex->body.data : "",
+                                   ex->body.len, key, key_len, link, link_len);
+        if (results == 2 && (status == 429 || status == 503)) {
+            /* where a wait is what the server asks */
+            size_t retry_len, refresh_len;
+            const char *retry = sg_kept_first(&ex->kept, SG_KEPT_RETRY_AFTER, &retry_len);
+            const char *refresh =
+                sg_kept_first(&ex->kept, SG_KEPT_RATELIMIT_REFRESH, &refresh_len);
+            sg_set_retry_after(L, retry, retry_len, refresh, refresh_len);
+        }
     }
-    lua_remove(L, key_index);
-    /* One huge response should not pin its memory for the client's whole life. */
-    if (s->response.cap > KEEP_BUFFER_BYTES)
-        sg_membuf_free(&s->response);
+    /* The buffers go back for the next perform, unless one huge response made them
+     * large, or another perform meanwhile (from a finalizer) left its own. */
+    if (ex->body.cap > KEEP_BUFFER_BYTES)
+        sg_membuf_free(&ex->body);
+    if (s->curl != NULL && exchange_empty(&s->spare)) {
+        move_exchange(&s->spare, ex);
+    } else {
+        free_exchange(ex);
+    }
+    lua_remove(L, -results - 1); /* the exchange */
     return results;
+}
+
+/* last_rate_limit() -> {limit =, remaining =, refresh =} from the last response's
+ * X-Soracom-Ratelimit-Limit, -Remaining and -Seconds-Before-Refresh headers (each
+ * field present when its header holds digits only), or nil when none does or the last
+ * perform failed on the network. */
+static int session_last_rate_limit(lua_State *L)
+{
+    static const char *const names[3] = {"limit", "remaining", "refresh"};
+    sg_session *s = check_open(L, "last_rate_limit");
+    int i;
+    if (!s->have_rate_limit[0] && !s->have_rate_limit[1] && !s->have_rate_limit[2]) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 3);
+    for (i = 0; i < 3; i++) {
+        if (s->have_rate_limit[i]) {
+            lua_pushinteger(L, s->rate_limit[i]);
+            lua_setfield(L, -2, names[i]);
+        }
+    }
+    return 1;
 }
 
 /* session:sleep(seconds): the transport's wait between retries (blocking). */
 static int sg_sleep_method(lua_State *L)
 {
+    luaL_checkudata(L, 1, SESSION_METATABLE);
     lua_remove(L, 1);
     return sg_sleep(L);
 }
@@ -236,15 +420,32 @@ static int session_tostring(lua_State *L)
     return 1;
 }
 
-/* Milliseconds, rounded up so that a tiny timeout never becomes 0 (no timeout). The
- * Lua layer has checked the value is positive and finite. */
-static long option_ms(lua_State *L, const char *name, double fallback_seconds)
+/* Pushes options[name], read raw: no __index of the caller's runs here. */
+static int raw_option(lua_State *L, const char *name)
 {
-    double seconds, ms;
-    lua_getfield(L, 1, name);
-    seconds = lua_isnil(L, -1) ? fallback_seconds : (double)lua_tonumber(L, -1);
+    lua_pushstring(L, name);
+    lua_rawget(L, 1);
+    return lua_type(L, -1);
+}
+
+/* A positive number of seconds, or nil for the default (-1). */
+static double seconds_option(lua_State *L, const char *name)
+{
+    double seconds = -1;
+    int type = raw_option(L, name);
+    if (type != LUA_TNIL) {
+        seconds = type == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : -1;
+        if (!(seconds > 0) || seconds == HUGE_VAL)
+            arg_error(L, "session", name, "a positive number of seconds", -1);
+    }
     lua_pop(L, 1);
-    ms = ceil(seconds * 1000.0);
+    return seconds;
+}
+
+/* Milliseconds, rounded up so that a tiny timeout never becomes 0 (no timeout). */
+static long to_ms(double seconds)
+{
+    double ms = ceil(seconds * 1000.0);
     if (!(ms >= 1.0))
         ms = 1.0;
     if (ms > (double)LONG_MAX)
@@ -252,36 +453,69 @@ static long option_ms(lua_State *L, const char *name, double fallback_seconds)
     return (long)ms;
 }
 
-static void set_string_option(lua_State *L, CURL *curl, const char *name, CURLoption option)
+/* A string without NUL bytes (libcurl takes C strings), or nil: NULL. Left on the
+ * stack, so that it stays alive while it is in use. */
+static const char *string_option(lua_State *L, const char *name)
 {
-    lua_getfield(L, 1, name);
-    if (lua_type(L, -1) == LUA_TSTRING)
-        curl_easy_setopt(curl, option, lua_tostring(L, -1)); /* curl copies it */
-    lua_pop(L, 1);
+    size_t len;
+    const char *value;
+    int type = raw_option(L, name);
+    if (type == LUA_TNIL)
+        return NULL;
+    if (type != LUA_TSTRING)
+        arg_error(L, "session", name, "a string without NUL bytes", -1);
+    value = lua_tolstring(L, -1, &len);
+    if (strlen(value) != len)
+        arg_error(L, "session", name, "a string without NUL bytes", -1);
+    return value;
 }
 
-/* TLS verification stays on unless the caller says insecure = true. Without a proxy
- * option, curl reads http_proxy, https_proxy and no_proxy from the environment. */
-static void set_tls_and_proxy(lua_State *L, CURL *curl)
-{
+typedef struct {
+    double connect_timeout, timeout, max_body;
     int insecure;
-    lua_getfield(L, 1, "insecure");
-    insecure = lua_toboolean(L, -1);
+    const char *user_agent, *ca_file, *ca_path, *proxy;
+} session_options;
+
+/* Reads and checks every option before anything is allocated. The strings stay on the
+ * stack above index 1 until the session is made (libcurl copies them). */
+static void read_options(lua_State *L, session_options *o)
+{
+    int type;
+    o->connect_timeout = seconds_option(L, "connect_timeout");
+    o->timeout = seconds_option(L, "timeout");
+    type = raw_option(L, "max_body_size");
+    o->max_body = -1;
+    if (type != LUA_TNIL) {
+        o->max_body = type == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : -1;
+        if (!(o->max_body > 0))
+            arg_error(L, "session", "max_body_size", "a positive number of bytes", -1);
+    }
     lua_pop(L, 1);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
-    set_string_option(L, curl, "ca_file", CURLOPT_CAINFO);
-    set_string_option(L, curl, "ca_path", CURLOPT_CAPATH);
-    set_string_option(L, curl, "proxy", CURLOPT_PROXY);
+    type = raw_option(L, "insecure");
+    if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+        arg_error(L, "session", "insecure", "a boolean or nil", -1);
+    o->insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    o->user_agent = string_option(L, "user_agent");
+    if (o->user_agent != NULL && strpbrk(o->user_agent, "\r\n") != NULL)
+        arg_error(L, "session", "user_agent", "one line", -1);
+    o->ca_file = string_option(L, "ca_file");
+    o->ca_path = string_option(L, "ca_path");
+    o->proxy = string_option(L, "proxy");
 }
 
 /* session{user_agent=, connect_timeout=, timeout=, max_body_size=, insecure=, ca_file=,
- * ca_path=, proxy=} */
+ * ca_path=, proxy=}; other fields are the other transports' and are ignored. TLS
+ * verification stays on unless insecure = true. Without a proxy option, libcurl reads
+ * http_proxy, https_proxy and no_proxy from the environment. */
 int sg_session_new(lua_State *L)
 {
     sg_session *s;
-    const char *user_agent;
-    luaL_checktype(L, 1, LUA_TTABLE);
+    session_options o;
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return arg_error(L, "session", "settings", "a table", 1);
+    lua_settop(L, 1);
+    read_options(L, &o);
     s = (sg_session *)lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
     luaL_getmetatable(L, SESSION_METATABLE);
@@ -289,33 +523,30 @@ int sg_session_new(lua_State *L)
     s->curl = curl_easy_init();
     if (s->curl == NULL)
         return luaL_error(L, "soracom.groups: curl_easy_init failed");
-
-    lua_getfield(L, 1, "max_body_size");
-    if (lua_isnil(L, -1)) {
-        s->max_body = DEFAULT_MAX_BODY;
-    } else {
-        double max_body = (double)lua_tonumber(L, -1);
-        s->max_body = max_body >= (double)MAX_BODY_LIMIT ? MAX_BODY_LIMIT
-                      : max_body >= 1.0 ? (size_t)max_body : 1;
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "user_agent");
-    user_agent = lua_tostring(L, -1);
+    s->max_body = o.max_body < 0 ? DEFAULT_MAX_BODY
+                  : o.max_body >= (double)MAX_BODY_LIMIT ? MAX_BODY_LIMIT
+                  : o.max_body >= 1.0 ? (size_t)o.max_body : 1;
     curl_easy_setopt(s->curl, CURLOPT_USERAGENT,
-                     user_agent ? user_agent : "soracom-groups/" SG_VERSION);
-    lua_pop(L, 1); /* curl copies string options */
-
-    curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT_MS, option_ms(L, "connect_timeout", 10));
-    curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, option_ms(L, "timeout", 60));
+                     o.user_agent ? o.user_agent : "soracom-groups/" SG_VERSION);
+    curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT_MS,
+                     to_ms(o.connect_timeout < 0 ? 10 : o.connect_timeout));
+    curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, to_ms(o.timeout < 0 ? 60 : o.timeout));
     curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM inside a host process */
-    set_tls_and_proxy(L, s->curl);
+    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYPEER, o.insecure ? 0L : 1L);
+    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYHOST, o.insecure ? 0L : 2L);
+    if (o.ca_file)
+        curl_easy_setopt(s->curl, CURLOPT_CAINFO, o.ca_file);
+    if (o.ca_path)
+        curl_easy_setopt(s->curl, CURLOPT_CAPATH, o.ca_path);
+    if (o.proxy)
+        curl_easy_setopt(s->curl, CURLOPT_PROXY, o.proxy);
     curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Segments are escaped by build_url; curl must not merge "." or ".." away. */
     curl_easy_setopt(s->curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(s->curl, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(s->curl, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(s->curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, s->error);
     return 1;
 }
@@ -325,6 +556,7 @@ void sg_session_register(lua_State *L)
     static const luaL_Reg methods[] = {
         {"perform", session_perform},
         {"set_headers", session_set_headers},
+        {"last_rate_limit", session_last_rate_limit},
         {"close", session_close},
         {"sleep", sg_sleep_method},
         {NULL, NULL}
@@ -339,6 +571,11 @@ void sg_session_register(lua_State *L)
         lua_setfield(L, -2, "__close");
         lua_pushcfunction(L, session_tostring);
         lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, EXCHANGE_METATABLE)) {
+        lua_pushcfunction(L, exchange_gc);
+        lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
 }

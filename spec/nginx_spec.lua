@@ -364,53 +364,100 @@ describe("the nginx transport", function()
   end)
 
   describe("responses nginx itself would not send", function()
-    -- One call through each transport to /raw/<case>; returns both results and whether
-    -- each left its connection for reuse.
-    local function both(case, op)
+    -- One call through each transport to /raw/<case>; returns both results and, when
+    -- asked, whether each left its connection for reuse.
+    local function both(case, check_reuse)
       local endpoint = nginx.url .. "/raw/" .. case
       local results, reuse = {}, {}
       for _, where in ipairs { "nginx", "curl" } do
-        local calls = { { op = op or "list_groups" } }
+        local calls = { { op = "list_groups" } }
         local extra = { endpoint = endpoint, retries = 0 }
         results[where] = (where == "nginx" and in_nginx or through_curl)(calls, extra)[1]
-        socket.sleep(0.35) -- raw() waits 0.3 s for a second request on the connection
-        reuse[where] = select(2, nginx:get("/raw-result?case=" .. case))
+        if check_reuse then
+          socket.sleep(0.35) -- raw() waits 0.3 s for a second request on the connection
+          reuse[where] = select(2, nginx:get("/raw-result?case=" .. case))
+        end
       end
       return results, reuse
     end
 
-    local function same_error(case, code)
-      local results, reuse = both(case)
+    -- Both transports refuse the response with the same error, and drop the connection.
+    local function same_error(case, code, message)
+      local results, reuse = both(case, true)
       for _, where in ipairs { "nginx", "curl" } do
         local err = assert(results[where].err, case .. ": no error through " .. where)
         assert.are.equal("network", err.kind, where)
         assert.are.equal(code, err.curl_code, where .. ": " .. tostring(err.message))
+        assert.are.equal(message, err.message, where)
         assert.are.equal("not reused\n", reuse[where], where)
       end
     end
 
+    -- Both transports read the response as the same page: value and next key.
+    local function same_page(case, next_key)
+      local results = both(case)
+      for _, where in ipairs { "nginx", "curl" } do
+        local result = results[where]
+        assert.is_nil(result.err, case .. " through " .. where .. ": "
+          .. tostring(result.err and result.err.message))
+        assert.are.same({}, result.value, where)
+        assert.are.equal(next_key, result.next_key, case .. " through " .. where)
+      end
+    end
+
     it("a 101 nobody asked for: no response, and the connection is not reused", function()
-      same_error("upgrade", 52)
+      same_error("upgrade", 52, "empty reply from server (101 Switching Protocols)")
+    end)
+
+    it("a transfer coding other than chunked is refused, not misread", function()
+      same_error("gzip-chunked", 61, "unsupported transfer encoding: gzip, chunked")
     end)
 
     it("a header line over 100 KiB, or headers over 300 KiB, are refused as libcurl does", function()
-      same_error("long-header", 27)
-      same_error("many-headers", 56)
+      same_error("long-header", 27, "a response header line is longer than 102399 bytes")
+      same_error("many-headers", 56, "the response headers are larger than 307200 bytes")
     end)
 
-    it("a trailer line over 100 KiB is refused as libcurl does", function()
-      same_error("long-trailer", 56)
+    it("a trailer line over 4 KiB, or trailers over 300 KiB, are refused", function()
+      same_error("long-trailer", 56, "a trailer line is longer than 4095 bytes")
+      same_error("many-trailers", 56, "the response trailers are larger than 307200 bytes")
+    end)
+
+    it("refuse one byte over each limit, and not at it (CR LF and empty lines counted)", function()
+      same_page("line-at-limit", nil)
+      same_error("line-over-limit", 27, "a response header line is longer than 102399 bytes")
+      same_page("head-at-limit", nil)
+      same_error("head-over-limit", 56, "the response headers are larger than 307200 bytes")
+      same_error("interim-head-over-limit", 56, "the response headers are larger than 307200 bytes")
+      same_page("trailer-line-at-limit", nil)
+      same_error("trailer-line-over-limit", 56, "a trailer line is longer than 4095 bytes")
+      same_page("trailers-at-limit", nil)
+      same_error("trailers-over-limit", 56, "the response trailers are larger than 307200 bytes")
     end)
 
     it("the first of repeated headers counts, commas and all", function()
-      local results = both("comma-key")
-      assert.are.equal("a,b", results.curl.next_key)
-      assert.are.equal("a,b", results.nginx.next_key)
-      results = both("two-retry-after")
-      for _, where in ipairs { "nginx", "curl" } do
-        assert.are.equal(429, results[where].err.status, where)
-        assert.are.equal(1, results[where].err.retry_after, where)
+      same_page("comma-key", "a,b")
+      for _, case in ipairs { "two-retry-after", "empty-retry-after" } do
+        local results = both(case)
+        for _, where in ipairs { "nginx", "curl" } do
+          assert.are.equal(429, results[where].err.status, where)
+        end
+        -- the first Retry-After; when it is empty, Seconds-Before-Refresh
+        assert.are.equal(case == "two-retry-after" and 1 or 7, results.nginx.err.retry_after, case)
+        assert.are.equal(case == "two-retry-after" and 1 or 7, results.curl.err.retry_after, case)
       end
+    end)
+
+    it("read header lines alike: names in any case, every Link, folding, odd whitespace", function()
+      same_page("two-links", "b")
+      same_page("odd-case", "K1")
+      same_page("folded", "a b")
+      same_page("folded-link", "x y")
+      same_page("empty-key", "L")
+      same_page("interim-key", nil) -- the 100 Continue's headers are not the response's
+      same_page("space-in-name", nil)
+      same_page("lf-only", "lf")
+      same_error("no-colon", 8, "Header without colon")
     end)
   end)
 

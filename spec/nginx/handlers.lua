@@ -192,18 +192,62 @@ local function many(format, count, size)
   for i = 1, count do lines[i] = string.format(format, i, string.rep("a", size)) end
   return table.concat(lines)
 end
+-- Header (or trailer) lines "X-F<i>: aaa...\r\n" of exactly `total` bytes in all.
+local function filler(total)
+  local lines, left, i = {}, total, 0
+  while left > 0 do
+    i = i + 1
+    local size = math.min(1000, left)
+    if left - size > 0 and left - size < 20 then size = left - 20 end -- room for a last one
+    local prefix = string.format("X-F%d: ", i)
+    lines[i] = prefix .. string.rep("a", size - #prefix - 2) .. "\r\n"
+    left = left - size
+  end
+  return table.concat(lines)
+end
+local OK_HEAD = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" -- 36 bytes
+local CHUNKED_HEAD = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. chunk("[]") .. "0\r\n"
+local LINK = "</v1/groups?last_evaluated_key=%s&limit=1>; rel=%s"
 local RAW = {
   upgrade = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: other\r\n\r\n",
   ["comma-key"] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
     .. "X-Soracom-Next-Key: a,b\r\nX-Soracom-Next-Key: c\r\n\r\n[]",
   ["two-retry-after"] = "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n"
     .. "Retry-After: 1\r\nRetry-After: 2\r\n\r\n",
+  ["empty-retry-after"] = "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n"
+    .. "Retry-After: \r\nRetry-After: 5\r\nX-Soracom-Ratelimit-Seconds-Before-Refresh:  7 \r\n\r\n",
   ["long-header"] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Long: " .. string.rep("a", 150 * 1024)
     .. "\r\n\r\n[]",
   ["many-headers"] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" .. many("X-H%d: %s\r\n", 400, 1000)
     .. "\r\n[]",
   ["long-trailer"] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. chunk("[]")
     .. "0\r\nX-Trailer: " .. string.rep("a", 200 * 1024) .. "\r\n\r\n",
+  ["many-trailers"] = CHUNKED_HEAD .. many("X-T%d: %s\r\n", 400, 1000) .. "\r\n",
+  ["gzip-chunked"] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" .. chunk("[]")
+    .. "0\r\n\r\n",
+  -- at each limit of csrc/kept_headers.h, and one byte over it (CR LF counted)
+  ["line-at-limit"] = OK_HEAD .. "X-Long: " .. string.rep("a", 102399 - 10) .. "\r\n\r\n[]",
+  ["line-over-limit"] = OK_HEAD .. "X-Long: " .. string.rep("a", 102400 - 10) .. "\r\n\r\n[]",
+  ["head-at-limit"] = OK_HEAD .. filler(307200 - 36 - 2) .. "\r\n[]",
+  ["head-over-limit"] = OK_HEAD .. filler(307201 - 36 - 2) .. "\r\n[]",
+  ["interim-head-over-limit"] = "HTTP/1.1 100 Continue\r\n" .. filler(1000) .. "\r\n" .. OK_HEAD
+    .. filler(307201 - 23 - 1000 - 2 - 36 - 2) .. "\r\n[]",
+  ["trailer-line-at-limit"] = CHUNKED_HEAD .. "X-T: " .. string.rep("a", 4095 - 7) .. "\r\n\r\n",
+  ["trailer-line-over-limit"] = CHUNKED_HEAD .. "X-T: " .. string.rep("a", 4096 - 7) .. "\r\n\r\n",
+  ["trailers-at-limit"] = CHUNKED_HEAD .. filler(307200) .. "\r\n", -- the empty line not counted
+  ["trailers-over-limit"] = CHUNKED_HEAD .. filler(307201) .. "\r\n",
+  -- how header lines are read
+  ["two-links"] = OK_HEAD .. "Link: " .. LINK:format("a", "prev") .. "\r\nLink: " .. LINK:format("b", "next")
+    .. "\r\n\r\n[]",
+  ["odd-case"] = OK_HEAD .. "x-SORACOM-next-KEY: K1\r\nLINK: " .. LINK:format("L", "NEXT") .. "\r\n\r\n[]",
+  ["folded"] = OK_HEAD .. "X-Soracom-Next-Key:\t a \t\r\n \t b  \r\n\r\n[]",
+  ["folded-link"] = OK_HEAD .. "Link: </v1/groups?last_evaluated_key=x%20y>;\r\n\trel=next\r\n\r\n[]",
+  ["empty-key"] = OK_HEAD .. "X-Soracom-Next-Key:\r\nX-Soracom-Next-Key: k\r\nLink: "
+    .. LINK:format("L", "next") .. "\r\n\r\n[]",
+  ["interim-key"] = "HTTP/1.1 100 Continue\r\nX-Soracom-Next-Key: from100\r\n\r\n" .. OK_HEAD .. "\r\n[]",
+  ["space-in-name"] = OK_HEAD .. "X-Soracom-Next-Key : k\r\n\r\n[]",
+  ["no-colon"] = OK_HEAD .. "Bad Line\r\nX-Soracom-Next-Key: k\r\n\r\n[]",
+  ["lf-only"] = "HTTP/1.1 200 OK\nContent-Length: 2\nX-Soracom-Next-Key: lf\n\n[]",
 }
 
 function handlers.raw()

@@ -72,7 +72,7 @@ function Budget:settle(api, ticket, limits, status, retry_after)
   local at = self._now()
   local account = self._accounts[api]
   if account ~= nil and account.in_flight > 0 then account.in_flight = account.in_flight - 1 end
-  if limits ~= nil then
+  if limits ~= nil and limits.limit and limits.remaining and limits.refresh then
     if account == nil then
       account = { in_flight = 0 }
       self._accounts[api] = account

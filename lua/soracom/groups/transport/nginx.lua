@@ -50,10 +50,13 @@ local MAX_BODY_LIMIT = 1024 * 1024 * 1024 -- the curl session's ceiling too
 local DEFAULT_KEEPALIVE_TIMEOUT = 60     -- seconds an idle pooled connection is kept
 local DEFAULT_POOL_SIZE = 30             -- idle connections kept per pool and worker
 local READ_CHUNK = 65536
--- libcurl's limits on what precedes and follows a body (7.88 as Debian ships it): one
--- header or trailer line, and all the header lines of a response.
-local MAX_HEADER_LINE = 100 * 1024
-local MAX_HEADER_BYTES = 300 * 1024
+-- The limits on what precedes and follows a body, in bytes, CR LF included. Their
+-- source is csrc/kept_headers.h (libcurl 7.88's own, which the curl transport applies);
+-- spec/nginx_spec.lua checks that both transports refuse at the same byte.
+local HEADER_LINE_MAX = 100 * 1024 - 1  -- one status or header line
+local HEADER_BYTES_MAX = 300 * 1024     -- all head lines of a response (1xx, empty lines too)
+local TRAILER_LINE_MAX = 4 * 1024 - 1   -- one trailer line
+local TRAILER_BYTES_MAX = HEADER_BYTES_MAX
 
 -- libcurl's error numbers for the same failures (see the README's list).
 local CURLE = {
@@ -312,15 +315,18 @@ function Reader:fill()
   return true
 end
 
--- One line without its CR LF; nil, err. `limit` bounds the bytes waited for.
+-- One line without its CR LF, nil, and its length with them; or nil, err. A line
+-- longer than `limit` (CR LF included) is "too large".
 function Reader:line(limit)
   while true do
     local lf = find(self.buf, "\n", self.pos, true)
     if lf then
+      local raw = lf - self.pos + 1
+      if raw > limit then return nil, "too large" end
       local line = sub(self.buf, self.pos, lf - 1)
       self.pos = lf + 1
       if byte(line, -1) == 13 then line = sub(line, 1, -2) end
-      return line
+      return line, nil, raw
     end
     if #self.buf - self.pos + 1 > limit then return nil, "too large" end
     local ok, err = self:fill()
@@ -377,20 +383,28 @@ end
 -- or "body"; `missing` the bytes a Content-Length still promised.
 local function read_error(self, err, reader, phase, started, missing)
   if err == "timeout" then return timed_out(self, started) end
+  -- The same messages as csrc/kept_headers.c gives for the curl transport.
   if err == "line too large" then
     if phase == "body" then
-      return network_error(CURLE.RECV_ERROR, format("a trailer line is longer than %d bytes", MAX_HEADER_LINE))
+      return network_error(CURLE.RECV_ERROR, format("a trailer line is longer than %d bytes", TRAILER_LINE_MAX))
     end
     return network_error(CURLE.OUT_OF_MEMORY, format("a response header line is longer than %d bytes",
-      MAX_HEADER_LINE))
+      HEADER_LINE_MAX))
   end
-  if err == "too large" then
+  if err == "fields too large" then
     if phase == "body" then
-      return network_error(CURLE.RECV_ERROR, "malformed chunked encoding")
+      return network_error(CURLE.RECV_ERROR, format("the response trailers are larger than %d bytes",
+        TRAILER_BYTES_MAX))
     end
     return network_error(CURLE.RECV_ERROR, format("the response headers are larger than %d bytes",
-      MAX_HEADER_BYTES))
+      HEADER_BYTES_MAX))
   end
+  if err == "too large" then -- a chunk-size line
+    return network_error(CURLE.RECV_ERROR, "malformed chunked encoding")
+  end
+  -- libcurl's own words for lines it refuses
+  if err == "no colon" then return network_error(CURLE.WEIRD_SERVER_REPLY, "Header without colon") end
+  if err == "nul" then return network_error(CURLE.WEIRD_SERVER_REPLY, "Nul byte in header") end
   if err == "closed" then
     if reader.got == 0 then
       return network_error(CURLE.GOT_NOTHING, "empty reply from server")
@@ -405,27 +419,32 @@ local function read_error(self, err, reader, phase, started, missing)
   return network_error(CURLE.RECV_ERROR, "recv failure: " .. tostring(err))
 end
 
--- Reads header lines (or trailer lines) up to the empty one, within the byte budget;
--- calls add(name, value) for each. Returns the budget left, or nil, err.
-local function read_fields(reader, budget, add)
-  local last
+-- Reads header lines (or trailer lines) up to the empty one, as libcurl does: each
+-- line within line_max, all of them within budget (the empty one too, unless
+-- `trailers`: libcurl never shows it to the curl transport's count); an obsolete
+-- folded line joined to the previous value with one space (ignored when there is
+-- none); a line whose name holds a space ignored. Calls add(name, value) for each
+-- field. Returns the budget left, or nil, err.
+local function read_fields(reader, budget, line_max, add, trailers)
+  local last -- the previous field's values; false: one not kept; nil: none yet
   while true do
-    local limit = min(MAX_HEADER_LINE, budget)
-    local line, err = reader:line(limit)
+    local line, err, raw = reader:line(line_max)
     if line == nil then
-      if err == "too large" and limit == MAX_HEADER_LINE then err = "line too large" end
+      if err == "too large" then err = "line too large" end
       return nil, err
     end
-    budget = budget - #line
+    if line == "" and trailers then return budget end
+    budget = budget - raw
+    if budget < 0 then return nil, "fields too large" end
     if line == "" then return budget end
+    if find(line, "\0", 1, true) then return nil, "nul" end
     local first = byte(line, 1)
-    if (first == 32 or first == 9) and last then -- obsolete line folding
-      local values = last
-      values[#values] = values[#values] .. " " .. line:match("^%s*(.-)%s*$")
+    if (first == 32 or first == 9) and last ~= nil then -- obsolete line folding
+      if last then last[#last] = last[#last] .. " " .. line:match("^%s*(.-)%s*$") end
     else
-      local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
-      if name == nil then return nil, "weird" end
-      last = add(lower(name), value)
+      local name, value = line:match("^([^:]*):%s*(.-)%s*$")
+      if name == nil then return nil, "no colon" end
+      last = name ~= "" and not find(name, "%s") and add(lower(name), value) or false
     end
   end
 end
@@ -433,16 +452,20 @@ end
 -- Status line and headers. Returns status, headers (lower-case name -> the list of
 -- its values, in order), minor version; or nil, err.
 local function read_head(reader)
-  local budget = MAX_HEADER_BYTES
+  local budget = HEADER_BYTES_MAX
   while true do
-    local line, err = reader:line(min(MAX_HEADER_LINE, budget))
-    if line == nil then return nil, err end
-    budget = budget - #line
+    local line, err, raw = reader:line(HEADER_LINE_MAX)
+    if line == nil then
+      if err == "too large" then err = "line too large" end
+      return nil, err
+    end
+    budget = budget - raw
+    if budget < 0 then return nil, "fields too large" end
     local major, minor, status = line:match("^HTTP/(%d)%.(%d) (%d%d%d)")
     if status == nil then return nil, "weird" end
     status = tonumber(status)
     local headers = {}
-    budget, err = read_fields(reader, budget, function(name, value)
+    budget, err = read_fields(reader, budget, HEADER_LINE_MAX, function(name, value)
       local values = headers[name]
       if values == nil then
         values = {}
@@ -465,6 +488,14 @@ local function first_value(headers, name)
   local value = values and values[1]
   if value == "" then return nil end
   return value
+end
+
+-- A header's first value as a non-negative integer: digits only, at most 15 of them
+-- (as sg_kept_integer in csrc/kept_headers.c); nil for anything else.
+local function integer_value(headers, name)
+  local value = first_value(headers, name)
+  if value and #value <= 15 and not find(value, "%D") then return tonumber(value) end
+  return nil
 end
 
 -- All of a header's values, as one comma-separated list (RFC 9110 5.3).
@@ -506,9 +537,12 @@ local function read_body(self, reader, method, status, headers, started)
         return nil, network_error(CURLE.RECV_ERROR, "malformed chunked encoding")
       end
     end
-    local left, err = read_fields(reader, MAX_HEADER_BYTES, function() end) -- trailers: skipped
+    local left, err = read_fields(reader, TRAILER_BYTES_MAX, TRAILER_LINE_MAX,
+      function() return false end, true) -- trailers: skipped
     if left == nil then
-      if err == "weird" then return nil, network_error(CURLE.RECV_ERROR, "malformed chunked trailer") end
+      if err == "no colon" or err == "nul" then
+        return nil, network_error(CURLE.RECV_ERROR, "malformed chunked trailer")
+      end
       return nil, read_error(self, err, reader, "body", started)
     end
     -- A Content-Length beside chunked is a smuggling smell: read, but do not reuse.
@@ -613,6 +647,17 @@ local function exchange(self, u, method, bytes, deadline, started)
   return { status = status, headers = headers, body = body }
 end
 
+-- The answer's X-Soracom-Ratelimit-* headers as {limit, remaining, refresh} (fields
+-- whose header holds digits only, as the curl session reads them), or nil.
+local function rate_limit(headers)
+  local limit = integer_value(headers, "x-soracom-ratelimit-limit")
+  local remaining = integer_value(headers, "x-soracom-ratelimit-remaining")
+  local refresh = integer_value(headers, "x-soracom-ratelimit-seconds-before-refresh")
+  if limit or remaining or refresh then
+    return { limit = limit, remaining = remaining, refresh = refresh }
+  end
+end
+
 --- perform(method, url, body, paginated) -> value, next_key, status, limits | nil, err
 function Transport:perform(method, url, body, paginated)
   if self._closed then error("soracom.groups: the client is closed", 2) end
@@ -641,11 +686,16 @@ function Transport:perform(method, url, body, paginated)
     next_key = first_value(headers, "x-soracom-next-key")
     link = joined(headers, "link")
   end
-  return decode_response(response.status, response.body, next_key, link,
+  local value, key_or_err, status = decode_response(response.status, response.body, next_key, link,
     first_value(headers, "retry-after"),
-    first_value(headers, "x-soracom-ratelimit-seconds-before-refresh"),
-    first_value(headers, "x-soracom-ratelimit-limit"),
-    first_value(headers, "x-soracom-ratelimit-remaining"))
+    first_value(headers, "x-soracom-ratelimit-seconds-before-refresh"))
+  -- Returned with this answer, not kept: other light threads share the transport.
+  local limits = rate_limit(headers)
+  if value == nil then
+    key_or_err.rate_limit = limits
+    return nil, key_or_err
+  end
+  return value, key_or_err, status, limits
 end
 
 Transport.event = nginx_tasks.event
