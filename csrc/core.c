@@ -36,6 +36,7 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
         {"decode_response", sg_decode_response},
         {"parse_next_key", sg_parse_next_key},
         {"session", sg_session_new},
+        {"multi", sg_multi_new},
         {"read_private_file", sg_read_private_file},
         {"now", sg_now},
         {"sleep", sg_sleep},
@@ -48,6 +49,7 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
     sg_seed_random();
     sg_membuf_register(L);
     sg_session_register(L);
+    sg_multi_register(L);
 
     lua_newtable(L);
     luaL_setfuncs(L, functions, 0);

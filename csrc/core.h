@@ -3,6 +3,7 @@
 #define SORACOM_GROUPS_CORE_H
 
 #include <stddef.h>
+#include <curl/curl.h>
 #include "compat.h"
 #include "membuf.h"
 
@@ -70,5 +71,21 @@ void sg_seed_random(void);
 /* session.c */
 void sg_session_register(lua_State *L);
 int sg_session_new(lua_State *L);
+
+/* session.c, for multi.c: a session's request run by a multi handle, between
+ * session:prepare and session:finish. */
+typedef struct sg_session sg_session;
+typedef struct sg_multi sg_multi;
+sg_session *sg_session_check_prepared(lua_State *L, int index, const char *where);
+CURL *sg_session_easy(sg_session *s);
+void sg_session_running(sg_session *s, sg_multi *m); /* added to m */
+void sg_session_ended(sg_session *s, CURLcode code);  /* m says it is done */
+void sg_session_cancelled(sg_session *s);             /* taken off m before the end */
+
+/* multi.c */
+void sg_multi_register(lua_State *L);
+int sg_multi_new(lua_State *L);
+/* The session is being closed: its transfer leaves m, which forgets it. */
+void sg_multi_forget(lua_State *L, sg_multi *m, sg_session *s);
 
 #endif

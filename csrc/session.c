@@ -25,7 +25,10 @@ typedef struct {
     int body_too_large;
 } sg_exchange;
 
-typedef struct {
+/* A transfer run by a multi handle, from prepare to finish. */
+enum { TRANSFER_NONE, TRANSFER_PREPARED, TRANSFER_RUNNING, TRANSFER_DONE };
+
+struct sg_session {
     CURL *curl;
     struct curl_slist *headers;      /* for requests without a body */
     struct curl_slist *json_headers; /* the same plus the JSON content type */
@@ -36,7 +39,12 @@ typedef struct {
     lua_Integer rate_limit[3];
     int have_rate_limit[3];
     char error[CURL_ERROR_SIZE];
-} sg_session;
+    int transfer;           /* TRANSFER_*: perform, prepare and set_headers need NONE */
+    int transfer_paginated;
+    CURLcode transfer_code; /* once DONE */
+    sg_exchange transfer_ex; /* what the running transfer reads */
+    sg_multi *multi;        /* while RUNNING */
+};
 
 static void free_headers(sg_session *s)
 {
@@ -61,6 +69,10 @@ static int exchange_gc(lua_State *L)
 static int session_close(lua_State *L)
 {
     sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    if (s->transfer == TRANSFER_RUNNING)
+        sg_multi_forget(L, s->multi, s); /* the easy handle leaves the multi handle first */
+    s->transfer = TRANSFER_NONE;
+    free_exchange(&s->transfer_ex);
     if (s->curl != NULL) {
         curl_easy_cleanup(s->curl);
         s->curl = NULL;
@@ -76,6 +88,14 @@ static sg_session *check_open(lua_State *L, const char *method)
     if (s->curl == NULL)
         luaL_error(L, "soracom.groups: session:%s: the client is closed", method);
     return s;
+}
+
+/* perform, prepare and set_headers change what a running transfer uses. */
+static void check_no_transfer(lua_State *L, const sg_session *s, const char *method)
+{
+    if (s->transfer != TRANSFER_NONE)
+        luaL_error(L, "soracom.groups: session:%s: the session has a transfer under way "
+                   "(prepare ... finish)", method);
 }
 
 /* Raises "soracom.groups: <where>: <name> must be <what> (got <type>)". */
@@ -149,6 +169,7 @@ static int session_set_headers(lua_State *L)
 {
     sg_session *s = check_open(L, "set_headers");
     int i, n, ok = 1;
+    check_no_transfer(L, s, "set_headers");
     if (lua_type(L, 2) != LUA_TTABLE)
         return arg_error(L, "session:set_headers", "lines", "a table of header lines", 2);
     n = (int)sg_rawlen(L, 2);
@@ -245,13 +266,15 @@ static int is_method(const char *m, size_t n)
 
 /* The request's method line is exactly `method`: libcurl's own GET and POST where they
  * are the method, CURLOPT_CUSTOMREQUEST for anything else (a GET with a body too). */
-static void set_method(sg_session *s, const char *method, const char *body, size_t body_len)
+static void set_method(sg_session *s, const char *method, const char *body, size_t body_len,
+                       int copy_body)
 {
     int head = strcmp(method, "HEAD") == 0;
     curl_easy_setopt(s->curl, CURLOPT_NOBODY, head ? 1L : 0L);
     if (body != NULL) {
-        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, body);
+        /* the size first: COPYPOSTFIELDS copies that many bytes (a body may hold NULs) */
         curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(s->curl, copy_body ? CURLOPT_COPYPOSTFIELDS : CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->json_headers);
         curl_easy_setopt(s->curl, CURLOPT_CUSTOMREQUEST,
                          strcmp(method, "POST") == 0 ? NULL : method);
@@ -289,66 +312,90 @@ static void keep_rate_limit(sg_session *s, const sg_kept_headers *kept)
         s->have_rate_limit[i] = sg_kept_integer(kept, which[i], &s->rate_limit[i]);
 }
 
-/* perform(method, url[, body[, paginated]]) -> value, next_key, status | nil, error_table
- * The next-key headers are read only for paginated requests. */
-static int session_perform(lua_State *L)
+/* The arguments of perform and prepare: (method, url[, body[, paginated]]). */
+typedef struct {
+    const char *method, *url, *body;
+    size_t body_len;
+    int paginated;
+} request_args;
+
+static void check_request(lua_State *L, const char *where, request_args *r)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
-    size_t method_len, url_len, body_len = 0;
-    const char *method = lua_tolstring(L, 2, &method_len);
-    const char *url = lua_tolstring(L, 3, &url_len);
-    const char *body = NULL;
-    int paginated, results;
-    long status = 0;
-    sg_exchange *ex;
-    CURLcode code;
-    char error[CURL_ERROR_SIZE];
-
-    if (lua_type(L, 2) != LUA_TSTRING || !is_method(method, method_len))
-        return arg_error(L, "session:perform", "method", "an HTTP method token", 2);
-    if (lua_type(L, 3) != LUA_TSTRING || strlen(url) != url_len)
-        return arg_error(L, "session:perform", "url", "a string without NUL bytes", 3);
+    size_t method_len, url_len;
+    r->method = lua_tolstring(L, 2, &method_len);
+    r->url = lua_tolstring(L, 3, &url_len);
+    r->body = NULL;
+    r->body_len = 0;
+    if (lua_type(L, 2) != LUA_TSTRING || !is_method(r->method, method_len))
+        arg_error(L, where, "method", "an HTTP method token", 2);
+    if (lua_type(L, 3) != LUA_TSTRING || strlen(r->url) != url_len)
+        arg_error(L, where, "url", "a string without NUL bytes", 3);
     if (lua_type(L, 4) == LUA_TSTRING)
-        body = lua_tolstring(L, 4, &body_len);
+        r->body = lua_tolstring(L, 4, &r->body_len);
     else if (!lua_isnoneornil(L, 4))
-        return arg_error(L, "session:perform", "body", "a string or nil", 4);
+        arg_error(L, where, "body", "a string or nil", 4);
     if (!lua_isnoneornil(L, 5) && lua_type(L, 5) != LUA_TBOOLEAN)
-        return arg_error(L, "session:perform", "paginated", "a boolean or nil", 5);
-    paginated = lua_toboolean(L, 5);
+        arg_error(L, where, "paginated", "a boolean or nil", 5);
+    r->paginated = lua_toboolean(L, 5);
     lua_settop(L, 5);
+}
 
-    /* A finalizer run by this allocation may perform, set_headers or close; none can
-     * run from the checks below to the end of the transfer. */
-    ex = (sg_exchange *)lua_newuserdata(L, sizeof *ex);
+/* Pushes a userdata that will own one exchange's buffers while results are pushed.
+ * Made before the checks: a finalizer run by this allocation may perform, set_headers
+ * or close, and nothing of the session may change between the checks and the end of
+ * the transfer. */
+static sg_exchange *new_exchange(lua_State *L)
+{
+    sg_exchange *ex = (sg_exchange *)lua_newuserdata(L, sizeof *ex);
     memset(ex, 0, sizeof *ex);
     luaL_getmetatable(L, EXCHANGE_METATABLE);
     lua_setmetatable(L, -2);
-    check_open(L, "perform");
-    if (!s->headers_set)
-        return luaL_error(L, "soracom.groups: session:perform: set_headers was not called");
+    return ex;
+}
+
+/* Sets the easy handle up for one request whose response goes to *ex (which takes
+ * the spare buffers). No Lua code runs here. */
+static void start_request(sg_session *s, sg_exchange *ex, const request_args *r, int copy_body)
+{
     move_exchange(ex, &s->spare);
     ex->body.len = 0;
     ex->body_too_large = 0;
     ex->max_body = s->max_body;
-    sg_kept_reset(&ex->kept, strcmp(method, "HEAD") == 0);
-
-    curl_easy_setopt(s->curl, CURLOPT_URL, url);
-    set_method(s, method, body, body_len);
+    sg_kept_reset(&ex->kept, strcmp(r->method, "HEAD") == 0);
+    curl_easy_setopt(s->curl, CURLOPT_URL, r->url);
+    set_method(s, r->method, r->body, r->body_len, copy_body);
     curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, ex);
     curl_easy_setopt(s->curl, CURLOPT_HEADERDATA, ex);
     s->error[0] = '\0';
-    code = curl_easy_perform(s->curl);
-    /* the body and header lists are only borrowed */
+}
+
+/* After the transfer: the body and header lists were only lent to libcurl; curl's
+ * message is copied (an allocation may run a finalizer that performs again and
+ * rewrites it); the status and rate-limit headers are read. */
+static long end_request(sg_session *s, const sg_exchange *ex, CURLcode code,
+                        char error[CURL_ERROR_SIZE])
+{
+    long status = 0;
     curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL);
     curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL);
-    memcpy(error, s->error, sizeof error);
-    error[sizeof error - 1] = '\0';
+    memcpy(error, s->error, CURL_ERROR_SIZE);
+    error[CURL_ERROR_SIZE - 1] = '\0';
     curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
     if (code == CURLE_OK)
         keep_rate_limit(s, &ex->kept);
     else /* no response, or one cut short: nothing to go by */
         memset(s->have_rate_limit, 0, sizeof s->have_rate_limit);
+    return status;
+}
 
+/* Pushes what perform returns for the exchange *ex, the userdata at the top, and
+ * removes that userdata. The buffers go back for the next request, unless one huge
+ * response made them large, or another perform meanwhile (from a finalizer) left its
+ * own. */
+static int push_results(lua_State *L, sg_session *s, sg_exchange *ex, CURLcode code,
+                        long status, const char *error, int paginated)
+{
+    int results;
     if (code != CURLE_OK) {
         results = push_network_error(L, ex, code, error);
     } else {
@@ -369,8 +416,6 @@ static int session_perform(lua_State *L)
             sg_set_retry_after(L, retry, retry_len, refresh, refresh_len);
         }
     }
-    /* The buffers go back for the next perform, unless one huge response made them
-     * large, or another perform meanwhile (from a finalizer) left its own. */
     if (ex->body.cap > KEEP_BUFFER_BYTES)
         sg_membuf_free(&ex->body);
     if (s->curl != NULL && exchange_empty(&s->spare)) {
@@ -380,6 +425,109 @@ static int session_perform(lua_State *L)
     }
     lua_remove(L, -results - 1); /* the exchange */
     return results;
+}
+
+static void check_ready(lua_State *L, sg_session *s, const char *method)
+{
+    check_open(L, method);
+    check_no_transfer(L, s, method);
+    if (!s->headers_set)
+        luaL_error(L, "soracom.groups: session:%s: set_headers was not called", method);
+}
+
+/* perform(method, url[, body[, paginated]]) -> value, next_key, status | nil, error_table
+ * The next-key headers are read only for paginated requests. Blocks until done. */
+static int session_perform(lua_State *L)
+{
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    request_args r;
+    sg_exchange *ex;
+    CURLcode code;
+    long status;
+    char error[CURL_ERROR_SIZE];
+    check_request(L, "session:perform", &r);
+    ex = new_exchange(L);
+    check_ready(L, s, "perform");
+    start_request(s, ex, &r, 0); /* the body string stays on the stack meanwhile */
+    code = curl_easy_perform(s->curl);
+    status = end_request(s, ex, code, error);
+    return push_results(L, s, ex, code, status, error, r.paginated);
+}
+
+/* prepare(method, url[, body[, paginated]]): sets up the request for a multi handle
+ * (multi:add runs it); finish() then returns what perform would have. */
+static int session_prepare(lua_State *L)
+{
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    request_args r;
+    check_request(L, "session:prepare", &r);
+    check_ready(L, s, "prepare");
+    start_request(s, &s->transfer_ex, &r, 1); /* the body is copied: it must outlive this call */
+    s->transfer = TRANSFER_PREPARED;
+    s->transfer_paginated = r.paginated;
+    return 0;
+}
+
+/* finish() -> what perform returns, once the multi handle has run the transfer. */
+static int session_finish(lua_State *L)
+{
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    sg_exchange *ex;
+    CURLcode code;
+    long status;
+    char error[CURL_ERROR_SIZE];
+    ex = new_exchange(L);
+    check_open(L, "finish");
+    if (s->transfer != TRANSFER_DONE)
+        return luaL_error(L, "soracom.groups: session:finish: no transfer has ended (prepare, "
+                          "then multi:add and multi:poll)");
+    move_exchange(ex, &s->transfer_ex);
+    code = s->transfer_code;
+    s->transfer = TRANSFER_NONE;
+    status = end_request(s, ex, code, error);
+    return push_results(L, s, ex, code, status, error, s->transfer_paginated);
+}
+
+/* For multi.c: the session at index, open and prepared; raises otherwise. */
+sg_session *sg_session_check_prepared(lua_State *L, int index, const char *where)
+{
+    sg_session *s = (sg_session *)luaL_checkudata(L, index, SESSION_METATABLE);
+    if (s->curl == NULL || s->transfer != TRANSFER_PREPARED)
+        luaL_error(L, "soracom.groups: %s: the session is %s", where,
+                   s->curl == NULL ? "closed" : "not prepared (session:prepare first)");
+    return s;
+}
+
+CURL *sg_session_easy(sg_session *s)
+{
+    return s->curl;
+}
+
+void sg_session_running(sg_session *s, sg_multi *m)
+{
+    s->transfer = TRANSFER_RUNNING;
+    s->multi = m;
+}
+
+void sg_session_ended(sg_session *s, CURLcode code)
+{
+    s->transfer = TRANSFER_DONE;
+    s->transfer_code = code;
+    s->multi = NULL;
+}
+
+/* The transfer was taken off its multi handle before the end: the session is free
+ * for another request. */
+void sg_session_cancelled(sg_session *s)
+{
+    char error[CURL_ERROR_SIZE];
+    s->transfer = TRANSFER_NONE;
+    s->multi = NULL;
+    end_request(s, &s->transfer_ex, CURLE_ABORTED_BY_CALLBACK, error);
+    if (exchange_empty(&s->spare))
+        move_exchange(&s->spare, &s->transfer_ex);
+    else
+        free_exchange(&s->transfer_ex);
 }
 
 /* last_rate_limit() -> {limit =, remaining =, refresh =} from the last response's
@@ -548,6 +696,7 @@ int sg_session_new(lua_State *L)
     curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(s->curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, s->error);
+    curl_easy_setopt(s->curl, CURLOPT_PRIVATE, (void *)s); /* multi.c finds it from the handle */
     return 1;
 }
 
@@ -555,6 +704,8 @@ void sg_session_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"perform", session_perform},
+        {"prepare", session_prepare},
+        {"finish", session_finish},
         {"set_headers", session_set_headers},
         {"last_rate_limit", session_last_rate_limit},
         {"close", session_close},

@@ -215,9 +215,9 @@ describe("client:map over curl multi", function()
 
   it("pauses an API for every task after a 429", function()
     local id = srv:seed_groups(1)[1]
-    srv:faults { { status = 429, headers = { ["Retry-After"] = "1" } } }
     local client = new_client()
     assert(client:operator_id()) -- logged in: the fault is for the next request
+    srv:faults { { status = 429, headers = { ["Retry-After"] = "1" } } }
     local results, summary = client:map(range(4), function() return client:get_group(id) end,
       { concurrency = 4 })
     assert.are.equal(4, summary.ok)
@@ -306,14 +306,16 @@ describe("client:map over curl multi", function()
   end)
 
   it("update_config takes a group already read, saving its first GET", function()
-    local id = srv:seed_groups(1, {}, { SoracomAir = { { key = "metadata", value = { enabled = false } } } })[1]
+    local id = srv:seed_groups(1, {}, { SoracomAir = { metadata = { enabled = false } } })[1]
     local client = new_client()
     local group = assert(client:get_group(id))
     srv:clear_stats()
     local updated = assert(client:update_config(group, "air", { metadata = { enabled = true } }))
     assert.are.equal(id, updated.groupId)
-    -- the conflict check's GET, the PUT, the GET after it
-    assert.are.equal(2, requests_to("GET /v1/groups/{group_id}"))
+    -- only the conflict check's GET before the PUT; given the id, it reads twice
+    assert.are.equal(1, requests_to("GET /v1/groups/{group_id}"))
+    assert(client:update_config(id, "air", { metadata = { enabled = false } }))
+    assert.are.equal(3, requests_to("GET /v1/groups/{group_id}"))
     assert.has_error(function() client:update_config({ name = "x" }, "air", {}) end,
       "soracom.groups: update_config: a group given in place of group_id must be one read from the API "
       .. "(get_group, or an iterator), with its groupId (got no groupId)")
