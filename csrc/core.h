@@ -9,6 +9,7 @@
 
 #define SG_VERSION "0.1.0"
 #define SG_ARRAY_METATABLE "soracom.groups.array"
+#define SG_SESSION_METATABLE "soracom.groups.session"
 
 /* The one nesting limit of JSON, decoding and encoding alike, so that whatever is
  * decoded can be encoded again (it also bounds the C recursion of both). */

@@ -112,7 +112,7 @@ static int multi_remove(lua_State *L)
     sg_multi *m = check_multi(L, "remove");
     sg_session *s;
     luaL_checkany(L, 2);
-    s = (sg_session *)luaL_checkudata(L, 2, "soracom.groups.session");
+    s = (sg_session *)luaL_checkudata(L, 2, SG_SESSION_METATABLE);
     if (find(m, s) >= 0)
         sg_multi_forget(L, m, s);
     return 0;

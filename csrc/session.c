@@ -9,7 +9,6 @@
 #include "core.h"
 #include "kept_headers.h"
 
-#define SESSION_METATABLE "soracom.groups.session"
 #define EXCHANGE_METATABLE "soracom.groups.exchange"
 #define DEFAULT_MAX_BODY (16u * 1024u * 1024u)
 #define KEEP_BUFFER_BYTES (1024u * 1024u)
@@ -68,7 +67,7 @@ static int exchange_gc(lua_State *L)
 
 static int session_close(lua_State *L)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
     if (s->transfer == TRANSFER_RUNNING)
         sg_multi_forget(L, s->multi, s); /* the easy handle leaves the multi handle first */
     s->transfer = TRANSFER_NONE;
@@ -84,7 +83,7 @@ static int session_close(lua_State *L)
 
 static sg_session *check_open(lua_State *L, const char *method)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
     if (s->curl == NULL)
         luaL_error(L, "soracom.groups: session:%s: the client is closed", method);
     return s;
@@ -439,7 +438,7 @@ static void check_ready(lua_State *L, sg_session *s, const char *method)
  * The next-key headers are read only for paginated requests. Blocks until done. */
 static int session_perform(lua_State *L)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
     request_args r;
     sg_exchange *ex;
     CURLcode code;
@@ -458,7 +457,7 @@ static int session_perform(lua_State *L)
  * (multi:add runs it); finish() then returns what perform would have. */
 static int session_prepare(lua_State *L)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
     request_args r;
     check_request(L, "session:prepare", &r);
     check_ready(L, s, "prepare");
@@ -471,7 +470,7 @@ static int session_prepare(lua_State *L)
 /* finish() -> what perform returns, once the multi handle has run the transfer. */
 static int session_finish(lua_State *L)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
     sg_exchange *ex;
     CURLcode code;
     long status;
@@ -491,7 +490,7 @@ static int session_finish(lua_State *L)
 /* For multi.c: the session at index, open and prepared; raises otherwise. */
 sg_session *sg_session_check_prepared(lua_State *L, int index, const char *where)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, index, SESSION_METATABLE);
+    sg_session *s = (sg_session *)luaL_checkudata(L, index, SG_SESSION_METATABLE);
     if (s->curl == NULL || s->transfer != TRANSFER_PREPARED)
         luaL_error(L, "soracom.groups: %s: the session is %s", where,
                    s->curl == NULL ? "closed" : "not prepared (session:prepare first)");
@@ -556,14 +555,14 @@ static int session_last_rate_limit(lua_State *L)
 /* session:sleep(seconds): the transport's wait between retries (blocking). */
 static int sg_sleep_method(lua_State *L)
 {
-    luaL_checkudata(L, 1, SESSION_METATABLE);
+    luaL_checkudata(L, 1, SG_SESSION_METATABLE);
     lua_remove(L, 1);
     return sg_sleep(L);
 }
 
 static int session_tostring(lua_State *L)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SESSION_METATABLE);
+    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
     lua_pushfstring(L, "soracom.groups.session (%s)", s->curl ? "open" : "closed");
     return 1;
 }
@@ -666,7 +665,7 @@ int sg_session_new(lua_State *L)
     read_options(L, &o);
     s = (sg_session *)lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
-    luaL_getmetatable(L, SESSION_METATABLE);
+    luaL_getmetatable(L, SG_SESSION_METATABLE);
     lua_setmetatable(L, -2);
     s->curl = curl_easy_init();
     if (s->curl == NULL)
@@ -712,7 +711,7 @@ void sg_session_register(lua_State *L)
         {"sleep", sg_sleep_method},
         {NULL, NULL}
     };
-    if (luaL_newmetatable(L, SESSION_METATABLE)) {
+    if (luaL_newmetatable(L, SG_SESSION_METATABLE)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");

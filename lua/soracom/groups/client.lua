@@ -32,10 +32,11 @@ function Client.new(options)
     _endpoint = resolved.endpoint,
     _debug = resolved.debug,
     _retry = resolved.retry,
-    _budget = rate.new(core.now),
+    _unslept = 0,
     _sleep = resolved.sleep,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
+  client._budget = rate.new(request.clock(client))
   auth.attach(client, resolved.credentials, headers, resolved.operator_id)
   return client
 end

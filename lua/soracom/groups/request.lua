@@ -16,10 +16,23 @@ local function debug_line(client, text)
   if client._debug then client._debug("soracom-groups: " .. text) end
 end
 
+--- The client's clock, which the rate-limit budget reads: real time, plus whatever a
+-- `sleep` option claimed to wait without waiting (a spec's, or a loop's that returns
+-- early), so that a wait it was asked for counts as waited.
+function request.clock(client)
+  return function() return now() + client._unslept end
+end
+
 -- Waits without blocking other tasks where the transport can; false when the client
 -- was closed meanwhile.
 local function wait(client, seconds)
-  if client._sleep then client._sleep(seconds) else client._transport:sleep(seconds) end
+  if client._sleep then
+    local started = now()
+    client._sleep(seconds)
+    client._unslept = client._unslept + math.max(0, seconds - (now() - started))
+  else
+    client._transport:sleep(seconds)
+  end
   return client._transport ~= nil
 end
 
