@@ -1,5 +1,10 @@
 /* Request URLs: the endpoint, the operation's path template with every segment
- * percent-encoded, and the query string. */
+ * percent-encoded, and the query string.
+ *
+ * Each call builds into its own buffer, owned by a userdata on its stack (a Lua error
+ * frees it through __gc), and reads the caller's tables raw, so no metamethod runs.
+ * A finalizer may still run at an allocation and call back into the core; nothing it
+ * can reach is shared with this call. */
 #include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,29 +38,43 @@ void sg_add_escaped(lua_State *L, sg_membuf *buf, const char *s, size_t len)
         luaL_error(L, "soracom.groups: out of memory");
 }
 
-/* The text of a path or query value: strings as they are, integral numbers without a
- * fraction, booleans as true/false. */
-static const char *value_text(lua_State *L, int index, const char *name, char *scratch,
-                              size_t scratch_size, size_t *len)
+/* Raises "soracom.groups: <name> <problem>"; the name is pushed only here, on the way
+ * out. */
+static int value_error(lua_State *L, int arg, const char *what, const char *name,
+                       size_t name_len, const char *problem)
+{
+    (void)arg;
+    (void)what;
+    lua_pushlstring(L, name, name_len);
+    return luaL_error(L, "soracom.groups: %s %s", lua_tostring(L, -1), problem);
+}
+
+/* The text of the path or query value at index: strings as they are, integral numbers
+ * without a fraction, booleans as true/false. Runs no Lua code and allocates nothing. */
+static const char *value_text(lua_State *L, int index, int arg, const char *what,
+                              const char *name, size_t name_len, char text[64], size_t *len)
 {
     switch (lua_type(L, index)) {
     case LUA_TSTRING:
         return lua_tolstring(L, index, len);
-    case LUA_TBOOLEAN: {
-        const char *text = lua_toboolean(L, index) ? "true" : "false";
-        *len = strlen(text);
-        return text;
-    }
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, index)) {
+            *len = 4;
+            return "true";
+        }
+        *len = 5;
+        return "false";
     case LUA_TNUMBER: {
         lua_Number n = lua_tonumber(L, index);
         if (n != floor(n) || fabs(n) >= 9007199254740992.0)
-            luaL_error(L, "soracom.groups: %s must be an integer", name);
-        *len = (size_t)snprintf(scratch, scratch_size, "%.0f", (double)n);
-        return scratch;
+            value_error(L, arg, what, name, name_len, "must be an integer");
+        *len = (size_t)snprintf(text, 64, "%.0f", (double)n);
+        return text;
     }
     default:
-        luaL_error(L, "soracom.groups: %s must be a string or a number, got %s", name,
-                   luaL_typename(L, index));
+        lua_pushfstring(L, "must be a string or a number, got %s",
+                        luaL_typename(L, index));
+        value_error(L, arg, what, name, name_len, lua_tostring(L, -1));
         return NULL;
     }
 }
@@ -66,22 +85,23 @@ static const char *value_text(lua_State *L, int index, const char *name, char *s
  * out). path is the part after the endpoint, without the query, for error messages. */
 int sg_build_url(lua_State *L)
 {
-    size_t endpoint_len, template_len;
+    size_t endpoint_len, template_len, path_start, path_end;
     const char *endpoint = luaL_checklstring(L, 1, &endpoint_len);
     const char *tpl = luaL_checklstring(L, 2, &template_len);
     const char *p = tpl, *end = tpl + template_len;
     int next_arg = 5, nargs = lua_gettop(L);
-    size_t path_start, path_end;
-    sg_membuf *buf = sg_scratch(L);
-    char scratch[64];
+    sg_membuf *buf;
+    char text[64];
 
+    buf = sg_membuf_new(L);
+    if (!sg_membuf_reserve(buf, endpoint_len + template_len + 64))
+        return luaL_error(L, "soracom.groups: out of memory");
     sg_membuf_add(L, buf, endpoint, endpoint_len);
     path_start = buf->len;
     while (p < end) {
         const char *open = memchr(p, '{', (size_t)(end - p));
-        const char *close;
-        const char *text;
-        size_t len;
+        const char *close, *name, *value;
+        size_t name_len, len;
         if (open == NULL) {
             sg_membuf_add(L, buf, p, (size_t)(end - p));
             break;
@@ -90,12 +110,13 @@ int sg_build_url(lua_State *L)
         if (close == NULL)
             return luaL_error(L, "soracom.groups: bad path template %s", tpl);
         sg_membuf_add(L, buf, p, (size_t)(open - p));
+        name = open + 1;
+        name_len = (size_t)(close - name);
         if (next_arg > nargs)
-            return luaL_error(L, "soracom.groups: no value for path parameter in %s", tpl);
-        lua_pushlstring(L, open + 1, (size_t)(close - open - 1));
-        text = value_text(L, next_arg++, lua_tostring(L, -1), scratch, sizeof scratch, &len);
-        lua_pop(L, 1);
-        sg_add_escaped(L, buf, text, len);
+            return value_error(L, next_arg, "path parameter", name, name_len, "has no value");
+        value = value_text(L, next_arg, next_arg, "path parameter", name, name_len, text, &len);
+        sg_add_escaped(L, buf, value, len);
+        next_arg++;
         p = close + 1;
     }
     path_end = buf->len;
@@ -104,35 +125,37 @@ int sg_build_url(lua_State *L)
         int i, n = (int)sg_rawlen(L, 3);
         char separator = '?';
         for (i = 1; i <= n; i++) {
-            const char *name, *text;
+            const char *name, *value;
             size_t name_len, len;
             lua_rawgeti(L, 3, i);
             name = lua_tolstring(L, -1, &name_len);
-            lua_getfield(L, 4, name);
+            lua_pushvalue(L, -1);
+            lua_rawget(L, 4);
             if (!lua_isnil(L, -1)) {
-                text = value_text(L, -1, name, scratch, sizeof scratch, &len);
+                value = value_text(L, -1, 4, "query parameter", name, name_len, text, &len);
                 sg_membuf_addchar(L, buf, separator);
                 sg_membuf_add(L, buf, name, name_len);
                 sg_membuf_addchar(L, buf, '=');
-                sg_add_escaped(L, buf, text, len);
+                sg_add_escaped(L, buf, value, len);
                 separator = '&';
             }
             lua_pop(L, 2);
         }
     }
-    lua_pushlstring(L, buf->data, buf->len);
+    lua_pushlstring(L, buf->data, buf->len); /* data is not NULL: reserved above */
     lua_pushlstring(L, buf->data + path_start, path_end - path_start);
-    sg_scratch_done(buf);
+    sg_membuf_free(buf); /* now, rather than when the collector gets to it */
     return 2;
 }
 
+/* escape(text) -> text percent-encoded */
 int sg_escape(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    sg_membuf *buf = sg_scratch(L);
+    sg_membuf *buf = sg_membuf_new(L);
     sg_add_escaped(L, buf, s, len);
     lua_pushlstring(L, buf->data ? buf->data : "", buf->len);
-    sg_scratch_done(buf);
+    sg_membuf_free(buf);
     return 1;
 }
