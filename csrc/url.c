@@ -38,15 +38,14 @@ void sg_add_escaped(lua_State *L, sg_membuf *buf, const char *s, size_t len)
         luaL_error(L, "soracom.groups: out of memory");
 }
 
-/* Raises "soracom.groups: <name> <problem>"; the name is pushed only here, on the way
- * out. */
+/* Raises "bad argument #arg to 'build_url' (<what> <name> <problem>)"; the name is
+ * pushed only here, on the way out. */
 static int value_error(lua_State *L, int arg, const char *what, const char *name,
                        size_t name_len, const char *problem)
 {
-    (void)arg;
-    (void)what;
     lua_pushlstring(L, name, name_len);
-    return luaL_error(L, "soracom.groups: %s %s", lua_tostring(L, -1), problem);
+    return luaL_argerror(L, arg, lua_pushfstring(L, "%s %s %s", what, lua_tostring(L, -1),
+                                                 problem));
 }
 
 /* The text of the path or query value at index: strings as they are, integral numbers
@@ -72,11 +71,19 @@ static const char *value_text(lua_State *L, int index, int arg, const char *what
         return text;
     }
     default:
-        lua_pushfstring(L, "must be a string or a number, got %s",
+        lua_pushfstring(L, "must be a string, a number or a boolean, got %s",
                         luaL_typename(L, index));
         value_error(L, arg, what, name, name_len, lua_tostring(L, -1));
         return NULL;
     }
+}
+
+static void check_optional_table(lua_State *L, int arg)
+{
+    int type = lua_type(L, arg);
+    if (type != LUA_TNONE && type != LUA_TNIL && type != LUA_TTABLE)
+        luaL_argerror(L, arg, lua_pushfstring(L, "table or nil expected, got %s",
+                                              luaL_typename(L, arg)));
 }
 
 /* build_url(endpoint, template, query_names, query, ...) -> url, path
@@ -93,6 +100,8 @@ int sg_build_url(lua_State *L)
     sg_membuf *buf;
     char text[64];
 
+    check_optional_table(L, 3);
+    check_optional_table(L, 4);
     buf = sg_membuf_new(L);
     if (!sg_membuf_reserve(buf, endpoint_len + template_len + 64))
         return luaL_error(L, "soracom.groups: out of memory");
@@ -108,7 +117,7 @@ int sg_build_url(lua_State *L)
         }
         close = memchr(open, '}', (size_t)(end - open));
         if (close == NULL)
-            return luaL_error(L, "soracom.groups: bad path template %s", tpl);
+            return luaL_argerror(L, 2, "a { without its } in the path template");
         sg_membuf_add(L, buf, p, (size_t)(open - p));
         name = open + 1;
         name_len = (size_t)(close - name);
@@ -121,16 +130,23 @@ int sg_build_url(lua_State *L)
     }
     path_end = buf->len;
 
-    if (lua_type(L, 3) == LUA_TTABLE && lua_type(L, 4) == LUA_TTABLE) {
-        int i, n = (int)sg_rawlen(L, 3);
+    if (lua_type(L, 3) == LUA_TTABLE) {
+        int i, n = (int)sg_rawlen(L, 3), has_values = lua_type(L, 4) == LUA_TTABLE;
         char separator = '?';
         for (i = 1; i <= n; i++) {
             const char *name, *value;
             size_t name_len, len;
             lua_rawgeti(L, 3, i);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                return luaL_argerror(L, 3, lua_pushfstring(L, "query name %d is a %s, not a string",
+                                                           i, luaL_typename(L, -1)));
             name = lua_tolstring(L, -1, &name_len);
-            lua_pushvalue(L, -1);
-            lua_rawget(L, 4);
+            if (has_values) {
+                lua_pushvalue(L, -1);
+                lua_rawget(L, 4);
+            } else {
+                lua_pushnil(L);
+            }
             if (!lua_isnil(L, -1)) {
                 value = value_text(L, -1, 4, "query parameter", name, name_len, text, &len);
                 sg_membuf_addchar(L, buf, separator);
