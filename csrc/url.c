@@ -5,37 +5,63 @@
  * frees it through __gc), and reads the caller's tables raw, so no metamethod runs.
  * A finalizer may still run at an allocation and call back into the core; nothing it
  * can reach is shared with this call. */
-#include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "core.h"
 
-/* libcurl's escaping keeps exactly RFC 3986's unreserved set (A-Z a-z 0-9 - . _ ~);
- * text made only of those is copied without asking it. Its result is copied at once,
- * so a Lua error cannot strand curl's allocation. */
-void sg_add_escaped(lua_State *L, sg_membuf *buf, const char *s, size_t len)
+/* RFC 3986 unreserved: A-Z a-z 0-9 - . _ ~ are kept, every other byte becomes %XX.
+ * Written by hand: curl_easy_escape allocates per call and caps its result at 24 MB. */
+#define ROW0 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+static const unsigned char unreserved[256] = {
+    ROW0, ROW0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, /* - . */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, /* 0-9 */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* A-O */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, /* P-Z _ */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* a-o */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, /* p-z ~ */
+    ROW0, ROW0, ROW0, ROW0, ROW0, ROW0, ROW0, ROW0
+};
+#undef ROW0
+static const char hex_digits[] = "0123456789ABCDEF";
+
+static size_t escaped_length(const char *s, size_t len)
 {
-    char *escaped;
-    int ok;
+    size_t i, n = len;
+    for (i = 0; i < len; i++)
+        if (!unreserved[(unsigned char)s[i]])
+            n += 2;
+    return n;
+}
+
+static char *write_escaped(char *out, const char *s, size_t len)
+{
     size_t i;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.' || c == '_' || c == '~'))
-            break;
+        if (unreserved[c]) {
+            *out++ = (char)c;
+        } else {
+            *out++ = '%';
+            *out++ = hex_digits[c >> 4];
+            *out++ = hex_digits[c & 15];
+        }
     }
-    if (i == len) { /* the common case, ids and names: nothing to escape */
-        sg_membuf_add(L, buf, s, len);
-        return;
-    }
-    escaped = curl_easy_escape(NULL, s, (int)len);
-    if (escaped == NULL)
+    return out;
+}
+
+void sg_add_escaped(lua_State *L, sg_membuf *buf, const char *s, size_t len)
+{
+    size_t n;
+    if (len > ((size_t)-1) / 3) /* the escaped length could not be counted */
         luaL_error(L, "soracom.groups: out of memory");
-    ok = sg_membuf_append(buf, escaped, strlen(escaped));
-    curl_free(escaped);
-    if (!ok)
+    n = escaped_length(s, len);
+    if (!sg_membuf_reserve(buf, n))
         luaL_error(L, "soracom.groups: out of memory");
+    write_escaped(buf->data + buf->len, s, len);
+    buf->len += n;
+    buf->data[buf->len] = '\0';
 }
 
 /* Raises "bad argument #arg to 'build_url' (<what> <name> <problem>)"; the name is
@@ -48,8 +74,10 @@ static int value_error(lua_State *L, int arg, const char *what, const char *name
                                                  problem));
 }
 
-/* The text of the path or query value at index: strings as they are, integral numbers
- * without a fraction, booleans as true/false. Runs no Lua code and allocates nothing. */
+/* The text of the path or query value at index: strings as they are, integers exactly,
+ * integral floats below 2^53 (beyond it a float may already be another integer than
+ * the one meant) without a fraction, booleans as true/false. text has room for any
+ * integer. Runs no Lua code and allocates nothing. */
 static const char *value_text(lua_State *L, int index, int arg, const char *what,
                               const char *name, size_t name_len, char text[64], size_t *len)
 {
@@ -64,9 +92,22 @@ static const char *value_text(lua_State *L, int index, int arg, const char *what
         *len = 5;
         return "false";
     case LUA_TNUMBER: {
-        lua_Number n = lua_tonumber(L, index);
-        if (n != floor(n) || fabs(n) >= 9007199254740992.0)
+        lua_Number n;
+#if SG_HAS_INTEGERS
+        if (lua_isinteger(L, index)) {
+            *len = (size_t)snprintf(text, 64, LUA_INTEGER_FMT,
+                                    (LUAI_UACINT)lua_tointeger(L, index));
+            return text;
+        }
+#endif
+        n = lua_tonumber(L, index);
+        if (n != floor(n))
             value_error(L, arg, what, name, name_len, "must be an integer");
+        if (fabs(n) >= 9007199254740992.0)
+            value_error(L, arg, what, name, name_len,
+                        "is a float of 2^53 or more, which may not be the integer meant");
+        if (n == 0)
+            n = 0; /* -0.0 is written 0 */
         *len = (size_t)snprintf(text, 64, "%.0f", (double)n);
         return text;
     }
@@ -150,7 +191,7 @@ int sg_build_url(lua_State *L)
             if (!lua_isnil(L, -1)) {
                 value = value_text(L, -1, 4, "query parameter", name, name_len, text, &len);
                 sg_membuf_addchar(L, buf, separator);
-                sg_membuf_add(L, buf, name, name_len);
+                sg_add_escaped(L, buf, name, name_len);
                 sg_membuf_addchar(L, buf, '=');
                 sg_add_escaped(L, buf, value, len);
                 separator = '&';
@@ -164,14 +205,24 @@ int sg_build_url(lua_State *L)
     return 2;
 }
 
-/* escape(text) -> text percent-encoded */
+/* escape(text) -> text percent-encoded; the text itself when nothing needs it. */
 int sg_escape(lua_State *L)
 {
-    size_t len;
+    size_t len, i = 0;
     const char *s = luaL_checklstring(L, 1, &len);
-    sg_membuf *buf = sg_membuf_new(L);
-    sg_add_escaped(L, buf, s, len);
-    lua_pushlstring(L, buf->data ? buf->data : "", buf->len);
-    sg_membuf_free(buf);
+    luaL_Buffer b;
+    if (escaped_length(s, len) == len) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    luaL_buffinit(L, &b);
+    while (i < len) {
+        /* each input byte takes at most 3 output bytes */
+        size_t take = len - i < LUAL_BUFFERSIZE / 3 ? len - i : LUAL_BUFFERSIZE / 3;
+        char *out = luaL_prepbuffer(&b);
+        luaL_addsize(&b, (size_t)(write_escaped(out, s + i, take) - out));
+        i += take;
+    }
+    luaL_pushresult(&b);
     return 1;
 }
