@@ -208,21 +208,16 @@ int sg_build_url(lua_State *L)
 /* escape(text) -> text percent-encoded; the text itself when nothing needs it. */
 int sg_escape(lua_State *L)
 {
-    size_t len, i = 0;
+    size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    luaL_Buffer b;
+    sg_membuf *buf;
     if (escaped_length(s, len) == len) {
         lua_settop(L, 1);
         return 1;
     }
-    luaL_buffinit(L, &b);
-    while (i < len) {
-        /* each input byte takes at most 3 output bytes */
-        size_t take = len - i < LUAL_BUFFERSIZE / 3 ? len - i : LUAL_BUFFERSIZE / 3;
-        char *out = luaL_prepbuffer(&b);
-        luaL_addsize(&b, (size_t)(write_escaped(out, s + i, take) - out));
-        i += take;
-    }
-    luaL_pushresult(&b);
+    buf = sg_membuf_new(L);
+    sg_add_escaped(L, buf, s, len);
+    lua_pushlstring(L, buf->data, buf->len); /* not NULL: something was escaped */
+    sg_membuf_free(buf); /* now, rather than when the collector gets to it */
     return 1;
 }
