@@ -3,17 +3,18 @@
 #include <curl/curl.h>
 #include "core.h"
 
-/* encode_json(value[, root_name]) -> text; raises naming the bad field. */
+/* encode_json(value[, root_name]) -> text; raises naming the bad field. The text is
+ * built in a buffer of this call's own, which a Lua error frees through its __gc. */
 static int encode_json(lua_State *L)
 {
     sg_membuf *buf;
     const char *root = luaL_optstring(L, 2, "body");
     luaL_checkany(L, 1);
-    lua_settop(L, 2);
-    buf = sg_scratch(L);
+    lua_settop(L, 2); /* keeps root on the stack */
+    buf = sg_membuf_new(L);
     sg_json_encode(L, 1, buf, root);
     lua_pushlstring(L, buf->data ? buf->data : "", buf->len);
-    sg_scratch_done(buf);
+    sg_membuf_free(buf); /* now, rather than when the collector gets to it */
     return 1;
 }
 
@@ -25,13 +26,10 @@ static int encode_json(lua_State *L)
 
 SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
 {
-    static const luaL_Reg with_scratch[] = {
+    static const luaL_Reg functions[] = {
         {"build_url", sg_build_url},
         {"escape", sg_escape},
         {"encode_json", encode_json},
-        {NULL, NULL}
-    };
-    static const luaL_Reg functions[] = {
         {"decode_json", sg_decode_json_text},
         {"decode_response", sg_decode_response},
         {"parse_next_key", sg_parse_next_key},
@@ -53,8 +51,6 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
 
     lua_newtable(L);
     luaL_setfuncs(L, functions, 0);
-    sg_membuf_new(L);
-    luaL_setfuncs(L, with_scratch, 1);
     lua_pushliteral(L, SG_VERSION);
     lua_setfield(L, -2, "VERSION");
     lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */

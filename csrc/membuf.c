@@ -60,21 +60,6 @@ void sg_membuf_free(sg_membuf *buf)
     buf->len = buf->cap = 0;
 }
 
-#define SCRATCH_KEEP_BYTES (64u * 1024u)
-
-sg_membuf *sg_scratch(lua_State *L)
-{
-    sg_membuf *buf = (sg_membuf *)lua_touserdata(L, lua_upvalueindex(1));
-    buf->len = 0;
-    return buf;
-}
-
-void sg_scratch_done(sg_membuf *buf)
-{
-    if (buf->cap > SCRATCH_KEEP_BYTES)
-        sg_membuf_free(buf);
-}
-
 static int membuf_gc(lua_State *L)
 {
     sg_membuf_free((sg_membuf *)luaL_checkudata(L, 1, MEMBUF_METATABLE));

@@ -1,6 +1,6 @@
 /* A growable byte buffer. Its memory is always owned by a Lua userdata (the session,
- * or a scratch buffer from sg_membuf_new), so a Lua error that unwinds past it frees it
- * through __gc instead of leaking. */
+ * or a per-call buffer from sg_membuf_new), so a Lua error that unwinds past it frees
+ * it through __gc instead of leaking. */
 #ifndef SORACOM_GROUPS_MEMBUF_H
 #define SORACOM_GROUPS_MEMBUF_H
 
@@ -23,11 +23,6 @@ void sg_membuf_add(lua_State *L, sg_membuf *buf, const char *bytes, size_t n);
 void sg_membuf_addchar(lua_State *L, sg_membuf *buf, char c);
 void sg_membuf_addstring(lua_State *L, sg_membuf *buf, const char *s);
 void sg_membuf_free(sg_membuf *buf);
-/* The scratch buffer shared by the core's functions (their first upvalue), emptied.
- * Safe because none of them runs Lua code or yields while it holds it. */
-sg_membuf *sg_scratch(lua_State *L);
-/* Releases the scratch buffer's memory if one large body made it large. */
-void sg_scratch_done(sg_membuf *buf);
 void sg_membuf_register(lua_State *L);
 
 #endif

@@ -64,7 +64,8 @@ static int refuse(lua_State *L, fd_holder *h, const char *reason, int err, int n
  * Only a regular file that neither group nor others can read or write is read. */
 int sg_read_private_file(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
+    size_t path_len;
+    const char *path = luaL_checklstring(L, 1, &path_len);
     fd_holder *h;
     struct stat info;
     luaL_Buffer b;
@@ -72,6 +73,8 @@ int sg_read_private_file(lua_State *L)
     ssize_t got;
     size_t total = 0;
 
+    if (strlen(path) != path_len) /* open() would read another name: the part before */
+        return luaL_argerror(L, 1, "the path holds a NUL byte");
     h = push_fd_holder(L);
     h->fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (h->fd < 0) {

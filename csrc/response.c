@@ -105,14 +105,17 @@ static int set_soracom_fields(lua_State *L, const char *body, size_t n)
     if (!sg_json_decode(L, body, n, &error))
         return 0;
     if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_getfield(L, -1, "message");
+        /* raw: a decoded array's metatable is core.array_mt, which callers can reach */
+        lua_pushliteral(L, "message");
+        lua_rawget(L, -2);
         if (lua_type(L, -1) == LUA_TSTRING) {
             lua_setfield(L, -3, "message");
             found = 1;
         } else {
             lua_pop(L, 1);
         }
-        lua_getfield(L, -1, "code");
+        lua_pushliteral(L, "code");
+        lua_rawget(L, -2);
         if (lua_type(L, -1) == LUA_TSTRING) {
             lua_setfield(L, -3, "code");
             found = 1;

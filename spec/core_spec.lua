@@ -31,14 +31,15 @@ describe("core.build_url", function()
       core.build_url("http://h/v1", "/groups", { "limit" }, { limit = 100.0 }))
     assert.has_error(function()
       core.build_url("http://h/v1", "/groups", { "limit" }, { limit = 1.5 })
-    end, "soracom.groups: limit must be an integer")
+    end, "bad argument #4 to 'build_url' (query parameter limit must be an integer)")
   end)
 
   it("raises when a path parameter is missing or of the wrong type", function()
     assert.has_error(function() core.build_url("http://h/v1", "/groups/{group_id}", nil, nil) end)
     assert.has_error(function()
       core.build_url("http://h/v1", "/groups/{group_id}", nil, nil, {})
-    end, "soracom.groups: group_id must be a string or a number, got table")
+    end, "bad argument #5 to 'build_url' (path parameter group_id must be a string, a number or "
+      .. "a boolean, got table)")
   end)
 end)
 
