@@ -188,10 +188,17 @@ describe("client:map over curl multi", function()
   it("holds requests at the rate limit instead of sending them into 429s", function()
     local id = srv:seed_groups(1)[1]
     srv:settings { rate_limit = { limit = 10, window = 1 } }
-    local client = new_client()
+    local held = 0
+    local client = new_client { debug = function(line)
+      if line:find("holding GET /groups/{group_id} for", 1, true)
+        and line:find("no requests left in its window", 1, true) then
+        held = held + 1
+      end
+    end }
     local _, summary = client:map(range(30), function() return client:get_group(id) end,
       { concurrency = 8 })
     assert.are.equal(30, summary.ok)
+    assert.is_true(held > 0, "a debug line says a request was held, and why")
     local stats = srv:stats()
     assert.are.equal(0, stats.status_429)
     assert.are.equal(30, requests_to("GET /v1/groups/{group_id}"))
