@@ -3,6 +3,7 @@
 local fake = require "spec.support.fake_server"
 local groups = require "soracom.groups"
 local scheduler = require "soracom.groups.scheduler"
+local core = require "soracom.groups.core"
 
 -- Lua 5.1 cannot yield from an iterator called by a for loop, nor across pcall.
 local YIELDS_EVERYWHERE = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
@@ -287,6 +288,30 @@ describe("client:map over curl multi", function()
     end
     assert.is_true(results[4].ok)
     assert.are.same({ 0, 0 }, { scheduler.counts() })
+  end)
+
+  it("lets an application's own loop run while map waits, through the sleep option", function()
+    local id = srv:seed_groups(1)[1]
+    srv:settings { latency = 0.1 }
+    -- The application's loop: it resumes the coroutine running map whenever that one
+    -- yields a wait through the sleep option, and does its own work in between.
+    local client = new_client { sleep = function(seconds) coroutine.yield(seconds) end }
+    local summary
+    local mapper = coroutine.create(function()
+      local _
+      _, summary = client:map(range(8), function() return client:get_group(id) end, { concurrency = 8 })
+    end)
+    local turns = 0
+    while coroutine.status(mapper) ~= "dead" do
+      local ok, seconds = coroutine.resume(mapper)
+      assert(ok, seconds)
+      turns = turns + 1
+      if seconds then core.sleep(seconds) end
+    end
+    assert.are.equal(8, summary.ok)
+    assert.is_true(turns > 2, "the loop had its turns while the requests waited")
+    assert.are.equal(8, requests_to("GET /v1/groups/{group_id}"))
+    client:close()
   end)
 
   it("runs a map inside a map on the same scheduler", function()

@@ -59,9 +59,10 @@ local function result_of(completed, first, second)
   return { ok = false, err = second }
 end
 
---- Runs fn(item, i) for each item through `transport` (see client:map). Returns
+--- Runs fn(item, i) for each item through `transport` (see client:map); `idle`, the
+-- client's sleep option, is how the loop waits when it drives the tasks. Returns
 -- results, summary.
-function batch.run(transport, items, fn, options)
+function batch.run(transport, items, fn, options, idle)
   local started = core.now()
   local results, summary = {}, { ok = 0, failed = 0, skipped = 0 }
   local list = type(items) == "table" and items or nil
@@ -106,7 +107,7 @@ function batch.run(transport, items, fn, options)
     }
   end
 
-  transport:run_tasks(source, options.concurrency)
+  transport:run_tasks(source, options.concurrency, idle)
 
   if list and index < count then
     summary.skipped = count - index

@@ -265,7 +265,7 @@ function Client:map(items, fn, options)
   check_self(self, "map")
   if self._transport == nil then error("soracom.groups: map: the client is closed", 2) end
   local resolved = batch.check(items, fn, options, 2)
-  local results, summary = batch.run(self._transport, items, fn, resolved)
+  local results, summary = batch.run(self._transport, items, fn, resolved, self._sleep)
   return results, summary
 end
 

@@ -24,9 +24,10 @@ function request.clock(client)
 end
 
 -- Waits without blocking other tasks where the transport can; false when the client
--- was closed meanwhile.
+-- was closed meanwhile. Inside a task of the curl scheduler the wait is its timer: a
+-- `sleep` option that yields to another loop would yield the task away.
 local function wait(client, seconds)
-  if client._sleep then
+  if client._sleep and not client._transport:in_task() then
     local started = now()
     client._sleep(seconds)
     client._unslept = client._unslept + math.max(0, seconds - (now() - started))

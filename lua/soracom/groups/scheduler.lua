@@ -213,6 +213,21 @@ local function unstick()
   assert(#ready > 0, "soracom.groups: scheduler: a group is not done, yet has no task")
 end
 
+-- With an idle wait (a sleep option that yields to the application's own loop),
+-- transfers are polled this often instead of waited for inside libcurl.
+local IDLE_STEP = 0.005
+
+-- Waits for a transfer to end or the first timer, at most `timeout` seconds: inside
+-- libcurl, or through `idle` when the application's loop must go on meanwhile.
+local function await_transfers(timeout, idle)
+  local ended = multi:poll(idle and 0 or timeout)
+  if idle and #ended == 0 then
+    idle(math.min(timeout, IDLE_STEP))
+    ended = multi:poll(0)
+  end
+  for _, session in ipairs(ended) do end_transfer(session, true) end
+end
+
 -- Runs the loop until `group` is done.
 local function drive(group)
   while not group_done(group) do
@@ -224,10 +239,9 @@ local function drive(group)
     if group_done(group) then break end
     local first = next_timer()
     if transfer_count > 0 then
-      local timeout = first and math.max(0, first - now()) or 1
-      for _, session in ipairs(multi:poll(timeout)) do end_transfer(session, true) end
+      await_transfers(first and math.max(0, first - now()) or 1, group.idle)
     elseif first then
-      core.sleep(math.max(0, first - now()))
+      (group.idle or core.sleep)(math.max(0, first - now()))
     else
       unstick()
     end
@@ -239,11 +253,14 @@ end
 -- { run = function, finish = function(ok, ...) }: run is the task's body, and finish
 -- gets true and what it returned, or false, the error it raised and a traceback.
 -- Inside a task (a map within a map) the outer loop runs the jobs while the task waits.
-function scheduler.run(source, concurrency)
+-- Outside, this call drives the loop until they are done; `idle(seconds)`, when given,
+-- is how it waits (an application's own sleep, which lets its loop run meanwhile).
+function scheduler.run(source, concurrency, idle)
   if type(concurrency) ~= "number" or concurrency < 1 then
     error("soracom.groups: scheduler.run: concurrency must be 1 or more (got " .. tostring(concurrency) .. ")", 2)
   end
-  local group = { source = source, concurrency = concurrency, running = 0, exhausted = false }
+  local group = { source = source, concurrency = concurrency, running = 0, exhausted = false,
+    idle = idle }
   groups[#groups + 1] = group
   local parent = scheduler.current()
   if parent then

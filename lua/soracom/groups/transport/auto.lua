@@ -51,8 +51,12 @@ function Both:event()
   return current(self):event()
 end
 
-function Both:run_tasks(source, concurrency)
-  return current(self):run_tasks(source, concurrency)
+function Both:run_tasks(source, concurrency, idle)
+  return current(self):run_tasks(source, concurrency, idle)
+end
+
+function Both:in_task()
+  return current(self):in_task()
 end
 
 function Both:close()

@@ -108,8 +108,13 @@ function Transport.event()
   return scheduler.event()
 end
 
-function Transport.run_tasks(_, source, concurrency)
-  scheduler.run(source, concurrency)
+function Transport.run_tasks(_, source, concurrency, idle)
+  scheduler.run(source, concurrency, idle)
+end
+
+--- Whether the caller runs in a task of the scheduler.
+function Transport.in_task()
+  return scheduler.current() ~= nil
 end
 
 --- Releases every session; the transfers in flight end, their tasks get a "closed"

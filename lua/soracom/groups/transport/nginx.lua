@@ -704,6 +704,11 @@ function Transport.run_tasks(_, source, concurrency)
   nginx_tasks.run(source, concurrency)
 end
 
+-- Light threads are nginx's: a sleep option given there is the caller's to choose.
+function Transport.in_task()
+  return false
+end
+
 function Transport:__tostring()
   return "soracom.groups.nginx_transport (" .. (self._closed and "closed" or "open") .. ")"
 end
