@@ -174,7 +174,9 @@ local function create_change(group)
   return {
     action = "create", name = group.name,
     tags = tag_changes(group.tags, {}), namespaces = namespaces,
-    create = { name = group.name, tags = group.tags, configuration = configuration },
+    -- create_group refuses empty tags or configuration: leave them out.
+    create = { name = group.name, tags = next(group.tags) and group.tags or nil,
+      configuration = next(configuration) and configuration or nil },
   }
 end
 
@@ -307,7 +309,8 @@ function plan.render(p)
     end
   end
   for _, group in ipairs(p.unmanaged.groups) do
-    lines[#lines + 1] = "# unmanaged group " .. (group.name or "(no name tag)") .. " (" .. tostring(group.group_id) .. ")"
+    lines[#lines + 1] = "# unmanaged group " .. (group.name or "(no name tag)")
+      .. " (" .. tostring(group.group_id) .. ")"
   end
   for _, namespace in ipairs(p.unmanaged.namespaces) do
     lines[#lines + 1] = "# unmanaged namespace " .. namespace.namespace .. " of group " .. namespace.name
@@ -355,9 +358,11 @@ function plan.to_json(p)
       tags = tags, namespaces = namespaces }
   end
   local groups, namespaces = setmetatable({}, core.array_mt), setmetatable({}, core.array_mt)
-  for _, group in ipairs(p.unmanaged.groups) do groups[#groups + 1] = { name = group.name, groupId = group.group_id } end
-  for _, namespace in ipairs(p.unmanaged.namespaces) do
-    namespaces[#namespaces + 1] = { name = namespace.name, groupId = namespace.group_id, namespace = namespace.namespace }
+  for _, group in ipairs(p.unmanaged.groups) do
+    groups[#groups + 1] = { name = group.name, groupId = group.group_id }
+  end
+  for _, left in ipairs(p.unmanaged.namespaces) do
+    namespaces[#namespaces + 1] = { name = left.name, groupId = left.group_id, namespace = left.namespace }
   end
   local counts = plan.counts(p)
   return desired.encode({
