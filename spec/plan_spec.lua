@@ -166,12 +166,14 @@ describe("desired state: export, plan, apply", function()
     assert.are.same({ applied = 3, skipped = {}, failed = {} }, summary)
     assert.are.same({ "1/3", "2/3", "3/3", ["sensors-nagoya"] = "applied", ["sensors-osaka"] = "applied",
       ["sensors-tokyo"] = "applied" }, progress)
-    -- Exactly those requests: a re-read before writing to each existing group, one
-    -- create, one PUT of tags, the removed tag deleted, two namespaces put, one deleted.
+    -- Exactly those requests: a re-read before writing to each existing group, a look
+    -- for the name before the create, one create, one PUT of tags, the removed tag
+    -- deleted, two namespaces put, one deleted.
     local counts = {}
     for api, counted in pairs(srv:stats().by_api) do counts[api] = counted.requests end
     assert.are.same({
       ["GET /v1/groups/{group_id}"] = 2,
+      ["GET /v1/groups"] = 1,
       ["POST /v1/groups"] = 1,
       ["PUT /v1/groups/{group_id}/tags"] = 1,
       ["DELETE /v1/groups/{group_id}/tags/{tag_name}"] = 1,
@@ -357,6 +359,7 @@ return { groups = {
     group.configuration.SoracomEndorse.tokenTimeoutSeconds = 120
     group.configuration.SoracomBeam = { ["tcp://beam.soracom.io:8023"] = { enabled = true, psk = "psk-3",
       clientCerts = { default = { key = "key-4", cert = "cert" } } } }
+    group.configuration.SoracomFlux = { targets = { { name = "t", password = "list-secret-5" } } }
     local p = compare(document)
     assert.are.same({
       "~ group chap",
@@ -367,10 +370,11 @@ return { groups = {
       '  + SoracomBeam["tcp://beam.soracom.io:8023"].enabled = true',
       '  + SoracomBeam["tcp://beam.soracom.io:8023"].psk = (sensitive)',
       "  ~ SoracomEndorse.tokenTimeoutSeconds: 60 -> 120",
+      '  + SoracomFlux.targets = [{"name":"t","password":"(sensitive)"}]',
       "Plan: 0 to create, 1 to change, 0 to delete.",
     }, plan.render(p))
     local json = plan.to_json(p)
-    for _, secret in ipairs({ "tag-secret", "password-", "psk-3", "key-4" }) do
+    for _, secret in ipairs({ "tag-secret", "password-", "psk-3", "key-4", "list-secret" }) do
       assert.is_nil(json:find(secret, 1, true), secret)
     end
     assert.matches('"path": "SoracomAir.password",\n%s*"to": "%(sensitive%)"', json)
@@ -450,6 +454,21 @@ return { groups = {
     }, plan.render(compare(document)))
   end)
 
+  it("skips a create when a group of that name was made since the plan", function()
+    seed()
+    local document = assert(desired.export(client))
+    document.groups[4] = { name = "sensors-nagoya", tags = { env = "prod" } }
+    document.groups[5] = { name = "sensors-sendai" }
+    local p = compare(document)
+    local other = assert(client:create_group { name = "sensors-nagoya", tags = { env = "dev" } }).groupId
+    local summary = apply.run(client, p)
+    assert.are.equal(1, summary.applied)
+    assert.are.same({ { name = "sensors-nagoya", reason = "a group of that name (" .. other
+      .. ") was created since the plan was made; nothing was written" } }, summary.skipped)
+    assert.are.same({ "~ group sensors-nagoya", "  ~ tag env: dev -> prod",
+      "Plan: 0 to create, 1 to change, 0 to delete." }, plan.render(compare(document)))
+  end)
+
   it("reports a group that fails and applies the others", function()
     seed()
     local document = assert(desired.export(client))
@@ -473,6 +492,8 @@ return { groups = {
   it("raises on wrong arguments before any request", function()
     assert.has_error(function() plan.compare({ groups = {} }, nil) end,
       "soracom.groups.plan: compare: account_groups must be a list of groups (got nil)")
+    assert.has_error(function() plan.compare({ groups = {} }, {}, true) end,
+      "soracom.groups.plan: compare: options must be a table (got boolean)")
     assert.has_error(function() apply.run(client, nil) end,
       "soracom.groups.apply: plan must be a plan from plan.compare (got nil)")
     assert.has_error(function() apply.run(client, { changes = {} }, { concurency = 2 }) end,

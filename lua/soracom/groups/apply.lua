@@ -3,8 +3,9 @@
 --
 -- Before writing to a group it reads the group again: when its lastModifiedTime is
 -- not the one the plan saw, someone changed it since, the plan may be wrong for it,
--- and nothing is written to it (it is reported as skipped). One group failing does
--- not stop the others.
+-- and nothing is written to it (it is reported as skipped). Before creating one it
+-- looks for a group of that name made since. One group failing does not stop the
+-- others.
 
 local Error = require "soracom.groups.error"
 
@@ -54,7 +55,17 @@ end
 -- err. (No pcall and no iterator here: Lua 5.1 could not suspend the task across them.)
 local function apply_change(client, change)
   if change.action == "create" then
-    local group, err = client:create_group(change.create)
+    -- A group of that name made since the plan would be doubled: look first.
+    local found, err = client:list_groups { tag_name = "name", tag_value = change.name }
+    if found == nil then return nil, err end
+    for _, other in ipairs(found) do
+      if type(other.tags) == "table" and other.tags.name == change.name then
+        return { status = "skipped", reason = "a group of that name (" .. tostring(other.groupId)
+          .. ") was created since the plan was made; nothing was written" }
+      end
+    end
+    local group
+    group, err = client:create_group(change.create)
     if group == nil then return nil, err end
     return { status = "applied" }
   end

@@ -191,6 +191,9 @@ end
 --   unmanaged: {groups = {{name, group_id}}, namespaces = {{name, group_id, namespace}}}
 function plan.compare(document, account_groups, options)
   options = options or {}
+  if type(options) ~= "table" then
+    error("soracom.groups.plan: compare: options must be a table (got " .. type(options) .. ")", 2)
+  end
   if type(account_groups) ~= "table" then
     error("soracom.groups.plan: compare: account_groups must be a list of groups (got "
       .. type(account_groups) .. ")", 2)
@@ -267,9 +270,20 @@ end
 
 local SENSITIVE = "(sensitive)"
 
+-- A value with whatever sits under a sensitive key inside it hidden (a list is one
+-- leaf of the diff, and may hold objects with passwords).
+local function masked(value)
+  if type(value) ~= "table" then return value end
+  local result = {}
+  for key, item in pairs(value) do
+    if type(key) == "string" and sensitive_key(key) then result[key] = SENSITIVE else result[key] = masked(item) end
+  end
+  return setmetatable(result, getmetatable(value))
+end
+
 local function shown(value, sensitive)
   if sensitive then return SENSITIVE end
-  return encode_compact(value)
+  return encode_compact(masked(value))
 end
 
 local function tag_line(tag)
@@ -332,7 +346,7 @@ end
 
 local function json_value(value, sensitive)
   if sensitive and value ~= nil then return SENSITIVE end
-  return value
+  return masked(value)
 end
 
 --- plan.to_json(plan) -> JSON text (sorted keys, indented): {changes, unmanaged,
