@@ -274,6 +274,11 @@ describe("desired state: export, plan, apply", function()
       { { groups = { { name = "a", configuration = { air = groups.config.harvest { enabled = true } } } } },
         "groups[1].configuration.SoracomAir was built for SoracomHarvest, not SoracomAir" },
       { { groups = { "a" } }, "groups[1] must be an object (got a string)" },
+      { { groups = { { name = "a", configuration = { {} } } } },
+        "groups[1].configuration must be an object of namespace -> settings or a list of built configurations "
+          .. "(got a list)" },
+      { { groups = { { name = "a", configuration = { groups.config.air {}, {} } } } },
+        "groups[1].configuration[2] is not a built configuration" },
       { { groups = { name = "a" } }, "groups must be a list (got an object)" },
       { { groups = { { name = "a" }, x = 1 } }, "groups must be a list without other keys" },
       { { group = {} }, 'the document has an unknown key "group" (expected groups)' },

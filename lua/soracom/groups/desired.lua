@@ -258,8 +258,8 @@ local function check_configuration(configuration, path)
       by_namespace[built.namespace] = built
     end
     configuration = by_namespace
-  elseif is_array(configuration) then
-    bad(path, "must be an object of namespace -> settings (got a list)")
+  elseif is_array(configuration) and #configuration > 0 then
+    bad(path, "must be an object of namespace -> settings or a list of built configurations (got a list)")
   end
   local result = {}
   for _, name in ipairs(sorted_keys(configuration)) do
