@@ -1,0 +1,134 @@
+--- apply.run: carries out a plan from plan.compare, through client:map (groups in
+-- parallel, one group's requests in order), making exactly the plan's changes.
+--
+-- Before writing to a group it reads the group again: when its lastModifiedTime is
+-- not the one the plan saw, someone changed it since, the plan may be wrong for it,
+-- and nothing is written to it (it is reported as skipped). Before creating one it
+-- looks for a group of that name made since. One group failing does not stop the
+-- others.
+
+local Error = require "soracom.groups.error"
+
+local apply = {}
+
+-- The group is as the plan saw it: the group read now, or nil, a reason to skip, or
+-- nil, nil, err when the read failed.
+local function unchanged(client, change)
+  local group, err = client:get_group(change.group_id)
+  if group == nil then return nil, nil, err end
+  if group.lastModifiedTime ~= change.last_modified_time then
+    return nil, "changed since the plan was made (lastModifiedTime " .. tostring(change.last_modified_time)
+      .. " -> " .. tostring(group.lastModifiedTime) .. "); nothing was written to it"
+  end
+  return group
+end
+
+local function update(client, change)
+  local id = change.group_id
+  local put, removed = {}, {}
+  for _, tag in ipairs(change.tags) do
+    if tag.op == "remove" then removed[#removed + 1] = tag.name
+    else put[#put + 1] = { tagName = tag.name, tagValue = tag.to } end
+  end
+  -- One PUT for every added or changed tag: the API merges it into the others.
+  if #put > 0 then
+    local ok, err = client:put_tags(id, put)
+    if not ok then return nil, err end
+  end
+  for _, name in ipairs(removed) do
+    local ok, err = client:delete_tag(id, name)
+    if not ok then return nil, err end
+  end
+  for _, namespace in ipairs(change.namespaces) do
+    local ok, err
+    if namespace.op == "delete" then
+      ok, err = client:delete_config_namespace(id, namespace.namespace)
+    else
+      ok, err = client:put_config(id, namespace.namespace, namespace.settings)
+    end
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+-- One group's changes: {status = "applied"} or {status = "skipped", reason}, or nil,
+-- err. (No pcall and no iterator here: Lua 5.1 could not suspend the task across them.)
+local function apply_change(client, change)
+  if change.action == "create" then
+    -- A group of that name made since the plan would be doubled: look first.
+    local found, err = client:list_groups { tag_name = "name", tag_value = change.name }
+    if found == nil then return nil, err end
+    for _, other in ipairs(found) do
+      if type(other.tags) == "table" and other.tags.name == change.name then
+        return { status = "skipped", reason = "a group of that name (" .. tostring(other.groupId)
+          .. ") was created since the plan was made; nothing was written" }
+      end
+    end
+    local group
+    group, err = client:create_group(change.create)
+    if group == nil then return nil, err end
+    return { status = "applied" }
+  end
+  local _, reason, err = unchanged(client, change)
+  if reason then return { status = "skipped", reason = reason } end
+  if err then return nil, err end
+  local ok
+  if change.action == "delete" then
+    ok, err = client:delete_group(change.group_id)
+  else
+    ok, err = update(client, change)
+  end
+  if not ok then return nil, err end
+  return { status = "applied" }
+end
+
+local OPTION_TYPES = { concurrency = "number", on_progress = "function" }
+
+--- apply.run(client, plan, {concurrency = 8, on_progress = function(done, total,
+-- name, outcome) end}) -> summary {applied = n, skipped = {{name, reason}},
+-- failed = {{name, err}}}, both lists in the plan's order. outcome is "applied",
+-- "skipped" or "failed". Wrong arguments raise.
+function apply.run(client, p, options)
+  if type(p) ~= "table" or type(p.changes) ~= "table" then
+    error("soracom.groups.apply: plan must be a plan from plan.compare (got " .. type(p) .. ")", 2)
+  end
+  options = options or {}
+  for name, value in pairs(options) do
+    if OPTION_TYPES[name] == nil then
+      error("soracom.groups.apply: unknown option " .. string.format("%q", tostring(name)), 2)
+    end
+    if type(value) ~= OPTION_TYPES[name] then
+      error("soracom.groups.apply: options." .. name .. " must be a " .. OPTION_TYPES[name]
+        .. " (got " .. type(value) .. ")", 2)
+    end
+  end
+  local changes, done = p.changes, 0
+  local results = client:map(changes, function(change)
+    return apply_change(client, change)
+  end, {
+    concurrency = options.concurrency,
+    on_result = function(i, value, err)
+      done = done + 1
+      if options.on_progress then
+        local outcome = err ~= nil and "failed" or value.status
+        options.on_progress(done, #changes, changes[i].name, outcome)
+      end
+    end,
+  })
+  local summary = { applied = 0, skipped = {}, failed = {} }
+  for i, change in ipairs(changes) do
+    local result = results[i]
+    if result.ok and result.value.status == "applied" then
+      summary.applied = summary.applied + 1
+    elseif result.ok then
+      summary.skipped[#summary.skipped + 1] = { name = change.name, reason = result.value.reason }
+    else
+      local err = result.err
+      if not Error.is(err) then err = Error.new("apply", tostring(err)) end
+      summary.failed[#summary.failed + 1] = { name = change.name, err = err }
+    end
+  end
+  return summary
+end
+
+return apply
