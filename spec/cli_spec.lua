@@ -318,11 +318,19 @@ describe("soracom-groups command", function()
         "soracom-groups: --body @/nonexistent/body.json: cannot read the file: "
           .. "/nonexistent/body.json: No such file or directory\n" },
       { { "put-config", "--group-id", "g", "--namespace", "SoracomAr", "--body", "{}" },
-        "soracom-groups: soracom.groups: put_config: namespace \"SoracomAr\" is not one of" },
+        "soracom-groups: --namespace: put_config: namespace \"SoracomAr\" is not one of SoracomAir, " },
+      { { "put-config", "--group-id", "g", "--namespace", "air", "--body", '[{"x":1}]' },
+        "soracom-groups: --body: put_config: params[1] must be {key = <non-empty string>, value = <any>}\n" },
       { { "put-tags", "--group-id", "g", "--body", "5" },
-        "soracom-groups: soracom.groups: put_tags: tags must be a non-empty table (got number)\n" },
+        "soracom-groups: --body: put_tags: tags must be a non-empty table (got number)\n" },
+      { { "put-tags", "--group-id", "", "--body", "{}" },
+        "soracom-groups: --group-id: put_tags: group_id must be a non-empty string (got \"\")\n" },
+      { { "create", "--body", '{"tagz":{}}' },
+        "soracom-groups: --body: create_group: unknown option \"tagz\" (expected name, tags, configuration)\n" },
+      { { "delete-tag", "--group-id", "g", "--tag-name", "" },
+        "soracom-groups: --tag-name: delete_tag: tag_name must be a non-empty string (got \"\")\n" },
       { { "list", "--tag-value", "x" },
-        "soracom-groups: soracom.groups: list_groups: options tag_value and tag_value_match_mode need tag_name\n" },
+        "soracom-groups: list_groups: options tag_value and tag_value_match_mode need tag_name\n" },
     }
     for _, case in ipairs(cases) do
       it(table.concat(case[1], " "), function()
@@ -330,6 +338,7 @@ describe("soracom-groups command", function()
         assert.are.equal(2, code)
         assert.are.equal("", out)
         assert.are.equal(case[2], err:sub(1, #case[2]))
+        assert.are.equal(0, srv:stats().requests) -- refused before anything was sent
       end)
     end
 

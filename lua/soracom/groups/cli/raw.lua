@@ -42,6 +42,28 @@ local function failed(ctx, err)
   return FAILED
 end
 
+-- The flag behind each argument name the library's messages use.
+local FLAG_OF = {
+  group_id = "--group-id", namespace = "--namespace", name = "--name", tag_name = "--tag-name",
+  params = "--body", tags = "--body", configuration = "--body",
+}
+local BODY_METHODS = { create_group = true, put_config = true, put_tags = true }
+
+-- A bad argument the library raised for, led by the flag it came from: the library
+-- names its Lua arguments ("put_tags: tags must be ..."), the user typed flags.
+local function bad_argument(method, message)
+  local text = strip_position(message):gsub("^soracom%.groups: ", "")
+  local words = text:gsub("^" .. method .. ": ", "")
+  local subject = words:match("^[%w_]+")
+  local flag = FLAG_OF[subject]
+  if subject == "option" then
+    flag = "--" .. words:match("^option ([%w_]+)"):gsub("_", "-")
+  elseif BODY_METHODS[method] and flag ~= "--group-id" and flag ~= "--namespace" then
+    flag = "--body"
+  end
+  return (flag and flag .. ": " or "") .. text
+end
+
 -- Calls client[method](client, ...). A raise is a bad argument (usage error); nil, err
 -- a runtime failure. Returns the value (and a list's next key) or nil, exit code.
 local function invoke(ctx, method, ...)
@@ -51,7 +73,7 @@ local function invoke(ctx, method, ...)
     return nil, code
   end
   local ok, value, extra = pcall(client[method], client, ...)
-  if not ok then return nil, usage(ctx, strip_position(value)) end
+  if not ok then return nil, usage(ctx, bad_argument(method, value)) end
   if value == nil then return nil, failed(ctx, extra) end
   return value, extra
 end
