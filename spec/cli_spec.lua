@@ -480,6 +480,40 @@ describe("soracom-groups command", function()
       assert.is_true(pages_when_first <= 3, "pages served before the first line: " .. pages_when_first)
     end)
 
+    -- The peak resident memory of a whole run, sampled from /proc (VmHWM only grows).
+    local function peak_kb(args)
+      local script = os.tmpname()
+      write_file(script, command_line(args) .. [=[ >/dev/null 2>&1 &
+pid=$!
+peak=0
+while kill -0 $pid 2>/dev/null; do
+  hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$pid/status 2>/dev/null)
+  [ -n "$hwm" ] && peak=$hwm
+  sleep 0.01
+done
+wait $pid
+echo "$? $peak"
+]=])
+      local pipe = assert(io.popen("sh " .. quote(script)))
+      local code, peak = pipe:read("*a"):match("(%d+) (%d+)")
+      pipe:close()
+      os.remove(script)
+      assert.are.equal("0", code)
+      return tonumber(peak)
+    end
+
+    it("keeps memory flat: 20 times the groups, about the same peak", function()
+      srv:seed_groups(1000)
+      local small = peak_kb { "list", "--fetch-all", "--jsonl", "--limit", "250" }
+      srv:seed_groups(19000)
+      local big = peak_kb { "list", "--fetch-all", "--jsonl", "--limit", "250" }
+      local big_array = peak_kb { "list", "--fetch-all", "--limit", "250" }
+      assert.is_true(small > 0)
+      -- 20,000 groups held at once would take tens of MB more
+      assert.is_true(big < small + 3000, ("peak %d kB for 1000 groups, %d kB for 20000"):format(small, big))
+      assert.is_true(big_array < small + 3000, ("array form: %d kB for 20000"):format(big_array))
+    end)
+
     it("the array form streams too", function()
       srv:seed_groups(500)
       srv:settings { latency = 0.05 }
