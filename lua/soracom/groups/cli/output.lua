@@ -57,35 +57,42 @@ function output.encode(value, compact, prefix)
   return table.concat(parts)
 end
 
+-- Writes and flushes; true, or nil and why (a closed pipe when SIGPIPE is ignored,
+-- where the write fails instead of ending the process: stop fetching then).
+local function put(stream, ...)
+  local ok, why = stream:write(...)
+  if ok then ok, why = stream:flush() end
+  if not ok then return nil, "cannot write the output: " .. tostring(why) end
+  return true
+end
+
 --- Prints one value; with jsonl an array prints as one compact line per element.
+-- Returns true, or nil, why.
 function output.print(stream, value, jsonl)
   if jsonl and type(value) == "table" and is_array(value) then
-    for _, item in ipairs(value) do stream:write(output.encode(item, true), "\n") end
-  else
-    stream:write(output.encode(value, jsonl), "\n")
+    local text = {}
+    for i, item in ipairs(value) do text[i] = output.encode(item, true) .. "\n" end
+    return put(stream, table.concat(text))
   end
-  stream:flush()
+  return put(stream, output.encode(value, jsonl), "\n")
 end
 
 --- A list printed as its items come: item(value) writes and flushes one, finish()
--- ends the list. Pretty output is byte for byte what print gives for the whole array,
--- so streaming changes only when the bytes arrive. An unfinished array (a page failed)
--- is left unclosed: invalid JSON, never mistaken for the whole list.
+-- ends the list; both return true, or nil, why. Pretty output is byte for byte what
+-- print gives for the whole array, so streaming changes only when the bytes arrive.
+-- An unfinished array (a page failed) is left unclosed: invalid JSON, never mistaken
+-- for the whole list.
 function output.list(stream, jsonl)
   local count = 0
   local list = {}
   function list.item(value)
     count = count + 1
-    if jsonl then
-      stream:write(output.encode(value, true), "\n")
-    else
-      stream:write(count == 1 and "[\n  " or ",\n  ", output.encode(value, false, "  "))
-    end
-    stream:flush()
+    if jsonl then return put(stream, output.encode(value, true), "\n") end
+    return put(stream, count == 1 and "[\n  " or ",\n  ", output.encode(value, false, "  "))
   end
   function list.finish()
-    if not jsonl then stream:write(count == 0 and "[]\n" or "\n]\n") end
-    stream:flush()
+    if jsonl then return true end
+    return put(stream, count == 0 and "[]\n" or "\n]\n")
   end
   return list
 end

@@ -89,7 +89,8 @@ local function list(ctx, args, method, iterator, lead)
   if not args.fetch_all then
     local items, code_or_key = invoke(ctx, method, lead[1] or query, lead[1] and query)
     if items == nil then return code_or_key end
-    output.print(ctx.stdout, items, args.jsonl)
+    local printed, why = output.print(ctx.stdout, items, args.jsonl)
+    if not printed then return failed(ctx, "soracom-groups: " .. why) end
     if code_or_key then
       ctx.stderr:write("soracom-groups: more items follow: --last-evaluated-key ", code_or_key, "\n")
     end
@@ -109,9 +110,11 @@ local function list(ctx, args, method, iterator, lead)
       return FAILED
     end
     if item == nil then break end
-    printer.item(item)
+    local printed, why = printer.item(item)
+    if not printed then return failed(ctx, "soracom-groups: " .. why) end
   end
-  printer.finish()
+  local printed, why = printer.finish()
+  if not printed then return failed(ctx, "soracom-groups: " .. why) end
   return OK
 end
 
@@ -119,7 +122,9 @@ end
 local function call(ctx, args, method, ...)
   local value, code = invoke(ctx, method, ...)
   if value == nil then return code end
-  if value ~= true then output.print(ctx.stdout, value, args.jsonl) end
+  if value == true then return OK end
+  local printed, why = output.print(ctx.stdout, value, args.jsonl)
+  if not printed then return failed(ctx, "soracom-groups: " .. why) end
   return OK
 end
 
