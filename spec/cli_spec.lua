@@ -402,6 +402,18 @@ describe("soracom-groups command", function()
         .. "and no profile at /nonexistent/.soracom/default.json\n", err)
     end)
 
+    it("--coverage-type picks the Japan or global endpoint (seen offline, through a refused proxy)", function()
+      local offline = "env -u SORACOM_ENDPOINT -u no_proxy -u NO_PROXY https_proxy=http://127.0.0.1:1"
+      for coverage, host in pairs { jp = "api.soracom.io", g = "g.api.soracom.io" } do
+        local code, out, err = run({ "--coverage-type", coverage, "--api-key", "k", "--api-token", "t",
+          "--no-retry-on-error", "--debug", "list" }, { bare = true, env = offline })
+        assert.are.same({ 1, "" }, { code, out })
+        local line = "soracom-groups: GET https://" .. host .. "/v1/groups -> network ("
+        assert.are.equal(line, err:sub(1, #line))
+        assert.is_truthy(err:find("\nsoracom%-groups: GET /groups: network error: "))
+      end
+    end)
+
     it("global flags may follow the subcommand", function()
       srv:seed_groups(1)
       local code, out = run({ "list", "--jsonl", "--endpoint", srv.endpoint, "--api-key", srv.api_key,
@@ -461,13 +473,13 @@ describe("soracom-groups command", function()
       os.remove(err)
       assert.are.equal(3000, count)
       assert.are.equal(ids[3000], fake.decode(last).groupId)
-      assert.is_true(pages_when_first <= 3, "pages served before the first line: " .. pages_when_first)
+      assert.is_true(pages_when_first <= 10, "of 30 pages, served before the first line: " .. pages_when_first)
       assert.are.equal(30, srv:stats().by_api["GET /v1/groups"].requests)
     end)
 
     it("flushes each item: with pages smaller than stdio's buffer the first line still comes first", function()
       local ids = srv:seed_groups(40)
-      srv:settings { latency = 0.05 }
+      srv:settings { latency = 0.1 }
       srv:clear_stats()
       local pipe = assert(io.popen(command_line { "list", "--fetch-all", "--jsonl", "--limit", "2" }))
       local first = pipe:read("*l")
@@ -515,7 +527,8 @@ echo "$? $peak"
     end)
 
     it("stops fetching when stdout is closed and SIGPIPE ignored: exit 1", function()
-      srv:seed_groups(2000)
+      srv:seed_groups(5000)
+      srv:settings { latency = 0.05 } -- head is gone long before the last pages
       srv:clear_stats()
       local err, status = os.tmpname(), os.tmpname()
       local pipe = assert(io.popen("trap '' PIPE; { " .. command_line { "list", "--fetch-all", "--jsonl",
@@ -525,7 +538,9 @@ echo "$? $peak"
       assert.are.equal("1\n", slurp(status))
       assert.are.equal("soracom-groups: cannot write the output: Broken pipe\n", slurp(err))
       os.remove(err) os.remove(status)
-      assert.is_true(srv:stats().by_api["GET /v1/groups"].requests <= 3) -- of 20 pages
+      local pages = srv:stats().by_api["GET /v1/groups"].requests
+      -- the pipe's buffer and how soon head runs decide the exact number
+      assert.is_true(pages <= 10, pages .. " of 50 pages fetched")
     end)
 
     it("the array form streams too", function()
@@ -538,7 +553,7 @@ echo "$? $peak"
       local pages_when_first = srv:stats().by_api["GET /v1/groups"].requests
       local rest = pipe:read("*a")
       pipe:close()
-      assert.is_true(pages_when_first <= 3, "pages served before the first line: " .. pages_when_first)
+      assert.is_true(pages_when_first <= 5, "of 10 pages, served before the first line: " .. pages_when_first)
       assert.are.equal(500, #fake.decode("[\n  {" .. rest))
     end)
 
