@@ -99,6 +99,16 @@ describe("soracom-groups command", function()
       end)
     end
 
+    it("runs from any folder, finding lua/ and build/ next to bin/", function()
+      local pipe = assert(io.popen("cd / && " .. LUA .. " \"$OLDPWD/bin/soracom-groups\" get --help 2>&1; "
+        .. "echo \"exit=$?\""))
+      local text = pipe:read("*a")
+      pipe:close()
+      local usage = "Usage: soracom-groups get "
+      assert.are.equal(usage, text:sub(1, #usage))
+      assert.are.equal("exit=0\n", text:sub(-7))
+    end)
+
     it("of the command lists the ten subcommands and the exit codes", function()
       local code, out = run({ "--help" }, { bare = true })
       assert.are.equal(0, code)
@@ -254,6 +264,11 @@ describe("soracom-groups command", function()
         '[{"key":"useCustomDns","value":true},{"key":"dnsServers","value":["8.8.8.8"]}]' }
       assert.are.equal(0, code)
       assert.are.same({ useCustomDns = true, dnsServers = { "8.8.8.8" } }, fake.decode(out).configuration.SoracomAir)
+      local sent = last_request()
+      assert.are.equal("PUT", sent.method)
+      assert.are.equal("/v1/groups/" .. id .. "/configuration/SoracomAir", sent.uri)
+      assert.are.same({ { key = "useCustomDns", value = true }, { key = "dnsServers", value = { "8.8.8.8" } } },
+        fake.decode(sent.body))
       code, out = run { "put-config", "--group-id", id, "--namespace", "beam", "--body", '{"a":1}' }
       assert.are.equal(0, code)
       assert.are.same({ a = 1 }, fake.decode(out).configuration.SoracomBeam)
@@ -273,6 +288,7 @@ describe("soracom-groups command", function()
       local code, out = run { "put-tags", "--group-id", id, "--body", '[{"tagName":"env","tagValue":"prod"}]' }
       assert.are.equal(0, code)
       assert.are.same({ name = "t", env = "prod" }, fake.decode(out).tags)
+      assert.are.same({ { tagName = "env", tagValue = "prod" } }, fake.decode(last_request().body))
       code, out = run { "delete-tag", "--group-id", id, "--tag-name", "env" }
       assert.are.same({ 0, "" }, { code, out })
       assert.are.equal("/v1/groups/" .. id .. "/tags/env", last_request().uri)
