@@ -20,6 +20,7 @@ retry loop are Lua, so the same code runs in scripts and inside nginx/OpenResty.
 
 dependencies = {
   "lua >= 5.1, < 5.5",
+  "argparse", -- the soracom-groups command's argument parser
 }
 
 -- libcurl (7.85 or newer, with its headers) is found by CMake: on Debian the headers sit
@@ -32,5 +33,10 @@ build = {
     LUA_INCDIR = "$(LUA_INCDIR)",
     LUADIR = "$(LUADIR)",
     LIBDIR = "$(LIBDIR)",
+  },
+  -- LuaRocks installs build.install files after any backend, cmake included, and wraps
+  -- the script so that it finds the tree's modules.
+  install = {
+    bin = { ["soracom-groups"] = "bin/soracom-groups" },
   },
 }

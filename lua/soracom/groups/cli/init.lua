@@ -1,0 +1,129 @@
+--- The soracom-groups command: the parser, the global flags, dispatch.
+-- Each module in COMMANDS adds its subcommands to the parser and returns their
+-- handlers (name -> handler(args, ctx) -> exit code), so others can plug in.
+--
+-- Exit codes: 0 ok, 1 API or network error, 2 usage error.
+
+local argparse = require "argparse"
+
+local cli = {}
+
+local COMMANDS = { "soracom.groups.cli.raw" }
+
+cli.OK, cli.FAILED, cli.USAGE = 0, 1, 2
+
+-- A message raised by the library names the caller's file and line first; the user
+-- only needs the words.
+function cli.strip_position(message)
+  return (tostring(message):gsub("^[^\n:]+:%d+: ", ""))
+end
+
+local function global_flags(parser)
+  parser:option("--profile", "Profile name (~/.soracom/PROFILE.json), as soracom-cli.")
+  parser:option("--coverage-type", "Coverage: jp (Japan) or g (global).")
+    :choices { "jp", "g" }
+  parser:option("--api-key", "API key (with --api-token).")
+  parser:option("--api-token", "API token (with --api-key).")
+  parser:option("--auth-key-id", "AuthKey ID (with --auth-key).")
+  parser:option("--auth-key", "AuthKey secret (with --auth-key-id).")
+  parser:flag("--no-retry-on-error", "Do not retry a failed request.")
+  parser:option("--endpoint", "API endpoint URL (e.g. https://api.soracom.io); overrides coverage.")
+  parser:option("--timeout", "Seconds a whole request may take.")
+    :convert(function(text)
+      local n = tonumber(text)
+      if n == nil or n <= 0 or n == math.huge then
+        return nil, "--timeout expects a positive number of seconds (got '" .. text .. "')"
+      end
+      return n
+    end)
+  parser:flag("--debug", "Print the library's debug lines (requests, retries; never a secret) on stderr.")
+end
+
+local function build_parser()
+  local parser = argparse("soracom-groups", "Manage Soracom groups: soracom-cli's `groups` commands, streamed.")
+    :command_target("command")
+    :require_command(true)
+    :epilog("Exit codes: 0 ok, 1 API or network error, 2 usage error.\n"
+      .. "Example: soracom-groups --coverage-type jp list --fetch-all --jsonl")
+  global_flags(parser)
+  local handlers = {}
+  for _, name in ipairs(COMMANDS) do
+    for command, handler in pairs(require(name).add_commands(parser)) do
+      handlers[command] = handler
+    end
+  end
+  return parser, handlers
+end
+
+-- The groups.new options of the global flags: the library resolves the rest
+-- (SORACOM_* variables, profiles) exactly as it does for Lua callers.
+function cli.client_options(args, stderr)
+  local options = {
+    profile = args.profile, coverage = args.coverage_type,
+    api_key = args.api_key, token = args.api_token,
+    auth_key_id = args.auth_key_id, auth_key = args.auth_key,
+    endpoint = args.endpoint, timeout = args.timeout,
+  }
+  if args.no_retry_on_error then options.retries = 0 end
+  if args.debug then
+    options.debug = function(line) stderr:write(line, "\n") stderr:flush() end
+  end
+  return options
+end
+
+local function context(args, io_streams)
+  local ctx = { stdout = io_streams.stdout, stderr = io_streams.stderr, stdin = io_streams.stdin }
+  local client, failure
+  -- Made on first use: --help and usage errors never read a profile.
+  function ctx.client()
+    if client == nil and failure == nil then
+      local groups = require "soracom.groups"
+      local ok, made, err = pcall(groups.new, cli.client_options(args, ctx.stderr))
+      if not ok then
+        failure = { code = cli.USAGE, message = cli.strip_position(made) }
+      elseif made == nil then
+        failure = { code = cli.FAILED, message = tostring(err) }
+      else
+        client = made
+      end
+    end
+    if client then return client end
+    return nil, failure.message, failure.code
+  end
+  function ctx.close()
+    if client then client:close() end
+  end
+  return ctx
+end
+
+-- The subcommand named on the command line, to point at its --help.
+local function command_in(handlers, argv)
+  for _, word in ipairs(argv) do
+    if handlers[word] then return word end
+  end
+end
+
+--- main(argv, streams) -> exit code. streams (stdout, stderr, stdin) default to io's.
+function cli.main(argv, streams)
+  streams = streams or {}
+  local io_streams = {
+    stdout = streams.stdout or io.stdout, stderr = streams.stderr or io.stderr,
+    stdin = streams.stdin or io.stdin,
+  }
+  local list = {}
+  for i = 1, #(argv or {}) do list[i] = argv[i] end
+  local parser, handlers = build_parser()
+  local ok, args = parser:pparse(list)
+  if not ok then
+    local command = command_in(handlers, list)
+    io_streams.stderr:write("soracom-groups: ", args, "\nTry 'soracom-groups ",
+      command and command .. " " or "", "--help'.\n")
+    return cli.USAGE
+  end
+  local ctx = context(args, io_streams)
+  local code = handlers[args.command](args, ctx)
+  ctx.close()
+  return code
+end
+
+return cli

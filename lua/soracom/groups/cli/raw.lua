@@ -1,0 +1,248 @@
+--- The ten raw subcommands, named and flagged as soracom-cli's `groups` ones, each
+-- one client method (or, with --fetch-all, one iterator).
+
+local core = require "soracom.groups.core"
+local Error = require "soracom.groups.error"
+local output = require "soracom.groups.cli.output"
+local strip_position = require("soracom.groups.cli").strip_position
+
+local OK, FAILED, USAGE = 0, 1, 2
+local unpack = table.unpack or unpack
+
+local raw = {}
+
+-- --body VALUE: JSON text, @FILE or - (stdin), as soracom-cli takes it.
+-- Returns the decoded value, or nil, why.
+local function read_body(text, stdin)
+  local source, json = "--body", text
+  if text == "-" then
+    source, json = "--body - (stdin)", stdin:read("*a")
+  elseif text:sub(1, 1) == "@" then
+    local path = text:sub(2)
+    local file, why = io.open(path, "rb")
+    if file == nil then return nil, "--body @" .. path .. ": cannot read the file: " .. why end
+    source, json = "--body @" .. path, file:read("*a")
+    file:close()
+  end
+  local ok, value, err = pcall(core.decode_json, json)
+  if not ok or value == nil then
+    return nil, source .. ": expected JSON text, @FILE or - (stdin); not valid JSON: "
+      .. strip_position(ok and (err and (err.message or err)) or value)
+  end
+  return value
+end
+
+local function usage(ctx, message)
+  ctx.stderr:write("soracom-groups: ", message, "\n")
+  return USAGE
+end
+
+local function failed(ctx, err)
+  ctx.stderr:write(tostring(err), "\n")
+  return FAILED
+end
+
+-- The flag behind each argument name the library's messages use.
+local FLAG_OF = {
+  group_id = "--group-id", namespace = "--namespace", name = "--name", tag_name = "--tag-name",
+  params = "--body", tags = "--body", configuration = "--body",
+}
+local BODY_METHODS = { create_group = true, put_config = true, put_tags = true }
+
+-- A bad argument the library raised for, led by the flag it came from: the library
+-- names its Lua arguments ("put_tags: tags must be ..."), the user typed flags.
+local function bad_argument(method, message)
+  local text = strip_position(message):gsub("^soracom%.groups: ", "")
+  local words = text:gsub("^" .. method .. ": ", "")
+  local subject = words:match("^[%w_]+")
+  local flag = FLAG_OF[subject]
+  if subject == "option" then
+    flag = "--" .. words:match("^option ([%w_]+)"):gsub("_", "-")
+  elseif BODY_METHODS[method] and flag ~= "--group-id" and flag ~= "--namespace" then
+    flag = "--body"
+  end
+  return (flag and flag .. ": " or "") .. text
+end
+
+-- Calls client[method](client, ...). A raise is a bad argument (usage error); nil, err
+-- a runtime failure. Returns the value (and a list's next key) or nil, exit code.
+local function invoke(ctx, method, ...)
+  local client, why, code = ctx.client()
+  if client == nil then
+    ctx.stderr:write(code == USAGE and "soracom-groups: " or "", why, "\n")
+    return nil, code
+  end
+  local ok, value, extra = pcall(client[method], client, ...)
+  if not ok then return nil, usage(ctx, bad_argument(method, value)) end
+  if value == nil then return nil, failed(ctx, extra) end
+  return value, extra
+end
+
+-- One page, or every page as it arrives with --fetch-all.
+-- lead: the path arguments before the options ({} or { group_id }).
+local function list(ctx, args, method, iterator, lead)
+  local query = {
+    tag_name = args.tag_name, tag_value = args.tag_value,
+    tag_value_match_mode = args.tag_value_match_mode,
+    limit = args.limit, last_evaluated_key = args.last_evaluated_key,
+  }
+  if not args.fetch_all then
+    local items, code_or_key = invoke(ctx, method, lead[1] or query, lead[1] and query)
+    if items == nil then return code_or_key end
+    local printed, why = output.print(ctx.stdout, items, args.jsonl)
+    if not printed then return failed(ctx, "soracom-groups: " .. why) end
+    if code_or_key then
+      ctx.stderr:write("soracom-groups: more items follow: --last-evaluated-key ", code_or_key, "\n")
+    end
+    return OK
+  end
+  local each, code = invoke(ctx, iterator, lead[1] or query, lead[1] and query)
+  if each == nil then return code end
+  local printer = output.list(ctx.stdout, args.jsonl)
+  while true do
+    local ok, item = pcall(each)
+    if not ok then
+      if not Error.is(item) then error(item, 0) end
+      ctx.stderr:write(tostring(item), "\n")
+      if item.resume_key then
+        ctx.stderr:write("soracom-groups: resume with --last-evaluated-key ", item.resume_key, "\n")
+      end
+      return FAILED
+    end
+    if item == nil then break end
+    local printed, why = printer.item(item)
+    if not printed then return failed(ctx, "soracom-groups: " .. why) end
+  end
+  local printed, why = printer.finish()
+  if not printed then return failed(ctx, "soracom-groups: " .. why) end
+  return OK
+end
+
+-- Prints what a call returned; DELETEs return true and print nothing, as soracom-cli.
+local function call(ctx, args, method, ...)
+  local value, code = invoke(ctx, method, ...)
+  if value == nil then return code end
+  if value == true then return OK end
+  local printed, why = output.print(ctx.stdout, value, args.jsonl)
+  if not printed then return failed(ctx, "soracom-groups: " .. why) end
+  return OK
+end
+
+-- params: the path arguments; the body follows them.
+local function with_body(ctx, args, method, params)
+  local body, why = read_body(args.body, ctx.stdin)
+  if body == nil then return usage(ctx, why) end
+  local all = { unpack(params) }
+  all[#params + 1] = body
+  return call(ctx, args, method, unpack(all, 1, #params + 1))
+end
+
+local function positive_integer(flag)
+  return function(text)
+    local n = tonumber(text)
+    if n == nil or n < 1 or n % 1 ~= 0 or n == math.huge then
+      return nil, flag .. " expects a positive whole number (got '" .. text .. "')"
+    end
+    return math.floor(n)
+  end
+end
+
+-- Flags shared by several subcommands: name -> function(command) adding it.
+local FLAGS = {
+  group_id = function(c) c:option("--group-id", "Group ID."):count(1) end,
+  namespace = function(c)
+    c:option("--namespace", "Configuration namespace (SoracomAir, SoracomBeam, ... or a builder name: air, beam, ...).")
+      :count(1)
+  end,
+  body = function(c, what) c:option("--body", what .. " as JSON text, @FILE or - (stdin)."):count(1) end,
+  tags = function(c)
+    c:option("--tag-name", "Tag name to filter groups by.")
+    c:option("--tag-value", "Tag value to filter groups by (with --tag-name).")
+    c:option("--tag-value-match-mode", "How --tag-value matches: exact or prefix."):choices { "exact", "prefix" }
+  end,
+  pages = function(c, what)
+    c:option("--limit", "Maximum number of " .. what .. " per page."):convert(positive_integer("--limit"))
+    c:option("--last-evaluated-key", "Start after this key (the resume key of an earlier run).")
+    c:flag("--fetch-all", "Fetch every page; items are printed as each page arrives.")
+  end,
+}
+
+local function jsonl(c)
+  c:flag("--jsonl", "Print one compact JSON object per line.")
+end
+
+-- The subcommands: soracom-cli's names, their flags, the method they call.
+local COMMANDS = {
+  { name = "list", summary = "List groups (GET /groups).",
+    example = "soracom-groups list --tag-name env --tag-value prod --fetch-all --jsonl",
+    flags = function(c) FLAGS.tags(c) FLAGS.pages(c, "groups") jsonl(c) end,
+    run = function(args, ctx) return list(ctx, args, "list_groups", "groups", {}) end },
+  { name = "get", summary = "Show a group (GET /groups/{group_id}).",
+    example = "soracom-groups get --group-id 0b4f2077-0000-4000-8000-000000000000",
+    flags = function(c) FLAGS.group_id(c) end,
+    run = function(args, ctx) return call(ctx, args, "get_group", args.group_id) end },
+  { name = "create", summary = "Create a group (POST /groups).",
+    example = [[soracom-groups create --body '{"tags":{"name":"sensors-tokyo"}}']],
+    flags = function(c) FLAGS.body(c, "The group: {\"tags\": {...}, \"configuration\": {...}}") end,
+    run = function(args, ctx) return with_body(ctx, args, "create_group", {}) end },
+  { name = "delete", summary = "Delete a group (DELETE /groups/{group_id}).",
+    example = "soracom-groups delete --group-id 0b4f2077-0000-4000-8000-000000000000",
+    flags = function(c) FLAGS.group_id(c) end,
+    run = function(args, ctx) return call(ctx, args, "delete_group", args.group_id) end },
+  { name = "put-config", summary = "Add or change parameters of a namespace "
+      .. "(PUT /groups/{group_id}/configuration/{namespace}).",
+    example = [[soracom-groups put-config --group-id ID --namespace SoracomAir ]]
+      .. [[--body '[{"key":"useCustomDns","value":true}]']],
+    flags = function(c)
+      FLAGS.group_id(c) FLAGS.namespace(c) FLAGS.body(c, "The parameters: [{\"key\": ..., \"value\": ...}]")
+    end,
+    run = function(args, ctx)
+      return with_body(ctx, args, "put_config", { args.group_id, args.namespace })
+    end },
+  { name = "delete-config", summary = "Delete one parameter of a namespace "
+      .. "(DELETE /groups/{group_id}/configuration/{namespace}/{name}).",
+    example = "soracom-groups delete-config --group-id ID --namespace SoracomAir --name useCustomDns",
+    flags = function(c)
+      FLAGS.group_id(c) FLAGS.namespace(c) c:option("--name", "Parameter name."):count(1)
+    end,
+    run = function(args, ctx)
+      return call(ctx, args, "delete_config", args.group_id, args.namespace, args.name)
+    end },
+  { name = "delete-config-namespace", summary = "Delete a whole namespace "
+      .. "(DELETE /groups/{group_id}/configuration/{namespace}).",
+    example = "soracom-groups delete-config-namespace --group-id ID --namespace SoracomAir",
+    flags = function(c) FLAGS.group_id(c) FLAGS.namespace(c) end,
+    run = function(args, ctx)
+      return call(ctx, args, "delete_config_namespace", args.group_id, args.namespace)
+    end },
+  { name = "list-subscribers", summary = "List the SIMs in a group (GET /groups/{group_id}/subscribers).",
+    example = "soracom-groups list-subscribers --group-id ID --fetch-all --jsonl",
+    flags = function(c) FLAGS.group_id(c) FLAGS.pages(c, "SIMs") jsonl(c) end,
+    run = function(args, ctx)
+      return list(ctx, args, "list_subscribers", "subscribers", { args.group_id })
+    end },
+  { name = "put-tags", summary = "Add or change tags (PUT /groups/{group_id}/tags).",
+    example = [[soracom-groups put-tags --group-id ID --body '[{"tagName":"env","tagValue":"prod"}]']],
+    flags = function(c)
+      FLAGS.group_id(c) FLAGS.body(c, "The tags: [{\"tagName\": ..., \"tagValue\": ...}]")
+    end,
+    run = function(args, ctx) return with_body(ctx, args, "put_tags", { args.group_id }) end },
+  { name = "delete-tag", summary = "Delete a tag (DELETE /groups/{group_id}/tags/{tag_name}).",
+    example = "soracom-groups delete-tag --group-id ID --tag-name env",
+    flags = function(c) FLAGS.group_id(c) c:option("--tag-name", "Tag name."):count(1) end,
+    run = function(args, ctx) return call(ctx, args, "delete_tag", args.group_id, args.tag_name) end },
+}
+
+--- Adds the subcommands to parser; returns name -> handler(args, ctx) -> exit code.
+function raw.add_commands(parser)
+  local handlers = {}
+  for _, command in ipairs(COMMANDS) do
+    local c = parser:command(command.name, command.summary)
+      :epilog("Example:\n  " .. command.example)
+    command.flags(c)
+    handlers[command.name] = command.run
+  end
+  return handlers
+end
+
+return raw

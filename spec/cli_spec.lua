@@ -1,0 +1,606 @@
+-- bin/soracom-groups run as a subprocess, with the interpreter running busted,
+-- against the fake server: every subcommand and flag, output, exit codes, streaming.
+local fake = require "spec.support.fake_server"
+local tempdir = require "spec.support.tempdir"
+
+local LUA = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+describe("soracom-groups command", function()
+  local srv
+
+  setup(function() srv = fake.start() end)
+  teardown(function() srv:stop() end)
+  before_each(function() srv:reset() end)
+
+  -- The command line, with the fake's endpoint and static credentials first unless
+  -- opts.bare; opts.env is a shell prefix ("HOME=/x"), opts.stdin text for stdin.
+  local function command_line(args, opts)
+    opts = opts or {}
+    local words = {}
+    if not opts.bare then
+      words = { "--endpoint", srv.endpoint, "--api-key", srv.api_key, "--api-token", srv.token }
+    end
+    for _, word in ipairs(args) do words[#words + 1] = word end
+    local quoted = {}
+    for i, word in ipairs(words) do quoted[i] = quote(word) end
+    return (opts.env or "") .. " " .. LUA .. " bin/soracom-groups " .. table.concat(quoted, " ")
+  end
+
+  -- Runs the command to its end: exit code, stdout, stderr.
+  local function run(args, opts)
+    opts = opts or {}
+    local out, err, input = os.tmpname(), os.tmpname(), os.tmpname()
+    write_file(input, opts.stdin or "")
+    local pipe = assert(io.popen(command_line(args, opts) .. " <" .. quote(input) .. " >" .. quote(out)
+      .. " 2>" .. quote(err) .. "; echo $?"))
+    local code = tonumber(pipe:read("*a"):match("(%d+)%s*$"))
+    pipe:close()
+    local stdout, stderr = slurp(out), slurp(err)
+    os.remove(out) os.remove(err) os.remove(input)
+    return code, stdout, stderr
+  end
+
+  local function lines(text)
+    local list = {}
+    for line in text:gmatch("[^\n]+") do list[#list + 1] = line end
+    return list
+  end
+
+  local function ids_of(jsonl_text)
+    local ids = {}
+    for _, line in ipairs(lines(jsonl_text)) do ids[#ids + 1] = fake.decode(line).groupId end
+    return ids
+  end
+
+  local function last_request()
+    local list = srv:requests()
+    return list[#list]
+  end
+
+  describe("--help", function()
+    local examples = {
+      list = "soracom-groups list --tag-name env --tag-value prod --fetch-all --jsonl",
+      get = "soracom-groups get --group-id 0b4f2077-0000-4000-8000-000000000000",
+      create = [[soracom-groups create --body '{"tags":{"name":"sensors-tokyo"}}']],
+      delete = "soracom-groups delete --group-id 0b4f2077-0000-4000-8000-000000000000",
+      ["put-config"] = "soracom-groups put-config --group-id ID --namespace SoracomAir "
+        .. [[--body '[{"key":"useCustomDns","value":true}]']],
+      ["delete-config"] = "soracom-groups delete-config --group-id ID --namespace SoracomAir --name useCustomDns",
+      ["delete-config-namespace"] = "soracom-groups delete-config-namespace --group-id ID --namespace SoracomAir",
+      ["list-subscribers"] = "soracom-groups list-subscribers --group-id ID --fetch-all --jsonl",
+      ["put-tags"] = [[soracom-groups put-tags --group-id ID --body '[{"tagName":"env","tagValue":"prod"}]']],
+      ["delete-tag"] = "soracom-groups delete-tag --group-id ID --tag-name env",
+    }
+    for name, example in pairs(examples) do
+      it("of " .. name .. " shows its usage and an example, exit 0", function()
+        local code, out, err = run({ name, "--help" }, { bare = true })
+        assert.are.equal(0, code)
+        assert.are.equal("", err)
+        assert.are.equal("Usage: soracom-groups " .. name .. " ", out:sub(1, #name + 23))
+        assert.is_truthy(out:find("\nExample:\n  " .. example .. "\n", 1, true))
+      end)
+    end
+
+    it("runs from any folder, finding lua/ and build/ next to bin/", function()
+      local pipe = assert(io.popen("cd / && " .. LUA .. " \"$OLDPWD/bin/soracom-groups\" get --help 2>&1; "
+        .. "echo \"exit=$?\""))
+      local text = pipe:read("*a")
+      pipe:close()
+      local usage = "Usage: soracom-groups get "
+      assert.are.equal(usage, text:sub(1, #usage))
+      assert.are.equal("exit=0\n", text:sub(-7))
+    end)
+
+    it("of the command lists the ten subcommands and the exit codes", function()
+      local code, out = run({ "--help" }, { bare = true })
+      assert.are.equal(0, code)
+      for _, name in ipairs { "list", "get", "create", "delete", "put-config", "delete-config",
+        "delete-config-namespace", "list-subscribers", "put-tags", "delete-tag" } do
+        assert.is_truthy(out:find("\n   " .. name:gsub("%-", "%%-") .. "%s"), name)
+      end
+      assert.is_truthy(out:find("Exit codes: 0 ok, 1 API or network error, 2 usage error.", 1, true))
+    end)
+  end)
+
+  describe("output", function()
+    it("is pretty JSON with 2-space indents and sorted keys, integers exact", function()
+      local id = srv:seed_groups(1, { name = "a", env = "ci" })[1]
+      local code, out, err = run { "get", "--group-id", id }
+      assert.are.equal(0, code)
+      assert.are.equal("", err)
+      local group = fake.decode(out)
+      local t = tostring(group.createdTime)
+      assert.are.equal(13, #t)
+      assert.are.equal(table.concat({
+        '{',
+        '  "configuration": {},',
+        '  "createdAt": ' .. t .. ',',
+        '  "createdTime": ' .. t .. ',',
+        '  "groupId": "' .. id .. '",',
+        '  "lastModifiedAt": ' .. t .. ',',
+        '  "lastModifiedTime": ' .. t .. ',',
+        '  "operatorId": "OP0012345678",',
+        '  "tags": {',
+        '    "env": "ci",',
+        '    "name": "a"',
+        '  }',
+        '}',
+        '' }, "\n"), out)
+    end)
+
+    it("keeps arrays, empty ones too, and escapes strings", function()
+      local code, out = run { "create", "--body",
+        [[{"tags":{"name":"q\"uote"},"configuration":{"SoracomAir":[{"key":"dnsServers","value":[]},]]
+        .. [[{"key":"list","value":["x",1]}]}}]] }
+      assert.are.equal(0, code)
+      assert.is_truthy(out:find('\n  "configuration": {\n    "SoracomAir": {\n'
+        .. '      "dnsServers": [],\n      "list": [\n        "x",\n        1\n      ]\n    }\n  },\n', 1, true))
+      assert.is_truthy(out:find('"name": "q\\"uote"', 1, true))
+    end)
+  end)
+
+  describe("list", function()
+    it("prints one page as a pretty array, the next key on stderr", function()
+      local ids = srv:seed_groups(3)
+      local code, out, err = run { "list", "--limit", "2" }
+      assert.are.equal(0, code)
+      local page = fake.decode(out)
+      assert.are.same({ ids[1], ids[2] }, { page[1].groupId, page[2].groupId })
+      assert.are.equal(2, #page)
+      local start = "[\n  {\n    \"configuration\": {},"
+      assert.are.equal(start, out:sub(1, #start))
+      assert.are.equal("}\n]\n", out:sub(-4))
+      assert.are.equal("soracom-groups: more items follow: --last-evaluated-key " .. ids[2] .. "\n", err)
+      assert.are.equal("/v1/groups?limit=2", last_request().uri)
+    end)
+
+    it("passes the tag filters and the page key", function()
+      local ids = srv:seed_groups(3, { env = "prod-1" })
+      srv:seed_groups(2, { env = "dev" })
+      local code, out, err = run { "list", "--tag-name", "env", "--tag-value", "prod",
+        "--tag-value-match-mode", "prefix", "--last-evaluated-key", ids[1], "--jsonl" }
+      assert.are.equal(0, code)
+      assert.are.equal("", err)
+      assert.are.same({ ids[2], ids[3] }, ids_of(out))
+      assert.are.equal("/v1/groups?tag_name=env&tag_value=prod&tag_value_match_mode=prefix&last_evaluated_key="
+        .. ids[1], last_request().uri)
+    end)
+
+    it("prints [] for no groups", function()
+      local code, out = run { "list" }
+      assert.are.equal(0, code)
+      assert.are.equal("[]\n", out)
+      code, out = run { "list", "--fetch-all" }
+      assert.are.equal(0, code)
+      assert.are.equal("[]\n", out)
+      code, out = run { "list", "--fetch-all", "--jsonl" }
+      assert.are.equal(0, code)
+      assert.are.equal("", out)
+    end)
+
+    it("--jsonl prints one compact object per line, keys sorted", function()
+      local id = srv:seed_groups(1, { name = "one" })[1]
+      local code, out = run { "list", "--jsonl" }
+      assert.are.equal(0, code)
+      local t = tostring(fake.decode(out).createdTime)
+      assert.are.equal('{"configuration":{},"createdAt":' .. t .. ',"createdTime":' .. t .. ',"groupId":"' .. id
+        .. '","lastModifiedAt":' .. t .. ',"lastModifiedTime":' .. t
+        .. ',"operatorId":"OP0012345678","tags":{"name":"one"}}\n', out)
+    end)
+
+    it("--fetch-all prints every page as one array, the same bytes as one page", function()
+      local ids = srv:seed_groups(7)
+      local code, all = run { "list", "--fetch-all", "--limit", "3" }
+      assert.are.equal(0, code)
+      local _, one_page = run { "list" }
+      assert.are.equal(one_page, all)
+      local got = {}
+      for i, group in ipairs(fake.decode(all)) do got[i] = group.groupId end
+      assert.are.same(ids, got)
+      assert.are.equal(3, srv:stats().by_api["GET /v1/groups"].requests - 1) -- 3 pages, then 1
+    end)
+  end)
+
+  describe("get, create, delete", function()
+    it("create takes JSON text, @file and - (stdin)", function()
+      local code, out = run { "create", "--body", '{"tags":{"name":"text"}}' }
+      assert.are.equal(0, code)
+      assert.are.equal("text", fake.decode(out).tags.name)
+      local file = os.tmpname()
+      write_file(file, '{"tags":{"name":"file"},"configuration":{"SoracomAir":{"useCustomDns":true}}}')
+      code, out = run { "create", "--body", "@" .. file }
+      os.remove(file)
+      assert.are.equal(0, code)
+      local group = fake.decode(out)
+      assert.are.equal("file", group.tags.name)
+      assert.are.equal(true, group.configuration.SoracomAir.useCustomDns)
+      code, out = run({ "create", "--body", "-" }, { stdin = '{"tags":{"name":"stdin"}}' })
+      assert.are.equal(0, code)
+      assert.are.equal("stdin", fake.decode(out).tags.name)
+      local request = last_request()
+      assert.are.equal("POST", request.method)
+      assert.are.same({ tags = { name = "stdin" } }, fake.decode(request.body))
+    end)
+
+    it("delete prints nothing; a later get exits 1 with the library's error text", function()
+      local id = srv:seed_groups(1)[1]
+      local code, out, err = run { "delete", "--group-id", id }
+      assert.are.same({ 0, "", "" }, { code, out, err })
+      code, out, err = run { "get", "--group-id", id }
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.are.equal("soracom-groups: GET /groups/" .. id .. ": HTTP 404 (COM0004): "
+        .. "The specified group does not exist: " .. id .. "\n", err)
+    end)
+
+    it("percent-encodes the group id", function()
+      run { "get", "--group-id", "a b/c" }
+      assert.are.equal("/v1/groups/a%20b%2Fc", last_request().uri)
+    end)
+  end)
+
+  describe("configuration and tags", function()
+    it("put-config, delete-config and delete-config-namespace", function()
+      local id = srv:seed_groups(1)[1]
+      local code, out = run { "put-config", "--group-id", id, "--namespace", "SoracomAir", "--body",
+        '[{"key":"useCustomDns","value":true},{"key":"dnsServers","value":["8.8.8.8"]}]' }
+      assert.are.equal(0, code)
+      assert.are.same({ useCustomDns = true, dnsServers = { "8.8.8.8" } }, fake.decode(out).configuration.SoracomAir)
+      local sent = last_request()
+      assert.are.equal("PUT", sent.method)
+      assert.are.equal("/v1/groups/" .. id .. "/configuration/SoracomAir", sent.uri)
+      assert.are.same({ { key = "useCustomDns", value = true }, { key = "dnsServers", value = { "8.8.8.8" } } },
+        fake.decode(sent.body))
+      code, out = run { "put-config", "--group-id", id, "--namespace", "beam", "--body", '{"a":1}' }
+      assert.are.equal(0, code)
+      assert.are.same({ a = 1 }, fake.decode(out).configuration.SoracomBeam)
+      assert.are.equal("/v1/groups/" .. id .. "/configuration/SoracomBeam", last_request().uri)
+      code, out = run { "delete-config", "--group-id", id, "--namespace", "SoracomAir", "--name", "dnsServers" }
+      assert.are.same({ 0, "" }, { code, out })
+      assert.are.equal("DELETE", last_request().method)
+      assert.are.equal("/v1/groups/" .. id .. "/configuration/SoracomAir/dnsServers", last_request().uri)
+      code = run { "delete-config-namespace", "--group-id", id, "--namespace", "SoracomBeam" }
+      assert.are.equal(0, code)
+      local _, got = run { "get", "--group-id", id }
+      assert.are.same({ SoracomAir = { useCustomDns = true } }, fake.decode(got).configuration)
+    end)
+
+    it("put-tags and delete-tag", function()
+      local id = srv:seed_groups(1, { name = "t" })[1]
+      local code, out = run { "put-tags", "--group-id", id, "--body", '[{"tagName":"env","tagValue":"prod"}]' }
+      assert.are.equal(0, code)
+      assert.are.same({ name = "t", env = "prod" }, fake.decode(out).tags)
+      assert.are.same({ { tagName = "env", tagValue = "prod" } }, fake.decode(last_request().body))
+      code, out = run { "delete-tag", "--group-id", id, "--tag-name", "env" }
+      assert.are.same({ 0, "" }, { code, out })
+      assert.are.equal("/v1/groups/" .. id .. "/tags/env", last_request().uri)
+      local err
+      code, out, err = run { "delete-tag", "--group-id", id, "--tag-name", "env" }
+      assert.are.same({ 1, "" }, { code, out })
+      assert.are.equal("soracom-groups: DELETE /groups/" .. id .. "/tags/env: HTTP 404 (COM0004): "
+        .. "The specified tag does not exist: env\n", err)
+    end)
+  end)
+
+  describe("list-subscribers", function()
+    it("one page, --limit, --last-evaluated-key, --fetch-all --jsonl", function()
+      local id = srv:seed_groups(1)[1]
+      local imsis = srv:seed_subscribers(id, 5)
+      local code, out, err = run { "list-subscribers", "--group-id", id, "--limit", "2" }
+      assert.are.equal(0, code)
+      local page = fake.decode(out)
+      assert.are.same({ imsis[1], imsis[2] }, { page[1].imsi, page[2].imsi })
+      assert.are.equal("soracom-groups: more items follow: --last-evaluated-key " .. imsis[2] .. "\n", err)
+      code, out = run { "list-subscribers", "--group-id", id, "--limit", "2", "--fetch-all", "--jsonl",
+        "--last-evaluated-key", imsis[1] }
+      assert.are.equal(0, code)
+      local got = {}
+      for i, line in ipairs(lines(out)) do got[i] = fake.decode(line).imsi end
+      assert.are.same({ imsis[2], imsis[3], imsis[4], imsis[5] }, got)
+    end)
+  end)
+
+  describe("usage errors exit 2", function()
+    local cases = {
+      { { "get" }, "soracom-groups: missing option '--group-id'\nTry 'soracom-groups get --help'.\n" },
+      { { "frobnicate" }, "soracom-groups: unknown command 'frobnicate'\nTry 'soracom-groups --help'.\n" },
+      { { "list", "--limit", "0" },
+        "soracom-groups: --limit expects a positive whole number (got '0')\nTry 'soracom-groups list --help'.\n" },
+      { { "list", "--tag-value-match-mode", "fuzzy" },
+        "soracom-groups: argument for option '--tag-value-match-mode' must be one of 'exact', 'prefix'\n"
+          .. "Try 'soracom-groups list --help'.\n" },
+      { { "create", "--body", "{nope" },
+        "soracom-groups: --body: expected JSON text, @FILE or - (stdin); not valid JSON: "
+          .. "expected a string key in object at byte 1\n" },
+      { { "create", "--body", "@/nonexistent/body.json" },
+        "soracom-groups: --body @/nonexistent/body.json: cannot read the file: "
+          .. "/nonexistent/body.json: No such file or directory\n" },
+      { { "put-config", "--group-id", "g", "--namespace", "SoracomAr", "--body", "{}" },
+        "soracom-groups: --namespace: put_config: namespace \"SoracomAr\" is not one of SoracomAir, " },
+      { { "put-config", "--group-id", "g", "--namespace", "air", "--body", '[{"x":1}]' },
+        "soracom-groups: --body: put_config: params[1] must be {key = <non-empty string>, value = <any>}\n" },
+      { { "put-tags", "--group-id", "g", "--body", "5" },
+        "soracom-groups: --body: put_tags: tags must be a non-empty table (got number)\n" },
+      { { "put-tags", "--group-id", "", "--body", "{}" },
+        "soracom-groups: --group-id: put_tags: group_id must be a non-empty string (got \"\")\n" },
+      { { "create", "--body", '{"tagz":{}}' },
+        "soracom-groups: --body: create_group: unknown option \"tagz\" (expected name, tags, configuration)\n" },
+      { { "delete-tag", "--group-id", "g", "--tag-name", "" },
+        "soracom-groups: --tag-name: delete_tag: tag_name must be a non-empty string (got \"\")\n" },
+      { { "list", "--tag-value", "x" },
+        "soracom-groups: list_groups: options tag_value and tag_value_match_mode need tag_name\n" },
+    }
+    for _, case in ipairs(cases) do
+      it(table.concat(case[1], " "), function()
+        local code, out, err = run(case[1])
+        assert.are.equal(2, code)
+        assert.are.equal("", out)
+        assert.are.equal(case[2], err:sub(1, #case[2]))
+        assert.are.equal(0, srv:stats().requests) -- refused before anything was sent
+      end)
+    end
+
+    it("a bad global flag value, before anything is sent", function()
+      local code, _, err = run({ "--coverage-type", "eu", "list" }, { bare = true })
+      assert.are.equal(2, code)
+      assert.are.equal("soracom-groups: argument for option '--coverage-type' must be one of 'jp', 'g'\n"
+        .. "Try 'soracom-groups list --help'.\n", err)
+      code, _, err = run({ "--endpoint", "ftp://x", "--api-key", "k", "--api-token", "t", "list" }, { bare = true })
+      assert.are.equal(2, code)
+      assert.are.equal("soracom-groups: soracom.groups.new: endpoint must be an http:// or https:// URL\n", err)
+      code, _, err = run { "--timeout", "0", "list" }
+      assert.are.equal(2, code)
+      assert.is_truthy(err:find("--timeout expects a positive number of seconds (got '0')", 1, true))
+      assert.are.equal(0, srv:stats().requests)
+    end)
+  end)
+
+  describe("global flags", function()
+    it("--api-key/--api-token that the server refuses: exit 1, the 401 on stderr", function()
+      local code, _, err = run({ "--endpoint", srv.endpoint, "--api-key", "k", "--api-token", "bad", "list" },
+        { bare = true })
+      assert.are.equal(1, code)
+      assert.are.equal("soracom-groups: GET /groups: HTTP 401 (AUM0001): Invalid API key or token\n", err)
+    end)
+
+    it("--auth-key-id/--auth-key log in", function()
+      srv:seed_groups(1)
+      local code, out = run({ "--endpoint", srv.endpoint, "--auth-key-id", srv.auth_key_id,
+        "--auth-key", srv.auth_key, "list", "--jsonl" }, { bare = true })
+      assert.are.equal(0, code)
+      assert.are.equal(1, #lines(out))
+      assert.are.equal(1, #srv:tokens())
+    end)
+
+    it("--profile reads ~/.soracom/NAME.json as the library does", function()
+      local home = tempdir.new()
+      assert(os.execute("mkdir " .. quote(home .. "/.soracom")))
+      tempdir.write(home .. "/.soracom/ci.json", '{"authKeyId":"' .. srv.auth_key_id .. '","authKey":"'
+        .. srv.auth_key .. '","endpoint":"' .. srv.url .. '"}')
+      local code, out, err = run({ "--profile", "ci", "list" }, { bare = true, env = "HOME=" .. quote(home) })
+      os.execute("rm -rf " .. quote(home))
+      assert.are.equal("", err)
+      assert.are.equal(0, code)
+      assert.are.equal("[]\n", out)
+      assert.are.equal(1, #srv:tokens())
+    end)
+
+    it("SORACOM_* variables, as the library reads them", function()
+      local code, out = run({ "list" }, { bare = true, env = "SORACOM_ENDPOINT=" .. quote(srv.url)
+        .. " SORACOM_AUTH_KEY_ID=" .. srv.auth_key_id .. " SORACOM_AUTH_KEY=" .. srv.auth_key })
+      assert.are.equal(0, code)
+      assert.are.equal("[]\n", out)
+    end)
+
+    it("no credentials anywhere: exit 1 and why", function()
+      local code, _, err = run({ "list" }, { bare = true, env = "env -u SORACOM_AUTH_KEY_ID -u SORACOM_EMAIL "
+        .. "-u SORACOM_PROFILE HOME=/nonexistent" })
+      assert.are.equal(1, code)
+      assert.are.equal("soracom-groups: no credentials: none in the options, none in SORACOM_* variables, "
+        .. "and no profile at /nonexistent/.soracom/default.json\n", err)
+    end)
+
+    it("--coverage-type picks the Japan or global endpoint (seen offline, through a refused proxy)", function()
+      local offline = "env -u SORACOM_ENDPOINT -u no_proxy -u NO_PROXY https_proxy=http://127.0.0.1:1"
+      for coverage, host in pairs { jp = "api.soracom.io", g = "g.api.soracom.io" } do
+        local code, out, err = run({ "--coverage-type", coverage, "--api-key", "k", "--api-token", "t",
+          "--no-retry-on-error", "--debug", "list" }, { bare = true, env = offline })
+        assert.are.same({ 1, "" }, { code, out })
+        local line = "soracom-groups: GET https://" .. host .. "/v1/groups -> network ("
+        assert.are.equal(line, err:sub(1, #line))
+        assert.is_truthy(err:find("\nsoracom%-groups: GET /groups: network error: "))
+      end
+    end)
+
+    it("global flags may follow the subcommand", function()
+      srv:seed_groups(1)
+      local code, out = run({ "list", "--jsonl", "--endpoint", srv.endpoint, "--api-key", srv.api_key,
+        "--api-token", srv.token }, { bare = true })
+      assert.are.equal(0, code)
+      assert.are.equal(1, #lines(out))
+    end)
+
+    it("retries a 500 by default; --no-retry-on-error does not", function()
+      local id = srv:seed_groups(1)[1]
+      srv:faults { { status = 500 } }
+      local code = run { "get", "--group-id", id }
+      assert.are.equal(0, code)
+      srv:faults { { status = 500 } }
+      local out, err
+      code, out, err = run { "--no-retry-on-error", "get", "--group-id", id }
+      assert.are.equal("", out)
+      assert.are.equal(1, code)
+      assert.are.equal("soracom-groups: GET /groups/" .. id .. ": HTTP 500 (FAK0500): Injected fault\n", err)
+    end)
+
+    it("--timeout ends a slow request: exit 1, a network error", function()
+      srv:faults { { delay = 3 } }
+      local started = os.time()
+      local code, _, err = run { "--timeout", "0.5", "--no-retry-on-error", "list" }
+      assert.are.equal(1, code)
+      assert.is_truthy(err:find("^soracom%-groups: GET /groups: network error: "))
+      assert.is_true(os.time() - started <= 2)
+    end)
+
+    it("--debug prints the library's lines on stderr, never the token", function()
+      local id = srv:seed_groups(1)[1]
+      local code, out, err = run { "--debug", "get", "--group-id", id }
+      assert.are.equal(0, code)
+      assert.are.equal(id, fake.decode(out).groupId)
+      assert.is_truthy(err:find("soracom-groups: GET " .. srv.endpoint .. "/groups/" .. id .. " -> 200", 1, true))
+      assert.is_falsy(err:find(srv.token, 1, true))
+      assert.is_falsy(err:find(srv.api_key, 1, true))
+    end)
+  end)
+
+  describe("--fetch-all streaming", function()
+    it("prints the first line before the last page is served", function()
+      local ids = srv:seed_groups(3000)
+      srv:settings { latency = 0.02 }
+      srv:clear_stats()
+      local err = os.tmpname()
+      local pipe = assert(io.popen(command_line { "list", "--fetch-all", "--jsonl", "--limit", "100" }
+        .. " 2>" .. quote(err)))
+      local first = pipe:read("*l")
+      local pages_when_first = srv:stats().by_api["GET /v1/groups"].requests
+      assert.are.equal(ids[1], fake.decode(first).groupId)
+      local count, last = 1, first
+      for line in pipe:lines() do count, last = count + 1, line end
+      pipe:close()
+      assert.are.equal("", slurp(err))
+      os.remove(err)
+      assert.are.equal(3000, count)
+      assert.are.equal(ids[3000], fake.decode(last).groupId)
+      assert.is_true(pages_when_first <= 10, "of 30 pages, served before the first line: " .. pages_when_first)
+      assert.are.equal(30, srv:stats().by_api["GET /v1/groups"].requests)
+    end)
+
+    it("flushes each item: with pages smaller than stdio's buffer the first line still comes first", function()
+      local ids = srv:seed_groups(40)
+      srv:settings { latency = 0.1 }
+      srv:clear_stats()
+      local pipe = assert(io.popen(command_line { "list", "--fetch-all", "--jsonl", "--limit", "2" }))
+      local first = pipe:read("*l")
+      local pages_when_first = srv:stats().by_api["GET /v1/groups"].requests
+      local rest = pipe:read("*a")
+      pipe:close()
+      assert.are.equal(ids[1], fake.decode(first).groupId)
+      assert.are.equal(39, #lines(rest))
+      -- unflushed, 4 KiB of output (16 groups, 8 pages) would have to pile up first
+      assert.is_true(pages_when_first <= 3, "pages served before the first line: " .. pages_when_first)
+    end)
+
+    -- The peak resident memory of a whole run, sampled from /proc (VmHWM only grows).
+    local function peak_kb(args)
+      local script = os.tmpname()
+      write_file(script, command_line(args) .. [=[ >/dev/null 2>&1 &
+pid=$!
+peak=0
+while kill -0 $pid 2>/dev/null; do
+  hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$pid/status 2>/dev/null)
+  [ -n "$hwm" ] && peak=$hwm
+  sleep 0.01
+done
+wait $pid
+echo "$? $peak"
+]=])
+      local pipe = assert(io.popen("sh " .. quote(script)))
+      local code, peak = pipe:read("*a"):match("(%d+) (%d+)")
+      pipe:close()
+      os.remove(script)
+      assert.are.equal("0", code)
+      return tonumber(peak)
+    end
+
+    it("keeps memory flat: 10 times the groups, about the same peak", function()
+      srv:seed_groups(2000)
+      local small = peak_kb { "list", "--fetch-all", "--jsonl", "--limit", "250" }
+      srv:seed_groups(18000)
+      local big = peak_kb { "list", "--fetch-all", "--jsonl", "--limit", "250" }
+      local big_array = peak_kb { "list", "--fetch-all", "--limit", "250" }
+      assert.is_true(small > 0)
+      -- 20,000 groups held at once take 25 MB more; the collector's lag a few
+      assert.is_true(big < small + 8000, ("peak %d kB for 2000 groups, %d kB for 20000"):format(small, big))
+      assert.is_true(big_array < small + 8000, ("array form: %d kB for 20000"):format(big_array))
+    end)
+
+    it("stops fetching when stdout is closed and SIGPIPE ignored: exit 1", function()
+      srv:seed_groups(5000)
+      srv:settings { latency = 0.05 } -- head is gone long before the last pages
+      srv:clear_stats()
+      local err, status = os.tmpname(), os.tmpname()
+      local pipe = assert(io.popen("trap '' PIPE; { " .. command_line { "list", "--fetch-all", "--jsonl",
+        "--limit", "100" } .. " 2>" .. quote(err) .. "; echo $? >" .. quote(status) .. "; } | head -n 1"))
+      assert.are.equal("{", pipe:read("*a"):sub(1, 1))
+      pipe:close()
+      assert.are.equal("1\n", slurp(status))
+      assert.are.equal("soracom-groups: cannot write the output: Broken pipe\n", slurp(err))
+      os.remove(err) os.remove(status)
+      local pages = srv:stats().by_api["GET /v1/groups"].requests
+      -- the pipe's buffer and how soon head runs decide the exact number
+      assert.is_true(pages <= 10, pages .. " of 50 pages fetched")
+    end)
+
+    it("the array form streams too", function()
+      srv:seed_groups(500)
+      srv:settings { latency = 0.05 }
+      srv:clear_stats()
+      local pipe = assert(io.popen(command_line { "list", "--fetch-all", "--limit", "50" }))
+      assert.are.equal("[", pipe:read("*l"))
+      assert.are.equal("  {", pipe:read("*l"))
+      local pages_when_first = srv:stats().by_api["GET /v1/groups"].requests
+      local rest = pipe:read("*a")
+      pipe:close()
+      assert.is_true(pages_when_first <= 5, "of 10 pages, served before the first line: " .. pages_when_first)
+      assert.are.equal(500, #fake.decode("[\n  {" .. rest))
+    end)
+
+    it("a page failing mid-stream: the pages before are printed, exit 1, the resume key", function()
+      local ids = srv:seed_groups(10)
+      srv:faults { { delay = 0.001, times = 2 }, { status = 503 } }
+      local code, out, err = run { "--no-retry-on-error", "list", "--fetch-all", "--jsonl", "--limit", "3" }
+      assert.are.equal(1, code)
+      assert.are.same({ ids[1], ids[2], ids[3], ids[4], ids[5], ids[6] }, ids_of(out))
+      assert.are.equal("soracom-groups: GET /groups: HTTP 503 (FAK0503): Injected fault\n"
+        .. "soracom-groups: resume with --last-evaluated-key " .. ids[6] .. "\n", err)
+      code, out, err = run { "list", "--fetch-all", "--jsonl", "--limit", "3", "--last-evaluated-key", ids[6] }
+      assert.are.same({ 0, "" }, { code, err })
+      assert.are.same({ ids[7], ids[8], ids[9], ids[10] }, ids_of(out))
+    end)
+
+    it("a failing page in the array form leaves the array unclosed", function()
+      local ids = srv:seed_groups(4)
+      srv:faults { { delay = 0.001 }, { status = 500 } }
+      local code, out, err = run { "--no-retry-on-error", "list", "--fetch-all", "--limit", "2" }
+      assert.are.equal(1, code)
+      assert.are.equal("[\n  {", out:sub(1, 5))
+      assert.are.equal("\n  }", out:sub(-4))
+      assert.is_truthy(err:find("resume with --last-evaluated-key " .. ids[2] .. "\n", 1, true))
+    end)
+
+    it("the first page failing: no resume key, nothing on stdout", function()
+      srv:faults { { status = 500 } }
+      local code, out, err = run { "--no-retry-on-error", "list", "--fetch-all", "--jsonl" }
+      assert.are.same({ 1, "", "soracom-groups: GET /groups: HTTP 500 (FAK0500): Injected fault\n" },
+        { code, out, err })
+    end)
+  end)
+end)
