@@ -8,7 +8,7 @@ local argparse = require "argparse"
 
 local cli = {}
 
-local COMMANDS = { "soracom.groups.cli.raw" }
+local COMMANDS = { "soracom.groups.cli.raw", "soracom.groups.cli.declarative" }
 
 cli.OK, cli.FAILED, cli.USAGE = 0, 1, 2
 
