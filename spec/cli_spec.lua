@@ -3,25 +3,9 @@
 local fake = require "spec.support.fake_server"
 local tempdir = require "spec.support.tempdir"
 
-local LUA = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+local command = require "spec.support.command"
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local LUA, quote, slurp, write_file = command.LUA, command.quote, command.slurp, command.write_file
 
 describe("soracom-groups command", function()
   local srv
