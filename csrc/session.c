@@ -1,6 +1,9 @@
 /* A curl session: one libcurl easy handle per client, reused so that connections stay
  * alive. perform() blocks on the network; it is the only function of the core that
  * does, and the nginx transport does not use it. */
+#ifdef SG_LEGACY_CURL
+#define CURL_DISABLE_DEPRECATION /* the older options this build uses on purpose */
+#endif
 #include <curl/curl.h>
 #include <limits.h>
 #include <math.h>
@@ -687,7 +690,12 @@ int sg_session_new(lua_State *L)
         curl_easy_setopt(s->curl, CURLOPT_CAPATH, o.ca_path);
     if (o.proxy)
         curl_easy_setopt(s->curl, CURLOPT_PROXY, o.proxy);
+#if defined(SG_LEGACY_CURL) || LIBCURL_VERSION_NUM < 0x075500
+    /* before 7.85 (Ubuntu 22.04 has 7.81, RHEL 9 7.76): the bitmask, deprecated since */
+    curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#else
     curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
     /* Segments are escaped by build_url; curl must not merge "." or ".." away. */
     curl_easy_setopt(s->curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(s->curl, CURLOPT_ACCEPT_ENCODING, "");

@@ -32,6 +32,18 @@ describe("the curl session", function()
     end)
   end)
 
+  describe("protocols", function()
+    it("are http and https only, whichever libcurl option set them", function()
+      local s = session()
+      for _, url in ipairs { "file:///etc/hostname", "ftp://127.0.0.1/x", "dict://127.0.0.1/x" } do
+        local value, err = s:perform("GET", url)
+        assert.is_nil(value, url)
+        assert.are.same({ "network", 1 }, { err.kind, err.curl_code }, url) -- CURLE_UNSUPPORTED_PROTOCOL
+      end
+      s:close()
+    end)
+  end)
+
   describe("the method line", function()
     it("is the method given, whether or not there is a body", function()
       local s = session()
