@@ -7,7 +7,7 @@
 #include "compat.h"
 #include "membuf.h"
 
-#define SG_VERSION "0.1.0"
+#define SG_VERSION "0.2.0"
 #define SG_ARRAY_METATABLE "soracom.groups.array"
 #define SG_SESSION_METATABLE "soracom.groups.session"
 

@@ -14,6 +14,7 @@ Creates, reads, configures, tags, pages through and deletes Soracom groups.
 Requests are built and responses decoded in C; the client, its iterators and its
 retry loop are Lua, so the same code runs in scripts and inside nginx/OpenResty.
 ]],
+  homepage = "https://github.com/soracom-groups/soracom-groups",
   license = "MIT",
   labels = { "soracom", "iot", "api-client", "libcurl" },
 }
@@ -39,4 +40,12 @@ build = {
   install = {
     bin = { ["soracom-groups"] = "bin/soracom-groups" },
   },
+}
+
+-- luarocks test, from a checkout: the specs with the system's busted (Debian's
+-- lua-busted is not a rock) on Lua 5.4, after building the C core for it and for LuaJIT
+-- (the nginx specs load the LuaJIT build).
+test = {
+  type = "command",
+  command = "scripts/build 5.4 jit && lua5.4 /usr/bin/busted --no-auto-insulate",
 }
