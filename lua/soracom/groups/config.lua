@@ -566,12 +566,14 @@ config.NAMESPACES = BUILDERS
 local BUILDER_OF = {}
 for builder, namespace in pairs(BUILDERS) do BUILDER_OF[namespace] = builder end
 
+--- A table's keys in a stable order (by their text), for messages and sorted output.
 local function sorted_keys(t)
   local keys = {}
   for key in pairs(t) do keys[#keys + 1] = key end
-  table.sort(keys)
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   return keys
 end
+config.sorted_keys = sorted_keys
 
 --- The API object of a namespace's idiomatic settings, and the API keys set to null.
 -- Raises {config_error = message} on a bad field.

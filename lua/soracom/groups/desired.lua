@@ -30,12 +30,7 @@ local function copy(value)
 end
 desired.copy = copy
 
-local function sorted_keys(t)
-  local keys = {}
-  for key in pairs(t) do keys[#keys + 1] = key end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
-end
+local sorted_keys = config.sorted_keys
 desired.sorted_keys = sorted_keys
 
 ---------------------------------------------------------------------------------------

@@ -120,12 +120,7 @@ local function is_array(method, name, t, level)
   return true
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for key in pairs(t) do keys[#keys + 1] = key end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
-end
+local sorted_keys = config.sorted_keys
 
 local function array(t)
   return setmetatable(t, core.array_mt)
