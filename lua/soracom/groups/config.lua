@@ -28,7 +28,9 @@ end
 
 ---------------------------------------------------------------------------------------
 -- Field kinds. Each has to_api(value, path) -> API value (raising a message that names
--- path on a bad value) and from_api(value) -> idiomatic value.
+-- path on a bad value), from_api(value) -> idiomatic value, and for config.describe
+-- (the reference and the editor types are made from it) doc, the accepted values in
+-- words, and type, their lua-language-server type.
 
 local function fail(path, message)
   error({ config_error = path .. " " .. message }, 0)
@@ -55,6 +57,7 @@ local function typed(kind)
         return value
       end,
       from_api = identity,
+      doc = kind, type = kind,
     }
   end
 end
@@ -62,6 +65,7 @@ end
 local boolean, string_field = typed("boolean"), typed("string")
 
 local function integer(min, max)
+  local range = min and max and (" from " .. min .. " to " .. max) or min and (" from " .. min) or ""
   return {
     to_api = function(value, path)
       if type(value) ~= "number" or value % 1 ~= 0 or (min and value < min) or (max and value > max) then
@@ -71,12 +75,16 @@ local function integer(min, max)
       return value
     end,
     from_api = identity,
+    doc = "whole number" .. range, type = "integer",
   }
 end
 
 local function enum(values)
-  local allowed = {}
-  for _, value in ipairs(values) do allowed[value] = true end
+  local allowed, quoted_values = {}, {}
+  for i, value in ipairs(values) do
+    allowed[value] = true
+    quoted_values[i] = string.format("%q", value)
+  end
   return {
     to_api = function(value, path)
       if not allowed[value] then
@@ -86,10 +94,12 @@ local function enum(values)
       return value
     end,
     from_api = identity,
+    doc = "one of " .. table.concat(quoted_values, ", "), type = table.concat(quoted_values, "|"),
   }
 end
 
-local function list(item_check, what)
+-- item_type: the items' lua-language-server type.
+local function list(item_check, what, item_type)
   return {
     to_api = function(value, path)
       if type(value) ~= "table" or (next(value) ~= nil and value[1] == nil) then
@@ -111,6 +121,7 @@ local function list(item_check, what)
       for i, item in ipairs(value) do result[i] = item end
       return array(result)
     end,
+    doc = "list of " .. what, type = item_type .. "[]",
   }
 end
 
@@ -140,6 +151,7 @@ local credentials_ref = {
     end
     return value
   end,
+  doc = "Credentials Store ID (non-empty string)", type = "string",
 }
 
 ---------------------------------------------------------------------------------------
@@ -260,9 +272,10 @@ local FIELDS = {}
 
 FIELDS.SoracomAir = {
   use_custom_dns = f("useCustomDns", boolean()),
-  dns_servers = f("dnsServers", list(is_ipv4, "IPv4 addresses")),
+  dns_servers = f("dnsServers", list(is_ipv4, "IPv4 addresses", "string")),
   -- custom_dns = {"8.8.8.8"} turns Custom DNS on with those servers.
-  custom_dns = { long = function(value) return { use_custom_dns = true, dns_servers = value } end },
+  custom_dns = { long = function(value) return { use_custom_dns = true, dns_servers = value } end,
+    doc = "list of IPv4 addresses: sets use_custom_dns = true and dns_servers", type = "string[]" },
   metadata = obj("metadata", {
     enabled = f("enabled", boolean()),
     readonly = f("readonly", boolean()),
@@ -282,7 +295,8 @@ FIELDS.SoracomAir = {
       if key ~= "username" and key ~= "password" then fail(path, "has no field " .. quoted(key)) end
     end
     return { authentication_required = true, username = value.username, password = value.password }
-  end },
+  end, doc = "{username = <string>, password = <string>}: sets authentication_required = true, username "
+    .. "and password", type = "{username: string, password: string}" },
   location_enabled = f("locationEnabled", boolean()),
   ip_link_mtu = f("ipLinkMtu", integer(1, 65535)),
   session_event_enabled = f("sessionEventEnabled", boolean()),
@@ -293,7 +307,8 @@ FIELDS.SoracomAir = {
   -- binary_parser = "@button" (or a custom format) turns the Binary Parser on with it.
   binary_parser = { long = function(value)
     return { binary_parser_enabled = true, binary_parser_format = value }
-  end },
+  end, doc = "format (\"@button\" or a custom one): sets binary_parser_enabled = true and binary_parser_format",
+    type = "string" },
 }
 
 -- The kind of an object field given as a table of idiomatic fields.
@@ -307,6 +322,7 @@ local function object_kind(fields)
       if type(value) ~= "table" then return value end
       return object_from_api(fields, value)
     end,
+    doc = "table", fields = fields,
   }
 end
 
@@ -332,6 +348,7 @@ local function reference_or(kind, what)
       end
       return kind.from_api(value)
     end,
+    doc = what .. " or {credentials_id = <id>}", of = kind,
   }
 end
 
@@ -352,6 +369,7 @@ local function map_of(kind, what)
       for name, item in pairs(value) do result[name] = kind.from_api(item) end
       return result
     end,
+    doc = "table of " .. what, values = kind,
   }
 end
 
@@ -409,7 +427,7 @@ FIELDS.SoracomEndorse = {
   }),
   token_timeout_seconds = f("tokenTimeoutSeconds", integer(1)),
   allow_origin = f("allowOrigin", string_field()),
-  authorized_redirect_urls = f("authorizedRedirectUrls", list(is_string, "URL strings")),
+  authorized_redirect_urls = f("authorizedRedirectUrls", list(is_string, "URL strings", "string")),
 }
 
 -- No key of SoracomFlux is documented: everything goes through extra.
@@ -465,7 +483,7 @@ FIELDS.SoracomOrbit = {
   enabled = f("enabled", boolean()),
   code_srn = f("codeSrn", string_field()),
   direction = f("direction", list(function(v) return v == "uplink" or v == "downlink" end,
-    '"uplink" or "downlink"')),
+    '"uplink" or "downlink"', '"uplink"|"downlink"')),
   content_type = f("contentType", string_field()),
   use_location = f("useLocation", boolean()),
   use_metadata = f("useMetadata", boolean()),
@@ -756,6 +774,78 @@ function config.read(group, namespace)
   end
   local configuration = type(group.configuration) == "table" and group.configuration or {}
   return config.from_api(resolved, configuration[resolved])
+end
+
+---------------------------------------------------------------------------------------
+-- What each builder accepts, described from the tables the checks use, so that the
+-- reference (docs/) and the editor types (types/) cannot drift from them.
+
+local EXTRA = {
+  name = "extra", doc = "table of API key -> value, passed through as it is (keys the docs do not list)",
+  type = "table<string, any>",
+}
+
+local describe_fields
+
+local function describe_kind(kind)
+  return {
+    doc = kind.doc, type = kind.type,
+    fields = kind.fields and describe_fields(kind.fields) or nil,
+    values = kind.values and describe_kind(kind.values) or nil,
+    of = kind.of and describe_kind(kind.of) or nil,
+  }
+end
+
+local function describe_field(name, field)
+  local description
+  if field.fields then
+    description = { doc = "table", fields = describe_fields(field.fields) }
+  elseif field.long then
+    description = { doc = field.doc, type = field.type, shorthand = true }
+  else
+    description = describe_kind(field.kind)
+  end
+  description.name, description.key = name, field.key
+  return description
+end
+
+function describe_fields(fields)
+  local list = {}
+  for _, name in ipairs(sorted_keys(fields)) do list[#list + 1] = describe_field(name, fields[name]) end
+  list[#list + 1] = EXTRA
+  return list
+end
+
+local function describe_beam()
+  local list = {}
+  for _, name in ipairs(sorted_keys(BEAM_ENTRY_POINTS)) do
+    list[#list + 1] = { name = name, key = BEAM_ENTRY_POINTS[name], doc = "the entry's settings",
+      fields = describe_fields(BEAM_ENTRY) }
+  end
+  local http_entry = describe_fields(BEAM_ENTRY)
+  table.insert(http_entry, 1, { name = "path", doc = 'string, "/..." (the entry point is '
+    .. BEAM_HTTP_PREFIX .. '<path>); not in the map form', type = "string" })
+  table.insert(list, 1, { name = "http", key = BEAM_HTTP_PREFIX .. "<path>", doc = "an entry with its path, "
+    .. "a list of them, or a map of path -> entry (the form config.read gives)", fields = http_entry })
+  list[#list + 1] = EXTRA
+  return list
+end
+
+--- config.describe(name): what a builder accepts (name is a builder or namespace name):
+-- {builder =, namespace =, fields = {...}}, each field {name =, key = its API key,
+-- doc = the values it takes in words, type = their lua-language-server type when
+-- simple, shorthand = true when it stands for other fields, fields = a nested
+-- object's, values = a map's values, of = what else a credentials reference may be},
+-- sorted by name with extra last. Raises on an unknown name.
+function config.describe(name)
+  local namespace = config.namespace_of(name)
+  if namespace == nil then
+    error("soracom.groups.config.describe: " .. spec.unknown_namespace(name, spec.ALL_NAMESPACES), 2)
+  end
+  return {
+    builder = BUILDER_OF[namespace], namespace = namespace,
+    fields = namespace == "SoracomBeam" and describe_beam() or describe_fields(FIELDS[namespace]),
+  }
 end
 
 return config
