@@ -810,25 +810,25 @@ local function describe_field(name, field)
 end
 
 function describe_fields(fields)
-  local list = {}
-  for _, name in ipairs(sorted_keys(fields)) do list[#list + 1] = describe_field(name, fields[name]) end
-  list[#list + 1] = EXTRA
-  return list
+  local described = {}
+  for _, name in ipairs(sorted_keys(fields)) do described[#described + 1] = describe_field(name, fields[name]) end
+  described[#described + 1] = EXTRA
+  return described
 end
 
 local function describe_beam()
-  local list = {}
+  local described = {}
   for _, name in ipairs(sorted_keys(BEAM_ENTRY_POINTS)) do
-    list[#list + 1] = { name = name, key = BEAM_ENTRY_POINTS[name], doc = "the entry's settings",
+    described[#described + 1] = { name = name, key = BEAM_ENTRY_POINTS[name], doc = "the entry's settings",
       fields = describe_fields(BEAM_ENTRY) }
   end
   local http_entry = describe_fields(BEAM_ENTRY)
   table.insert(http_entry, 1, { name = "path", doc = 'string, "/..." (the entry point is '
     .. BEAM_HTTP_PREFIX .. '<path>); not in the map form', type = "string" })
-  table.insert(list, 1, { name = "http", key = BEAM_HTTP_PREFIX .. "<path>", doc = "an entry with its path, "
+  table.insert(described, 1, { name = "http", key = BEAM_HTTP_PREFIX .. "<path>", doc = "an entry with its path, "
     .. "a list of them, or a map of path -> entry (the form config.read gives)", fields = http_entry })
-  list[#list + 1] = EXTRA
-  return list
+  described[#described + 1] = EXTRA
+  return described
 end
 
 --- config.describe(name): what a builder accepts (name is a builder or namespace name):
