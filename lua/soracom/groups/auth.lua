@@ -188,11 +188,13 @@ end
 local function shared_login(client, record)
   local sharing = record.shared
   local renewing = not record.needs_login
-  local at = now()
+  local at, seen = now(), record.shared_generation
   local mark = sharing:lock("login", renewing and 0 or sharing:login_hold(), sharing:login_hold())
   if mark == nil and renewing then return true end
+  -- A token newer than the one this login set out to replace (another request of
+  -- this worker may have taken it in meanwhile): nothing to do.
   local entry = sharing:token()
-  if entry and entry.generation ~= record.shared_generation then
+  if entry and entry.generation ~= seen then
     adopt(client, record, entry)
     sharing:unlock("login", mark)
     return true
