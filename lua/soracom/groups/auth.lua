@@ -12,6 +12,7 @@
 
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
+local phases = require "soracom.groups.transport.phases"
 
 local encode_json, now = core.encode_json, core.now
 
@@ -219,27 +220,6 @@ local function land(record, flight, ok, err)
   flight.event:signal()
 end
 
--- Logs in as the one login in flight for the client; everyone else who needs a token
--- meanwhile waits for its outcome instead of sending one more.
-local function fly(client, record)
-  local flight = { event = client._transport:event(), started = now(), owner = coroutine.running() }
-  record.flight = flight
-  local log_in = record.shared and shared_login or login
-  local ok, err
-  if PCALL_YIELDS then
-    local completed
-    completed, ok, err = pcall(log_in, client, record)
-    if not completed then
-      land(record, flight, nil, login_error("auth", "the login raised an error"))
-      error(ok, 0)
-    end
-  else
-    ok, err = log_in(client, record)
-  end
-  land(record, flight, ok, err)
-  return ok, err
-end
-
 local function lost(flight)
   return (flight.owner and coroutine.status(flight.owner) == "dead")
     or now() - flight.started > FLIGHT_LOST_AFTER
@@ -259,6 +239,58 @@ local function await(record, flight)
     end
   end
   return true, flight.ok, flight.err
+end
+
+-- Runs the login of `flight`: its outcome lands for everyone waiting, and what it
+-- raised is raised again here.
+local function run_login(client, record, flight, log_in)
+  local ok, err
+  if PCALL_YIELDS then
+    local completed
+    completed, ok, err = pcall(log_in, client, record)
+    if not completed then
+      flight.raised = ok
+      land(record, flight, nil, login_error("auth", "the login raised an error"))
+      error(ok, 0)
+    end
+  else
+    ok, err = log_in(client, record)
+  end
+  land(record, flight, ok, err)
+  return ok, err
+end
+
+-- Inside nginx, a login that holds the shared dict's lock runs in a timer of its own:
+-- an nginx request that is aborted dies where it waits, and would leave the lock held
+-- until it expires; a timer runs to the end. Returns false where there are no timers.
+local function detached(client, record, flight)
+  local ngx = rawget(_G, "ngx")
+  if not (record.shared and ngx and phases.cosockets[ngx.get_phase()]) then return false end
+  local started = ngx.timer.at(0, function(premature)
+    flight.owner = coroutine.running()
+    if premature then
+      land(record, flight, nil, login_error("auth", "nginx is exiting: no login"))
+    else
+      pcall(run_login, client, record, flight, shared_login)
+    end
+  end)
+  return started ~= nil
+end
+
+-- Logs in as the one login in flight for the client; everyone else who needs a token
+-- meanwhile waits for its outcome instead of sending one more.
+local function fly(client, record)
+  local flight = { event = client._transport:event(), started = now(), owner = coroutine.running() }
+  record.flight = flight
+  if detached(client, record, flight) then
+    flight.owner = nil -- the timer's, once it runs
+    local landed, ok, err = await(record, flight)
+    if flight.raised ~= nil then error(flight.raised, 0) end -- to this request alone
+    if landed then return ok, err end
+    return nil, login_error("auth", "the login in its timer was lost")
+  end
+  local ok, err = run_login(client, record, flight, record.shared and shared_login or login)
+  return ok, err
 end
 
 -- Logs in, or waits for the login in flight. Returns ok, err, and whether the outcome
