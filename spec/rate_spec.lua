@@ -69,3 +69,24 @@ describe("the rate-limit budget", function()
     assert.is_number(budget:admit("PUT /groups/{group_id}/tags"))
   end)
 end)
+
+describe("the rate-limit budget after a window rolls over", function()
+  local API = "GET /groups"
+
+  it("stops awaiting answers that never come (an aborted request) after a while", function()
+    local clock = 100
+    local budget = rate.new(function() return clock end)
+    budget:settle(API, budget:admit(API), { limit = 2, remaining = 0, refresh = 5 }, 200)
+    clock = 105
+    assert.are.equal(2, budget:admit(API))
+    assert.are.equal(3, budget:admit(API)) -- both in flight; their answers never come
+    clock = 110
+    local held, soon = budget:admit(API)
+    assert.is_nil(held)
+    assert.is_true(soon <= 1)
+    clock = 105 + 31 -- past the time in-flight requests are taken for lost
+    assert.are.equal(4, budget:admit(API))
+    assert.are.equal(5, budget:admit(API))
+    assert.is_nil((budget:admit(API)))
+  end)
+end)

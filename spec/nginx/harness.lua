@@ -75,9 +75,11 @@ local function port_in_use(port)
   return ok ~= nil
 end
 
---- Starts nginx for the fake server srv (its endpoint and auth key reach init_by_lua
--- through nginx `env`; its CAs through lua_ssl_trusted_certificate).
-function harness.start(srv)
+--- Starts nginx for the fake server srv (its endpoint and credentials reach Lua
+-- through nginx `env`; its CAs through lua_ssl_trusted_certificate). `template` is
+-- the configuration's template, spec/nginx/nginx.conf.in unless given (relative to the
+-- repository).
+function harness.start(srv, template_path)
   local root = repo_root()
   local so = root .. "/build/jit/soracom/groups/core.so"
   if read_file(so) == "" then
@@ -85,7 +87,7 @@ function harness.start(srv)
   end
   local state_dir = (run('mktemp -d "${TMPDIR:-/tmp}/soracom-nginx-spec.XXXXXX"')):match("^%s*(.-)%s*$")
   assert(run("mkdir -p " .. quote(state_dir .. "/logs") .. " " .. quote(state_dir .. "/temp")))
-  local template = read_file(root .. "/spec/nginx/nginx.conf.in")
+  local template = read_file(root .. "/" .. (template_path or "spec/nginx/nginx.conf.in"))
   local values = {
     STATE_DIR = state_dir, ROOT = root, LUA51_CPATH = lua51_cpath(),
     CA_FILE = srv.ca_file or "/etc/ssl/certs/ca-certificates.crt",
@@ -95,6 +97,8 @@ function harness.start(srv)
     "SORACOM_TEST_ENDPOINT=" .. quote(srv.endpoint),
     "SORACOM_TEST_AUTH_KEY_ID=" .. quote(srv.auth_key_id),
     "SORACOM_TEST_AUTH_KEY=" .. quote(srv.auth_key),
+    "SORACOM_TEST_EMAIL=" .. quote(srv.email),
+    "SORACOM_TEST_PASSWORD=" .. quote(srv.password),
   }, " ")
   -- As root the workers would run as "nobody" and could not read the state dir.
   local user = (run("id -u")):match("^%s*0%s*$") and " -g 'user root root;'" or ""

@@ -5,9 +5,14 @@
 -- give, the times, the operator ID) lives in one private record per client, reachable
 -- only from this module, and in the transport's private header block: never in a
 -- field of the client, an error, a debug line or tostring.
+--
+-- With the shared_dict option (inside nginx) the token is also kept in the dict, for
+-- every worker of the instance (see shared.lua): one worker logs in under the dict's
+-- lock while the others wait, then each takes the token from the dict.
 
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
+local phases = require "soracom.groups.transport.phases"
 
 local encode_json, now = core.encode_json, core.now
 
@@ -55,9 +60,11 @@ end
 
 --- Takes the client's credentials in, with the header lines of every request
 -- (Accept, language, a profile's headers) and, for an issued API key and token, the
--- operator ID given with them. An issued pair is used at once.
-function auth.attach(client, credentials, base_headers, operator_id)
+-- operator ID given with them. An issued pair is used at once. `sharing` is the
+-- state the workers share (shared.lua), when the token is to be shared.
+function auth.attach(client, credentials, base_headers, operator_id, sharing)
   local record = { credentials = credentials, base_headers = base_headers, renewal_failures = 0, generation = 0 }
+  if credentials.login then record.shared = sharing end
   records[client] = record
   if credentials.kind == "token" then
     install(client, record, credentials.api_key, credentials.token)
@@ -128,13 +135,42 @@ local function login(client, record)
     return nil, login_error("decode", "the /auth response holds no apiKey and token", status)
   end
   install(client, record, value.apiKey, value.token)
-  if type(value.operatorId) == "string" then record.operator_id = value.operatorId end
+  if valid_secret(value.operatorId) then record.operator_id = value.operatorId end
   local lifetime = credentials.login.tokenTimeoutSeconds
   record.valid_until = started + lifetime
   record.renew_at = record.valid_until - renewal_margin(lifetime)
   record.renewal_failures = 0
   record.needs_login = false
+  if record.shared then
+    record.shared_generation = record.shared:store_token(value.apiKey, value.token, record.valid_until,
+      record.renew_at, record.operator_id)
+  end
   return true
+end
+
+-- Shared token: takes the dict's token in when it is not the one installed.
+local function adopt(client, record, entry)
+  if entry.generation == record.shared_generation then return end
+  install(client, record, entry.api_key, entry.token)
+  record.shared_generation = entry.generation
+  record.valid_until, record.renew_at = entry.valid_until, entry.renew_at
+  record.operator_id = entry.operator_id or record.operator_id
+  record.renewal_failures = 0
+  record.needs_login = false
+  debug_line(client, "using the token another worker logged in with (generation "
+    .. entry.generation .. ")")
+end
+
+-- Shared token: follows the dict (a newer token, a later renewal time, or none left:
+-- refused, expired or evicted).
+local function follow(client, record)
+  local entry = record.shared:token()
+  if entry == nil then
+    if record.shared_generation then record.needs_login, record.shared_generation = true, nil end
+    return
+  end
+  adopt(client, record, entry)
+  record.renew_at = entry.renew_at
 end
 
 -- A renewal failed while the token is still good: keep it, and try again later.
@@ -146,31 +182,42 @@ local function defer_renewal(client, record, at, err)
     .. "next renewal in %.0f s", err.status and "HTTP " .. err.status or err.kind, record.renew_at - at))
 end
 
+-- Shared token: logs in under the dict's lock, unless another worker has meanwhile.
+-- A renewal does not wait for the lock: whoever holds it is renewing, and the current
+-- token stays in use. A login that waited longer than a login may take goes ahead
+-- without the lock (its holder was lost); the lock frees itself by then anyway.
+local function shared_login(client, record)
+  local sharing = record.shared
+  local renewing = not record.needs_login
+  local at, seen = now(), record.shared_generation
+  local mark = sharing:lock("login", renewing and 0 or sharing:login_hold(), sharing:login_hold())
+  if mark == nil and renewing then return true end
+  -- A token newer than the one this login set out to replace (another request of
+  -- this worker may have taken it in meanwhile): nothing to do.
+  local entry = sharing:token()
+  if entry and entry.generation ~= seen then
+    adopt(client, record, entry)
+    sharing:unlock("login", mark)
+    return true
+  end
+  local completed, ok, err = pcall(login, client, record)
+  if completed and not ok and renewing and entry and at < record.valid_until then
+    -- Every worker waits for the next renewal, not only this one.
+    defer_renewal(client, record, at, err)
+    sharing:set_renewal(record.shared_generation, entry.api_key, entry.token, entry.valid_until,
+      record.renew_at, entry.operator_id)
+    ok, err = true, nil
+  end
+  sharing:unlock("login", mark)
+  if not completed then error(ok, 0) end
+  return ok, err
+end
+
 -- The login in flight ends: its waiters wake to its outcome.
 local function land(record, flight, ok, err)
   flight.done, flight.ok, flight.err = true, ok, err
   if record.flight == flight then record.flight = nil end
   flight.event:signal()
-end
-
--- Logs in as the one login in flight for the client; everyone else who needs a token
--- meanwhile waits for its outcome instead of sending one more.
-local function fly(client, record)
-  local flight = { event = client._transport:event(), started = now(), owner = coroutine.running() }
-  record.flight = flight
-  local ok, err
-  if PCALL_YIELDS then
-    local completed
-    completed, ok, err = pcall(login, client, record)
-    if not completed then
-      land(record, flight, nil, login_error("auth", "the login raised an error"))
-      error(ok, 0)
-    end
-  else
-    ok, err = login(client, record)
-  end
-  land(record, flight, ok, err)
-  return ok, err
 end
 
 local function lost(flight)
@@ -194,6 +241,58 @@ local function await(record, flight)
   return true, flight.ok, flight.err
 end
 
+-- Runs the login of `flight`: its outcome lands for everyone waiting, and what it
+-- raised is raised again here.
+local function run_login(client, record, flight, log_in)
+  local ok, err
+  if PCALL_YIELDS then
+    local completed
+    completed, ok, err = pcall(log_in, client, record)
+    if not completed then
+      flight.raised = ok
+      land(record, flight, nil, login_error("auth", "the login raised an error"))
+      error(ok, 0)
+    end
+  else
+    ok, err = log_in(client, record)
+  end
+  land(record, flight, ok, err)
+  return ok, err
+end
+
+-- Inside nginx, a login that holds the shared dict's lock runs in a timer of its own:
+-- an nginx request that is aborted dies where it waits, and would leave the lock held
+-- until it expires; a timer runs to the end. Returns false where there are no timers.
+local function detached(client, record, flight)
+  local ngx = rawget(_G, "ngx")
+  if not (record.shared and ngx and phases.cosockets[ngx.get_phase()]) then return false end
+  local started = ngx.timer.at(0, function(premature)
+    flight.owner = coroutine.running()
+    if premature then
+      land(record, flight, nil, login_error("auth", "nginx is exiting: no login"))
+    else
+      pcall(run_login, client, record, flight, shared_login)
+    end
+  end)
+  return started ~= nil
+end
+
+-- Logs in as the one login in flight for the client; everyone else who needs a token
+-- meanwhile waits for its outcome instead of sending one more.
+local function fly(client, record)
+  local flight = { event = client._transport:event(), started = now(), owner = coroutine.running() }
+  record.flight = flight
+  if detached(client, record, flight) then
+    flight.owner = nil -- the timer's, once it runs
+    local landed, ok, err = await(record, flight)
+    if flight.raised ~= nil then error(flight.raised, 0) end -- to this request alone
+    if landed then return ok, err end
+    return nil, login_error("auth", "the login in its timer was lost")
+  end
+  local ok, err = run_login(client, record, flight, record.shared and shared_login or login)
+  return ok, err
+end
+
 -- Logs in, or waits for the login in flight. Returns ok, err, and whether the outcome
 -- is another request's (whose failure its waiters share rather than retry).
 local function logged_in(client, record)
@@ -212,6 +311,7 @@ end
 -- (shared: the failed login was another request's, not to be retried by this one).
 function auth.ready(client)
   local record = records[client]
+  if record.shared then follow(client, record) end
   if not record.needs_login then
     -- (an issued API key and token never expire here: no clock to read)
     if record.renew_at == math.huge then return record.generation end
@@ -235,13 +335,16 @@ end
 -- installed since, the next request logs in again.
 function auth.invalidate(client, generation)
   local record = records[client]
-  if record.generation == generation then record.needs_login = true end
+  if record.generation ~= generation then return end
+  record.needs_login = true
+  if record.shared and record.shared_generation then record.shared:refuse(record.shared_generation) end
 end
 
 --- The operator ID: from the login (logging in first if need be), or the one given
 -- with an issued API key and token. Returns it or nil, err.
 function auth.operator_id(client)
   local record = records[client]
+  if record.shared then follow(client, record) end
   if record.operator_id == nil and record.needs_login then
     local ok, err = logged_in(client, record)
     if not ok then return nil, err end
@@ -260,6 +363,8 @@ function auth.logout(client)
   debug_line(client, "POST " .. client._endpoint .. "/auth/logout -> "
     .. (value and "ok" or tostring(err.status or err.kind)))
   if value == nil then return nil, Error.wrap(err, "POST", "/auth/logout") end
+  -- The token is revoked for every worker: none of them may use it.
+  if record.shared and record.shared_generation then record.shared:refuse(record.shared_generation) end
   install(client, record)
   record.needs_login = true
   if record.credentials.kind == "token" then record.credentials = nil end

@@ -11,6 +11,7 @@ local request = require "soracom.groups.request"
 local iterate = require "soracom.groups.iterate"
 local spec = require "soracom.groups.operations"
 local settings = require "soracom.groups.settings"
+local shared = require "soracom.groups.shared"
 local validate = require "soracom.groups.validate"
 
 local build_url, encode_json = core.build_url, core.encode_json
@@ -18,6 +19,21 @@ local operations = spec.operations
 
 local Client = {}
 Client.__index = Client
+
+-- What the workers of the nginx instance share for this client (shared_dict).
+local function open_shared(client, resolved)
+  local transport_settings = resolved.transport_settings
+  local nginx = require "soracom.groups.transport.nginx"
+  local transport = client._transport
+  local state = shared.open(resolved.shared_dict, resolved.endpoint, resolved.credentials, {
+    now = core.now,
+    sleep = function(seconds) transport:sleep(seconds) end,
+    -- a login's one attempt at most: connecting, then the whole exchange
+    login_hold = (transport_settings.connect_timeout or nginx.DEFAULT_CONNECT_TIMEOUT)
+      + (transport_settings.timeout or nginx.DEFAULT_TIMEOUT),
+  }, 3)
+  return state -- (not a tail call, which would shift the error's level)
+end
 
 --- groups.new(options) -> client, or nil, err when the environment or a profile
 -- lacks what it needs. Wrong options raise.
@@ -36,8 +52,10 @@ function Client.new(options)
     _sleep = resolved.sleep,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
-  client._budget = rate.new(request.clock(client))
-  auth.attach(client, resolved.credentials, headers, resolved.operator_id)
+  local sharing = resolved.shared_dict and open_shared(client, resolved)
+  client._budget = rate.new(request.clock(client), sharing and sharing:accounts())
+  auth.attach(client, resolved.credentials, headers, resolved.operator_id,
+    resolved.share_token and sharing or nil)
   return client
 end
 

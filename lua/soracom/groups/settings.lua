@@ -24,6 +24,7 @@ local OPTIONS = {
   rate_limit_max_delay = "number", retry_post = "boolean", sleep = "function",
   insecure = "boolean", ca_file = "string", ca_path = "string", proxy = "string",
   transport = "string", keepalive_timeout = "number", pool_size = "number",
+  shared_dict = "string", share_token = "boolean",
 }
 
 local TRANSPORTS = { auto = true, curl = true, nginx = true }
@@ -102,6 +103,9 @@ local function check_options(options)
   end
   if options.transport and not TRANSPORTS[options.transport] then
     option_error('transport must be "auto", "curl" or "nginx"')
+  end
+  if options.share_token ~= nil and options.shared_dict == nil then
+    option_error("share_token says what shared_dict shares: give shared_dict too")
   end
 end
 
@@ -422,6 +426,8 @@ function settings.resolve(options, getenv)
     retry = retry_policy(options),
     sleep = options.sleep,
     debug = options.debug,
+    shared_dict = options.shared_dict,
+    share_token = options.share_token ~= false,
   }
 end
 

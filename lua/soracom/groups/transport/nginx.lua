@@ -714,6 +714,7 @@ function Transport:__tostring()
 end
 
 nginx.Transport = Transport
+nginx.DEFAULT_CONNECT_TIMEOUT, nginx.DEFAULT_TIMEOUT = DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT
 nginx._parse_url = parse_url -- for the specs
 
 return nginx

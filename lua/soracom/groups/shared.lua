@@ -1,0 +1,222 @@
+--- What the workers of one nginx instance share through a lua_shared_dict (the
+-- shared_dict option): for one credential set and endpoint, the token and a lock under
+-- which one worker logs in while the others wait, and the rate-limit accounts.
+--
+-- Every key starts with a digest of the endpoint and the credentials, so that two
+-- operators, endpoints or credential sets never meet; no key holds a secret. The
+-- token's entry does hold the API key and token: any Lua code of the instance can read
+-- the dict (see the README), which is why share_token = false keeps them per worker.
+--
+-- Nothing yields between reading and writing an entry except in lock(): what a lock
+-- guards changes in one step of the worker, and its expiry frees it if the worker dies.
+
+-- luacheck: read globals ngx
+
+local rate = require "soracom.groups.rate"
+
+local shared = {}
+
+local Shared = {}
+Shared.__index = Shared
+
+-- Shared state -> its dict, out of the object's fields: the dict holds the token.
+local dict_of = setmetatable({}, { __mode = "k" })
+
+-- Waiting for a lock: the first pause, and the longest (seconds).
+local LOCK_STEP_FIRST, LOCK_STEP_MAX = 0.002, 0.05
+
+-- A rate-limit account is changed under its own lock, held for no more than a few
+-- shared-dict calls: this long is far more than enough, and frees it if the worker
+-- dies in between.
+local ACCOUNT_LOCK_HOLD = 1
+-- An account unused this long is forgotten.
+local ACCOUNT_KEPT = 3600
+
+-- A 401 marks the token of its generation refused for everyone, for as long as any
+-- token lives.
+local REFUSED_KEPT = 172800
+
+local function hex(bytes)
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+-- The text the key prefix is a digest of: everything that tells credential sets apart.
+local function identity(endpoint, credentials)
+  local parts = { endpoint, credentials.kind }
+  if credentials.login then
+    local names = {}
+    for name in pairs(credentials.login) do
+      if name ~= "tokenTimeoutSeconds" and name ~= "mfaOTPCode" then names[#names + 1] = name end
+    end
+    table.sort(names)
+    for _, name in ipairs(names) do parts[#parts + 1] = name .. "=" .. credentials.login[name] end
+  else
+    parts[#parts + 1] = credentials.api_key
+    parts[#parts + 1] = credentials.token
+  end
+  return table.concat(parts, "\n")
+end
+
+--- shared.open(name, endpoint, credentials, options): the shared state of this
+-- credential set in the lua_shared_dict `name`. options: now (the clock), sleep
+-- (waits without blocking the worker), login_hold (the longest a login may take).
+-- Raises, blaming level, outside nginx or when no such dict is declared.
+function shared.open(name, endpoint, credentials, options, level)
+  local ngx_table = rawget(_G, "ngx")
+  if type(ngx_table) ~= "table" or type(ngx_table.shared) ~= "table" or ngx_table.sha1_bin == nil then
+    error("soracom.groups.new: shared_dict works only inside nginx (ngx_lua or OpenResty), where "
+      .. "the workers share a lua_shared_dict; outside it, leave it out", level + 1)
+  end
+  local dict = ngx_table.shared[name]
+  if dict == nil then
+    error("soracom.groups.new: shared_dict " .. string.format("%q", name) .. " is not declared: add "
+      .. "`lua_shared_dict " .. name .. " 1m;` to the http block of nginx.conf", level + 1)
+  end
+  local state = setmetatable({
+    _prefix = "soracom-groups:" .. hex(ngx.sha1_bin(identity(endpoint, credentials))) .. ":",
+    _now = options.now,
+    _sleep = options.sleep,
+    _login_hold = options.login_hold,
+    _owner = tostring(ngx.worker.pid()) .. ":" .. tostring({}):match("0x%x+$"),
+    _locks = 0,
+  }, Shared)
+  dict_of[state] = dict
+  return state
+end
+
+function Shared:__tostring()
+  return "soracom.groups shared state (" .. self._prefix .. "...)"
+end
+
+--- lock(name, wait, hold): takes the lock `name`, waiting up to `wait` seconds; it
+-- frees itself after `hold`. Returns the holder's mark for unlock, or nil, "timeout"
+-- (or the dict's error, such as "no memory").
+function Shared:lock(name, wait, hold)
+  local key = self._prefix .. "lock:" .. name
+  self._locks = self._locks + 1
+  local mark = self._owner .. ":" .. self._locks
+  local deadline, step = self._now() + wait, LOCK_STEP_FIRST
+  while true do
+    local ok, err = dict_of[self]:add(key, mark, hold)
+    if ok then return mark end
+    if err ~= "exists" then return nil, err end
+    local left = deadline - self._now()
+    if left <= 0 then return nil, "timeout" end
+    self._sleep(math.min(step, left))
+    step = math.min(step * 2, LOCK_STEP_MAX)
+  end
+end
+
+--- Frees the lock `name` if `mark` still holds it (not when it expired and another
+-- took it since).
+function Shared:unlock(name, mark)
+  local key = self._prefix .. "lock:" .. name
+  if mark ~= nil and dict_of[self]:get(key) == mark then dict_of[self]:delete(key) end
+end
+
+--- The longest a login may take, so the longest anyone waits for one.
+function Shared:login_hold()
+  return self._login_hold
+end
+
+-- The token entry: generation, valid_until, renew_at, operator_id, api_key, token,
+-- one per line (none of them holds a control character).
+local TOKEN_FIELDS = 6
+
+--- The token a worker logged in with: {generation, valid_until, renew_at,
+-- operator_id, api_key, token}, or nil when there is none, it has expired or it was
+-- refused.
+function Shared:token()
+  local text = dict_of[self]:get(self._prefix .. "token")
+  if type(text) ~= "string" then return nil end
+  local fields = {}
+  for field in (text .. "\n"):gmatch("([^\n]*)\n") do fields[#fields + 1] = field end
+  if #fields ~= TOKEN_FIELDS then return nil end
+  local entry = {
+    generation = tonumber(fields[1]), valid_until = tonumber(fields[2]), renew_at = tonumber(fields[3]),
+    operator_id = fields[4] ~= "" and fields[4] or nil, api_key = fields[5], token = fields[6],
+  }
+  if not (entry.generation and entry.valid_until and entry.renew_at) or self._now() >= entry.valid_until
+    or dict_of[self]:get(self._prefix .. "refused:" .. entry.generation) then
+    return nil
+  end
+  return entry
+end
+
+--- Stores a token a login gave (with the lock "login" held): returns its generation.
+function Shared:store_token(api_key, token, valid_until, renew_at, operator_id)
+  local generation = dict_of[self]:incr(self._prefix .. "generation", 1, 0)
+  self:set_renewal(generation, api_key, token, valid_until, renew_at, operator_id)
+  return generation
+end
+
+--- Writes the token entry of `generation` (again, with a later renewal time).
+function Shared:set_renewal(generation, api_key, token, valid_until, renew_at, operator_id)
+  local text = table.concat({ string.format("%d", generation), string.format("%.17g", valid_until),
+    string.format("%.17g", renew_at), operator_id or "", api_key, token }, "\n")
+  dict_of[self]:set(self._prefix .. "token", text, math.max(0.001, valid_until - self._now()))
+end
+
+--- The token of `generation` was refused (401): no worker uses it any more.
+function Shared:refuse(generation)
+  dict_of[self]:set(self._prefix .. "refused:" .. generation, true, REFUSED_KEPT)
+end
+
+---------------------------------------------------------------------------------------
+-- The rate-limit accounts (see rate.lua), one entry per API.
+
+local INFINITY = "inf"
+
+local function encode_account(account)
+  local parts = {}
+  for i, name in ipairs(rate.ACCOUNT_FIELDS) do
+    local value = account[name]
+    if value == nil then parts[i] = ""
+    elseif value == true then parts[i] = "t"
+    elseif value == false then parts[i] = "f"
+    elseif value == math.huge then parts[i] = INFINITY
+    else parts[i] = string.format("%.17g", value) end
+  end
+  return table.concat(parts, " ")
+end
+
+local function decode_account(text)
+  local account, i = {}, 0
+  for part in ((text or "") .. " "):gmatch("([^ ]*) ") do
+    i = i + 1
+    local name = rate.ACCOUNT_FIELDS[i]
+    if name == nil then break end
+    if part == "t" then account[name] = true
+    elseif part == "f" then account[name] = false
+    elseif part == INFINITY then account[name] = math.huge
+    elseif part ~= "" then account[name] = tonumber(part) end
+  end
+  account.ticket = account.ticket or 0
+  account.in_flight = account.in_flight or 0
+  return account
+end
+
+local AccountStore = {}
+AccountStore.__index = AccountStore
+
+--- The store of a budget shared by every worker (see rate.new).
+function Shared:accounts()
+  return setmetatable({ _shared = self }, AccountStore)
+end
+
+-- Reads the account of `api`, lets change(account, ...) change it, writes it back,
+-- all under the account's lock; returns what change returned. When the lock cannot
+-- be had within its hold time (the dict full), the change is made without it.
+function AccountStore:update(api, change, ...)
+  local owner = self._shared
+  local dict, key = dict_of[owner], owner._prefix .. "rate:" .. api
+  local mark = owner:lock("rate:" .. api, ACCOUNT_LOCK_HOLD, ACCOUNT_LOCK_HOLD)
+  local account = decode_account(dict:get(key))
+  local done, first, second = pcall(change, account, ...)
+  if done then dict:set(key, encode_account(account), ACCOUNT_KEPT) end
+  owner:unlock("rate:" .. api, mark)
+  if not done then error(first, 0) end
+  return first, second
+end
+
+return shared

@@ -1,0 +1,214 @@
+-- Many nginx workers sharing one token and one rate-limit budget (the shared_dict
+-- option): a real nginx with worker_processes 4 (spec/nginx_shared/) against the fake,
+-- hit by bursts of concurrent requests from curl, which the kernel spreads over the
+-- workers (reuseport).
+local fake = require "spec.support.fake_server"
+local harness = require "spec.nginx.harness"
+local core = require "soracom.groups.core"
+local groups = require "soracom.groups"
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+describe("nginx workers with shared_dict", function()
+  local srv, nginx
+
+  setup(function()
+    srv = fake.start()
+    srv:settings { latency = 0.05 }
+    local ok, err = pcall(function() nginx = harness.start(srv, "spec/nginx_shared/nginx.conf.in") end)
+    if not ok then
+      srv:stop()
+      error(err, 0)
+    end
+  end)
+  teardown(function()
+    if nginx then nginx:stop() end
+    if srv then srv:stop() end
+  end)
+
+  local function logins()
+    local by_api = srv:stats().by_api["POST /v1/auth"]
+    return by_api and by_api.requests or 0
+  end
+
+  local function answers_429(api)
+    local by_api = srv:stats().by_api[api]
+    return by_api and by_api.status_429 or 0
+  end
+
+  -- `count` GETs of `path`, `parallel` at a time, each on its own connection; their
+  -- decoded answers.
+  local function burst(path, count, parallel)
+    local pipe = assert(io.popen("seq " .. count .. " | xargs -P " .. (parallel or 40) .. " -I{} curl -sS -m 90 "
+      .. quote(nginx.url .. path) .. " 2>&1; echo"))
+    local answers = {}
+    for line in pipe:lines() do
+      if line ~= "" then answers[#answers + 1] = assert(core.decode_json(line), "not JSON: " .. line) end
+    end
+    pipe:close()
+    assert.are.equal(count, #answers, "answers")
+    return answers
+  end
+
+  local function assert_all_got(answers, id)
+    for i, answer in ipairs(answers) do
+      assert.are.equal(id, answer.group, "answer " .. i .. ": " .. tostring(answer.err))
+    end
+  end
+
+  local function workers_of(answers)
+    local seen, count = {}, 0
+    for _, answer in ipairs(answers) do
+      if not seen[answer.pid] then seen[answer.pid], count = true, count + 1 end
+    end
+    return count
+  end
+
+  local function get_json(path)
+    local status, body = nginx:get(path)
+    assert.are.equal(200, status, body)
+    return assert(core.decode_json(body))
+  end
+
+  it("logs in once for the four workers' timers at start, and once for a burst over all workers", function()
+    -- The timers started by init_worker_by_lua: one per worker, each listing groups.
+    local results
+    for _ = 1, 100 do
+      results = get_json("/results")
+      local n = 0
+      for _ in pairs(results) do n = n + 1 end
+      if n == 4 then break end
+      os.execute("sleep 0.05")
+    end
+    local n = 0
+    for key, outcome in pairs(results) do
+      assert.truthy(key:match("^init_worker:%d+$"), key)
+      assert.are.equal("ok", outcome, key)
+      n = n + 1
+    end
+    assert.are.equal(4, n, "timers that reported")
+    assert.are.equal(1, logins())
+
+    local id = srv:seed_groups(1)[1]
+    local answers = burst("/get?set=a&id=" .. id, 200)
+    assert_all_got(answers, id)
+    assert.is_true(workers_of(answers) >= 3, "workers that served: " .. workers_of(answers))
+    assert.are.equal(1, logins())
+  end)
+
+  it("logs in once more for all workers after the tokens are revoked", function()
+    local id = srv:seed_groups(1)[1]
+    assert_all_got(burst("/get?set=a&id=" .. id, 40), id)
+    srv:revoke_tokens()
+    srv:clear_stats()
+    local answers = burst("/get?set=a&id=" .. id, 200)
+    assert_all_got(answers, id)
+    assert.is_true(workers_of(answers) >= 3)
+    assert.are.equal(1, logins())
+  end)
+
+  it("works the same from the access and rewrite phases", function()
+    local id = srv:seed_groups(1)[1]
+    srv:revoke_tokens()
+    srv:clear_stats()
+    assert_all_got(burst("/get-in-access?set=a&id=" .. id, 60), id)
+    assert_all_got(burst("/get-in-rewrite?set=a&id=" .. id, 60), id)
+    assert.are.equal(1, logins())
+  end)
+
+  it("keeps a burst through all workers under a low per-API limit", function()
+    local id = srv:seed_groups(1)[1]
+    assert_all_got(burst("/get?set=a&id=" .. id, 8), id) -- the budget learns the headers
+    srv:settings { rate_limit = { limit = 20, window = 2 } }
+    srv:clear_stats()
+    local answers = burst("/get?set=a&id=" .. id, 100)
+    srv:settings { rate_limit = core.null }
+    assert_all_got(answers, id)
+    assert.is_true(workers_of(answers) >= 3)
+    assert.is_true(answers_429("GET /v1/groups/{group_id}") <= 3,
+      "429s: " .. answers_429("GET /v1/groups/{group_id}"))
+  end)
+
+  it("releases the lock when a login fails, so that the next request logs in at once", function()
+    local id = srv:seed_groups(1)[1]
+    srv:clear_stats()
+    srv:faults { { status = 500, times = 1 } } -- the first login of set b (retries = 0)
+    local first = get_json("/get?set=b&id=" .. id)
+    assert.is_nil(first.group)
+    assert.truthy(first.err:find("/auth", 1, true), first.err)
+    local started = os.time()
+    local answers = burst("/get?set=b&id=" .. id, 40)
+    assert_all_got(answers, id)
+    assert.is_true(os.time() - started < 10, "the lock was held") -- it frees itself after 70 s
+    local root_logins = 0
+    for _, token in ipairs(srv:tokens()) do
+      if token.kind == "root" then root_logins = root_logins + 1 end
+    end
+    assert.are.equal(1, root_logins) -- the failed one issued none
+  end)
+
+  it("keeps the tokens of two credential sets apart, and no secret in a key", function()
+    local id_a, id_b = srv:seed_groups(1)[1], srv:seed_groups(1)[1]
+    srv:clear_requests()
+    assert_all_got(burst("/get?set=a&id=" .. id_a, 40), id_a)
+    assert_all_got(burst("/get?set=b&id=" .. id_b, 40), id_b)
+    local kind_of = {}
+    for _, token in ipairs(srv:tokens()) do kind_of[token.apiKey] = token.kind end
+    local checked = 0
+    for _, request in ipairs(srv:requests()) do
+      local key = request.headers["x-soracom-api-key"]
+      if request.uri:find(id_a, 1, true) then
+        assert.are.equal("authKey", kind_of[key]); checked = checked + 1
+      elseif request.uri:find(id_b, 1, true) then
+        assert.are.equal("root", kind_of[key]); checked = checked + 1
+      end
+    end
+    assert.are.equal(80, checked)
+
+    local keys = get_json("/keys")
+    local prefixes = {}
+    for _, key in ipairs(keys) do
+      for _, secret in ipairs { srv.auth_key, srv.password, srv.auth_key_id, srv.email } do
+        assert.is_nil(key:find(secret, 1, true), key)
+      end
+      local prefix = key:match("^soracom%-groups:(%x+):token$")
+      if prefix then prefixes[prefix] = true end
+    end
+    local n = 0
+    for _ in pairs(prefixes) do n = n + 1 end
+    assert.are.equal(2, n, "token entries")
+  end)
+
+  it("shares only the budget with share_token = false: each worker logs in itself", function()
+    local id = srv:seed_groups(1)[1]
+    srv:clear_stats()
+    local answers = burst("/get?set=local&id=" .. id, 200)
+    assert_all_got(answers, id)
+    assert.are.equal(workers_of(answers), logins())
+    assert.is_true(logins() >= 3)
+  end)
+
+  it("raises at groups.new for a dict nginx.conf does not declare", function()
+    local answer = get_json("/undeclared")
+    assert.is_true(answer.raised)
+    assert.truthy(answer.message:find('shared_dict "undeclared" is not declared', 1, true), answer.message)
+    assert.truthy(answer.message:find("lua_shared_dict undeclared", 1, true), answer.message)
+  end)
+end)
+
+describe("shared_dict outside nginx", function()
+  it("raises at groups.new, naming the option", function()
+    local ok, err = pcall(groups.new, { api_key = "k", token = "t", shared_dict = "soracom" })
+    assert.is_false(ok)
+    assert.truthy(err:find("shared_dict works only inside nginx", 1, true), err)
+  end)
+
+  it("checks its type, and share_token without it", function()
+    local ok, err = pcall(groups.new, { api_key = "k", token = "t", shared_dict = 1 })
+    assert.is_false(ok)
+    assert.truthy(err:find("shared_dict must be a string", 1, true), err)
+    ok, err = pcall(groups.new, { api_key = "k", token = "t", share_token = false })
+    assert.is_false(ok)
+    assert.truthy(err:find("give shared_dict too", 1, true), err)
+  end)
+end)
