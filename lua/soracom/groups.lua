@@ -3,6 +3,10 @@
 --     local groups = require "soracom.groups"
 --     local client = groups.new { api_key = ..., token = ... }
 --     local group, err = client:get_group(id)
+--
+-- The client's methods are in `soracom.groups.Client`, the error object in
+-- `soracom.groups.Error`, the builders' fields in the "Configuration builders" topic.
+-- @module soracom.groups
 
 local core = require "soracom.groups.core"
 local Client = require "soracom.groups.client"
@@ -11,14 +15,21 @@ local Error = require "soracom.groups.error"
 local spec = require "soracom.groups.operations"
 
 local groups = {
+  --- The library's version, "0.2.0".
   VERSION = core.VERSION,
   --- JSON null in responses and request bodies; equal to cjson.null.
   null = core.null,
+  --- The configuration namespaces, in the API's names ("SoracomAir", ...).
   NAMESPACES = spec.NAMESPACES,
+  --- The ten operations, by method name: method, path, params, query, operation_id, cli.
   operations = spec.operations,
+  --- A new client: see `soracom.groups.Client.new` for its options.
+  -- @function new
   new = Client.new,
   --- The configuration builders: groups.config.air{...}, groups.config.read(group, ns).
   config = config,
+  --- Whether a value is this library's error object.
+  -- @function is_error
   is_error = Error.is,
 }
 

@@ -1,5 +1,10 @@
 --- The client object: construction, the request path shared by every method, and
 -- the methods themselves, derived from the operation table.
+--
+-- Every method checks its arguments before anything is sent: a wrong one raises at
+-- once, naming it. What depends on the network or the server's data returns nil and
+-- an `Error` (see soracom.groups.error).
+-- @classmod soracom.groups.Client
 
 local auth = require "soracom.groups.auth"
 local batch = require "soracom.groups.batch"
@@ -36,7 +41,47 @@ local function open_shared(client, resolved)
 end
 
 --- groups.new(options) -> client, or nil, err when the environment or a profile
--- lacks what it needs. Wrong options raise.
+-- lacks what it needs. Wrong options raise, naming the option.
+-- Credentials: give one kind (auth key, root user, SAM user, or an issued API key and
+-- token); without any, the SORACOM_* variables, then the soracom-cli profile.
+-- @tparam[opt] table options
+-- @tparam[opt] string options.endpoint the API's base URL, e.g. "https://api.soracom.io/v1"
+-- @tparam[opt] string options.coverage "jp" (default) or "g": the endpoint of that coverage
+-- @tparam[opt] boolean options.sandbox the sandbox endpoint of the coverage
+-- @tparam[opt] string options.lang "en" or "ja": the language of the API's messages
+-- @tparam[opt] string options.profile a soracom-cli profile (~/.soracom/NAME.json)
+-- @tparam[opt] string options.api_key an issued API key (with token; no login)
+-- @tparam[opt] string options.token the token issued with api_key
+-- @tparam[opt] string options.auth_key_id an auth key's ID (with auth_key)
+-- @tparam[opt] string options.auth_key the auth key's secret
+-- @tparam[opt] string options.email the root user's email (with password)
+-- @tparam[opt] string options.password the root or SAM user's password
+-- @tparam[opt] string options.operator_id the operator (SAM login, or with api_key and token)
+-- @tparam[opt] string options.user_name the SAM user's name (with operator_id and password)
+-- @tparam[opt] string|function options.mfa_otp_code a one-time code, or a function giving one at each login
+-- @tparam[opt] number options.token_timeout_seconds the token's lifetime asked at login (86400; at most 172800)
+-- @tparam[opt] number options.connect_timeout seconds to connect (10)
+-- @tparam[opt] number options.timeout seconds for a whole request (60)
+-- @tparam[opt] number options.max_body_size the largest response body, bytes (16 MiB)
+-- @tparam[opt] function options.debug called with one line per request, wait and login (never a secret)
+-- @tparam[opt] number options.retries tries after the first (3)
+-- @tparam[opt] number options.retry_base_delay seconds; the first backoff wait is within [base/2, base] (0.5)
+-- @tparam[opt] number options.retry_max_delay seconds; no backoff wait is longer (20)
+-- @tparam[opt] number options.rate_limit_max_delay seconds a request may be held for the rate limit in all (60)
+-- @tparam[opt] boolean options.retry_post retry POST too (false: its outcome may be unknown)
+-- @tparam[opt] function options.sleep waits `seconds` instead of blocking (an event loop's)
+-- @tparam[opt] boolean options.insecure do not verify TLS (never in production)
+-- @tparam[opt] string options.ca_file a CA bundle to trust (curl transport)
+-- @tparam[opt] string options.ca_path a folder of CAs to trust (curl transport)
+-- @tparam[opt] string options.proxy an HTTP(S) proxy URL (curl transport)
+-- @tparam[opt] string options.transport "auto" (default), "curl" or "nginx"
+-- @tparam[opt] number options.keepalive_timeout seconds an idle nginx connection is kept (60)
+-- @tparam[opt] number options.pool_size idle nginx connections kept per worker (30)
+-- @tparam[opt] string options.shared_dict inside nginx: a lua_shared_dict through which every
+-- worker shares the token and the rate-limit budget
+-- @tparam[opt] boolean options.share_token with shared_dict: false shares only the budget (true)
+-- @treturn Client|nil the client
+-- @treturn Error|nil why not (kind "config")
 function Client.new(options)
   if options == nil then options = {} end
   local resolved, why = settings.resolve(options, os.getenv)
@@ -146,6 +191,82 @@ end
 for name, op in pairs(operations) do
   Client[name] = define_method(op)
 end
+
+--- The ten operations.
+-- Each returns the API's value, or nil and an `Error`. `namespace` is a namespace
+-- ("SoracomAir") or a builder's name ("air").
+-- @section operations
+
+--- GET /groups: one page of groups (see `Client:groups` for all of them).
+-- @function list_groups
+-- @tparam[opt] table options tag_name, tag_value, tag_value_match_mode ("exact" or "prefix"), limit, last_evaluated_key
+-- @treturn {Group,...}|nil the page
+-- @treturn string|Error|nil the next page's key (nil on the last page), or the error
+
+--- POST /groups: creates a group.
+-- @function create_group
+-- @tparam[opt] table options tags ({name = value} or the API's list), configuration ({Namespace = {key = value}})
+-- @treturn Group|nil the new group
+-- @treturn Error|nil
+
+--- GET /groups/{group_id}.
+-- @function get_group
+-- @tparam string group_id
+-- @treturn Group|nil
+-- @treturn Error|nil
+
+--- DELETE /groups/{group_id}; a group already gone after a retry counts as deleted.
+-- @function delete_group
+-- @tparam string group_id
+-- @treturn true|nil
+-- @treturn Error|nil
+
+--- PUT /groups/{group_id}/configuration/{namespace}: sets parameters of a namespace.
+-- @function put_config
+-- @tparam string group_id
+-- @tparam string|Built namespace, or a builder's result alone (then params is left out)
+-- @tparam[opt] table params the API's list of {key =, value =}, a {key = value} map, or a builder's result
+-- @treturn Group|nil the updated group
+-- @treturn Error|nil
+
+--- DELETE /groups/{group_id}/configuration/{namespace}: removes a namespace's settings.
+-- @function delete_config_namespace
+-- @tparam string group_id
+-- @tparam string namespace
+-- @treturn true|nil
+-- @treturn Error|nil
+
+--- DELETE /groups/{group_id}/configuration/{namespace}/{name}: removes one parameter (not SoracomOrbit's).
+-- @function delete_config
+-- @tparam string group_id
+-- @tparam string namespace
+-- @tparam string name the parameter's API key
+-- @treturn true|nil
+-- @treturn Error|nil
+
+--- GET /groups/{group_id}/subscribers: one page of a group's SIMs (see `Client:subscribers`).
+-- @function list_subscribers
+-- @tparam string group_id
+-- @tparam[opt] table options limit, last_evaluated_key
+-- @treturn {Sim,...}|nil the page
+-- @treturn string|Error|nil the next page's key, or the error
+
+--- PUT /groups/{group_id}/tags: adds or changes tags.
+-- @function put_tags
+-- @tparam string group_id
+-- @tparam table tags the API's list of {tagName =, tagValue =}, or a {name = value} map
+-- @treturn Group|nil
+-- @treturn Error|nil
+
+--- DELETE /groups/{group_id}/tags/{tag_name}.
+-- @function delete_tag
+-- @tparam string group_id
+-- @tparam string tag_name
+-- @treturn true|nil
+-- @treturn Error|nil
+
+--- More than the API.
+-- @section more
 
 --- set_tag(group_id, name, value): one tag, added or changed. Returns the group.
 function Client:set_tag(group_id, name, value)
@@ -344,11 +465,13 @@ function Client:close()
   if transport ~= nil then transport:close() end
 end
 
+--- Whether close() was called.
 function Client:is_closed()
   check_self(self, "is_closed")
   return self._transport == nil
 end
 
+--- The API's base URL the client sends to.
 function Client:endpoint()
   check_self(self, "endpoint")
   return self._endpoint
@@ -357,6 +480,7 @@ end
 Client.__gc = Client.close
 Client.__close = Client.close
 
+--- A line naming the endpoint and the kind of credentials, never one of them.
 function Client:__tostring()
   return "soracom.groups client (" .. self._endpoint .. ", " .. auth.describe(self)
     .. (self._transport == nil and ", closed)" or ")")

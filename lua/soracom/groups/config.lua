@@ -4,6 +4,9 @@
 -- project's research notes; keys the docs do not list pass through `extra`.
 --
 --     client:put_config(group_id, config.air { metadata = { enabled = true } })
+--
+-- Each builder's fields are in the "Configuration builders" topic.
+-- @module soracom.groups.config
 
 local core = require "soracom.groups.core"
 local spec = require "soracom.groups.operations"
@@ -22,11 +25,12 @@ function Built:__tostring()
   return "soracom.groups.config(" .. self.namespace .. ", " .. #self.params .. " settings)"
 end
 
+--- Whether a value is a builder's result.
 function config.is_built(value)
   return getmetatable(value) == Built
 end
 
----------------------------------------------------------------------------------------
+-- =====================================================================================
 -- Field kinds. Each has to_api(value, path) -> API value (raising a message that names
 -- path on a bad value), from_api(value) -> idiomatic value, and for config.describe
 -- (the reference and the editor types are made from it) doc, the accepted values in
@@ -154,7 +158,7 @@ local credentials_ref = {
   doc = "Credentials Store ID (non-empty string)", type = "string",
 }
 
----------------------------------------------------------------------------------------
+-- =====================================================================================
 -- Objects: a table of idiomatic fields, each {key = "apiKey", kind = ...}. Unknown
 -- idiomatic names are errors (a typo must not vanish); `extra` passes API keys through.
 
@@ -265,7 +269,7 @@ end
 local function f(key, kind) return { key = key, kind = kind } end
 local function obj(key, fields) return { key = key, fields = fields } end
 
----------------------------------------------------------------------------------------
+-- =====================================================================================
 -- The namespaces.
 
 local FIELDS = {}
@@ -494,7 +498,7 @@ FIELDS.UnifiedEndpoint = {
   response = obj("response", { format = f("format", string_field()) }),
 }
 
----------------------------------------------------------------------------------------
+-- =====================================================================================
 -- Beam, whose top level is entries rather than fields.
 
 -- The HTTP entries of a beam{http = ...}: one entry with a path, a list of them, or a
@@ -576,7 +580,7 @@ local function beam_from_api(api)
   return result
 end
 
----------------------------------------------------------------------------------------
+-- =====================================================================================
 -- The builders.
 
 local BUILDERS = spec.BUILDERS
@@ -628,9 +632,19 @@ end
 
 config.params = params_of
 
+--- The builders: config.air, beam, endorse, flux, funk, funnel, harvest,
+-- harvest_files, krypton, orbit and unified_endpoint, one per namespace.
+-- Each checks every field (a wrong one raises, naming it) and returns what put_config
+-- sends; their fields are in the "Configuration builders" topic.
+-- @function builder
+-- @tparam table settings the namespace's settings in idiomatic fields
+-- @return the built configuration, for `client:put_config(group_id, built)`
+-- @usage client:put_config(id, groups.config.air { metadata = { enabled = true } })
+
 --- A namespace's idiomatic settings with shorthands (Air's custom_dns, chap,
 -- binary_parser) replaced by the fields they stand for, so that changes merge into
 -- what config.read gives. Raises at level+1 on a bad shorthand.
+-- @local
 function config.long_form(namespace, settings, level)
   if type(settings) ~= "table" then return settings end
   local builder = BUILDER_OF[namespace]
@@ -650,7 +664,7 @@ function config.long_form(namespace, settings, level)
   return expanded
 end
 
----------------------------------------------------------------------------------------
+-- =====================================================================================
 -- Merging changes into settings read from a group (update_config).
 
 local function copy(value)
@@ -728,17 +742,20 @@ end
 --- config.merge(namespace, current, changes): the settings of config.read (or
 -- from_api) with changes (in long form, see config.long_form) merged in; changes
 -- current in place and returns it.
+-- @local
 function config.merge(namespace, current, changes)
   if namespace == "SoracomBeam" then return beam_merge(current, changes) end
   return merge_level(current, changes, FIELDS[namespace])
 end
 
 --- The namespace name of a builder name or a namespace name, or nil.
+-- @local
 function config.namespace_of(name)
   return spec.NAMESPACE_OF[name]
 end
 
 --- Like config.to_api, but a bad field gives nil, message instead of raising.
+-- @local
 function config.try_to_api(namespace, settings)
   local ok, api, removed = pcall(to_api, namespace, settings, BUILDER_OF[namespace])
   if ok then return api, removed end
@@ -748,6 +765,7 @@ end
 
 --- Idiomatic settings -> API {key = value} map, and the API keys marked for removal
 -- (set to groups.null). Raises at level+1 on a bad field.
+-- @local
 function config.to_api(namespace, settings, level)
   local api, removed = guarded(level + 1, to_api, namespace, settings, BUILDER_OF[namespace])
   return api, removed
@@ -756,6 +774,7 @@ end
 --- The API's {key = value} map of a namespace -> idiomatic settings, the form the
 -- namespace's builder takes, so that config.air(config.read(group, "SoracomAir"))
 -- writes back what was read.
+-- @local
 function config.from_api(namespace, api)
   if type(api) ~= "table" then return {} end
   if namespace == "SoracomBeam" then return beam_from_api(api) end
@@ -776,7 +795,7 @@ function config.read(group, namespace)
   return config.from_api(resolved, configuration[resolved])
 end
 
----------------------------------------------------------------------------------------
+-- =====================================================================================
 -- What each builder accepts, described from the tables the checks use, so that the
 -- reference (docs/) and the editor types (types/) cannot drift from them.
 

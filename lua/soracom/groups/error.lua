@@ -1,13 +1,25 @@
 --- The error object every failed call returns as its second value.
--- Fields: kind ("http", "network", "decode", "auth", "config", "rate_limit" (held
--- past rate_limit_max_delay), "closed" (the client closed while it waited), "map"
--- (from client:map), or from update_config "conflict" and "unsupported"), status, code,
--- message, method, path, attempts (requests sent), retry_after (seconds the server
--- asked to wait), and for network failures curl_code. It never holds a credential.
+-- `tostring(err)` gives one line; it never holds a credential.
+-- @classmod soracom.groups.Error
+
+--- The fields of an error.
+-- @field kind "http", "network", "decode", "auth", "config", "rate_limit" (held past
+-- rate_limit_max_delay), "closed" (the client closed while it waited), "map" (from
+-- client:map), or from update_config "conflict" and "unsupported"
+-- @field status the HTTP status, when there was an answer
+-- @field code the API's error code ("COM0004", ...), when it gave one
+-- @field message what went wrong, in words
+-- @field method the request's method
+-- @field path the request's path, without the endpoint
+-- @field attempts how many requests were sent
+-- @field retry_after seconds the server asked to wait (429, 503), or the rate limit's wait
+-- @field curl_code libcurl's error number, for network failures (the nginx transport uses the same numbers)
+-- @table Error
 
 local Error = {}
 Error.__index = Error
 
+--- One line: method, path, status or kind, code, message and attempts.
 function Error.__tostring(err)
   local parts = { "soracom-groups: " }
   if err.method then
@@ -29,6 +41,7 @@ function Error.__tostring(err)
 end
 
 --- Gives an error table (the core's, or a new one) its method, path and metatable.
+-- @local
 function Error.wrap(fields, method, path)
   fields.method = method
   fields.path = path
@@ -36,10 +49,12 @@ function Error.wrap(fields, method, path)
 end
 
 --- A new error of the given kind that is not about one request.
+-- @local
 function Error.new(kind, message)
   return setmetatable({ kind = kind, message = message }, Error)
 end
 
+--- Whether `value` is an error of this library.
 function Error.is(value)
   return getmetatable(value) == Error
 end
