@@ -147,6 +147,23 @@ describe("nginx workers with shared_dict", function()
     assert.are.equal(1, root_logins) -- the failed one issued none
   end)
 
+  -- (Whether nginx ends the abandoned handler is nginx's choice: here it did not, so
+  -- this shows the outcome, not that a timer holds the login.)
+  it("serves the others at once when the request that logs in gives up", function()
+    local id = srv:seed_groups(1)[1]
+    srv:revoke_tokens()
+    srv:clear_stats()
+    srv:faults { { delay = 1.5 } } -- the next request, the login, answers late
+    -- A request that gives up after 0.3 s, while its login is under way.
+    local pipe = assert(io.popen("curl -s -m 0.3 " .. quote(nginx.url .. "/get?set=a&id=" .. id) .. " 2>&1; echo"))
+    pipe:read("*a")
+    pipe:close()
+    local started = os.time()
+    assert_all_got(burst("/get?set=a&id=" .. id, 40), id)
+    assert.is_true(os.time() - started < 10, "the lock was held") -- it frees itself after 70 s
+    assert.are.equal(1, logins())
+  end)
+
   it("keeps the tokens of two credential sets apart, and no secret in a key", function()
     local id_a, id_b = srv:seed_groups(1)[1], srv:seed_groups(1)[1]
     srv:clear_requests()
@@ -163,7 +180,7 @@ describe("nginx workers with shared_dict", function()
         assert.are.equal("root", kind_of[key]); checked = checked + 1
       end
     end
-    assert.are.equal(80, checked)
+    assert.is_true(checked >= 80, "requests checked: " .. checked) -- and any refused (401) and sent again
 
     local keys = get_json("/keys")
     local prefixes = {}
