@@ -48,7 +48,8 @@ local function type_of(description, class, out)
     return "table<string, " .. type_of(description.values, class, out) .. ">"
   end
   local t = description.type or "table"
-  if description.of then t = t .. "|" .. (description.of.type or "table") end
+  local other = description.of and (description.of.type or "table")
+  if other and other ~= t then t = t .. "|" .. other end
   return t
 end
 

@@ -286,7 +286,7 @@ function Client:endpoint() end
 ---@field add_signature? boolean boolean
 ---@field add_sim_id_header? boolean boolean
 ---@field add_subscriber_header? boolean boolean
----@field client_certs? table<string, table|table> table of name -> {credentials_id = <id>} or {ca, cert, key}
+---@field client_certs? table<string, table> table of name -> {credentials_id = <id>} or {ca, cert, key}
 ---@field custom_headers? table<string, soracom.groups.config.BeamSettings.Http.CustomHeaders> table of header name -> {action, header_key, header_value}
 ---@field destination? string string
 ---@field enabled? boolean boolean
@@ -311,7 +311,7 @@ function Client:endpoint() end
 ---@field add_signature? boolean boolean
 ---@field add_sim_id_header? boolean boolean
 ---@field add_subscriber_header? boolean boolean
----@field client_certs? table<string, table|table> table of name -> {credentials_id = <id>} or {ca, cert, key}
+---@field client_certs? table<string, table> table of name -> {credentials_id = <id>} or {ca, cert, key}
 ---@field custom_headers? table<string, soracom.groups.config.BeamSettings.Mqtt.CustomHeaders> table of header name -> {action, header_key, header_value}
 ---@field destination? string string
 ---@field enabled? boolean boolean
@@ -336,7 +336,7 @@ function Client:endpoint() end
 ---@field add_signature? boolean boolean
 ---@field add_sim_id_header? boolean boolean
 ---@field add_subscriber_header? boolean boolean
----@field client_certs? table<string, table|table> table of name -> {credentials_id = <id>} or {ca, cert, key}
+---@field client_certs? table<string, table> table of name -> {credentials_id = <id>} or {ca, cert, key}
 ---@field custom_headers? table<string, soracom.groups.config.BeamSettings.Tcp.CustomHeaders> table of header name -> {action, header_key, header_value}
 ---@field destination? string string
 ---@field enabled? boolean boolean
@@ -361,7 +361,7 @@ function Client:endpoint() end
 ---@field add_signature? boolean boolean
 ---@field add_sim_id_header? boolean boolean
 ---@field add_subscriber_header? boolean boolean
----@field client_certs? table<string, table|table> table of name -> {credentials_id = <id>} or {ca, cert, key}
+---@field client_certs? table<string, table> table of name -> {credentials_id = <id>} or {ca, cert, key}
 ---@field custom_headers? table<string, soracom.groups.config.BeamSettings.Udp.CustomHeaders> table of header name -> {action, header_key, header_value}
 ---@field destination? string string
 ---@field enabled? boolean boolean
