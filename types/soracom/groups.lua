@@ -7,7 +7,7 @@
 
 ---@class soracom.groups
 ---@field VERSION string the library's version
----@field null lightuserdata JSON null in responses and request bodies (equal to cjson.null)
+---@field null userdata JSON null in responses and request bodies (equal to cjson.null)
 ---@field NAMESPACES string[] the eleven configuration namespaces
 ---@field operations table<string, table> the ten operations, described once
 ---@field config soracom.groups.Config the configuration builders
