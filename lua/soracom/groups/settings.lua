@@ -58,6 +58,9 @@ local function sorted_names(set)
   return names
 end
 
+--- The names of groups.new's options, sorted (a copy: changing it changes nothing).
+settings.OPTION_NAMES = sorted_names(OPTIONS)
+
 local function check_options(options)
   if type(options) ~= "table" then
     option_error("options must be a table (got " .. type(options) .. ")")
