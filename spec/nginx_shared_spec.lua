@@ -147,6 +147,22 @@ describe("nginx workers with shared_dict", function()
     assert.are.equal(1, root_logins) -- the failed one issued none
   end)
 
+  it("answers the requests of every worker waiting for a login that fails with its failure", function()
+    srv:clear_stats()
+    srv:faults { { delay = 1 } } -- the login (wrong password) answers late: the burst waits for it
+    local answers = burst("/get?set=wrong&id=g-none", 40)
+    for i, answer in ipairs(answers) do
+      assert.is_nil(answer.group, "answer " .. i)
+      assert.truthy(answer.err:find("POST /auth: HTTP 401", 1, true), "answer " .. i .. ": " .. answer.err)
+    end
+    assert.is_true(workers_of(answers) >= 3, "workers that served: " .. workers_of(answers))
+    assert.are.equal(1, logins())
+    -- A request that comes after it logs in again itself.
+    local again = get_json("/get?set=wrong&id=g-none")
+    assert.truthy(again.err:find("HTTP 401", 1, true), again.err)
+    assert.are.equal(2, logins())
+  end)
+
   -- (Whether nginx ends the abandoned handler is nginx's choice: here it did not, so
   -- this shows the outcome, not that a timer holds the login.)
   it("serves the others at once when the request that logs in gives up", function()

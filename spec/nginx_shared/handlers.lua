@@ -3,6 +3,7 @@
 --   a      the auth key (SORACOM_TEST_AUTH_KEY_ID / _KEY)
 --   b      the root user (SORACOM_TEST_EMAIL / _PASSWORD), retries = 0
 --   local  the auth key again, with share_token = false (only the budget is shared)
+--   wrong  the root user with a wrong password, retries = 0
 -- luacheck: globals ngx
 local groups = require "soracom.groups"
 local core = require "soracom.groups.core"
@@ -14,6 +15,8 @@ local SETS = {
     auth_key = os.getenv("SORACOM_TEST_AUTH_KEY") } end,
   b = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
     password = os.getenv("SORACOM_TEST_PASSWORD"), retries = 0 } end,
+  wrong = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
+    password = "not-" .. os.getenv("SORACOM_TEST_PASSWORD"), retries = 0 } end,
   ["local"] = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
     auth_key = os.getenv("SORACOM_TEST_AUTH_KEY"), share_token = false } end,
 }

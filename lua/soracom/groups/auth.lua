@@ -182,10 +182,12 @@ local function defer_renewal(client, record, at, err)
     .. "next renewal in %.0f s", err.status and "HTTP " .. err.status or err.kind, record.renew_at - at))
 end
 
--- Shared token: logs in under the dict's lock, unless another worker has meanwhile.
--- A renewal does not wait for the lock: whoever holds it is renewing, and the current
--- token stays in use. A login that waited longer than a login may take goes ahead
--- without the lock (its holder was lost); the lock frees itself by then anyway.
+-- Shared token: logs in under the dict's lock, unless another worker has meanwhile, or
+-- another worker's login failed while this one waited (its failure is the answer, as
+-- for the requests of one worker that wait for its login: one /auth, not one per
+-- worker). A renewal does not wait for the lock: whoever holds it is renewing, and the
+-- current token stays in use. A login that waited longer than a login may take goes
+-- ahead without the lock (its holder was lost); the lock frees itself by then anyway.
 local function shared_login(client, record)
   local sharing = record.shared
   local renewing = not record.needs_login
@@ -200,13 +202,24 @@ local function shared_login(client, record)
     sharing:unlock("login", mark)
     return true
   end
+  local failure = not renewing and sharing:failure_since(at)
+  if failure then
+    sharing:unlock("login", mark)
+    debug_line(client, "another worker's login failed meanwhile: "
+      .. tostring(failure.status and "HTTP " .. failure.status or failure.kind))
+    return nil, Error.wrap(failure, "POST", "/auth")
+  end
   local completed, ok, err = pcall(login, client, record)
-  if completed and not ok and renewing and entry and at < record.valid_until then
-    -- Every worker waits for the next renewal, not only this one.
-    defer_renewal(client, record, at, err)
-    sharing:set_renewal(record.shared_generation, entry.api_key, entry.token, entry.valid_until,
-      record.renew_at, entry.operator_id)
-    ok, err = true, nil
+  if completed and not ok then
+    if renewing and entry and at < record.valid_until then
+      -- Every worker waits for the next renewal, not only this one.
+      defer_renewal(client, record, at, err)
+      sharing:set_renewal(record.shared_generation, entry.api_key, entry.token, entry.valid_until,
+        record.renew_at, entry.operator_id)
+      ok, err = true, nil
+    else
+      sharing:store_failure(err)
+    end
   end
   sharing:unlock("login", mark)
   if not completed then error(ok, 0) end

@@ -162,6 +162,40 @@ function Shared:refuse(generation)
   dict_of[self]:set(self._prefix .. "refused:" .. generation, true, REFUSED_KEPT)
 end
 
+-- A failed login's entry: ended_at, kind, status, code, retry_after, then the message
+-- (which may hold newlines). Kept a little longer than anyone waits for a login.
+local FAILURE_FIELDS = 5
+
+local function field_text(value)
+  if value == nil then return "" end
+  return (tostring(value):gsub("%c", " "))
+end
+
+--- Stores the failure of a login (made with the lock "login" held), for the logins that
+-- waited for it: they answer with it rather than each send /auth again.
+function Shared:store_failure(err)
+  local text = table.concat({ string.format("%.17g", self._now()), field_text(err.kind), field_text(err.status),
+    field_text(err.code), field_text(err.retry_after), tostring(err.message or "") }, "\n")
+  dict_of[self]:set(self._prefix .. "failed", text, 2 * self._login_hold + 1)
+end
+
+--- The failure of a login that ended after `since` (a time of the clock given to open),
+-- as the fields of an error: {kind, status, code, retry_after, message}; or nil.
+function Shared:failure_since(since)
+  local text = dict_of[self]:get(self._prefix .. "failed")
+  if type(text) ~= "string" then return nil end
+  local fields, rest = {}, text
+  for _ = 1, FAILURE_FIELDS do
+    local field, after = rest:match("^([^\n]*)\n(.*)$")
+    if field == nil then return nil end
+    fields[#fields + 1], rest = field, after
+  end
+  local ended_at = tonumber(fields[1])
+  if ended_at == nil or ended_at <= since or fields[2] == "" then return nil end
+  return { kind = fields[2], status = tonumber(fields[3]), code = fields[4] ~= "" and fields[4] or nil,
+    retry_after = tonumber(fields[5]), message = rest }
+end
+
 ---------------------------------------------------------------------------------------
 -- The rate-limit accounts (see rate.lua), one entry per API.
 
