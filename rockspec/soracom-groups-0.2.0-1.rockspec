@@ -47,6 +47,8 @@ build = {
     LUA_INCDIR = "$(LUA_INCDIR)",
     LUADIR = "$(LUADIR)",
     LIBDIR = "$(LIBDIR)",
+    -- the editor types, in the rock's own folder (luarocks show --rock-dir soracom-groups)
+    TYPESDIR = "$(PREFIX)/types",
   },
   -- LuaRocks installs build.install files after any backend, cmake included, and wraps
   -- the script so that it finds the tree's modules.
