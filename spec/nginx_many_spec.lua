@@ -1,23 +1,12 @@
 -- Many requests at once inside nginx: light threads sharing one client, and
 -- client:map over ngx.thread, against the fake over real HTTP (see spec/nginx/).
-local fake = require "spec.support.fake_server"
 local harness = require "spec.nginx.harness"
 
 describe("many requests at once inside nginx", function()
   local srv, nginx
 
-  setup(function()
-    srv = fake.start { tls = true }
-    local ok, err = pcall(function() nginx = harness.start(srv) end)
-    if not ok then
-      srv:stop()
-      error(err, 0)
-    end
-  end)
-  teardown(function()
-    if nginx then nginx:stop() end
-    if srv then srv:stop() end
-  end)
+  setup(function() srv, nginx = harness.start_with_fake { tls = true } end)
+  teardown(function() harness.stop_both(srv, nginx) end)
   before_each(function() srv:reset() end)
 
   local function login_options(extra)

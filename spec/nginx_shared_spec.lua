@@ -2,7 +2,6 @@
 -- option): a real nginx with worker_processes 4 (spec/nginx_shared/) against the fake,
 -- hit by bursts of concurrent requests from curl, which the kernel spreads over the
 -- workers (reuseport).
-local fake = require "spec.support.fake_server"
 local harness = require "spec.nginx.harness"
 local core = require "soracom.groups.core"
 local groups = require "soracom.groups"
@@ -13,18 +12,11 @@ describe("nginx workers with shared_dict", function()
   local srv, nginx
 
   setup(function()
-    srv = fake.start()
-    srv:settings { latency = 0.05 }
-    local ok, err = pcall(function() nginx = harness.start(srv, "spec/nginx_shared/nginx.conf.in") end)
-    if not ok then
-      srv:stop()
-      error(err, 0)
-    end
+    srv, nginx = harness.start_with_fake({}, "spec/nginx_shared/nginx.conf.in", function(fake_srv)
+      fake_srv:settings { latency = 0.05 }
+    end)
   end)
-  teardown(function()
-    if nginx then nginx:stop() end
-    if srv then srv:stop() end
-  end)
+  teardown(function() harness.stop_both(srv, nginx) end)
 
   local function logins()
     local by_api = srv:stats().by_api["POST /v1/auth"]

@@ -2,7 +2,6 @@
 -- (spec/nginx/) runs handlers that call the library against the fake Soracom server;
 -- this spec drives it with luasocket from whatever Lua runs busted (nginx runs its own
 -- LuaJIT, with the core from `scripts/build jit`).
-local fake = require "spec.support.fake_server"
 local harness = require "spec.nginx.harness"
 local groups = require "soracom.groups"
 local core = require "soracom.groups.core"
@@ -60,18 +59,11 @@ describe("the nginx transport", function()
   local srv, nginx, init_ids
 
   setup(function()
-    srv = fake.start { tls = true }
-    init_ids = srv:seed_groups(2, { env = "init" }) -- for the init_by_lua call
-    local ok, err = pcall(function() nginx = harness.start(srv) end)
-    if not ok then
-      srv:stop()
-      error(err, 0)
-    end
+    srv, nginx = harness.start_with_fake({ tls = true }, nil, function(fake_srv)
+      init_ids = fake_srv:seed_groups(2, { env = "init" }) -- for the init_by_lua call
+    end)
   end)
-  teardown(function()
-    if nginx then nginx:stop() end
-    if srv then srv:stop() end
-  end)
+  teardown(function() harness.stop_both(srv, nginx) end)
   before_each(function() srv:reset() end)
 
   local function options(extra)

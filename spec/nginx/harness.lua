@@ -8,10 +8,13 @@
 --   nginx:call{ options = {...}, calls = {...} }  --> decoded answer of POST /call
 --   nginx:get("/init")                 --> status, body
 --   nginx:stop()                       -- waits for nginx to exit; safe twice
+--   srv, nginx = harness.start_with_fake({ tls = true }, template, prepare)
+--   harness.stop_both(srv, nginx)      -- in teardown
 local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local core = require "soracom.groups.core"
+local fake_server = require "spec.support.fake_server"
 
 local harness = {}
 
@@ -134,6 +137,28 @@ function harness.start(srv, template_path)
   local log = read_file(state_dir .. "/logs/error.log")
   self:stop()
   error("spec nginx: /ping did not answer; error log:\n" .. log, 2)
+end
+
+--- Starts a fake (fake_server.start(fake_options)), lets prepare(srv) seed or set it,
+-- then starts nginx for it (template as for start). Returns srv, nginx; when anything
+-- fails the fake is stopped again before the error goes on.
+function harness.start_with_fake(fake_options, template_path, prepare)
+  local srv = fake_server.start(fake_options)
+  local ok, nginx = pcall(function()
+    if prepare then prepare(srv) end
+    return harness.start(srv, template_path)
+  end)
+  if not ok then
+    srv:stop()
+    error(nginx, 0)
+  end
+  return srv, nginx
+end
+
+--- Stops what start_with_fake started (either may be nil).
+function harness.stop_both(srv, nginx)
+  if nginx then nginx:stop() end
+  if srv then srv:stop() end
 end
 
 --- GET path -> status, body, headers
