@@ -4,6 +4,7 @@
 --   b      the root user (SORACOM_TEST_EMAIL / _PASSWORD), retries = 0
 --   local  the auth key again, with share_token = false (only the budget is shared)
 --   wrong  the root user with a wrong password, retries = 0
+--   alone  the auth key, without shared_dict: a client per worker (bench/workers.lua)
 -- luacheck: globals ngx
 local groups = require "soracom.groups"
 local core = require "soracom.groups.core"
@@ -17,6 +18,8 @@ local SETS = {
     password = os.getenv("SORACOM_TEST_PASSWORD"), retries = 0 } end,
   wrong = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
     password = "not-" .. os.getenv("SORACOM_TEST_PASSWORD"), retries = 0 } end,
+  alone = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
+    auth_key = os.getenv("SORACOM_TEST_AUTH_KEY") } end,
   ["local"] = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
     auth_key = os.getenv("SORACOM_TEST_AUTH_KEY"), share_token = false } end,
 }
@@ -27,7 +30,7 @@ local function client_of(set)
   if clients[set] == nil then
     local options = SETS[set]()
     options.endpoint = os.getenv("SORACOM_TEST_ENDPOINT")
-    options.shared_dict = "soracom"
+    if set ~= "alone" then options.shared_dict = "soracom" end
     options.rate_limit_max_delay = 60
     clients[set] = assert(groups.new(options))
   end
