@@ -12,10 +12,8 @@
 -- error of a request that failed. PASS: with shared_dict every request completes with at most 3 answers
 -- 429, fewer than without it. Exits 1 when a check fails.
 
-local version = _VERSION:match("%d+%.%d+") or "5.1"
-if rawget(_G, "jit") then version = "jit" end
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "build/" .. version .. "/?.so;" .. package.cpath
+require "spec.support.paths" -- the core scripts/build made for this Lua
 
 local core = require "soracom.groups.core"
 local harness = require "spec.nginx.harness"
