@@ -184,6 +184,21 @@ describe("client:map over curl multi", function()
       assert.are.equal(1, requests_to("POST /v1/auth"))
       client:close()
     end)
+
+    it("heals a transient login failure for all its waiters with one more login", function()
+      srv:settings { latency = 0.05 }
+      srv:faults { { status = 500, times = 1 } } -- the first login
+      local client = new_client { retries = 2 }
+      local _, summary = client:map(range(20), function() return client:list_groups() end,
+        { concurrency = 20 })
+      assert.are.equal(20, summary.ok)
+      -- Each task retries after its own jittered pause; the first to wake logs in and
+      -- the others find its token (or wait for its login).
+      assert.are.equal(1, requests_to("POST /v1/auth")) -- the second login (a fault is not counted by API)
+      assert.are.equal(20, requests_to("GET /v1/groups"))
+      assert.are.equal(22, srv:stats().requests) -- and the one that failed
+      client:close()
+    end)
   end)
 
   it("holds requests at the rate limit instead of sending them into 429s", function()

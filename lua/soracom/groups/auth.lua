@@ -306,22 +306,21 @@ local function fly(client, record)
   return ok, err
 end
 
--- Logs in, or waits for the login in flight. Returns ok, err, and whether the outcome
--- is another request's (whose failure its waiters share rather than retry).
+-- Logs in, or waits for the login in flight and shares its outcome: ok, or nil, err.
+-- (A request whose login failed retries as its policy says; the first of them to
+-- retry logs in, and the others find its token or wait for its login.)
 local function logged_in(client, record)
   while record.flight do
     local landed, ok, err = await(record, record.flight)
-    if landed then return ok, err, true end
+    if landed then return ok, err end
   end
-  local ok, err = fly(client, record)
-  return ok, err, false
+  return fly(client, record)
 end
 
 --- Makes sure the client holds a token to send: logs in when it has none or when it
 -- has expired, renews it when its renewal time has come (one login at a time: the
 -- others wait for it, or go on with the current token while it is renewed).
--- Returns the token's generation, or nil, err, shared when there is no token to send
--- (shared: the failed login was another request's, not to be retried by this one).
+-- Returns the token's generation, or nil, err when there is no token to send.
 function auth.ready(client)
   local record = records[client]
   if record.shared then follow(client, record) end
@@ -339,8 +338,8 @@ function auth.ready(client)
     end
     record.needs_login = true
   end
-  local ok, err, shared = logged_in(client, record)
-  if not ok then return nil, err, shared end
+  local ok, err = logged_in(client, record)
+  if not ok then return nil, err end
   return record.generation
 end
 
