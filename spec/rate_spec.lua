@@ -63,6 +63,19 @@ describe("the rate-limit budget", function()
     assert.are.equal(2, budget:admit(API))
   end)
 
+  it("stops holding an API once a success comes without limit headers", function()
+    budget:settle(API, budget:admit(API), { limit = 2, remaining = 0, refresh = 5 }, 200)
+    assert.is_nil((budget:admit(API)))
+    clock = 105 -- the next window: room for 2
+    local slow, failed = budget:admit(API), budget:admit(API)
+    -- an error without the headers (a proxy's 502) says nothing of the limit
+    budget:settle(API, failed, nil, 502)
+    assert.is_nil((budget:admit(API)))
+    -- a success without them: the API is no longer limited
+    budget:settle(API, slow, nil, 200)
+    for _ = 1, 50 do assert.is_number((budget:admit(API))) end
+  end)
+
   it("keeps one account per API", function()
     budget:settle(API, budget:admit(API), { limit = 1, remaining = 0, refresh = 60 }, 200)
     assert.is_nil((budget:admit(API)))

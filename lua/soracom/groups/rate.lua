@@ -10,7 +10,8 @@
 -- grows. An answer to ticket k saying r are left means the server counted the
 -- requests up to k, so at most k + r tickets fit in the window: `ceiling` is the
 -- smallest such bound seen, and a new request is admitted while the last ticket is
--- below it. An API whose answers carry no limit headers is never held.
+-- below it. An API whose answers carry no limit headers is never held (a success
+-- without them makes the account forget the window it knew).
 --
 -- The accounts live in a store: the budget's own table, or (the shared_dict option)
 -- an nginx shared dict, where every worker of the instance reads and changes them
@@ -95,10 +96,19 @@ local function record(account, ticket, limits, ends)
   account.limit = limits.limit
 end
 
+-- An answer of the API without limit headers: it is not limited (any more), and the
+-- window the account knew must not hold its requests.
+local function forget_window(account)
+  account.ceiling, account.window_end, account.limit, account.rolled, account.rolled_at = nil, nil, nil, nil, nil
+  account.in_flight = 0
+end
+
 local function settle(account, at, ticket, limits, status, retry_after)
   if account.in_flight > 0 then account.in_flight = account.in_flight - 1 end
   if limits ~= nil and limits.limit and limits.remaining and limits.refresh then
     record(account, ticket, limits, at + limits.refresh)
+  elseif account.ceiling ~= nil and status and status >= 200 and status < 300 then
+    forget_window(account)
   end
   if status == 429 then
     if account.ceiling == nil then
