@@ -62,8 +62,9 @@ describe("nginx workers with shared_dict", function()
     return assert(core.decode_json(body))
   end
 
-  it("logs in once for the four workers' timers at start, and once for a burst over all workers", function()
-    -- The timers started by init_worker_by_lua: one per worker, each listing groups.
+  -- What the timers started by init_worker_by_lua (one per worker, each listing
+  -- groups) reported, once all four have, or after 5 s.
+  local function timer_results()
     local results
     for _ = 1, 100 do
       results = get_json("/results")
@@ -72,6 +73,11 @@ describe("nginx workers with shared_dict", function()
       if n == 4 then break end
       os.execute("sleep 0.05")
     end
+    return results
+  end
+
+  it("logs in once for the four workers' timers at start, and once for a burst over all workers", function()
+    local results = timer_results()
     local n = 0
     for key, outcome in pairs(results) do
       assert.truthy(key:match("^init_worker:%d+$"), key)
@@ -140,6 +146,7 @@ describe("nginx workers with shared_dict", function()
   end)
 
   it("answers the requests of every worker waiting for a login that fails with its failure", function()
+    timer_results() -- their requests done, the fault below is the login's
     srv:clear_stats()
     srv:faults { { delay = 1 } } -- the login (wrong password) answers late: the burst waits for it
     local answers = burst("/get?set=wrong&id=g-none", 40)
