@@ -3,6 +3,7 @@
 -- hit by bursts of concurrent requests from curl, which the kernel spreads over the
 -- workers (reuseport).
 local harness = require "spec.nginx.harness"
+local socket = require "socket"
 local core = require "soracom.groups.core"
 local groups = require "soracom.groups"
 
@@ -209,6 +210,30 @@ describe("nginx workers with shared_dict", function()
     local n = 0
     for _ in pairs(prefixes) do n = n + 1 end
     assert.are.equal(2, n, "token entries")
+  end)
+
+  it("lets the workers that waited for a login that timed out retry it, as their own", function()
+    timer_results()
+    local id = srv:seed_groups(1)[1]
+    srv:clear_stats()
+    srv:faults { { delay = 1 } } -- the SAM user's first login, past its 0.5 s timeout
+    local answers = burst("/get?set=sam&id=" .. id, 40)
+    assert_all_got(answers, id)
+    assert.is_true(workers_of(answers) >= 3, "workers that served: " .. workers_of(answers))
+    socket.sleep(1.2) -- the login that timed out ends in the fake, and is counted
+    assert.are.equal(2, logins()) -- it, and one more for every worker
+  end)
+
+  it("does not share a failed login made with an MFA code: the code is the client's own", function()
+    timer_results()
+    srv:clear_stats()
+    srv:faults { { delay = 1 } } -- the first login answers late: the burst waits for it
+    local answers = burst("/get?set=mfa&id=g-none", 40)
+    for i, answer in ipairs(answers) do
+      assert.truthy(answer.err:find("POST /auth: HTTP 401", 1, true), "answer " .. i .. ": " .. answer.err)
+    end
+    assert.is_true(workers_of(answers) >= 3, "workers that served: " .. workers_of(answers))
+    assert.are.equal(workers_of(answers), logins()) -- one login in flight per worker
   end)
 
   it("shares only the budget with share_token = false: each worker logs in itself", function()

@@ -102,6 +102,9 @@ function harness.start(srv, template_path)
     "SORACOM_TEST_AUTH_KEY=" .. quote(srv.auth_key),
     "SORACOM_TEST_EMAIL=" .. quote(srv.email),
     "SORACOM_TEST_PASSWORD=" .. quote(srv.password),
+    "SORACOM_TEST_OPERATOR_ID=" .. quote(srv.operator_id),
+    "SORACOM_TEST_USER_NAME=" .. quote(srv.user_name),
+    "SORACOM_TEST_SAM_PASSWORD=" .. quote(srv.sam_password),
   }, " ")
   -- As root the workers would run as "nobody" and could not read the state dir.
   local user = (run("id -u")):match("^%s*0%s*$") and " -g 'user root root;'" or ""

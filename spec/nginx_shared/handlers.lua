@@ -5,6 +5,8 @@
 --   local  the auth key again, with share_token = false (only the budget is shared)
 --   wrong  the root user with a wrong password, retries = 0
 --   alone  the auth key, without shared_dict: a client per worker (bench/workers.lua)
+--   sam    the SAM user, with a 0.5 s timeout and quick retries
+--   mfa    the root user with another wrong password and an MFA code, retries = 0
 -- luacheck: globals ngx
 local groups = require "soracom.groups"
 local core = require "soracom.groups.core"
@@ -18,6 +20,11 @@ local SETS = {
     password = os.getenv("SORACOM_TEST_PASSWORD"), retries = 0 } end,
   wrong = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
     password = "not-" .. os.getenv("SORACOM_TEST_PASSWORD"), retries = 0 } end,
+  sam = function() return { operator_id = os.getenv("SORACOM_TEST_OPERATOR_ID"),
+    user_name = os.getenv("SORACOM_TEST_USER_NAME"), password = os.getenv("SORACOM_TEST_SAM_PASSWORD"),
+    timeout = 0.5, retry_base_delay = 0.05 } end,
+  mfa = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
+    password = "other-" .. os.getenv("SORACOM_TEST_PASSWORD"), mfa_otp_code = "000000", retries = 0 } end,
   alone = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
     auth_key = os.getenv("SORACOM_TEST_AUTH_KEY") } end,
   ["local"] = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),

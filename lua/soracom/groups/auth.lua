@@ -112,8 +112,10 @@ local function login_body(credentials)
   return body
 end
 
--- POST /auth with the client's credentials: true, or nil, err. The current token
--- stays in the headers until a new one arrives: a renewal that fails leaves it in use.
+-- POST /auth with the client's credentials: true, or nil, err, sent (whether the
+-- request went out: its failure is the API's answer, or the network's). The current
+-- token stays in the headers until a new one arrives: a renewal that fails leaves it
+-- in use.
 local function login(client, record)
   local credentials = record.credentials
   if not can_login(record) then
@@ -129,10 +131,10 @@ local function login(client, record)
     credentials.label, credentials.source, value and tostring(status) or tostring(err.status or err.kind),
     (now() - started) * 1000))
   if value == nil then
-    return nil, Error.wrap(err, "POST", "/auth")
+    return nil, Error.wrap(err, "POST", "/auth"), true
   end
   if type(value) ~= "table" or not valid_secret(value.apiKey) or not valid_secret(value.token) then
-    return nil, login_error("decode", "the /auth response holds no apiKey and token", status)
+    return nil, login_error("decode", "the /auth response holds no apiKey and token", status), true
   end
   install(client, record, value.apiKey, value.token)
   if valid_secret(value.operatorId) then record.operator_id = value.operatorId end
@@ -182,45 +184,52 @@ local function defer_renewal(client, record, at, err)
     .. "next renewal in %.0f s", err.status and "HTTP " .. err.status or err.kind, record.renew_at - at))
 end
 
+-- The part of a shared login made with the dict's lock held (see shared_login).
+local function login_under_lock(client, record, renewing, at, seen)
+  local sharing = record.shared
+  -- A token newer than the one this login set out to replace (another request of
+  -- this worker may have taken it in meanwhile): nothing to do.
+  local entry = sharing:token()
+  if entry and entry.generation ~= seen then
+    adopt(client, record, entry)
+    return true
+  end
+  -- A one-time code is this client's own: a failure with it is nobody else's answer.
+  local credentials = record.credentials
+  local shares_failures = not (credentials.mfa_code or credentials.login.mfaOTPCode)
+  local failure = not renewing and shares_failures and sharing:failure_since(at)
+  if failure then
+    debug_line(client, "another worker's login failed meanwhile: "
+      .. tostring(failure.status and "HTTP " .. failure.status or failure.kind))
+    return nil, Error.wrap(failure, "POST", "/auth")
+  end
+  local ok, err, sent = login(client, record)
+  if ok then return true end
+  if renewing and entry and at < record.valid_until then
+    -- Every worker waits for the next renewal, not only this one.
+    defer_renewal(client, record, at, err)
+    sharing:set_renewal(record.shared_generation, entry.api_key, entry.token, entry.valid_until,
+      record.renew_at, entry.operator_id)
+    return true
+  end
+  if sent and shares_failures then sharing:store_failure(err) end
+  return nil, err
+end
+
 -- Shared token: logs in under the dict's lock, unless another worker has meanwhile, or
 -- another worker's login failed while this one waited (its failure is the answer, as
 -- for the requests of one worker that wait for its login: one /auth, not one per
 -- worker). A renewal does not wait for the lock: whoever holds it is renewing, and the
 -- current token stays in use. A login that waited longer than a login may take goes
 -- ahead without the lock (its holder was lost); the lock frees itself by then anyway.
+-- The lock is freed however the part under it ends, a raise (a debug hook's) included.
 local function shared_login(client, record)
   local sharing = record.shared
   local renewing = not record.needs_login
   local at, seen = now(), record.shared_generation
   local mark = sharing:lock("login", renewing and 0 or sharing:login_hold(), sharing:login_hold())
   if mark == nil and renewing then return true end
-  -- A token newer than the one this login set out to replace (another request of
-  -- this worker may have taken it in meanwhile): nothing to do.
-  local entry = sharing:token()
-  if entry and entry.generation ~= seen then
-    adopt(client, record, entry)
-    sharing:unlock("login", mark)
-    return true
-  end
-  local failure = not renewing and sharing:failure_since(at)
-  if failure then
-    sharing:unlock("login", mark)
-    debug_line(client, "another worker's login failed meanwhile: "
-      .. tostring(failure.status and "HTTP " .. failure.status or failure.kind))
-    return nil, Error.wrap(failure, "POST", "/auth")
-  end
-  local completed, ok, err = pcall(login, client, record)
-  if completed and not ok then
-    if renewing and entry and at < record.valid_until then
-      -- Every worker waits for the next renewal, not only this one.
-      defer_renewal(client, record, at, err)
-      sharing:set_renewal(record.shared_generation, entry.api_key, entry.token, entry.valid_until,
-        record.renew_at, entry.operator_id)
-      ok, err = true, nil
-    else
-      sharing:store_failure(err)
-    end
-  end
+  local completed, ok, err = pcall(login_under_lock, client, record, renewing, at, seen)
   sharing:unlock("login", mark)
   if not completed then error(ok, 0) end
   return ok, err

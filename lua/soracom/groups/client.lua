@@ -25,19 +25,20 @@ local operations = spec.operations
 local Client = {}
 Client.__index = Client
 
--- What the workers of the nginx instance share for this client (shared_dict).
+-- What the workers of the nginx instance share for this client (shared_dict), or
+-- nil, why.
 local function open_shared(client, resolved)
   local transport_settings = resolved.transport_settings
   local nginx = require "soracom.groups.transport.nginx"
   local transport = client._transport
-  local state = shared.open(resolved.shared_dict, resolved.endpoint, resolved.credentials, {
+  local state, why = shared.open(resolved.shared_dict, resolved.endpoint, resolved.credentials, {
     now = core.now,
     sleep = function(seconds) transport:sleep(seconds) end,
     -- a login's one attempt at most: connecting, then the whole exchange
     login_hold = (transport_settings.connect_timeout or nginx.DEFAULT_CONNECT_TIMEOUT)
       + (transport_settings.timeout or nginx.DEFAULT_TIMEOUT),
   }, 3)
-  return state -- (not a tail call, which would shift the error's level)
+  return state, why -- (not a tail call, which would shift the error's level)
 end
 
 --- groups.new(options) -> client, or nil, err when the environment or a profile
@@ -97,7 +98,14 @@ function Client.new(options)
     _sleep = resolved.sleep,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
-  local sharing = resolved.shared_dict and open_shared(client, resolved)
+  local sharing, unshared
+  if resolved.shared_dict then
+    sharing, unshared = open_shared(client, resolved)
+    if sharing == nil then
+      client:close()
+      return nil, Error.new("config", unshared)
+    end
+  end
   client._budget = rate.new(request.clock(client), sharing and sharing:accounts())
   auth.attach(client, resolved.credentials, headers, resolved.operator_id,
     resolved.share_token and sharing or nil)

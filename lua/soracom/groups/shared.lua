@@ -4,6 +4,8 @@
 --
 -- Every key starts with a digest of the endpoint and the credentials, so that two
 -- operators, endpoints or credential sets never meet; no key holds a secret. The
+-- digest is an HMAC keyed by a random salt the instance keeps in the dict, so that it
+-- cannot be used to test guesses of a password offline. The
 -- token's entry does hold the API key and token: any Lua code of the instance can read
 -- the dict (see the README), which is why share_token = false keeps them per worker.
 --
@@ -57,13 +59,32 @@ local function identity(endpoint, credentials)
   return table.concat(parts, "\n")
 end
 
+-- The salt of the key digests: 16 random bytes, made by the first worker that needs
+-- them (add: the first one written wins). Nil, err when none can be had.
+local SALT_BYTES = 16
+
+local function salt_of(dict)
+  local key = "soracom-groups:salt"
+  local salt = dict:get(key)
+  if salt then return salt end
+  local source = io.open("/dev/urandom", "rb")
+  local fresh = source and source:read(SALT_BYTES)
+  if source then source:close() end
+  if type(fresh) ~= "string" or #fresh ~= SALT_BYTES then return nil, "cannot read /dev/urandom" end
+  dict:add(key, fresh)
+  salt = dict:get(key)
+  if salt == nil then return nil, "the dict has no room" end
+  return salt
+end
+
 --- shared.open(name, endpoint, credentials, options): the shared state of this
 -- credential set in the lua_shared_dict `name`. options: now (the clock), sleep
 -- (waits without blocking the worker), login_hold (the longest a login may take).
--- Raises, blaming level, outside nginx or when no such dict is declared.
+-- Raises, blaming level, outside nginx or when no such dict is declared; returns
+-- nil, why when the dict cannot give the salt of its keys (full, or no randomness).
 function shared.open(name, endpoint, credentials, options, level)
   local ngx_table = rawget(_G, "ngx")
-  if type(ngx_table) ~= "table" or type(ngx_table.shared) ~= "table" or ngx_table.sha1_bin == nil then
+  if type(ngx_table) ~= "table" or type(ngx_table.shared) ~= "table" or ngx_table.hmac_sha1 == nil then
     error("soracom.groups.new: shared_dict works only inside nginx (ngx_lua or OpenResty), where "
       .. "the workers share a lua_shared_dict; outside it, leave it out", level + 1)
   end
@@ -72,8 +93,12 @@ function shared.open(name, endpoint, credentials, options, level)
     error("soracom.groups.new: shared_dict " .. string.format("%q", name) .. " is not declared: add "
       .. "`lua_shared_dict " .. name .. " 1m;` to the http block of nginx.conf", level + 1)
   end
+  local salt, why = salt_of(dict)
+  if salt == nil then
+    return nil, "shared_dict " .. string.format("%q", name) .. ": no salt for its keys (" .. why .. ")"
+  end
   local state = setmetatable({
-    _prefix = "soracom-groups:" .. hex(ngx.sha1_bin(identity(endpoint, credentials))) .. ":",
+    _prefix = "soracom-groups:" .. hex(ngx.hmac_sha1(salt, identity(endpoint, credentials))) .. ":",
     _now = options.now,
     _sleep = options.sleep,
     _login_hold = options.login_hold,
@@ -144,8 +169,10 @@ function Shared:token()
 end
 
 --- Stores a token a login gave (with the lock "login" held): returns its generation.
+-- Generations count from the wall clock's milliseconds, so that when the dict evicts
+-- the counter, the next one is still above every generation given before.
 function Shared:store_token(api_key, token, valid_until, renew_at, operator_id)
-  local generation = dict_of[self]:incr(self._prefix .. "generation", 1, 0)
+  local generation = dict_of[self]:incr(self._prefix .. "generation", 1, math.floor(ngx.now() * 1000))
   self:set_renewal(generation, api_key, token, valid_until, renew_at, operator_id)
   return generation
 end
@@ -162,9 +189,11 @@ function Shared:refuse(generation)
   dict_of[self]:set(self._prefix .. "refused:" .. generation, true, REFUSED_KEPT)
 end
 
--- A failed login's entry: ended_at, kind, status, code, retry_after, then the message
--- (which may hold newlines). Kept a little longer than anyone waits for a login.
-local FAILURE_FIELDS = 5
+-- A failed login's entry: ended_at, then the error fields the retry policy and the
+-- caller read, then the message (which may hold newlines). Kept a little longer than
+-- anyone waits for a login.
+local FAILURE_FIELDS = { "kind", "status", "code", "retry_after", "curl_code" }
+local FAILURE_NUMBERS = { status = true, retry_after = true, curl_code = true }
 
 local function field_text(value)
   if value == nil then return "" end
@@ -174,26 +203,30 @@ end
 --- Stores the failure of a login (made with the lock "login" held), for the logins that
 -- waited for it: they answer with it rather than each send /auth again.
 function Shared:store_failure(err)
-  local text = table.concat({ string.format("%.17g", self._now()), field_text(err.kind), field_text(err.status),
-    field_text(err.code), field_text(err.retry_after), tostring(err.message or "") }, "\n")
-  dict_of[self]:set(self._prefix .. "failed", text, 2 * self._login_hold + 1)
+  local parts = { string.format("%.17g", self._now()) }
+  for _, name in ipairs(FAILURE_FIELDS) do parts[#parts + 1] = field_text(err[name]) end
+  parts[#parts + 1] = tostring(err.message or "")
+  dict_of[self]:set(self._prefix .. "failed", table.concat(parts, "\n"), 2 * self._login_hold + 1)
 end
 
 --- The failure of a login that ended after `since` (a time of the clock given to open),
--- as the fields of an error: {kind, status, code, retry_after, message}; or nil.
+-- as the fields of an error (FAILURE_FIELDS and message); or nil.
 function Shared:failure_since(since)
   local text = dict_of[self]:get(self._prefix .. "failed")
   if type(text) ~= "string" then return nil end
-  local fields, rest = {}, text
-  for _ = 1, FAILURE_FIELDS do
+  local ended_at, rest = text:match("^([^\n]*)\n(.*)$")
+  ended_at = tonumber(ended_at)
+  if ended_at == nil or ended_at <= since then return nil end
+  local failure = {}
+  for _, name in ipairs(FAILURE_FIELDS) do
     local field, after = rest:match("^([^\n]*)\n(.*)$")
     if field == nil then return nil end
-    fields[#fields + 1], rest = field, after
+    if field ~= "" then failure[name] = FAILURE_NUMBERS[name] and tonumber(field) or field end
+    rest = after
   end
-  local ended_at = tonumber(fields[1])
-  if ended_at == nil or ended_at <= since or fields[2] == "" then return nil end
-  return { kind = fields[2], status = tonumber(fields[3]), code = fields[4] ~= "" and fields[4] or nil,
-    retry_after = tonumber(fields[5]), message = rest }
+  if failure.kind == nil then return nil end
+  failure.message = rest
+  return failure
 end
 
 ---------------------------------------------------------------------------------------
