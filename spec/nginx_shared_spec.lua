@@ -236,6 +236,79 @@ describe("nginx workers with shared_dict", function()
     assert.are.equal(workers_of(answers), logins()) -- one login in flight per worker
   end)
 
+  it("frees the lock when a debug hook raises in the login, and raises in that request alone", function()
+    timer_results() -- their logins done, the next one is the hook's
+    local id = srv:seed_groups(1)[1]
+    srv:revoke_tokens()
+    srv:clear_stats()
+    local first = get_json("/get?set=raising&id=" .. id)
+    assert.truthy(first.raised and first.raised:find("the debug hook raised", 1, true), tostring(first.raised))
+    assert.are.equal(1, logins()) -- its /auth was answered; the raise came after
+    local started = socket.gettime()
+    assert_all_got(burst("/get?set=a&id=" .. id, 40), id)
+    assert.is_true(socket.gettime() - started < 10, "the lock was held") -- it frees itself after 70 s
+    assert.are.equal(2, logins())
+  end)
+
+  it("frees a lock at once, but leaves one about to expire to its expiry", function()
+    local answer = get_json("/locks")
+    assert.is_true(answer.freed_at_once, "freed at once")
+    assert.is_true(answer.kept_near_expiry, "left to expire") -- a delete might remove another's
+    assert.is_true(answer.expired_after, "expired")
+  end)
+
+  -- Set brief: tokens of 8 s, renewed 0.8 s before they end. Logs it in afresh and
+  -- sleeps past the renewal time: the seeded group's id, and the token in use.
+  local function past_renewal_time()
+    timer_results()
+    local id = srv:seed_groups(1)[1]
+    srv:revoke_tokens()
+    srv:clear_stats()
+    local first = get_json("/get?set=brief&id=" .. id)
+    local logged_in_at = socket.gettime()
+    assert.are.equal(id, first.group, tostring(first.err))
+    assert.are.equal(1, logins())
+    local tokens = srv:tokens()
+    socket.sleep(logged_in_at + 7.3 - socket.gettime())
+    return id, tokens[#tokens].token
+  end
+
+  -- The tokens the GETs of group `id` carried since `requests` were cleared.
+  local function tokens_sent(id)
+    local sent = {}
+    for _, request in ipairs(srv:requests()) do
+      if request.uri:find(id, 1, true) then sent[request.headers["x-soracom-token"]] = true end
+    end
+    return sent
+  end
+
+  it("renews the token once for all workers, before it ends", function()
+    local id = past_renewal_time()
+    assert_all_got(burst("/get?set=brief&id=" .. id, 40, 20), id)
+    assert.are.equal(2, logins()) -- the login and one renewal
+    local tokens = srv:tokens()
+    local renewed = tokens[#tokens].token
+    srv:clear_requests()
+    local answers = burst("/get?set=brief&id=" .. id, 40, 20)
+    assert_all_got(answers, id)
+    assert.is_true(workers_of(answers) >= 3, "workers that served: " .. workers_of(answers))
+    assert.are.same({ [renewed] = true }, tokens_sent(id))
+    assert.are.equal(2, logins())
+  end)
+
+  it("keeps the token for every worker when its renewal fails, with one /auth", function()
+    local id, token = past_renewal_time()
+    srv:settings { auth_key = "rotated-elsewhere" } -- every login now gets 401
+    srv:clear_requests()
+    local answers = burst("/get?set=brief&id=" .. id, 40, 20)
+    srv:settings { auth_key = srv.auth_key }
+    assert_all_got(answers, id)
+    assert.is_true(workers_of(answers) >= 3, "workers that served: " .. workers_of(answers))
+    assert.are.same({ [token] = true }, tokens_sent(id))
+    assert.are.equal(2, logins()) -- the login and the renewal that failed, for all workers
+    srv:revoke_tokens() -- the other cases log in afresh
+  end)
+
   it("shares only the budget with share_token = false: each worker logs in itself", function()
     local id = srv:seed_groups(1)[1]
     srv:clear_stats()

@@ -7,6 +7,8 @@
 --   alone  the auth key, without shared_dict: a client per worker (bench/workers.lua)
 --   sam    the SAM user, with a 0.5 s timeout and quick retries
 --   mfa    the root user with another wrong password and an MFA code, retries = 0
+--   brief  the auth key, with tokens of 8 s (renewed 0.8 s before they end)
+--   raising  the auth key, with a debug hook that raises on the /auth line
 -- luacheck: globals ngx
 local groups = require "soracom.groups"
 local core = require "soracom.groups.core"
@@ -25,6 +27,11 @@ local SETS = {
     timeout = 0.5, retry_base_delay = 0.05 } end,
   mfa = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
     password = "other-" .. os.getenv("SORACOM_TEST_PASSWORD"), mfa_otp_code = "000000", retries = 0 } end,
+  brief = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
+    auth_key = os.getenv("SORACOM_TEST_AUTH_KEY"), token_timeout_seconds = 8 } end,
+  raising = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
+    auth_key = os.getenv("SORACOM_TEST_AUTH_KEY"),
+    debug = function(line) if line:find("/auth (", 1, true) then error("the debug hook raised") end end } end,
   alone = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
     auth_key = os.getenv("SORACOM_TEST_AUTH_KEY") } end,
   ["local"] = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
@@ -49,12 +56,18 @@ local function reply(value)
   ngx.say(core.encode_json(value))
 end
 
--- One get_group: {worker, pid, group (its id), err (its text)}.
+-- One get_group: {worker, pid, group (its id), err (its text), raised (what it raised)}.
 function handlers.get()
   local args = ngx.req.get_uri_args()
-  local group, err = client_of(args.set or "a"):get_group(args.id)
-  reply { worker = ngx.worker.id(), pid = ngx.worker.pid(), group = group and group.groupId or nil,
-    err = err and tostring(err) or nil }
+  local client = client_of(args.set or "a")
+  local called, group, err = pcall(client.get_group, client, args.id)
+  local answer = { worker = ngx.worker.id(), pid = ngx.worker.pid() }
+  if not called then
+    answer.raised = tostring(group)
+  else
+    answer.group, answer.err = group and group.groupId or nil, err and tostring(err) or nil
+  end
+  reply(answer)
   if ngx.get_phase() ~= "content" then ngx.exit(ngx.HTTP_OK) end
 end
 
@@ -71,6 +84,28 @@ function handlers.results()
   local found = {}
   for _, key in ipairs(ngx.shared.results:get_keys(0)) do found[key] = ngx.shared.results:get(key) end
   reply(found)
+end
+
+-- The release of the dict's locks (shared.lua), for a credential set of their own:
+-- {freed_at_once, kept_near_expiry, expired_after}.
+function handlers.locks()
+  local shared = require "soracom.groups.shared"
+  local state = assert(shared.open("soracom", "http://locks.invalid", { kind = "token", api_key = "k",
+    token = "t" }, { now = core.now, sleep = ngx.sleep, login_hold = 1 }, 1))
+  local function held(name)
+    for _, key in ipairs(ngx.shared.soracom:get_keys(0)) do
+      if key:sub(-#name - 6) == ":lock:" .. name then return true end
+    end
+    return false
+  end
+  local early = assert(state:lock("early", 0, 5))
+  state:unlock("early", early)
+  local late = assert(state:lock("late", 0, 0.3))
+  ngx.sleep(0.25) -- the lock now expires in 0.05 s
+  state:unlock("late", late)
+  local kept = held("late")
+  ngx.sleep(0.1)
+  reply { freed_at_once = not held("early"), kept_near_expiry = kept, expired_after = not held("late") }
 end
 
 -- Every key of the soracom dict.

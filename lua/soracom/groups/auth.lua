@@ -208,8 +208,7 @@ local function login_under_lock(client, record, renewing, at, seen)
   if renewing and entry and at < record.valid_until then
     -- Every worker waits for the next renewal, not only this one.
     defer_renewal(client, record, at, err)
-    sharing:set_renewal(record.shared_generation, entry.api_key, entry.token, entry.valid_until,
-      record.renew_at, entry.operator_id)
+    sharing:defer_renewal(entry.generation, record.renew_at, entry.valid_until)
     return true
   end
   if sent and shares_failures then sharing:store_failure(err) end

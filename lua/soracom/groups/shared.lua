@@ -9,8 +9,10 @@
 -- token's entry does hold the API key and token: any Lua code of the instance can read
 -- the dict (see the README), which is why share_token = false keeps them per worker.
 --
--- Nothing yields between reading and writing an entry except in lock(): what a lock
--- guards changes in one step of the worker, and its expiry frees it if the worker dies.
+-- A login writes under the lock "login", an account changes under a lock of its own;
+-- a lock's expiry frees it if its worker dies. A token's entry is written once, by the
+-- login that got it, never rewritten from what was read of it: what happens to the
+-- token later (a refusal, a deferred renewal) is an entry of its generation.
 
 -- luacheck: read globals ngx
 
@@ -113,15 +115,21 @@ function Shared:__tostring()
   return "soracom.groups shared state (" .. self._prefix .. "...)"
 end
 
+-- A lock this close to its expiry is left to expire rather than freed (seconds):
+-- between reading that it is still ours and deleting it, it could expire and be taken
+-- by another worker, whose lock the delete would remove.
+local UNLOCK_MARGIN = 0.1
+
 --- lock(name, wait, hold): takes the lock `name`, waiting up to `wait` seconds; it
 -- frees itself after `hold`. Returns the holder's mark for unlock, or nil, "timeout"
--- (or the dict's error, such as "no memory").
+-- (or the dict's error, such as "no memory"). The mark ends with the time the lock
+-- expires, on the dict's clock (ngx.now, to the millisecond).
 function Shared:lock(name, wait, hold)
   local key = self._prefix .. "lock:" .. name
   self._locks = self._locks + 1
-  local mark = self._owner .. ":" .. self._locks
   local deadline, step = self._now() + wait, LOCK_STEP_FIRST
   while true do
+    local mark = string.format("%s:%d@%.3f", self._owner, self._locks, ngx.now() + hold)
     local ok, err = dict_of[self]:add(key, mark, hold)
     if ok then return mark end
     if err ~= "exists" then return nil, err end
@@ -132,11 +140,14 @@ function Shared:lock(name, wait, hold)
   end
 end
 
---- Frees the lock `name` if `mark` still holds it (not when it expired and another
--- took it since).
+--- Frees the lock `name` if `mark` still holds it (not when it expired, or was
+-- evicted, and another took it since), unless it is about to expire anyway.
 function Shared:unlock(name, mark)
+  if mark == nil then return end
+  ngx.update_time()
+  if ngx.now() >= tonumber(mark:match("@([%d.]+)$")) - UNLOCK_MARGIN then return end
   local key = self._prefix .. "lock:" .. name
-  if mark ~= nil and dict_of[self]:get(key) == mark then dict_of[self]:delete(key) end
+  if dict_of[self]:get(key) == mark then dict_of[self]:delete(key) end
 end
 
 --- The longest a login may take, so the longest anyone waits for one.
@@ -150,9 +161,10 @@ local TOKEN_FIELDS = 6
 
 --- The token a worker logged in with: {generation, valid_until, renew_at,
 -- operator_id, api_key, token}, or nil when there is none, it has expired or it was
--- refused.
+-- refused. Its renewal time is a later one when a renewal of it has failed.
 function Shared:token()
-  local text = dict_of[self]:get(self._prefix .. "token")
+  local dict = dict_of[self]
+  local text = dict:get(self._prefix .. "token")
   if type(text) ~= "string" then return nil end
   local fields = {}
   for field in (text .. "\n"):gmatch("([^\n]*)\n") do fields[#fields + 1] = field end
@@ -162,26 +174,30 @@ function Shared:token()
     operator_id = fields[4] ~= "" and fields[4] or nil, api_key = fields[5], token = fields[6],
   }
   if not (entry.generation and entry.valid_until and entry.renew_at) or self._now() >= entry.valid_until
-    or dict_of[self]:get(self._prefix .. "refused:" .. entry.generation) then
+    or dict:get(self._prefix .. "refused:" .. entry.generation) then
     return nil
   end
+  local deferred = dict:get(self._prefix .. "renew:" .. entry.generation)
+  if type(deferred) == "number" then entry.renew_at = deferred end
   return entry
 end
 
 --- Stores a token a login gave (with the lock "login" held): returns its generation.
 -- Generations count from the wall clock's milliseconds, so that when the dict evicts
--- the counter, the next one is still above every generation given before.
+-- the counter, the next one is still above every generation given before. The entry
+-- is written once: a later renewal time is an entry of its own (defer_renewal), which
+-- cannot overwrite a newer token.
 function Shared:store_token(api_key, token, valid_until, renew_at, operator_id)
   local generation = dict_of[self]:incr(self._prefix .. "generation", 1, math.floor(ngx.now() * 1000))
-  self:set_renewal(generation, api_key, token, valid_until, renew_at, operator_id)
-  return generation
-end
-
---- Writes the token entry of `generation` (again, with a later renewal time).
-function Shared:set_renewal(generation, api_key, token, valid_until, renew_at, operator_id)
   local text = table.concat({ string.format("%d", generation), string.format("%.17g", valid_until),
     string.format("%.17g", renew_at), operator_id or "", api_key, token }, "\n")
   dict_of[self]:set(self._prefix .. "token", text, math.max(0.001, valid_until - self._now()))
+  return generation
+end
+
+--- A renewal of the token of `generation` failed: every worker renews it at `renew_at`.
+function Shared:defer_renewal(generation, renew_at, valid_until)
+  dict_of[self]:set(self._prefix .. "renew:" .. generation, renew_at, math.max(0.001, valid_until - self._now()))
 end
 
 --- The token of `generation` was refused (401): no worker uses it any more.
