@@ -35,8 +35,10 @@ local RENEWAL_RETRY_MAX = 160
 
 -- A login that has not landed after this long is taken for lost (its task was
 -- killed, or raised where no pcall could catch it), and the next request logs in
--- itself. A live but slow login costs at worst one more.
+-- itself. A live but slow login costs at worst one more. A shared login in its timer
+-- is lost only past the longest it can take, with this margin.
 local FLIGHT_LOST_AFTER = 180
+local FLIGHT_LOST_MARGIN = 10
 
 -- Whether pcall can hold a login that yields (Lua 5.1 cannot; LuaJIT can).
 local PCALL_YIELDS = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
@@ -144,8 +146,13 @@ local function login(client, record)
   record.renewal_failures = 0
   record.needs_login = false
   if record.shared then
-    record.shared_generation = record.shared:store_token(value.apiKey, value.token, record.valid_until,
+    local generation, not_kept = record.shared:store_token(value.apiKey, value.token, record.valid_until,
       record.renew_at, record.operator_id)
+    record.shared_generation = generation
+    if generation == nil then
+      debug_line(client, "the shared dict could not keep the token (" .. tostring(not_kept) .. "): this worker "
+        .. "uses it alone")
+    end
   end
   return true
 end
@@ -194,6 +201,12 @@ local function login_under_lock(client, record, renewing, at, seen)
     adopt(client, record, entry)
     return true
   end
+  -- A renewal whose time has moved on meanwhile (another worker's failed, and set the
+  -- next one): not due yet.
+  if renewing and entry and now() < entry.renew_at then
+    record.renew_at = entry.renew_at
+    return true
+  end
   -- A one-time code is this client's own: a failure with it is nobody else's answer.
   local credentials = record.credentials
   local shares_failures = not (credentials.mfa_code or credentials.login.mfaOTPCode)
@@ -205,9 +218,10 @@ local function login_under_lock(client, record, renewing, at, seen)
   end
   local ok, err, sent = login(client, record)
   if ok then return true end
-  if renewing and entry and at < record.valid_until then
+  local failed_at = now()
+  if renewing and entry and failed_at < record.valid_until then
     -- Every worker waits for the next renewal, not only this one.
-    defer_renewal(client, record, at, err)
+    defer_renewal(client, record, failed_at, err)
     sharing:defer_renewal(entry.generation, record.renew_at, entry.valid_until)
     return true
   end
@@ -221,11 +235,12 @@ end
 -- worker). A renewal does not wait for the lock: whoever holds it is renewing, and the
 -- current token stays in use. A login that waited longer than a login may take goes
 -- ahead without the lock (its holder was lost); the lock frees itself by then anyway.
+-- Failures count from when the flight began, not from when its timer ran.
 -- The lock is freed however the part under it ends, a raise (a debug hook's) included.
-local function shared_login(client, record)
+local function shared_login(client, record, flight)
   local sharing = record.shared
   local renewing = not record.needs_login
-  local at, seen = now(), record.shared_generation
+  local at, seen = flight.started, record.shared_generation
   local mark = sharing:lock("login", renewing and 0 or sharing:login_hold(), sharing:login_hold())
   if mark == nil and renewing then return true end
   local completed, ok, err = pcall(login_under_lock, client, record, renewing, at, seen)
@@ -243,7 +258,7 @@ end
 
 local function lost(flight)
   return (flight.owner and coroutine.status(flight.owner) == "dead")
-    or now() - flight.started > FLIGHT_LOST_AFTER
+    or now() - flight.started > flight.lost_after
 end
 
 -- Waits for the login in flight. Returns true, ok, err once it lands, or false when
@@ -268,14 +283,14 @@ local function run_login(client, record, flight, log_in)
   local ok, err
   if PCALL_YIELDS then
     local completed
-    completed, ok, err = pcall(log_in, client, record)
+    completed, ok, err = pcall(log_in, client, record, flight)
     if not completed then
       flight.raised = ok
       land(record, flight, nil, login_error("auth", "the login raised an error"))
       error(ok, 0)
     end
   else
-    ok, err = log_in(client, record)
+    ok, err = log_in(client, record, flight)
   end
   land(record, flight, ok, err)
   return ok, err
@@ -288,7 +303,6 @@ local function detached(client, record, flight)
   local ngx = rawget(_G, "ngx")
   if not (record.shared and ngx and phases.cosockets[ngx.get_phase()]) then return false end
   local started = ngx.timer.at(0, function(premature)
-    flight.owner = coroutine.running()
     if premature then
       land(record, flight, nil, login_error("auth", "nginx is exiting: no login"))
     else
@@ -301,10 +315,16 @@ end
 -- Logs in as the one login in flight for the client; everyone else who needs a token
 -- meanwhile waits for its outcome instead of sending one more.
 local function fly(client, record)
-  local flight = { event = client._transport:event(), started = now(), owner = coroutine.running() }
+  local flight = { event = client._transport:event(), started = now(), owner = coroutine.running(),
+    lost_after = FLIGHT_LOST_AFTER }
   record.flight = flight
   if detached(client, record, flight) then
-    flight.owner = nil -- the timer's, once it runs
+    -- The timer always lands its flight (its login is in a pcall), and another
+    -- request's coroutine is not one this one can always ask the status of: only the
+    -- time tells it lost, past the longest a shared login can take (the lock's wait,
+    -- then the login).
+    flight.owner = nil
+    flight.lost_after = math.max(FLIGHT_LOST_AFTER, 2 * record.shared:login_hold() + FLIGHT_LOST_MARGIN)
     local landed, ok, err = await(record, flight)
     if flight.raised ~= nil then error(flight.raised, 0) end -- to this request alone
     if landed then return ok, err end

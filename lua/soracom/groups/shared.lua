@@ -182,16 +182,20 @@ function Shared:token()
   return entry
 end
 
---- Stores a token a login gave (with the lock "login" held): returns its generation.
+--- Stores a token a login gave (with the lock "login" held): returns its generation,
+-- or nil, why when the dict cannot hold it (then the token stays the worker's own).
 -- Generations count from the wall clock's milliseconds, so that when the dict evicts
 -- the counter, the next one is still above every generation given before. The entry
 -- is written once: a later renewal time is an entry of its own (defer_renewal), which
 -- cannot overwrite a newer token.
 function Shared:store_token(api_key, token, valid_until, renew_at, operator_id)
-  local generation = dict_of[self]:incr(self._prefix .. "generation", 1, math.floor(ngx.now() * 1000))
+  local dict = dict_of[self]
+  local generation, why = dict:incr(self._prefix .. "generation", 1, math.floor(ngx.now() * 1000))
+  if generation == nil then return nil, why end
   local text = table.concat({ string.format("%d", generation), string.format("%.17g", valid_until),
     string.format("%.17g", renew_at), operator_id or "", api_key, token }, "\n")
-  dict_of[self]:set(self._prefix .. "token", text, math.max(0.001, valid_until - self._now()))
+  local stored, failed = dict:set(self._prefix .. "token", text, math.max(0.001, valid_until - self._now()))
+  if not stored then return nil, failed end
   return generation
 end
 
