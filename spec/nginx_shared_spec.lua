@@ -288,7 +288,11 @@ describe("nginx workers with shared_dict", function()
     assert_all_got(burst("/get?set=brief&id=" .. id, 40, 20), id)
     assert.are.equal(2, logins()) -- the login and one renewal
     local tokens = srv:tokens()
-    local renewed = tokens[#tokens].token
+    local old, new = tokens[#tokens - 1], tokens[#tokens]
+    -- Issued before the old one ended: its end comes less than a lifetime after the old one's.
+    assert.is_true(new.expires_in - new.tokenTimeoutSeconds < old.expires_in,
+      "renewed after the token ended: " .. new.expires_in .. " s left, the old one " .. old.expires_in)
+    local renewed = new.token
     srv:clear_requests()
     local answers = burst("/get?set=brief&id=" .. id, 40, 20)
     assert_all_got(answers, id)

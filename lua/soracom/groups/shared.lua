@@ -155,6 +155,11 @@ function Shared:login_hold()
   return self._login_hold
 end
 
+-- How long an entry about a token is kept: as long as the token lives.
+local function token_ttl(state, valid_until)
+  return math.max(0.001, valid_until - state._now())
+end
+
 -- The token entry: generation, valid_until, renew_at, operator_id, api_key, token,
 -- one per line (none of them holds a control character).
 local TOKEN_FIELDS = 6
@@ -194,14 +199,14 @@ function Shared:store_token(api_key, token, valid_until, renew_at, operator_id)
   if generation == nil then return nil, why end
   local text = table.concat({ string.format("%d", generation), string.format("%.17g", valid_until),
     string.format("%.17g", renew_at), operator_id or "", api_key, token }, "\n")
-  local stored, failed = dict:set(self._prefix .. "token", text, math.max(0.001, valid_until - self._now()))
+  local stored, failed = dict:set(self._prefix .. "token", text, token_ttl(self, valid_until))
   if not stored then return nil, failed end
   return generation
 end
 
 --- A renewal of the token of `generation` failed: every worker renews it at `renew_at`.
 function Shared:defer_renewal(generation, renew_at, valid_until)
-  dict_of[self]:set(self._prefix .. "renew:" .. generation, renew_at, math.max(0.001, valid_until - self._now()))
+  dict_of[self]:set(self._prefix .. "renew:" .. generation, renew_at, token_ttl(self, valid_until))
 end
 
 --- The token of `generation` was refused (401): no worker uses it any more.
