@@ -20,6 +20,7 @@ local function rows(fields, prefix)
     local accepts = field.doc
     if field.values then accepts = accepts .. "; each: " .. (field.values.doc or "") end
     if field.shorthand then accepts = "shorthand: " .. accepts end
+    if field.secret then accepts = accepts .. "; **secret**" end
     local key = field.key and "`" .. cell(field.key) .. "`" or ""
     add("| `" .. cell(name) .. "` | " .. key .. " | " .. cell(accepts) .. " |")
     if field.fields then rows(field.fields, name .. ".") end
@@ -37,6 +38,8 @@ add("gives them back in the same form. A field the builder does not know is refu
 add("must not vanish); `extra` passes API keys through as they are; a field set to")
 add("`groups.null` is removed by `update_config`. These tables are written by")
 add("`scripts/builder-reference.lua` from `config.describe`, the tables the builders check with.")
+add("A field marked **secret** holds a secret: `plan` never shows its value, but shows a")
+add("Credentials Store reference (`{credentials_id = ...}`) given in its place.")
 local builders = {}
 for builder in pairs(spec.BUILDERS) do builders[#builders + 1] = builder end
 table.sort(builders)

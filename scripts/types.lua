@@ -57,7 +57,8 @@ function emit_class(class, fields, out)
   local lines, nested = { "---@class " .. class }, {}
   for _, field in ipairs(fields) do
     local t = type_of(field, class .. "." .. camel(field.name), nested)
-    lines[#lines + 1] = "---@field " .. field.name .. "? " .. t .. " " .. one_line(field.doc)
+    local doc = one_line(field.doc) .. (field.secret and " (secret)" or "")
+    lines[#lines + 1] = "---@field " .. field.name .. "? " .. t .. " " .. doc
   end
   out[#out + 1] = table.concat(lines, "\n")
   for _, text in ipairs(nested) do out[#out + 1] = text end

@@ -231,6 +231,39 @@ describe("config builders", function()
     end)
   end)
 
+  it("marks the fields whose values are secrets in config.describe, and no other", function()
+    -- Every secret field's dotted name (map values as [name], a reference's other form as .of).
+    local function secret_names(fields, prefix, out)
+      for _, field in ipairs(fields) do
+        local name = prefix .. field.name
+        if field.secret then out[#out + 1] = name end
+        if field.fields then secret_names(field.fields, name .. ".", out) end
+        local values = field.values
+        if values and values.of then values = values.of end
+        if values and values.fields then secret_names(values.fields, name .. "[name].", out) end
+      end
+      return out
+    end
+    local found = {}
+    for builder in pairs(require("soracom.groups.operations").BUILDERS) do
+      for _, name in ipairs(secret_names(config.describe(builder).fields, builder .. ".", {})) do
+        found[#found + 1] = name
+      end
+    end
+    table.sort(found)
+    local beam = {}
+    for _, entry in ipairs({ "http", "mqtt", "tcp", "udp" }) do
+      for _, name in ipairs({ "client_certs[name].key", "custom_headers[name].header_value", "password", "psk" }) do
+        beam[#beam + 1] = "beam." .. entry .. "." .. name
+      end
+    end
+    local expected = { "air.password" }
+    for _, name in ipairs(beam) do expected[#expected + 1] = name end
+    -- Funk's, Funnel's and Krypton's credentials_id name a secret in the Credentials
+    -- Store, Harvest Files' assumed_role_id a role: references, not secrets.
+    assert.are.same(expected, found)
+  end)
+
   describe("config.read", function()
     it("turns a group's namespace back into the builder's form", function()
       local group = { configuration = { SoracomAir = { useCustomDns = true, dnsServers = { "8.8.8.8" },

@@ -256,7 +256,7 @@ function Client:endpoint() end
 ---@field ip_link_mtu? integer whole number from 1 to 65535
 ---@field location_enabled? boolean boolean
 ---@field metadata? soracom.groups.config.AirSettings.Metadata table
----@field password? string string
+---@field password? string string (secret)
 ---@field session_event_enabled? boolean boolean
 ---@field use_custom_dns? boolean boolean
 ---@field use_vpg? boolean boolean
@@ -291,8 +291,8 @@ function Client:endpoint() end
 ---@field destination? string string
 ---@field enabled? boolean boolean
 ---@field name? string string
----@field password? string string
----@field psk? table|string a string or {credentials_id = <id>}
+---@field password? string string (secret)
+---@field psk? table|string a string or {credentials_id = <id>} (secret)
 ---@field skip_status_code? boolean boolean
 ---@field use_client_cert? boolean boolean
 ---@field username? string string
@@ -302,7 +302,7 @@ function Client:endpoint() end
 ---@class soracom.groups.config.BeamSettings.Http.CustomHeaders
 ---@field action? string string
 ---@field header_key? string string
----@field header_value? string string
+---@field header_value? string string (secret)
 ---@field extra? table<string, any> table of API key -> value, passed through as it is (keys the docs do not list)
 
 ---@class soracom.groups.config.BeamSettings.Mqtt
@@ -316,8 +316,8 @@ function Client:endpoint() end
 ---@field destination? string string
 ---@field enabled? boolean boolean
 ---@field name? string string
----@field password? string string
----@field psk? table|string a string or {credentials_id = <id>}
+---@field password? string string (secret)
+---@field psk? table|string a string or {credentials_id = <id>} (secret)
 ---@field skip_status_code? boolean boolean
 ---@field use_client_cert? boolean boolean
 ---@field username? string string
@@ -327,7 +327,7 @@ function Client:endpoint() end
 ---@class soracom.groups.config.BeamSettings.Mqtt.CustomHeaders
 ---@field action? string string
 ---@field header_key? string string
----@field header_value? string string
+---@field header_value? string string (secret)
 ---@field extra? table<string, any> table of API key -> value, passed through as it is (keys the docs do not list)
 
 ---@class soracom.groups.config.BeamSettings.Tcp
@@ -341,8 +341,8 @@ function Client:endpoint() end
 ---@field destination? string string
 ---@field enabled? boolean boolean
 ---@field name? string string
----@field password? string string
----@field psk? table|string a string or {credentials_id = <id>}
+---@field password? string string (secret)
+---@field psk? table|string a string or {credentials_id = <id>} (secret)
 ---@field skip_status_code? boolean boolean
 ---@field use_client_cert? boolean boolean
 ---@field username? string string
@@ -352,7 +352,7 @@ function Client:endpoint() end
 ---@class soracom.groups.config.BeamSettings.Tcp.CustomHeaders
 ---@field action? string string
 ---@field header_key? string string
----@field header_value? string string
+---@field header_value? string string (secret)
 ---@field extra? table<string, any> table of API key -> value, passed through as it is (keys the docs do not list)
 
 ---@class soracom.groups.config.BeamSettings.Udp
@@ -366,8 +366,8 @@ function Client:endpoint() end
 ---@field destination? string string
 ---@field enabled? boolean boolean
 ---@field name? string string
----@field password? string string
----@field psk? table|string a string or {credentials_id = <id>}
+---@field password? string string (secret)
+---@field psk? table|string a string or {credentials_id = <id>} (secret)
 ---@field skip_status_code? boolean boolean
 ---@field use_client_cert? boolean boolean
 ---@field username? string string
@@ -377,7 +377,7 @@ function Client:endpoint() end
 ---@class soracom.groups.config.BeamSettings.Udp.CustomHeaders
 ---@field action? string string
 ---@field header_key? string string
----@field header_value? string string
+---@field header_value? string string (secret)
 ---@field extra? table<string, any> table of API key -> value, passed through as it is (keys the docs do not list)
 
 ---@class soracom.groups.config.EndorseSettings

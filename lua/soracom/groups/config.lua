@@ -268,6 +268,12 @@ end
 
 local function f(key, kind) return { key = key, kind = kind } end
 local function obj(key, fields) return { key = key, fields = fields } end
+-- A field whose value is a secret: plans never show it (secrets.lua reads the mark; a
+-- Credentials Store reference given instead names a secret and is shown).
+local function secret(field)
+  field.secret = true
+  return field
+end
 
 -- =====================================================================================
 -- The namespaces.
@@ -289,7 +295,7 @@ FIELDS.SoracomAir = {
   userdata = f("userdata", string_field()),
   authentication_required = f("authenticationRequired", boolean()),
   username = f("username", string_field()),
-  password = f("password", string_field()),
+  password = secret(f("password", string_field())), -- the CHAP password
   -- chap = {username=, password=} turns CHAP authentication on with those credentials.
   chap = { long = function(value, path)
     if type(value) ~= "table" or type(value.username) ~= "string" or type(value.password) ~= "string" then
@@ -378,13 +384,14 @@ local function map_of(kind, what)
 end
 
 local CLIENT_CERT = {
-  ca = f("ca", string_field()), cert = f("cert", string_field()), key = f("key", string_field()),
+  -- ca and cert are public; key is the client's private key
+  ca = f("ca", string_field()), cert = f("cert", string_field()), key = secret(f("key", string_field())),
 }
 
 local CUSTOM_HEADER = {
   action = f("action", string_field()),
   header_key = f("headerKey", string_field()),
-  header_value = f("headerValue", string_field()),
+  header_value = secret(f("headerValue", string_field())), -- may be "Bearer <token>"
 }
 
 local BEAM_ENTRY = {
@@ -398,11 +405,11 @@ local BEAM_ENTRY = {
   add_equipment_header = f("addEquipmentHeader", boolean()),
   skip_status_code = f("skipStatusCode", boolean()),
   -- a pre-shared key: the key itself, or {credentials_id = id} from the Credentials Store
-  psk = f("psk", reference_or(string_field(), "a string")),
+  psk = secret(f("psk", reference_or(string_field(), "a string"))),
   custom_headers = f("customHeaders", map_of(object_kind(CUSTOM_HEADER),
     "header name -> {action, header_key, header_value}")),
   username = f("username", string_field()),
-  password = f("password", string_field()),
+  password = secret(f("password", string_field())), -- the MQTT broker's
   use_client_cert = f("useClientCert", boolean()),
   client_certs = f("clientCerts", map_of(reference_or(object_kind(CLIENT_CERT), "{ca, cert, key}"),
     "name -> {credentials_id = <id>} or {ca, cert, key}")),
@@ -824,7 +831,7 @@ local function describe_field(name, field)
   else
     description = describe_kind(field.kind)
   end
-  description.name, description.key = name, field.key
+  description.name, description.key, description.secret = name, field.key, field.secret
   return description
 end
 
@@ -853,8 +860,9 @@ end
 --- config.describe(name): what a builder accepts (name is a builder or namespace name):
 -- {builder =, namespace =, fields = {...}}, each field {name =, key = its API key,
 -- doc = the values it takes in words, type = their lua-language-server type when
--- simple, shorthand = true when it stands for other fields, fields = a nested
--- object's, values = a map's values, of = what else a credentials reference may be},
+-- simple, shorthand = true when it stands for other fields, secret = true when its
+-- value is a secret (plans never show it), fields = a nested object's, values = a
+-- map's values, of = what else a credentials reference may be},
 -- sorted by name with extra last. Raises on an unknown name.
 function config.describe(name)
   local namespace = config.namespace_of(name)
