@@ -62,6 +62,7 @@ local function typed(kind)
       end,
       from_api = identity,
       doc = kind, type = kind,
+      takes_string = kind == "string" or nil, -- where {"$env": NAME} may stand in (check_api)
     }
   end
 end
@@ -99,6 +100,7 @@ local function enum(values)
     end,
     from_api = identity,
     doc = "one of " .. table.concat(quoted_values, ", "), type = table.concat(quoted_values, "|"),
+    takes_string = true,
   }
 end
 
@@ -156,6 +158,7 @@ local credentials_ref = {
     return value
   end,
   doc = "Credentials Store ID (non-empty string)", type = "string",
+  api_doc = '{"$credentialsId": <id>}', -- what the API form takes, for check_api's messages
 }
 
 -- =====================================================================================
@@ -240,11 +243,21 @@ function object_to_api(fields, input, path)
   return result, removed
 end
 
+-- Whether an API value is one a kind's builder would write.
+local function kind_accepts(kind, value)
+  return (pcall(kind.to_api, kind.from_api(value), ""))
+end
+
+-- An API object: a table that is not a list (an empty one is both).
+local function is_api_object(value)
+  return type(value) == "table" and value[1] == nil
+end
+
 -- Whether an API value is one the field's builder would write (else read keeps it in
 -- extra, unchanged, so that it is written back as it was).
 local function acceptable(field, value)
-  if field.fields then return type(value) == "table" and value[1] == nil end
-  return (pcall(field.kind.to_api, field.kind.from_api(value), ""))
+  if field.fields then return is_api_object(value) end
+  return kind_accepts(field.kind, value)
 end
 
 function object_from_api(fields, api)
@@ -359,6 +372,7 @@ local function reference_or(kind, what)
       return kind.from_api(value)
     end,
     doc = what .. " or {credentials_id = <id>}", of = kind,
+    api_doc = what .. ' or {"$credentialsId": <id>}', takes_string = kind.takes_string,
   }
 end
 
@@ -423,6 +437,16 @@ local BEAM_ENTRY_POINTS = {
   mqtt = "mqtt://beam.soracom.io:1883",
 }
 local BEAM_HTTP_PREFIX = "http://beam.soracom.io:8888"
+
+local BEAM_ENTRY_KEYS = {}
+for _, key in pairs(BEAM_ENTRY_POINTS) do BEAM_ENTRY_KEYS[key] = true end
+
+-- Whether a top-level Beam key is an entry point the builder knows (tcp, udp, mqtt or
+-- an HTTP one with its path).
+local function is_beam_entry_point(key)
+  return BEAM_ENTRY_KEYS[key] ~= nil
+    or (type(key) == "string" and key:sub(1, #BEAM_HTTP_PREFIX + 1) == BEAM_HTTP_PREFIX .. "/")
+end
 
 local FUNK_DESTINATION = {
   provider = f("provider", enum({ "aws", "azure", "google" })),
@@ -575,7 +599,7 @@ local function beam_from_api(api)
   for key, value in pairs(api) do
     if by_key[key] and type(value) == "table" then
       result[by_key[key]] = object_from_api(BEAM_ENTRY, value)
-    elseif key:sub(1, #BEAM_HTTP_PREFIX + 1) == BEAM_HTTP_PREFIX .. "/" and type(value) == "table" then
+    elseif is_beam_entry_point(key) and type(value) == "table" then
       result.http = result.http or {}
       result.http[key:sub(#BEAM_HTTP_PREFIX + 1)] = object_from_api(BEAM_ENTRY, value)
     else
@@ -800,6 +824,285 @@ function config.read(group, namespace)
   end
   local configuration = type(group.configuration) == "table" and group.configuration or {}
   return config.from_api(resolved, configuration[resolved])
+end
+
+-- =====================================================================================
+-- Settings in the API's form (a desired-state document holds them so): references,
+-- where an API path falls in the schema (secrets.lua reads it), and config.check_api.
+
+--- The keys of the references a value may be instead of a secret: {"$credentialsId":
+-- id} names an entry of the Credentials Store, {"$env": "NAME"} an environment
+-- variable read when the document is applied. Either names a secret, none holds one.
+-- @local
+config.REFERENCE_KEYS = { ["$credentialsId"] = true, ["$env"] = true }
+
+-- Whether value is {[key] = <non-empty string>} and nothing else.
+local function is_reference_of(value, key)
+  return type(value) == "table" and type(value[key]) == "string" and value[key] ~= ""
+    and next(value, next(value)) == nil
+end
+
+--- Whether value is a reference, {"$credentialsId": id} or {"$env": "NAME"}, each
+-- with a non-empty string and no other key.
+-- @local
+function config.is_reference(value)
+  return is_reference_of(value, "$credentialsId") or is_reference_of(value, "$env")
+end
+
+-- A level of fields by API key (shorthands have none), made once per level.
+local by_api_key_cache = {}
+local function by_api_key(fields)
+  local map = by_api_key_cache[fields]
+  if map == nil then
+    map = {}
+    for _, field in pairs(fields) do
+      if field.key then map[field.key] = field end
+    end
+    by_api_key_cache[fields] = map
+  end
+  return map
+end
+
+-- A place in the schema is a level of fields ({fields = ...}: a namespace's, an obj
+-- field, an object kind), a map kind (values =), a reference kind (of =) or a plain
+-- kind. One step down by an API key: the place below and whether the field there is
+-- secret; nil when the schema does not know the key there.
+local function step(place, key)
+  if place.of then place = place.of end -- the value itself, when it is no reference
+  if place.fields then
+    local field = by_api_key(place.fields)[key]
+    if field == nil then return nil end
+    return field.fields and field or field.kind, field.secret == true
+  end
+  if place.values then return place.values, false end
+  return nil
+end
+
+-- The place of a namespace's settings object, nil for an unknown namespace. Beam's
+-- top level is its entry points, which api_lookup and check_api handle.
+local function api_root(namespace)
+  local fields = FIELDS[namespace]
+  return fields and { fields = fields } or nil
+end
+
+--- config.api_lookup(namespace, keys): what the schema says of the API path keys
+-- (API keys from the namespace's settings object down): "secret" when a field marked
+-- secret is at it or above it, "known" when the schema knows every key and none is
+-- secret, else nil, i where keys[i] is the first key it does not know (a key under a
+-- plain value, such as a list's index, counts as unknown).
+-- @local
+function config.api_lookup(namespace, keys)
+  namespace = config.namespace_of(namespace)
+  local place, first = api_root(namespace), 1
+  if namespace == "SoracomBeam" then
+    if keys[1] == nil then return "known" end
+    if not is_beam_entry_point(keys[1]) then return nil, 1 end
+    place, first = { fields = BEAM_ENTRY }, 2
+  end
+  if place == nil then return nil, 1 end
+  for i = first, #keys do
+    local below, is_secret = step(place, keys[i])
+    if below == nil then return nil, i end
+    if is_secret then return "secret" end
+    place = below
+  end
+  return "known"
+end
+
+local key_names
+
+--- config.api_key_names(): every API key of a field the schema knows (any namespace,
+-- any level) -> true when a field of that key is marked secret, else false.
+-- @local
+function config.api_key_names()
+  if key_names then return key_names end
+  key_names = {}
+  local seen = {}
+  local function walk(place)
+    if place == nil or seen[place] then return end
+    seen[place] = true
+    if place.fields then
+      for _, field in pairs(place.fields) do
+        if field.key then key_names[field.key] = key_names[field.key] or field.secret == true end
+        walk(field.fields and field or field.kind)
+      end
+    end
+    walk(place.values)
+    walk(place.of)
+  end
+  for _, fields in pairs(FIELDS) do walk({ fields = fields }) end
+  walk({ fields = BEAM_ENTRY })
+  return key_names
+end
+
+--- config.api_path(keys): a path of API keys as text: names joined with ".", other
+-- keys (entry-point URLs, header names) as ["..."]: `metadata.enabled`,
+-- `["tcp://beam.soracom.io:8023"].psk`.
+-- @local
+function config.api_path(keys)
+  local parts = {}
+  for i, key in ipairs(keys) do
+    if type(key) == "string" and key:match("^[%a_$][%w_$]*$") then
+      parts[#parts + 1] = (i > 1 and "." or "") .. key
+    elseif type(key) == "number" then
+      parts[#parts + 1] = "[" .. key .. "]"
+    else
+      parts[#parts + 1] = "[" .. quoted(key) .. "]"
+    end
+  end
+  return table.concat(parts)
+end
+
+local function edit_distance(a, b)
+  local previous = {}
+  for j = 0, #b do previous[j] = j end
+  for i = 1, #a do
+    local current, byte = { [0] = i }, a:byte(i)
+    for j = 1, #b do
+      current[j] = math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (byte == b:byte(j) and 0 or 1))
+    end
+    previous = current
+  end
+  return previous[#b]
+end
+
+-- The known key an unknown one is likely a typo of: equal but for case, or (both of 5+
+-- characters) within 2 edits, case ignored; nil when none is.
+local function near_key(key, known)
+  if type(key) ~= "string" then return nil end
+  local lower, best, best_distance = key:lower(), nil, 3
+  for _, candidate in ipairs(sorted_keys(known)) do
+    local other = candidate:lower()
+    local distance = other == lower and 0
+      or #key >= 5 and #candidate >= 5 and math.abs(#key - #candidate) <= 2 and edit_distance(lower, other)
+      or 3
+    if distance < best_distance then best, best_distance = candidate, distance end
+  end
+  return best
+end
+
+local function with_key(keys, key)
+  local result = {}
+  for i, k in ipairs(keys) do result[i] = k end
+  result[#result + 1] = key
+  return result
+end
+
+local function api_describe(value)
+  if is_list(value) then return "list" end
+  return describe(value)
+end
+
+-- What a place takes, in words, for messages.
+local function takes(place)
+  if place.fields or place.values then return "an object" end
+  return place.api_doc or place.doc
+end
+
+local check_level
+
+-- Checks one API value against its place in the schema; null (a removal) always passes.
+local function check_value(place, value, keys, out)
+  if value == null then return end
+  local path = config.api_path(keys)
+  if type(value) == "table" and value["$env"] ~= nil then
+    if not place.takes_string then
+      out.errors[#out.errors + 1] = path .. ' cannot be {"$env": ...}, which stands for a string: it takes '
+        .. takes(place)
+    elseif not is_reference_of(value, "$env") then
+      out.errors[#out.errors + 1] = path .. ' must be {"$env": "<NAME>"}: a non-empty name and no other key'
+    end
+    return
+  end
+  if place.of then
+    if is_reference_of(value, "$credentialsId") then return end
+    if place.of.fields and is_api_object(value) then return check_level(place.of.fields, value, keys, out) end
+    if place.of.fields or not kind_accepts(place.of, value) then
+      out.errors[#out.errors + 1] = path .. " must be " .. place.api_doc .. " (got " .. api_describe(value) .. ")"
+    end
+    return
+  end
+  if place.fields or place.values then
+    if not is_api_object(value) then
+      out.errors[#out.errors + 1] = path .. " must be an object (got " .. api_describe(value) .. ")"
+    elseif place.fields then
+      check_level(place.fields, value, keys, out)
+    else
+      for _, name in ipairs(sorted_keys(value)) do check_value(place.values, value[name], with_key(keys, name), out) end
+    end
+    return
+  end
+  if kind_accepts(place, value) then return end
+  if place.api_doc then
+    out.errors[#out.errors + 1] = path .. " must be " .. place.api_doc .. " (got " .. api_describe(value) .. ")"
+    return
+  end
+  local _, err = pcall(place.to_api, place.from_api(value), path)
+  out.errors[#out.errors + 1] = type(err) == "table" and err.config_error or tostring(err)
+end
+
+-- Checks an API object against a level of fields: known keys by their kinds, unknown
+-- ones near a known one are errors (a typo), others warnings (Soracom adds keys).
+function check_level(fields, settings, keys, out)
+  local known = by_api_key(fields)
+  for _, key in ipairs(sorted_keys(settings)) do
+    local path = with_key(keys, key)
+    local field = known[key]
+    if field then
+      check_value(field.fields and field or field.kind, settings[key], path, out)
+    else
+      local near = near_key(key, known)
+      if near then
+        out.errors[#out.errors + 1] = config.api_path(path) .. " is an unknown key; did you mean "
+          .. quoted(near) .. "?"
+      else
+        out.warnings[#out.warnings + 1] = config.api_path(path) .. " is an unknown key, passed through unchanged"
+      end
+    end
+  end
+end
+
+--- Checks a namespace's settings given in the API's form, as a desired-state
+-- document or a group holds them: {apiKey = value}, Beam's keyed by entry point.
+-- A value the builder would refuse is an error; `{"$credentialsId": id}` passes where
+-- the schema takes a Credentials Store reference, `{"$env": "NAME"}` (a string read
+-- from the environment later) wherever it takes a string; null (a removal) anywhere.
+-- An unknown key is an error when it is likely a typo of a known key at its level
+-- (equal but for case, or within 2 edits for keys of 5+ characters), else a warning:
+-- Soracom adds keys, and what a group holds must check clean. Beam's unknown entry
+-- points are warnings; SoracomFlux, whose keys are undocumented, gives neither.
+-- Each message starts with the path below the namespace (`metadata.enabled must be a
+-- boolean (got string)`, `["tcp://beam.soracom.io:8023"].psk ...`), except the one
+-- for settings that are no object, which starts with "must".
+-- @tparam string namespace a namespace (or builder) name; raises on an unknown one
+-- @tparam table settings the namespace's settings object
+-- @treturn {string,...} errors
+-- @treturn {string,...} warnings
+-- @usage local errors, warnings = config.check_api("SoracomAir", {useCustomDNS = true})
+-- -- errors: {'useCustomDNS is an unknown key; did you mean "useCustomDns"?'}
+function config.check_api(namespace, settings)
+  local resolved = config.namespace_of(namespace)
+  if resolved == nil then
+    error("soracom.groups.config.check_api: " .. spec.unknown_namespace(namespace, spec.ALL_NAMESPACES), 2)
+  end
+  local out = { errors = {}, warnings = {} }
+  if settings == null then return out.errors, out.warnings end
+  if not is_api_object(settings) then
+    out.errors[1] = "must be an object of API keys (got " .. api_describe(settings) .. ")"
+    return out.errors, out.warnings
+  end
+  if resolved == "SoracomBeam" then
+    for _, key in ipairs(sorted_keys(settings)) do
+      if is_beam_entry_point(key) then
+        check_value({ fields = BEAM_ENTRY }, settings[key], { key }, out)
+      else
+        out.warnings[#out.warnings + 1] = config.api_path({ key }) .. " is an unknown key, passed through unchanged"
+      end
+    end
+  elseif next(FIELDS[resolved]) ~= nil then
+    check_level(FIELDS[resolved], settings, {}, out)
+  end
+  return out.errors, out.warnings
 end
 
 -- =====================================================================================
