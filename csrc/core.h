@@ -62,6 +62,7 @@ void sg_push_error(lua_State *L, const char *kind, const char *message);
 
 /* private_file.c */
 int sg_read_private_file(lua_State *L);
+int sg_write_private_file(lua_State *L);
 
 /* system.c */
 int sg_now(lua_State *L);

@@ -4,6 +4,7 @@
  * a device in its place cannot hang the program. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -113,5 +114,92 @@ int sg_read_private_file(lua_State *L)
     close(h->fd);
     h->fd = -1;
     luaL_pushresult(&b);
+    return 1;
+}
+
+/* Writes all of text to fd; 0, or an errno value. */
+static int write_all(int fd, const char *text, size_t len)
+{
+    while (len > 0) {
+        ssize_t put = write(fd, text, len);
+        if (put < 0 && errno == EINTR)
+            continue;
+        if (put < 0)
+            return errno;
+        text += put;
+        len -= (size_t)put;
+    }
+    return 0;
+}
+
+/* nil, message (the step and the system's message), with fd closed and the temporary
+ * file (when named) removed. */
+static int write_failed(lua_State *L, fd_holder *h, const char *temp, const char *step, int err)
+{
+    if (h->fd >= 0) {
+        close(h->fd);
+        h->fd = -1;
+    }
+    if (temp != NULL)
+        unlink(temp);
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", step, strerror(err));
+    return 2;
+}
+
+/* write_private_file(path, text) -> true | nil, message
+ * A file that may hold secrets: written to a new file beside path that only its owner
+ * can read (mode 0600), flushed to disk, then renamed over path, so that a failed write
+ * leaves no partial file and path never holds a readable half. A path that exists and
+ * is not a regular file (a device, a FIFO, /dev/stdout) is written in place: renaming
+ * over it would replace the device itself. */
+int sg_write_private_file(lua_State *L)
+{
+    size_t path_len, text_len;
+    const char *path = luaL_checklstring(L, 1, &path_len);
+    const char *text = luaL_checklstring(L, 2, &text_len);
+    fd_holder *h;
+    struct stat info;
+    char *temp;
+    int err;
+
+    if (strlen(path) != path_len)
+        return luaL_argerror(L, 1, "the path holds a NUL byte");
+    if (path_len == 0)
+        return luaL_argerror(L, 1, "the path is empty");
+    h = push_fd_holder(L);
+    if (stat(path, &info) == 0 && !S_ISREG(info.st_mode)) {
+        h->fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+        if (h->fd < 0)
+            return write_failed(L, h, NULL, "open", errno);
+        if ((err = write_all(h->fd, text, text_len)) != 0)
+            return write_failed(L, h, NULL, "write", err);
+        if (close(h->fd) != 0) {
+            h->fd = -1;
+            return write_failed(L, h, NULL, "close", errno);
+        }
+        h->fd = -1;
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    /* The temporary name lives in a userdata: freed by the collector whatever happens. */
+    temp = (char *)lua_newuserdata(L, path_len + sizeof ".XXXXXX");
+    memcpy(temp, path, path_len);
+    memcpy(temp + path_len, ".XXXXXX", sizeof ".XXXXXX");
+    h->fd = mkstemp(temp); /* mode 0600 */
+    if (h->fd < 0)
+        return write_failed(L, h, NULL, "create a file beside it", errno);
+    if ((err = write_all(h->fd, text, text_len)) != 0)
+        return write_failed(L, h, temp, "write", err);
+    if (fsync(h->fd) != 0)
+        return write_failed(L, h, temp, "write", errno);
+    if (close(h->fd) != 0) {
+        h->fd = -1;
+        return write_failed(L, h, temp, "write", errno);
+    }
+    h->fd = -1;
+    if (rename(temp, path) != 0)
+        return write_failed(L, h, temp, "rename", errno);
+    lua_pushboolean(L, 1);
     return 1;
 }
