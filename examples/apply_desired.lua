@@ -1,6 +1,7 @@
 -- Applies examples/desired.json (or the file given as the first argument): loads the
--- document, plans it against the account, prints the plan, applies it, and checks
--- that a second plan finds nothing to do (exit 1 otherwise).
+-- document, plans it against the groups of its scope (those tagged fleet=example),
+-- prints the plan, applies it with deletes guarded, and checks that a second plan
+-- finds nothing to do (exit 1 otherwise).
 --
 -- Credentials as in examples/quickstart.lua: SORACOM_* variables or SORACOM_PROFILE for
 -- the real API, otherwise the fake Soracom server from spec/.
@@ -10,6 +11,7 @@ local version = rawget(_G, "jit") and "jit" or _VERSION:match("%d+%.%d+")
 package.cpath = "build/" .. version .. "/?.so;" .. package.cpath
 
 local groups = require "soracom.groups"
+local account = require "soracom.groups.account"
 local desired = require "soracom.groups.desired"
 local plan = require "soracom.groups.plan"
 local apply = require "soracom.groups.apply"
@@ -38,16 +40,20 @@ end
 local client = check(groups.new(options))
 local document = check(desired.load(path))
 
--- Every group is listed; those the document does not name are left alone (no prune).
+-- Only the groups of the document's scope are listed (the server filters them). With
+-- prune, those the document does not list are deleted: never one outside the scope,
+-- never one holding SIMs (allow_delete_with_sims), never more than max_deletes.
 local function planned()
-  return check(plan.compare(document, check(desired.list(client))))
+  local p = check(plan.compare(document, check(account.read(client, document)), { prune = true }))
+  check(account.count_deleted_sims(client, p))
+  return p
 end
 
 local first = planned()
 print(table.concat(plan.render(first), "\n"))
-local summary = apply.run(client, first, { on_progress = function(done, total, name, outcome)
+local summary = check(apply.run(client, first, { max_deletes = 2, on_progress = function(done, total, name, outcome)
   print(("[%d/%d] %s: %s"):format(done, total, name, outcome))
-end })
+end }))
 for _, skipped in ipairs(summary.skipped) do print("skipped " .. skipped.name .. ": " .. skipped.reason) end
 for _, failed in ipairs(summary.failed) do print("failed " .. failed.name .. ": " .. tostring(failed.err)) end
 print(("applied %d, skipped %d, failed %d"):format(summary.applied, #summary.skipped, #summary.failed))

@@ -70,14 +70,15 @@ describe("desired state: export, plan, apply", function()
     end
   end
 
-  it("exports the account as a sorted document that plans to nothing", function()
-    seed()
+  it("exports the account as a sorted document, with its scope and ids, that plans to nothing", function()
+    local ids = seed()
     local document = assert(desired.export(client))
     assert.are.equal([[
 {
   "groups": [
     {
       "configuration": {},
+      "groupId": "]] .. ids["old-fleet"] .. [[",
       "name": "old-fleet",
       "tags": {}
     },
@@ -89,6 +90,7 @@ describe("desired state: export, plan, apply", function()
           }
         }
       },
+      "groupId": "]] .. ids["sensors-osaka"] .. [[",
       "name": "sensors-osaka",
       "tags": {
         "env": "dev"
@@ -107,18 +109,20 @@ describe("desired state: export, plan, apply", function()
           "enabled": true
         }
       },
+      "groupId": "]] .. ids["sensors-tokyo"] .. [[",
       "name": "sensors-tokyo",
       "tags": {
         "env": "prod",
         "owner": "ops"
       }
     }
-  ]
+  ],
+  "scope": "account"
 }
 ]], desired.encode(document))
     local p = compare(document)
     assert.is_true(plan.empty(p))
-    assert.are.same({ "No changes." }, plan.render(p))
+    assert.are.same({ "# scope: the whole account", "No changes." }, plan.render(p))
   end)
 
   it("exports the groups a tag selects", function()
@@ -155,7 +159,7 @@ describe("desired state: export, plan, apply", function()
     local p = compare(document)
     assert.is_false(plan.empty(p))
     local golden = read("spec/golden/plan.txt"):gsub("<old%-fleet id>", ids["old-fleet"])
-    assert.are.same(lines_of(golden), plan.render(p))
+    assert.are.same(lines_of(golden), plan.render(p, { show_unmanaged = true }))
 
     srv:clear_stats()
     local progress = {}
@@ -163,7 +167,12 @@ describe("desired state: export, plan, apply", function()
       progress[#progress + 1] = done .. "/" .. total
       progress[name] = outcome
     end })
-    assert.are.same({ applied = 3, skipped = {}, failed = {} }, summary)
+    assert.are.equal(3, summary.applied)
+    assert.are.same({}, summary.skipped)
+    assert.are.same({}, summary.failed)
+    assert.are.same({ { name = "sensors-osaka", group_id = ids["sensors-osaka"] },
+      { name = "sensors-tokyo", group_id = ids["sensors-tokyo"] } }, summary.changed)
+
     assert.are.same({ "1/3", "2/3", "3/3", ["sensors-nagoya"] = "applied", ["sensors-osaka"] = "applied",
       ["sensors-tokyo"] = "applied" }, progress)
     -- Exactly those requests: a re-read before writing to each existing group, a look
@@ -181,6 +190,8 @@ describe("desired state: export, plan, apply", function()
       ["DELETE /v1/groups/{group_id}/configuration/{namespace}"] = 1,
     }, counts)
 
+    assert.are.equal("sensors-nagoya", summary.created[1].name)
+    assert.are.equal(by_name("sensors-nagoya").groupId, summary.created[1].group_id)
     local group = by_name("sensors-tokyo")
     assert.are.same({ name = "sensors-tokyo", env = "staging", team = "iot" }, group.tags)
     assert.are.same({ enabled = true }, group.configuration.SoracomHarvest) -- unmanaged: left alone
@@ -191,33 +202,55 @@ describe("desired state: export, plan, apply", function()
     p = compare(document)
     assert.is_true(plan.empty(p))
     assert.are.same({
-      "# unmanaged group old-fleet (" .. ids["old-fleet"] .. ")",
-      "# unmanaged namespace SoracomHarvest of group sensors-tokyo",
+      "# scope: the whole account",
+      "# 1 group outside this file, unchanged (--prune deletes those within the scope); --show-unmanaged lists them",
+      "# 1 namespace of listed groups outside this file, unchanged (--prune-namespaces deletes them); "
+        .. "--show-unmanaged lists them",
       "No changes.",
-      "Unmanaged (left alone; --prune deletes named ones): 1 group, 1 namespace.",
     }, plan.render(p))
   end)
 
-  it("with prune, deletes the groups and namespaces the document leaves out", function()
-    seed()
+  it("with prune, deletes the groups the document leaves out; with prune_namespaces, its namespaces", function()
+    local ids = seed()
     local document = assert(desired.export(client))
     table.remove(document.groups, 1) -- old-fleet
     document.groups[2].configuration.SoracomHarvest = nil
-    local p = compare(document, { prune = true })
+    local p = compare(document, { prune = true, prune_namespaces = true })
     assert.are.same({
-      "- group old-fleet",
+      "# scope: the whole account",
+      "- delete group old-fleet (" .. ids["old-fleet"] .. ")",
+      "    tags: name = old-fleet",
+      "    namespaces: none",
+      "    SIMs: not counted",
       "~ group sensors-tokyo",
       "  - namespace SoracomHarvest",
+      "  - SoracomHarvest.enabled (was true)",
       "Plan: 0 to create, 1 to change, 1 to delete.",
     }, plan.render(p))
-    assert.are.same({ applied = 2, skipped = {}, failed = {} }, apply.run(client, p))
+    local summary = apply.run(client, p)
+    assert.are.equal(2, summary.applied)
+    assert.are.same({ { name = "old-fleet", group_id = ids["old-fleet"] } }, summary.deleted)
     assert.is_nil(by_name("old-fleet"))
     assert.are.same({ "SoracomAir" }, (function()
       local names = {}
       for namespace in pairs(by_name("sensors-tokyo").configuration) do names[#names + 1] = namespace end
       return names
     end)())
-    assert.is_true(plan.empty(compare(document, { prune = true })))
+    assert.is_true(plan.empty(compare(document, { prune = true, prune_namespaces = true })))
+  end)
+
+  it("prunes no namespace with prune alone, and no group without a scope", function()
+    seed()
+    local document = assert(desired.export(client))
+    document.groups[3].configuration.SoracomHarvest = nil
+    local p = compare(document, { prune = true })
+    assert.is_true(plan.empty(p))
+    assert.are.same({ { name = "sensors-tokyo", group_id = document.groups[3].groupId,
+      namespace = "SoracomHarvest" } }, p.unmanaged.namespaces)
+    document.scope = nil
+    local refused, err = plan.compare(document, account(), { prune = true })
+    assert.is_nil(refused)
+    assert.matches('add "scope": "account"', err.message, 1, true)
   end)
 
   it("never deletes a group without a name tag, even with prune", function()
@@ -226,36 +259,46 @@ describe("desired state: export, plan, apply", function()
     assert.are.same({ id }, unnamed)
     assert.are.same({}, document.groups)
     local p = compare(document, { prune = true })
-    assert.are.same({ "# unmanaged group (no name tag) (" .. id .. ")", "No changes.",
-      "Unmanaged (left alone): 1 group, 0 namespaces." }, plan.render(p))
+    assert.are.same({ "# scope: the whole account",
+      "# 1 group without a name tag, left alone (a document lists groups by name)", "No changes." }, plan.render(p))
+    assert.are.same({ id }, p.unnamed)
   end)
 
   it("refuses two groups with one name in the document, naming where they are", function()
     local document, err = desired.check { groups = { { name = "a" }, { name = "b" }, { name = "a" },
       { name = "b" }, { name = "c" } } }
     assert.is_nil(document)
-    assert.are.equal("several groups share one name in the document, so the name does not identify a group: "
-      .. "a (groups[1], groups[3]); b (groups[2], groups[4])", err.message)
+    assert.are.equal('groups[3] has the name of groups[1] ("a"), and neither says its groupId: '
+      .. "the name cannot identify both", err.message)
     local p
     p, err = plan.compare({ groups = { { name = "a" }, { name = "a" } } }, {})
     assert.is_nil(p)
-    assert.are.equal("several groups share one name in the document, so the name does not identify a group: "
-      .. "a (groups[1], groups[2])", err.message)
+    assert.are.equal('groups[2] has the name of groups[1] ("a"), and neither says its groupId: '
+      .. "the name cannot identify both", err.message)
+    -- with their ids, two entries of one name are two groups
+    assert.is_table(desired.check { groups = { { name = "a", groupId = "id-1" }, { name = "a", groupId = "id-2" } } })
+    p, err = desired.check { groups = { { name = "a", groupId = "id-1" }, { name = "b", groupId = "id-1" } } }
+    assert.is_nil(p)
+    assert.are.equal("groups[2] has the groupId of groups[1]: one group, two entries", err.message)
   end)
 
-  it("refuses two groups with one name in the account, listing their ids", function()
+  it("refuses only an entry matched by a name that two account groups share, listing their ids", function()
     local first = assert(client:create_group { name = "twin" }).groupId
     local second = assert(client:create_group { name = "twin" }).groupId
     assert(client:create_group { name = "single" })
-    local expected = "several groups share one name in the account, so the name does not identify a group: "
-      .. "twin (" .. first .. ", " .. second .. ")"
-    local document, err = desired.export(client)
-    assert.is_nil(document)
-    assert.are.equal(expected, err.message)
-    local p
-    p, err = plan.compare({ groups = { { name = "single" } } }, account())
+    local document = assert(desired.export(client)) -- each entry has its id: nothing is ambiguous
+    assert.is_true(plan.empty(compare(document)))
+    assert.is_true(plan.empty(compare { groups = { { name = "single" } } }))
+    local ids = { first, second }
+    table.sort(ids)
+    local p, err = plan.compare({ groups = { { name = "twin", tags = { env = "x" } } } }, account())
     assert.is_nil(p)
-    assert.are.equal(expected, err.message)
+    assert.are.equal('groups[1] ("twin") names 2 groups of the account (' .. ids[1] .. ", " .. ids[2]
+      .. "): give it the groupId of the one it is", err.message)
+    -- the one with the id is claimed, so the name matches the other alone
+    p = compare { groups = { { name = "twin", groupId = first }, { name = "twin", tags = { env = "x" } } } }
+    assert.are.equal(1, #p.changes)
+    assert.are.equal(second, p.changes[1].group_id)
   end)
 
   it("names the place of each mistake in a document", function()
@@ -267,7 +310,7 @@ describe("desired state: export, plan, apply", function()
       { { groups = { { name = "a", tags = { name = "b" } } } },
         "groups[1].tags.name is the group's name: give it as name, beside tags" },
       { { groups = { { name = "a", owner = "x" } } },
-        'groups[1] has an unknown key "owner" (expected name, tags, configuration)' },
+        'groups[1] has an unknown key "owner" (expected groupId, name, tags, configuration)' },
       { { groups = { { name = "a", configuration = { SoracomAir = true } } } },
         "groups[1].configuration.SoracomAir must be an object of settings, a built configuration or null "
           .. "(got boolean)" },
@@ -281,7 +324,18 @@ describe("desired state: export, plan, apply", function()
         "groups[1].configuration[2] is not a built configuration" },
       { { groups = { name = "a" } }, "groups must be a list (got an object)" },
       { { groups = { { name = "a" }, x = 1 } }, "groups must be a list without other keys" },
-      { { group = {} }, 'the document has an unknown key "group" (expected groups)' },
+      { { group = {} }, 'the document has an unknown key "group" (expected scope, groups)' },
+      { { scope = "everything", groups = {} },
+        'scope must be "account" or {"tagName": ..., "tagValue": ..., "tagValueMatchMode": "exact" | "prefix"} '
+          .. "(got a string)" },
+      { { scope = { tagName = "env" }, groups = {} }, "scope.tagValue must be a string (got nil)" },
+      { { scope = { tagName = "env", tagValue = "prod" }, groups = { { name = "a", tags = { env = "dev" } } } },
+        'groups[1] ("a") is outside the document\'s scope, groups whose tag "env" is "prod": give it that tag, '
+          .. "or change the scope" },
+      { { groups = { { name = "a", groupId = 7 } } }, "groups[1].groupId must be a non-empty string (got number)" },
+      { { groups = { { name = "a", configuration = { SoracomAir = { password = { ["$env"] = "A B" } } } } } },
+        'groups[1].configuration.SoracomAir.password must be a secret reference {"$env": "NAME"} alone, '
+          .. "NAME a variable name" },
     }
     for _, case in ipairs(cases) do
       local document, err = desired.check(case[1])
@@ -302,7 +356,7 @@ describe("desired state: export, plan, apply", function()
     write(broken, '{"groups": [')
     local document = assert(desired.load(good))
     assert.are.equal('{"groups":[{"configuration":{"SoracomAir":{"dnsServers":[],"metadata":{"enabled":true}},'
-      .. '"SoracomBeam":null},"name":"a","tags":{"env":"prod"}}]}', desired.encode_compact(document))
+      .. '"SoracomBeam":null},"name":"a","tags":{"env":"prod"}}]}', desired.encode_compact { groups = document.groups })
     local _, err = desired.load(bad)
     assert.are.equal(bad .. ": groups[2].tags.env must be a string (got boolean)", err.message)
     _, err = desired.load(broken)
@@ -329,7 +383,7 @@ return { groups = {
     assert.are.equal('{"groups":[{"configuration":{"SoracomAir":{"dnsServers":["1.1.1.1"],'
       .. '"metadata":{"enabled":true},"useCustomDns":true},"SoracomHarvest":{"enabled":true}},'
       .. '"name":"lua-built","tags":{"env":"lab"}},{"configuration":{"SoracomAir":{"userdata":"hello"},'
-      .. '"SoracomFunk":null},"name":"lua-keyed","tags":{}}]}', desired.encode_compact(document))
+      .. '"SoracomFunk":null},"name":"lua-keyed","tags":{}}]}', desired.encode_compact { groups = document.groups })
     local p = compare(document)
     assert.are.same({
       "+ create group lua-built",
@@ -342,7 +396,7 @@ return { groups = {
       '  + SoracomAir.userdata = "hello"',
       "Plan: 2 to create, 0 to change, 0 to delete.",
     }, plan.render(p))
-    assert.are.same({ applied = 2, skipped = {}, failed = {} }, plan.apply(client, p))
+    assert.are.equal(2, plan.apply(client, p).applied)
     assert.is_true(plan.empty(compare(document)))
     local _, err = desired.load(dir .. "/missing.lua")
     assert.matches("missing%.lua", err.message)
@@ -367,6 +421,7 @@ return { groups = {
     group.configuration.SoracomFlux = { targets = { { name = "t", password = "list-secret-5" } } }
     local p = compare(document)
     assert.are.same({
+      "# scope: the whole account",
       "~ group chap",
       "  ~ tag api_token: (sensitive) -> (sensitive)",
       "  ~ SoracomAir.password: (sensitive) -> (sensitive)",
@@ -383,7 +438,7 @@ return { groups = {
       assert.is_nil(json:find(secret, 1, true), secret)
     end
     assert.matches('"path": "SoracomAir.password",\n%s*"to": "%(sensitive%)"', json)
-    assert.are.same({ applied = 1, skipped = {}, failed = {} }, apply.run(client, p))
+    assert.are.equal(1, apply.run(client, p).applied)
     assert.are.equal("new-password-2", by_name("chap").configuration.SoracomAir.password)
   end)
 
@@ -421,16 +476,20 @@ return { groups = {
       ]
     }
   ],
+  "fleet": [],
   "summary": {
     "change": 1,
     "create": 0,
     "delete": 0,
-    "prune": false
+    "prune": false,
+    "pruneNamespaces": false
   },
   "unmanaged": {
     "groups": [],
     "namespaces": []
-  }
+  },
+  "unnamed": [],
+  "warnings": []
 }
 ]], plan.to_json(p))
   end)
@@ -452,6 +511,7 @@ return { groups = {
     assert.are.equal("prod", by_name("sensors-tokyo").tags.env)
     assert.are.equal("staging", by_name("sensors-osaka").tags.env)
     assert.are.same({
+      "# scope: the whole account",
       "~ group sensors-tokyo",
       "  ~ tag env: prod -> staging",
       "  ~ tag owner: someone-else -> ops",
@@ -470,7 +530,7 @@ return { groups = {
     assert.are.equal(1, summary.applied)
     assert.are.same({ { name = "sensors-nagoya", reason = "a group of that name (" .. other
       .. ") was created since the plan was made; nothing was written" } }, summary.skipped)
-    assert.are.same({ "~ group sensors-nagoya", "  ~ tag env: dev -> prod",
+    assert.are.same({ "# scope: the whole account", "~ group sensors-nagoya", "  ~ tag env: dev -> prod",
       "Plan: 0 to create, 1 to change, 0 to delete." }, plan.render(compare(document)))
   end)
 
@@ -488,9 +548,10 @@ return { groups = {
     assert.are.equal("old-fleet", summary.failed[1].name)
     assert.are.equal(400, summary.failed[1].err.status)
     assert.matches("no writes today", tostring(summary.failed[1].err))
-    assert.are.same({ "~ group old-fleet", "  + tag batch = b1", "Plan: 0 to create, 1 to change, 0 to delete." },
-      plan.render(compare(document)))
-    assert.are.same({ applied = 1, skipped = {}, failed = {} }, apply.run(client, compare(document)))
+    assert.are.same({ "# scope: the whole account", "~ group old-fleet", "  + tag batch = b1",
+      "Plan: 0 to create, 1 to change, 0 to delete." }, plan.render(compare(document)))
+    local again = apply.run(client, compare(document))
+    assert.are.same({ 1, 0, 0 }, { again.applied, #again.skipped, #again.failed })
     assert.is_true(plan.empty(compare(document)))
   end)
 

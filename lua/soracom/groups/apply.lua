@@ -4,9 +4,13 @@
 -- Before writing to a group it reads the group again: when its lastModifiedTime is
 -- not the one the plan saw, someone changed it since, the plan may be wrong for it,
 -- and nothing is written to it (it is reported as skipped). Before creating one it
--- looks for a group of that name made since. One group failing does not stop the
--- others.
+-- looks for a group of that name made since. Deletes are guarded: no more than
+-- max_deletes in one run, and none of a group that holds SIMs (counted again just
+-- before the delete) unless allow_delete_with_sims. One group failing does not stop
+-- the others.
 
+local account = require "soracom.groups.account"
+local desired = require "soracom.groups.desired"
 local Error = require "soracom.groups.error"
 
 local apply = {}
@@ -53,7 +57,7 @@ end
 
 -- One group's changes: {status = "applied"} or {status = "skipped", reason}, or nil,
 -- err. (No pcall and no iterator here: Lua 5.1 could not suspend the task across them.)
-local function apply_change(client, change)
+local function apply_change(client, change, allow_sims, scope)
   if change.action == "create" then
     -- A group of that name made since the plan would be doubled: look first.
     local found, err = client:list_groups { tag_name = "name", tag_value = change.name }
@@ -67,27 +71,76 @@ local function apply_change(client, change)
     local group
     group, err = client:create_group(change.create)
     if group == nil then return nil, err end
-    return { status = "applied" }
+    return { status = "applied", group_id = group.groupId }
   end
-  local _, reason, err = unchanged(client, change)
+  local group, reason, err = unchanged(client, change)
   if reason then return { status = "skipped", reason = reason } end
   if err then return nil, err end
   local ok
   if change.action == "delete" then
+    if not desired.in_scope(scope, group.tags) then
+      return { status = "skipped", reason = "it is outside the plan's scope, " .. desired.describe_scope(scope)
+        .. "; nothing was deleted" }
+    end
+    if not allow_sims then
+      local sims, count_err = account.count_sims(client, change.group_id)
+      if sims == nil then return nil, count_err end
+      if sims.count > 0 then
+        return { status = "skipped", reason = "it holds " .. (sims.at_least and "at least " or "") .. sims.count
+          .. " SIM(s); nothing was deleted (allow_delete_with_sims, --allow-delete-with-sims, deletes it)" }
+      end
+    end
     ok, err = client:delete_group(change.group_id)
   else
     ok, err = update(client, change)
   end
   if not ok then return nil, err end
-  return { status = "applied" }
+  return { status = "applied", group_id = change.group_id }
 end
 
-local OPTION_TYPES = { concurrency = "number", on_progress = "function" }
+apply.DEFAULT_MAX_DELETES = 10
+
+local OPTION_TYPES = { concurrency = "number", on_progress = "function", max_deletes = "number",
+  allow_delete_with_sims = "boolean" }
+
+-- Why the plan's deletes may not run at all, or nil: more than max_deletes, or a
+-- group counted (account.count_deleted_sims) holding SIMs.
+local function refused_deletes(changes, max_deletes, allow_sims)
+  local deletes, holding = 0, {}
+  for _, change in ipairs(changes) do
+    if change.action == "delete" then
+      deletes = deletes + 1
+      if change.sims and change.sims.count > 0 then
+        holding[#holding + 1] = tostring(change.name) .. " (" .. tostring(change.group_id) .. "): "
+          .. (change.sims.at_least and "at least " or "") .. change.sims.count .. " SIM(s)"
+      end
+    end
+  end
+  if deletes > max_deletes then
+    return "the plan deletes " .. deletes .. " groups, more than max_deletes (" .. max_deletes
+      .. "; --max-deletes N allows more): nothing was changed"
+  end
+  if #holding > 0 and not allow_sims then
+    return "the plan deletes groups that hold SIMs (" .. table.concat(holding, "; ")
+      .. "; --allow-delete-with-sims allows it): nothing was changed"
+  end
+end
+
+--- apply.refused(plan, options) -> why apply.run would refuse the plan's deletes
+-- (more than options.max_deletes, or groups counted holding SIMs), or nil: for asking
+-- before a person is asked to confirm.
+function apply.refused(p, options)
+  options = options or {}
+  return refused_deletes(p.changes, options.max_deletes or apply.DEFAULT_MAX_DELETES,
+    options.allow_delete_with_sims or false)
+end
 
 --- apply.run(client, plan, {concurrency = 8, on_progress = function(done, total,
--- name, outcome) end}) -> summary {applied = n, skipped = {{name, reason}},
--- failed = {{name, err}}}, both lists in the plan's order. outcome is "applied",
--- "skipped" or "failed". Wrong arguments raise.
+-- name, outcome) end, max_deletes = 10, allow_delete_with_sims = false}) -> summary
+-- {applied = n, created = {{name, group_id}}, changed = {...}, deleted = {...},
+-- skipped = {{name, group_id, reason}}, failed = {{name, group_id, err}}}, each list
+-- in the plan's order; or nil, err, with nothing changed, when the deletes are
+-- refused. outcome is "applied", "skipped" or "failed". Wrong arguments raise.
 function apply.run(client, p, options)
   if type(p) ~= "table" or type(p.changes) ~= "table" then
     error("soracom.groups.apply: plan must be a plan from plan.compare (got " .. type(p) .. ")", 2)
@@ -102,9 +155,17 @@ function apply.run(client, p, options)
         .. " (got " .. type(value) .. ")", 2)
     end
   end
+  local max_deletes = options.max_deletes or apply.DEFAULT_MAX_DELETES
+  if max_deletes < 0 or max_deletes ~= math.floor(max_deletes) then
+    error("soracom.groups.apply: options.max_deletes must be a whole number of 0 or more (got "
+      .. tostring(max_deletes) .. ")", 2)
+  end
+  local allow_sims = options.allow_delete_with_sims or false
   local changes, done = p.changes, 0
+  local refusal = refused_deletes(changes, max_deletes, allow_sims)
+  if refusal then return nil, Error.new("apply", refusal) end
   local results = client:map(changes, function(change)
-    return apply_change(client, change)
+    return apply_change(client, change, allow_sims, p.scope)
   end, {
     concurrency = options.concurrency,
     on_result = function(i, value, err)
@@ -115,17 +176,20 @@ function apply.run(client, p, options)
       end
     end,
   })
-  local summary = { applied = 0, skipped = {}, failed = {} }
+  local summary = { applied = 0, created = {}, changed = {}, deleted = {}, skipped = {}, failed = {} }
+  local done_list = { create = summary.created, update = summary.changed, delete = summary.deleted }
   for i, change in ipairs(changes) do
     local result = results[i]
     if result.ok and result.value.status == "applied" then
       summary.applied = summary.applied + 1
+      table.insert(done_list[change.action], { name = change.name, group_id = result.value.group_id })
     elseif result.ok then
-      summary.skipped[#summary.skipped + 1] = { name = change.name, reason = result.value.reason }
+      summary.skipped[#summary.skipped + 1] = { name = change.name, group_id = change.group_id,
+        reason = result.value.reason }
     else
       local err = result.err
       if not Error.is(err) then err = Error.new("apply", tostring(err)) end
-      summary.failed[#summary.failed + 1] = { name = change.name, err = err }
+      summary.failed[#summary.failed + 1] = { name = change.name, group_id = change.group_id, err = err }
     end
   end
   return summary

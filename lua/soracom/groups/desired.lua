@@ -1,16 +1,23 @@
 --- The desired-state document: what `export` writes and `plan`/`apply` read.
 --
---     {groups = {{name = "sensors-tokyo", tags = {env = "prod"},
+--     {scope = {tagName = "env", tagValue = "prod", tagValueMatchMode = "exact"},
+--      groups = {{groupId = "...", name = "sensors-tokyo", tags = {env = "prod"},
 --                 configuration = {SoracomAir = {metadata = {enabled = true}}}}}}
 --
--- A group is identified by its `name` tag; `tags` holds the others. `configuration`
--- is in the API's form, as a Group object holds it. desired.encode writes it as JSON
--- with sorted keys, so that two exports of one account are byte for byte the same.
+-- `scope` is the selector the document covers (or "account", the whole account):
+-- plan lists only those groups and prune never reaches outside them. A group is
+-- identified by its groupId when it has one, else by its `name` tag; `tags` holds
+-- the others. `configuration` is in the API's form, as a Group object holds it; a
+-- value {"$env": "NAME"} stands for the environment variable NAME, read at plan time.
+-- desired.encode writes JSON with sorted keys, so that two exports of one account are
+-- byte for byte the same.
 
 local core = require "soracom.groups.core"
 local config = require "soracom.groups.config"
 local Error = require "soracom.groups.error"
 local spec = require "soracom.groups.operations"
+local sandbox = require "soracom.groups.sandbox"
+local secrets = require "soracom.groups.secrets"
 
 local desired = {}
 
@@ -32,6 +39,20 @@ desired.copy = copy
 
 local sorted_keys = config.sorted_keys
 desired.sorted_keys = sorted_keys
+
+--- Deep equality of JSON values; array marks do not count ({} and [] are both empty).
+local function equal(a, b)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  for key, value in pairs(a) do
+    if not equal(value, b[key]) then return false end
+  end
+  for key in pairs(b) do
+    if a[key] == nil then return false end
+  end
+  return true
+end
+desired.equal = equal
 
 ---------------------------------------------------------------------------------------
 -- JSON text with sorted keys and a 2-space indent. The core's encoder writes strings
@@ -92,32 +113,109 @@ function desired.encode_compact(value)
 end
 
 ---------------------------------------------------------------------------------------
--- From the account.
+-- The scope: which groups a document covers.
 
---- The groups with one name tag shared by several: nil, or an error listing each
--- name with its group ids. `what` says where the groups come from.
-local function duplicate_names(list, name_of, id_of, what)
-  local seen, order = {}, {}
-  for i, item in ipairs(list) do
-    local name = name_of(item)
-    if name ~= nil then
-      if seen[name] == nil then
-        seen[name] = {}
-        order[#order + 1] = name
-      end
-      local ids = seen[name]
-      ids[#ids + 1] = id_of(item, i)
-    end
+desired.MATCH_MODES = { exact = true, prefix = true }
+local ACCOUNT = "account"
+
+--- The scope of list options {tag_name=, tag_value=, tag_value_match_mode=}: the whole
+-- account without a tag name. Raises on a tag name without a value, or the reverse.
+function desired.scope_of(selector)
+  selector = selector or {}
+  if selector.tag_name == nil and selector.tag_value == nil then return { account = true } end
+  if type(selector.tag_name) ~= "string" or selector.tag_name == "" then
+    error("soracom.groups.desired: tag_value needs tag_name", 2)
   end
-  local lines = {}
-  table.sort(order)
-  for _, name in ipairs(order) do
-    if #seen[name] > 1 then lines[#lines + 1] = name .. " (" .. table.concat(seen[name], ", ") .. ")" end
+  if type(selector.tag_value) ~= "string" then
+    error("soracom.groups.desired: tag_name needs tag_value", 2)
   end
-  if #lines == 0 then return nil end
-  return "several groups share one name " .. what .. ", so the name does not identify a group: "
-    .. table.concat(lines, "; ")
+  local match = selector.tag_value_match_mode or "exact"
+  if not desired.MATCH_MODES[match] then
+    error("soracom.groups.desired: tag_value_match_mode must be exact or prefix (got " .. tostring(match) .. ")", 2)
+  end
+  return { tag_name = selector.tag_name, tag_value = selector.tag_value, match = match }
 end
+
+--- Whether a group with these tags (its name among them) is within the scope.
+function desired.in_scope(scope, tags)
+  if scope == nil or scope.account then return true end
+  local value = type(tags) == "table" and tags[scope.tag_name]
+  if type(value) ~= "string" then return false end
+  if scope.match == "prefix" then return value:sub(1, #scope.tag_value) == scope.tag_value end
+  return value == scope.tag_value
+end
+
+--- list_groups' options for the groups of a scope (the server filters them).
+function desired.scope_query(scope)
+  if scope == nil or scope.account then return {} end
+  return { tag_name = scope.tag_name, tag_value = scope.tag_value, tag_value_match_mode = scope.match }
+end
+
+--- The scope in words, for plans and messages.
+function desired.describe_scope(scope)
+  if scope == nil then return "no scope (the file does not say which groups it covers)" end
+  if scope.account then return "the whole account" end
+  return "groups whose tag " .. encode_json(scope.tag_name)
+    .. (scope.match == "prefix" and " starts with " or " is ") .. encode_json(scope.tag_value)
+end
+
+-- The scope as the document writes it.
+local function scope_json(scope)
+  if scope.account then return ACCOUNT end
+  return { tagName = scope.tag_name, tagValue = scope.tag_value, tagValueMatchMode = scope.match }
+end
+
+---------------------------------------------------------------------------------------
+-- Secret references: {"$env": "NAME"}.
+
+local ENV_KEY = "$env"
+
+--- The variable name when value is a secret reference {"$env": "NAME"}, else nil.
+function desired.env_ref(value)
+  if type(value) ~= "table" or type(value[ENV_KEY]) ~= "string" then return nil end
+  if next(value, next(value)) ~= nil then return nil end
+  return value[ENV_KEY]
+end
+local env_ref = desired.env_ref
+
+--- A reference to the environment variable name.
+function desired.make_env_ref(name)
+  return { [ENV_KEY] = name }
+end
+
+--- value with every secret reference in it replaced by its variable's value, read
+-- through getenv; or nil, message naming the variable and path (where it stands).
+function desired.resolve(value, getenv, path)
+  local name = env_ref(value)
+  if name then
+    local text = getenv(name)
+    if type(text) ~= "string" then
+      return nil, path .. " needs the environment variable " .. name .. ", which is not set"
+    end
+    return text
+  end
+  if type(value) ~= "table" then return value end
+  local result = {}
+  for key, item in pairs(value) do
+    local resolved, err = desired.resolve(item, getenv, path .. "." .. tostring(key))
+    if resolved == nil and err then return nil, err end
+    result[key] = resolved
+  end
+  return setmetatable(result, getmetatable(value))
+end
+
+--- Whether value holds a secret reference anywhere.
+function desired.has_env_ref(value)
+  if env_ref(value) then return true end
+  if type(value) ~= "table" then return false end
+  for _, item in pairs(value) do
+    if desired.has_env_ref(item) then return true end
+  end
+  return false
+end
+
+---------------------------------------------------------------------------------------
+-- From the account.
 
 local function group_name(group)
   local tags = type(group) == "table" and group.tags
@@ -127,21 +225,12 @@ local function group_name(group)
 end
 desired.group_name = group_name
 
---- Whether the account's groups (as listed or read) name each group once: nil, or an
--- error object naming the duplicated names and their group ids.
-function desired.check_account(account_groups)
-  local why = duplicate_names(account_groups, group_name,
-    function(group) return tostring(group.groupId) end, "in the account")
-  if why then return Error.new("desired", why) end
-  return nil
-end
-
---- desired.from_groups(account_groups) -> document, unnamed ids (groups without a
--- name tag, which a document cannot identify), or nil, err on duplicate names. Pure.
-function desired.from_groups(account_groups)
-  local err = desired.check_account(account_groups)
-  if err then return nil, err end
+--- desired.from_groups(account_groups, scope) -> document, unnamed ids (groups without
+-- a name tag, which a document leaves out). Each group keeps its groupId, so that a
+-- rename is a tag change. Pure.
+function desired.from_groups(account_groups, scope)
   local document, unnamed = { groups = setmetatable({}, core.array_mt) }, {}
+  if scope then document.scope = scope_json(scope) end
   for _, group in ipairs(account_groups) do
     local name = group_name(group)
     if name == nil then
@@ -153,19 +242,15 @@ function desired.from_groups(account_groups)
       end
       local configuration = type(group.configuration) == "table" and copy(group.configuration) or {}
       setmetatable(configuration, nil) -- an object, even when the API sent []
-      document.groups[#document.groups + 1] = { name = name, tags = tags, configuration = configuration }
+      document.groups[#document.groups + 1] = { groupId = group.groupId, name = name, tags = tags,
+        configuration = configuration }
     end
   end
-  table.sort(document.groups, function(a, b) return a.name < b.name end)
+  table.sort(document.groups, function(a, b)
+    if a.name ~= b.name then return a.name < b.name end
+    return tostring(a.groupId) < tostring(b.groupId)
+  end)
   return document, unnamed
-end
-
---- desired.export(client, {tag_name=, tag_value=, tag_value_match_mode=}) -> document,
--- unnamed group ids; or nil, err (an API error, or two groups with one name).
-function desired.export(client, options)
-  local list, err = desired.list(client, options)
-  if list == nil then return nil, err end
-  return desired.from_groups(list)
 end
 
 --- Every group of the account (or those the tag options select), all pages.
@@ -179,6 +264,67 @@ function desired.list(client, options)
     query.last_evaluated_key = next_key
   until next_key == nil
   return list
+end
+
+--- desired.export(client, {tag_name=, tag_value=, tag_value_match_mode=}) -> document
+-- (its scope: those options, or the whole account), unnamed group ids; or nil, err.
+function desired.export(client, options)
+  local scope = desired.scope_of(options)
+  local list, err = desired.list(client, desired.scope_query(scope))
+  if list == nil then return nil, err end
+  return desired.from_groups(list, scope)
+end
+
+-- A variable name's part: upper case letters, digits and underscores.
+local function variable_part(text)
+  return (tostring(text):upper():gsub("[^%w]+", "_"):gsub("^_+", ""):gsub("_+$", ""))
+end
+
+--- desired.secrets_as_env(document, prefix) -> a copy of an exported document whose
+-- secret settings (by the namespace's schema, or a string holding a secret such as a
+-- URL's password) are secret references {"$env": NAME}, and the list of {variable,
+-- where} to set. Names are PREFIX_GROUP_NAMESPACE_PATH in upper case, made unique.
+function desired.secrets_as_env(document, prefix)
+  local result = copy(document)
+  local variables, taken = {}, {}
+  local function name_for(group, namespace, keys)
+    local parts = { prefix, variable_part(group.name), variable_part(namespace) }
+    for _, key in ipairs(keys) do parts[#parts + 1] = variable_part(key) end
+    local base = table.concat(parts, "_"):gsub("__+", "_")
+    local name, n = base, 1
+    while taken[name] do
+      n = n + 1
+      name = base .. "_" .. n
+    end
+    taken[name] = true
+    return name
+  end
+  local function walk(group, namespace, keys, value)
+    if type(value) ~= "table" or env_ref(value) then
+      local leaf = value
+      local shown = secrets.masked(namespace, keys, leaf)
+      if leaf ~= nil and leaf ~= null and not equal(shown, leaf) then
+        local name = name_for(group, namespace, keys)
+        variables[#variables + 1] = { variable = name, where = group.name .. " " .. namespace .. "."
+          .. table.concat(keys, ".") }
+        return desired.make_env_ref(name)
+      end
+      return value
+    end
+    for _, key in ipairs(sorted_keys(value)) do
+      local below = {}
+      for i, k in ipairs(keys) do below[i] = k end
+      below[#below + 1] = key
+      value[key] = walk(group, namespace, below, value[key])
+    end
+    return value
+  end
+  for _, group in ipairs(result.groups) do
+    for _, namespace in ipairs(sorted_keys(group.configuration or {})) do
+      group.configuration[namespace] = walk(group, namespace, {}, group.configuration[namespace])
+    end
+  end
+  return result, variables
 end
 
 ---------------------------------------------------------------------------------------
@@ -196,7 +342,34 @@ local function bad(path, message)
   error({ document_error = path .. " " .. message }, 0)
 end
 
-local GROUP_KEYS = { name = true, tags = true, configuration = true }
+local GROUP_KEYS = { groupId = true, name = true, tags = true, configuration = true }
+local SCOPE_KEYS = { tagName = true, tagValue = true, tagValueMatchMode = true }
+
+local function check_scope(scope)
+  if scope == nil then return nil end
+  if scope == ACCOUNT then return { account = true } end
+  if type(scope) ~= "table" or is_array(scope) then
+    bad("scope", 'must be "account" or {"tagName": ..., "tagValue": ..., "tagValueMatchMode": '
+      .. '"exact" | "prefix"} (got ' .. describe(scope) .. ")")
+  end
+  for key in pairs(scope) do
+    if not SCOPE_KEYS[key] then
+      bad("scope", "has an unknown key " .. string.format("%q", tostring(key))
+        .. " (expected tagName, tagValue, tagValueMatchMode)")
+    end
+  end
+  if type(scope.tagName) ~= "string" or scope.tagName == "" then
+    bad("scope.tagName", "must be a non-empty string (got " .. describe(scope.tagName) .. ")")
+  end
+  if type(scope.tagValue) ~= "string" then
+    bad("scope.tagValue", "must be a string (got " .. describe(scope.tagValue) .. ")")
+  end
+  local match = scope.tagValueMatchMode or "exact"
+  if not desired.MATCH_MODES[match] then
+    bad("scope.tagValueMatchMode", 'must be "exact" or "prefix"')
+  end
+  return { tag_name = scope.tagName, tag_value = scope.tagValue, match = match }
+end
 
 local function check_tags(tags, path)
   if tags == nil then return {} end
@@ -214,9 +387,23 @@ local function check_tags(tags, path)
   return result
 end
 
+-- A setting's value: JSON values and secret references; a reference's name is checked.
+local function check_value(value, path)
+  if type(value) ~= "table" then return end
+  if value[ENV_KEY] ~= nil then
+    local name = env_ref(value)
+    if name == nil or not name:match("^[%a_][%w_]*$") then
+      bad(path, 'must be a secret reference {"$env": "NAME"} alone, NAME a variable name')
+    end
+    return
+  end
+  for key, item in pairs(value) do check_value(item, path .. "." .. tostring(key)) end
+end
+
 -- A namespace's settings: an object of API keys, or a built configuration (the
--- builder's API form), or null (the namespace is to be deleted).
-local function check_settings(namespace, settings, path)
+-- builder's API form), or null (the namespace is to be deleted). Checked against the
+-- namespace's schema: errors raise, warnings are added to the list.
+local function check_settings(namespace, settings, path, warnings)
   if settings == null then return null end
   if config.is_built(settings) then
     if settings.namespace ~= namespace then
@@ -232,12 +419,16 @@ local function check_settings(namespace, settings, path)
   local map = {}
   for key, value in pairs(settings) do
     if type(key) ~= "string" or key == "" then bad(path, "has a key that is not a non-empty string") end
+    check_value(value, path .. "." .. key)
     map[key] = copy(value)
   end
+  local errors, notes = config.check_api(namespace, map)
+  if #errors > 0 then bad(path, errors[1]) end
+  for _, note in ipairs(notes) do warnings[#warnings + 1] = path .. ": " .. note end
   return map
 end
 
-local function check_configuration(configuration, path)
+local function check_configuration(configuration, path, warnings)
   if configuration == nil then return {} end
   if type(configuration) ~= "table" then
     bad(path, "must be an object of namespace -> settings (got " .. describe(configuration) .. ")")
@@ -263,56 +454,95 @@ local function check_configuration(configuration, path)
       bad(path, "has an unknown " .. spec.unknown_namespace(name, spec.ALL_NAMESPACES))
     end
     if result[namespace] ~= nil then bad(path, "names " .. namespace .. " twice") end
-    result[namespace] = check_settings(namespace, configuration[name], path .. "." .. namespace)
+    result[namespace] = check_settings(namespace, configuration[name], path .. "." .. namespace, warnings)
   end
   return result
 end
 
-local function check_group(group, path)
+local function check_group(group, path, scope, warnings)
   if type(group) ~= "table" or is_array(group) then bad(path, "must be an object (got " .. describe(group) .. ")") end
   for _, key in ipairs(sorted_keys(group)) do
     if not GROUP_KEYS[key] then
-      bad(path, "has an unknown key " .. string.format("%q", tostring(key)) .. " (expected name, tags, configuration)")
+      bad(path, "has an unknown key " .. string.format("%q", tostring(key))
+        .. " (expected groupId, name, tags, configuration)")
     end
   end
   if type(group.name) ~= "string" or group.name == "" then
     bad(path .. ".name", "must be a non-empty string (got " .. describe(group.name) .. ")")
   end
-  return {
-    name = group.name,
+  if group.groupId ~= nil and (type(group.groupId) ~= "string" or group.groupId == "") then
+    bad(path .. ".groupId", "must be a non-empty string (got " .. describe(group.groupId) .. ")")
+  end
+  local checked = {
+    group_id = group.groupId, name = group.name,
     tags = check_tags(group.tags, path .. ".tags"),
-    configuration = check_configuration(group.configuration, path .. ".configuration"),
+    configuration = check_configuration(group.configuration, path .. ".configuration", warnings),
   }
+  local all_tags = copy(checked.tags)
+  all_tags.name = checked.name
+  if not desired.in_scope(scope, all_tags) then
+    bad(path, "(" .. encode_json(group.name) .. ") is outside the document's scope, "
+      .. desired.describe_scope(scope) .. ": give it that tag, or change the scope")
+  end
+  return checked
 end
 
+-- The entries that share one name (among those matched by name) or one groupId.
+local function check_identities(groups)
+  local by_name, by_id = {}, {}
+  for i, group in ipairs(groups) do
+    local where = "groups[" .. i .. "]"
+    if group.group_id then
+      if by_id[group.group_id] then
+        bad(where, "has the groupId of " .. by_id[group.group_id] .. ": one group, two entries")
+      end
+      by_id[group.group_id] = where
+    else
+      if by_name[group.name] then
+        bad(where, "has the name of " .. by_name[group.name] .. " (" .. encode_json(group.name)
+          .. "), and neither says its groupId: the name cannot identify both")
+      end
+      by_name[group.name] = where
+    end
+  end
+end
+
+-- The mark of a checked document, which checks as itself.
+local Checked = {}
+
 local function check(document)
+  if getmetatable(document) == Checked then return document end
   if type(document) ~= "table" or is_array(document) then
     bad("the document", "must be an object with groups (got " .. describe(document) .. ")")
   end
   for key in pairs(document) do
-    if key ~= "groups" then bad("the document", "has an unknown key " .. string.format("%q", tostring(key))
-      .. " (expected groups)") end
+    if key ~= "groups" and key ~= "scope" then
+      bad("the document", "has an unknown key " .. string.format("%q", tostring(key)) .. " (expected scope, groups)")
+    end
   end
+  local scope = check_scope(document.scope)
   local list = document.groups
   if list == nil then list = {} end
   if type(list) ~= "table" or (next(list) ~= nil and not is_array(list)) then
     bad("groups", "must be a list (got " .. describe(list) .. ")")
   end
-  local result = { groups = setmetatable({}, core.array_mt) }
-  for i = 1, #list do result.groups[i] = check_group(list[i], "groups[" .. i .. "]") end
+  local warnings = {}
+  local result = { scope = scope, groups = setmetatable({}, core.array_mt), warnings = warnings }
+  for i = 1, #list do result.groups[i] = check_group(list[i], "groups[" .. i .. "]", scope, warnings) end
   local count = 0
   for _ in pairs(list) do count = count + 1 end
   if count ~= #list then bad("groups", "must be a list without other keys") end
-  local why = duplicate_names(result.groups, function(group) return group.name end,
-    function(_, i) return "groups[" .. i .. "]" end, "in the document")
-  if why then error({ document_error = why }, 0) end
-  return result
+  check_identities(result.groups)
+  return setmetatable(result, Checked)
 end
 
---- desired.check(document) -> the document normalised (namespaces by their API names,
--- built configurations in API form, tags and configuration always present), or nil,
--- err whose message names the place in the document (`groups[3].tags.env must be a
--- string (got number)`).
+--- desired.check(document) -> the document normalised, or nil, err whose message
+-- names the place in the document (`groups[3].tags.env must be a string (got
+-- number)`). The normalised document: {scope = nil | {account = true} | {tag_name,
+-- tag_value, match}, groups = {{group_id, name, tags, configuration}}, warnings =
+-- {text}}, namespaces by their API names, built configurations in API form, settings
+-- checked against the namespace's schema (unknown keys close to a known one are
+-- errors, others warnings).
 function desired.check(document)
   local ok, result = pcall(check, document)
   if ok then return result end
@@ -322,34 +552,41 @@ function desired.check(document)
   error(result, 0)
 end
 
+-- The document value of a file: a Lua chunk run in the sandbox, or JSON (strict:
+-- duplicate keys and inexact integers are errors).
+local function read_document(path, text)
+  if path:match("%.lua$") then
+    local value, why = sandbox.run_document(text, "@" .. path)
+    if why then return nil, path .. ": " .. why end
+    return value
+  end
+  local value, decode_err = core.decode_json(text, { strict = true })
+  if value == nil then return nil, path .. ": invalid JSON: " .. tostring(decode_err) end
+  return value
+end
+
 --- desired.load(path) -> checked document, or nil, err. A path ending in .lua is a
--- Lua chunk returning the document (builders may be used in it); anything else is
--- JSON.
+-- Lua chunk returning the document, run in a sandbox that holds the builders and no
+-- way out (see sandbox.lua); anything else is JSON. The document's `source` is
+-- {path, sha256} of the file read.
 function desired.load(path)
   if type(path) ~= "string" then
     error("soracom.groups.desired: load: path must be a string (got " .. type(path) .. ")", 2)
   end
-  local document
-  if path:match("%.lua$") then
-    local chunk, why = loadfile(path)
-    if chunk == nil then return nil, Error.new("desired", why) end
-    local ok, value = pcall(chunk)
-    if not ok then return nil, Error.new("desired", path .. ": " .. tostring(value)) end
-    document = value
-  else
-    local file, why = io.open(path, "rb")
-    if file == nil then return nil, Error.new("desired", why) end
-    local text = file:read("*a")
-    file:close()
-    local value, decode_err = core.decode_json(text)
-    if value == nil then return nil, Error.new("desired", path .. ": invalid JSON: " .. tostring(decode_err)) end
-    document = value
-  end
-  local result, err = desired.check(document)
+  local file, why = io.open(path, "rb")
+  if file == nil then return nil, Error.new("desired", why) end
+  local text = file:read("*a")
+  file:close()
+  if text == nil then return nil, Error.new("desired", path .. ": cannot read the file") end
+  local document, err = read_document(path, text)
+  if document == nil then return nil, Error.new("desired", err) end
+  local result
+  result, err = desired.check(document)
   if result == nil then
     err.message = path .. ": " .. err.message
     return nil, err
   end
+  result.source = { path = path, sha256 = core.sha256(text) }
   return result
 end
 

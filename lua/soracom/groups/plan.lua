@@ -1,20 +1,25 @@
 --- plan.compare: a desired-state document and the account's groups -> the changes
--- that make the account match the document; plan.render and plan.to_json show them.
--- No I/O here: apply.lua carries a plan out.
+-- that make the account match the document. No I/O here: account.lua reads what a
+-- plan needs, plan_view.lua shows a plan, apply.lua carries it out.
 --
--- What the document owns: the groups it names (by their name tag), each one's tags
--- (all but name: a tag absent from the document is removed) and each namespace it
--- lists, whole (PUT replaces it; null deletes it). Groups and namespaces it does not
--- list are unmanaged and left alone, unless prune is set, which deletes them.
--- Groups without a name tag can never be named by a document: always unmanaged.
+-- What the document owns: the groups it lists (matched by groupId, else by name tag),
+-- each one's tags (all of them: a tag absent from the document is removed; a changed
+-- name is a tag change, not a new group) and each namespace it lists, whole (PUT
+-- replaces it; null deletes it). Within its scope, groups it does not list are
+-- unmanaged and left alone unless prune is set, which deletes the named ones; a
+-- group's namespaces it does not list are left alone unless prune_namespaces is set.
+-- Nothing outside the scope is ever deleted, and prune needs a document with a scope.
 
 local core = require "soracom.groups.core"
 local desired = require "soracom.groups.desired"
+local Error = require "soracom.groups.error"
+local secrets = require "soracom.groups.secrets"
 
 local plan = {}
 
+local unpack = table.unpack or unpack
 local null = core.null
-local sorted_keys, encode_compact = desired.sorted_keys, desired.encode_compact
+local sorted_keys = desired.sorted_keys
 
 local function is_list(value)
   return type(value) == "table" and (getmetatable(value) == core.array_mt or value[1] ~= nil)
@@ -24,43 +29,8 @@ local function is_object(value)
   return type(value) == "table" and not is_list(value)
 end
 
--- Deep equality of JSON values; array marks do not count ({} and [] are both empty).
-local function equal(a, b)
-  if a == b then return true end
-  if type(a) ~= "table" or type(b) ~= "table" then return false end
-  for key, value in pairs(a) do
-    if not equal(value, b[key]) then return false end
-  end
-  for key in pairs(b) do
-    if a[key] == nil then return false end
-  end
-  return true
-end
+local equal = desired.equal
 plan.equal = equal
-
----------------------------------------------------------------------------------------
--- Sensitive values: never printed, in text or JSON.
-
-local SENSITIVE_WORDS = { "password", "secret", "credential", "psk" }
-
--- Whether a key names a secret: a password, a secret, credentials, a pre-shared key,
--- or a name ending in key or token (authKey, apiKey, key of a client certificate).
--- tokenTimeoutSeconds and the like do not end so and are shown.
-local function sensitive_key(key)
-  local lower = tostring(key):lower()
-  for _, word in ipairs(SENSITIVE_WORDS) do
-    if lower:find(word, 1, true) then return true end
-  end
-  return lower:sub(-3) == "key" or lower:sub(-5) == "token"
-end
-plan.sensitive_key = sensitive_key
-
-local function sensitive_path(keys)
-  for _, key in ipairs(keys) do
-    if sensitive_key(key) then return true end
-  end
-  return false
-end
 
 ---------------------------------------------------------------------------------------
 -- Differences, key by key.
@@ -72,11 +42,12 @@ local function path_of(keys)
     if key:match("^[%a_$][%w_$]*$") then
       parts[#parts + 1] = (i > 1 and "." or "") .. key
     else
-      parts[#parts + 1] = "[" .. string.format("%q", key) .. "]"
+      parts[#parts + 1] = "[" .. core.encode_json(key) .. "]"
     end
   end
   return table.concat(parts)
 end
+plan.path_of = path_of
 
 local function with_key(keys, key)
   local result = {}
@@ -85,10 +56,21 @@ local function with_key(keys, key)
   return result
 end
 
--- Appends to out one {op = "add" | "change" | "remove", path, keys, from, to,
--- sensitive} per leaf that differs. Objects are compared key by key; lists and
--- scalars are leaves. Missing values are nil.
-local function diff(keys, before, after, out)
+-- The value at keys below root, or nil.
+local function at(root, keys, first)
+  local value = root
+  for i = first, #keys do
+    if type(value) ~= "table" then return nil end
+    value = value[keys[i]]
+  end
+  return value
+end
+
+-- Appends to out one {op = "add" | "change" | "remove", path, keys, from, to, sensitive,
+-- ref} per leaf that differs. keys[1] is the namespace. Objects are compared key by
+-- key; lists and scalars are leaves. `source` is the document's settings, whose secret
+-- references name the variable a leaf came from (ref): such a leaf is never shown.
+local function diff(keys, before, after, source, out)
   if equal(before, after) then return end
   local open_before = is_object(before) and next(before) ~= nil
   local open_after = is_object(after) and next(after) ~= nil
@@ -101,45 +83,59 @@ local function diff(keys, before, after, out)
       local from, to -- not `and ... or nil`: a false value must stay false
       if open_before then from = before[key] end
       if open_after then to = after[key] end
-      diff(with_key(keys, key), from, to, out)
+      diff(with_key(keys, key), from, to, source, out)
     end
     return
   end
+  local below = { unpack(keys, 2) }
+  local ref = desired.env_ref(at(source, keys, 2))
   out[#out + 1] = {
     op = before == nil and "add" or after == nil and "remove" or "change",
-    path = path_of(keys), keys = keys, from = before, to = after, sensitive = sensitive_path(keys),
+    path = path_of(keys), keys = keys, from = before, to = after,
+    sensitive = ref ~= nil or secrets.is_secret(keys[1], below) or desired.has_env_ref(at(source, keys, 2)),
+    ref = ref,
   }
 end
 
 ---------------------------------------------------------------------------------------
 -- The comparison.
 
+-- The tag changes from present to wanted (both with the name tag).
 local function tag_changes(wanted, present)
   local changes, names = {}, {}
   for name in pairs(wanted) do names[name] = true end
-  for name in pairs(present) do
-    if name ~= "name" then names[name] = true end
-  end
+  for name in pairs(present) do names[name] = true end
   for _, name in ipairs(sorted_keys(names)) do
     local from, to = present[name], wanted[name]
     if from ~= to then
-      changes[#changes + 1] = {
-        op = from == nil and "add" or to == nil and "remove" or "change",
-        name = name, from = from, to = to, sensitive = sensitive_key(name),
-      }
+      changes[#changes + 1] = { op = from == nil and "add" or to == nil and "remove" or "change",
+        name = name, from = from, to = to }
     end
   end
   return changes
 end
 
-local function namespace_put(namespace, before, after)
+local function is_empty_settings(settings)
+  return settings == null or (is_object(settings) and next(settings) == nil)
+end
+
+-- A namespace to delete, with what it held (shown by the plan; it is destroyed).
+local function namespace_delete(namespace, before)
   local diffs = {}
-  diff({ namespace }, before, after, diffs)
-  return { op = "put", namespace = namespace, settings = after, diffs = diffs }
+  diff({ namespace }, before, nil, nil, diffs)
+  return { op = "delete", namespace = namespace, diffs = diffs }
+end
+
+-- A namespace to put: settings (resolved) is what is sent, source the document's
+-- form (with its secret references).
+local function namespace_put(namespace, before, settings, source)
+  local diffs = {}
+  diff({ namespace }, before, settings, source, diffs)
+  return { op = "put", namespace = namespace, settings = settings, source = source, diffs = diffs }
 end
 
 -- The namespaces to put or delete, and the ones left unmanaged.
-local function namespace_changes(wanted, present, prune)
+local function namespace_changes(wanted, resolved, present, prune_namespaces)
   local changes, unmanaged = {}, {}
   local names = {}
   for namespace in pairs(wanted) do names[namespace] = true end
@@ -147,110 +143,221 @@ local function namespace_changes(wanted, present, prune)
   for _, namespace in ipairs(sorted_keys(names)) do
     local to, from = wanted[namespace], present[namespace]
     if to == nil then
-      if prune then changes[#changes + 1] = { op = "delete", namespace = namespace }
+      if prune_namespaces then changes[#changes + 1] = namespace_delete(namespace, from)
       else unmanaged[#unmanaged + 1] = namespace end
-    elseif to == null or (is_object(to) and next(to) == nil) then
+    elseif is_empty_settings(to) then
       -- Nothing set: the API has no empty PUT, and a namespace without settings is
       -- one the group does not have.
-      if from ~= nil and not equal(from, {}) then
-        changes[#changes + 1] = { op = "delete", namespace = namespace }
-      end
-    elseif from == nil or not equal(from, to) then
-      changes[#changes + 1] = namespace_put(namespace, from, to)
+      if from ~= nil and not equal(from, {}) then changes[#changes + 1] = namespace_delete(namespace, from) end
+    elseif from == nil or not equal(from, resolved[namespace]) then
+      changes[#changes + 1] = namespace_put(namespace, from, resolved[namespace], to)
     end
   end
   return changes, unmanaged
 end
 
-local function create_change(group)
+-- Every namespace's settings with its secret references read through getenv; or nil, err.
+local function resolve_configuration(configuration, getenv, where)
+  local resolved = {}
+  for namespace, settings in pairs(configuration) do
+    local value, err = desired.resolve(settings, getenv, where .. ".configuration." .. namespace)
+    if value == nil and err then return nil, err end
+    resolved[namespace] = value
+  end
+  return resolved
+end
+
+local function all_tags(group)
+  local tags = desired.copy(group.tags)
+  tags.name = group.name
+  return tags
+end
+
+local function create_change(group, resolved, missing_id)
   local configuration, namespaces = {}, {}
   for _, namespace in ipairs(sorted_keys(group.configuration)) do
     local settings = group.configuration[namespace]
-    if settings ~= null and next(settings) ~= nil then
-      configuration[namespace] = settings
-      namespaces[#namespaces + 1] = namespace_put(namespace, nil, settings)
+    if not is_empty_settings(settings) then
+      configuration[namespace] = resolved[namespace]
+      namespaces[#namespaces + 1] = namespace_put(namespace, nil, resolved[namespace], settings)
     end
   end
   return {
-    action = "create", name = group.name,
-    tags = tag_changes(group.tags, {}), namespaces = namespaces,
+    action = "create", name = group.name, missing_id = missing_id,
+    tags = tag_changes(group.tags, {}), namespaces = namespaces, -- the heading names it
     -- create_group refuses empty tags or configuration: leave them out.
     create = { name = group.name, tags = next(group.tags) and group.tags or nil,
       configuration = next(configuration) and configuration or nil },
   }
 end
 
---- plan.compare(document, account_groups, {prune = bool}) -> plan, or nil, err (a
--- document that does not check, or two account groups with one name).
--- account_groups are Group objects as listed (each with groupId, tags,
--- configuration, lastModifiedTime). The plan:
---   changes: in name order, each {action = "create" | "update" | "delete", name,
---     group_id, last_modified_time (as seen now, for apply's check), tags = {{op, name,
---     from, to, sensitive}}, namespaces = {{op = "put" | "delete", namespace,
---     settings, diffs}}, create = create_group's options (create only)}
---   unmanaged: {groups = {{name, group_id}}, namespaces = {{name, group_id, namespace}}}
-function plan.compare(document, account_groups, options)
-  options = options or {}
-  if type(options) ~= "table" then
-    error("soracom.groups.plan: compare: options must be a table (got " .. type(options) .. ")", 2)
+local function delete_change(group)
+  local namespaces = {}
+  if is_object(group.configuration) then
+    for _, namespace in ipairs(sorted_keys(group.configuration)) do
+      if not is_empty_settings(group.configuration[namespace]) then namespaces[#namespaces + 1] = namespace end
+    end
   end
-  if type(account_groups) ~= "table" then
-    error("soracom.groups.plan: compare: account_groups must be a list of groups (got "
-      .. type(account_groups) .. ")", 2)
-  end
-  local doc, err = desired.check(document)
-  if doc == nil then return nil, err end
-  err = desired.check_account(account_groups)
-  if err then return nil, err end
-  local prune = options.prune and true or false
+  return { action = "delete", name = desired.group_name(group), group_id = group.groupId,
+    last_modified_time = group.lastModifiedTime, tags = {}, namespaces = {},
+    holds = { tags = is_object(group.tags) and group.tags or {}, namespaces = namespaces } }
+end
 
-  local by_name = {}
+-- The account's groups by id, and the in-scope ones by name, for matching.
+local function index_account(account_groups, scope)
+  local by_id, by_name = {}, {}
   for _, group in ipairs(account_groups) do
+    by_id[group.groupId] = group
     local name = desired.group_name(group)
-    if name then by_name[name] = group end
+    if name and desired.in_scope(scope, group.tags) then
+      by_name[name] = by_name[name] or {}
+      table.insert(by_name[name], group)
+    end
   end
-  local result = { prune = prune, changes = {}, unmanaged = { groups = {}, namespaces = {} } }
-  local changes, unmanaged = result.changes, result.unmanaged
-  local wanted = {}
+  return by_id, by_name
+end
 
-  for _, group in ipairs(doc.groups) do
-    wanted[group.name] = true
-    local present = by_name[group.name]
-    if present == nil then
-      changes[#changes + 1] = create_change(group)
+-- The account group each entry stands for (or false): by id first, then by name
+-- among the groups no id claimed; or raises {plan_error} on an ambiguous name.
+local function match_entries(doc, by_id, by_name)
+  local matched, claimed = {}, {}
+  for i, entry in ipairs(doc.groups) do
+    if entry.group_id then
+      local group = by_id[entry.group_id] or false
+      matched[i] = group
+      if group then claimed[group.groupId] = true end
+    end
+  end
+  for i, entry in ipairs(doc.groups) do
+    if not entry.group_id then
+      local candidates = {}
+      for _, group in ipairs(by_name[entry.name] or {}) do
+        if not claimed[group.groupId] then candidates[#candidates + 1] = group end
+      end
+      if #candidates > 1 then
+        local ids = {}
+        for j, group in ipairs(candidates) do ids[j] = tostring(group.groupId) end
+        table.sort(ids)
+        error({ plan_error = "groups[" .. i .. "] (" .. core.encode_json(entry.name) .. ") names "
+          .. #candidates .. " groups of the account (" .. table.concat(ids, ", ")
+          .. "): give it the groupId of the one it is" }, 0)
+      end
+      matched[i] = candidates[1] or false
+      if candidates[1] then claimed[candidates[1].groupId] = true end
+    end
+  end
+  return matched, claimed
+end
+
+local OPTION_TYPES = { prune = "boolean", prune_namespaces = "boolean", getenv = "function" }
+
+local function check_options(options)
+  if type(options) ~= "table" then
+    error("soracom.groups.plan: compare: options must be a table (got " .. type(options) .. ")", 3)
+  end
+  for name, value in pairs(options) do
+    if OPTION_TYPES[name] == nil then
+      error("soracom.groups.plan: compare: unknown option " .. string.format("%q", tostring(name)), 3)
+    end
+    if type(value) ~= OPTION_TYPES[name] then
+      error("soracom.groups.plan: compare: options." .. name .. " must be a " .. OPTION_TYPES[name]
+        .. " (got " .. type(value) .. ")", 3)
+    end
+  end
+end
+
+local function compare(doc, account_groups, options)
+  local prune, prune_namespaces = options.prune or false, options.prune_namespaces or false
+  if (prune or prune_namespaces) and doc.scope == nil then
+    error({ plan_error = "the document has no scope, so " .. (prune and "--prune" or "--prune-namespaces")
+      .. ' could reach groups it never claimed: add "scope": "account" (it covers every group) or "scope": '
+      .. '{"tagName": "env", "tagValue": "prod"} (the groups a tag selects) to it; export writes one' }, 0)
+  end
+  local getenv = options.getenv or os.getenv
+  local by_id, by_name = index_account(account_groups, doc.scope)
+  local matched, claimed = match_entries(doc, by_id, by_name)
+  local result = { scope = doc.scope, prune = prune, prune_namespaces = prune_namespaces, changes = {},
+    unmanaged = { groups = {}, namespaces = {} }, unnamed = {}, warnings = doc.warnings or {} }
+  local changes, unmanaged = result.changes, result.unmanaged
+
+  for i, entry in ipairs(doc.groups) do
+    local resolved, err = resolve_configuration(entry.configuration, getenv, "groups[" .. i .. "]")
+    if resolved == nil then error({ plan_error = err }, 0) end
+    local present = matched[i]
+    if not present then
+      changes[#changes + 1] = create_change(entry, resolved, entry.group_id)
+      changes[#changes].entry = i
     else
       local configuration = is_object(present.configuration) and present.configuration or {}
-      local namespaces, left = namespace_changes(group.configuration, configuration, prune)
+      local namespaces, left = namespace_changes(entry.configuration, resolved, configuration, prune_namespaces)
       for _, namespace in ipairs(left) do
         unmanaged.namespaces[#unmanaged.namespaces + 1] =
-          { name = group.name, group_id = present.groupId, namespace = namespace }
+          { name = entry.name, group_id = present.groupId, namespace = namespace }
       end
-      local tags = tag_changes(group.tags, is_object(present.tags) and present.tags or {})
+      local tags = tag_changes(all_tags(entry), is_object(present.tags) and present.tags or {})
       if #tags > 0 or #namespaces > 0 then
-        changes[#changes + 1] = { action = "update", name = group.name, group_id = present.groupId,
-          last_modified_time = present.lastModifiedTime, tags = tags, namespaces = namespaces }
+        changes[#changes + 1] = { action = "update", name = entry.name, group_id = present.groupId,
+          entry = i, was = desired.group_name(present), last_modified_time = present.lastModifiedTime,
+          tags = tags, namespaces = namespaces }
       end
     end
   end
 
   for _, group in ipairs(account_groups) do
-    local name = desired.group_name(group)
-    if name == nil or not wanted[name] then
-      if prune and name ~= nil then
-        changes[#changes + 1] = { action = "delete", name = name, group_id = group.groupId,
-          last_modified_time = group.lastModifiedTime, tags = {}, namespaces = {} }
+    if not claimed[group.groupId] then
+      local name = desired.group_name(group)
+      if name == nil then
+        result.unnamed[#result.unnamed + 1] = group.groupId
+      elseif prune and desired.in_scope(doc.scope, group.tags) then
+        changes[#changes + 1] = delete_change(group)
       else
         unmanaged.groups[#unmanaged.groups + 1] = { name = name, group_id = group.groupId }
       end
     end
   end
 
-  table.sort(changes, function(a, b) return a.name < b.name end)
-  table.sort(unmanaged.groups, function(a, b)
-    if (a.name or "") ~= (b.name or "") then return (a.name or "") < (b.name or "") end
+  table.sort(changes, function(a, b)
+    if a.name ~= b.name then return a.name < b.name end
     return tostring(a.group_id) < tostring(b.group_id)
   end)
+  table.sort(unmanaged.groups, function(a, b)
+    if a.name ~= b.name then return a.name < b.name end
+    return tostring(a.group_id) < tostring(b.group_id)
+  end)
+  table.sort(result.unnamed, function(a, b) return tostring(a) < tostring(b) end)
   return result
+end
+
+--- plan.compare(document, account_groups, {prune, prune_namespaces, getenv}) -> plan,
+-- or nil, err (a document that does not check, an entry whose name matches two
+-- groups, a secret reference whose variable is not set, prune without a scope).
+-- account_groups: the Group objects of the document's scope, as listed, plus those its
+-- entries name by groupId (account.read gives both). The plan:
+--   scope, prune, prune_namespaces: as given
+--   changes: in name order, each {action = "create" | "update" | "delete", name,
+--     group_id, was (update: the name it had), missing_id (create: the groupId the
+--     document gave, not found), last_modified_time (as seen now, for apply's check),
+--     entry (the document's index of the group), tags = {{op, name, from, to}} (the
+--     name tag among them), namespaces = {{op = "put"
+--     | "delete", namespace, settings (put: what is sent), source (put: the document's
+--     form), diffs}}, create = create_group's options (create), holds = {tags,
+--     namespaces} (delete: what the group has; account.count_sims adds sims)}
+--   unmanaged: {groups = {{name, group_id}}, namespaces = {{name, group_id, namespace}}}
+--   unnamed: the ids of groups without a name tag, which a document cannot list
+--   warnings: the document's (settings passed through unchecked)
+function plan.compare(document, account_groups, options)
+  options = options or {}
+  check_options(options)
+  if type(account_groups) ~= "table" then
+    error("soracom.groups.plan: compare: account_groups must be a list of groups (got "
+      .. type(account_groups) .. ")", 2)
+  end
+  local doc, err = desired.check(document)
+  if doc == nil then return nil, err end
+  local ok, result = pcall(compare, doc, account_groups, options)
+  if ok then return result end
+  if type(result) == "table" and result.plan_error then return nil, Error.new("plan", result.plan_error) end
+  error(result, 0)
 end
 
 --- True when the plan changes nothing (unmanaged groups and namespaces do not count).
@@ -265,125 +372,14 @@ function plan.counts(p)
   return counts
 end
 
----------------------------------------------------------------------------------------
--- Showing a plan.
-
-local SENSITIVE = "(sensitive)"
-
--- A value with whatever sits under a sensitive key inside it hidden (a list is one
--- leaf of the diff, and may hold objects with passwords).
-local function masked(value)
-  if type(value) ~= "table" then return value end
-  local result = {}
-  for key, item in pairs(value) do
-    if type(key) == "string" and sensitive_key(key) then result[key] = SENSITIVE else result[key] = masked(item) end
-  end
-  return setmetatable(result, getmetatable(value))
+--- plan.render(plan, options): plan_view.render, for callers holding only this module.
+function plan.render(p, options)
+  return require("soracom.groups.plan_view").render(p, options)
 end
 
-local function shown(value, sensitive)
-  if sensitive then return SENSITIVE end
-  return encode_compact(masked(value))
-end
-
-local function tag_line(tag)
-  local to, from = tag.sensitive and SENSITIVE or tag.to, tag.sensitive and SENSITIVE or tag.from
-  if tag.op == "add" then return "  + tag " .. tag.name .. " = " .. to end
-  if tag.op == "remove" then return "  - tag " .. tag.name end
-  return "  ~ tag " .. tag.name .. ": " .. from .. " -> " .. to
-end
-
-local function diff_line(d)
-  if d.op == "add" then return "  + " .. d.path .. " = " .. shown(d.to, d.sensitive) end
-  if d.op == "remove" then return "  - " .. d.path end
-  return "  ~ " .. d.path .. ": " .. shown(d.from, d.sensitive) .. " -> " .. shown(d.to, d.sensitive)
-end
-
-local function plural(n, word)
-  return n .. " " .. word .. (n == 1 and "" or "s")
-end
-
---- plan.render(plan) -> a list of text lines (no newlines): the changes, the
--- unmanaged groups and namespaces, and a summary line last.
-function plan.render(p)
-  local lines = {}
-  for _, change in ipairs(p.changes) do
-    if change.action == "delete" then
-      lines[#lines + 1] = "- group " .. change.name
-    else
-      lines[#lines + 1] = (change.action == "create" and "+ create group " or "~ group ") .. change.name
-      for _, tag in ipairs(change.tags) do lines[#lines + 1] = tag_line(tag) end
-      for _, namespace in ipairs(change.namespaces) do
-        if namespace.op == "delete" then
-          lines[#lines + 1] = "  - namespace " .. namespace.namespace
-        else
-          for _, d in ipairs(namespace.diffs) do lines[#lines + 1] = diff_line(d) end
-        end
-      end
-    end
-  end
-  for _, group in ipairs(p.unmanaged.groups) do
-    lines[#lines + 1] = "# unmanaged group " .. (group.name or "(no name tag)")
-      .. " (" .. tostring(group.group_id) .. ")"
-  end
-  for _, namespace in ipairs(p.unmanaged.namespaces) do
-    lines[#lines + 1] = "# unmanaged namespace " .. namespace.namespace .. " of group " .. namespace.name
-  end
-  local counts = plan.counts(p)
-  if plan.empty(p) then
-    lines[#lines + 1] = "No changes."
-  else
-    lines[#lines + 1] = "Plan: " .. counts.create .. " to create, " .. counts.update .. " to change, "
-      .. counts.delete .. " to delete."
-  end
-  local left = #p.unmanaged.groups + #p.unmanaged.namespaces
-  if left > 0 then
-    lines[#lines + 1] = "Unmanaged (left alone" .. (p.prune and "" or "; --prune deletes named ones") .. "): "
-      .. plural(#p.unmanaged.groups, "group") .. ", " .. plural(#p.unmanaged.namespaces, "namespace") .. "."
-  end
-  return lines
-end
-
-local function json_value(value, sensitive)
-  if sensitive and value ~= nil then return SENSITIVE end
-  return masked(value)
-end
-
---- plan.to_json(plan) -> JSON text (sorted keys, indented): {changes, unmanaged,
--- summary}, with sensitive values as "(sensitive)" and no full settings (they may
--- hold secrets; the per-key differences say what changes).
+--- plan.to_json(plan): plan_view.to_json, for callers holding only this module.
 function plan.to_json(p)
-  local changes = setmetatable({}, core.array_mt)
-  for _, change in ipairs(p.changes) do
-    local tags, namespaces = setmetatable({}, core.array_mt), setmetatable({}, core.array_mt)
-    for _, tag in ipairs(change.tags) do
-      tags[#tags + 1] = { op = tag.op, name = tag.name, from = json_value(tag.from, tag.sensitive),
-        to = json_value(tag.to, tag.sensitive) }
-    end
-    for _, namespace in ipairs(change.namespaces) do
-      local diffs = setmetatable({}, core.array_mt)
-      for _, d in ipairs(namespace.diffs or {}) do
-        diffs[#diffs + 1] = { op = d.op, path = d.path, from = json_value(d.from, d.sensitive),
-          to = json_value(d.to, d.sensitive) }
-      end
-      namespaces[#namespaces + 1] = { op = namespace.op, namespace = namespace.namespace, diffs = diffs }
-    end
-    changes[#changes + 1] = { action = change.action, name = change.name, groupId = change.group_id,
-      tags = tags, namespaces = namespaces }
-  end
-  local groups, namespaces = setmetatable({}, core.array_mt), setmetatable({}, core.array_mt)
-  for _, group in ipairs(p.unmanaged.groups) do
-    groups[#groups + 1] = { name = group.name, groupId = group.group_id }
-  end
-  for _, left in ipairs(p.unmanaged.namespaces) do
-    namespaces[#namespaces + 1] = { name = left.name, groupId = left.group_id, namespace = left.namespace }
-  end
-  local counts = plan.counts(p)
-  return desired.encode({
-    changes = changes,
-    unmanaged = { groups = groups, namespaces = namespaces },
-    summary = { create = counts.create, change = counts.update, delete = counts.delete, prune = p.prune },
-  })
+  return require("soracom.groups.plan_view").to_json(p)
 end
 
 --- plan.apply(client, plan, options): apply.run, for callers holding only this module.

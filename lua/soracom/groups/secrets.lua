@@ -47,6 +47,10 @@ local function name_is_secret(name)
   return false
 end
 
+--- Whether a name alone (a tag's, which no schema describes) names a secret, by the
+-- rule for keys the schema does not know.
+secrets.is_secret_name = name_is_secret
+
 --- secrets.is_secret(namespace, keys): whether the value at keys (API keys from the
 -- namespace's settings object down to a leaf) is a secret. The key of a reference
 -- ("$credentialsId", "$env") is last in a path to a name, never to a secret.

@@ -1,14 +1,23 @@
 --- export, plan and apply: the desired-state subcommands of soracom-groups, over
--- desired.lua (the document), plan.lua (what would change) and apply.lua (doing it).
+-- desired.lua (the document), account.lua (reading the account), plan.lua (what would
+-- change), plan_view.lua (showing it), plan_file.lua (saved plans) and apply.lua
+-- (doing it).
 --
--- plan's exit codes follow terraform's -detailed-exitcode: 0 nothing to do, 2 changes
--- to make, 1 an error.
+-- Exit codes follow terraform's -detailed-exitcode: 0 nothing to do (or done), 2
+-- changes to make (plan, apply --dry-run), 1 every error, a usage error included.
 
+local account = require "soracom.groups.account"
 local apply = require "soracom.groups.apply"
+local batch = require "soracom.groups.batch"
+local core = require "soracom.groups.core"
 local desired = require "soracom.groups.desired"
+local output = require "soracom.groups.cli.output"
 local plan = require "soracom.groups.plan"
+local plan_file = require "soracom.groups.plan_file"
+local plan_view = require "soracom.groups.plan_view"
 
-local OK, FAILED, USAGE, CHANGES = 0, 1, 2, 2
+local OK, FAILED, CHANGES = 0, 1, 2
+local USAGE = FAILED -- a CI job reads 2 as "changes to make": no usage error may say so
 
 local declarative = {}
 
@@ -23,79 +32,137 @@ local function failed(ctx, err)
   return FAILED
 end
 
+local function usage(ctx, command, message)
+  ctx.stderr:write("soracom-groups: ", command, ": ", message, "\nTry 'soracom-groups ", command, " --help'.\n")
+  return USAGE
+end
+
 local function client_of(ctx)
-  local client, message, code = ctx.client()
+  local client, message = ctx.client()
   if client == nil then ctx.stderr:write(message, "\n") end
-  return client, code
+  return client
 end
 
-local function tag_options(command)
-  command:option("--tag-name", "Only groups with this tag ...")
-  command:option("--tag-value", "... and this value.")
-  command:option("--tag-value-match-mode", "How --tag-value matches."):choices { "exact", "prefix" }
+-- Writes text to stdout; true, or nil after saying why (a closed pipe, a full disk).
+local function put(ctx, text)
+  local ok, why = output.write(ctx.stdout, text)
+  if not ok then
+    ctx.stderr:write("soracom-groups: ", why, "\n")
+    return nil
+  end
+  return true
 end
 
-local function positive_integer(flag)
+local function whole_number(flag, min, max)
   return function(text)
     local n = tonumber(text)
-    if n == nil or n < 1 or n ~= math.floor(n) then
-      return nil, flag .. " expects a whole number of 1 or more (got '" .. text .. "')"
+    if n == nil or n ~= math.floor(n) or n < min or (max and n > max) then
+      return nil, flag .. " expects a whole number from " .. min .. (max and " to " .. max or " up") .. " (got '"
+        .. text .. "')"
     end
-    return n
+    return math.floor(n)
   end
+end
+
+---------------------------------------------------------------------------------------
+-- export
+
+-- The scope of export's tag flags, or nil, why (a flag without its partner).
+local function export_scope(args)
+  if args.tag_name == nil and args.tag_value == nil then
+    if args.tag_value_match_mode then return nil, "--tag-value-match-mode needs --tag-name and --tag-value" end
+    return desired.scope_of(nil)
+  end
+  if args.tag_name == nil or args.tag_name == "" then return nil, "--tag-value needs --tag-name" end
+  if args.tag_value == nil then return nil, "--tag-name needs --tag-value (the groups whose tag has that value)" end
+  return desired.scope_of { tag_name = args.tag_name, tag_value = args.tag_value,
+    tag_value_match_mode = args.tag_value_match_mode }
 end
 
 local function run_export(args, ctx)
-  local client, code = client_of(ctx)
-  if client == nil then return code end
-  local document, unnamed = desired.export(client, { tag_name = args.tag_name, tag_value = args.tag_value,
-    tag_value_match_mode = args.tag_value_match_mode })
-  if document == nil then return failed(ctx, unnamed) end
-  local text = desired.encode(document) .. "\n"
+  local scope, why = export_scope(args)
+  if scope == nil then return usage(ctx, "export", why) end
+  if args.secrets_as_env and not args.secrets_as_env:match("^[%a_][%w_]*$") then
+    return usage(ctx, "export", "--secrets-as-env expects a variable name prefix such as SORACOM_SECRET")
+  end
+  local client = client_of(ctx)
+  if client == nil then return FAILED end
+  local list, err = desired.list(client, desired.scope_query(scope))
+  if list == nil then return failed(ctx, err) end
+  local document, unnamed = desired.from_groups(list, scope)
+  local variables = {}
+  if args.secrets_as_env then document, variables = desired.secrets_as_env(document, args.secrets_as_env:upper()) end
+  local text = desired.encode(document)
   if args.output then
-    local file, why = io.open(args.output, "wb")
-    if file == nil then return failed(ctx, "soracom-groups: export: -o " .. args.output .. ": " .. why) end
-    file:write(text)
-    file:close()
-  else
-    ctx.stdout:write(text)
+    local written, write_err = core.write_private_file(args.output, text)
+    if not written then return failed(ctx, "soracom-groups: export: -o " .. args.output .. ": " .. write_err) end
+  elseif not put(ctx, text) then
+    return FAILED
   end
   if #unnamed > 0 then
-    ctx.stderr:write("soracom-groups: export: ", #unnamed, " group(s) without a name tag left out: ",
-      table.concat(unnamed, ", "), "\n")
+    ctx.stderr:write("soracom-groups: export: ", #unnamed, " group(s) without a name tag left out\n")
+  end
+  if #variables > 0 then
+    ctx.stderr:write("soracom-groups: export: set these variables before plan or apply:\n")
+    for _, variable in ipairs(variables) do
+      ctx.stderr:write("  ", variable.variable, "  (", plan_view.printable(variable.where), ")\n")
+    end
   end
   return OK
 end
 
--- The plan of args.file against the account: plan, client; or nil, exit code.
-local function make_plan(args, ctx)
-  local document, err = desired.load(args.file)
-  if document == nil then return nil, failed(ctx, err) end
-  local client, code = client_of(ctx)
-  if client == nil then return nil, code end
-  local account
-  account, err = desired.list(client)
-  if account == nil then return nil, failed(ctx, err) end
-  local p
-  p, err = plan.compare(document, account, { prune = args.prune })
-  if p == nil then return nil, failed(ctx, err) end
-  return p, client
-end
+---------------------------------------------------------------------------------------
+-- plan
 
-local function show(p, ctx, as_json)
-  if as_json then
-    ctx.stdout:write(plan.to_json(p), "\n")
-  else
-    ctx.stdout:write(table.concat(plan.render(p), "\n"), "\n")
+local function warn(ctx, p)
+  for _, warning in ipairs(p.warnings or {}) do
+    ctx.stderr:write("soracom-groups: warning: ", plan_view.printable(warning), "\n")
   end
 end
 
+-- The plan of a desired document against the account: plan, client, document; or
+-- nil, exit code.
+local function make_plan(args, ctx)
+  local document, err = desired.load(args.file)
+  if document == nil then return nil, failed(ctx, err) end
+  local client = client_of(ctx)
+  if client == nil then return nil, FAILED end
+  local groups
+  groups, err = account.read(client, document)
+  if groups == nil then return nil, failed(ctx, err) end
+  local p
+  p, err = plan.compare(document, groups, { prune = args.prune, prune_namespaces = args.prune_namespaces })
+  if p == nil then return nil, failed(ctx, err) end
+  local counted
+  counted, err = account.count_deleted_sims(client, p)
+  if not counted then return nil, failed(ctx, err) end
+  warn(ctx, p)
+  return p, client, document
+end
+
+local function show(p, ctx, args, stream)
+  if args.json then return put(ctx, plan.to_json(p)) end
+  local text = table.concat(plan_view.render(p, { show_unmanaged = args.show_unmanaged }), "\n") .. "\n"
+  if stream then
+    stream:write(text)
+    return true
+  end
+  return put(ctx, text)
+end
+
 local function run_plan(args, ctx)
-  local p, code = make_plan(args, ctx)
+  local p, code, document = make_plan(args, ctx)
   if p == nil then return code end
-  show(p, ctx, args.json)
+  if not show(p, ctx, args) then return FAILED end
+  if args.out then
+    local written, why = core.write_private_file(args.out, plan_file.encode(p, document.source))
+    if not written then return failed(ctx, "soracom-groups: plan: -o " .. args.out .. ": " .. why) end
+  end
   return plan.empty(p) and OK or CHANGES
 end
+
+---------------------------------------------------------------------------------------
+-- apply
 
 -- Asks on the terminal; a run without one needs --yes.
 local function confirmed(args, ctx)
@@ -103,69 +170,160 @@ local function confirmed(args, ctx)
   if not (is_tty(0) and is_tty(1)) then
     ctx.stderr:write("soracom-groups: apply: not on a terminal, so nothing was changed: "
       .. "pass --yes to apply without asking\n")
-    return false, USAGE
+    return false
   end
   ctx.stdout:write("Apply these changes? Only 'yes' goes on: ")
   ctx.stdout:flush()
-  local answer = ctx.stdin:read("*l")
-  if answer ~= "yes" then
+  if ctx.stdin:read("*l") ~= "yes" then
     ctx.stdout:write("Apply cancelled: nothing was changed.\n")
-    return false, FAILED
+    return false
   end
   return true
 end
 
-local function run_apply(args, ctx)
-  local p, client = make_plan(args, ctx)
-  if p == nil then return client end
-  show(p, ctx, false)
-  if args.dry_run then return plan.empty(p) and OK or CHANGES end
-  if plan.empty(p) then return OK end
-  local go, code = confirmed(args, ctx)
-  if not go then return code end
-  local progress = is_tty(2) and function(done, total, name, outcome)
-    ctx.stderr:write(string.format("\r[%d/%d] %s: %s\027[K", done, total, name, outcome))
-    if done == total then ctx.stderr:write("\n") end
-  end or nil
-  local summary = apply.run(client, p, { concurrency = args.concurrency, on_progress = progress })
+-- Whether a file holds a saved plan rather than a desired document.
+local function saved_plan_text(path)
+  if path:match("%.lua$") then return nil end
+  local file = io.open(path, "rb")
+  if file == nil then return nil end
+  local text = file:read("*a")
+  file:close()
+  local value = text and core.decode_json(text)
+  if plan_file.is_plan(value) then return text end
+  return nil
+end
+
+-- The plan apply carries out: a saved one, or a new one of the desired document.
+local function plan_to_apply(args, ctx)
+  local text = saved_plan_text(args.file)
+  if text == nil then return make_plan(args, ctx) end
+  if args.prune or args.prune_namespaces then
+    return nil, usage(ctx, "apply", "a saved plan is applied as it was made: --prune and --prune-namespaces "
+      .. "belong to the plan command")
+  end
+  local p, err = plan_file.decode(text)
+  if p == nil then return nil, failed(ctx, "soracom-groups: apply: " .. args.file .. ": " .. err.message) end
+  local client = client_of(ctx)
+  if client == nil then return nil, FAILED end
+  return p, client
+end
+
+local function error_json(err)
+  return { kind = err.kind, status = err.status, code = err.code, message = err.message }
+end
+
+-- The result of apply as JSON: what was created (with the new ids), changed, deleted,
+-- skipped (with why) and failed (with the error).
+local function summary_json(summary)
+  local function list(items, extra)
+    local result = setmetatable({}, core.array_mt)
+    for i, item in ipairs(items) do
+      result[i] = { name = item.name, groupId = item.group_id }
+      if extra then extra(result[i], item) end
+    end
+    return result
+  end
+  return desired.encode {
+    created = list(summary.created), changed = list(summary.changed), deleted = list(summary.deleted),
+    skipped = list(summary.skipped, function(shown, item) shown.reason = item.reason end),
+    failed = list(summary.failed, function(shown, item) shown.error = error_json(item.err) end),
+    summary = { applied = summary.applied, skipped = #summary.skipped, failed = #summary.failed },
+  }
+end
+
+local function report(ctx, args, summary)
+  if args.json then return put(ctx, summary_json(summary)) end
+  local lines = {}
   for _, skipped in ipairs(summary.skipped) do
-    ctx.stdout:write("skipped ", skipped.name, ": ", skipped.reason, "\n")
+    lines[#lines + 1] = "skipped " .. plan_view.printable(skipped.name) .. ": " .. skipped.reason
   end
   for _, failure in ipairs(summary.failed) do
-    ctx.stdout:write("failed ", failure.name, ": ", tostring(failure.err), "\n")
+    lines[#lines + 1] = "failed " .. plan_view.printable(failure.name) .. ": " .. plan_view.printable(failure.err)
   end
-  ctx.stdout:write(string.format("Applied %d, skipped %d, failed %d.\n", summary.applied,
-    #summary.skipped, #summary.failed))
+  lines[#lines + 1] = string.format("Applied %d, skipped %d, failed %d.", summary.applied, #summary.skipped,
+    #summary.failed)
+  return put(ctx, table.concat(lines, "\n") .. "\n")
+end
+
+local function run_apply(args, ctx)
+  local p, client = plan_to_apply(args, ctx)
+  if p == nil then return client end
+  -- With --json, stdout carries the result alone; the plan goes to stderr.
+  if not show(p, ctx, { show_unmanaged = args.show_unmanaged }, args.json and ctx.stderr or nil) then return FAILED end
+  if args.dry_run then return plan.empty(p) and OK or CHANGES end
+  if plan.empty(p) then
+    if args.json then return put(ctx, summary_json { applied = 0, created = {}, changed = {}, deleted = {},
+      skipped = {}, failed = {} }) and OK or FAILED end
+    return OK
+  end
+  local options = { concurrency = args.concurrency, max_deletes = args.max_deletes,
+    allow_delete_with_sims = args.allow_delete_with_sims or nil }
+  local refusal = apply.refused(p, options)
+  if refusal then return failed(ctx, "soracom-groups: apply: " .. refusal) end
+  if not confirmed(args, ctx) then return FAILED end
+  options.on_progress = is_tty(2) and function(done, total, name, outcome)
+    ctx.stderr:write(string.format("\r[%d/%d] %s: %s\027[K", done, total, plan_view.printable(name), outcome))
+    if done == total then ctx.stderr:write("\n") end
+  end or nil
+  local summary, err = apply.run(client, p, options)
+  if summary == nil then return failed(ctx, err) end
+  if not report(ctx, args, summary) then return FAILED end
   return (#summary.skipped + #summary.failed == 0) and OK or FAILED
+end
+
+---------------------------------------------------------------------------------------
+
+local function tag_options(command)
+  command:option("--tag-name", "Only groups with this tag (with --tag-value); the document's scope.")
+  command:option("--tag-value", "... and this value.")
+  command:option("--tag-value-match-mode", "How --tag-value matches."):choices { "exact", "prefix" }
+end
+
+local function plan_options(command)
+  command:argument("file", "The desired-state document (JSON, or a .lua file returning it).")
+  command:flag("--prune", "Also delete the named groups of the document's scope that it does not list "
+    .. "(needs a scope in the document).")
+  command:flag("--prune-namespaces", "Also delete the namespaces of listed groups that the document does not list.")
+  command:flag("--show-unmanaged", "List the groups and namespaces left alone, one a line.")
 end
 
 function declarative.add_commands(parser)
   local export = parser:command("export", "Write the account's groups (or those the tag flags select) "
-    .. "as a desired-state document: JSON, keys sorted, groups by their name tag.")
+    .. "as a desired-state document: JSON, keys sorted, with its scope and each group's id; "
+    .. "written 0600, whole or not at all.")
   tag_options(export)
   export:option("-o --output", "Write the document to this file instead of stdout.")
-  export:epilog("Example: soracom-groups export --tag-name env --tag-value prod -o prod.json")
+  export:option("--secrets-as-env", "Write secret settings as {\"$env\": \"PREFIX_...\"} references, "
+    .. "and list the variables to set.")
+  export:epilog("Exit codes: 0 written, 1 an error (a usage error too).\n"
+    .. "Example: soracom-groups export --tag-name env --tag-value prod -o prod.json")
 
-  local planning = parser:command("plan", "Show what apply would change to make the account match FILE "
-    .. "(JSON, or a .lua file returning the document).")
-  planning:argument("file", "The desired-state document.")
-  planning:flag("--prune", "Also delete groups and namespaces the document does not list.")
+  local planning = parser:command("plan", "Show what apply would change to make the account match FILE.")
+  plan_options(planning)
   planning:flag("--json", "Print the plan as JSON.")
-  planning:epilog("Exit codes: 0 nothing to do, 2 changes to make (or a usage error), 1 an error.\n"
-    .. "Example: soracom-groups plan prod.json")
+  planning:option("-o --out", "Save the plan to this file, for `apply PLANFILE` (it holds no secret value).")
+  planning:epilog("Exit codes: 0 nothing to do, 2 changes to make, 1 an error (a usage error too).\n"
+    .. "Example: soracom-groups plan prod.json -o prod.plan")
 
   local applying = parser:command("apply", "Make the changes plan shows, and nothing else; asks first "
-    .. "on a terminal.")
-  applying:argument("file", "The desired-state document.")
-  applying:flag("--prune", "Also delete groups and namespaces the document does not list.")
+    .. "on a terminal. FILE is a desired document, or a plan saved by plan -o (applied as it is).")
+  plan_options(applying)
   applying:flag("--yes", "Apply without asking (needed when not on a terminal).")
   applying:flag("--dry-run", "Only show the plan (as plan does, with its exit codes).")
+  applying:flag("--json", "Print the result as JSON (created ids, changed, skipped and failed groups); "
+    .. "the plan goes to stderr.")
   applying:option("--concurrency", "Groups changed at once (8).")
-    :convert(positive_integer("--concurrency"))
-  applying:epilog("Exit codes: 0 done (or nothing to do), 1 a group failed or was skipped, 2 usage.\n"
-    .. "Example: soracom-groups apply prod.json --yes")
+    :convert(whole_number("--concurrency", 1, batch.MAX_CONCURRENCY))
+  applying:option("--max-deletes", "Refuse a run that deletes more groups than this ("
+    .. apply.DEFAULT_MAX_DELETES .. ").")
+    :convert(whole_number("--max-deletes", 0))
+  applying:flag("--allow-delete-with-sims", "Delete groups even when they hold SIMs.")
+  applying:epilog("Exit codes: 0 done (or nothing to do), 1 an error, a refusal or a group failed or "
+    .. "skipped (a usage error too); with --dry-run, 2 changes to make.\n"
+    .. "Example: soracom-groups apply prod.plan --yes")
 
-  return { export = run_export, plan = run_plan, apply = run_apply }
+  return { export = run_export, plan = run_plan, apply = run_apply },
+    { export = USAGE, plan = USAGE, apply = USAGE }
 end
 
 return declarative

@@ -66,6 +66,9 @@ local function put(stream, ...)
   return true
 end
 
+--- Writes text and flushes: true, or nil, why.
+output.write = put
+
 --- Prints one value; with jsonl an array prints as one compact line per element.
 -- Returns true, or nil, why.
 function output.print(stream, value, jsonl)

@@ -1,0 +1,62 @@
+--- What a plan needs to know of the account, read through a client: the groups of a
+-- document's scope (the server filters them), the groups its entries name by id that
+-- the scope no longer selects, and how many SIMs each group to delete holds.
+
+local desired = require "soracom.groups.desired"
+
+local account = {}
+
+-- Pages of SIMs counted before a count says "at least".
+account.SIM_PAGES = 2
+
+--- account.read(client, document) -> the groups plan.compare needs: those of the
+-- document's scope (the whole account without one), then each group an entry names by
+-- groupId outside it; or nil, err. An id the account does not know is left out (the
+-- plan makes that group anew).
+function account.read(client, document)
+  local groups, err = desired.list(client, desired.scope_query(document.scope))
+  if groups == nil then return nil, err end
+  local listed = {}
+  for _, group in ipairs(groups) do listed[group.groupId] = true end
+  for _, entry in ipairs(document.groups) do
+    if entry.group_id and not listed[entry.group_id] then
+      local group, get_err = client:get_group(entry.group_id)
+      if group then
+        groups[#groups + 1] = group
+        listed[entry.group_id] = true
+      elseif get_err.status ~= 404 then
+        return nil, get_err
+      end
+    end
+  end
+  return groups
+end
+
+--- account.count_sims(client, group_id) -> {count = n, at_least = bool} (at_least past
+-- account.SIM_PAGES pages), or nil, err.
+function account.count_sims(client, group_id)
+  local count, key = 0, nil
+  for _ = 1, account.SIM_PAGES do
+    local page, next_key = client:list_subscribers(group_id, { last_evaluated_key = key })
+    if page == nil then return nil, next_key end
+    count = count + #page
+    key = next_key
+    if key == nil then return { count = count, at_least = false } end
+  end
+  return { count = count, at_least = true }
+end
+
+--- Counts the SIMs of every group the plan deletes, into each change's `sims`;
+-- true, or nil, err.
+function account.count_deleted_sims(client, p)
+  for _, change in ipairs(p.changes) do
+    if change.action == "delete" then
+      local sims, err = account.count_sims(client, change.group_id)
+      if sims == nil then return nil, err end
+      change.sims = sims
+    end
+  end
+  return true
+end
+
+return account

@@ -1,0 +1,181 @@
+--- Saved plans: `plan -o PLANFILE` writes one, `apply PLANFILE` carries out exactly
+-- it. A plan file holds what to do and each group's lastModifiedTime as the plan saw
+-- it, never a secret value: a setting is kept as the document wrote it when that holds
+-- no secret (secret references {"$env": NAME} included, read again at apply time);
+-- otherwise the file names the document (its path and SHA-256) and apply reads the
+-- setting from it, refusing a document that changed since the plan.
+
+local core = require "soracom.groups.core"
+local desired = require "soracom.groups.desired"
+local Error = require "soracom.groups.error"
+local secrets = require "soracom.groups.secrets"
+
+local plan_file = {}
+
+plan_file.FORMAT = "soracom-groups-plan"
+plan_file.VERSION = 1
+
+local array_mt = core.array_mt
+local unpack = table.unpack or unpack
+
+local function array(t) return setmetatable(t, array_mt) end
+
+-- Whether a setting of the document shows anything secret (its references aside).
+-- (secrets.masked shows references as they are.)
+local function holds_secret(namespace, source)
+  if source == nil then return false end
+  return not desired.equal(secrets.masked(namespace, {}, source), source)
+end
+
+local function saved_diffs(diffs)
+  local saved = array {}
+  for i, d in ipairs(diffs or {}) do
+    local shown = { op = d.op, path = d.path, keys = array(desired.copy(d.keys)), sensitive = d.sensitive,
+      ref = d.ref }
+    local function show(value)
+      if value == nil then return nil end
+      if d.sensitive then return secrets.SENSITIVE end
+      return secrets.masked(d.keys[1], { unpack(d.keys, 2) }, value)
+    end
+    shown.from, shown.to = show(d.from), show(d.to)
+    saved[i] = shown
+  end
+  return saved
+end
+
+local function saved_namespace(namespace)
+  local saved = { op = namespace.op, namespace = namespace.namespace, diffs = saved_diffs(namespace.diffs) }
+  if namespace.op == "put" then
+    if holds_secret(namespace.namespace, namespace.source) then
+      saved.from_document = true
+    else
+      saved.source = namespace.source
+    end
+  end
+  return saved
+end
+
+local function saved_change(change)
+  local namespaces = array {}
+  for i, namespace in ipairs(change.namespaces) do namespaces[i] = saved_namespace(namespace) end
+  local tags = array {}
+  for i, tag in ipairs(change.tags) do tags[i] = { op = tag.op, name = tag.name, from = tag.from, to = tag.to } end
+  return {
+    action = change.action, name = change.name, group_id = change.group_id, was = change.was,
+    missing_id = change.missing_id, entry = change.entry, last_modified_time = change.last_modified_time,
+    tags = tags, namespaces = namespaces, holds = change.holds, sims = change.sims,
+    create = change.create and { name = change.create.name, tags = change.create.tags } or nil,
+  }
+end
+
+--- plan_file.encode(plan, source) -> the plan file's text. source: {path, sha256} of
+-- the desired document the plan was made from.
+function plan_file.encode(p, source)
+  local changes = array {}
+  for i, change in ipairs(p.changes) do changes[i] = saved_change(change) end
+  local scope
+  if p.scope then scope = p.scope.account and { account = true } or p.scope end
+  return desired.encode {
+    format = plan_file.FORMAT, version = plan_file.VERSION,
+    document = { path = source.path, sha256 = source.sha256 },
+    scope = scope, prune = p.prune, prune_namespaces = p.prune_namespaces,
+    changes = changes,
+    unmanaged = { groups = array(desired.copy(p.unmanaged.groups)),
+      namespaces = array(desired.copy(p.unmanaged.namespaces)) },
+    unnamed = array(desired.copy(p.unnamed)),
+  }
+end
+
+--- Whether JSON text is a plan file (its format key), rather than a document.
+function plan_file.is_plan(value)
+  return type(value) == "table" and value.format == plan_file.FORMAT
+end
+
+---------------------------------------------------------------------------------------
+-- Reading one back.
+
+local function bad(message)
+  error({ plan_file_error = message }, 0)
+end
+
+local ACTIONS = { create = true, update = true, delete = true }
+
+local function check_change(change, i)
+  local where = "changes[" .. i .. "]"
+  if type(change) ~= "table" or not ACTIONS[change.action] then bad(where .. " has no known action") end
+  if change.action ~= "create" and type(change.group_id) ~= "string" then bad(where .. " has no group_id") end
+  if type(change.tags) ~= "table" or type(change.namespaces) ~= "table" then bad(where .. " is incomplete") end
+  if change.action == "create" and type(change.create) ~= "table" then bad(where .. " has no create") end
+end
+
+-- The document a plan file names, when a setting must come from it; checked against
+-- the digest the plan recorded.
+local function load_document(saved)
+  local source = saved.document
+  if type(source) ~= "table" or type(source.path) ~= "string" then bad("it names no desired document") end
+  local document, err = desired.load(source.path)
+  if document == nil then bad("its settings come from " .. source.path .. ", which " .. tostring(err.message)) end
+  if document.source.sha256 ~= source.sha256 then
+    bad(source.path .. " changed since the plan was made (SHA-256 " .. tostring(source.sha256) .. ", now "
+      .. document.source.sha256 .. "): its settings are not the plan's; plan again")
+  end
+  return document
+end
+
+-- Each put's settings, from its saved form or from the document, secret references
+-- read through getenv; a create's configuration from them.
+local function restore_settings(saved, getenv)
+  local document
+  for _, change in ipairs(saved.changes) do
+    local configuration = {}
+    for _, namespace in ipairs(change.namespaces) do
+      if namespace.op == "put" then
+        local source = namespace.source
+        if namespace.from_document then
+          document = document or load_document(saved)
+          local entry = document.groups[change.entry or 0]
+          if entry == nil or entry.name ~= change.name then bad("the document has no entry for " .. change.name) end
+          source = entry.configuration[namespace.namespace]
+        end
+        if type(source) ~= "table" then bad("a setting of " .. tostring(change.name) .. " is missing") end
+        local settings, err = desired.resolve(source, getenv, tostring(change.name) .. "." .. namespace.namespace)
+        if settings == nil then bad(err) end
+        namespace.settings = settings
+        configuration[namespace.namespace] = settings
+      end
+    end
+    if change.action == "create" and next(configuration) then change.create.configuration = configuration end
+  end
+end
+
+--- plan_file.decode(text, {getenv}) -> a plan apply.run carries out (and plan_view
+-- shows), its settings restored; or nil, err.
+function plan_file.decode(text, options)
+  options = options or {}
+  local saved, why = core.decode_json(text, { strict = true })
+  if saved == nil then return nil, Error.new("plan", "not a plan file: invalid JSON: " .. tostring(why)) end
+  local ok, err = pcall(function()
+    if not plan_file.is_plan(saved) then bad("not a plan file (no \"format\": \"" .. plan_file.FORMAT .. "\")") end
+    if saved.version ~= plan_file.VERSION then
+      bad("a plan file of version " .. tostring(saved.version) .. ", this soracom-groups reads " .. plan_file.VERSION)
+    end
+    if type(saved.changes) ~= "table" then bad("it has no changes") end
+    for i, change in ipairs(saved.changes) do check_change(change, i) end
+    restore_settings(saved, options.getenv or os.getenv)
+  end)
+  if not ok then
+    if type(err) == "table" and err.plan_file_error then return nil, Error.new("plan", err.plan_file_error) end
+    error(err, 0)
+  end
+  local scope = saved.scope
+  if scope == core.null then scope = nil end
+  local unmanaged = type(saved.unmanaged) == "table" and saved.unmanaged or {}
+  return {
+    scope = scope, prune = saved.prune == true, prune_namespaces = saved.prune_namespaces == true,
+    changes = saved.changes, saved = true,
+    unmanaged = { groups = unmanaged.groups or {}, namespaces = unmanaged.namespaces or {} },
+    unnamed = type(saved.unnamed) == "table" and saved.unnamed or {}, warnings = {},
+  }
+end
+
+return plan_file
