@@ -15,10 +15,15 @@
  * decoded can be encoded again (it also bounds the C recursion of both). */
 #define SG_JSON_MAX_DEPTH 1000
 
-/* Why a JSON text was refused: message points at a constant or into detail. */
+/* Why a JSON text was refused: message points at a constant or into detail. line and
+ * column (both from 1) name the same place as offset: a line ends at "\n", "\r\n" or a
+ * lone "\r", and the column counts characters (UTF-8 sequences; a tab is one), not
+ * bytes. */
 typedef struct {
     const char *message;
     size_t offset; /* of the byte where the problem was found, from 0 */
+    size_t line;
+    size_t column;
     char detail[48];
 } sg_json_error;
 
@@ -26,6 +31,8 @@ typedef struct {
  * *error filled in and the stack as it was. Never raises, except when Lua itself runs
  * out of memory. */
 int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *error);
+/* Pushes "line L, column C: message" for a refused text and returns it. */
+const char *sg_push_json_error(lua_State *L, const sg_json_error *error);
 
 /* json_encode.c: appends the JSON text of the value at index to buf; raises on a value
  * JSON cannot hold, naming where it sits (for example "body.tags[2]"). */

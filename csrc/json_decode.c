@@ -144,9 +144,10 @@ static int word_has_stop(const unsigned char *p)
 }
 
 /* Moves r->p past plain bytes and whole well-formed UTF-8 sequences, to the next
- * quote, backslash or control character. Returns 0 at the end of the text or at
- * invalid UTF-8 (r->p then points at the end or at the bad byte). */
-static int skip_plain(json_reader *r)
+ * quote, backslash or control character. Returns 0 at invalid UTF-8 (r->p then points
+ * at the bad byte) or at the end of the text (r->p then points at the string's opening
+ * quote, which is where a reader looks for the quote that closes it). */
+static int skip_plain(json_reader *r, const char *quote)
 {
     const unsigned char *p = (const unsigned char *)r->p;
     const unsigned char *end = (const unsigned char *)r->end;
@@ -167,9 +168,19 @@ static int skip_plain(json_reader *r)
         p += length;
     }
     r->p = (const char *)p;
-    if (p == end)
+    if (p == end) {
+        r->p = quote;
         return fail(r, "unterminated string");
+    }
     return 1;
+}
+
+/* At a control character in a string. */
+static int fail_control(json_reader *r)
+{
+    if (*r->p == '\n' || *r->p == '\r')
+        return fail(r, "unescaped line break in string");
+    return fail(r, "control character in string");
 }
 
 /* The slow path, for strings with escapes: unescaped runs are copied whole. The
@@ -184,7 +195,7 @@ static int parse_escaped_string(json_reader *r, const char *from)
     luaL_buffinit(r->L, &b);
     for (;;) {
         unsigned char c;
-        if (!skip_plain(r))
+        if (!skip_plain(r, from - 1))
             break;
         luaL_addlstring(&b, run, (size_t)(r->p - run));
         c = (unsigned char)*r->p;
@@ -194,11 +205,11 @@ static int parse_escaped_string(json_reader *r, const char *from)
             return 1;
         }
         if (c != '\\') {
-            fail(r, "control character in string");
+            fail_control(r);
             break;
         }
         if (r->end - r->p < 2) {
-            r->p = r->end;
+            r->p = from - 1;
             fail(r, "unterminated string");
             break;
         }
@@ -236,7 +247,7 @@ failed:
 static int parse_string(json_reader *r)
 {
     const char *from = r->p;
-    if (!skip_plain(r))
+    if (!skip_plain(r, from - 1))
         return 0;
     if (*r->p == '"') {
         lua_pushlstring(r->L, from, (size_t)(r->p - from));
@@ -245,7 +256,7 @@ static int parse_string(json_reader *r)
     }
     if (*r->p == '\\')
         return parse_escaped_string(r, from);
-    return fail(r, "control character in string");
+    return fail_control(r);
 }
 
 static int is_digit(const json_reader *r)
@@ -558,6 +569,36 @@ static int parse_value(json_reader *r)
     }
 }
 
+/* Where the byte at offset is, as a reader of the text counts: lines from 1, each
+ * ended by "\n", "\r\n" or a lone "\r"; columns from 1, in characters. Everything
+ * before a refusal has been read as JSON, so it is well-formed UTF-8 (strings are
+ * checked, everything else is ASCII) and a character is a byte that does not continue
+ * a sequence. Only run for a refused text. */
+static void locate(const char *text, size_t len, size_t offset, size_t *line,
+                   size_t *column)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    const unsigned char *at = p + offset, *end = p + len;
+    size_t l = 1, c = 1;
+    for (; p < at; p++) {
+        if (*p == '\n' || (*p == '\r' && (p + 1 == end || p[1] != '\n'))) {
+            l++;
+            c = 1;
+        } else if (*p != '\r' && (*p & 0xC0) != 0x80) {
+            c++;
+        }
+    }
+    *line = l;
+    *column = c;
+}
+
+const char *sg_push_json_error(lua_State *L, const sg_json_error *error)
+{
+    char position[64];
+    snprintf(position, sizeof position, "line %zu, column %zu: ", error->line, error->column);
+    return lua_pushfstring(L, "%s%s", position, error->message);
+}
+
 int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *error)
 {
     json_reader r;
@@ -574,6 +615,7 @@ int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *er
     error->offset = 0;
     if (!lua_checkstack(L, 4)) {
         fail(&r, "no room on the Lua stack");
+        error->line = error->column = 1;
         return 0;
     }
     luaL_getmetatable(L, SG_ARRAY_METATABLE);
@@ -592,5 +634,6 @@ int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *er
         fail(&r, "unexpected text after the value");
     }
     lua_settop(L, top);
+    locate(text, len, error->offset, &error->line, &error->column);
     return 0;
 }

@@ -157,9 +157,9 @@ int sg_push_response(lua_State *L, long status, const char *body, size_t body_le
         lua_pushboolean(L, 1);
     } else if (!sg_json_decode(L, body, body_len, &error)) {
         lua_pushnil(L);
-        lua_pushfstring(L, "invalid JSON in the response: %s at byte %d", error.message,
-                        (int)error.offset);
+        lua_pushfstring(L, "invalid JSON in the response: %s", sg_push_json_error(L, &error));
         sg_push_error(L, "decode", lua_tostring(L, -1));
+        lua_remove(L, -2);
         lua_remove(L, -2);
         lua_pushinteger(L, (lua_Integer)status);
         lua_setfield(L, -2, "status");
@@ -280,7 +280,7 @@ int sg_decode_response(lua_State *L)
     return results;
 }
 
-/* decode_json(text) -> value, or nil, message */
+/* decode_json(text) -> value, or nil, "line L, column C: why" */
 int sg_decode_json_text(lua_State *L)
 {
     size_t len;
@@ -289,6 +289,6 @@ int sg_decode_json_text(lua_State *L)
     if (sg_json_decode(L, text, len, &error))
         return 1;
     lua_pushnil(L);
-    lua_pushfstring(L, "%s at byte %d", error.message, (int)error.offset);
+    sg_push_json_error(L, &error);
     return 2;
 }

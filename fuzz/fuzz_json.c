@@ -149,8 +149,8 @@ static int run(lua_State *L)
         return 0;
     if (!ok) {
         dump("encoded", text1, len1);
-        fprintf(stderr, "the encoder's text does not decode: %s at byte %zu\n",
-                error.message, error.offset);
+        fprintf(stderr, "the encoder's text does not decode: line %zu, column %zu: %s\n",
+                error.line, error.column, error.message);
         abort();
     }
     v2 = lua_gettop(L);
