@@ -24,13 +24,19 @@ typedef struct {
     size_t offset; /* of the byte where the problem was found, from 0 */
     size_t line;
     size_t column;
-    char detail[48];
+    char detail[96];
 } sg_json_error;
+
+/* Flags of sg_json_decode. SG_JSON_STRICT, for documents people write: a key repeated
+ * in one object, and an integer (no fraction, no exponent) that this Lua cannot hold
+ * exactly (beyond int64 on 5.3+, beyond 2^53 in magnitude before), are refused. */
+#define SG_JSON_STRICT 1
 
 /* json_decode.c: pushes the value of the JSON text and returns 1, or returns 0 with
  * *error filled in and the stack as it was. Never raises, except when Lua itself runs
  * out of memory. */
-int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *error);
+int sg_json_decode(lua_State *L, const char *text, size_t len, int flags,
+                   sg_json_error *error);
 /* Pushes "line L, column C: message" for a refused text and returns it. */
 const char *sg_push_json_error(lua_State *L, const sg_json_error *error);
 

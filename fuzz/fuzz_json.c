@@ -125,7 +125,7 @@ static int run(lua_State *L)
     int v1, v2, buf, ok;
 
     lua_settop(L, 0);
-    ok = sg_json_decode(L, job->data, job->size, &error);
+    ok = sg_json_decode(L, job->data, job->size, 0, &error);
     if (checks) {
         if (ok) {
             FUZZ_CHECK(lua_gettop(L) == 1);
@@ -144,7 +144,7 @@ static int run(lua_State *L)
         return 0;
     text1 = lua_tolstring(L, -1, &len1);
 
-    ok = sg_json_decode(L, text1, len1, &error);
+    ok = sg_json_decode(L, text1, len1, 0, &error);
     if (!checks)
         return 0;
     if (!ok) {

@@ -420,3 +420,109 @@ describe("decode error messages say what is wrong (item 8)", function()
     assert.are.equal("invalid JSON in the response: line 1, column 6: trailing comma in array", err.message)
   end)
 end)
+
+describe("strict decoding, for documents people write (issue 21)", function()
+  local STRICT = { strict = true }
+
+  local function strict_error(text)
+    local value, err = core.decode_json(text, STRICT)
+    assert.is_nil(value, text)
+    return err
+  end
+
+  it("refuses a key repeated in one object, naming it and where it is repeated", function()
+    assert.are.equal('line 1, column 8: duplicate key "a" in object', strict_error('{"a":1,"a":2}'))
+    assert.are.equal('line 3, column 3: duplicate key "name" in object',
+      strict_error('{\n  "name": "x",\n  "name": "y"\n}'))
+    -- the same key however it is escaped; null is a value like any other
+    assert.are.equal('line 1, column 14: duplicate key "name" in object',
+      strict_error('{"name":null,"n\\u0061me":null}'))
+    -- deep inside
+    assert.are.equal('line 1, column 29: duplicate key "env" in object',
+      strict_error('{"groups":[{"tags":{"env":1,"env":2}}]}'))
+  end)
+
+  it("shows the key as a JSON string, cut after 40 bytes between characters", function()
+    assert.are.equal('line 1, column 20: duplicate key "a\\"\\\\\\u000a\\u0001" in object',
+      strict_error('{"a\\"\\\\\\n\\u0001":1,"a\\"\\\\\\n\\u0001":2}'))
+    local long = string.rep("\195\169", 30) -- 30 characters, 60 bytes
+    assert.are.equal('line 1, column 37: duplicate key "' .. string.rep("\195\169", 20) .. '"... in object',
+      strict_error('{"' .. long .. '":1,"' .. long .. '":2}'))
+    local ascii = string.rep("k", 41)
+    assert.are.equal('line 1, column 48: duplicate key "' .. string.rep("k", 40) .. '"... in object',
+      strict_error('{"' .. ascii .. '":1,"' .. ascii .. '":2}'))
+    assert.are.equal('line 1, column 47: duplicate key "' .. string.rep("k", 40) .. '" in object',
+      strict_error('{"' .. string.rep("k", 40) .. '":1,"' .. string.rep("k", 40) .. '":2}'))
+  end)
+
+  it("takes the same key in different objects, and in arrays of objects", function()
+    local v = assert(core.decode_json('[{"a":1},{"a":2,"b":{"a":3}}]', STRICT))
+    assert.are.equal(3, v[2].b.a)
+  end)
+
+  it("checks every key of an object with 100000 of them", function()
+    local parts = {}
+    for i = 1, 100000 do parts[i] = ('"k%d":%d'):format(i, i) end
+    local text = "{" .. table.concat(parts, ",") .. "}"
+    local v = assert(core.decode_json(text, STRICT))
+    assert.are.equal(100000, v.k100000)
+    local n = 0
+    for _ in pairs(v) do n = n + 1 end
+    assert.are.equal(100000, n)
+    parts[#parts + 1] = '"k1":0'
+    assert.are.equal(('line 1, column %d: duplicate key "k1" in object'):format(#text + 1),
+      strict_error("{" .. table.concat(parts, ",") .. "}"))
+  end)
+
+  it("lets the last of a repeated key win when not strict, as before", function()
+    assert.are.equal(2, core.decode_json('{"a":1,"a":2}').a)
+    assert.are.equal(2, core.decode_json('{"a":1,"a":2}', { strict = false }).a)
+    assert.are.equal(2, core.decode_json('{"a":1,"a":2}', {}).a)
+  end)
+
+  it("refuses an integer this Lua cannot hold exactly, where it starts", function()
+    if has_integers then
+      local too_large = "integer too large for a Lua integer (beyond -2^63 .. 2^63-1)"
+      assert.are.equal(math.maxinteger, core.decode_json("9223372036854775807", STRICT))
+      assert.are.equal(math.mininteger, core.decode_json("-9223372036854775808", STRICT))
+      assert.are.equal("integer", math.type(core.decode_json("9007199254740993", STRICT)))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("9223372036854775808"))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("-9223372036854775809"))
+      assert.are.equal("line 2, column 9: " .. too_large,
+        strict_error('{"a":1,\n  "b": [12345678901234567890123]}'))
+    else
+      local too_large = "integer too large for a Lua number to hold exactly (beyond -2^53 .. 2^53)"
+      assert.are.equal(2 ^ 53, core.decode_json("9007199254740992", STRICT))
+      assert.are.equal(-2 ^ 53, core.decode_json("-9007199254740992", STRICT))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("9007199254740993"))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("-9007199254740993"))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("9223372036854775807"))
+      assert.are.equal("line 2, column 9: " .. too_large,
+        strict_error('{"a":1,\n  "b": [12345678901234567890123]}'))
+    end
+    -- 13-digit millisecond timestamps are exact everywhere
+    assert.are.equal(1698796800000, core.decode_json("1698796800000", STRICT))
+  end)
+
+  it("keeps numbers with a fraction or an exponent floats, as when not strict", function()
+    for _, text in ipairs({ "9223372036854775808.0", "1e30", "12345678901234567890123.5", "1.5" }) do
+      assert.are.equal(core.decode_json(text), core.decode_json(text, STRICT), text)
+      if has_integers then assert.are.equal("float", math.type(core.decode_json(text, STRICT)), text) end
+    end
+  end)
+
+  it("rounds those integers to the nearest double when not strict, as tonumber does", function()
+    assert.are.equal(tonumber("12345678901234567890123"), core.decode_json("12345678901234567890123"))
+    if has_integers then
+      assert.are.equal("float", math.type(core.decode_json("9223372036854775808")))
+      assert.are.equal("integer", math.type(core.decode_json("9007199254740993")))
+    else
+      assert.are.equal(2 ^ 53, core.decode_json("9007199254740993"))
+    end
+  end)
+
+  it("refuses everything else exactly as the lenient mode does", function()
+    assert.are.equal("line 1, column 6: trailing comma in array", strict_error("[1,2,]"))
+    assert.are.equal("line 1, column 1: unterminated string", strict_error('"abc'))
+  end)
+end)
