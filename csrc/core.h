@@ -73,6 +73,9 @@ void sg_set_retry_after(lua_State *L, const char *retry_after, size_t retry_afte
 /* Pushes a new error table {kind=kind, message=message}. */
 void sg_push_error(lua_State *L, const char *kind, const char *message);
 
+/* digest.c */
+int sg_sha256(lua_State *L);
+
 /* private_file.c */
 int sg_read_private_file(lua_State *L);
 

@@ -82,6 +82,12 @@ describe("the C core's argument checks (issue 9, item 2)", function()
       function() local _ = core.parse_next_key(nil, false) end)
     assert_error("bad argument #1 to 'read_private_file' (string expected, got nil)",
       function() local _ = core.read_private_file(nil) end)
+    assert_error("bad argument #1 to 'sha256' (string expected, got no value)",
+      function() local _ = core.sha256() end)
+    assert_error("bad argument #1 to 'sha256' (string expected, got number)",
+      function() local _ = core.sha256(42) end)
+    assert_error("bad argument #1 to 'sha256' (string expected, got table)",
+      function() local _ = core.sha256({}) end)
     assert_error("bad argument #1 to 'sleep' (number expected, got string)",
       function() local _ = core.sleep("x") end)
   end)
