@@ -15,17 +15,30 @@
  * decoded can be encoded again (it also bounds the C recursion of both). */
 #define SG_JSON_MAX_DEPTH 1000
 
-/* Why a JSON text was refused: message points at a constant or into detail. */
+/* Why a JSON text was refused: message points at a constant or into detail. line and
+ * column (both from 1) name the same place as offset: a line ends at "\n", "\r\n" or a
+ * lone "\r", and the column counts characters (UTF-8 sequences; a tab is one), not
+ * bytes. */
 typedef struct {
     const char *message;
     size_t offset; /* of the byte where the problem was found, from 0 */
-    char detail[48];
+    size_t line;
+    size_t column;
+    char detail[96];
 } sg_json_error;
+
+/* Flags of sg_json_decode. SG_JSON_STRICT, for documents people write: a key repeated
+ * in one object, and an integer (no fraction, no exponent) that this Lua cannot hold
+ * exactly (beyond int64 on 5.3+, beyond 2^53 in magnitude before), are refused. */
+#define SG_JSON_STRICT 1
 
 /* json_decode.c: pushes the value of the JSON text and returns 1, or returns 0 with
  * *error filled in and the stack as it was. Never raises, except when Lua itself runs
  * out of memory. */
-int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *error);
+int sg_json_decode(lua_State *L, const char *text, size_t len, int flags,
+                   sg_json_error *error);
+/* Pushes "line L, column C: message" for a refused text and returns it. */
+const char *sg_push_json_error(lua_State *L, const sg_json_error *error);
 
 /* json_encode.c: appends the JSON text of the value at index to buf; raises on a value
  * JSON cannot hold, naming where it sits (for example "body.tags[2]"). */
@@ -59,6 +72,9 @@ void sg_set_retry_after(lua_State *L, const char *retry_after, size_t retry_afte
                         const char *refresh, size_t refresh_len);
 /* Pushes a new error table {kind=kind, message=message}. */
 void sg_push_error(lua_State *L, const char *kind, const char *message);
+
+/* digest.c */
+int sg_sha256(lua_State *L);
 
 /* private_file.c */
 int sg_read_private_file(lua_State *L);

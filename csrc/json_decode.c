@@ -2,7 +2,12 @@
  * intermediate Lua string, integral numbers as Lua integers (5.3+), null as the
  * light userdata NULL (which is what cjson.null is), every array marked with the
  * array metatable. It accepts only what the encoder writes back unchanged: strings of
- * well-formed UTF-8, finite numbers, nesting up to SG_JSON_MAX_DEPTH. */
+ * well-formed UTF-8, finite numbers, nesting up to SG_JSON_MAX_DEPTH.
+ *
+ * Strict mode (SG_JSON_STRICT, for documents people write) also refuses a key repeated
+ * in one object and an integer this Lua cannot hold exactly. Its checks sit where the
+ * lenient path does no work of its own: one flag test per object key, and none for
+ * numbers that fit (they return before the check). */
 #include <locale.h>
 #include <math.h>
 #include <stdint.h>
@@ -23,6 +28,7 @@ typedef struct {
     int depth;
     int array_mt;       /* stack index of the array metatable, fetched once per call */
     char decimal_point; /* the C locale's, read at the first number strtod needs */
+    int strict;         /* SG_JSON_STRICT was given */
     sg_json_error *error;
     /* The size of the last array and object closed at each depth: an API page is a
      * list of objects of one shape, so the next one is created at its final size
@@ -144,9 +150,10 @@ static int word_has_stop(const unsigned char *p)
 }
 
 /* Moves r->p past plain bytes and whole well-formed UTF-8 sequences, to the next
- * quote, backslash or control character. Returns 0 at the end of the text or at
- * invalid UTF-8 (r->p then points at the end or at the bad byte). */
-static int skip_plain(json_reader *r)
+ * quote, backslash or control character. Returns 0 at invalid UTF-8 (r->p then points
+ * at the bad byte) or at the end of the text (r->p then points at the string's opening
+ * quote, which is where a reader looks for the quote that closes it). */
+static int skip_plain(json_reader *r, const char *quote)
 {
     const unsigned char *p = (const unsigned char *)r->p;
     const unsigned char *end = (const unsigned char *)r->end;
@@ -167,9 +174,19 @@ static int skip_plain(json_reader *r)
         p += length;
     }
     r->p = (const char *)p;
-    if (p == end)
+    if (p == end) {
+        r->p = quote;
         return fail(r, "unterminated string");
+    }
     return 1;
+}
+
+/* At a control character in a string. */
+static int fail_control(json_reader *r)
+{
+    if (*r->p == '\n' || *r->p == '\r')
+        return fail(r, "unescaped line break in string");
+    return fail(r, "control character in string");
 }
 
 /* The slow path, for strings with escapes: unescaped runs are copied whole. The
@@ -184,7 +201,7 @@ static int parse_escaped_string(json_reader *r, const char *from)
     luaL_buffinit(r->L, &b);
     for (;;) {
         unsigned char c;
-        if (!skip_plain(r))
+        if (!skip_plain(r, from - 1))
             break;
         luaL_addlstring(&b, run, (size_t)(r->p - run));
         c = (unsigned char)*r->p;
@@ -194,11 +211,11 @@ static int parse_escaped_string(json_reader *r, const char *from)
             return 1;
         }
         if (c != '\\') {
-            fail(r, "control character in string");
+            fail_control(r);
             break;
         }
         if (r->end - r->p < 2) {
-            r->p = r->end;
+            r->p = from - 1;
             fail(r, "unterminated string");
             break;
         }
@@ -236,7 +253,7 @@ failed:
 static int parse_string(json_reader *r)
 {
     const char *from = r->p;
-    if (!skip_plain(r))
+    if (!skip_plain(r, from - 1))
         return 0;
     if (*r->p == '"') {
         lua_pushlstring(r->L, from, (size_t)(r->p - from));
@@ -245,7 +262,7 @@ static int parse_string(json_reader *r)
     }
     if (*r->p == '\\')
         return parse_escaped_string(r, from);
-    return fail(r, "control character in string");
+    return fail_control(r);
 }
 
 static int is_digit(const json_reader *r)
@@ -386,6 +403,16 @@ static int parse_number(json_reader *r)
         }
     }
 #endif
+    /* Only an integer that this Lua cannot hold exactly gets here: the lenient mode
+     * rounds it to the nearest double, as tonumber does; the strict one refuses it. */
+    if (integral && r->strict) {
+        r->p = from;
+#if SG_HAS_INTEGERS
+        return fail(r, "integer too large for a Lua integer (beyond -2^63 .. 2^63-1)");
+#else
+        return fail(r, "integer too large for a Lua number to hold exactly (beyond -2^53 .. 2^53)");
+#endif
+    }
     if (digit_count > 19 || !exact_double(digits, exponent, negative, &d)) {
         d = text_to_double(r, from, (size_t)(r->p - from), &ok);
         if (!ok)
@@ -471,6 +498,75 @@ static int parse_array(json_reader *r)
     }
 }
 
+/* Writes the key at the top of the stack into out as a JSON string: at most
+ * KEY_SHOWN bytes between the quotes, cut between characters, and "..." after the
+ * closing quote when it is cut. Keys are well-formed UTF-8 (the decoder made them). */
+#define KEY_SHOWN 40
+static void quote_key(lua_State *L, char out[KEY_SHOWN + 6])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n, i = 0, o = 0;
+    const unsigned char *s = (const unsigned char *)lua_tolstring(L, -1, &n);
+    out[o++] = '"';
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t width = 1;
+        char escaped[7];
+        size_t escaped_len = 0;
+        if (c == '"' || c == '\\') {
+            escaped[0] = '\\';
+            escaped[1] = (char)c;
+            escaped_len = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            escaped[0] = '\\';
+            escaped[1] = 'u';
+            escaped[2] = '0';
+            escaped[3] = '0';
+            escaped[4] = hex[c >> 4];
+            escaped[5] = hex[c & 15];
+            escaped_len = 6;
+        } else {
+            while (i + width < n && (s[i + width] & 0xC0) == 0x80)
+                width++;
+        }
+        if (o + (escaped_len ? escaped_len : width) > KEY_SHOWN + 1)
+            break;
+        if (escaped_len) {
+            memcpy(out + o, escaped, escaped_len);
+            o += escaped_len;
+        } else {
+            memcpy(out + o, s + i, width);
+            o += width;
+        }
+        i += width;
+    }
+    out[o++] = '"';
+    if (i < n) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}
+
+/* Strict mode: the key at the top of the stack, which opened at key_at, must not be in
+ * the object below it yet. One hash lookup in the table being built: no quadratic
+ * cost however many keys an object has. */
+static int check_new_key(json_reader *r, const char *key_at)
+{
+    char quoted[KEY_SHOWN + 6];
+    int seen;
+    lua_pushvalue(r->L, -1);
+    lua_rawget(r->L, -3);
+    seen = !lua_isnil(r->L, -1);
+    lua_pop(r->L, 1);
+    if (!seen)
+        return 1;
+    quote_key(r->L, quoted);
+    snprintf(r->error->detail, sizeof r->error->detail, "duplicate key %s in object", quoted);
+    r->p = key_at;
+    return fail(r, r->error->detail);
+}
+
 static int parse_object(json_reader *r)
 {
     int n = 0;
@@ -484,10 +580,13 @@ static int parse_object(json_reader *r)
         return 1;
     }
     for (;;) {
+        const char *key_at = r->p;
         if (r->p >= r->end || *r->p != '"')
             return fail(r, "expected a string key in object");
         r->p++;
         if (!parse_string(r))
+            return 0;
+        if (r->strict && !check_new_key(r, key_at))
             return 0;
         skip_space(r);
         if (r->p >= r->end || *r->p != ':')
@@ -558,7 +657,38 @@ static int parse_value(json_reader *r)
     }
 }
 
-int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *error)
+/* Where the byte at offset is, as a reader of the text counts: lines from 1, each
+ * ended by "\n", "\r\n" or a lone "\r"; columns from 1, in characters. Everything
+ * before a refusal has been read as JSON, so it is well-formed UTF-8 (strings are
+ * checked, everything else is ASCII) and a character is a byte that does not continue
+ * a sequence. Only run for a refused text. */
+static void locate(const char *text, size_t len, size_t offset, size_t *line,
+                   size_t *column)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    const unsigned char *at = p + offset, *end = p + len;
+    size_t l = 1, c = 1;
+    for (; p < at; p++) {
+        if (*p == '\n' || (*p == '\r' && (p + 1 == end || p[1] != '\n'))) {
+            l++;
+            c = 1;
+        } else if (*p != '\r' && (*p & 0xC0) != 0x80) {
+            c++;
+        }
+    }
+    *line = l;
+    *column = c;
+}
+
+const char *sg_push_json_error(lua_State *L, const sg_json_error *error)
+{
+    char position[64];
+    snprintf(position, sizeof position, "line %zu, column %zu: ", error->line, error->column);
+    return lua_pushfstring(L, "%s%s", position, error->message);
+}
+
+int sg_json_decode(lua_State *L, const char *text, size_t len, int flags,
+                   sg_json_error *error)
 {
     json_reader r;
     int top = lua_gettop(L);
@@ -567,6 +697,7 @@ int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *er
     r.end = text + len;
     r.depth = 0;
     r.decimal_point = '\0';
+    r.strict = (flags & SG_JSON_STRICT) != 0;
     r.error = error;
     memset(r.array_hint, 0, sizeof r.array_hint);
     memset(r.object_hint, 0, sizeof r.object_hint);
@@ -574,6 +705,7 @@ int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *er
     error->offset = 0;
     if (!lua_checkstack(L, 4)) {
         fail(&r, "no room on the Lua stack");
+        error->line = error->column = 1;
         return 0;
     }
     luaL_getmetatable(L, SG_ARRAY_METATABLE);
@@ -592,5 +724,6 @@ int sg_json_decode(lua_State *L, const char *text, size_t len, sg_json_error *er
         fail(&r, "unexpected text after the value");
     }
     lua_settop(L, top);
+    locate(text, len, error->offset, &error->line, &error->column);
     return 0;
 }

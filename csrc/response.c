@@ -102,7 +102,7 @@ static int set_soracom_fields(lua_State *L, const char *body, size_t n)
 {
     sg_json_error error;
     int found = 0;
-    if (!sg_json_decode(L, body, n, &error))
+    if (!sg_json_decode(L, body, n, 0, &error))
         return 0;
     if (lua_type(L, -1) == LUA_TTABLE) {
         /* raw: a decoded array's metatable is core.array_mt, which callers can reach */
@@ -155,11 +155,11 @@ int sg_push_response(lua_State *L, long status, const char *body, size_t body_le
         return push_http_error(L, status, body, body_len);
     if (is_blank(body, body_len)) {
         lua_pushboolean(L, 1);
-    } else if (!sg_json_decode(L, body, body_len, &error)) {
+    } else if (!sg_json_decode(L, body, body_len, 0, &error)) {
         lua_pushnil(L);
-        lua_pushfstring(L, "invalid JSON in the response: %s at byte %d", error.message,
-                        (int)error.offset);
+        lua_pushfstring(L, "invalid JSON in the response: %s", sg_push_json_error(L, &error));
         sg_push_error(L, "decode", lua_tostring(L, -1));
+        lua_remove(L, -2);
         lua_remove(L, -2);
         lua_pushinteger(L, (lua_Integer)status);
         lua_setfield(L, -2, "status");
@@ -280,15 +280,46 @@ int sg_decode_response(lua_State *L)
     return results;
 }
 
-/* decode_json(text) -> value, or nil, message */
+/* The options table of decode_json, at index 2: nil, or a table whose only key is
+ * strict (a boolean). Returns the flags. */
+static int json_options(lua_State *L)
+{
+    int flags = 0;
+    if (lua_isnoneornil(L, 2))
+        return 0;
+    if (!lua_istable(L, 2))
+        return luaL_argerror(L, 2, lua_pushfstring(L, "table or nil expected, got %s",
+                                                   luaL_typename(L, 2)));
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "strict") == 0) {
+            if (!lua_isboolean(L, -1))
+                return luaL_argerror(L, 2, lua_pushfstring(L,
+                    "option strict must be a boolean, got %s", luaL_typename(L, -1)));
+            if (lua_toboolean(L, -1))
+                flags |= SG_JSON_STRICT;
+        } else if (lua_type(L, -2) == LUA_TSTRING) {
+            return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s'",
+                                                       lua_tostring(L, -2)));
+        } else {
+            return luaL_argerror(L, 2, lua_pushfstring(L, "option names must be strings, got %s",
+                                                       luaL_typename(L, -2)));
+        }
+        lua_pop(L, 1);
+    }
+    return flags;
+}
+
+/* decode_json(text[, {strict = boolean}]) -> value, or nil, "line L, column C: why" */
 int sg_decode_json_text(lua_State *L)
 {
     size_t len;
     sg_json_error error;
     const char *text = luaL_checklstring(L, 1, &len);
-    if (sg_json_decode(L, text, len, &error))
+    int flags = json_options(L);
+    if (sg_json_decode(L, text, len, flags, &error))
         return 1;
     lua_pushnil(L);
-    lua_pushfstring(L, "%s at byte %d", error.message, (int)error.offset);
+    sg_push_json_error(L, &error);
     return 2;
 }

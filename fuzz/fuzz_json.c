@@ -1,6 +1,10 @@
-/* libFuzzer target: the JSON decoder, and the encoder on what it decodes.
+/* libFuzzer target: the JSON decoder, both modes, and the encoder on what it decodes.
  *
- * Each input is decoded with sg_json_decode. When it decodes, the value is encoded
+ * Each input is decoded with sg_json_decode, leniently then strictly. A refusal's line
+ * and column must be where its offset is. The strict mode must accept only what the
+ * lenient one does, to the same value, and refuse the rest for a repeated key or an
+ * integer out of range, or else for the lenient one's reason at the same place. When
+ * the input decodes, the value is encoded
  * with sg_json_encode, which must take it (the decoder accepts only what the encoder
  * writes back: UTF-8, finite numbers, one depth limit), the text is decoded again, and
  * the two values must be equal, their
@@ -114,6 +118,80 @@ static void dump(const char *label, const char *s, size_t n)
     fprintf(stderr, "%s (%zu bytes): %.*s\n", label, n, (int)(n > 2000 ? 2000 : n), s);
 }
 
+/* A refusal's line and column, counted again from its offset: lines end at \n, \r\n
+ * or a lone \r, and columns count the bytes that start a UTF-8 sequence. */
+static void check_position(const char *text, size_t len, const sg_json_error *error)
+{
+    size_t line = 1, column = 1, i;
+    FUZZ_CHECK(error->message != NULL);
+    FUZZ_CHECK(error->offset <= len);
+    for (i = 0; i < error->offset; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\r' && i + 1 < len && text[i + 1] == '\n')
+            continue;
+        if (c == '\n' || c == '\r') {
+            line++;
+            column = 1;
+        } else if ((c & 0xC0) != 0x80) {
+            column++;
+        }
+    }
+    if (error->line != line || error->column != column) {
+        fprintf(stderr, "%s at offset %zu: said line %zu, column %zu; it is line %zu, column %zu\n",
+                error->message, error->offset, error->line, error->column, line, column);
+        abort();
+    }
+}
+
+static int strict_only(const sg_json_error *error)
+{
+    return strncmp(error->message, "duplicate key \"", 15) == 0 ||
+           strncmp(error->message, "integer too large for a Lua", 27) == 0;
+}
+
+/* The strict decoding of the input against the lenient one: lenient says whether
+ * that succeeded, its value at the top of the stack if so. Leaves the stack as it was. */
+static void check_strict(lua_State *L, const json_job *job, int lenient,
+                         const sg_json_error *lenient_error, int checks)
+{
+    sg_json_error error;
+    int top = lua_gettop(L);
+    int ok = sg_json_decode(L, job->data, job->size, SG_JSON_STRICT, &error);
+    if (!checks) {
+        lua_settop(L, top);
+        return;
+    }
+    if (ok) {
+        FUZZ_CHECK(lua_gettop(L) == top + 1);
+        if (!lenient) {
+            fprintf(stderr, "strict accepts what lenient refuses (%s)\n", lenient_error->message);
+            abort();
+        }
+        if (!same_value(L, top, top + 1, 0)) {
+            fprintf(stderr, "strict and lenient decode to different values\n");
+            abort();
+        }
+    } else {
+        FUZZ_CHECK(lua_gettop(L) == top);
+        check_position(job->data, job->size, &error);
+        if (!strict_only(&error)) {
+            /* then the lenient mode refuses it too, for the same reason, there */
+            if (lenient || strcmp(error.message, lenient_error->message) != 0 ||
+                error.offset != lenient_error->offset) {
+                fprintf(stderr, "strict refuses (%s at %zu), lenient %s (%s at %zu)\n",
+                        error.message, error.offset, lenient ? "accepts" : "refuses",
+                        lenient ? "" : lenient_error->message,
+                        lenient ? (size_t)0 : lenient_error->offset);
+                abort();
+            }
+        } else if (!lenient) {
+            /* a strict-only refusal comes before the lenient one's */
+            FUZZ_CHECK(error.offset <= lenient_error->offset);
+        }
+    }
+    lua_settop(L, top);
+}
+
 /* run(job, checks) */
 static int run(lua_State *L)
 {
@@ -125,16 +203,16 @@ static int run(lua_State *L)
     int v1, v2, buf, ok;
 
     lua_settop(L, 0);
-    ok = sg_json_decode(L, job->data, job->size, &error);
+    ok = sg_json_decode(L, job->data, job->size, 0, &error);
     if (checks) {
         if (ok) {
             FUZZ_CHECK(lua_gettop(L) == 1);
         } else {
             FUZZ_CHECK(lua_gettop(L) == 0);
-            FUZZ_CHECK(error.message != NULL);
-            FUZZ_CHECK(error.offset <= job->size);
+            check_position(job->data, job->size, &error);
         }
     }
+    check_strict(L, job, ok, &error, checks);
     if (!ok)
         return 0;
     v1 = lua_gettop(L);
@@ -144,13 +222,13 @@ static int run(lua_State *L)
         return 0;
     text1 = lua_tolstring(L, -1, &len1);
 
-    ok = sg_json_decode(L, text1, len1, &error);
+    ok = sg_json_decode(L, text1, len1, 0, &error);
     if (!checks)
         return 0;
     if (!ok) {
         dump("encoded", text1, len1);
-        fprintf(stderr, "the encoder's text does not decode: %s at byte %zu\n",
-                error.message, error.offset);
+        fprintf(stderr, "the encoder's text does not decode: line %zu, column %zu: %s\n",
+                error.line, error.column, error.message);
         abort();
     }
     v2 = lua_gettop(L);

@@ -24,8 +24,10 @@ dependencies = {
   "argparse", -- the soracom-groups command's argument parser
 }
 
--- libcurl (7.85 or newer, with its headers) is found by CMake: on Debian the headers sit
--- in a multiarch folder that LuaRocks' own external_dependencies search misses.
+-- libcurl (7.68 or newer) and OpenSSL's libcrypto (for core.sha256), each with its
+-- headers, are found by CMake (find_package): on Debian the headers sit in a multiarch
+-- folder that LuaRocks' own external_dependencies search misses. Packages:
+-- libcurl4-openssl-dev libssl-dev (Debian), libcurl-devel openssl-devel (RHEL).
 build = {
   type = "cmake",
   variables = {

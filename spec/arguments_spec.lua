@@ -62,6 +62,14 @@ describe("the C core's argument checks (issue 9, item 2)", function()
       function() local _ = core.encode_json({}, {}) end)
     assert_error("bad argument #1 to 'decode_json' (string expected, got nil)",
       function() local _ = core.decode_json(nil) end)
+    assert_error("bad argument #2 to 'decode_json' (table or nil expected, got boolean)",
+      function() local _ = core.decode_json("1", true) end)
+    assert_error("bad argument #2 to 'decode_json' (unknown option 'strcit')",
+      function() local _ = core.decode_json("1", { strcit = true }) end)
+    assert_error("bad argument #2 to 'decode_json' (option names must be strings, got number)",
+      function() local _ = core.decode_json("1", { true }) end)
+    assert_error("bad argument #2 to 'decode_json' (option strict must be a boolean, got string)",
+      function() local _ = core.decode_json("1", { strict = "yes" }) end)
     assert_error("bad argument #1 to 'decode_response' (number expected, got string)",
       function() local _ = core.decode_response("x") end)
     assert_error("bad argument #2 to 'decode_response' (string expected, got table)",
@@ -74,6 +82,12 @@ describe("the C core's argument checks (issue 9, item 2)", function()
       function() local _ = core.parse_next_key(nil, false) end)
     assert_error("bad argument #1 to 'read_private_file' (string expected, got nil)",
       function() local _ = core.read_private_file(nil) end)
+    assert_error("bad argument #1 to 'sha256' (string expected, got no value)",
+      function() local _ = core.sha256() end)
+    assert_error("bad argument #1 to 'sha256' (string expected, got number)",
+      function() local _ = core.sha256(42) end)
+    assert_error("bad argument #1 to 'sha256' (string expected, got table)",
+      function() local _ = core.sha256({}) end)
     assert_error("bad argument #1 to 'sleep' (number expected, got string)",
       function() local _ = core.sleep("x") end)
   end)

@@ -313,7 +313,7 @@ describe("soracom-groups command", function()
           .. "Try 'soracom-groups list --help'.\n" },
       { { "create", "--body", "{nope" },
         "soracom-groups: --body: expected JSON text, @FILE or - (stdin); not valid JSON: "
-          .. "expected a string key in object at byte 1\n" },
+          .. "line 1, column 2: expected a string key in object\n" },
       { { "create", "--body", "@/nonexistent/body.json" },
         "soracom-groups: --body @/nonexistent/body.json: cannot read the file: "
           .. "/nonexistent/body.json: No such file or directory\n" },

@@ -179,7 +179,7 @@ describe("core.decode_json", function()
       "{'a':1}", "-", "[1e]", "\"abc" }) do
       local value, err = core.decode_json(text)
       assert.is_nil(value, text)
-      assert.is_truthy(err:match("at byte %d+$"), text)
+      assert.is_truthy(err:match("^line 1, column %d+: %a"), text)
     end
   end)
 
@@ -253,5 +253,29 @@ describe("core.decode_response", function()
     assert.are.equal("decode", err.kind)
     assert.are.equal(200, err.status)
     assert.matches("invalid JSON in the response", err.message)
+  end)
+end)
+
+describe("core.sha256", function()
+  -- The expected digests come from sha256sum, not from this function:
+  --   printf '' | sha256sum; printf 'abc' | sha256sum
+  --   printf 'abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq' | sha256sum
+  --   head -c 1000000 /dev/zero | tr '\0' a | sha256sum
+  --   bytes 0..255 (printf "\\$(printf %03o $i)" for i in 0..255), 4096 times | sha256sum
+  it("gives the known digests, as 64 lowercase hex digits", function()
+    assert.are.equal("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", core.sha256(""))
+    assert.are.equal("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", core.sha256("abc"))
+    assert.are.equal("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+      core.sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))
+  end)
+
+  it("hashes a megabyte, every byte value included", function()
+    assert.are.equal("cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
+      core.sha256(string.rep("a", 1000000)))
+    local bytes = {}
+    for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+    local mebibyte = string.rep(table.concat(bytes), 4096)
+    assert.are.equal(1048576, #mebibyte)
+    assert.are.equal("fbbab289f7f94b25736c58be46a994c441fd02552cc6022352e3d86d2fab7c83", core.sha256(mebibyte))
   end)
 end)

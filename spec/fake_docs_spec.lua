@@ -35,7 +35,8 @@ describe("the README's fake server section", function()
     for _, group in ipairs(groups) do assert.are.equal("ci", group.tags.env) end
     -- The stats line (after the list's last line; its keys in any order): one login,
     -- and the fault's 503 retried.
-    local stats = assert(core.decode_json(assert(out:match('\n({[^\n]*"by_api"[^\n]*})'), out)))
+    local stats_line = assert(out:match('\n({[^\n]*"by_api"[^\n]*})'), out)
+    local stats = assert(core.decode_json(stats_line))
     assert.are.equal(1, stats.by_api["POST /v1/auth"].requests)
     assert.are.equal(3, stats.requests)
   end)

@@ -1,6 +1,6 @@
 -- The JSON decoder and encoder agree (issue 9, items 3, 6 and 8): whatever the decoder
 -- accepts, the encoder writes back as the same JSON value, and what it refuses it says
--- why, at which byte.
+-- why, at which line and column.
 local core = require "soracom.groups.core"
 
 local has_integers = math.type ~= nil
@@ -61,24 +61,24 @@ local function same_value(a, b)
 end
 
 describe("JSON strings hold well-formed UTF-8 only (item 3a)", function()
-  it("refuses raw invalid UTF-8 on decode, naming the byte", function()
+  it("refuses raw invalid UTF-8 on decode, naming the column of the byte", function()
     local cases = {
-      { '"a\255b"', 2 },                 -- a byte that is never UTF-8
-      { '"\128"', 1 },                   -- a stray continuation byte
-      { '"\192\175"', 1 },               -- overlong '/' (two bytes)
-      { '"\224\128\175"', 1 },           -- overlong '/' (three bytes)
-      { '"\240\130\130\172"', 1 },       -- overlong U+20AC (four bytes)
-      { '"\237\160\128"', 1 },           -- CESU-8: the surrogate U+D800
-      { '"\237\191\191"', 1 },           -- the surrogate U+DFFF
-      { '"\244\144\128\128"', 1 },       -- U+110000, above U+10FFFF
-      { '"\245\128\128\128"', 1 },       -- a lead byte past F4
-      { '"x\226\130"', 2 },              -- a sequence cut by the closing quote
-      { '"\\n\255"', 3 },                -- after an escape (the slow path)
-      { '{"k\255":1}', 3 },              -- in a key
-      { '["ok","\237\160\128\237\176\128"]', 7 }, -- a CESU-8 surrogate pair
+      { '"a\255b"', 3 },                 -- a byte that is never UTF-8
+      { '"\128"', 2 },                   -- a stray continuation byte
+      { '"\192\175"', 2 },               -- overlong '/' (two bytes)
+      { '"\224\128\175"', 2 },           -- overlong '/' (three bytes)
+      { '"\240\130\130\172"', 2 },       -- overlong U+20AC (four bytes)
+      { '"\237\160\128"', 2 },           -- CESU-8: the surrogate U+D800
+      { '"\237\191\191"', 2 },           -- the surrogate U+DFFF
+      { '"\244\144\128\128"', 2 },       -- U+110000, above U+10FFFF
+      { '"\245\128\128\128"', 2 },       -- a lead byte past F4
+      { '"x\226\130"', 3 },              -- a sequence cut by the closing quote
+      { '"\\n\255"', 4 },                -- after an escape (the slow path)
+      { '{"k\255":1}', 4 },              -- in a key
+      { '["ok","\237\160\128\237\176\128"]', 8 }, -- a CESU-8 surrogate pair
     }
     for _, case in ipairs(cases) do
-      assert.are.equal("invalid UTF-8 in a string at byte " .. case[2], decode_error(case[1]))
+      assert.are.equal("line 1, column " .. case[2] .. ": invalid UTF-8 in a string", decode_error(case[1]))
     end
   end)
 
@@ -97,11 +97,12 @@ describe("JSON strings hold well-formed UTF-8 only (item 3a)", function()
       assert.are.equal(a .. "\n" .. b, core.decode_json('"' .. a .. '\\n' .. b .. '"'))
       assert.are.equal(a .. "\195\169" .. b, core.decode_json('"' .. a .. "\195\169" .. b .. '"'))
       assert.are.equal(a, core.decode_json('"' .. a .. '"'))
-      assert.are.equal("control character in string at byte " .. (before + 1),
+      assert.are.equal("line 1, column " .. (before + 2) .. ": control character in string",
         decode_error('"' .. a .. "\31" .. b .. '"'))
-      assert.are.equal("invalid UTF-8 in a string at byte " .. (before + 1),
+      assert.are.equal("line 1, column " .. (before + 2) .. ": invalid UTF-8 in a string",
         decode_error('"' .. a .. "\255" .. b .. '"'))
-      assert.are.equal("unterminated string at byte " .. (before + 1), decode_error('"' .. a))
+      -- where the string that is never closed opens
+      assert.are.equal("line 1, column 1: unterminated string", decode_error('"' .. a))
     end
   end)
 
@@ -114,11 +115,11 @@ end)
 
 describe("JSON numbers are finite (item 3b)", function()
   it("refuses numbers beyond a double's range instead of decoding them to inf", function()
-    assert.are.equal("number out of range at byte 0", decode_error("1e400"))
-    assert.are.equal("number out of range at byte 1", decode_error("[-1e400]"))
-    assert.are.equal("number out of range at byte 5", decode_error('{"a":1.5E+309}'))
-    assert.are.equal("number out of range at byte 0", decode_error("1" .. string.rep("0", 400)))
-    assert.are.equal("number out of range at byte 0", decode_error("-1" .. string.rep("0", 400) .. ".5"))
+    assert.are.equal("line 1, column 1: number out of range", decode_error("1e400"))
+    assert.are.equal("line 1, column 2: number out of range", decode_error("[-1e400]"))
+    assert.are.equal("line 1, column 6: number out of range", decode_error('{"a":1.5E+309}'))
+    assert.are.equal("line 1, column 1: number out of range", decode_error("1" .. string.rep("0", 400)))
+    assert.are.equal("line 1, column 1: number out of range", decode_error("-1" .. string.rep("0", 400) .. ".5"))
   end)
 
   it("takes the largest finite double and underflow to zero", function()
@@ -212,7 +213,8 @@ describe("one depth limit for decoding and encoding (item 3c)", function()
 
   it("refuses one level more on both sides", function()
     local depth = 1001
-    assert.matches("^nesting too deep at byte", decode_error(string.rep("[", depth) .. string.rep("]", depth)))
+    assert.are.equal("line 1, column 1001: nesting too deep",
+      decode_error(string.rep("[", depth) .. string.rep("]", depth)))
     local t = {}
     for _ = 2, depth do t = { t } end
     assert.has_error(function() core.encode_json(t) end)
@@ -361,35 +363,166 @@ end)
 
 describe("decode error messages say what is wrong (item 8)", function()
   it("names a trailing comma", function()
-    assert.are.equal("trailing comma in array at byte 5", decode_error("[1,2,]"))
-    assert.are.equal("trailing comma in array at byte 6", decode_error("[1,2, ]"))
-    assert.are.equal("trailing comma in object at byte 7", decode_error('{"a":1,}'))
-    assert.are.equal("trailing comma in object at byte 9", decode_error('{"a":1,\n }'))
+    assert.are.equal("line 1, column 6: trailing comma in array", decode_error("[1,2,]"))
+    assert.are.equal("line 1, column 7: trailing comma in array", decode_error("[1,2, ]"))
+    assert.are.equal("line 1, column 8: trailing comma in object", decode_error('{"a":1,}'))
+    assert.are.equal("line 2, column 2: trailing comma in object", decode_error('{"a":1,\n }'))
   end)
 
   it("refuses a byte order mark, saying so", function()
-    assert.are.equal("byte order mark before the JSON text at byte 0", decode_error("\239\187\191{}"))
-    assert.are.equal("byte order mark before the JSON text at byte 0", decode_error("\239\187\191"))
+    assert.are.equal("line 1, column 1: byte order mark before the JSON text", decode_error("\239\187\191{}"))
+    assert.are.equal("line 1, column 1: byte order mark before the JSON text", decode_error("\239\187\191"))
   end)
 
   it("names an unexpected character", function()
-    assert.are.equal("unexpected character 'x' at byte 0", decode_error("x"))
-    assert.are.equal("unexpected character 'x' at byte 3", decode_error("[1,x]"))
-    assert.are.equal("unexpected character ']' at byte 5", decode_error('{"a":]}'))
-    assert.are.equal("unexpected character '+' at byte 1", decode_error("[+1]"))
-    assert.are.equal("unexpected byte 0x01 at byte 1", decode_error("[\1]"))
-    assert.are.equal("unexpected byte 0xFF at byte 0", decode_error("\255"))
+    assert.are.equal("line 1, column 1: unexpected character 'x'", decode_error("x"))
+    assert.are.equal("line 1, column 4: unexpected character 'x'", decode_error("[1,x]"))
+    assert.are.equal("line 1, column 6: unexpected character ']'", decode_error('{"a":]}'))
+    assert.are.equal("line 1, column 2: unexpected character '+'", decode_error("[+1]"))
+    assert.are.equal("line 1, column 2: unexpected byte 0x01", decode_error("[\1]"))
+    assert.are.equal("line 1, column 1: unexpected byte 0xFF", decode_error("\255"))
   end)
 
   it("says when there is no JSON text", function()
-    assert.are.equal("no JSON text at byte 0", decode_error(""))
-    assert.matches("^no JSON text at byte %d+$", decode_error(" \r\n\t"))
+    assert.are.equal("line 1, column 1: no JSON text", decode_error(""))
+    assert.are.equal("line 2, column 2: no JSON text", decode_error(" \r\n\t"))
+  end)
+
+  it("names the line and the column, counting characters, not bytes", function()
+    local document = table.concat({
+      "{",
+      '  "groups": [',
+      '    {"name": "caf\195\169 \228\184\173", "tags": {"a": "b"}}',
+      '    {"name": "x"}',
+      "  ]",
+      "}",
+    }, "\n")
+    assert.are.equal("line 4, column 5: expected ',' or ']' in array", decode_error(document))
+    -- the characters before the problem are counted, whatever their UTF-8 length
+    -- (the x is the 10th character, its 13th byte)
+    assert.are.equal("line 1, column 10: expected ',' or '}' in object",
+      decode_error('{"\195\169\228\184\173": 1 x}'))
+    -- a line ends at \n, \r\n or a lone \r; a tab is one column
+    assert.are.equal("line 3, column 3: unexpected character 'x'", decode_error("[\r\n1,\r\t x]"))
+    assert.are.equal("line 2, column 1: unexpected end of text", decode_error('{"a":\r\n'))
+    -- a raw line break in a string: where it breaks
+    assert.are.equal("line 1, column 11: unescaped line break in string",
+      decode_error('{"a": "abc\n"}'))
+    -- a string never closed: where it opens
+    assert.are.equal("line 2, column 8: unterminated string", decode_error('{\n  "a": "abc}'))
+    assert.are.equal("line 1, column 2: unterminated string", decode_error('["ab\\'))
   end)
 
   it("reports the same through decode_response", function()
     local value, err = core.decode_response(200, "[1,2,]")
     assert.is_nil(value)
     assert.are.equal("decode", err.kind)
-    assert.are.equal("invalid JSON in the response: trailing comma in array at byte 5", err.message)
+    assert.are.equal("invalid JSON in the response: line 1, column 6: trailing comma in array", err.message)
+  end)
+end)
+
+describe("strict decoding, for documents people write (issue 21)", function()
+  local STRICT = { strict = true }
+
+  local function strict_error(text)
+    local value, err = core.decode_json(text, STRICT)
+    assert.is_nil(value, text)
+    return err
+  end
+
+  it("refuses a key repeated in one object, naming it and where it is repeated", function()
+    assert.are.equal('line 1, column 8: duplicate key "a" in object', strict_error('{"a":1,"a":2}'))
+    assert.are.equal('line 3, column 3: duplicate key "name" in object',
+      strict_error('{\n  "name": "x",\n  "name": "y"\n}'))
+    -- the same key however it is escaped; null is a value like any other
+    assert.are.equal('line 1, column 14: duplicate key "name" in object',
+      strict_error('{"name":null,"n\\u0061me":null}'))
+    -- deep inside
+    assert.are.equal('line 1, column 29: duplicate key "env" in object',
+      strict_error('{"groups":[{"tags":{"env":1,"env":2}}]}'))
+  end)
+
+  it("shows the key as a JSON string, cut after 40 bytes between characters", function()
+    assert.are.equal('line 1, column 20: duplicate key "a\\"\\\\\\u000a\\u0001" in object',
+      strict_error('{"a\\"\\\\\\n\\u0001":1,"a\\"\\\\\\n\\u0001":2}'))
+    local long = string.rep("\195\169", 30) -- 30 characters, 60 bytes
+    assert.are.equal('line 1, column 37: duplicate key "' .. string.rep("\195\169", 20) .. '"... in object',
+      strict_error('{"' .. long .. '":1,"' .. long .. '":2}'))
+    local ascii = string.rep("k", 41)
+    assert.are.equal('line 1, column 48: duplicate key "' .. string.rep("k", 40) .. '"... in object',
+      strict_error('{"' .. ascii .. '":1,"' .. ascii .. '":2}'))
+    assert.are.equal('line 1, column 47: duplicate key "' .. string.rep("k", 40) .. '" in object',
+      strict_error('{"' .. string.rep("k", 40) .. '":1,"' .. string.rep("k", 40) .. '":2}'))
+  end)
+
+  it("takes the same key in different objects, and in arrays of objects", function()
+    local v = assert(core.decode_json('[{"a":1},{"a":2,"b":{"a":3}}]', STRICT))
+    assert.are.equal(3, v[2].b.a)
+  end)
+
+  it("checks every key of an object with 100000 of them", function()
+    local parts = {}
+    for i = 1, 100000 do parts[i] = ('"k%d":%d'):format(i, i) end
+    local text = "{" .. table.concat(parts, ",") .. "}"
+    local v = assert(core.decode_json(text, STRICT))
+    assert.are.equal(100000, v.k100000)
+    local n = 0
+    for _ in pairs(v) do n = n + 1 end
+    assert.are.equal(100000, n)
+    parts[#parts + 1] = '"k1":0'
+    assert.are.equal(('line 1, column %d: duplicate key "k1" in object'):format(#text + 1),
+      strict_error("{" .. table.concat(parts, ",") .. "}"))
+  end)
+
+  it("lets the last of a repeated key win when not strict, as before", function()
+    assert.are.equal(2, core.decode_json('{"a":1,"a":2}').a)
+    assert.are.equal(2, core.decode_json('{"a":1,"a":2}', { strict = false }).a)
+    assert.are.equal(2, core.decode_json('{"a":1,"a":2}', {}).a)
+  end)
+
+  it("refuses an integer this Lua cannot hold exactly, where it starts", function()
+    if has_integers then
+      local too_large = "integer too large for a Lua integer (beyond -2^63 .. 2^63-1)"
+      assert.are.equal(math.maxinteger, core.decode_json("9223372036854775807", STRICT))
+      assert.are.equal(math.mininteger, core.decode_json("-9223372036854775808", STRICT))
+      assert.are.equal("integer", math.type(core.decode_json("9007199254740993", STRICT)))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("9223372036854775808"))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("-9223372036854775809"))
+      assert.are.equal("line 2, column 9: " .. too_large,
+        strict_error('{"a":1,\n  "b": [12345678901234567890123]}'))
+    else
+      local too_large = "integer too large for a Lua number to hold exactly (beyond -2^53 .. 2^53)"
+      assert.are.equal(2 ^ 53, core.decode_json("9007199254740992", STRICT))
+      assert.are.equal(-2 ^ 53, core.decode_json("-9007199254740992", STRICT))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("9007199254740993"))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("-9007199254740993"))
+      assert.are.equal("line 1, column 1: " .. too_large, strict_error("9223372036854775807"))
+      assert.are.equal("line 2, column 9: " .. too_large,
+        strict_error('{"a":1,\n  "b": [12345678901234567890123]}'))
+    end
+    -- 13-digit millisecond timestamps are exact everywhere
+    assert.are.equal(1698796800000, core.decode_json("1698796800000", STRICT))
+  end)
+
+  it("keeps numbers with a fraction or an exponent floats, as when not strict", function()
+    for _, text in ipairs({ "9223372036854775808.0", "1e30", "12345678901234567890123.5", "1.5" }) do
+      assert.are.equal(core.decode_json(text), core.decode_json(text, STRICT), text)
+      if has_integers then assert.are.equal("float", math.type(core.decode_json(text, STRICT)), text) end
+    end
+  end)
+
+  it("rounds those integers to the nearest double when not strict, as tonumber does", function()
+    assert.are.equal(tonumber("12345678901234567890123"), core.decode_json("12345678901234567890123"))
+    if has_integers then
+      assert.are.equal("float", math.type(core.decode_json("9223372036854775808")))
+      assert.are.equal("integer", math.type(core.decode_json("9007199254740993")))
+    else
+      assert.are.equal(2 ^ 53, core.decode_json("9007199254740993"))
+    end
+  end)
+
+  it("refuses everything else exactly as the lenient mode does", function()
+    assert.are.equal("line 1, column 6: trailing comma in array", strict_error("[1,2,]"))
+    assert.are.equal("line 1, column 1: unterminated string", strict_error('"abc'))
   end)
 end)
