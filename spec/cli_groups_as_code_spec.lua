@@ -166,6 +166,30 @@ describe("groups as code", function()
       assert.are.equal(2, #fake.decode(sims))
     end)
 
+    it("finds by id a group whose tags left the scope, and brings it back", function()
+      local id = create { tags = { name = "wanderer", env = "prod" } }
+      local file = dir .. "/wander.json"
+      assert.are.equal(0, (run { "export", "--tag-name", "env", "--tag-value", "prod", "-o", file }))
+      assert.are.equal(0, (run { "put-tags", "--group-id", id, "--body", '[{"tagName":"env","tagValue":"lab"}]' }))
+      local code, out = run { "plan", "--prune", file }
+      assert.are.equal(2, code, out)
+      has(out, "~ group wanderer")
+      has(out, "  ~ tag env: lab -> prod")
+      has(out, "Plan: 0 to create, 1 to change, 0 to delete.")
+      code, out = run { "apply", "--prune", "--yes", file }
+      assert.are.equal(0, code, out)
+      assert.are.equal("prod", get(id).tags.env)
+    end)
+
+    it("makes anew a group whose id the account no longer knows, and says so", function()
+      local file = dir .. "/gone.json"
+      write_file(file, document { scope = { tagName = "env", tagValue = "prod" }, groups = { {
+        groupId = "00000000-0000-4000-8000-00000000dead", name = "gone", tags = { env = "prod" } } } })
+      local code, out = run { "plan", file }
+      assert.are.equal(2, code, out)
+      has(out, "+ create group gone (its groupId 00000000-0000-4000-8000-00000000dead is not in the account")
+    end)
+
     it("is not blocked by duplicate names outside the scope or among groups matched by id", function()
       create { tags = { name = "twin", env = "staging" } }
       create { tags = { name = "twin", env = "staging" } }

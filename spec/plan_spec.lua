@@ -437,7 +437,7 @@ return { groups = {
     for _, secret in ipairs({ "tag-secret", "password-", "psk-3", "key-4", "list-secret" }) do
       assert.is_nil(json:find(secret, 1, true), secret)
     end
-    assert.matches('"path": "SoracomAir.password",\n%s*"to": "%(sensitive%)"', json)
+    assert.matches('"path": "SoracomAir.password",\n%s*"sensitive": true,\n%s*"to": "%(sensitive%)"', json)
     assert.are.equal(1, apply.run(client, p).applied)
     assert.are.equal("new-password-2", by_name("chap").configuration.SoracomAir.password)
   end)
