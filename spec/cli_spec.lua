@@ -6,6 +6,7 @@ local tempdir = require "spec.support.tempdir"
 local command = require "spec.support.command"
 
 local LUA, quote, slurp, write_file = command.LUA, command.quote, command.slurp, command.write_file
+local unpack = table.unpack or unpack
 
 describe("soracom-groups command", function()
   local srv
@@ -15,11 +16,14 @@ describe("soracom-groups command", function()
   before_each(function() srv:reset() end)
 
   -- The command line, with the fake's endpoint and static credentials first unless
-  -- opts.bare; opts.env is a shell prefix ("HOME=/x"), opts.stdin text for stdin.
+  -- opts.bare, or an AuthKey (so that a login would be recorded) with opts.login;
+  -- opts.env is a shell prefix ("HOME=/x"), opts.stdin text for stdin.
   local function command_line(args, opts)
     opts = opts or {}
     local words = {}
-    if not opts.bare then
+    if opts.login then
+      words = { "--endpoint", srv.endpoint, "--auth-key-id", srv.auth_key_id, "--auth-key", srv.auth_key }
+    elseif not opts.bare then
       words = { "--endpoint", srv.endpoint, "--api-key", srv.api_key, "--api-token", srv.token }
     end
     for _, word in ipairs(args) do words[#words + 1] = word end
@@ -253,7 +257,7 @@ describe("soracom-groups command", function()
       assert.are.equal("/v1/groups/" .. id .. "/configuration/SoracomAir", sent.uri)
       assert.are.same({ { key = "useCustomDns", value = true }, { key = "dnsServers", value = { "8.8.8.8" } } },
         fake.decode(sent.body))
-      code, out = run { "put-config", "--group-id", id, "--namespace", "beam", "--body", '{"a":1}' }
+      code, out = run { "put-config", "--group-id", id, "--namespace", "beam", "--body", '[{"key":"a","value":1}]' }
       assert.are.equal(0, code)
       assert.are.same({ a = 1 }, fake.decode(out).configuration.SoracomBeam)
       assert.are.equal("/v1/groups/" .. id .. "/configuration/SoracomBeam", last_request().uri)
@@ -281,6 +285,61 @@ describe("soracom-groups command", function()
       assert.are.same({ 1, "" }, { code, out })
       assert.are.equal("soracom-groups: DELETE /groups/" .. id .. "/tags/env: HTTP 404 (COM0004): "
         .. "The specified tag does not exist: env\n", err)
+    end)
+  end)
+
+  -- put-config and put-tags take --body in the API's form only: anything else is refused
+  -- before a client is made, so not even a login is sent.
+  describe("--body of put-config and put-tags", function()
+    local CONFIG = '; expected [{"key": "useCustomDns", "value": true}, ...]\n'
+    local TAGS = '; expected [{"tagName": "env", "tagValue": "prod"}, ...]\n'
+    local put_config = { "put-config", "--group-id", "g", "--namespace", "SoracomAir", "--body" }
+    local put_tags = { "put-tags", "--group-id", "g", "--body" }
+    local cases = {
+      { put_config, '{"key":"useCustomDns","value":true}', "--body: got an object, not an array" .. CONFIG },
+      { put_config, '{"useCustomDns":true}', "--body: got an object, not an array" .. CONFIG },
+      { put_config, "[]", "--body: got an empty array" .. CONFIG },
+      { put_config, '"useCustomDns"', "--body: got a string, not an array" .. CONFIG },
+      { put_config, "null", "--body: got null, not an array" .. CONFIG },
+      { put_config, '[{"key":"a","value":1},"b"]', "--body[2]: got a string, not an object" .. CONFIG },
+      { put_config, '[[{"key":"a","value":1}]]', "--body[1]: got an array, not an object" .. CONFIG },
+      { put_config, '[{"key":"a"}]', '--body[1]: missing "value"' .. CONFIG },
+      { put_config, '[{"value":1}]', '--body[1]: missing "key"' .. CONFIG },
+      { put_config, '[{"key":"a","value":1},{"key":"b","value":2,"type":"x"}]',
+        '--body[2]: unexpected key "type"' .. CONFIG },
+      { put_config, '[{"name":"a","value":1}]', '--body[1]: unexpected key "name"' .. CONFIG },
+      { put_config, '[{"key":5,"value":1}]', "--body[1].key: got a number, not a string" .. CONFIG },
+      { put_config, '[{"key":"","value":1}]', "--body[1].key: is an empty string" .. CONFIG },
+      { put_tags, '{"env":"prod"}', "--body: got an object, not an array" .. TAGS },
+      { put_tags, '{"tagName":"env","tagValue":"prod"}', "--body: got an object, not an array" .. TAGS },
+      { put_tags, "[]", "--body: got an empty array" .. TAGS },
+      { put_tags, '[{"tagName":"env","tagValue":"prod"},{"tagName":"x","tagValue":1}]',
+        "--body[2].tagValue: got a number, not a string" .. TAGS },
+      { put_tags, '[{"tagName":"env","tagValue":null}]', "--body[1].tagValue: got null, not a string" .. TAGS },
+      { put_tags, '[{"tagName":true,"tagValue":"x"}]', "--body[1].tagName: got a boolean, not a string" .. TAGS },
+      { put_tags, '[{"key":"env","value":"prod"}]', '--body[1]: unexpected key "key"' .. TAGS },
+      { put_tags, '[{"tagName":"env"}]', '--body[1]: missing "tagValue"' .. TAGS },
+    }
+    for _, case in ipairs(cases) do
+      local args = { unpack(case[1]) }
+      args[#args + 1] = case[2]
+      it(args[1] .. " --body " .. case[2], function()
+        local code, out, err = run(args, { login = true })
+        assert.are.same({ 2, "" }, { code, out })
+        assert.are.equal("soracom-groups: " .. case[3], err)
+        assert.are.same({}, srv:requests()) -- no PUT, no login
+      end)
+    end
+
+    it("the API's form is sent as it is, any JSON value in value", function()
+      local id = srv:seed_groups(1)[1]
+      local body = '[{"key":"a","value":null},{"key":"b","value":{"c":[1,"d"]}},{"key":"e","value":""}]'
+      local code = run { "put-config", "--group-id", id, "--namespace", "air", "--body", body }
+      assert.are.equal(0, code)
+      assert.are.same(fake.decode(body), fake.decode(last_request().body))
+      code = run { "put-tags", "--group-id", id, "--body", '[{"tagName":"env","tagValue":""}]' }
+      assert.are.equal(0, code)
+      assert.are.same({ { tagName = "env", tagValue = "" } }, fake.decode(last_request().body))
     end)
   end)
 
@@ -317,13 +376,14 @@ describe("soracom-groups command", function()
       { { "create", "--body", "@/nonexistent/body.json" },
         "soracom-groups: --body @/nonexistent/body.json: cannot read the file: "
           .. "/nonexistent/body.json: No such file or directory\n" },
-      { { "put-config", "--group-id", "g", "--namespace", "SoracomAr", "--body", "{}" },
+      { { "put-config", "--group-id", "g", "--namespace", "SoracomAr", "--body", '[{"key":"a","value":1}]' },
         "soracom-groups: --namespace: put_config: namespace \"SoracomAr\" is not one of SoracomAir, " },
       { { "put-config", "--group-id", "g", "--namespace", "air", "--body", '[{"x":1}]' },
-        "soracom-groups: --body: put_config: params[1] must be {key = <non-empty string>, value = <any>}\n" },
+        'soracom-groups: --body[1]: unexpected key "x"; expected [{"key": "useCustomDns", "value": true}, ...]\n' },
       { { "put-tags", "--group-id", "g", "--body", "5" },
-        "soracom-groups: --body: put_tags: tags must be a non-empty table (got number)\n" },
-      { { "put-tags", "--group-id", "", "--body", "{}" },
+        "soracom-groups: --body: got a number, not an array; "
+          .. 'expected [{"tagName": "env", "tagValue": "prod"}, ...]\n' },
+      { { "put-tags", "--group-id", "", "--body", '[{"tagName":"env","tagValue":"prod"}]' },
         "soracom-groups: --group-id: put_tags: group_id must be a non-empty string (got \"\")\n" },
       { { "create", "--body", '{"tagz":{}}' },
         "soracom-groups: --body: create_group: unknown option \"tagz\" (expected name, tags, configuration)\n" },

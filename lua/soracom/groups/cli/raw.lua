@@ -32,6 +32,54 @@ local function read_body(text, stdin)
   return value
 end
 
+-- put-config's and put-tags' --body is exactly the API's: an array of objects with
+-- these two keys. The library also takes a plain {name = value} map from Lua code; the
+-- command does not guess, so that a mistyped body is refused rather than sent.
+local RECORD_SHAPES = {
+  put_config = { name = "key", value = "value",
+    example = '[{"key": "useCustomDns", "value": true}, ...]' },
+  put_tags = { name = "tagName", value = "tagValue", value_type = "string",
+    example = '[{"tagName": "env", "tagValue": "prod"}, ...]' },
+}
+
+-- A decoded JSON value's type, as the messages name it: "an object", "null", ...
+local function json_type(value)
+  if value == core.null then return "null" end
+  if type(value) == "table" then
+    return getmetatable(value) == core.array_mt and "an array" or "an object"
+  end
+  return "a " .. type(value) -- a string, a number, a boolean
+end
+
+-- Where and why body is not an array of shape's records, or nil when it is.
+local function record_problem(shape, body)
+  local kind = json_type(body)
+  if kind ~= "an array" then return "--body", "got " .. kind .. ", not an array" end
+  if body[1] == nil then return "--body", "got an empty array" end
+  for i, item in ipairs(body) do
+    local at = "--body[" .. i .. "]"
+    kind = json_type(item)
+    if kind ~= "an object" then return at, "got " .. kind .. ", not an object" end
+    local unexpected = {}
+    for key in pairs(item) do
+      if key ~= shape.name and key ~= shape.value then unexpected[#unexpected + 1] = key end
+    end
+    table.sort(unexpected)
+    if unexpected[1] then return at, 'unexpected key "' .. unexpected[1] .. '"' end
+    for _, key in ipairs { shape.name, shape.value } do
+      if item[key] == nil then return at, 'missing "' .. key .. '"' end
+    end
+    local name, value = item[shape.name], item[shape.value]
+    if type(name) ~= "string" then
+      return at .. "." .. shape.name, "got " .. json_type(name) .. ", not a string"
+    end
+    if name == "" then return at .. "." .. shape.name, "is an empty string" end
+    if shape.value_type and type(value) ~= shape.value_type then
+      return at .. "." .. shape.value, "got " .. json_type(value) .. ", not a " .. shape.value_type
+    end
+  end
+end
+
 local function usage(ctx, message)
   ctx.stderr:write("soracom-groups: ", message, "\n")
   return USAGE
@@ -128,10 +176,16 @@ local function call(ctx, args, method, ...)
   return OK
 end
 
--- params: the path arguments; the body follows them.
+-- params: the path arguments; the body follows them. The body is checked before the
+-- client is made: a refused body sends nothing, not even a login.
 local function with_body(ctx, args, method, params)
   local body, why = read_body(args.body, ctx.stdin)
   if body == nil then return usage(ctx, why) end
+  local shape = RECORD_SHAPES[method]
+  if shape then
+    local at, problem = record_problem(shape, body)
+    if at then return usage(ctx, at .. ": " .. problem .. "; expected " .. shape.example) end
+  end
   local all = { unpack(params) }
   all[#params + 1] = body
   return call(ctx, args, method, unpack(all, 1, #params + 1))
