@@ -104,7 +104,7 @@ describe("soracom-groups command", function()
         "delete-config-namespace", "list-subscribers", "put-tags", "delete-tag" } do
         assert.is_truthy(out:find("\n   " .. name:gsub("%-", "%%-") .. "%s"), name)
       end
-      assert.is_truthy(out:find("Exit codes: 0 ok, 1 API or network error, 2 usage error.", 1, true))
+      assert.is_truthy(out:find("Exit codes: 0 ok, 1 an API or network error, 2 a usage error;", 1, true))
     end)
   end)
 
