@@ -365,8 +365,8 @@ describe("soracom-groups command", function()
     local cases = {
       { { "get" }, "soracom-groups: missing option '--group-id'\nTry 'soracom-groups get --help'.\n" },
       { { "frobnicate" }, "soracom-groups: unknown command 'frobnicate'\nTry 'soracom-groups --help'.\n" },
-      { { "list", "--limit", "0" },
-        "soracom-groups: --limit expects a positive whole number (got '0')\nTry 'soracom-groups list --help'.\n" },
+      { { "list", "--limit", "0" }, "soracom-groups: --limit expects a whole number from 1 to 2147483647 "
+        .. "(got '0')\nTry 'soracom-groups list --help'.\n" },
       { { "list", "--tag-value-match-mode", "fuzzy" },
         "soracom-groups: argument for option '--tag-value-match-mode' must be one of 'exact', 'prefix'\n"
           .. "Try 'soracom-groups list --help'.\n" },
@@ -414,6 +414,113 @@ describe("soracom-groups command", function()
       assert.are.equal(2, code)
       assert.is_truthy(err:find("--timeout expects a positive number of seconds (got '0')", 1, true))
       assert.are.equal(0, srv:stats().requests)
+    end)
+  end)
+
+  -- Hostile input to the raw subcommands: each is a usage error on one line (and the
+  -- help hint when argparse refused it), exit 2, no traceback, nothing sent.
+  describe("hostile input", function()
+    local big_file = os.tmpname()
+    local big_body = '[{"tagName":"big","tagValue":"' .. ("x"):rep(10 * 1024 * 1024) .. '"}]'
+    setup(function() write_file(big_file, big_body) end)
+    teardown(function() os.remove(big_file) end)
+
+    local TAGS = '; expected [{"tagName": "env", "tagValue": "prod"}, ...]'
+    local CONFIG = '; expected [{"key": "useCustomDns", "value": true}, ...]'
+    local LIMIT = "--limit expects a whole number from 1 to 2147483647 (got '"
+    -- args (@BIG: the 10 MB body's file), the message (a prefix when it ends in "..."),
+    -- opts for run (stdin, env), whether argparse refused it (a help hint follows)
+    local cases = {
+      { { "list", "--limit", "0" }, LIMIT .. "0')", nil, true },
+      { { "list", "--limit", "1e309" }, LIMIT .. "1e309')", nil, true },
+      { { "list", "--limit", "99999999999999999999" }, LIMIT .. "99999999999999999999')", nil, true },
+      { { "list", "--limit", "2147483648" }, LIMIT .. "2147483648')", nil, true },
+      { { "list", "--limit", "nan" }, LIMIT .. "nan')", nil, true },
+      { { "list", "--limit", "1\n2" }, LIMIT .. "1\\n2')", nil, true },
+      { { "--timeout", "nan", "list" }, "--timeout expects a positive number of seconds (got 'nan')", nil, true },
+      { { "--timeout=-nan", "list" }, "--timeout expects a positive number of seconds (got '-nan')", nil, true },
+      { { "--timeout", "inf", "list" }, "--timeout expects a positive number of seconds (got 'inf')", nil, true },
+      { { "list", "--bo\ngus" }, "unknown option '--bo\\ngus'", nil, true },
+      { { "fro\nb" }, "unknown command 'fro\\nb'", nil, true },
+      { { "get", "--group-id", "" }, '--group-id: get_group: group_id must be a non-empty string (got "")' },
+      { { "get", "--group-id", ".." }, '--group-id: get_group: group_id must not be ".."' },
+      { { "get", "--group-id", "g\r" }, '--group-id: "g\\r" holds a control character' },
+      { { "list-subscribers", "--group-id", "g\n" }, '--group-id: "g\\n" holds a control character' },
+      { { "put-config", "--group-id", "g", "--namespace", "NoSuch", "--body", '[{"key":"a","value":1}]' },
+        '--namespace: put_config: namespace "NoSuch" is not one of SoracomAir, ...' },
+      { { "put-config", "--group-id", "g", "--namespace", "Soracom\nAir", "--body", '[{"key":"a","value":1}]' },
+        '--namespace: "Soracom\\nAir" holds a control character' },
+      { { "delete-config-namespace", "--group-id", "g", "--namespace", "air\n" },
+        '--namespace: "air\\n" holds a control character' },
+      { { "delete-config", "--group-id", "g", "--namespace", "air", "--name", "a\tb" },
+        '--name: "a\\tb" holds a control character' },
+      { { "delete-tag", "--group-id", "g", "--tag-name", "env\nx" },
+        '--tag-name: "env\\nx" holds a control character' },
+      { { "list", "--tag-name", "env\nx", "--tag-value", "prod" }, '--tag-name: "env\\nx" holds a control character' },
+      { { "list", "--last-evaluated-key", "a\nb" }, '--last-evaluated-key: "a\\nb" holds a control character' },
+      { { "put-tags", "--group-id", "g", "--body", '[{"tagName":"env\\nx","tagValue":"prod"}]' },
+        '--body[1].tagName: "env\\nx" holds a control character' .. TAGS },
+      { { "put-config", "--group-id", "g", "--namespace", "air", "--body", '[{"key":"a\\u0000","value":1}]' },
+        '--body[1].key: "a\\000" holds a control character' .. CONFIG },
+      { { "put-config", "--group-id", "g", "--namespace", "air", "--body", '[{"key":"a","value":1,"x\\ny":2}]' },
+        '--body[1]: unexpected key "x\\ny"' .. CONFIG },
+      { { "put-tags", "--group-id", "g", "--body", "@/nonexistent" },
+        "--body @/nonexistent: cannot read the file: /nonexistent: No such file or directory" },
+      { { "put-tags", "--group-id", "g", "--body", "@/" }, "--body @/: cannot read it: Is a directory" },
+      { { "put-tags", "--group-id", "g", "--body", "-" }, "--body - (stdin): empty; expected JSON text, "
+        .. "@FILE or - (stdin)", { stdin = "" } },
+      { { "put-tags", "--group-id", "g", "--body", "" }, "--body: empty; expected JSON text, @FILE or - (stdin)" },
+      { { "put-tags", "--group-id", "g", "--body", "-" }, "--body - (stdin): larger than 1048576 bytes, the most "
+        .. "the command reads", { stdin = big_body } },
+      { { "put-tags", "--group-id", "g", "--body", "@BIG" }, "--body @BIG: larger than 1048576 bytes, the most "
+        .. "the command reads" },
+      -- never read whole (the limit only guards the test against a regression)
+      { { "put-tags", "--group-id", "g", "--body", "@/dev/zero" }, "--body @/dev/zero: larger than 1048576 bytes, "
+        .. "the most the command reads", { env = "ulimit -v 4000000;" } },
+      { { "put-tags", "--group-id", "g", "--body", ("["):rep(5000) }, "--body: expected JSON text, @FILE or - "
+        .. "(stdin); not valid JSON: nesting too deep at byte 1000" },
+      { { "put-tags", "--group-id", "g", "--body", '[{"tagName":"\255","tagValue":"x"}]' }, "--body: expected "
+        .. "JSON text, @FILE or - (stdin); not valid JSON: invalid UTF-8 in a string at byte 13" },
+    }
+    for _, case in ipairs(cases) do
+      local args, message, opts, hinted = {}, case[2], case[3] or {}, case[4]
+      for i, word in ipairs(case[1]) do args[i] = word == "@BIG" and "@" .. big_file or word end
+      message = message:gsub("@BIG", function() return "@" .. big_file end)
+      it((table.concat(case[1], " "):sub(1, 100):gsub("[%c\128-\255]", "?")), function()
+        opts.login = true
+        local code, out, err = run(args, opts)
+        assert.are.same({ 2, "" }, { code, out })
+        local first, rest = err:match("^([^\n]*)\n(.*)$")
+        local expected = "soracom-groups: " .. message
+        if expected:sub(-3) == "..." then
+          assert.are.equal(expected:sub(1, -4), first:sub(1, #expected - 3))
+        else
+          assert.are.equal(expected, first)
+        end
+        if hinted then
+          assert.is_truthy(rest:find("^Try 'soracom%-groups [%w%- ]*%-%-help'%.\n$"), rest)
+        else
+          assert.are.equal("", rest)
+        end
+        assert.are.same({}, srv:requests())
+      end)
+    end
+
+    it("a secret is never in the message", function()
+      for _, flags in ipairs {
+        { "--api-key", "key-secret\n", "--api-token", "token-secret" },
+        { "--api-key", "key-secret", "--api-token", "token-secret\n" },
+        { "--auth-key-id", "id-secret\n", "--auth-key", "auth-secret" },
+        { "--auth-key-id", "id-secret", "--auth-key", "auth-secret\n" },
+      } do
+        local args = { "--endpoint", srv.endpoint }
+        for _, word in ipairs(flags) do args[#args + 1] = word end
+        args[#args + 1] = "list"
+        local code, _, err = run(args, { bare = true })
+        assert.is_true(code == 1 or code == 2, err)
+        assert.is_falsy(err:find("secret", 1, true), err)
+        assert.are.equal(1, #lines(err))
+      end
     end)
   end)
 

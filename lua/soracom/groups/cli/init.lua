@@ -22,6 +22,17 @@ function cli.strip_position(message)
   return (tostring(message):gsub("^[^\n:]+:%d+: ", ""))
 end
 
+local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function escape(character)
+  return ESCAPES[character] or string.format("\\%03d", character:byte())
+end
+
+-- A message on one line, whatever the value it quotes: each control character is
+-- written as an escape (%q's backslash-newline too).
+function cli.one_line(message)
+  return (tostring(message):gsub("\\\n", "\\n"):gsub("%c", escape))
+end
+
 -- The global options that take a value: a word after one is its value, not a subcommand.
 local GLOBAL_OPTIONS = {}
 
@@ -43,7 +54,8 @@ local function global_flags(parser)
   global_option(parser, "--timeout", "Seconds a whole request may take.")
     :convert(function(text)
       local n = tonumber(text)
-      if n == nil or n <= 0 or n == math.huge then
+      -- n ~= n: Lua 5.1 and LuaJIT read "nan"
+      if n == nil or n ~= n or n <= 0 or n == math.huge then
         return nil, "--timeout expects a positive number of seconds (got '" .. text .. "')"
       end
       return n
@@ -143,7 +155,9 @@ function cli.main(argv, streams)
   local ok, args = parser:pparse(list)
   if not ok then
     local command = command_in(handlers, list)
-    io_streams.stderr:write("soracom-groups: ", args, "\nTry 'soracom-groups ",
+    -- argparse's "Did you mean ...?" keeps its own line
+    local message = cli.one_line(args):gsub("\\nDid you mean", "\nDid you mean")
+    io_streams.stderr:write("soracom-groups: ", message, "\nTry 'soracom-groups ",
       command and command .. " " or "", "--help'.\n")
     return usage_codes[command] or cli.USAGE
   end
