@@ -6,6 +6,7 @@ local tempdir = require "spec.support.tempdir"
 local command = require "spec.support.command"
 
 local LUA, quote, slurp, write_file = command.LUA, command.quote, command.slurp, command.write_file
+local unpack = table.unpack or unpack
 
 describe("soracom-groups command", function()
   local srv
@@ -15,11 +16,14 @@ describe("soracom-groups command", function()
   before_each(function() srv:reset() end)
 
   -- The command line, with the fake's endpoint and static credentials first unless
-  -- opts.bare; opts.env is a shell prefix ("HOME=/x"), opts.stdin text for stdin.
+  -- opts.bare, or an AuthKey (so that a login would be recorded) with opts.login;
+  -- opts.env is a shell prefix ("HOME=/x"), opts.stdin text for stdin.
   local function command_line(args, opts)
     opts = opts or {}
     local words = {}
-    if not opts.bare then
+    if opts.login then
+      words = { "--endpoint", srv.endpoint, "--auth-key-id", srv.auth_key_id, "--auth-key", srv.auth_key }
+    elseif not opts.bare then
       words = { "--endpoint", srv.endpoint, "--api-key", srv.api_key, "--api-token", srv.token }
     end
     for _, word in ipairs(args) do words[#words + 1] = word end
@@ -100,7 +104,7 @@ describe("soracom-groups command", function()
         "delete-config-namespace", "list-subscribers", "put-tags", "delete-tag" } do
         assert.is_truthy(out:find("\n   " .. name:gsub("%-", "%%-") .. "%s"), name)
       end
-      assert.is_truthy(out:find("Exit codes: 0 ok, 1 API or network error, 2 usage error.", 1, true))
+      assert.is_truthy(out:find("Exit codes: 0 ok, 1 an API or network error, 2 a usage error;", 1, true))
     end)
   end)
 
@@ -253,7 +257,7 @@ describe("soracom-groups command", function()
       assert.are.equal("/v1/groups/" .. id .. "/configuration/SoracomAir", sent.uri)
       assert.are.same({ { key = "useCustomDns", value = true }, { key = "dnsServers", value = { "8.8.8.8" } } },
         fake.decode(sent.body))
-      code, out = run { "put-config", "--group-id", id, "--namespace", "beam", "--body", '{"a":1}' }
+      code, out = run { "put-config", "--group-id", id, "--namespace", "beam", "--body", '[{"key":"a","value":1}]' }
       assert.are.equal(0, code)
       assert.are.same({ a = 1 }, fake.decode(out).configuration.SoracomBeam)
       assert.are.equal("/v1/groups/" .. id .. "/configuration/SoracomBeam", last_request().uri)
@@ -284,6 +288,61 @@ describe("soracom-groups command", function()
     end)
   end)
 
+  -- put-config and put-tags take --body in the API's form only: anything else is refused
+  -- before a client is made, so not even a login is sent.
+  describe("--body of put-config and put-tags", function()
+    local CONFIG = '; expected [{"key": "useCustomDns", "value": true}, ...]\n'
+    local TAGS = '; expected [{"tagName": "env", "tagValue": "prod"}, ...]\n'
+    local put_config = { "put-config", "--group-id", "g", "--namespace", "SoracomAir", "--body" }
+    local put_tags = { "put-tags", "--group-id", "g", "--body" }
+    local cases = {
+      { put_config, '{"key":"useCustomDns","value":true}', "--body: got an object, not an array" .. CONFIG },
+      { put_config, '{"useCustomDns":true}', "--body: got an object, not an array" .. CONFIG },
+      { put_config, "[]", "--body: got an empty array" .. CONFIG },
+      { put_config, '"useCustomDns"', "--body: got a string, not an array" .. CONFIG },
+      { put_config, "null", "--body: got null, not an array" .. CONFIG },
+      { put_config, '[{"key":"a","value":1},"b"]', "--body[2]: got a string, not an object" .. CONFIG },
+      { put_config, '[[{"key":"a","value":1}]]', "--body[1]: got an array, not an object" .. CONFIG },
+      { put_config, '[{"key":"a"}]', '--body[1]: missing "value"' .. CONFIG },
+      { put_config, '[{"value":1}]', '--body[1]: missing "key"' .. CONFIG },
+      { put_config, '[{"key":"a","value":1},{"key":"b","value":2,"type":"x"}]',
+        '--body[2]: unexpected key "type"' .. CONFIG },
+      { put_config, '[{"name":"a","value":1}]', '--body[1]: unexpected key "name"' .. CONFIG },
+      { put_config, '[{"key":5,"value":1}]', "--body[1].key: got a number, not a string" .. CONFIG },
+      { put_config, '[{"key":"","value":1}]', "--body[1].key: is an empty string" .. CONFIG },
+      { put_tags, '{"env":"prod"}', "--body: got an object, not an array" .. TAGS },
+      { put_tags, '{"tagName":"env","tagValue":"prod"}', "--body: got an object, not an array" .. TAGS },
+      { put_tags, "[]", "--body: got an empty array" .. TAGS },
+      { put_tags, '[{"tagName":"env","tagValue":"prod"},{"tagName":"x","tagValue":1}]',
+        "--body[2].tagValue: got a number, not a string" .. TAGS },
+      { put_tags, '[{"tagName":"env","tagValue":null}]', "--body[1].tagValue: got null, not a string" .. TAGS },
+      { put_tags, '[{"tagName":true,"tagValue":"x"}]', "--body[1].tagName: got a boolean, not a string" .. TAGS },
+      { put_tags, '[{"key":"env","value":"prod"}]', '--body[1]: unexpected key "key"' .. TAGS },
+      { put_tags, '[{"tagName":"env"}]', '--body[1]: missing "tagValue"' .. TAGS },
+    }
+    for _, case in ipairs(cases) do
+      local args = { unpack(case[1]) }
+      args[#args + 1] = case[2]
+      it(args[1] .. " --body " .. case[2], function()
+        local code, out, err = run(args, { login = true })
+        assert.are.same({ 2, "" }, { code, out })
+        assert.are.equal("soracom-groups: " .. case[3], err)
+        assert.are.same({}, srv:requests()) -- no PUT, no login
+      end)
+    end
+
+    it("the API's form is sent as it is, any JSON value in value", function()
+      local id = srv:seed_groups(1)[1]
+      local body = '[{"key":"a","value":null},{"key":"b","value":{"c":[1,"d"]}},{"key":"e","value":""}]'
+      local code = run { "put-config", "--group-id", id, "--namespace", "air", "--body", body }
+      assert.are.equal(0, code)
+      assert.are.same(fake.decode(body), fake.decode(last_request().body))
+      code = run { "put-tags", "--group-id", id, "--body", '[{"tagName":"env","tagValue":""}]' }
+      assert.are.equal(0, code)
+      assert.are.same({ { tagName = "env", tagValue = "" } }, fake.decode(last_request().body))
+    end)
+  end)
+
   describe("list-subscribers", function()
     it("one page, --limit, --last-evaluated-key, --fetch-all --jsonl", function()
       local id = srv:seed_groups(1)[1]
@@ -306,8 +365,8 @@ describe("soracom-groups command", function()
     local cases = {
       { { "get" }, "soracom-groups: missing option '--group-id'\nTry 'soracom-groups get --help'.\n" },
       { { "frobnicate" }, "soracom-groups: unknown command 'frobnicate'\nTry 'soracom-groups --help'.\n" },
-      { { "list", "--limit", "0" },
-        "soracom-groups: --limit expects a positive whole number (got '0')\nTry 'soracom-groups list --help'.\n" },
+      { { "list", "--limit", "0" }, "soracom-groups: --limit expects a whole number from 1 to 2147483647 "
+        .. "(got '0')\nTry 'soracom-groups list --help'.\n" },
       { { "list", "--tag-value-match-mode", "fuzzy" },
         "soracom-groups: argument for option '--tag-value-match-mode' must be one of 'exact', 'prefix'\n"
           .. "Try 'soracom-groups list --help'.\n" },
@@ -317,13 +376,14 @@ describe("soracom-groups command", function()
       { { "create", "--body", "@/nonexistent/body.json" },
         "soracom-groups: --body @/nonexistent/body.json: cannot read the file: "
           .. "/nonexistent/body.json: No such file or directory\n" },
-      { { "put-config", "--group-id", "g", "--namespace", "SoracomAr", "--body", "{}" },
+      { { "put-config", "--group-id", "g", "--namespace", "SoracomAr", "--body", '[{"key":"a","value":1}]' },
         "soracom-groups: --namespace: put_config: namespace \"SoracomAr\" is not one of SoracomAir, " },
       { { "put-config", "--group-id", "g", "--namespace", "air", "--body", '[{"x":1}]' },
-        "soracom-groups: --body: put_config: params[1] must be {key = <non-empty string>, value = <any>}\n" },
+        'soracom-groups: --body[1]: unexpected key "x"; expected [{"key": "useCustomDns", "value": true}, ...]\n' },
       { { "put-tags", "--group-id", "g", "--body", "5" },
-        "soracom-groups: --body: put_tags: tags must be a non-empty table (got number)\n" },
-      { { "put-tags", "--group-id", "", "--body", "{}" },
+        "soracom-groups: --body: got a number, not an array; "
+          .. 'expected [{"tagName": "env", "tagValue": "prod"}, ...]\n' },
+      { { "put-tags", "--group-id", "", "--body", '[{"tagName":"env","tagValue":"prod"}]' },
         "soracom-groups: --group-id: put_tags: group_id must be a non-empty string (got \"\")\n" },
       { { "create", "--body", '{"tagz":{}}' },
         "soracom-groups: --body: create_group: unknown option \"tagz\" (expected name, tags, configuration)\n" },
@@ -354,6 +414,113 @@ describe("soracom-groups command", function()
       assert.are.equal(2, code)
       assert.is_truthy(err:find("--timeout expects a positive number of seconds (got '0')", 1, true))
       assert.are.equal(0, srv:stats().requests)
+    end)
+  end)
+
+  -- Hostile input to the raw subcommands: each is a usage error on one line (and the
+  -- help hint when argparse refused it), exit 2, no traceback, nothing sent.
+  describe("hostile input", function()
+    local big_file = os.tmpname()
+    local big_body = '[{"tagName":"big","tagValue":"' .. ("x"):rep(10 * 1024 * 1024) .. '"}]'
+    setup(function() write_file(big_file, big_body) end)
+    teardown(function() os.remove(big_file) end)
+
+    local TAGS = '; expected [{"tagName": "env", "tagValue": "prod"}, ...]'
+    local CONFIG = '; expected [{"key": "useCustomDns", "value": true}, ...]'
+    local LIMIT = "--limit expects a whole number from 1 to 2147483647 (got '"
+    -- args (@BIG: the 10 MB body's file), the message (a prefix when it ends in "..."),
+    -- opts for run (stdin, env), whether argparse refused it (a help hint follows)
+    local cases = {
+      { { "list", "--limit", "0" }, LIMIT .. "0')", nil, true },
+      { { "list", "--limit", "1e309" }, LIMIT .. "1e309')", nil, true },
+      { { "list", "--limit", "99999999999999999999" }, LIMIT .. "99999999999999999999')", nil, true },
+      { { "list", "--limit", "2147483648" }, LIMIT .. "2147483648')", nil, true },
+      { { "list", "--limit", "nan" }, LIMIT .. "nan')", nil, true },
+      { { "list", "--limit", "1\n2" }, LIMIT .. "1\\n2')", nil, true },
+      { { "--timeout", "nan", "list" }, "--timeout expects a positive number of seconds (got 'nan')", nil, true },
+      { { "--timeout=-nan", "list" }, "--timeout expects a positive number of seconds (got '-nan')", nil, true },
+      { { "--timeout", "inf", "list" }, "--timeout expects a positive number of seconds (got 'inf')", nil, true },
+      { { "list", "--bo\ngus" }, "unknown option '--bo\\ngus'", nil, true },
+      { { "fro\nb" }, "unknown command 'fro\\nb'", nil, true },
+      { { "get", "--group-id", "" }, '--group-id: get_group: group_id must be a non-empty string (got "")' },
+      { { "get", "--group-id", ".." }, '--group-id: get_group: group_id must not be ".."' },
+      { { "get", "--group-id", "g\r" }, '--group-id: "g\\r" holds a control character' },
+      { { "list-subscribers", "--group-id", "g\n" }, '--group-id: "g\\n" holds a control character' },
+      { { "put-config", "--group-id", "g", "--namespace", "NoSuch", "--body", '[{"key":"a","value":1}]' },
+        '--namespace: put_config: namespace "NoSuch" is not one of SoracomAir, ...' },
+      { { "put-config", "--group-id", "g", "--namespace", "Soracom\nAir", "--body", '[{"key":"a","value":1}]' },
+        '--namespace: "Soracom\\nAir" holds a control character' },
+      { { "delete-config-namespace", "--group-id", "g", "--namespace", "air\n" },
+        '--namespace: "air\\n" holds a control character' },
+      { { "delete-config", "--group-id", "g", "--namespace", "air", "--name", "a\tb" },
+        '--name: "a\\tb" holds a control character' },
+      { { "delete-tag", "--group-id", "g", "--tag-name", "env\nx" },
+        '--tag-name: "env\\nx" holds a control character' },
+      { { "list", "--tag-name", "env\nx", "--tag-value", "prod" }, '--tag-name: "env\\nx" holds a control character' },
+      { { "list", "--last-evaluated-key", "a\nb" }, '--last-evaluated-key: "a\\nb" holds a control character' },
+      { { "put-tags", "--group-id", "g", "--body", '[{"tagName":"env\\nx","tagValue":"prod"}]' },
+        '--body[1].tagName: "env\\nx" holds a control character' .. TAGS },
+      { { "put-config", "--group-id", "g", "--namespace", "air", "--body", '[{"key":"a\\u0000","value":1}]' },
+        '--body[1].key: "a\\000" holds a control character' .. CONFIG },
+      { { "put-config", "--group-id", "g", "--namespace", "air", "--body", '[{"key":"a","value":1,"x\\ny":2}]' },
+        '--body[1]: unexpected key "x\\ny"' .. CONFIG },
+      { { "put-tags", "--group-id", "g", "--body", "@/nonexistent" },
+        "--body @/nonexistent: cannot read the file: /nonexistent: No such file or directory" },
+      { { "put-tags", "--group-id", "g", "--body", "@/" }, "--body @/: cannot read it: Is a directory" },
+      { { "put-tags", "--group-id", "g", "--body", "-" }, "--body - (stdin): empty; expected JSON text, "
+        .. "@FILE or - (stdin)", { stdin = "" } },
+      { { "put-tags", "--group-id", "g", "--body", "" }, "--body: empty; expected JSON text, @FILE or - (stdin)" },
+      { { "put-tags", "--group-id", "g", "--body", "-" }, "--body - (stdin): larger than 1048576 bytes, the most "
+        .. "the command reads", { stdin = big_body } },
+      { { "put-tags", "--group-id", "g", "--body", "@BIG" }, "--body @BIG: larger than 1048576 bytes, the most "
+        .. "the command reads" },
+      -- never read whole (the limit only guards the test against a regression)
+      { { "put-tags", "--group-id", "g", "--body", "@/dev/zero" }, "--body @/dev/zero: larger than 1048576 bytes, "
+        .. "the most the command reads", { env = "ulimit -v 4000000;" } },
+      { { "put-tags", "--group-id", "g", "--body", ("["):rep(5000) }, "--body: expected JSON text, @FILE or - "
+        .. "(stdin); not valid JSON: nesting too deep at byte 1000" },
+      { { "put-tags", "--group-id", "g", "--body", '[{"tagName":"\255","tagValue":"x"}]' }, "--body: expected "
+        .. "JSON text, @FILE or - (stdin); not valid JSON: invalid UTF-8 in a string at byte 13" },
+    }
+    for _, case in ipairs(cases) do
+      local args, message, opts, hinted = {}, case[2], case[3] or {}, case[4]
+      for i, word in ipairs(case[1]) do args[i] = word == "@BIG" and "@" .. big_file or word end
+      message = message:gsub("@BIG", function() return "@" .. big_file end)
+      it((table.concat(case[1], " "):sub(1, 100):gsub("[%c\128-\255]", "?")), function()
+        opts.login = true
+        local code, out, err = run(args, opts)
+        assert.are.same({ 2, "" }, { code, out })
+        local first, rest = err:match("^([^\n]*)\n(.*)$")
+        local expected = "soracom-groups: " .. message
+        if expected:sub(-3) == "..." then
+          assert.are.equal(expected:sub(1, -4), first:sub(1, #expected - 3))
+        else
+          assert.are.equal(expected, first)
+        end
+        if hinted then
+          assert.is_truthy(rest:find("^Try 'soracom%-groups [%w%- ]*%-%-help'%.\n$"), rest)
+        else
+          assert.are.equal("", rest)
+        end
+        assert.are.same({}, srv:requests())
+      end)
+    end
+
+    it("a secret is never in the message", function()
+      for _, flags in ipairs {
+        { "--api-key", "key-secret\n", "--api-token", "token-secret" },
+        { "--api-key", "key-secret", "--api-token", "token-secret\n" },
+        { "--auth-key-id", "id-secret\n", "--auth-key", "auth-secret" },
+        { "--auth-key-id", "id-secret", "--auth-key", "auth-secret\n" },
+      } do
+        local args = { "--endpoint", srv.endpoint }
+        for _, word in ipairs(flags) do args[#args + 1] = word end
+        args[#args + 1] = "list"
+        local code, _, err = run(args, { bare = true })
+        assert.is_true(code == 1 or code == 2, err)
+        assert.is_falsy(err:find("secret", 1, true), err)
+        assert.are.equal(1, #lines(err))
+      end
     end)
   end)
 
@@ -541,6 +708,34 @@ echo "$? $peak"
       local pages = srv:stats().by_api["GET /v1/groups"].requests
       -- the pipe's buffer and how soon head runs decide the exact number
       assert.is_true(pages <= 10, pages .. " of 50 pages fetched")
+    end)
+
+    -- LuaJIT 2.1's compiled file:flush checks fflush's result by a guard whose exit runs
+    -- the flush again, on the buffer the failed one emptied: the second succeeds and the
+    -- error was lost, so the command went on fetching.
+    it("reports the first failed write to a closed pipe, in a loop LuaJIT has compiled too", function()
+      local dir = tempdir.new()
+      local script, done, err = dir .. "/writer.lua", dir .. "/reader-gone", dir .. "/stderr"
+      write_file(script, [[
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = "build/" .. (rawget(_G, "jit") and "jit" or _VERSION:match("%d+%.%d+")) .. "/?.so;"
+  .. package.cpath
+local printer = require("soracom.groups.cli.output").list(io.stdout, true)
+local item = { name = ("x"):rep(88) } -- {"name":"x...x"} and a newline: 100 bytes
+for i = 1, 3000 do
+  local ok, why = printer.item(item)
+  if not ok then io.stderr:write(i, " ", why, "\n") os.exit(1) end
+  if i == 1000 then -- the reader took all 1000 lines and closed the pipe
+    repeat os.execute("sleep 0.05") until io.open("]] .. done .. [[")
+  end
+end
+]])
+      -- the reader's shell closes its copy of the pipe too before saying it is gone
+      assert(os.execute("trap '' PIPE; " .. LUA .. " " .. quote(script) .. " 2>" .. quote(err)
+        .. " | { head -c 100000 >/dev/null; exec 0<&-; touch " .. quote(done) .. "; }"))
+      local text = slurp(err)
+      os.execute("rm -rf " .. quote(dir))
+      assert.are.equal("1001 cannot write the output: Broken pipe\n", text)
     end)
 
     it("the array form streams too", function()

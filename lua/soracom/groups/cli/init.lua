@@ -1,8 +1,12 @@
 --- The soracom-groups command: the parser, the global flags, dispatch.
 -- Each module in COMMANDS adds its subcommands to the parser and returns their
--- handlers (name -> handler(args, ctx) -> exit code), so others can plug in.
+-- handlers (name -> handler(args, ctx) -> exit code), so others can plug in, and
+-- optionally, second, the exit code of a usage error for some of them (name -> code;
+-- cli.USAGE for the others).
 --
--- Exit codes: 0 ok, 1 API or network error, 2 usage error.
+-- Exit codes: 0 ok, 1 API or network error, 2 usage error (soracom-cli's); export,
+-- plan and apply give 1 for every error, as terraform's -detailed-exitcode, whose 2
+-- means "changes to make".
 
 local argparse = require "argparse"
 
@@ -18,20 +22,40 @@ function cli.strip_position(message)
   return (tostring(message):gsub("^[^\n:]+:%d+: ", ""))
 end
 
+local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function escape(character)
+  return ESCAPES[character] or string.format("\\%03d", character:byte())
+end
+
+-- A message on one line, whatever the value it quotes: each control character is
+-- written as an escape (%q's backslash-newline too).
+function cli.one_line(message)
+  return (tostring(message):gsub("\\\n", "\\n"):gsub("%c", escape))
+end
+
+-- The global options that take a value: a word after one is its value, not a subcommand.
+local GLOBAL_OPTIONS = {}
+
+local function global_option(parser, name, description)
+  GLOBAL_OPTIONS[name] = true
+  return parser:option(name, description)
+end
+
 local function global_flags(parser)
-  parser:option("--profile", "Profile name (~/.soracom/PROFILE.json), as soracom-cli.")
-  parser:option("--coverage-type", "Coverage: jp (Japan) or g (global).")
+  global_option(parser, "--profile", "Profile name (~/.soracom/PROFILE.json), as soracom-cli.")
+  global_option(parser, "--coverage-type", "Coverage: jp (Japan) or g (global).")
     :choices { "jp", "g" }
-  parser:option("--api-key", "API key (with --api-token).")
-  parser:option("--api-token", "API token (with --api-key).")
-  parser:option("--auth-key-id", "AuthKey ID (with --auth-key).")
-  parser:option("--auth-key", "AuthKey secret (with --auth-key-id).")
+  global_option(parser, "--api-key", "API key (with --api-token).")
+  global_option(parser, "--api-token", "API token (with --api-key).")
+  global_option(parser, "--auth-key-id", "AuthKey ID (with --auth-key).")
+  global_option(parser, "--auth-key", "AuthKey secret (with --auth-key-id).")
   parser:flag("--no-retry-on-error", "Do not retry a failed request.")
-  parser:option("--endpoint", "API endpoint URL (e.g. https://api.soracom.io); overrides coverage.")
-  parser:option("--timeout", "Seconds a whole request may take.")
+  global_option(parser, "--endpoint", "API endpoint URL (e.g. https://api.soracom.io); overrides coverage.")
+  global_option(parser, "--timeout", "Seconds a whole request may take.")
     :convert(function(text)
       local n = tonumber(text)
-      if n == nil or n <= 0 or n == math.huge then
+      -- n ~= n: Lua 5.1 and LuaJIT read "nan"
+      if n == nil or n ~= n or n <= 0 or n == math.huge then
         return nil, "--timeout expects a positive number of seconds (got '" .. text .. "')"
       end
       return n
@@ -43,16 +67,22 @@ local function build_parser()
   local parser = argparse("soracom-groups", "Manage Soracom groups: soracom-cli's `groups` commands, streamed.")
     :command_target("command")
     :require_command(true)
-    :epilog("Exit codes: 0 ok, 1 API or network error, 2 usage error.\n"
+    :epilog("Exit codes: 0 ok, 1 an API or network error, 2 a usage error;\n"
+      .. "export, plan and apply: 0 ok, 1 any error (a usage error too),\n"
+      .. "2 (plan, apply --dry-run) changes to make.\n"
       .. "Example: soracom-groups --coverage-type jp list --fetch-all --jsonl")
   global_flags(parser)
-  local handlers = {}
+  local handlers, usage_codes = {}, {}
   for _, name in ipairs(COMMANDS) do
-    for command, handler in pairs(require(name).add_commands(parser)) do
+    local module_handlers, module_usage_codes = require(name).add_commands(parser)
+    for command, handler in pairs(module_handlers) do
       handlers[command] = handler
     end
+    for command, code in pairs(module_usage_codes or {}) do
+      usage_codes[command] = code
+    end
   end
-  return parser, handlers
+  return parser, handlers, usage_codes
 end
 
 -- The groups.new options of the global flags: the library resolves the rest
@@ -96,10 +126,19 @@ local function context(args, io_streams)
   return ctx
 end
 
--- The subcommand named on the command line, to point at its --help.
+-- The subcommand named on the command line, when a parse error leaves only the words:
+-- the first word that is neither a global flag nor a global option's value.
 local function command_in(handlers, argv)
-  for _, word in ipairs(argv) do
-    if handlers[word] then return word end
+  local i = 1
+  while i <= #argv do
+    local word = argv[i]
+    if word == "--" then
+      word = argv[i + 1]
+      return handlers[word] and word or nil
+    elseif word:sub(1, 1) ~= "-" then
+      return handlers[word] and word or nil
+    end
+    i = i + (GLOBAL_OPTIONS[word] and 2 or 1)
   end
 end
 
@@ -112,13 +151,15 @@ function cli.main(argv, streams)
   }
   local list = {}
   for i = 1, #(argv or {}) do list[i] = argv[i] end
-  local parser, handlers = build_parser()
+  local parser, handlers, usage_codes = build_parser()
   local ok, args = parser:pparse(list)
   if not ok then
     local command = command_in(handlers, list)
-    io_streams.stderr:write("soracom-groups: ", args, "\nTry 'soracom-groups ",
+    -- argparse's "Did you mean ...?" keeps its own line
+    local message = cli.one_line(args):gsub("\\nDid you mean", "\nDid you mean")
+    io_streams.stderr:write("soracom-groups: ", message, "\nTry 'soracom-groups ",
       command and command .. " " or "", "--help'.\n")
-    return cli.USAGE
+    return usage_codes[command] or cli.USAGE
   end
   local ctx = context(args, io_streams)
   local code = handlers[args.command](args, ctx)

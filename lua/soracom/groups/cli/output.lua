@@ -65,6 +65,10 @@ local function put(stream, ...)
   if not ok then return nil, "cannot write the output: " .. tostring(why) end
   return true
 end
+-- Compiled by LuaJIT 2.1, a failed flush left its trace and ran again on the buffer
+-- the failure had emptied, and that flush succeeded: the error was lost and the
+-- command went on fetching into a closed pipe. Interpreted, put sees every failure.
+if rawget(_G, "jit") then jit.off(put) end
 
 --- Writes text and flushes: true, or nil, why.
 output.write = put

@@ -4,26 +4,41 @@
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
 local output = require "soracom.groups.cli.output"
-local strip_position = require("soracom.groups.cli").strip_position
+local cli = require "soracom.groups.cli"
+
+local strip_position, one_line = cli.strip_position, cli.one_line
 
 local OK, FAILED, USAGE = 0, 1, 2
 local unpack = table.unpack or unpack
 
 local raw = {}
 
+-- The most --body may hold: far more than any group's settings, and a stray @/dev/zero
+-- or an endless stdin is never read whole.
+local BODY_LIMIT = 1024 * 1024
+
 -- --body VALUE: JSON text, @FILE or - (stdin), as soracom-cli takes it.
 -- Returns the decoded value, or nil, why.
 local function read_body(text, stdin)
-  local source, json = "--body", text
+  local source, json, why = "--body", text, nil
   if text == "-" then
-    source, json = "--body - (stdin)", stdin:read("*a")
+    source = "--body - (stdin)"
+    json, why = stdin:read(BODY_LIMIT + 1)
   elseif text:sub(1, 1) == "@" then
     local path = text:sub(2)
-    local file, why = io.open(path, "rb")
+    local file
+    file, why = io.open(path, "rb")
     if file == nil then return nil, "--body @" .. path .. ": cannot read the file: " .. why end
-    source, json = "--body @" .. path, file:read("*a")
+    source = "--body @" .. path
+    json, why = file:read(BODY_LIMIT + 1)
     file:close()
   end
+  if json == nil and why then return nil, source .. ": cannot read it: " .. why end
+  json = json or "" -- read(n) gives nil alone at the end of the input
+  if #json > BODY_LIMIT then
+    return nil, source .. ": larger than " .. BODY_LIMIT .. " bytes, the most the command reads"
+  end
+  if not json:find("%S") then return nil, source .. ": empty; expected JSON text, @FILE or - (stdin)" end
   local ok, value, err = pcall(core.decode_json, json)
   if not ok or value == nil then
     return nil, source .. ": expected JSON text, @FILE or - (stdin); not valid JSON: "
@@ -32,9 +47,72 @@ local function read_body(text, stdin)
   return value
 end
 
+-- put-config's and put-tags' --body is exactly the API's: an array of objects with
+-- these two keys. The library also takes a plain {name = value} map from Lua code; the
+-- command does not guess, so that a mistyped body is refused rather than sent.
+local RECORD_SHAPES = {
+  put_config = { name = "key", value = "value",
+    example = '[{"key": "useCustomDns", "value": true}, ...]' },
+  put_tags = { name = "tagName", value = "tagValue", value_type = "string",
+    example = '[{"tagName": "env", "tagValue": "prod"}, ...]' },
+}
+
+-- A decoded JSON value's type, as the messages name it: "an object", "null", ...
+local function json_type(value)
+  if value == core.null then return "null" end
+  if type(value) == "table" then
+    return getmetatable(value) == core.array_mt and "an array" or "an object"
+  end
+  return "a " .. type(value) -- a string, a number, a boolean
+end
+
+-- Where and why body is not an array of shape's records, or nil when it is.
+local function record_problem(shape, body)
+  local kind = json_type(body)
+  if kind ~= "an array" then return "--body", "got " .. kind .. ", not an array" end
+  if body[1] == nil then return "--body", "got an empty array" end
+  for i, item in ipairs(body) do
+    local at = "--body[" .. i .. "]"
+    kind = json_type(item)
+    if kind ~= "an object" then return at, "got " .. kind .. ", not an object" end
+    local unexpected = {}
+    for key in pairs(item) do
+      if key ~= shape.name and key ~= shape.value then unexpected[#unexpected + 1] = key end
+    end
+    table.sort(unexpected)
+    if unexpected[1] then return at, 'unexpected key "' .. unexpected[1] .. '"' end
+    for _, key in ipairs { shape.name, shape.value } do
+      if item[key] == nil then return at, 'missing "' .. key .. '"' end
+    end
+    local name, value = item[shape.name], item[shape.value]
+    if type(name) ~= "string" then
+      return at .. "." .. shape.name, "got " .. json_type(name) .. ", not a string"
+    end
+    if name == "" then return at .. "." .. shape.name, "is an empty string" end
+    if name:find("%c") then return at .. "." .. shape.name, '"' .. name .. '" holds a control character' end
+    if shape.value_type and type(value) ~= shape.value_type then
+      return at .. "." .. shape.value, "got " .. json_type(value) .. ", not a " .. shape.value_type
+    end
+  end
+end
+
 local function usage(ctx, message)
-  ctx.stderr:write("soracom-groups: ", message, "\n")
+  ctx.stderr:write("soracom-groups: ", one_line(message), "\n")
   return USAGE
+end
+
+-- The flags that name something: a control character in a name is a typing accident
+-- (a pasted newline), so it is refused before anything is sent.
+local NAME_FLAGS = { "group_id", "namespace", "name", "tag_name", "last_evaluated_key" }
+
+-- Why one of args' names is refused, or nil.
+local function bad_name(args)
+  for _, field in ipairs(NAME_FLAGS) do
+    local value = args[field]
+    if type(value) == "string" and value:find("%c") then
+      return "--" .. field:gsub("_", "-") .. ': "' .. value .. '" holds a control character'
+    end
+  end
 end
 
 local function failed(ctx, err)
@@ -69,7 +147,7 @@ end
 local function invoke(ctx, method, ...)
   local client, why, code = ctx.client()
   if client == nil then
-    ctx.stderr:write(code == USAGE and "soracom-groups: " or "", why, "\n")
+    ctx.stderr:write(code == USAGE and "soracom-groups: " or "", one_line(why), "\n")
     return nil, code
   end
   local ok, value, extra = pcall(client[method], client, ...)
@@ -128,20 +206,30 @@ local function call(ctx, args, method, ...)
   return OK
 end
 
--- params: the path arguments; the body follows them.
+-- params: the path arguments; the body follows them. The body is checked before the
+-- client is made: a refused body sends nothing, not even a login.
 local function with_body(ctx, args, method, params)
   local body, why = read_body(args.body, ctx.stdin)
   if body == nil then return usage(ctx, why) end
+  local shape = RECORD_SHAPES[method]
+  if shape then
+    local at, problem = record_problem(shape, body)
+    if at then return usage(ctx, at .. ": " .. problem .. "; expected " .. shape.example) end
+  end
   local all = { unpack(params) }
   all[#params + 1] = body
   return call(ctx, args, method, unpack(all, 1, #params + 1))
 end
 
+local MAX_INTEGER = 2 ^ 31 - 1 -- the library's bound for a limit
+
 local function positive_integer(flag)
   return function(text)
     local n = tonumber(text)
-    if n == nil or n < 1 or n % 1 ~= 0 or n == math.huge then
-      return nil, flag .. " expects a positive whole number (got '" .. text .. "')"
+    -- n % 1 ~= 0 also refuses nan and inf
+    if n == nil or n < 1 or n % 1 ~= 0 or n > MAX_INTEGER then
+      return nil, flag .. " expects a whole number from 1 to " .. string.format("%d", MAX_INTEGER)
+        .. " (got '" .. text .. "')"
     end
     return math.floor(n)
   end
@@ -240,7 +328,11 @@ function raw.add_commands(parser)
     local c = parser:command(command.name, command.summary)
       :epilog("Example:\n  " .. command.example)
     command.flags(c)
-    handlers[command.name] = command.run
+    handlers[command.name] = function(args, ctx)
+      local why = bad_name(args)
+      if why then return usage(ctx, why) end
+      return command.run(args, ctx)
+    end
   end
   return handlers
 end
