@@ -478,9 +478,9 @@ describe("soracom-groups command", function()
       { { "put-tags", "--group-id", "g", "--body", "@/dev/zero" }, "--body @/dev/zero: larger than 1048576 bytes, "
         .. "the most the command reads", { env = "ulimit -v 4000000;" } },
       { { "put-tags", "--group-id", "g", "--body", ("["):rep(5000) }, "--body: expected JSON text, @FILE or - "
-        .. "(stdin); not valid JSON: nesting too deep at byte 1000" },
+        .. "(stdin); not valid JSON: line 1, column 1001: nesting too deep" },
       { { "put-tags", "--group-id", "g", "--body", '[{"tagName":"\255","tagValue":"x"}]' }, "--body: expected "
-        .. "JSON text, @FILE or - (stdin); not valid JSON: invalid UTF-8 in a string at byte 13" },
+        .. "JSON text, @FILE or - (stdin); not valid JSON: line 1, column 14: invalid UTF-8 in a string" },
     }
     for _, case in ipairs(cases) do
       local args, message, opts, hinted = {}, case[2], case[3] or {}, case[4]

@@ -56,7 +56,7 @@ end
 local function whole_number(flag, min, max)
   return function(text)
     local n = tonumber(text)
-    if n == nil or n ~= math.floor(n) or n < min or (max and n > max) then
+    if n == nil or n ~= math.floor(n) or n == math.huge or n < min or (max and n > max) then
       return nil, flag .. " expects a whole number from " .. min .. (max and " to " .. max or " up") .. " (got '"
         .. text .. "')"
     end
