@@ -164,7 +164,7 @@ describe("config.check_api", function()
       '["tcp://beam.soracom.io:8023"].clientCerts.default must be {ca, cert, key} or {"$credentialsId": <id>} '
         .. "(got string)",
       '["tcp://beam.soracom.io:8023"].password must be a string (got table)',
-      '["tcp://beam.soracom.io:8023"].psk must be a string or {"$credentialsId": <id>} (got number 5)',
+      '["tcp://beam.soracom.io:8023"].psk must be a string or {"$credentialsId": <id>} (got number)',
     }, warnings = {} }, check("SoracomBeam", { [TCP] = { psk = 5, password = ref, clientCerts = { default = "x" } } }))
     assert.are.same({ errors = { 'credentialsId must be {"$credentialsId": <id>} (got number 5)' }, warnings = {} },
       check("SoracomFunk", { credentialsId = 5 }))

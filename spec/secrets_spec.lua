@@ -198,4 +198,23 @@ describe("secrets.masked", function()
   it("says (sensitive)", function()
     assert.are.equal("(sensitive)", secrets.SENSITIVE)
   end)
+
+  it("never quotes a secret field's value in a message, from a builder or from check_api", function()
+    local config = require "soracom.groups.config"
+    local ok, err = pcall(config.air, { password = 987654321 })
+    assert.is_false(ok)
+    assert.matches("air%.password must be a string %(got number%)$", err)
+    ok, err = pcall(config.beam, { tcp = { psk = 424242 } })
+    assert.is_false(ok)
+    assert.is_nil(err:find("424242", 1, true), err)
+    local errors = config.check_api("SoracomBeam", { ["tcp://beam.soracom.io:8023"] = { psk = 424242,
+      password = 31337, customHeaders = { a = { headerValue = 777001 } } } })
+    assert.are.equal(3, #errors)
+    for _, message in ipairs(errors) do
+      for _, secret in ipairs { "424242", "31337", "777001" } do assert.is_nil(message:find(secret, 1, true)) end
+    end
+    -- a field that is no secret still says what it got
+    ok, err = pcall(config.air, { ip_link_mtu = 70000 })
+    assert.matches("%(got number 70000%)$", err)
+  end)
 end)

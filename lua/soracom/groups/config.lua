@@ -175,9 +175,21 @@ end
 
 local object_to_api, object_from_api
 
+-- A message about a secret field's value names its type alone: a kind's message may
+-- quote a number or a boolean.
+local function without_value(message, value)
+  return (message:gsub("%(got [^)]*%)$", "(got " .. type(value) .. ")"))
+end
+
 local function field_to_api(field, value, path)
   if field.fields then return object_to_api(field.fields, value, path) end
-  return field.kind.to_api(value, path)
+  if not field.secret then return field.kind.to_api(value, path) end
+  local ok, api = pcall(field.kind.to_api, value, path)
+  if ok then return api end
+  if type(api) == "table" and api.config_error then
+    error({ config_error = without_value(api.config_error, value) }, 0)
+  end
+  error(api, 0)
 end
 
 local function field_from_api(field, value)
@@ -1049,7 +1061,12 @@ function check_level(fields, settings, keys, out)
     local path = with_key(keys, key)
     local field = known[key]
     if field then
+      local before = #out.errors
       check_value(field.fields and field or field.kind, settings[key], path, out)
+      if field.secret then
+        -- A kind's message may quote the value (a number, a boolean): not a secret's.
+        for i = before + 1, #out.errors do out.errors[i] = without_value(out.errors[i], settings[key]) end
+      end
     else
       local near = near_key(key, known)
       if near then
