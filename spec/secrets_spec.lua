@@ -215,6 +215,7 @@ describe("secrets.masked", function()
     end
     -- a field that is no secret still says what it got
     ok, err = pcall(config.air, { ip_link_mtu = 70000 })
+    assert.is_false(ok)
     assert.matches("%(got number 70000%)$", err)
   end)
 end)
