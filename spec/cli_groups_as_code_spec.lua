@@ -463,6 +463,28 @@ describe("groups as code", function()
       assert.are.equal(0, #requests_of("GET", "^/v1/groups$")) -- no listing: no new plan
     end)
 
+    it("refuses a plan file edited into something else, and prune flags beside one, sending nothing", function()
+      local id = create { tags = { name = "edited", env = "prod" } }
+      local file, saved = dir .. "/edited.json", dir .. "/edited.plan"
+      write_file(file, document { scope = { tagName = "env", tagValue = "prod" },
+        groups = { { groupId = id, name = "edited", tags = { env = "prod", owner = "ops" } } } })
+      assert.are.equal(2, (run { "plan", file, "-o", saved }))
+      local plan_text = slurp(saved)
+      local broken = fake.decode(plan_text)
+      broken.changes[1].namespaces = { { op = "put", namespace = "SoracomAir", diffs = { { op = "add" } } } }
+      write_file(saved, document(broken))
+      srv:clear_requests()
+      local code, out, err = run { "apply", "--yes", saved }
+      assert.are.equal(1, code, out)
+      has(err, "has a difference that is not one")
+      lacks(err, "traceback")
+      write_file(saved, plan_text)
+      code, out, err = run { "apply", "--prune", "--yes", saved }
+      assert.are.equal(1, code, out)
+      has(err, "a saved plan is applied as it was made")
+      assert.are.equal(0, #requests_of("PUT", "^/v1/groups/"))
+    end)
+
     it("refuses a group changed since the plan", function()
       local id = create { tags = { name = "moving", env = "prod" } }
       local file, saved = dir .. "/moving.json", dir .. "/moving.plan"

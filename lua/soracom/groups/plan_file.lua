@@ -100,12 +100,36 @@ end
 
 local ACTIONS = { create = true, update = true, delete = true }
 
+local NAMESPACE_OPS = { put = true, delete = true }
+local DIFF_OPS = { add = true, change = true, remove = true }
+
+-- A saved change has every field apply and plan_view read, of the right type: a plan
+-- file edited by hand is refused, never half carried out.
 local function check_change(change, i)
   local where = "changes[" .. i .. "]"
   if type(change) ~= "table" or not ACTIONS[change.action] then bad(where .. " has no known action") end
+  if type(change.name) ~= "string" then bad(where .. " has no name") end
   if change.action ~= "create" and type(change.group_id) ~= "string" then bad(where .. " has no group_id") end
   if type(change.tags) ~= "table" or type(change.namespaces) ~= "table" then bad(where .. " is incomplete") end
   if change.action == "create" and type(change.create) ~= "table" then bad(where .. " has no create") end
+  for _, tag in ipairs(change.tags) do
+    if type(tag) ~= "table" or not DIFF_OPS[tag.op] or type(tag.name) ~= "string"
+        or (tag.op ~= "remove" and type(tag.to) ~= "string") then
+      bad(where .. " has a tag change that is not one")
+    end
+  end
+  for _, namespace in ipairs(change.namespaces) do
+    if type(namespace) ~= "table" or not NAMESPACE_OPS[namespace.op] or type(namespace.namespace) ~= "string"
+        or type(namespace.diffs) ~= "table" then
+      bad(where .. " has a namespace change that is not one")
+    end
+    for _, d in ipairs(namespace.diffs) do
+      if type(d) ~= "table" or not DIFF_OPS[d.op] or type(d.path) ~= "string" or type(d.keys) ~= "table"
+          or d.keys[1] ~= namespace.namespace then
+        bad(where .. " has a difference that is not one")
+      end
+    end
+  end
 end
 
 -- The document a plan file names, when a setting must come from it; checked against
