@@ -12,6 +12,7 @@
 local account = require "soracom.groups.account"
 local desired = require "soracom.groups.desired"
 local Error = require "soracom.groups.error"
+local validate = require "soracom.groups.validate"
 
 local apply = {}
 
@@ -146,15 +147,7 @@ function apply.run(client, p, options)
     error("soracom.groups.apply: plan must be a plan from plan.compare (got " .. type(p) .. ")", 2)
   end
   options = options or {}
-  for name, value in pairs(options) do
-    if OPTION_TYPES[name] == nil then
-      error("soracom.groups.apply: unknown option " .. string.format("%q", tostring(name)), 2)
-    end
-    if type(value) ~= OPTION_TYPES[name] then
-      error("soracom.groups.apply: options." .. name .. " must be a " .. OPTION_TYPES[name]
-        .. " (got " .. type(value) .. ")", 2)
-    end
-  end
+  validate.option_types("soracom.groups.apply: ", options, OPTION_TYPES, 2)
   local max_deletes = options.max_deletes or apply.DEFAULT_MAX_DELETES
   if max_deletes < 0 or max_deletes ~= math.floor(max_deletes) then
     error("soracom.groups.apply: options.max_deletes must be a whole number of 0 or more (got "

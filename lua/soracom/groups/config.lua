@@ -993,12 +993,15 @@ local function near_key(key, known)
   return best
 end
 
+--- keys with key added at the end, as a new list.
+-- @local
 local function with_key(keys, key)
   local result = {}
   for i, k in ipairs(keys) do result[i] = k end
   result[#result + 1] = key
   return result
 end
+config.with_key = with_key
 
 local function api_describe(value)
   if is_list(value) then return "list" end

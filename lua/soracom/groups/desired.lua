@@ -312,10 +312,7 @@ function desired.secrets_as_env(document, prefix)
       return value
     end
     for _, key in ipairs(sorted_keys(value)) do
-      local below = {}
-      for i, k in ipairs(keys) do below[i] = k end
-      below[#below + 1] = key
-      value[key] = walk(group, namespace, below, value[key])
+      value[key] = walk(group, namespace, config.with_key(keys, key), value[key])
     end
     return value
   end

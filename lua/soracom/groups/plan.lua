@@ -10,10 +10,12 @@
 -- group's namespaces it does not list are left alone unless prune_namespaces is set.
 -- Nothing outside the scope is ever deleted, and prune needs a document with a scope.
 
+local config = require "soracom.groups.config"
 local core = require "soracom.groups.core"
 local desired = require "soracom.groups.desired"
 local Error = require "soracom.groups.error"
 local secrets = require "soracom.groups.secrets"
+local validate = require "soracom.groups.validate"
 
 local plan = {}
 
@@ -35,26 +37,9 @@ plan.equal = equal
 ---------------------------------------------------------------------------------------
 -- Differences, key by key.
 
-local function path_of(keys)
-  local parts = {}
-  for i, key in ipairs(keys) do
-    key = tostring(key)
-    if key:match("^[%a_$][%w_$]*$") then
-      parts[#parts + 1] = (i > 1 and "." or "") .. key
-    else
-      parts[#parts + 1] = "[" .. core.encode_json(key) .. "]"
-    end
-  end
-  return table.concat(parts)
-end
-plan.path_of = path_of
+local path_of = config.api_path
 
-local function with_key(keys, key)
-  local result = {}
-  for i, k in ipairs(keys) do result[i] = k end
-  result[#result + 1] = key
-  return result
-end
+local with_key = config.with_key
 
 -- The value at keys below root, or nil.
 local function at(root, keys, first)
@@ -255,15 +240,7 @@ local function check_options(options)
   if type(options) ~= "table" then
     error("soracom.groups.plan: compare: options must be a table (got " .. type(options) .. ")", 3)
   end
-  for name, value in pairs(options) do
-    if OPTION_TYPES[name] == nil then
-      error("soracom.groups.plan: compare: unknown option " .. string.format("%q", tostring(name)), 3)
-    end
-    if type(value) ~= OPTION_TYPES[name] then
-      error("soracom.groups.plan: compare: options." .. name .. " must be a " .. OPTION_TYPES[name]
-        .. " (got " .. type(value) .. ")", 3)
-    end
-  end
+  validate.option_types("soracom.groups.plan: compare: ", options, OPTION_TYPES, 3)
 end
 
 local function compare(doc, account_groups, options)

@@ -146,12 +146,7 @@ function secrets.mask_string(text)
   return masked, masked ~= text
 end
 
-local function with_key(keys, key)
-  local result = {}
-  for i, k in ipairs(keys) do result[i] = k end
-  result[#result + 1] = key
-  return result
-end
+local with_key = config.with_key
 
 --- secrets.masked(namespace, keys, value): a deep copy of value (found at keys below
 -- the namespace's settings object) fit to show: each leaf at a secret path is

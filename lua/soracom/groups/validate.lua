@@ -314,4 +314,17 @@ function validate.group(method, options, namespaces, level)
   return body
 end
 
+--- Checks an options table against name -> Lua type, raising at level above the
+-- caller with a message led by prefix ("soracom.groups.apply: ") that names the option.
+function validate.option_types(prefix, options, types, level)
+  for name, value in pairs(options) do
+    if types[name] == nil then
+      error(prefix .. "unknown option " .. string.format("%q", tostring(name)), level + 1)
+    end
+    if type(value) ~= types[name] then
+      error(prefix .. "options." .. name .. " must be a " .. types[name] .. " (got " .. type(value) .. ")", level + 1)
+    end
+  end
+end
+
 return validate
