@@ -397,6 +397,12 @@ local function check_value(value, path)
   for key, item in pairs(value) do check_value(item, path .. "." .. tostring(key)) end
 end
 
+-- A check_api message (which starts with the path below the namespace) below path.
+local function below(path, message)
+  if message:match("^must ") then return path .. " " .. message end
+  return path .. (message:sub(1, 1) == "[" and "" or ".") .. message
+end
+
 -- A namespace's settings: an object of API keys, or a built configuration (the
 -- builder's API form), or null (the namespace is to be deleted). Checked against the
 -- namespace's schema: errors raise, warnings are added to the list.
@@ -420,8 +426,8 @@ local function check_settings(namespace, settings, path, warnings)
     map[key] = copy(value)
   end
   local errors, notes = config.check_api(namespace, map)
-  if #errors > 0 then bad(path, errors[1]) end
-  for _, note in ipairs(notes) do warnings[#warnings + 1] = path .. ": " .. note end
+  if #errors > 0 then error({ document_error = below(path, errors[1]) }, 0) end
+  for _, note in ipairs(notes) do warnings[#warnings + 1] = below(path, note) end
   return map
 end
 
