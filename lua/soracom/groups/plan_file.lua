@@ -138,7 +138,7 @@ local function load_document(saved)
   local source = saved.document
   if type(source) ~= "table" or type(source.path) ~= "string" then bad("it names no desired document") end
   local document, err = desired.load(source.path)
-  if document == nil then bad("its settings come from " .. source.path .. ", which " .. tostring(err.message)) end
+  if document == nil then bad("its settings come from the desired document, which does not load: " .. err.message) end
   if document.source.sha256 ~= source.sha256 then
     bad(source.path .. " changed since the plan was made (SHA-256 " .. tostring(source.sha256) .. ", now "
       .. document.source.sha256 .. "): its settings are not the plan's; plan again")
