@@ -560,8 +560,10 @@ end
 local function read_document(path, text)
   if path:match("%.lua$") then
     local value, why = sandbox.run_document(text, "@" .. path)
-    if why then return nil, path .. ": " .. why end
-    return value
+    if why == nil then return value end
+    -- A Lua error names the file and line already.
+    if why:sub(1, #path + 1) == path .. ":" then return nil, why end
+    return nil, path .. ": " .. why
   end
   local value, decode_err = core.decode_json(text, { strict = true })
   if value == nil then return nil, path .. ": invalid JSON: " .. tostring(decode_err) end
