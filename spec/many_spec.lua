@@ -206,8 +206,8 @@ describe("client:map over curl multi", function()
     srv:settings { rate_limit = { limit = 10, window = 1 } }
     local held = 0
     local client = new_client { debug = function(line)
-      if line:find("holding GET /groups/{group_id} for", 1, true)
-        and line:find("no requests left in its window", 1, true) then
+      if line:find("holding GET /groups/" .. id .. " for about", 1, true)
+        and line:find("its window (10 requests per 1 s) is used up", 1, true) then
         held = held + 1
       end
     end }
@@ -223,16 +223,47 @@ describe("client:map over curl multi", function()
     client:close()
   end)
 
-  it("returns a rate_limit error rather than hold longer than rate_limit_max_delay", function()
+  it("fails a call at once whose wait would pass rate_limit_max_delay, saying why", function()
     local id = srv:seed_groups(1)[1]
     srv:settings { rate_limit = { limit = 2, window = 30 } }
     local client = new_client { rate_limit_max_delay = 1 }
+    assert(client:get_group(id))
+    assert(client:get_group(id))
+    local started = core.now()
+    local group, err = client:get_group(id)
+    assert.is_nil(group)
+    assert.is_true(core.now() - started < 0.5, "decided at once, not after waiting")
+    assert.are.equal("rate_limit", err.kind)
+    assert.is_true(err.retry_after > 1)
+    assert.matches("would hold this request about %d+%.%d s %(0 queued before it; its window %(2 requests per "
+      .. "30 s%) is used up%), more than rate_limit_max_delay %(1 s%)", err.message)
+    assert.are.equal(0, srv:stats().status_429)
+    client:close()
+  end)
+
+  it("caps a map's waits with the map's rate_limit_max_delay, not the client's", function()
+    local id = srv:seed_groups(1)[1]
+    srv:settings { rate_limit = { limit = 2, window = 30 } }
+    local client = new_client { rate_limit_max_delay = 1000 }
     local results, summary = client:map(range(4), function() return client:get_group(id) end,
-      { concurrency = 1 })
+      { concurrency = 1, rate_limit_max_delay = 1 })
     assert.are.same({ 2, 2 }, { summary.ok, summary.failed })
     assert.are.equal("rate_limit", results[3].err.kind)
-    assert.is_true(results[3].err.retry_after > 1)
     assert.are.equal(0, srv:stats().status_429)
+    client:close()
+  end)
+
+  it("lets a map's queued work wait as long as the queue needs, past the client's cap", function()
+    local id = srv:seed_groups(1)[1]
+    srv:settings { rate_limit = { limit = 3, window = 1 } }
+    local client = new_client { rate_limit_max_delay = 0.5 }
+    local results, summary = client:map(range(12), function() return client:get_group(id) end,
+      { concurrency = 12 })
+    assert.are.equal(12, summary.ok, tostring(results[12].err))
+    assert.are.equal(0, srv:stats().status_429)
+    -- a single call outside the map keeps the client's cap
+    local group, err = client:get_group(id)
+    if group == nil then assert.are.equal("rate_limit", err.kind) end
     client:close()
   end)
 

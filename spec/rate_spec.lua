@@ -1,5 +1,9 @@
--- The rate-limit budget's accounting, on a clock the spec moves by hand.
+-- The rate-limit budget: one queue per API in front of the account of its window, on a
+-- clock the spec moves by hand. Every expected number is worked out from the limits
+-- the spec's answers give.
 local rate = require "soracom.groups.rate"
+
+local API = "GET /groups/{group_id}"
 
 describe("the rate-limit budget", function()
   local clock, budget
@@ -8,98 +12,229 @@ describe("the rate-limit budget", function()
     budget = rate.new(function() return clock end)
   end)
 
-  local API = "GET /groups/{group_id}"
+  -- Queues a request and admits it at once: its ticket, or nil and the wait.
+  local function take()
+    local place = assert(budget:enqueue(API))
+    local ticket, wait = budget:admit(place)
+    if ticket == nil then budget:leave(place) end
+    return ticket, wait
+  end
 
-  it("admits anything for an API it knows nothing of", function()
-    for i = 1, 50 do assert.are.equal(i, budget:admit(API)) end
+  local function limits(limit, remaining, refresh)
+    return { limit = limit, remaining = remaining, refresh = refresh }
+  end
+
+  -- A window known: limit 10, 10 s, the probe answered with 9 left, ending at 110.
+  local function known_window(limit)
+    local probe = assert(take())
+    budget:settle(API, probe, limits(limit or 10, (limit or 10) - 1, 10), 200)
+  end
+
+  describe("a cold start", function()
+    it("sends one probe while the limit is unknown, and opens up when its answer tells it", function()
+      local probe = assert(take())
+      assert.is_true(probe.probe)
+      local held, wait = take()
+      assert.is_nil(held)
+      assert.is_true(wait > 0 and wait < 0.2)
+      budget:settle(API, probe, limits(5, 4, 10), 200)
+      for _ = 1, 4 do assert.is_table((take())) end
+      assert.is_nil((take()))
+    end)
+
+    it("admits everything at once for an API whose answers carry no limit headers", function()
+      budget:settle(API, assert(take()), nil, 200)
+      for _ = 1, 50 do assert.is_table((take())) end
+    end)
+
+    it("sends another probe when the first one's answer never comes", function()
+      assert(take())
+      assert.is_nil((take()))
+      clock = clock + 31
+      assert.is_true(assert(take()).probe)
+    end)
   end)
 
-  it("counts the requests in flight against what the answers say is left", function()
-    local first = budget:admit(API)
-    budget:settle(API, first, { limit = 5, remaining = 4, refresh = 10 }, 200)
-    -- tickets 2..5 fit (1 + 4); the sixth waits for the window's end, 10 s on
-    for ticket = 2, 5 do assert.are.equal(ticket, budget:admit(API)) end
-    local ticket, wait = budget:admit(API)
-    assert.is_nil(ticket)
-    assert.are.equal(10, wait)
+  describe("the window", function()
+    it("counts the requests admitted against the limit, and holds the next to the window's end", function()
+      known_window()
+      for _ = 1, 9 do assert.is_table((take())) end
+      local held, wait = take()
+      assert.is_nil(held)
+      assert.is_true(math.abs(wait - 10) < 0.05, wait)
+    end)
+
+    it("keeps what answers that overtake each other say, never less than what was sent", function()
+      known_window(100)
+      local tickets = {}
+      for i = 1, 20 do tickets[i] = assert(take()) end -- 21 sent in all
+      -- The server counted the 20th first (count 2), the 3rd last (count 21).
+      budget:settle(API, tickets[20], limits(100, 98, 10), 200)
+      budget:settle(API, tickets[3], limits(100, 79, 10), 200)
+      -- The old bound, min(ticket + remaining) = 3 + 79, would hold from the 83rd on:
+      -- 79 more fit.
+      for _ = 1, 79 do assert.is_table((take())) end
+      assert.is_nil((take()))
+    end)
+
+    it("counts what other clients of the operator used, as the server's count says", function()
+      known_window(10)
+      local ticket = assert(take())
+      budget:settle(API, ticket, limits(10, 2, 9), 200) -- 8 counted, 2 of them ours
+      assert.is_table((take()))
+      assert.is_table((take()))
+      assert.is_nil((take()))
+    end)
+
+    it("counts requests still in flight at a rollover against the new window until they land", function()
+      known_window(10)
+      local late = {}
+      for i = 1, 9 do late[i] = assert(take()) end
+      clock = 110 -- the window ends with nine unanswered
+      for _ = 1, 1 do assert.is_table((take())) end
+      assert.is_nil((take()))
+      -- Six of them landed in the old window (their answers end at 110): their places free.
+      clock = 110.2
+      for i = 1, 6 do budget:settle(API, late[i], limits(10, 0, 0), 200) end
+      for _ = 1, 6 do assert.is_table((take())) end
+      assert.is_nil((take()))
+      -- The other three landed in the new one (their answers end at 120): they stay counted.
+      for i = 7, 9 do budget:settle(API, late[i], limits(10, 2, 10), 200) end
+      assert.is_nil((take()))
+    end)
+
+    it("skips windows nobody used, with all of the limit in the next", function()
+      known_window(3)
+      clock = 135.5 -- windows ending at 110, 120, 130 passed; this one ends at 140
+      for _ = 1, 3 do assert.is_table((take())) end
+      local held, wait = take()
+      assert.is_nil(held)
+      assert.is_true(math.abs(wait - 4.5) < 0.05, wait)
+    end)
+
+    it("keeps one account per API", function()
+      known_window(1)
+      assert.is_nil((take()))
+      local place = assert(budget:enqueue("PUT /groups/{group_id}/tags"))
+      assert.is_table((budget:admit(place)))
+    end)
   end)
 
-  it("keeps the tightest bounds from answers that arrive out of order", function()
-    for _ = 1, 3 do budget:admit(API) end
-    budget:settle(API, 3, { limit = 10, remaining = 7, refresh = 10 }, 200) -- ceiling 10
-    clock = 100.5
-    budget:settle(API, 1, { limit = 10, remaining = 8, refresh = 9 }, 200) -- ceiling 9, ends 109.5
-    for ticket = 4, 9 do assert.are.equal(ticket, budget:admit(API)) end
-    local ticket, wait = budget:admit(API)
-    assert.is_nil(ticket)
-    assert.are.equal(9, wait)
+  describe("the queue", function()
+    it("admits in arrival order: a later request never overtakes a waiter", function()
+      known_window(2)
+      budget:settle(API, assert(take()), limits(2, 0, 10), 200)
+      local first = assert(budget:enqueue(API))
+      local second = assert(budget:enqueue(API))
+      assert.is_nil((budget:admit(first))) -- first waits for the window's end (110)...
+      clock = 110
+      -- ... and the second, asking first when it ends, does not take the one place left
+      -- ahead of it: both fit in the new window, the first's place is kept.
+      assert.is_table((budget:admit(second)))
+      assert.is_table((budget:admit(first)))
+      local third = assert(budget:enqueue(API))
+      local fourth = assert(budget:enqueue(API))
+      assert.is_nil((budget:admit(fourth)))
+      assert.are.equal(2, budget:queued(API))
+      budget:leave(third)
+      budget:leave(fourth)
+    end)
+
+    it("knows each waiter's wait when it arrives: its place, then the limit a window", function()
+      known_window(10)
+      for _ = 1, 9 do assert(take()) end
+      local waits = {}
+      for i = 1, 25 do
+        local place, wait = budget:enqueue(API)
+        assert.is_table(place)
+        waits[i] = wait
+      end
+      -- 1..10 in the window ending at 110, 11..20 at 120, 21..25 at 130
+      assert.is_true(math.abs(waits[1] - 10) < 0.05 and math.abs(waits[10] - 10) < 0.05)
+      assert.is_true(math.abs(waits[11] - 20) < 0.05 and math.abs(waits[20] - 20) < 0.05)
+      assert.is_true(math.abs(waits[25] - 30) < 0.05)
+    end)
+
+    it("refuses at once, without taking a place, a request whose wait would pass the cap", function()
+      known_window(10)
+      for _ = 1, 9 do assert(take()) end
+      for _ = 1, 10 do assert(budget:enqueue(API, 15)) end
+      local place, wait, ahead, why = budget:enqueue(API, 15)
+      assert.is_nil(place)
+      assert.is_true(math.abs(wait - 20) < 0.05, wait)
+      assert.are.equal(10, ahead)
+      assert.matches("10 requests per 10 s", why, 1, true)
+      assert.are.equal(10, budget:queued(API))
+    end)
+
+    it("goes on without a waiter that never comes back", function()
+      known_window(2)
+      budget:settle(API, assert(take()), limits(2, 0, 10), 200)
+      local gone = assert(budget:enqueue(API))
+      local next_one = assert(budget:enqueue(API))
+      assert.is_nil((budget:admit(gone))) -- told to come back at 110; it never does
+      clock = 110
+      assert.is_table((budget:admit(next_one))) -- the second place of the new window
+      local last = assert(budget:enqueue(API))
+      assert.is_nil((budget:admit(last))) -- one place left, `gone` may still come
+      clock = 112.5 -- `gone` is 2.5 s late: taken for gone
+      assert.is_table((budget:admit(last)))
+    end)
   end)
 
-  it("opens the next window when the known one has ended", function()
-    budget:settle(API, budget:admit(API), { limit = 2, remaining = 0, refresh = 5 }, 200)
-    assert.is_nil((budget:admit(API)))
-    clock = 105
-    assert.are.equal(2, budget:admit(API))
-    assert.are.equal(3, budget:admit(API))
-    -- used up again before any answer of the new window: ask again shortly
-    local held, soon = budget:admit(API)
-    assert.is_nil(held)
-    assert.is_true(soon > 0 and soon <= 1)
-    -- an answer from the new window (its end a window later) sets the account anew
-    budget:settle(API, 2, { limit = 2, remaining = 1, refresh = 5 }, 200)
-    local ticket, wait = budget:admit(API)
-    assert.is_nil(ticket)
-    assert.are.equal(5, wait)
-  end)
+  describe("pauses and lies", function()
+    it("pauses an API for everyone after a 429, then sends one probe before the others", function()
+      known_window(10)
+      local ticket = assert(take())
+      budget:settle(API, ticket, nil, 429, 3)
+      local held, wait = take()
+      assert.is_nil(held)
+      assert.is_true(math.abs(wait - 3) < 0.05, wait)
+      assert.matches("paused", budget:describe(API))
+      clock = 103
+      local probe = assert(take())
+      assert.is_true(probe.probe)
+      assert.is_nil((take())) -- no stampede: the probe's answer first
+      budget:settle(API, probe, limits(10, 9, 7), 200)
+      assert.is_table((take()))
+    end)
 
-  it("pauses an API after a 429 for the time the server asked", function()
-    local ticket = budget:admit(API)
-    budget:settle(API, ticket, nil, 429, 3)
-    local held, wait = budget:admit(API)
-    assert.is_nil(held)
-    assert.are.equal(3, wait)
-    assert.truthy(budget:describe(API, wait):find("paused after a 429", 1, true))
-    clock = 103
-    assert.are.equal(2, budget:admit(API))
-  end)
+    it("never locks an API out after a limit of 0: one probe after the refresh time", function()
+      known_window(10)
+      local ticket = assert(take())
+      budget:settle(API, ticket, limits(0, 0, 5), 200)
+      local held, wait = take()
+      assert.is_nil(held)
+      assert.is_true(math.abs(wait - 5) < 0.05, wait)
+      clock = 105
+      local probe = assert(take())
+      assert.is_true(probe.probe)
+      -- the server lifted the limit: answers carry no headers any more
+      budget:settle(API, probe, nil, 200)
+      for _ = 1, 30 do assert.is_table((take())) end
+    end)
 
-  it("stops holding an API once a success comes without limit headers", function()
-    budget:settle(API, budget:admit(API), { limit = 2, remaining = 0, refresh = 5 }, 200)
-    assert.is_nil((budget:admit(API)))
-    clock = 105 -- the next window: room for 2
-    local slow, failed = budget:admit(API), budget:admit(API)
-    -- an error without the headers (a proxy's 502) says nothing of the limit
-    budget:settle(API, failed, nil, 502)
-    assert.is_nil((budget:admit(API)))
-    -- a success without them: the API is no longer limited
-    budget:settle(API, slow, nil, 200)
-    for _ = 1, 50 do assert.is_number((budget:admit(API))) end
-  end)
+    it("takes negative and absurd limits for lies, as a limit of 0", function()
+      for _, lie in ipairs { limits(-1, 5, 2), limits(1e12, 1e12, 2), limits(10, -3, 2) } do
+        clock = clock + 100
+        budget = rate.new(function() return clock end)
+        local ticket = assert(take())
+        budget:settle(API, ticket, lie, 200)
+        assert.is_nil((take()))
+        clock = clock + 2
+        assert.is_true(assert(take()).probe)
+      end
+    end)
 
-  it("keeps one account per API", function()
-    budget:settle(API, budget:admit(API), { limit = 1, remaining = 0, refresh = 60 }, 200)
-    assert.is_nil((budget:admit(API)))
-    assert.is_number(budget:admit("PUT /groups/{group_id}/tags"))
-  end)
-end)
-
-describe("the rate-limit budget after a window rolls over", function()
-  local API = "GET /groups"
-
-  it("stops awaiting answers that never come (an aborted request) after a while", function()
-    local clock = 100
-    local budget = rate.new(function() return clock end)
-    budget:settle(API, budget:admit(API), { limit = 2, remaining = 0, refresh = 5 }, 200)
-    clock = 105
-    assert.are.equal(2, budget:admit(API))
-    assert.are.equal(3, budget:admit(API)) -- both in flight; their answers never come
-    clock = 110
-    local held, soon = budget:admit(API)
-    assert.is_nil(held)
-    assert.is_true(soon <= 1)
-    clock = 105 + 31 -- past the time in-flight requests are taken for lost
-    assert.are.equal(4, budget:admit(API))
-    assert.are.equal(5, budget:admit(API))
-    assert.is_nil((budget:admit(API)))
+    it("forgets the window once a success comes without limit headers", function()
+      known_window(2)
+      local slow = assert(take())
+      assert.is_nil((take()))
+      clock = 110
+      local failed = assert(take())
+      budget:settle(API, failed, nil, 502) -- an error without the headers says nothing
+      budget:settle(API, slow, nil, 200) -- a success without them: not limited any more
+      for _ = 1, 50 do assert.is_table((take())) end
+    end)
   end)
 end)

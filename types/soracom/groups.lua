@@ -102,6 +102,7 @@ function groups.array(t) end
 ---@field fail_fast? boolean stop at the first failure (false)
 ---@field on_result? fun(i: integer, value: any, err: any) called as each item ends
 ---@field keep_results? boolean keep each item's result (true)
+---@field rate_limit_max_delay? number cap on each request's rate-limit wait, in seconds (none: the map waits as its queue needs)
 
 ---@class soracom.groups.MapResult
 ---@field ok boolean

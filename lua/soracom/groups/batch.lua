@@ -12,7 +12,17 @@ batch.DEFAULTS = { concurrency = 8, fail_fast = false, keep_results = true }
 batch.MAX_CONCURRENCY = 1024
 
 local OPTION_TYPES = { concurrency = "number", fail_fast = "boolean", on_result = "function",
-  keep_results = "boolean" }
+  keep_results = "boolean", rate_limit_max_delay = "number" }
+
+-- The cap on a rate-limit wait of the requests each map's task makes, by the task's
+-- coroutine: a map is a batch, and by default waits as long as its queue needs.
+local cap_of_task = setmetatable({}, { __mode = "k" })
+
+--- The rate_limit_max_delay of the map whose task is running, or nil outside one.
+function batch.rate_limit_cap()
+  local co = coroutine.running()
+  return co and cap_of_task[co]
+end
 
 local function fail(message, level)
   error("soracom.groups: map: " .. message, level + 1)
@@ -39,6 +49,11 @@ function batch.check(items, fn, options, level)
   end
   for name, value in pairs(batch.DEFAULTS) do
     if resolved[name] == nil then resolved[name] = value end
+  end
+  local cap = resolved.rate_limit_max_delay
+  if cap ~= nil and (cap ~= cap or cap < 0) then
+    fail("options.rate_limit_max_delay must be 0 or more seconds (got " .. tostring(resolved.rate_limit_max_delay)
+      .. ")", level + 1)
   end
   local n = resolved.concurrency
   if n ~= math.floor(n) or n < 1 or n > batch.MAX_CONCURRENCY then
@@ -102,7 +117,12 @@ function batch.run(transport, items, fn, options, idle)
     index = index + 1
     local i = index
     return {
-      run = function() return fn(item, i) end,
+      run = function()
+        -- Each job runs in a coroutine of its own (a task, a light thread), which ends with it.
+        local co, main = coroutine.running()
+        if co and not main then cap_of_task[co] = options.rate_limit_max_delay or math.huge end
+        return fn(item, i)
+      end,
       finish = function(...) finish(i, ...) end,
     }
   end

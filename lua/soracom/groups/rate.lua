@@ -1,35 +1,57 @@
---- The client's rate-limit budget, shared by every request it has in flight.
+--- The client's rate-limit budget: one fair queue per API in front of an account of
+-- the API's window.
 --
 -- Soracom counts each operator's requests per API (method and path) in fixed windows,
--- and every answer says how many are left and how many seconds remain before the
--- window ends (rounded up). The budget keeps one account per API and admits a request
--- only while the account says some are left, counting the requests already on their
--- way, so that a batch waits for the next window instead of running into 429s.
+-- and every answer says the limit, how many are left and how many seconds remain
+-- before the window ends (rounded up).
 --
--- Accounting: every admitted request of an API gets a ticket, a number that only
--- grows. An answer to ticket k saying r are left means the server counted the
--- requests up to k, so at most k + r tickets fit in the window: `ceiling` is the
--- smallest such bound seen, and a new request is admitted while the last ticket is
--- below it. An API whose answers carry no limit headers is never held (a success
--- without them makes the account forget the window it knew).
+-- The queue (this process's): a request takes its place when it arrives and is
+-- admitted in that order; nobody overtakes a waiter. Its wait is known from its
+-- place: the requests ahead of it fill what is left of this window, then `limit` a
+-- window. So a cap on the wait (rate_limit_max_delay) is decided once, when it
+-- arrives.
 --
--- The accounts live in a store: the budget's own table, or (the shared_dict option)
--- an nginx shared dict, where every worker of the instance reads and changes them
--- under a lock (see shared.lua). Either way one account changes in one step.
+-- The account (the store's: this budget's table, or with the shared_dict option an
+-- nginx shared dict that every worker changes under a lock, see shared.lua) counts
+-- per window generation: `used`, the requests admitted in the current window (and
+-- those of the window before still on their way, which may land in this one), and
+-- `others`, what the operator's other clients used in it: the most an answer's count
+-- (limit - remaining) ever exceeded what this client had admitted when it came. What
+-- is left is limit - used - others. Answers that overtake each other cannot shrink
+-- what is left below the truth: a count never exceeds what was admitted before it.
+-- An answer names its window by its end (now + the seconds before refresh): an
+-- answer to a request of the window before that ends with that window frees the
+-- place it was holding in this one.
+--
+-- Probes: until the first answer of an API tells its limit, one request goes and the
+-- others wait for its answer (a cold start never sends a burst into an unknown limit);
+-- the same after a 429 (which pauses the API for everyone) and after an answer whose
+-- limit is zero, negative or absurd (the API is paused until the refresh time): one
+-- probe, then the others. An answer without limit headers means the API is not
+-- limited: its requests go at once.
 
 local rate = {}
 
 local Budget = {}
 Budget.__index = Budget
 
--- Once a window has ended, the next one's answers are awaited this often (seconds)
--- when the requests sent since have used up what it is assumed to hold.
-local RECHECK = 0.1
+-- While a probe's answer is awaited, the others ask again this often (seconds).
+local RECHECK = 0.05
 
--- Requests counted in flight whose answers have not come this long after a window
--- rolled over are taken for lost (their nginx request was aborted, their worker
--- died): the next window is then assumed again instead of awaiting them for ever.
-local IN_FLIGHT_LOST_AFTER = 30
+-- A probe, or requests carried into a window, whose answers have not come this long
+-- are taken for lost (their nginx request was aborted, their worker died): the
+-- account goes on without them.
+local LOST_AFTER = 30
+
+-- A waiter that has not come back this long after the time it was told to is gone
+-- (its coroutine was dropped): the queue goes on without it.
+local WAITER_LOST_AFTER = 2
+
+-- Limits beyond this are no limits a server means: taken for a lie.
+local ABSURD_LIMIT = 1e7
+
+-- Waits end this much after the time computed, so that the window has surely turned.
+local MARGIN = 0.01
 
 -- The store of a budget that no other process shares: api -> account.
 local LocalStore = {}
@@ -38,7 +60,7 @@ LocalStore.__index = LocalStore
 function LocalStore:update(api, change, ...)
   local account = self[api]
   if account == nil then
-    account = { ticket = 0, in_flight = 0 }
+    account = {}
     self[api] = account
   end
   return change(account, ...)
@@ -47,76 +69,251 @@ end
 --- A new budget; now() gives the time in seconds. `store` keeps the accounts: a
 -- table's by default, or one of shared.lua's.
 function rate.new(now, store)
-  return setmetatable({ _now = now, _store = store or setmetatable({}, LocalStore) }, Budget)
+  return setmetatable({ _now = now, _store = store or setmetatable({}, LocalStore), _queues = {} }, Budget)
 end
 
--- An account's fields: ticket (the last one given), in_flight, and once an answer
--- carried limits: ceiling, window_end, limit, rolled (the window ended and the next
--- is assumed), rolled_at; after a 429, paused_until. All numbers or booleans, so that
--- a shared store can write them as text.
-rate.ACCOUNT_FIELDS = { "ticket", "in_flight", "ceiling", "window_end", "limit", "rolled", "rolled_at", "paused_until" }
+-- An account's fields, all numbers or booleans so that a shared store can write them
+-- as text: gen (the window generation), window_end, prev_end (the end of the window
+-- before), limit, window (its length, the most seconds-before-refresh seen), used,
+-- others, in_flight (admitted in this window, unanswered), carried (of the window
+-- before, unanswered), carried_at, provisional (the window's end is assumed, not yet
+-- told), unlimited (answers carry no limit headers),
+-- paused_until, probe (a probe must go before the others), probe_at (one is out).
+rate.ACCOUNT_FIELDS = { "gen", "window_end", "prev_end", "limit", "window", "used", "others", "in_flight",
+  "carried", "carried_at", "provisional", "unlimited", "paused_until", "probe", "probe_at" }
 
-local function admit(account, at)
-  if account.paused_until and at < account.paused_until then
-    return nil, account.paused_until - at
-  end
-  if account.ceiling and account.ticket >= account.ceiling then
-    if at < account.window_end then return nil, account.window_end - at end
-    if account.rolled and account.in_flight > 0 and at < account.rolled_at + IN_FLIGHT_LOST_AFTER then
-      return nil, RECHECK -- the next window's answers are on their way
-    end
-    -- The window is over: the next one holds `limit` more, from the last ticket on.
-    if account.rolled then account.in_flight = 0 end -- those answers are not coming
-    account.ceiling = account.ticket + account.limit
-    account.rolled, account.rolled_at = true, at
-    if account.ticket >= account.ceiling then return nil, RECHECK end
-  end
-  if account.ceiling then account.in_flight = account.in_flight + 1 end
-  account.ticket = account.ticket + 1
-  return account.ticket
+---------------------------------------------------------------------------------------
+-- The account.
+
+local function max0(n) return n > 0 and n or 0 end
+
+-- Moves the account to the window `at` falls in; requests still in flight from the
+-- window just ended are counted in the new one until their answers say where they
+-- landed.
+local function roll(account, at)
+  local ends = account.window_end
+  if ends == nil or at < ends then return end
+  local passed = math.floor((at - ends) / account.window) + 1
+  account.prev_end = ends + (passed - 1) * account.window
+  account.window_end = ends + passed * account.window
+  account.gen = account.gen + passed
+  account.carried = passed == 1 and account.in_flight or 0
+  account.carried_at = at
+  account.in_flight, account.others = 0, 0
+  account.used = account.carried
+  -- A server may start the next window only with the next request: the first answer
+  -- of this one tells its end.
+  account.provisional = true
 end
 
---- Takes a ticket for a request of `api` when its window has room: returns the
--- ticket, or nil and the seconds to wait before asking again.
-function Budget:admit(api)
-  return self._store:update(api, admit, self._now())
+local function drop_lost(account, at)
+  if account.probe_at and at >= account.probe_at + LOST_AFTER then account.probe_at = nil end
+  if (account.carried or 0) > 0 and at >= account.carried_at + LOST_AFTER then
+    account.used = max0(account.used - account.carried)
+    account.carried = 0
+  end
 end
 
--- What an answer says of its window: a later window, or the one the account knows.
-local function record(account, ticket, limits, ends)
-  if account.window_end == nil or ends >= account.window_end + 1 then
-    -- Ends of one window, each rounded up, differ by less than a second: this is a
-    -- new window.
-    account.window_end, account.ceiling, account.rolled = ends, ticket + limits.remaining, false
-  elseif not account.rolled then
-    -- A late answer from the known window: the tighter bounds win.
-    account.window_end = math.min(account.window_end, ends)
-    account.ceiling = math.min(account.ceiling, ticket + limits.remaining)
+-- What an account holds for a request with `ahead` others queued before it here:
+-- "go" (with whether it is a probe), or "wait" and the seconds until it may go.
+local function state(account, at, ahead)
+  drop_lost(account, at)
+  if account.paused_until then
+    if at < account.paused_until then return "wait", account.paused_until - at + ahead * RECHECK end
+    account.paused_until = nil
+    account.probe = true
   end
+  if account.unlimited then return "go" end
+  if account.probe or account.limit == nil then
+    if account.probe_at or ahead > 0 then return "wait", RECHECK end
+    return "go", true
+  end
+  roll(account, at)
+  local left = account.limit - account.used - account.others
+  if ahead < left then return "go" end
+  -- The ones ahead take what is left, then `limit` a window.
+  local windows = math.floor((ahead - max0(left)) / account.limit)
+  return "wait", account.window_end + windows * account.window - at + MARGIN
+end
+
+local function admit(account, at, ahead)
+  local verdict, detail = state(account, at, ahead)
+  if verdict == "wait" then return nil, detail end
+  account.gen = account.gen or 0
+  if detail then account.probe_at = at end
+  if not account.unlimited and account.limit then
+    account.used = (account.used or 0) + 1
+  end
+  account.in_flight = (account.in_flight or 0) + 1
+  return { gen = account.gen, probe = detail or nil }
+end
+
+local function projected(account, at, ahead)
+  local verdict, seconds = state(account, at, ahead)
+  return verdict == "wait" and seconds or 0
+end
+
+-- The first answer with limits: the window it tells, what the server counted in it
+-- and the requests still in flight, which may land in it.
+local function open(account, ends, limits)
+  account.gen = (account.gen or 0) + 1
+  account.window_end, account.prev_end, account.provisional = ends, nil, nil
+  account.window = math.max(1, math.ceil(limits.refresh))
+  account.used = limits.limit - limits.remaining + (account.in_flight or 0)
+  account.others, account.carried = 0, 0
+end
+
+local function lie(limits)
+  return limits.limit <= 0 or limits.limit > ABSURD_LIMIT or limits.remaining < 0 or limits.refresh < 0
+end
+
+-- What an answer says of its window; `ticket` is the request it answers.
+local function record(account, at, ticket, limits)
+  local ends = at + limits.refresh
+  if lie(limits) then
+    -- Nothing to count on until the refresh time: then one probe.
+    account.paused_until = math.max(account.paused_until or 0, at + math.max(1, limits.refresh))
+    account.probe = true
+    return
+  end
+  account.unlimited = nil
   account.limit = limits.limit
+  if account.window_end == nil then open(account, ends, limits) end
+  account.window = math.max(account.window, math.ceil(limits.refresh))
+  local counted = limits.limit - limits.remaining
+  if ticket.gen == account.gen - 1 and account.prev_end and ends < account.prev_end + 1 then
+    -- It landed in the window before: it no longer holds a place in this one.
+    account.used = max0(account.used - 1)
+    return
+  end
+  if ticket.gen < account.gen - 1 then return end
+  if account.provisional and ticket.gen == account.gen then
+    account.window_end, account.provisional = ends, nil
+  elseif ends >= account.window_end + 1 or ends < account.window_end - 1 then
+    -- The server's window ends elsewhere than assumed (a window length learned late,
+    -- a clock that drifted): its word wins.
+    account.window_end = ends
+  elseif ends < account.window_end then
+    -- Ends are rounded up: the earliest is the closest to the truth.
+    account.window_end = ends
+  end
+  account.others = math.max(account.others or 0, counted - account.used)
 end
 
--- An answer of the API without limit headers: it is not limited (any more), and the
--- window the account knew must not hold its requests.
-local function forget_window(account)
-  account.ceiling, account.window_end, account.limit, account.rolled, account.rolled_at = nil, nil, nil, nil, nil
-  account.in_flight = 0
+-- An answer without limit headers: a success means the API is not limited.
+local function forget(account)
+  account.unlimited = true
+  account.limit, account.window_end, account.prev_end, account.window = nil, nil, nil, nil
+  account.used, account.others, account.carried, account.probe = nil, nil, nil, nil
+  account.provisional = nil
 end
 
 local function settle(account, at, ticket, limits, status, retry_after)
-  if account.in_flight > 0 then account.in_flight = account.in_flight - 1 end
-  if limits ~= nil and limits.limit and limits.remaining and limits.refresh then
-    record(account, ticket, limits, at + limits.refresh)
-  elseif account.ceiling ~= nil and status and status >= 200 and status < 300 then
-    forget_window(account)
+  if ticket.gen == account.gen then
+    account.in_flight = max0((account.in_flight or 0) - 1)
+  elseif ticket.gen == (account.gen or 0) - 1 then
+    account.carried = max0((account.carried or 0) - 1)
+  end
+  if ticket.probe then account.probe_at = nil end
+  local has_limits = limits ~= nil and limits.limit and limits.remaining and limits.refresh
+  if has_limits then
+    record(account, at, ticket, limits)
+  elseif status and status >= 200 and status < 300 then
+    forget(account)
   end
   if status == 429 then
-    if account.ceiling == nil then
-      account.ceiling, account.window_end, account.limit = math.huge, at, math.huge
-    end
-    account.ceiling = math.min(account.ceiling, ticket - 1)
+    -- Everyone waits, then one probe finds out what is left.
+    account.unlimited = nil
     account.paused_until = math.max(account.paused_until or 0, at + (retry_after or 1))
+    account.probe = true
+  elseif ticket.probe and (has_limits or (status and status < 500)) and not account.paused_until then
+    account.probe = nil
   end
+end
+
+local function describe(account, at)
+  if account.paused_until and at < account.paused_until then return "paused after a 429 or a limit of 0" end
+  if account.probe or account.limit == nil then return "awaiting the answer of a probe" end
+  return string.format("its window (%d requests per %g s) is used up", account.limit, account.window)
+end
+
+---------------------------------------------------------------------------------------
+-- The queue of one API, here.
+
+local function queue_of(budget, api)
+  local queue = budget._queues[api]
+  if queue == nil then
+    queue = { next = 0, waiting = {} }
+    budget._queues[api] = queue
+  end
+  return queue
+end
+
+-- The waiters ahead of `place` that are still there; forgets those that are gone.
+local function ahead_of(queue, place, at)
+  local ahead, waiting = 0, queue.waiting
+  local i = 1
+  while waiting[i] and waiting[i] ~= place do
+    local other = waiting[i]
+    if other.back_by and at > other.back_by + WAITER_LOST_AFTER then
+      table.remove(waiting, i)
+    else
+      ahead = ahead + 1
+      i = i + 1
+    end
+  end
+  if waiting[i] == nil then
+    -- This waiter was taken for gone while it was late: back in its place.
+    local j = #waiting + 1
+    while j > 1 and waiting[j - 1].number > place.number do j = j - 1 end
+    table.insert(waiting, j, place)
+    return ahead_of(queue, place, at)
+  end
+  return ahead
+end
+
+local function leave(queue, place)
+  for i, other in ipairs(queue.waiting) do
+    if other == place then
+      table.remove(queue.waiting, i)
+      return
+    end
+  end
+end
+
+--- Takes a place in the queue of `api`: the place, and the seconds it is expected to
+-- wait; or, when that is more than `cap` seconds, nil, the expected wait, the number
+-- of requests queued before it and a description of the limit (the place is not taken).
+function Budget:enqueue(api, cap)
+  local queue, at = queue_of(self, api), self._now()
+  local ahead = #queue.waiting
+  local wait, why = self._store:update(api, function(account)
+    return projected(account, at, ahead), describe(account, at)
+  end)
+  if cap and wait > cap then return nil, wait, ahead, why end
+  queue.next = queue.next + 1
+  local place = { api = api, number = queue.next }
+  table.insert(queue.waiting, place)
+  return place, wait
+end
+
+--- Admits the request at `place` when its turn has come and its window has room:
+-- returns the ticket (for settle), or nil and the seconds to wait before asking again.
+function Budget:admit(place)
+  local queue, at = queue_of(self, place.api), self._now()
+  local ahead = ahead_of(queue, place, at)
+  local ticket, wait = self._store:update(place.api, admit, at, ahead)
+  if ticket then
+    leave(queue, place)
+    return ticket
+  end
+  place.back_by = at + wait
+  return nil, wait
+end
+
+--- Gives up a place (the client closed while the request waited).
+function Budget:leave(place)
+  leave(queue_of(self, place.api), place)
 end
 
 --- Takes in what the answer to `ticket` said: `limits` ({limit, remaining, refresh},
@@ -126,15 +323,15 @@ function Budget:settle(api, ticket, limits, status, retry_after)
   self._store:update(api, settle, self._now(), ticket, limits, status, retry_after)
 end
 
-local function why_held(account, at)
-  return account.paused_until and account.paused_until > at and "paused after a 429"
-    or "no requests left in its window"
+--- Why requests of `api` are held, for the debug hook and error messages.
+function Budget:describe(api)
+  local at = self._now()
+  return self._store:update(api, describe, at)
 end
 
---- A line for the debug hook about a request held back.
-function Budget:describe(api, seconds)
-  local why = self._store:update(api, why_held, self._now())
-  return string.format("holding %s for %.2f s: %s", api, seconds, why)
+--- The number of requests of `api` waiting here.
+function Budget:queued(api)
+  return #queue_of(self, api).waiting
 end
 
 return rate

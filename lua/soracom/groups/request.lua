@@ -4,6 +4,7 @@
 -- failure another login (401) or another try (see retry.lua).
 
 local auth = require "soracom.groups.auth"
+local batch = require "soracom.groups.batch"
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
 local retry = require "soracom.groups.retry"
@@ -54,23 +55,32 @@ local function backoff(client, err, retry_as, label, failures)
   return wait(client, seconds)
 end
 
--- Holds the request until the budget of its API has room, at most
--- rate_limit_max_delay in all. Returns the ticket, or nil, err.
+-- Holds the request until its turn in the queue of its API has come and the window
+-- has room. Its wait is known when it arrives: when that is more than the cap (the
+-- client's rate_limit_max_delay; inside client:map, the map's), it fails at once.
+-- Returns the ticket, or nil, err.
 local function admitted(client, api, op, path)
-  local budget, held = client._budget, 0
+  local budget = client._budget
+  local cap = batch.rate_limit_cap() or client._retry.rate_limit_max_delay
+  local place, expected, ahead, why = budget:enqueue(api, cap)
+  if place == nil then
+    debug_line(client, string.format("giving up %s %s: the rate limit would hold it %.1f s", op.method, path,
+      expected))
+    return nil, Error.wrap({ kind = "rate_limit", retry_after = expected, message = string.format(
+      "the rate limit of %s would hold this request about %.1f s (%d queued before it; %s), more than "
+        .. "rate_limit_max_delay (%g s)", api, expected, ahead, why, cap) }, op.method, path)
+  end
+  if expected > 0 then
+    debug_line(client, string.format("holding %s %s for about %.2f s: %s", op.method, path, expected,
+      budget:describe(api)))
+  end
   while true do
-    local ticket, seconds = budget:admit(api)
+    local ticket, seconds = budget:admit(place)
     if ticket then return ticket end
-    local limit = client._retry.rate_limit_max_delay
-    if held + seconds > limit then
-      local err = Error.wrap({ kind = "rate_limit", retry_after = seconds, message = string.format(
-        "the rate limit of %s leaves no request for %.1f s, more than rate_limit_max_delay (%g s)",
-        api, seconds, limit) }, op.method, path)
-      return nil, err
+    if not wait(client, seconds) then
+      budget:leave(place)
+      return nil, closed_error(op, path)
     end
-    debug_line(client, budget:describe(api, seconds))
-    held = held + seconds
-    if not wait(client, seconds) then return nil, closed_error(op, path) end
   end
 end
 

@@ -283,8 +283,6 @@ local function decode_account(text)
     elseif part == INFINITY then account[name] = math.huge
     elseif part ~= "" then account[name] = tonumber(part) end
   end
-  account.ticket = account.ticket or 0
-  account.in_flight = account.in_flight or 0
   return account
 end
 
