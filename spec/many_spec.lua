@@ -267,6 +267,31 @@ describe("client:map over curl multi", function()
     client:close()
   end)
 
+  it("sends one probe on a cold start, not a burst into a limit it does not know yet", function()
+    local ids = srv:seed_groups(150)
+    srv:settings { rate_limit = { limit = 50, window = 1 } }
+    local client = new_client()
+    local _, summary = client:map(ids, function(id) return client:get_group(id) end, { concurrency = 128 })
+    assert.are.equal(150, summary.ok)
+    assert.are.equal(0, srv:stats().status_429) -- the old budget let 78 of the 128 go at once
+    client:close()
+  end)
+
+  it("never locks an API out after a limit of 0: a probe after the refresh time finds it lifted", function()
+    local id = srv:seed_groups(1)[1]
+    srv:settings { rate_limit = { limit = 0, window = 1 } }
+    local client = new_client { retries = 0 }
+    local group, err = client:get_group(id)
+    assert.is_nil(group)
+    assert.are.equal(429, err.status)
+    srv:settings { rate_limit = { limit = 100, window = 1 } } -- lifted
+    local started = core.now()
+    local _, summary = client:map(range(5), function() return client:get_group(id) end, { concurrency = 5 })
+    assert.are.equal(5, summary.ok)
+    assert.is_true(core.now() - started < 2.5, "resumed after the refresh time (1 s), not never")
+    client:close()
+  end)
+
   it("pauses an API for every task after a 429", function()
     local id = srv:seed_groups(1)[1]
     local client = new_client()
