@@ -47,6 +47,15 @@ describe("the rate-limit budget", function()
       for _ = 1, 50 do assert.is_table((take())) end
     end)
 
+    it("takes a probe's own error without limit headers (a 404) for no limit, not a gateway's 502", function()
+      budget:settle(API, assert(take()), nil, 502)
+      local probe = assert(take()) -- still unknown: another probe
+      assert.is_true(probe.probe)
+      assert.is_nil((take()))
+      budget:settle(API, probe, nil, 404)
+      for _ = 1, 20 do assert.is_table((take())) end
+    end)
+
     it("sends another probe when the first one's answer never comes", function()
       assert(take())
       assert.is_nil((take()))

@@ -119,7 +119,8 @@ end
 local function state(account, at, ahead)
   drop_lost(account, at)
   if account.paused_until then
-    if at < account.paused_until then return "wait", account.paused_until - at + ahead * RECHECK end
+    -- The head of the queue goes first, as the probe; the others just after it.
+    if at < account.paused_until then return "wait", account.paused_until - at + (ahead > 0 and RECHECK or 0) end
     account.paused_until = nil
     account.probe = true
   end
@@ -218,7 +219,10 @@ local function settle(account, at, ticket, limits, status, retry_after)
   local has_limits = limits ~= nil and limits.limit and limits.remaining and limits.refresh
   if has_limits then
     record(account, at, ticket, limits)
-  elseif status and status >= 200 and status < 300 then
+  elseif status and ((status >= 200 and status < 300)
+      or (account.limit == nil and status < 500 and status ~= 429)) then
+    -- A success without the headers: not limited (any more). While no limit is known,
+    -- an API's own error without them (a 404) says the same; a gateway's 5xx does not.
     forget(account)
   end
   if status == 429 then
@@ -287,10 +291,8 @@ end
 function Budget:enqueue(api, cap)
   local queue, at = queue_of(self, api), self._now()
   local ahead = #queue.waiting
-  local wait, why = self._store:update(api, function(account)
-    return projected(account, at, ahead), describe(account, at)
-  end)
-  if cap and wait > cap then return nil, wait, ahead, why end
+  local wait = self._store:update(api, projected, at, ahead)
+  if cap and wait > cap then return nil, wait, ahead, self:describe(api) end
   queue.next = queue.next + 1
   local place = { api = api, number = queue.next }
   table.insert(queue.waiting, place)
