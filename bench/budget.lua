@@ -187,26 +187,17 @@ for _, a in ipairs(arg) do
 end
 
 local fake = require "spec.support.fake_server"
+local command = require "spec.support.command"
 local srv = fake.start()
 local lua = arg[-1] or "lua5.4"
 local tmp = os.tmpname()
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote, slurp = command.quote, command.slurp
 
 local function file_exists(path)
   local f = io.open(path, "rb")
   if f then f:close() end
   return f ~= nil
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local text = f:read("*a")
-  f:close()
-  return text
 end
 
 -- Polls the API's open windows: each seen window's status_429 (keyed by when it ends).
@@ -277,11 +268,11 @@ local function run_row(row)
   local out, err_file, rc_file = tmp .. ".out", tmp .. ".err", tmp .. ".rc"
   os.remove(rc_file)
   local hard = math.ceil(soft_deadline(row) + KILL_AFTER)
-  local command = string.format("( timeout -k 2 %d %s bench/budget.lua --child %s %s %s > %s 2> %s; echo $? > %s ) &",
+  local line = string.format("( timeout -k 2 %d %s bench/budget.lua --child %s %s %s > %s 2> %s; echo $? > %s ) &",
     hard, shell_quote(lua), shell_quote(row.id), shell_quote(srv.url), shell_quote(ids_file),
     shell_quote(out), shell_quote(err_file), shell_quote(rc_file))
   local started = now()
-  os.execute(command)
+  os.execute(line)
   local windows = new_windows()
   while not file_exists(rc_file) do
     local next_poll = windows:poll()
