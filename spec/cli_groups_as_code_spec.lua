@@ -463,6 +463,24 @@ describe("groups as code", function()
       assert.are.equal(0, #requests_of("GET", "^/v1/groups$")) -- no listing: no new plan
     end)
 
+    it("keeps a tag whose name says secret out of the plan file, and applies it from the document", function()
+      local id = create { tags = { name = "tagged", env = "prod" } }
+      local file, saved = dir .. "/tagged.json", dir .. "/tagged.plan"
+      write_file(file, document { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = id, name = "tagged", tags = { env = "prod", api_token = "tag-secret-77" } },
+        { name = "fresh-tagged", tags = { env = "prod", api_token = "tag-secret-78", team = "iot" } } } })
+      local code, out = run { "plan", file, "-o", saved }
+      assert.are.equal(2, code, out)
+      lacks(out, "tag-secret-7")
+      lacks(slurp(saved), "tag-secret-7")
+      code, out = run { "apply", "--yes", saved }
+      assert.are.equal(0, code, out)
+      lacks(out, "tag-secret-7")
+      assert.are.equal("tag-secret-77", get(id).tags.api_token)
+      code, out = run { "plan", file }
+      assert.are.equal(0, code, out)
+    end)
+
     it("refuses a plan file edited into something else, and prune flags beside one, sending nothing", function()
       local id = create { tags = { name = "edited", env = "prod" } }
       local file, saved = dir .. "/edited.json", dir .. "/edited.plan"

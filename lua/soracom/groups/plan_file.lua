@@ -59,12 +59,19 @@ local function saved_change(change)
   local namespaces = array {}
   for i, namespace in ipairs(change.namespaces) do namespaces[i] = saved_namespace(namespace) end
   local tags = array {}
-  for i, tag in ipairs(change.tags) do tags[i] = { op = tag.op, name = tag.name, from = tag.from, to = tag.to } end
+  for i, tag in ipairs(change.tags) do
+    if secrets.is_secret_name(tag.name) then
+      -- A tag whose name says secret is shown hidden, so it is not written here either.
+      tags[i] = { op = tag.op, name = tag.name, from_document = tag.op ~= "remove" or nil }
+    else
+      tags[i] = { op = tag.op, name = tag.name, from = tag.from, to = tag.to }
+    end
+  end
   return {
     action = change.action, name = change.name, group_id = change.group_id, was = change.was,
     missing_id = change.missing_id, entry = change.entry, last_modified_time = change.last_modified_time,
     tags = tags, namespaces = namespaces, holds = change.holds, sims = change.sims,
-    create = change.create and { name = change.create.name, tags = change.create.tags } or nil,
+    create = change.create and { name = change.create.name } or nil,
   }
 end
 
@@ -114,7 +121,7 @@ local function check_change(change, i)
   if change.action == "create" and type(change.create) ~= "table" then bad(where .. " has no create") end
   for _, tag in ipairs(change.tags) do
     if type(tag) ~= "table" or not DIFF_OPS[tag.op] or type(tag.name) ~= "string"
-        or (tag.op ~= "remove" and type(tag.to) ~= "string") then
+        or (tag.op ~= "remove" and type(tag.to) ~= "string" and tag.from_document ~= true) then
       bad(where .. " has a tag change that is not one")
     end
   end
@@ -146,19 +153,37 @@ local function load_document(saved)
   return document
 end
 
+-- The document's entry of a change whose values it holds.
+local function entry_of(saved, change, document)
+  document = document or load_document(saved)
+  local entry = document.groups[change.entry or 0]
+  if entry == nil or entry.name ~= change.name then bad("the document has no entry for " .. change.name) end
+  return entry, document
+end
+
 -- Each put's settings, from its saved form or from the document, secret references
--- read through getenv; a create's configuration from them.
+-- read through getenv; a create's tags and configuration from them.
 local function restore_settings(saved, getenv)
   local document
   for _, change in ipairs(saved.changes) do
+    local tags = {}
+    for _, tag in ipairs(change.tags) do
+      if tag.from_document then
+        local entry
+        entry, document = entry_of(saved, change, document)
+        tag.to = tag.name == "name" and entry.name or entry.tags[tag.name]
+        if type(tag.to) ~= "string" then bad("the document has no tag " .. tag.name .. " for " .. change.name) end
+      end
+      if tag.to ~= nil and tag.name ~= "name" then tags[tag.name] = tag.to end
+    end
+    if change.action == "create" and next(tags) then change.create.tags = tags end
     local configuration = {}
     for _, namespace in ipairs(change.namespaces) do
       if namespace.op == "put" then
         local source = namespace.source
         if namespace.from_document then
-          document = document or load_document(saved)
-          local entry = document.groups[change.entry or 0]
-          if entry == nil or entry.name ~= change.name then bad("the document has no entry for " .. change.name) end
+          local entry
+          entry, document = entry_of(saved, change, document)
           source = entry.configuration[namespace.namespace]
         end
         if type(source) ~= "table" then bad("a setting of " .. tostring(change.name) .. " is missing") end
