@@ -1,9 +1,12 @@
-/* Reading a file that holds credentials (a soracom-cli profile): opened first, then
- * checked through the open descriptor, so that what is checked is what is read (no
- * window between a stat and an open), and opened without blocking, so that a FIFO or
- * a device in its place cannot hang the program. */
-#define _POSIX_C_SOURCE 200809L
+/* Files that hold credentials or secrets.
+ * Reading (a soracom-cli profile): opened first, then checked through the open
+ * descriptor, so that what is checked is what is read (no window between a stat and
+ * an open), and opened without blocking, so that a FIFO or a device in its place cannot
+ * hang the program.
+ * Writing (an exported document, a saved plan): see sg_write_private_file. */
+#define _XOPEN_SOURCE 700 /* POSIX 2008 with realpath */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
@@ -126,6 +129,8 @@ static int write_all(int fd, const char *text, size_t len)
             continue;
         if (put < 0)
             return errno;
+        if (put == 0) /* nothing written and no error: it would never end */
+            return EIO;
         text += put;
         len -= (size_t)put;
     }
@@ -148,29 +153,38 @@ static int write_failed(lua_State *L, fd_holder *h, const char *temp, const char
 }
 
 /* write_private_file(path, text) -> true | nil, message
- * A file that may hold secrets: written to a new file beside path that only its owner
- * can read (mode 0600), flushed to disk, then renamed over path, so that a failed write
- * leaves no partial file and path never holds a readable half. A path that exists and
- * is not a regular file (a device, a FIFO, /dev/stdout) is written in place: renaming
- * over it would replace the device itself. */
+ * A file that may hold secrets: written to a new file beside its target that only its
+ * owner can read (mode 0600), flushed to disk, then renamed over the target, so that a
+ * failed write leaves no partial file and the target never holds a readable half. The
+ * target is the file path names, through symlinks (a link stays a link); a dangling
+ * link is refused. A path that exists and is not a regular file (a device, a FIFO,
+ * /dev/stdout on a pipe) is written in place: renaming over it would replace the device
+ * itself; a FIFO without a reader is refused rather than waited for. */
 int sg_write_private_file(lua_State *L)
 {
     size_t path_len, text_len;
-    const char *path = luaL_checklstring(L, 1, &path_len);
-    const char *text = luaL_checklstring(L, 2, &text_len);
+    const char *path, *text, *target;
     fd_holder *h;
     struct stat info;
     char *temp;
-    int err;
+    size_t target_len;
+    int err, flags;
 
+    path = luaL_checklstring(L, 1, &path_len);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_argerror(L, 2, "the text must be a string");
+    text = lua_tolstring(L, 2, &text_len);
     if (strlen(path) != path_len)
         return luaL_argerror(L, 1, "the path holds a NUL byte");
     if (path_len == 0)
         return luaL_argerror(L, 1, "the path is empty");
     h = push_fd_holder(L);
     if (stat(path, &info) == 0 && !S_ISREG(info.st_mode)) {
-        h->fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+        h->fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
         if (h->fd < 0)
+            return write_failed(L, h, NULL, errno == ENXIO ? "open (no reader)" : "open", errno);
+        flags = fcntl(h->fd, F_GETFL);
+        if (flags < 0 || fcntl(h->fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
             return write_failed(L, h, NULL, "open", errno);
         if ((err = write_all(h->fd, text, text_len)) != 0)
             return write_failed(L, h, NULL, "write", err);
@@ -182,10 +196,19 @@ int sg_write_private_file(lua_State *L)
         lua_pushboolean(L, 1);
         return 1;
     }
+    target = path;
+    if (lstat(path, &info) == 0 && S_ISLNK(info.st_mode)) {
+        /* realpath writes into a userdata of PATH_MAX bytes: no malloc to free. */
+        char *resolved = (char *)lua_newuserdata(L, PATH_MAX);
+        if (realpath(path, resolved) == NULL)
+            return write_failed(L, h, NULL, "follow the symbolic link", errno);
+        target = resolved;
+    }
+    target_len = strlen(target);
     /* The temporary name lives in a userdata: freed by the collector whatever happens. */
-    temp = (char *)lua_newuserdata(L, path_len + sizeof ".XXXXXX");
-    memcpy(temp, path, path_len);
-    memcpy(temp + path_len, ".XXXXXX", sizeof ".XXXXXX");
+    temp = (char *)lua_newuserdata(L, target_len + sizeof ".XXXXXX");
+    memcpy(temp, target, target_len);
+    memcpy(temp + target_len, ".XXXXXX", sizeof ".XXXXXX");
     h->fd = mkstemp(temp); /* mode 0600 */
     if (h->fd < 0)
         return write_failed(L, h, NULL, "create a file beside it", errno);
@@ -198,7 +221,7 @@ int sg_write_private_file(lua_State *L)
         return write_failed(L, h, temp, "write", errno);
     }
     h->fd = -1;
-    if (rename(temp, path) != 0)
+    if (rename(temp, target) != 0)
         return write_failed(L, h, temp, "rename", errno);
     lua_pushboolean(L, 1);
     return 1;

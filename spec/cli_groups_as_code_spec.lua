@@ -680,4 +680,145 @@ return { groups = { { name = "lua-a", configuration = { config.air { use_custom_
       assert.is_nil(io.open(marker, "r"))
     end)
   end)
+
+  describe("what a review broke", function()
+    it("keeps the account's secrets hidden when a .lua document reaches for the host's tables", function()
+      create { tags = { name = "web", env = "prod", apiToken = "tag-secret-31" },
+        configuration = { SoracomAir = { { key = "password", value = "air-secret-32" } } } }
+      local file = dir .. "/reach.lua"
+      write_file(file, [[
+pcall(function() config.REFERENCE_KEYS.password = true end)
+pcall(function() config.api_key_names().apiToken = false end)
+pcall(function() rawset(config.Built, "__tostring", print) end)
+return { scope = "account", groups = { { name = "web", tags = { env = "prod", apiToken = "x" },
+  configuration = { SoracomAir = { password = "x" } } } } }
+]])
+      local code, out, err = run { "plan", file }
+      assert.are.equal(2, code, out .. err)
+      lacks(out .. err, "secret-3")
+      code, out, err = run { "plan", "--json", file }
+      assert.are.equal(2, code)
+      lacks(out .. err, "secret-3")
+    end)
+
+    it("stops a .lua document's pcall loops, raised builders, pattern bombs and allocations at once", function()
+      for _, body in ipairs {
+        "while true do pcall(function() while true do end end) end",
+        "error(config.air { metadata = { enabled = true } })",
+        "return { groups = {}, x = ('a'):rep(200000):match('.-.-.-.-b') }",
+        "local t = {} for i = 1, 8 do t[i] = ('x'):rep(2^30 - i) end",
+        "local t = {} for i = 1, 1e8 do t[i] = { i } end",
+        "local t = {} local n = t for _ = 1, 300000 do n.next = {} n = n.next end "
+          .. "return { groups = { { name = 'a', configuration = { SoracomFlux = { deep = t } } } } }",
+        "local t = {} t.t = t return { groups = { { name = 'a', configuration = { SoracomFlux = { loop = t } } } } }",
+      } do
+        local file = dir .. "/bomb.lua"
+        write_file(file, body)
+        local code, out, err = run { "plan", file }
+        assert.are.equal(1, code, body .. "\n" .. out .. err)
+        lacks(err, "traceback")
+      end
+    end)
+
+    it("creates a group anew beside the one it deletes, and despite a namesake outside the scope", function()
+      local old = create { tags = { name = "web", env = "prod" } }
+      create { tags = { name = "api", env = "staging" } }
+      local file = dir .. "/anew.json"
+      write_file(file, document { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = "00000000-0000-4000-8000-0000000000aa", name = "web", tags = { env = "prod" } },
+        { name = "api", tags = { env = "prod" } } } })
+      local code, out = run { "apply", "--prune", "--yes", file }
+      assert.are.equal(0, code, out)
+      has(out, "Applied 3, skipped 0, failed 0.")
+      assert.is_nil(get(old))
+      code, out = run { "plan", "--prune", file }
+      assert.are.equal(2, code) -- the file still names the old id: web would be made again
+      has(out, "+ create group web")
+      local _, listed = run { "list", "--tag-name", "env", "--tag-value", "prod" }
+      local names = {}
+      for _, group in ipairs(fake.decode(listed)) do names[#names + 1] = group.tags.name end
+      table.sort(names)
+      assert.are.same({ "api", "web" }, names)
+    end)
+
+    it("writes through a symlink, and refuses a FIFO nobody reads instead of hanging", function()
+      create { tags = { name = "a" } }
+      local target, link, fifo = dir .. "/target.json", dir .. "/link.json", dir .. "/fifo"
+      write_file(target, "old")
+      os.execute("ln -sf target.json " .. quote(link) .. " && mkfifo " .. quote(fifo))
+      assert.are.equal(0, (run { "export", "-o", link }))
+      has(slurp(target), '"name": "a"')
+      local pipe = io.popen("test -L " .. quote(link) .. " && echo link")
+      assert.are.equal("link", pipe:read("*l"))
+      pipe:close()
+      local code, _, err = run { "export", "-o", fifo }
+      assert.are.equal(1, code)
+      has(err, "no reader")
+    end)
+
+    it("keeps out of a plan file what the views hide: deleted groups' tags, URL passwords in tags", function()
+      create { tags = { name = "old", env = "prod", apiToken = "tag-secret-41" } }
+      local id = create { tags = { name = "web", env = "prod", hook = "https://u:url-secret-42@h/x" } }
+      local file, saved = dir .. "/hidden.json", dir .. "/hidden.plan"
+      write_file(file, document { scope = { tagName = "env", tagValue = "prod" }, groups = { { groupId = id,
+        name = "web", tags = { env = "prod", hook = "https://u:url-secret-43@h/x" } } } })
+      local code, out = run { "plan", "--prune", file, "-o", saved }
+      assert.are.equal(2, code, out)
+      lacks(out, "secret-4")
+      lacks(slurp(saved), "secret-4")
+      has(out, "  ~ tag hook: https://u:***@h/x -> https://u:***@h/x (a hidden part changes)")
+      code, out = run { "apply", "--yes", saved }
+      assert.are.equal(0, code, out)
+      assert.are.equal("https://u:url-secret-43@h/x", get(id).tags.hook)
+    end)
+
+    it("refuses a reference standing for a whole namespace, and an empty variable", function()
+      local file = dir .. "/whole.json"
+      write_file(file, document { groups = { { name = "web",
+        configuration = { SoracomAir = { ["$env"] = "WHOLE" } } } } })
+      local code, _, err = run({ "plan", file }, { env = "WHOLE=abc" })
+      assert.are.equal(1, code)
+      has(err, "cannot be one secret reference")
+      lacks(err, "abc")
+      write_file(file, document { groups = { { name = "web",
+        configuration = { SoracomAir = { password = { ["$env"] = "EMPTY_ONE" } } } } } })
+      code, _, err = run({ "plan", file }, { env = "EMPTY_ONE=" })
+      assert.are.equal(1, code)
+      has(err, "EMPTY_ONE, which is empty")
+    end)
+
+    it("applies a saved plan only as it shows it, and only against the endpoint it was made for", function()
+      local id = create { tags = { name = "shown", env = "prod" } }
+      local file, saved = dir .. "/shown.json", dir .. "/shown.plan"
+      write_file(file, document { scope = { tagName = "env", tagValue = "prod" }, groups = { { groupId = id,
+        name = "shown", tags = { env = "prod" },
+        configuration = { SoracomAir = { metadata = { enabled = true } } } } } })
+      assert.are.equal(2, (run { "plan", file, "-o", saved }))
+      local plan_text = slurp(saved)
+      local edited = fake.decode(plan_text)
+      edited.changes[1].namespaces[1].source.userdata = "INJECTED"
+      write_file(saved, document(edited))
+      local code, out = run { "apply", "--yes", saved }
+      assert.are.equal(1, code, out)
+      has(out, "are not the changes it shows")
+      assert.is_nil((get(id).configuration or {}).SoracomAir)
+      edited = fake.decode(plan_text)
+      edited.endpoint = "https://api.example.invalid"
+      write_file(saved, document(edited))
+      local err
+      code, out, err = run { "apply", "--yes", saved }
+      assert.are.equal(1, code, out)
+      has(err, "was planned against https://api.example.invalid")
+      write_file(saved, plan_text)
+      code, out = run { "apply", "--yes", saved }
+      assert.are.equal(0, code, out)
+    end)
+
+    it("warns that export --secrets-as-env writes a secret-looking tag as it is", function()
+      create { tags = { name = "t", apiToken = "tag-secret-51" } }
+      local code, _, err = run { "export", "--secrets-as-env", "SG", "-o", dir .. "/t.json" }
+      assert.are.equal(0, code)
+      has(err, "t tag apiToken looks like a secret")
+    end)
+  end)
 end)

@@ -58,13 +58,20 @@ end
 
 -- One group's changes: {status = "applied"} or {status = "skipped", reason}, or nil,
 -- err. (No pcall and no iterator here: Lua 5.1 could not suspend the task across them.)
-local function apply_change(client, change, allow_sims, scope)
+local function apply_change(client, change, allow_sims, scope, verify)
   if change.action == "create" then
-    -- A group of that name made since the plan would be doubled: look first.
+    local refused = verify and verify(change, nil)
+    if refused then return { status = "skipped", reason = refused } end
+    -- A group of that name made in the scope since the plan would be doubled: look
+    -- first. The ones the plan saw (a group it deletes or renames, one outside the
+    -- scope) are not in the way.
     local found, err = client:list_groups { tag_name = "name", tag_value = change.name }
     if found == nil then return nil, err end
+    local known = {}
+    for _, id in ipairs(change.known or {}) do known[id] = true end
     for _, other in ipairs(found) do
-      if type(other.tags) == "table" and other.tags.name == change.name then
+      if type(other.tags) == "table" and other.tags.name == change.name and not known[other.groupId]
+          and desired.in_scope(scope, other.tags) then
         return { status = "skipped", reason = "a group of that name (" .. tostring(other.groupId)
           .. ") was created since the plan was made; nothing was written" }
       end
@@ -77,6 +84,8 @@ local function apply_change(client, change, allow_sims, scope)
   local group, reason, err = unchanged(client, change)
   if reason then return { status = "skipped", reason = reason } end
   if err then return nil, err end
+  reason = verify and verify(change, group)
+  if reason then return { status = "skipped", reason = reason } end
   local ok
   if change.action == "delete" then
     if not desired.in_scope(scope, group.tags) then
@@ -136,6 +145,8 @@ function apply.refused(p, options)
     options.allow_delete_with_sims or false)
 end
 
+--- A plan may carry verify(change, group) -> why not, or nil: a saved plan checks
+-- there that what it sends is what it shows.
 --- apply.run(client, plan, {concurrency = 8, on_progress = function(done, total,
 -- name, outcome) end, max_deletes = 10, allow_delete_with_sims = false}) -> summary
 -- {applied = n, created = {{name, group_id}}, changed = {...}, deleted = {...},
@@ -158,7 +169,7 @@ function apply.run(client, p, options)
   local refusal = refused_deletes(changes, max_deletes, allow_sims)
   if refusal then return nil, Error.new("apply", refusal) end
   local results = client:map(changes, function(change)
-    return apply_change(client, change, allow_sims, p.scope)
+    return apply_change(client, change, allow_sims, p.scope, p.verify)
   end, {
     concurrency = options.concurrency,
     on_result = function(i, value, err)

@@ -192,6 +192,8 @@ function desired.resolve(value, getenv, path)
     if type(text) ~= "string" then
       return nil, path .. " needs the environment variable " .. name .. ", which is not set"
     end
+    -- CI systems expand a secret they do not have to "": that is no value either.
+    if text == "" then return nil, path .. " needs the environment variable " .. name .. ", which is empty" end
     return text
   end
   if type(value) ~= "table" then return value end
@@ -283,7 +285,8 @@ end
 --- desired.secrets_as_env(document, prefix) -> a copy of an exported document whose
 -- secret settings (by the namespace's schema, or a string holding a secret such as a
 -- URL's password) are secret references {"$env": NAME}, and the list of {variable,
--- where} to set. Names are PREFIX_GROUP_NAMESPACE_PATH in upper case, made unique.
+-- where} to set, and the tags that look secret (a tag cannot be a reference: they are
+-- written as they are). Names are PREFIX_GROUP_NAMESPACE_PATH in upper case, unique.
 function desired.secrets_as_env(document, prefix)
   local result = copy(document)
   local variables, taken = {}, {}
@@ -316,12 +319,18 @@ function desired.secrets_as_env(document, prefix)
     end
     return value
   end
+  local tags = {}
   for _, group in ipairs(result.groups) do
     for _, namespace in ipairs(sorted_keys(group.configuration or {})) do
       group.configuration[namespace] = walk(group, namespace, {}, group.configuration[namespace])
     end
+    for _, name in ipairs(sorted_keys(group.tags or {})) do
+      if secrets.is_secret_name(name) or select(2, secrets.mask_string(group.tags[name])) then
+        tags[#tags + 1] = group.name .. " tag " .. name
+      end
+    end
   end
-  return result, variables
+  return result, variables, tags
 end
 
 ---------------------------------------------------------------------------------------
@@ -384,9 +393,14 @@ local function check_tags(tags, path)
   return result
 end
 
+-- How deep a setting's value may nest: far deeper than any setting of the API, and
+-- a table that holds itself (a .lua document's) is refused instead of looping.
+local MAX_DEPTH = 64
+
 -- A setting's value: JSON values and secret references; a reference's name is checked.
-local function check_value(value, path)
+local function check_value(value, path, depth)
   if type(value) ~= "table" then return end
+  if depth > MAX_DEPTH then bad(path, "nests deeper than " .. MAX_DEPTH .. " levels") end
   if value[ENV_KEY] ~= nil then
     local name = env_ref(value)
     if name == nil or not name:match("^[%a_][%w_]*$") then
@@ -394,7 +408,7 @@ local function check_value(value, path)
     end
     return
   end
-  for key, item in pairs(value) do check_value(item, path .. "." .. tostring(key)) end
+  for key, item in pairs(value) do check_value(item, path .. "." .. tostring(key), depth + 1) end
 end
 
 -- A check_api message (which starts with the path below the namespace) below path.
@@ -419,10 +433,13 @@ local function check_settings(namespace, settings, path, warnings)
   if type(settings) ~= "table" or (is_array(settings) and #settings > 0) then
     bad(path, "must be an object of settings, a built configuration or null (got " .. describe(settings) .. ")")
   end
+  if settings[ENV_KEY] ~= nil then
+    bad(path, 'cannot be one secret reference: give {"$env": "NAME"} as the value of a setting')
+  end
   local map = {}
   for key, value in pairs(settings) do
     if type(key) ~= "string" or key == "" then bad(path, "has a key that is not a non-empty string") end
-    check_value(value, path .. "." .. key)
+    check_value(value, path .. "." .. key, 1)
     map[key] = copy(value)
   end
   local errors, notes = config.check_api(namespace, map)

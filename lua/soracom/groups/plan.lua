@@ -113,10 +113,17 @@ end
 
 -- A namespace to put: settings (resolved) is what is sent, source the document's
 -- form (with its secret references).
-local function namespace_put(namespace, before, settings, source)
+--- The differences, leaf by leaf, between a namespace's settings before and the
+-- settings to send (source: the document's form, with its secret references).
+function plan.namespace_diffs(namespace, before, settings, source)
   local diffs = {}
   diff({ namespace }, before, settings, source, diffs)
-  return { op = "put", namespace = namespace, settings = settings, source = source, diffs = diffs }
+  return diffs
+end
+
+local function namespace_put(namespace, before, settings, source)
+  return { op = "put", namespace = namespace, settings = settings, source = source,
+    diffs = plan.namespace_diffs(namespace, before, settings, source) }
 end
 
 -- The namespaces to put or delete, and the ones left unmanaged.
@@ -158,7 +165,7 @@ local function all_tags(group)
   return tags
 end
 
-local function create_change(group, resolved, missing_id)
+local function create_change(group, resolved, missing_id, known)
   local configuration, namespaces = {}, {}
   for _, namespace in ipairs(sorted_keys(group.configuration)) do
     local settings = group.configuration[namespace]
@@ -169,6 +176,9 @@ local function create_change(group, resolved, missing_id)
   end
   return {
     action = "create", name = group.name, missing_id = missing_id,
+    -- The groups of that name the plan saw: apply makes the group unless another one
+    -- of that name has come into the scope since.
+    known = known,
     tags = tag_changes(group.tags, {}), namespaces = namespaces, -- the heading names it
     -- create_group refuses empty tags or configuration: leave them out.
     create = { name = group.name, tags = next(group.tags) and group.tags or nil,
@@ -186,6 +196,15 @@ local function delete_change(group)
   return { action = "delete", name = desired.group_name(group), group_id = group.groupId,
     last_modified_time = group.lastModifiedTime, tags = {}, namespaces = {},
     holds = { tags = is_object(group.tags) and group.tags or {}, namespaces = namespaces } }
+end
+
+-- The ids of the groups named `name`.
+local function ids_named(account_groups, name)
+  local ids = setmetatable({}, core.array_mt)
+  for _, group in ipairs(account_groups) do
+    if desired.group_name(group) == name then ids[#ids + 1] = group.groupId end
+  end
+  return ids
 end
 
 -- The account's groups by id, and the in-scope ones by name, for matching.
@@ -262,7 +281,7 @@ local function compare(doc, account_groups, options)
     if resolved == nil then error({ plan_error = err }, 0) end
     local present = matched[i]
     if not present then
-      changes[#changes + 1] = create_change(entry, resolved, entry.group_id)
+      changes[#changes + 1] = create_change(entry, resolved, entry.group_id, ids_named(account_groups, entry.name))
       changes[#changes].entry = i
     else
       local configuration = is_object(present.configuration) and present.configuration or {}

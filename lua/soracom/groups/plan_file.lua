@@ -8,6 +8,7 @@
 local core = require "soracom.groups.core"
 local desired = require "soracom.groups.desired"
 local Error = require "soracom.groups.error"
+local plan = require "soracom.groups.plan"
 local secrets = require "soracom.groups.secrets"
 
 local plan_file = {}
@@ -60,30 +61,42 @@ local function saved_change(change)
   for i, namespace in ipairs(change.namespaces) do namespaces[i] = saved_namespace(namespace) end
   local tags = array {}
   for i, tag in ipairs(change.tags) do
-    if secrets.is_secret_name(tag.name) then
-      -- A tag whose name says secret is shown hidden, so it is not written here either.
-      tags[i] = { op = tag.op, name = tag.name, from_document = tag.op ~= "remove" or nil }
-    else
-      tags[i] = { op = tag.op, name = tag.name, from = tag.from, to = tag.to }
+    -- What the views hide of a tag is not written here either: the old value is only
+    -- shown (masked), the new one is read from the document at apply time.
+    local hidden = secrets.is_secret_name(tag.name)
+    local to = tag.to
+    if to ~= nil and (hidden or select(2, secrets.mask_string(to))) then to = nil end
+    local from = tag.from
+    if from ~= nil then from = hidden and secrets.SENSITIVE or (secrets.mask_string(from)) end
+    tags[i] = { op = tag.op, name = tag.name, to = to, from = from,
+      from_document = (tag.to ~= nil and to == nil) or nil }
+  end
+  local holds
+  if change.holds then
+    local held = {}
+    for name, value in pairs(change.holds.tags) do
+      held[name] = secrets.is_secret_name(name) and secrets.SENSITIVE or (secrets.mask_string(value))
     end
+    holds = { tags = held, namespaces = change.holds.namespaces }
   end
   return {
     action = change.action, name = change.name, group_id = change.group_id, was = change.was,
-    missing_id = change.missing_id, entry = change.entry, last_modified_time = change.last_modified_time,
-    tags = tags, namespaces = namespaces, holds = change.holds, sims = change.sims,
+    missing_id = change.missing_id, entry = change.entry, known = change.known,
+    last_modified_time = change.last_modified_time,
+    tags = tags, namespaces = namespaces, holds = holds, sims = change.sims,
     create = change.create and { name = change.create.name } or nil,
   }
 end
 
---- plan_file.encode(plan, source) -> the plan file's text. source: {path, sha256} of
--- the desired document the plan was made from.
-function plan_file.encode(p, source)
+--- plan_file.encode(plan, source, endpoint) -> the plan file's text. source: {path,
+-- sha256} of the desired document the plan was made from; endpoint: the API's.
+function plan_file.encode(p, source, endpoint)
   local changes = array {}
   for i, change in ipairs(p.changes) do changes[i] = saved_change(change) end
   local scope
   if p.scope then scope = p.scope.account and { account = true } or p.scope end
   return desired.encode {
-    format = plan_file.FORMAT, version = plan_file.VERSION,
+    format = plan_file.FORMAT, version = plan_file.VERSION, endpoint = endpoint,
     document = { path = source.path, sha256 = source.sha256 },
     scope = scope, prune = p.prune, prune_namespaces = p.prune_namespaces,
     changes = changes,
@@ -197,6 +210,34 @@ local function restore_settings(saved, getenv)
   end
 end
 
+-- The differences as a plan file keeps them, for comparing.
+local function comparable(diffs)
+  local list = {}
+  for i, d in ipairs(diffs) do
+    list[i] = { op = d.op, path = d.path, from = d.from, to = d.to, sensitive = d.sensitive or nil, ref = d.ref }
+  end
+  return list
+end
+
+--- plan_file.verify(change, group) -> nil, or why the change must not be made to the
+-- group (read just now): a plan file shows each namespace's differences and keeps the
+-- settings to send apart, so what would be sent must make exactly the differences
+-- shown (a file edited by hand could send what nobody saw).
+function plan_file.verify(change, group)
+  local configuration = group and type(group.configuration) == "table" and group.configuration or {}
+  for _, namespace in ipairs(change.namespaces) do
+    if namespace.op == "put" then
+      local fresh = saved_diffs(plan.namespace_diffs(namespace.namespace, configuration[namespace.namespace],
+        namespace.settings, namespace.source))
+      if not desired.equal(comparable(fresh), comparable(namespace.diffs)) then
+        return "the plan file's settings of " .. namespace.namespace .. " are not the changes it shows; "
+          .. "nothing was written to it"
+      end
+    end
+  end
+  return nil
+end
+
 --- plan_file.decode(text, {getenv}) -> a plan apply.run carries out (and plan_view
 -- shows), its settings restored; or nil, err.
 function plan_file.decode(text, options)
@@ -218,10 +259,11 @@ function plan_file.decode(text, options)
   end
   local scope = saved.scope
   if scope == core.null then scope = nil end
+  local endpoint = type(saved.endpoint) == "string" and saved.endpoint or nil
   local unmanaged = type(saved.unmanaged) == "table" and saved.unmanaged or {}
   return {
     scope = scope, prune = saved.prune == true, prune_namespaces = saved.prune_namespaces == true,
-    changes = saved.changes, saved = true,
+    changes = saved.changes, endpoint = endpoint, verify = plan_file.verify,
     unmanaged = { groups = unmanaged.groups or {}, namespaces = unmanaged.namespaces or {} },
     unnamed = type(saved.unnamed) == "table" and saved.unnamed or {}, warnings = {},
   }

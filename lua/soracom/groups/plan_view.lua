@@ -35,6 +35,12 @@ function plan_view.printable(text, is_json)
   text = text:gsub("\226\129([\166-\169])", function(byte)
     return string.format("\\u%04x", 0x2040 + byte:byte() - 128)
   end)
+  -- Marks and separators that reorder or hide text: U+200B..U+200F, U+2028, U+2029,
+  -- U+061C, U+FEFF.
+  text = text:gsub("\226\128([\139-\143\168\169])", function(byte)
+    return string.format("\\u%04x", 0x2000 + byte:byte() - 128)
+  end)
+  text = text:gsub("\216\156", "\\u061c"):gsub("\239\187\191", "\\ufeff")
   return text
 end
 local printable = plan_view.printable
@@ -67,7 +73,9 @@ local function tag_line(tag)
   local name = printable(tag.name)
   if tag.op == "add" then return "  + tag " .. name .. " = " .. tag_value(tag, tag.to) end
   if tag.op == "remove" then return "  - tag " .. name .. " (was " .. tag_value(tag, tag.from) .. ")" end
-  return "  ~ tag " .. name .. ": " .. tag_value(tag, tag.from) .. " -> " .. tag_value(tag, tag.to)
+  local from, to = tag_value(tag, tag.from), tag_value(tag, tag.to)
+  return "  ~ tag " .. name .. ": " .. from .. " -> " .. to
+    .. ((from == to and from ~= secrets.SENSITIVE) and " (a hidden part changes)" or "")
 end
 
 local function diff_line(d)

@@ -73,7 +73,7 @@ local SECRET_PARAMETERS = {}
 for _, name in ipairs({ "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
   "x-goog-signature", "x-goog-credential", "access_token", "refresh_token", "id_token", "token", "api_key",
   "apikey", "key", "password", "passwd", "pwd", "secret", "client_secret", "code", "sharedaccesskey",
-  "sharedaccesssignature", "accountkey" }) do
+  "sharedaccesssignature", "accountkey", "subscription-key", "ocp-apim-subscription-key" }) do
   SECRET_PARAMETERS[name] = true
 end
 
@@ -111,8 +111,16 @@ local function mask_authorization(head, value)
   return head .. MASK
 end
 
+-- A parameter named by the rule for keys, unless it names or numbers one
+-- (SharedAccessKeyName, key_id).
+local function secret_parameter(name)
+  local lower = name:lower()
+  if SECRET_PARAMETERS[lower] then return true end
+  return name_is_secret(name) and not (lower:find("name$") or lower:find("id$"))
+end
+
 local function mask_parameter(separator, name, equals, value)
-  if value == "" or not SECRET_PARAMETERS[name:lower()] then return nil end
+  if value == "" or not secret_parameter(name) then return nil end
   return separator .. name .. equals .. MASK
 end
 
@@ -125,7 +133,8 @@ end
 --- secrets.mask_string(text) -> text with its secret parts as ***, and whether any
 -- was. Masked: the password of a URL's userinfo; the values of the query parameters
 -- (after ? & or #) and of connection-string parts (at the start or after ;) named in
--- SECRET_PARAMETERS, case ignored; an Authorization header's value (after
+-- SECRET_PARAMETERS, case ignored, or whose name the rule for unknown keys takes for a
+-- secret's (auth_token, x-api-key, access_key); an Authorization header's value (after
 -- Authorization: or =, to the line's end or a quote; a Basic, Bearer, Digest or Token
 -- scheme word is kept); and the word after Bearer or Basic anywhere, when it looks
 -- like a credential or the text is just the two words. The host, the path and other

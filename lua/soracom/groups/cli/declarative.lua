@@ -27,8 +27,9 @@ local function is_tty(fd)
   return status == true or status == 0
 end
 
+-- Messages may quote a document's names and values: escaped as the plan is.
 local function failed(ctx, err)
-  ctx.stderr:write(tostring(err), "\n")
+  ctx.stderr:write(plan_view.printable(tostring(err)), "\n")
   return FAILED
 end
 
@@ -90,8 +91,10 @@ local function run_export(args, ctx)
   local list, err = desired.list(client, desired.scope_query(scope))
   if list == nil then return failed(ctx, err) end
   local document, unnamed = desired.from_groups(list, scope)
-  local variables = {}
-  if args.secrets_as_env then document, variables = desired.secrets_as_env(document, args.secrets_as_env:upper()) end
+  local variables, secret_tags = {}, {}
+  if args.secrets_as_env then
+    document, variables, secret_tags = desired.secrets_as_env(document, args.secrets_as_env:upper())
+  end
   local text = desired.encode(document)
   if args.output then
     local written, write_err = core.write_private_file(args.output, text)
@@ -101,6 +104,10 @@ local function run_export(args, ctx)
   end
   if #unnamed > 0 then
     ctx.stderr:write("soracom-groups: export: ", #unnamed, " group(s) without a name tag left out\n")
+  end
+  for _, where in ipairs(secret_tags) do
+    ctx.stderr:write("soracom-groups: export: warning: ", plan_view.printable(where), " looks like a secret; "
+      .. "a tag cannot be a reference, so it is written as it is\n")
   end
   if #variables > 0 then
     ctx.stderr:write("soracom-groups: export: set these variables before plan or apply:\n")
@@ -151,11 +158,12 @@ local function show(p, ctx, args, stream)
 end
 
 local function run_plan(args, ctx)
-  local p, code, document = make_plan(args, ctx)
-  if p == nil then return code end
+  local p, client, document = make_plan(args, ctx)
+  if p == nil then return client end
   if not show(p, ctx, args) then return FAILED end
   if args.out then
-    local written, why = core.write_private_file(args.out, plan_file.encode(p, document.source))
+    local written, why = core.write_private_file(args.out, plan_file.encode(p, document.source,
+      client:endpoint()))
     if not written then return failed(ctx, "soracom-groups: plan: -o " .. args.out .. ": " .. why) end
   end
   return plan.empty(p) and OK or CHANGES
@@ -205,6 +213,10 @@ local function plan_to_apply(args, ctx)
   if p == nil then return nil, failed(ctx, "soracom-groups: apply: " .. args.file .. ": " .. err.message) end
   local client = client_of(ctx)
   if client == nil then return nil, FAILED end
+  if p.endpoint and p.endpoint ~= client:endpoint() then
+    return nil, failed(ctx, "soracom-groups: apply: " .. args.file .. " was planned against " .. p.endpoint
+      .. ", not " .. client:endpoint() .. ": plan again against this one")
+  end
   return p, client
 end
 
