@@ -246,4 +246,125 @@ describe("the rate-limit budget", function()
       for _ = 1, 50 do assert.is_table((take())) end
     end)
   end)
+
+  describe("what a review broke", function()
+    it("opens the next window with a pause's probe when the pause crossed the window's end", function()
+      known_window(100) -- window ends at 110
+      local tickets = {}
+      for i = 1, 50 do tickets[i] = assert(take()) end
+      for i = 1, 49 do budget:settle(API, tickets[i], limits(100, 99 - i, 10), 200) end
+      clock = 109
+      budget:settle(API, tickets[50], limits(100, 0, 1), 429, 10)
+      clock = 119.5
+      local probe = assert(take())
+      assert.is_true(probe.probe)
+      clock = 119.6
+      budget:settle(API, probe, limits(100, 99, 10), 200)
+      for _ = 1, 99 do assert.is_table((take())) end
+      assert.is_nil((take()))
+    end)
+
+    it("recovers from a cold start whose first answer is a 429", function()
+      local first = assert(take())
+      budget:settle(API, first, limits(100, 0, 10), 429, 10)
+      clock = 110.01
+      local probe = assert(take())
+      clock = 110.05
+      budget:settle(API, probe, limits(100, 99, 60), 200)
+      for _ = 1, 99 do assert.is_table((take())) end
+    end)
+
+    it("forgets waiters that are gone for every newcomer, not only for those already queued", function()
+      known_window(10)
+      for _ = 1, 9 do assert(take()) end
+      for _ = 1, 100 do
+        local place = assert(budget:enqueue(API))
+        assert.is_nil((budget:admit(place))) -- told to come back; its coroutine is dropped
+      end
+      clock = clock + 3600
+      local place, wait = budget:enqueue(API, 60)
+      assert.is_table(place)
+      assert.is_true(wait < 1, wait)
+    end)
+
+    it("decides the cap from the place in the queue during a pause too", function()
+      known_window(10)
+      budget:settle(API, assert(take()), nil, 429, 2)
+      for _ = 1, 30 do assert(budget:enqueue(API)) end
+      local place, wait = budget:enqueue(API, 20)
+      assert.is_nil(place)
+      assert.is_true(wait > 20, wait) -- 30 ahead at 10 a window: three windows after the pause
+    end)
+
+    it("takes a probe's 401 without limit headers for nothing learned, not for no limit", function()
+      local probe = assert(take())
+      budget:settle(API, probe, nil, 401)
+      local next_probe = assert(take())
+      assert.is_true(next_probe.probe)
+      assert.is_nil((take()))
+    end)
+
+    it("lets a late answer of the window before change neither this window's end nor the others' use", function()
+      known_window(10)
+      local late = {}
+      for i = 1, 9 do late[i] = assert(take()) end
+      for i = 1, 8 do budget:settle(API, late[i], limits(10, 9 - i, 9), 200) end
+      clock = 110.5 -- the next window; one request answered in it
+      local fresh = assert(take())
+      budget:settle(API, fresh, limits(10, 9, 10), 200)
+      clock = 111.2
+      budget:settle(API, late[9], limits(10, 0, 1), 200) -- answered late: it counted 10 in the old one
+      local admitted = 0
+      while take() do admitted = admitted + 1 end
+      assert.are.equal(8, admitted) -- 10 - fresh - late[9] (which may have landed here): not 0
+      local _, wait = take()
+      assert.is_true(wait > 8, wait) -- and the window still ends about 120.5, not 112.2
+    end)
+
+    it("does not count twice the requests in flight when an API's answers start carrying limits", function()
+      budget:settle(API, assert(take()), nil, 200) -- not limited
+      local tickets = {}
+      for i = 1, 50 do tickets[i] = assert(take()) end
+      for i = 1, 50 do budget:settle(API, tickets[i], limits(100, 50, 10), 200) end
+      local admitted = {}
+      while true do
+        local ticket = take()
+        if not ticket then break end
+        admitted[#admitted + 1] = ticket
+      end
+      assert.are.equal(50, #admitted)
+      for _, ticket in ipairs(admitted) do budget:settle(API, ticket, limits(100, 0, 9), 200) end
+      clock = 110.5
+      local next_window = 0
+      while take() do next_window = next_window + 1 end
+      assert.are.equal(100, next_window) -- the next window whole: no ghosts carried into it
+    end)
+
+    it("takes an absurd refresh for a lie, and follows a window that gets shorter", function()
+      local ticket = assert(take())
+      budget:settle(API, ticket, limits(10, 9, 999999999), 200)
+      local held, wait = take()
+      assert.is_nil(held)
+      assert.is_true(wait <= 24 * 3600, wait)
+      budget = rate.new(function() return clock end)
+      known_window(10) -- 10 s windows
+      -- the server's windows are now 2 s long: each answer says so
+      local function fill(at)
+        clock = at
+        for i = 1, 10 do budget:settle(API, assert(take()), limits(10, 10 - i, 2), 200) end
+      end
+      fill(110.1)
+      fill(112.2)
+      local _, next_wait = take()
+      assert.is_true(next_wait < 3, next_wait) -- not 10 s: the window got shorter
+    end)
+
+    it("ends the pause of a limit of 0 with one probe even after the API had no limit", function()
+      budget:settle(API, assert(take()), nil, 200)
+      budget:settle(API, assert(take()), limits(0, 0, 5), 200)
+      clock = 105.1
+      assert.is_true(assert(take()).probe)
+      assert.is_nil((take()))
+    end)
+  end)
 end)

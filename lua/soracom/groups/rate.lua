@@ -47,8 +47,9 @@ local LOST_AFTER = 30
 -- (its coroutine was dropped): the queue goes on without it.
 local WAITER_LOST_AFTER = 2
 
--- Limits beyond this are no limits a server means: taken for a lie.
+-- Limits beyond these are no limits a server means: taken for a lie.
 local ABSURD_LIMIT = 1e7
+local LONGEST_WINDOW = 24 * 3600
 
 -- Waits end this much after the time computed, so that the window has surely turned.
 local MARGIN = 0.01
@@ -74,12 +75,14 @@ end
 
 -- An account's fields, all numbers or booleans so that a shared store can write them
 -- as text: gen (the window generation), window_end, prev_end (the end of the window
--- before), limit, window (its length, the most seconds-before-refresh seen), used,
--- others, in_flight (admitted in this window, unanswered), carried (of the window
+-- before), limit, window (its length: the most seconds-before-refresh seen), longest
+-- (the most seen in this window, the next one's length), used, others, seen (what
+-- this window's answers showed of the others), in_flight (admitted in this window, unanswered), carried (of the window
 -- before, unanswered), carried_at, provisional (the window's end is assumed, not yet
 -- told), unlimited (answers carry no limit headers),
 -- paused_until, probe (a probe must go before the others), probe_at (one is out).
-rate.ACCOUNT_FIELDS = { "gen", "window_end", "prev_end", "limit", "window", "used", "others", "in_flight",
+rate.ACCOUNT_FIELDS = { "gen", "window_end", "prev_end", "limit", "window", "longest", "used", "others", "seen",
+  "in_flight",
   "carried", "carried_at", "provisional", "unlimited", "paused_until", "probe", "probe_at" }
 
 ---------------------------------------------------------------------------------------
@@ -99,8 +102,14 @@ local function roll(account, at)
   account.gen = account.gen + passed
   account.carried = passed == 1 and account.in_flight or 0
   account.carried_at = at
-  account.in_flight, account.others = 0, 0
+  account.in_flight = 0
   account.used = account.carried
+  -- The operator's other clients are assumed to go on as they went in the window just
+  -- ended (what its answers showed of them), until this one's first answer tells.
+  account.others, account.seen = passed == 1 and account.seen or 0, 0
+  -- A window's length is what its answers showed, when they showed any: a server that
+  -- shortens its window is followed.
+  account.window, account.longest = math.max(1, account.longest or account.window), nil
   -- A server may start the next window only with the next request: the first answer
   -- of this one tells its end.
   account.provisional = true
@@ -118,9 +127,14 @@ end
 -- "go" (with whether it is a probe), or "wait" and the seconds until it may go.
 local function state(account, at, ahead)
   drop_lost(account, at)
+  roll(account, at)
   if account.paused_until then
-    -- The head of the queue goes first, as the probe; the others just after it.
-    if at < account.paused_until then return "wait", account.paused_until - at + (ahead > 0 and RECHECK or 0) end
+    if at < account.paused_until then
+      -- The head of the queue goes first, as the probe; the others after it, a
+      -- window's limit at a time when the limit is known.
+      local windows = account.limit and math.floor(ahead / account.limit) or 0
+      return "wait", account.paused_until - at + windows * (account.window or 0) + (ahead > 0 and RECHECK or 0)
+    end
     account.paused_until = nil
     account.probe = true
   end
@@ -129,7 +143,6 @@ local function state(account, at, ahead)
     if account.probe_at or ahead > 0 then return "wait", RECHECK end
     return "go", true
   end
-  roll(account, at)
   local left = account.limit - account.used - account.others
   if ahead < left then return "go" end
   -- The ones ahead take what is left, then `limit` a window.
@@ -156,16 +169,21 @@ end
 
 -- The first answer with limits: the window it tells, what the server counted in it
 -- and the requests still in flight, which may land in it.
-local function open(account, ends, limits)
+local function open(account, at, ends, limits)
   account.gen = (account.gen or 0) + 1
   account.window_end, account.prev_end, account.provisional = ends, nil, nil
   account.window = math.max(1, math.ceil(limits.refresh))
-  account.used = limits.limit - limits.remaining + (account.in_flight or 0)
-  account.others, account.carried = 0, 0
+  -- Requests sent before a limit was known are answered as the window before's: their
+  -- answers then free what they hold here.
+  account.carried, account.carried_at = account.in_flight or 0, at
+  account.in_flight = 0
+  account.used = limits.limit - limits.remaining + account.carried
+  account.others, account.seen = 0, 0
 end
 
 local function lie(limits)
   return limits.limit <= 0 or limits.limit > ABSURD_LIMIT or limits.remaining < 0 or limits.refresh < 0
+    or limits.refresh > LONGEST_WINDOW
 end
 
 -- What an answer says of its window; `ticket` is the request it answers.
@@ -173,22 +191,28 @@ local function record(account, at, ticket, limits)
   local ends = at + limits.refresh
   if lie(limits) then
     -- Nothing to count on until the refresh time: then one probe.
-    account.paused_until = math.max(account.paused_until or 0, at + math.max(1, limits.refresh))
-    account.probe = true
+    account.paused_until = math.max(account.paused_until or 0,
+      at + math.min(LONGEST_WINDOW, math.max(1, limits.refresh)))
+    account.probe, account.unlimited = true, nil
     return
   end
   account.unlimited = nil
   account.limit = limits.limit
-  if account.window_end == nil then open(account, ends, limits) end
-  account.window = math.max(account.window, math.ceil(limits.refresh))
+  local opened = account.window_end == nil
+  if opened then open(account, at, ends, limits) end -- counted there, with this request
   local counted = limits.limit - limits.remaining
-  if ticket.gen == account.gen - 1 and account.prev_end and ends < account.prev_end + 1 then
-    -- It landed in the window before: it no longer holds a place in this one.
-    account.used = max0(account.used - 1)
+  if ticket.gen ~= account.gen and not opened then
+    -- An answer to a request of an earlier window: when it ends with that window, it
+    -- landed there and frees its place here; otherwise it stays counted. It says
+    -- nothing sure of this window's end or of the others' use.
+    if ticket.gen == account.gen - 1 and (account.prev_end == nil or ends < account.prev_end + 1) then
+      account.used = max0(account.used - 1)
+    end
     return
   end
-  if ticket.gen < account.gen - 1 then return end
-  if account.provisional and ticket.gen == account.gen then
+  account.longest = math.max(account.longest or 0, math.ceil(limits.refresh))
+  account.window = math.max(account.window, math.ceil(limits.refresh))
+  if account.provisional then
     account.window_end, account.provisional = ends, nil
   elseif ends >= account.window_end + 1 or ends < account.window_end - 1 then
     -- The server's window ends elsewhere than assumed (a window length learned late,
@@ -198,7 +222,9 @@ local function record(account, at, ticket, limits)
     -- Ends are rounded up: the earliest is the closest to the truth.
     account.window_end = ends
   end
-  account.others = math.max(account.others or 0, counted - account.used)
+  -- Once this window's answers tell the others' use, it replaces the window before's.
+  account.seen = math.max(account.seen or 0, counted - account.used)
+  account.others = account.seen
 end
 
 -- An answer without limit headers: a success means the API is not limited.
@@ -206,10 +232,11 @@ local function forget(account)
   account.unlimited = true
   account.limit, account.window_end, account.prev_end, account.window = nil, nil, nil, nil
   account.used, account.others, account.carried, account.probe = nil, nil, nil, nil
-  account.provisional = nil
+  account.provisional, account.seen, account.longest = nil, nil, nil
 end
 
 local function settle(account, at, ticket, limits, status, retry_after)
+  roll(account, at)
   if ticket.gen == account.gen then
     account.in_flight = max0((account.in_flight or 0) - 1)
   elseif ticket.gen == (account.gen or 0) - 1 then
@@ -219,10 +246,10 @@ local function settle(account, at, ticket, limits, status, retry_after)
   local has_limits = limits ~= nil and limits.limit and limits.remaining and limits.refresh
   if has_limits then
     record(account, at, ticket, limits)
-  elseif status and ((status >= 200 and status < 300)
-      or (account.limit == nil and status < 500 and status ~= 429)) then
+  elseif status and ((status >= 200 and status < 300) or (account.limit == nil and status == 404)) then
     -- A success without the headers: not limited (any more). While no limit is known,
-    -- an API's own error without them (a 404) says the same; a gateway's 5xx does not.
+    -- the API's own 404 without them says the same; a refused login (401), a gateway's
+    -- 5xx say nothing of the limit.
     forget(account)
   end
   if status == 429 then
@@ -253,19 +280,24 @@ local function queue_of(budget, api)
   return queue
 end
 
--- The waiters ahead of `place` that are still there; forgets those that are gone.
+local function gone(place, at)
+  return place.back_by ~= nil and at > place.back_by + WAITER_LOST_AFTER
+end
+
+-- The waiters ahead of `place` (of all, without one) that are still there; forgets
+-- those that are gone.
 local function ahead_of(queue, place, at)
   local ahead, waiting = 0, queue.waiting
   local i = 1
   while waiting[i] and waiting[i] ~= place do
-    local other = waiting[i]
-    if other.back_by and at > other.back_by + WAITER_LOST_AFTER then
+    if gone(waiting[i], at) then
       table.remove(waiting, i)
     else
       ahead = ahead + 1
       i = i + 1
     end
   end
+  if place == nil then return ahead end
   if waiting[i] == nil then
     -- This waiter was taken for gone while it was late: back in its place.
     local j = #waiting + 1
@@ -290,9 +322,9 @@ end
 -- of requests queued before it and a description of the limit (the place is not taken).
 function Budget:enqueue(api, cap)
   local queue, at = queue_of(self, api), self._now()
-  local ahead = #queue.waiting
+  local ahead = ahead_of(queue, nil, at)
   local wait = self._store:update(api, projected, at, ahead)
-  if cap and wait > cap then return nil, wait, ahead, self:describe(api) end
+  if cap and wait - MARGIN > cap then return nil, wait, ahead, self:describe(api) end
   queue.next = queue.next + 1
   local place = { api = api, number = queue.next }
   table.insert(queue.waiting, place)
