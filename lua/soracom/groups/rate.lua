@@ -77,12 +77,13 @@ end
 -- as text: gen (the window generation), window_end, prev_end (the end of the window
 -- before), limit, window (its length: the most seconds-before-refresh seen), longest
 -- (the most seen in this window, the next one's length), used, others, seen (what
--- this window's answers showed of the others), in_flight (admitted in this window, unanswered), carried (of the window
+-- this window's answers showed of the others), opened_count (the count of the answer
+-- that first told the limit), in_flight (admitted in this window, unanswered), carried (of the window
 -- before, unanswered), carried_at, provisional (the window's end is assumed, not yet
 -- told), unlimited (answers carry no limit headers),
 -- paused_until, probe (a probe must go before the others), probe_at (one is out).
 rate.ACCOUNT_FIELDS = { "gen", "window_end", "prev_end", "limit", "window", "longest", "used", "others", "seen",
-  "in_flight",
+  "opened_count", "in_flight",
   "carried", "carried_at", "provisional", "unlimited", "paused_until", "probe", "probe_at" }
 
 ---------------------------------------------------------------------------------------
@@ -177,7 +178,8 @@ local function open(account, at, ends, limits)
   -- answers then free what they hold here.
   account.carried, account.carried_at = account.in_flight or 0, at
   account.in_flight = 0
-  account.used = limits.limit - limits.remaining + account.carried
+  account.opened_count = limits.limit - limits.remaining
+  account.used = account.opened_count + account.carried
   account.others, account.seen = 0, 0
 end
 
@@ -205,8 +207,14 @@ local function record(account, at, ticket, limits)
     -- An answer to a request of an earlier window: when it ends with that window, it
     -- landed there and frees its place here; otherwise it stays counted. It says
     -- nothing sure of this window's end or of the others' use.
-    if ticket.gen == account.gen - 1 and (account.prev_end == nil or ends < account.prev_end + 1) then
-      account.used = max0(account.used - 1)
+    if ticket.gen == account.gen - 1 then
+      if account.prev_end then
+        if ends < account.prev_end + 1 then account.used = max0(account.used - 1) end
+      elseif counted <= account.opened_count then
+        -- Sent before the limit was known and counted before the answer that told it:
+        -- it was in that answer's count and in the requests carried, twice.
+        account.used = max0(account.used - 1)
+      end
     end
     return
   end
