@@ -20,11 +20,7 @@ describe("soracom-groups export / plan / apply", function()
   end)
   before_each(function() srv:reset() end)
 
-  local function run(args, opts)
-    opts = opts or {}
-    opts.prefix = { "--endpoint", srv.endpoint, "--api-key", srv.api_key, "--api-token", srv.token }
-    return command.run(args, opts)
-  end
+  local function run(args, opts) return command.against(srv, args, opts) end
 
   local function seed()
     local create = function(body)

@@ -22,11 +22,7 @@ describe("groups as code", function()
   end)
   before_each(function() srv:reset() end)
 
-  local function run(args, opts)
-    opts = opts or {}
-    opts.prefix = { "--endpoint", srv.endpoint, "--api-key", srv.api_key, "--api-token", srv.token }
-    return command.run(args, opts)
-  end
+  local function run(args, opts) return command.against(srv, args, opts) end
 
   local function create(body)
     local code, out, err = run({ "create", "--body", core.encode_json(body) })

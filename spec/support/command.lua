@@ -42,4 +42,11 @@ function command.run(args, opts)
   return code, stdout, stderr
 end
 
+--- Runs the command against a fake server `srv` with its static credentials first.
+function command.against(srv, args, opts)
+  opts = opts or {}
+  opts.prefix = { "--endpoint", srv.endpoint, "--api-key", srv.api_key, "--api-token", srv.token }
+  return command.run(args, opts)
+end
+
 return command
