@@ -70,7 +70,7 @@ local function admitted(client, api, op, path)
       "the rate limit of %s would hold this request about %.1f s (%d queued before it; %s), more than "
         .. "rate_limit_max_delay (%g s)", api, expected, ahead, why, cap) }, op.method, path)
   end
-  if expected > 0 then
+  if expected > 0 and client._debug then -- describe reads the account: only for the hook
     debug_line(client, string.format("holding %s %s for about %.2f s: %s", op.method, path, expected,
       budget:describe(api)))
   end
