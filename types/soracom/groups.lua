@@ -67,7 +67,7 @@ function groups.array(t) end
 ---@field share_token? boolean whether shared_dict shares the token too
 
 ---@class soracom.groups.Error
----@field kind "http"|"network"|"decode"|"auth"|"config"|"rate_limit"|"closed"|"map"|"conflict"|"unsupported"
+---@field kind "http"|"network"|"decode"|"auth"|"config"|"rate_limit"|"closed"|"map"|"cancelled"|"conflict"|"unsupported"
 ---@field status? integer the HTTP status
 ---@field code? string the API's error code
 ---@field message string what went wrong
@@ -115,7 +115,40 @@ function groups.array(t) end
 ---@field ok integer
 ---@field failed integer
 ---@field skipped integer
+---@field running integer items still running (start_map's results before the end)
 ---@field seconds number
+---@field items_error? any what the items iterator raised: the items before it have their results
+---@field resume_key? string the page key to start again from, when the iterator was a client's
+
+---@class soracom.groups.MapSocket
+---@field fd integer
+---@field read boolean
+---@field write boolean
+
+---@class soracom.groups.MapRun
+local MapRun = {}
+
+---Does the work that is ready, then waits up to timeout seconds (0) for more.
+---@param timeout? number
+---@param idle? fun(seconds: number) how to wait (an event loop's sleep)
+---@return boolean done
+function MapRun:step(timeout, idle) end
+
+---What to wait for before the next step: seconds (nil once done) and the sockets libcurl watches.
+---@return number? timeout
+---@return soracom.groups.MapSocket[] sockets
+function MapRun:wait_hint() end
+
+---Stops the map: running items end with err.kind "cancelled", the rest are skipped.
+function MapRun:cancel() end
+
+---@return boolean
+function MapRun:done() end
+
+---@return soracom.groups.MapResult[] results
+---@return soracom.groups.MapSummary summary
+---@return any items_error
+function MapRun:results() end
 
 ---@class soracom.groups.Client
 local Client = {}
@@ -197,7 +230,15 @@ function Client:update_config(group_id, namespace, changes) end
 ---@param options? soracom.groups.MapOptions
 ---@return soracom.groups.MapResult[] results
 ---@return soracom.groups.MapSummary summary
+---@return any items_error what the items iterator raised, if it did
 function Client:map(items, fn, options) end
+
+---The map as an object its caller drives (an event loop's): see MapRun.
+---@param items table|fun(): any
+---@param fn fun(item: any, i: integer): any, any
+---@param options? soracom.groups.MapOptions
+---@return soracom.groups.MapRun run
+function Client:start_map(items, fn, options) end
 
 ---@param options? {tag_name?: string, tag_value?: string, tag_value_match_mode?: "exact"|"prefix", limit?: integer}
 ---@return fun(): soracom.groups.Group?

@@ -12,7 +12,7 @@
 
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
-local phases = require "soracom.groups.transport.phases"
+local retry = require "soracom.groups.retry"
 
 local encode_json, now = core.encode_json, core.now
 
@@ -33,15 +33,10 @@ end
 local RENEWAL_RETRY_FIRST = 10
 local RENEWAL_RETRY_MAX = 160
 
--- A login that has not landed after this long is taken for lost (its task was
--- killed, or raised where no pcall could catch it), and the next request logs in
--- itself. A live but slow login costs at worst one more. A shared login in its timer
--- is lost only past the longest it can take, with this margin.
-local FLIGHT_LOST_AFTER = 180
-local FLIGHT_LOST_MARGIN = 10
-
--- Whether pcall can hold a login that yields (Lua 5.1 cannot; LuaJIT can).
-local PCALL_YIELDS = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
+-- What a login in flight says when the code it calls (an mfa_otp_code function, a
+-- debug hook) yields past it: the login could never be resumed.
+local YIELDED = "the login was abandoned: the mfa_otp_code function or the debug hook yielded "
+  .. "(coroutine.yield) inside it; they must return without yielding"
 
 -- Each new token has a new generation, so that a 401 answered to an older token does
 -- not cause another login.
@@ -235,12 +230,12 @@ end
 -- worker). A renewal does not wait for the lock: whoever holds it is renewing, and the
 -- current token stays in use. A login that waited longer than a login may take goes
 -- ahead without the lock (its holder was lost); the lock frees itself by then anyway.
--- Failures count from when the flight began, not from when its timer ran.
+-- Failures count from when this attempt of the flight began, not from when its timer ran.
 -- The lock is freed however the part under it ends, a raise (a debug hook's) included.
 local function shared_login(client, record, flight)
   local sharing = record.shared
   local renewing = not record.needs_login
-  local at, seen = flight.started, record.shared_generation
+  local at, seen = flight.attempt_started or flight.started, record.shared_generation
   local mark = sharing:lock("login", renewing and 0 or sharing:login_hold(), sharing:login_hold())
   if mark == nil and renewing then return true end
   local completed, ok, err = pcall(login_under_lock, client, record, renewing, at, seen)
@@ -251,98 +246,110 @@ end
 
 -- The login in flight ends: its waiters wake to its outcome.
 local function land(record, flight, ok, err)
+  if flight.done then return end
   flight.done, flight.ok, flight.err = true, ok, err
   if record.flight == flight then record.flight = nil end
+  if ok then
+    record.failed = nil
+  elseif err and err.kind ~= "closed" and flight.next_try_after then
+    -- Its retries are spent: the callers that come meanwhile get its answer, so that
+    -- /auth sees one attempt per backoff step whoever calls.
+    record.failed = { err = err, until_time = now() + flight.next_try_after }
+  end
   flight.event:signal()
 end
 
-local function lost(flight)
-  return (flight.owner and coroutine.status(flight.owner) == "dead")
-    or now() - flight.started > flight.lost_after
+local function closed_error()
+  return login_error("closed", "the client was closed while it logged in")
 end
 
--- Waits for the login in flight. Returns true, ok, err once it lands, or false when
--- it was lost (then whoever comes next logs in).
-local function await(record, flight)
-  while not flight.done do
-    if lost(flight) then
-      if record.flight == flight then record.flight = nil end
-      return false
+-- A login with its retries, as the client's policy allows for a PUT (a login is as
+-- safe to repeat): every caller waits for this one, so an /auth outage costs one
+-- attempt per backoff step, not one per caller. A renewal does not retry: the current
+-- token stays in use, and the next renewal is deferred.
+local function login_with_retries(client, record, flight)
+  local log_in = record.shared and shared_login or login
+  local failures = 0
+  while true do
+    if client._transport == nil then return nil, closed_error() end
+    flight.attempt_started = now()
+    local ok, err = log_in(client, record, flight)
+    if ok or flight.renewing then return ok, err end
+    failures = failures + 1
+    local policy = client._retry
+    local seconds = retry.delay(err, failures, policy)
+    if not retry.retryable(err, "PUT", policy) then return nil, err end
+    if failures > policy.retries then
+      flight.next_try_after = seconds -- an outage: the next login waits one more step
+      return nil, err
     end
-    if not flight.event:wait(1) then
-      error("soracom.groups: this call needs the login in progress on the same client, and came "
-        .. "from inside it (an mfa_otp_code function or debug hook calling the client?)", 0)
-    end
+    debug_line(client, string.format("retrying POST %s/auth in %.2f s (%s, retry %d of %d)", client._endpoint,
+      seconds, err.status and "HTTP " .. err.status or err.kind, failures, policy.retries))
+    if client._transport == nil then return nil, closed_error() end
+    client._transport:sleep(seconds)
   end
-  return true, flight.ok, flight.err
 end
 
--- Runs the login of `flight`: its outcome lands for everyone waiting, and what it
--- raised is raised again here.
-local function run_login(client, record, flight, log_in)
-  local ok, err
-  if PCALL_YIELDS then
-    local completed
-    completed, ok, err = pcall(log_in, client, record, flight)
-    if not completed then
-      flight.raised = ok
-      land(record, flight, nil, login_error("auth", "the login raised an error"))
-      error(ok, 0)
-    end
-  else
-    ok, err = log_in(client, record, flight)
-  end
-  land(record, flight, ok, err)
-  return ok, err
-end
-
--- Inside nginx, a login that holds the shared dict's lock runs in a timer of its own:
--- an nginx request that is aborted dies where it waits, and would leave the lock held
--- until it expires; a timer runs to the end. Returns false where there are no timers.
-local function detached(client, record, flight)
-  local ngx = rawget(_G, "ngx")
-  if not (record.shared and ngx and phases.cosockets[ngx.get_phase()]) then return false end
-  local started = ngx.timer.at(0, function(premature)
-    if premature then
-      land(record, flight, nil, login_error("auth", "nginx is exiting: no login"))
-    else
-      pcall(run_login, client, record, flight, shared_login)
-    end
-  end)
-  return started ~= nil
-end
-
--- Logs in as the one login in flight for the client; everyone else who needs a token
--- meanwhile waits for its outcome instead of sending one more.
-local function fly(client, record)
-  local flight = { event = client._transport:event(), started = now(), owner = coroutine.running(),
-    lost_after = FLIGHT_LOST_AFTER }
+-- Starts the one login in flight for the client, owned by no caller: a task of its
+-- own (carried by whoever waits for it), or inside nginx a timer, which runs to its end
+-- even when the request that started it is aborted. Its outcome lands for everyone;
+-- what it raised lands as its error and is raised again to those who wait.
+local function fly(client, record, renewing)
+  local flight = { event = client._transport:event(), started = now(), renewing = renewing }
   record.flight = flight
-  if detached(client, record, flight) then
-    -- The timer always lands its flight (its login is in a pcall), and another
-    -- request's coroutine is not one this one can always ask the status of: only the
-    -- time tells it lost, past the longest a shared login can take (the lock's wait,
-    -- then the login).
-    flight.owner = nil
-    flight.lost_after = math.max(FLIGHT_LOST_AFTER, 2 * record.shared:login_hold() + FLIGHT_LOST_MARGIN)
-    local landed, ok, err = await(record, flight)
-    if flight.raised ~= nil then error(flight.raised, 0) end -- to this request alone
-    if landed then return ok, err end
-    return nil, login_error("auth", "the login in its timer was lost")
+  local at = now()
+  local detached = client._transport:spawn({
+    run = function()
+      flight.task = coroutine.running()
+      local ok, err = login_with_retries(client, record, flight)
+      if not ok and renewing and at < (record.valid_until or 0) then
+        defer_renewal(client, record, now(), err)
+        return true
+      end
+      return ok, err
+    end,
+    finish = function(completed, ok, err, how)
+      if completed then
+        land(record, flight, ok, err)
+      elseif how == "yielded" then
+        land(record, flight, nil, login_error("auth", YIELDED))
+      else
+        flight.raised = ok
+        land(record, flight, nil, login_error("auth", "the login raised an error"))
+      end
+    end,
+    stray_yield = "soracom.groups: " .. YIELDED,
+  })
+  flight.detached = detached
+  return flight
+end
+
+-- Waits for the login in flight to land, and returns its outcome: ok, or nil, err.
+local function await(client, flight)
+  if flight.task ~= nil and flight.task == coroutine.running() then
+    error("soracom.groups: this call needs the login in progress on the same client, and came "
+      .. "from inside it (an mfa_otp_code function or debug hook calling the client?)", 0)
   end
-  local ok, err = run_login(client, record, flight, record.shared and shared_login or login)
-  return ok, err
+  while not flight.done do
+    if not flight.event:wait(1, client._sleep) and not flight.done then
+      error("soracom.groups: the login in flight has nobody to carry it (a bug: please report it)", 0)
+    end
+  end
+  if flight.raised ~= nil then error(flight.raised, 0) end
+  return flight.ok, flight.err
 end
 
 -- Logs in, or waits for the login in flight and shares its outcome: ok, or nil, err.
--- (A request whose login failed retries as its policy says; the first of them to
--- retry logs in, and the others find its token or wait for its login.)
 local function logged_in(client, record)
-  while record.flight do
-    local landed, ok, err = await(record, record.flight)
-    if landed then return ok, err end
+  local flight = record.flight
+  if flight and flight.renewing then
+    await(client, flight)
+    if not record.needs_login then return true end
+    flight = record.flight
   end
-  return fly(client, record)
+  local failed = record.failed
+  if flight == nil and failed and now() < failed.until_time then return nil, failed.err end
+  return await(client, flight or fly(client, record, false))
 end
 
 --- Makes sure the client holds a token to send: logs in when it has none or when it
@@ -360,8 +367,10 @@ function auth.ready(client)
       return record.generation
     end
     if at < record.valid_until then
-      local ok, err = fly(client, record)
-      if not ok then defer_renewal(client, record, at, err) end
+      -- Renewing: the current token stays in use meanwhile. A plain call outside any
+      -- task carries a renewal nobody else would (it cannot run by itself).
+      local flight = fly(client, record, true)
+      if not flight.detached and not client._transport:in_task() then await(client, flight) end
       return record.generation
     end
     record.needs_login = true

@@ -74,48 +74,54 @@ local function result_of(completed, first, second)
   return { ok = false, err = second }
 end
 
---- Runs fn(item, i) for each item through `transport` (see client:map); `idle`, the
--- client's sleep option, is how the loop waits when it drives the tasks. Returns
--- results, summary.
-function batch.run(transport, items, fn, options, idle)
-  local started = core.now()
-  local results, summary = {}, { ok = 0, failed = 0, skipped = 0 }
+local MapRun = {}
+MapRun.__index = MapRun
+
+-- The state of a map: its results and summary, and the source of its jobs. The jobs
+-- refer to this state, never to the run object its caller holds, so that a run its
+-- caller drops can be collected (and its transfers cancelled).
+local function prepare(items, fn, options)
+  local state = { results = {}, summary = { ok = 0, failed = 0, skipped = 0 }, options = options,
+    started = core.now(), pending = {}, index = 0 }
+  local results, summary, pending = state.results, state.summary, state.pending -- pending: i -> true while it runs
   local list = type(items) == "table" and items or nil
   local count = list and #list
-  local index, stopped = 0, false
-  local raised_by_items, raised_by_on_result -- re-raised once every task is done
+  state.list = list
+  local stopped = false
 
   local function finish(i, completed, first, second)
+    pending[i] = nil
     local result = result_of(completed, first, second)
     if result.ok then summary.ok = summary.ok + 1 else summary.failed = summary.failed + 1 end
     if options.keep_results then results[i] = result end
     if not result.ok and options.fail_fast then stopped = true end
-    if options.on_result and raised_by_on_result == nil then
+    if options.on_result and state.raised_by_on_result == nil then
       local ok, why = pcall(options.on_result, i, result.value, result.err)
-      if not ok then raised_by_on_result, stopped = why, true end
+      if not ok then state.raised_by_on_result, stopped = why, true end
     end
   end
 
   local function next_item()
     if list then
-      if index >= count then return nil end
-      return true, list[index + 1]
+      if state.index >= count then return nil end
+      return true, list[state.index + 1]
     end
     local ok, item = pcall(items)
     if not ok then
-      raised_by_items = item
+      state.items_error = item
       return nil
     end
     if item == nil then return nil end
     return true, item
   end
 
-  local function source()
-    if stopped then return nil end
+  function state.source()
+    if stopped or state.cancelled then return nil end
     local more, item = next_item()
     if not more then return nil end
-    index = index + 1
-    local i = index
+    state.index = state.index + 1
+    local i = state.index
+    pending[i] = true
     return {
       run = function()
         -- Each job runs in a coroutine of its own (a task, a light thread), which ends with it.
@@ -127,21 +133,86 @@ function batch.run(transport, items, fn, options, idle)
     }
   end
 
-  transport:run_tasks(source, options.concurrency, idle)
+  return setmetatable({ _state = state }, MapRun)
+end
 
-  if list and index < count then
-    summary.skipped = count - index
+--- Starts fn(item, i) for each item through `transport` (see client:start_map) and
+-- returns the run; nothing is sent before its first step.
+function batch.start(transport, items, fn, options)
+  local run = prepare(items, fn, options)
+  run._tasks = transport:start_tasks(run._state.source, options.concurrency)
+  return run
+end
+
+--- Does the work that is ready, waiting up to `timeout` seconds (0: none) for more;
+-- `idle(seconds)` is how it waits, when given. Returns true once every item is done.
+function MapRun:step(timeout, idle)
+  if self._tasks:done() then return true end
+  return self._tasks:step(timeout or 0, idle)
+end
+
+--- What to wait for before the next step: seconds (nil once done) and the sockets to
+-- watch ({fd =, read =, write =} each; nginx: none).
+function MapRun:wait_hint()
+  return self._tasks:wait_hint()
+end
+
+--- Whether every item has ended (or the run was cancelled).
+function MapRun:done()
+  return self._tasks:done()
+end
+
+--- Stops the map: no item starts; the running ones end now with err.kind "cancelled".
+function MapRun:cancel()
+  if self._tasks:done() then return end
+  self._state.cancelled = true
+  self._tasks:cancel(Error.new("cancelled", "the map was cancelled while this item ran"))
+end
+
+--- The results and summary so far (final once done): see client:map. A third value is
+-- the error the items iterator raised, if it did.
+function MapRun:results()
+  local state = self._state
+  local results, summary, options, list, index = state.results, state.summary, state.options, state.list, state.index
+  local finished = state.finished or self._tasks:done()
+  summary.skipped = 0
+  if finished and list and index < #list then
+    summary.skipped = #list - index
     if options.keep_results then
-      for i = index + 1, count do
-        results[i] = { ok = false, skipped = true, err = Error.new("map", "not run: the map stopped "
-          .. "early (an item failed with fail_fast set, or on_result raised an error)") }
+      local why = state.cancelled and "the map was cancelled" or "the map stopped early (an item failed with "
+        .. "fail_fast set, or on_result raised an error)"
+      for i = index + 1, #list do
+        results[i] = { ok = false, skipped = true, err = Error.new("map", "not run: " .. why) }
       end
     end
   end
-  summary.seconds = core.now() - started
-  if raised_by_items ~= nil then error(raised_by_items, 0) end
-  if raised_by_on_result ~= nil then error(raised_by_on_result, 0) end
-  return results, summary
+  summary.running = 0
+  for _ in pairs(state.pending) do summary.running = summary.running + 1 end
+  summary.seconds = core.now() - state.started
+  local items_error = state.items_error
+  if items_error ~= nil then
+    summary.items_error = items_error
+    if type(items_error) == "table" then summary.resume_key = items_error.resume_key end
+  end
+  return results, summary, items_error
+end
+
+--- Runs fn(item, i) for each item through `transport` (see client:map); `idle`, the
+-- client's sleep option, is how the loop waits when it drives the tasks. Returns
+-- results, summary and, when the items iterator raised, its error.
+function batch.run(transport, items, fn, options, idle)
+  local run
+  if transport:in_task() then
+    -- A map within a map: the task's own run carries it while the task waits.
+    run = prepare(items, fn, options)
+    transport:run_tasks(run._state.source, options.concurrency)
+    run._state.finished = true
+  else
+    run = batch.start(transport, items, fn, options)
+    while not run:step(math.huge, idle) do end
+  end
+  if run._state.raised_by_on_result ~= nil then error(run._state.raised_by_on_result, 0) end
+  return run:results()
 end
 
 return batch

@@ -406,14 +406,30 @@ function Client:update_config(group_id, namespace, changes)
   return group, err
 end
 
---- map(items, fn, options) -> results, summary: fn(item, i) for each item, at most
--- options.concurrency (8) at once; see batch.lua and the README.
+--- map(items, fn, options) -> results, summary[, items_error]: fn(item, i) for each
+-- item, at most options.concurrency (8) at once; see batch.lua and the README. When
+-- the items iterator raised, the results of the items before it come back with its
+-- error (summary.items_error, summary.resume_key, and a third value).
 function Client:map(items, fn, options)
   check_self(self, "map")
   if self._transport == nil then error("soracom.groups: map: the client is closed", 2) end
   local resolved = batch.check(items, fn, options, 2)
-  local results, summary = batch.run(self._transport, items, fn, resolved, self._sleep)
-  return results, summary
+  local results, summary, items_error = batch.run(self._transport, items, fn, resolved, self._sleep)
+  return results, summary, items_error
+end
+
+--- start_map(items, fn, options) -> run: the map, as an object its caller drives
+-- (from an event loop of its own): run:step(timeout) does the work that is ready and
+-- waits up to timeout seconds (0 by default) for more, true once done;
+-- run:wait_hint() gives the seconds and sockets to wait for before the next step;
+-- run:cancel(); run:results() (as map's). Only a run that is stepped makes progress; a
+-- run dropped unfinished is cancelled when collected.
+function Client:start_map(items, fn, options)
+  check_self(self, "start_map")
+  if self._transport == nil then error("soracom.groups: start_map: the client is closed", 2) end
+  local resolved = batch.check(items, fn, options, 2)
+  local run = batch.start(self._transport, items, fn, resolved)
+  return run
 end
 
 -- The iterator's fetch runs inside the for loop's call of the iterator, so a closed

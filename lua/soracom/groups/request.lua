@@ -110,11 +110,8 @@ function request.send(client, op, level, query, body_text, ...)
     local generation, login_err = auth.ready(client)
     if client._transport == nil then return nil, closed_error(op, path) end
     if generation == nil then
-      failures = failures + 1
-      if not backoff(client, login_err, "PUT", "POST " .. client._endpoint .. "/auth", failures) then
-        login_err.attempts = failures
-        return nil, login_err
-      end
+      -- (the login retried as the policy allows, once for every caller)
+      return nil, login_err
     else
       local ticket, hold_err = admitted(client, api, op, path)
       if ticket == nil then

@@ -1,12 +1,19 @@
---- Tasks outside nginx: each task of client:map is a coroutine. When one sends a
--- request it hands the curl session to one libcurl multi handle and yields; a wait
--- (between retries, for the rate-limit budget, for the login in flight) becomes a
--- timer or an event. The loop in drive() resumes tasks as their transfers finish or
--- their timers fire, so many requests share the wire and no wait blocks the others.
+--- Tasks outside nginx. Each task of client:map is a coroutine: a request it sends
+-- goes to its client's libcurl multi handle and the task parks; a wait becomes a timer
+-- or an event.
 --
--- One scheduler per Lua state (this module), so a task may use any curl client. The
--- C core never calls back into Lua: the loop asks the multi handle which transfers
--- are done (multi:poll) and does everything else here.
+-- Who drives what: a run (one map, with the maps started inside its tasks) belongs to
+-- its caller, and only its step() resumes its tasks; a run nobody drives makes no
+-- progress and never runs inside another one. Free tasks (a client's login) belong to
+-- no run: every driver resumes them, so whoever waits for a login carries it. A run
+-- that is cancelled, or collected unfinished, removes its transfers.
+--
+-- A task registers nothing before it has yielded: it yields what it waits for, and
+-- the driver registers it. A yield that fails (Lua 5.1 cannot yield across pcall or
+-- an iterator) leaves nothing behind that could wake the task twice.
+--
+-- The C core never calls back into Lua: a step asks the multi handles which transfers
+-- ended (multi:poll) and does everything else here.
 
 local core = require "soracom.groups.core"
 
@@ -15,131 +22,178 @@ local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local scheduler = {}
 
--- What a task yields to the loop; any other yield that reaches the loop is a stray.
+-- What a task yields to its driver, with what it waits for; any other yield that
+-- reaches the driver is a stray.
 local PARKED = setmetatable({}, { __tostring = function() return "soracom.groups parked task" end })
 -- What a task parked for good is woken with when nothing could ever wake it.
 local STUCK = {}
 
-local task_of = setmetatable({}, { __mode = "k" }) -- coroutine -> its task
-local ready = {}        -- tasks to resume, in order
-local timers = {}       -- { at = seconds, task, wait }
-local groups = {}       -- the batches running, each { source, concurrency, running, ... }
-local multi             -- core.multi(), made at the first transfer
-local transfers = {}    -- session -> { task, wait }
-local transfer_count = 0
+-- With an idle wait (a sleep that yields to the application's own loop), transfers
+-- are polled this often instead of waited for inside libcurl.
+local IDLE_STEP = 0.005
 
---- The task running now, or nil outside any.
-function scheduler.current()
-  return task_of[coroutine.running() or false]
+local task_of = setmetatable({}, { __mode = "k" }) -- coroutine -> its task
+local transfer_of = {}                             -- session -> { task, wait, multi }
+
+-- An owner of tasks: a run, or the free tasks. ready: tasks to resume, in order;
+-- timers: { at, task, wait }; multis: multi -> its transfers of this owner; tasks: the
+-- owner's tasks; groups: the maps running (a run's first, then those started in its
+-- tasks).
+local function new_owner()
+  return { ready = {}, timers = {}, multis = {}, tasks = {}, groups = {} }
 end
 
--- Parks the running task until wake(task, wait, ...) with this wait; returns what
--- wake passed.
-local function park(task, wait)
-  task.wait = wait
-  local results = { coroutine.yield(PARKED) }
+local free = new_owner()
+-- Runs collected unfinished (their finalizer queues them; the next step cancels them:
+-- a finalizer may run anywhere, so it changes nothing itself).
+local abandoned = {}
+
+-- Whether the running coroutine can yield here. Lua 5.3+ says so; PUC Lua 5.1 cannot
+-- yield across a C function (pcall), an iterator called by a for loop or a
+-- metamethod, which its stack shows (an unnamed Lua frame other than the coroutine's
+-- own function is taken for a metamethod: at worst a call blocks that could have
+-- waited). LuaJIT and 5.2 yield across all of these.
+local isyieldable = coroutine.isyieldable
+local PUC_51 = _VERSION == "Lua 5.1" and rawget(_G, "jit") == nil
+
+local function can_yield()
+  if isyieldable then return isyieldable() end
+  if not PUC_51 then return true end
+  local level = 3
+  while true do
+    local info = debug.getinfo(level, "Sn")
+    if info == nil then return true end
+    if info.what == "C" or info.name == "(for generator)" then return false end
+    if info.what == "Lua" and info.name == nil then
+      local caller = debug.getinfo(level + 1, "S")
+      if caller ~= nil and caller.what ~= "tail" then return false end
+    end
+    level = level + 1
+  end
+end
+
+--- The task running now, or nil outside any, or where it cannot yield (then a call
+-- blocks, as outside tasks, instead of failing).
+function scheduler.current()
+  local task = task_of[coroutine.running() or false]
+  if task and can_yield() then return task end
+  return nil
+end
+
+-- Parks the running task until it is woken with this wait; returns what wake passed.
+-- The driver registers `wait` once the yield has happened.
+local function park(wait)
+  local results = { n = 0 }
+  local function keep(...) results = { n = select("#", ...), ... } end
+  keep(coroutine.yield(PARKED, wait))
   if results[1] == STUCK then
     error("soracom.groups: every task is waiting and nothing is left that could wake them "
       .. "(a task waits for another that waits for it?)", 0)
   end
-  return unpack(results)
+  return unpack(results, 1, results.n)
 end
 
 local function wake(task, wait, ...)
   if task.wait ~= wait or task.wait == nil then return end -- woken already (a timeout and a signal)
   task.wait = nil
   task.wake_values = { n = select("#", ...), ... }
+  local ready = task.owner.ready
   ready[#ready + 1] = task
 end
 
 local function add_timer(task, wait, seconds)
+  local timers = task.owner.timers
   timers[#timers + 1] = { at = now() + seconds, task = task, wait = wait }
+end
+
+local function count_transfer(owner, multi, delta)
+  local count = (owner.multis[multi] or 0) + delta
+  owner.multis[multi] = count > 0 and count or nil
+end
+
+local function end_transfer(session, ...)
+  local transfer = transfer_of[session]
+  if transfer == nil then return end
+  transfer_of[session] = nil
+  count_transfer(transfer.task.owner, transfer.multi, -1)
+  wake(transfer.task, transfer.wait, ...)
+end
+
+local register = {}
+
+function register.sleep(task, wait)
+  add_timer(task, wait, wait.seconds)
+end
+
+function register.transfer(task, wait)
+  local added, why = wait.multi:add(wait.session)
+  if not added then
+    wake(task, wait, nil, why)
+    return
+  end
+  transfer_of[wait.session] = { task = task, wait = wait, multi = wait.multi }
+  count_transfer(task.owner, wait.multi, 1)
+end
+
+function register.event(task, wait)
+  local waiters = wait.event.waiters
+  waiters[#waiters + 1] = { task = task, wait = wait }
+  if wait.timeout then add_timer(task, wait, wait.timeout) end
+end
+
+function register.group(task, wait)
+  local groups = task.owner.groups
+  wait.group.waiter, wait.group.wait = task, wait
+  groups[#groups + 1] = wait.group
 end
 
 --- Waits `seconds` in the running task while the others go on.
 function scheduler.sleep(seconds)
-  local task = assert(scheduler.current(), "scheduler.sleep outside a task")
-  local wait = {}
-  add_timer(task, wait, seconds)
-  park(task, wait)
+  assert(task_of[coroutine.running() or false], "scheduler.sleep outside a task")
+  park({ kind = "sleep", seconds = seconds })
 end
 
---- Runs the prepared curl session's transfer on the multi handle and parks the
--- running task until it ends: returns true then, or false when it was cancelled
--- (cancel), or nil, message when the multi handle refused it.
-function scheduler.transfer(session)
-  local task = assert(scheduler.current(), "scheduler.transfer outside a task")
-  multi = multi or core.multi()
-  local added, why = multi:add(session)
-  if not added then return nil, why end
-  local wait = {}
-  transfers[session] = { task = task, wait = wait }
-  transfer_count = transfer_count + 1
-  local finished = park(task, wait)
-  return finished
-end
-
-local function end_transfer(session, finished)
-  local transfer = transfers[session]
-  if transfer == nil then return end
-  transfers[session] = nil
-  transfer_count = transfer_count - 1
-  wake(transfer.task, transfer.wait, finished)
+--- Runs the prepared curl session's transfer on `multi` and parks the running task
+-- until it ends: returns true then, or false when it was cancelled, or nil, message
+-- when the multi handle refused it.
+function scheduler.transfer(session, multi)
+  assert(task_of[coroutine.running() or false], "scheduler.transfer outside a task")
+  return park({ kind = "transfer", session = session, multi = multi })
 end
 
 --- Stops the transfer of `session`, if it is running: its task wakes to false.
 function scheduler.cancel(session)
-  if transfers[session] == nil then return end
-  multi:remove(session)
+  local transfer = transfer_of[session]
+  if transfer == nil then return end
+  transfer.multi:remove(session)
   end_transfer(session, false)
-end
-
-local Event = {}
-Event.__index = Event
-
---- An event tasks can wait for until someone signals it.
-function scheduler.event()
-  return setmetatable({ waiters = {} }, Event)
-end
-
---- Parks the running task until signal() or `timeout` seconds. Returns false without
--- waiting outside a task, where nothing else could run to signal it.
-function Event:wait(timeout)
-  local task = scheduler.current()
-  if task == nil then return false end
-  local wait = {}
-  self.waiters[#self.waiters + 1] = { task = task, wait = wait }
-  if timeout then add_timer(task, wait, timeout) end
-  park(task, wait)
-  return true
-end
-
---- Wakes every task waiting now.
-function Event:signal()
-  local waiters = self.waiters
-  self.waiters = {}
-  for _, waiter in ipairs(waiters) do wake(waiter.task, waiter.wait) end
 end
 
 local function group_done(group)
   return group.exhausted and group.running == 0
 end
 
--- A group whose jobs have all finished leaves the loop, and wakes the task that
+-- A group whose jobs have all finished leaves its owner, and wakes the task that
 -- waits for it (a map within a map).
 local function retire(group)
+  local groups = group.owner.groups
   for i, g in ipairs(groups) do
     if g == group then table.remove(groups, i) break end
   end
-  if group.waiter then wake(group.waiter, group) end
+  if group.waiter then wake(group.waiter, group.wait) end
+end
+
+local function forget(task)
+  task_of[task.co] = nil
+  task.owner.tasks[task] = nil
 end
 
 local function finish(task, ok, ...)
+  forget(task)
   local group = task.group
-  task_of[task.co] = nil
-  group.running = group.running - 1
+  if group then group.running = group.running - 1 end
   task.job.finish(ok, ...)
-  if group_done(group) then retire(group) end
+  if group and group_done(group) then retire(group) end
 end
 
 local function resume(task)
@@ -154,29 +208,70 @@ local function resume(task)
     else
       finish(task, false, results[2], debug.traceback(co, tostring(results[2])))
     end
-  elseif results[2] ~= PARKED then
-    -- fn yielded past the task: nothing would ever resume it
-    finish(task, false, "soracom.groups: the function yielded (coroutine.yield) to the task running it; "
-      .. "run your own coroutines inside it instead", debug.traceback(co))
+  elseif results[2] == PARKED then
+    local wait = results[3]
+    task.wait = wait
+    register[wait.kind](task, wait)
+  else
+    -- It yielded past the task: nothing would ever resume it.
+    finish(task, false, task.job.stray_yield or "soracom.groups: the function yielded (coroutine.yield) to "
+      .. "the task running it; run your own coroutines inside it instead", debug.traceback(co), "yielded")
   end
 end
 
--- Starts tasks until each group runs as many as it may.
-local function fill()
-  for _, group in ipairs({ unpack(groups) }) do -- (a group may retire meanwhile)
+local function new_task(owner, job, group)
+  local task = { co = coroutine.create(job.run), owner = owner, group = group, job = job }
+  task_of[task.co] = task
+  owner.tasks[task] = true
+  local ready = owner.ready
+  ready[#ready + 1] = task
+  return task
+end
+
+--- Starts `job` as a free task: one no run owns, which every driver resumes (a
+-- client's login). job is as for scheduler.start; its finish also gets "yielded" as a
+-- fourth value when the job yielded past the task.
+function scheduler.spawn(job)
+  new_task(free, job)
+end
+
+-- Starts tasks until each group of `owner` runs as many as it may.
+local function fill(owner)
+  for _, group in ipairs({ unpack(owner.groups) }) do -- (a group may retire meanwhile)
     while not group.exhausted and group.running < group.concurrency do
       local job = group.source()
       if job == nil then
         group.exhausted = true
         if group.running == 0 then retire(group) end
       else
-        local task = { co = coroutine.create(job.run), group = group, job = job }
-        task_of[task.co] = task
         group.running = group.running + 1
-        ready[#ready + 1] = task
+        new_task(owner, job, group)
       end
     end
   end
+end
+
+-- Removes every transfer and task of `owner`; with `report`, each running job
+-- finishes with `why`.
+local function cancel_owner(owner, why, report)
+  if owner.cancelled then return end
+  owner.cancelled = true
+  for session, transfer in pairs(transfer_of) do
+    if transfer.task.owner == owner then
+      transfer.multi:remove(session)
+      transfer_of[session] = nil
+    end
+  end
+  local tasks = owner.tasks
+  owner.tasks, owner.ready, owner.timers, owner.multis, owner.groups = {}, {}, {}, {}, {}
+  for task in pairs(tasks) do
+    task_of[task.co] = nil
+    if report and task.group then task.job.finish(false, why) end
+  end
+end
+
+local function cancel_abandoned()
+  while #abandoned > 0 do cancel_owner(table.remove(abandoned), nil, false) end
 end
 
 -- A timer whose task was woken otherwise (an event signalled before its timeout)
@@ -185,8 +280,9 @@ local function stale(timer)
   return timer.task.wait ~= timer.wait
 end
 
-local function fire_timers()
-  local at, due = now(), {}
+local function fire_timers(owner, at)
+  local timers, due = owner.timers, {}
+  at = at or now()
   for i = #timers, 1, -1 do
     local timer = timers[i]
     if stale(timer) or timer.at <= at then
@@ -197,85 +293,261 @@ local function fire_timers()
   for i = #due, 1, -1 do wake(due[i].task, due[i].wait) end
 end
 
-local function next_timer()
-  local first
-  for _, timer in ipairs(timers) do
+local function first_timer(owner, first)
+  for _, timer in ipairs(owner.timers) do
     if not stale(timer) and (first == nil or timer.at < first) then first = timer.at end
   end
   return first
 end
 
--- Every task waits and no transfer or timer can wake one: wake them to an error.
-local function unstick()
-  for _, task in pairs(task_of) do
-    if task.wait ~= nil then wake(task, task.wait, STUCK) end
+-- The multi handles with transfers of `owner` or of the free tasks, as a list.
+local function involved_multis(owner)
+  local list, seen = {}, {}
+  for _, holder in ipairs({ owner, free }) do
+    for multi in pairs(holder.multis) do
+      if not seen[multi] then
+        seen[multi] = true
+        list[#list + 1] = multi
+      end
+    end
   end
-  assert(#ready > 0, "soracom.groups: scheduler: a group is not done, yet has no task")
+  return list
 end
 
--- With an idle wait (a sleep option that yields to the application's own loop),
--- transfers are polled this often instead of waited for inside libcurl.
-local IDLE_STEP = 0.005
-
--- Waits for a transfer to end or the first timer, at most `timeout` seconds: inside
--- libcurl, or through `idle` when the application's loop must go on meanwhile.
-local function await_transfers(timeout, idle)
-  local ended = multi:poll(idle and 0 or timeout)
-  if idle and #ended == 0 then
-    idle(math.min(timeout, IDLE_STEP))
-    ended = multi:poll(0)
-  end
+local function end_transfers(ended)
   for _, session in ipairs(ended) do end_transfer(session, true) end
 end
 
--- Runs the loop until `group` is done.
-local function drive(group)
-  while not group_done(group) do
-    fill()
-    while #ready > 0 do
-      resume(table.remove(ready, 1))
-      fill()
-    end
-    if group_done(group) then break end
-    local first = next_timer()
-    if transfer_count > 0 then
-      await_transfers(first and math.max(0, first - now()) or 1, group.idle)
-    elseif first then
-      (group.idle or core.sleep)(math.max(0, first - now()))
-    else
-      unstick()
-    end
-    fire_timers()
+local function has_ready(owner)
+  return #owner.ready > 0 or #free.ready > 0
+end
+
+-- Resumes the ready tasks of `owner` and the free ones, starting new tasks as slots
+-- free up, until none is ready.
+local function work(owner)
+  cancel_abandoned()
+  while true do
+    if not owner.cancelled then fill(owner) end
+    local task = table.remove(owner.ready, 1) or table.remove(free.ready, 1)
+    if task == nil then return end
+    resume(task)
   end
 end
 
---- Runs jobs until source() gives no more, at most `concurrency` at once. A job is
--- { run = function, finish = function(ok, ...) }: run is the task's body, and finish
--- gets true and what it returned, or false, the error it raised and a traceback.
--- Inside a task (a map within a map) the outer loop runs the jobs while the task waits.
--- Outside, this call drives the loop until they are done; `idle(seconds)`, when given,
--- is how it waits (an application's own sleep, which lets its loop run meanwhile).
+-- Takes in what ended without waiting: transfers, timers.
+local function collect(owner)
+  for _, multi in ipairs(involved_multis(owner)) do end_transfers(multi:poll(0)) end
+  fire_timers(owner)
+  fire_timers(free)
+end
+
+-- Waits up to `left` seconds for a transfer to end or a timer to come: inside
+-- libcurl, or through `idle` (an application's sleep that lets its loop go on), which
+-- polls transfers when `transfers_too`. A wait `idle` was asked for counts as waited,
+-- even when it returns early (a loop's sleep may). Returns false when nothing is left
+-- that could end a wait.
+local function wait_some(owner, left, idle, transfers_too)
+  local first = first_timer(free, first_timer(owner))
+  local timeout = first and math.max(0, math.min(left, first - now())) or left
+  local multis = involved_multis(owner)
+  if #multis > 0 then
+    if idle and transfers_too then
+      idle(math.min(timeout, IDLE_STEP))
+    else
+      local others = { unpack(multis, 2) }
+      end_transfers(multis[1]:poll(timeout, others))
+    end
+  elseif first then
+    local started = now()
+    if idle then
+      idle(timeout)
+      fire_timers(owner, started + timeout)
+      fire_timers(free, started + timeout)
+    else
+      core.sleep(timeout)
+    end
+  else
+    return false
+  end
+  collect(owner)
+  return true
+end
+
+-- Every task of `owner` waits and nothing can wake one: wake them to an error.
+local function unstick(owner)
+  for task in pairs(owner.tasks) do
+    if task.wait ~= nil then wake(task, task.wait, STUCK) end
+  end
+  assert(#owner.ready > 0, "soracom.groups: scheduler: a run is not done, yet has no task")
+end
+
+local Run = {}
+Run.__index = Run
+
+-- run -> its owner record, out of the run's fields: tasks refer to the record, never
+-- to the run, so that a run its caller dropped can be collected (and cancelled).
+local owner_of = setmetatable({}, { __mode = "k" })
+
+-- Calls `on_collect` when `object` is collected: a __gc on a proxy (Lua 5.1 and
+-- LuaJIT have __gc for userdata only).
+local function on_collect(object, on_collect_fn)
+  local proxy
+  if rawget(_G, "newproxy") then
+    proxy = newproxy(true) -- luacheck: ignore 113
+    getmetatable(proxy).__gc = on_collect_fn
+  else
+    proxy = setmetatable({}, { __gc = on_collect_fn })
+  end
+  object._collected = proxy
+end
+
+--- Starts running the jobs source() gives, at most `concurrency` at once, and returns
+-- the run that drives them: run:step(timeout, idle), run:wait_hint(), run:cancel(why)
+-- and run:done(). A job is { run = function, finish = function(ok, ...) }: run is the
+-- task's body; finish gets true and what it returned, or false, the error it raised
+-- and a traceback. Nothing runs before the first step.
+function scheduler.start(source, concurrency)
+  if type(concurrency) ~= "number" or concurrency < 1 then
+    error("soracom.groups: scheduler.start: concurrency must be 1 or more (got " .. tostring(concurrency)
+      .. ")", 2)
+  end
+  local owner = new_owner()
+  owner.groups[1] = { source = source, concurrency = concurrency, running = 0, exhausted = false, owner = owner }
+  local run = setmetatable({}, Run)
+  owner_of[run] = owner
+  on_collect(run, function()
+    if #owner.groups > 0 and not owner.cancelled then abandoned[#abandoned + 1] = owner end
+  end)
+  return run
+end
+
+--- Whether every job has finished (or the run was cancelled).
+function Run:done()
+  local owner = owner_of[self]
+  return owner.cancelled or #owner.groups == 0
+end
+
+--- Does the work that is ready, then waits for more up to `timeout` seconds (0: does
+-- not wait) and does it; `idle(seconds)` is how it waits when given. Returns true
+-- once the run is done.
+function Run:step(timeout, idle)
+  local owner = owner_of[self]
+  local deadline = now() + (timeout or 0)
+  while true do
+    work(owner)
+    if self:done() then return true end
+    collect(owner)
+    if not has_ready(owner) then
+      local left = deadline - now()
+      if left <= 0 then return false end
+      if not wait_some(owner, left, idle, true) then unstick(owner) end
+    end
+  end
+end
+
+--- What to wait for before the next step: seconds (0 when work is ready; nil when
+-- the run is done) and the sockets libcurl watches, { fd =, read =, write = } each.
+function Run:wait_hint()
+  local owner = owner_of[self]
+  if self:done() then return nil, {} end
+  if has_ready(owner) then return 0, {} end
+  local first = first_timer(free, first_timer(owner))
+  local timeout = first and math.max(0, first - now())
+  local sockets = {}
+  for _, multi in ipairs(involved_multis(owner)) do
+    if multi.wait_hint then
+      local after, watched = multi:wait_hint()
+      if after and (timeout == nil or after < timeout) then timeout = after end
+      for _, socket in ipairs(watched) do sockets[#sockets + 1] = socket end
+    elseif timeout == nil or timeout > IDLE_STEP then
+      timeout = IDLE_STEP
+    end
+  end
+  return timeout, sockets
+end
+
+--- Stops the run: no job starts, the transfers in flight are removed, and each job
+-- that was running finishes with false, `why`.
+function Run:cancel(why)
+  cancel_owner(owner_of[self], why, true)
+end
+
+--- Runs jobs until source() gives no more, at most `concurrency` at once (see
+-- scheduler.start). Inside a task (a map within a map) the task's run runs them while
+-- the task waits; outside, this call drives them to the end, waiting through `idle`
+-- when given.
 function scheduler.run(source, concurrency, idle)
   if type(concurrency) ~= "number" or concurrency < 1 then
-    error("soracom.groups: scheduler.run: concurrency must be 1 or more (got " .. tostring(concurrency) .. ")", 2)
+    error("soracom.groups: scheduler.run: concurrency must be 1 or more (got " .. tostring(concurrency)
+      .. ")", 2)
   end
-  local group = { source = source, concurrency = concurrency, running = 0, exhausted = false,
-    idle = idle }
-  groups[#groups + 1] = group
   local parent = scheduler.current()
-  if parent then
-    group.waiter = parent
-    park(parent, group) -- the loop fills the group: a job may start at once
-  else
-    drive(group)
+  if parent and parent.group then
+    local group = { source = source, concurrency = concurrency, running = 0, exhausted = false,
+      owner = parent.owner }
+    park({ kind = "group", group = group })
+    return
+  end
+  local run = scheduler.start(source, concurrency)
+  while not run:step(math.huge, idle) do end
+end
+
+local Event = {}
+Event.__index = Event
+
+--- An event tasks can wait for until someone signals it.
+function scheduler.event()
+  return setmetatable({ waiters = {} }, Event)
+end
+
+--- Waits until signal() or `timeout` seconds. Inside a task it parks the task. Outside
+-- any, it carries the free tasks (a login in flight) meanwhile: their transfers block,
+-- as a plain call's do, and their timers wait through `idle` when given. Returns true
+-- once signalled or timed out; false, at once, when nothing could signal it.
+function Event:wait(timeout, idle)
+  local task = scheduler.current()
+  if task then
+    park({ kind = "event", event = self, timeout = timeout })
+    return true
+  end
+  local mark = { signalled = false }
+  self.waiters[#self.waiters + 1] = { mark = mark }
+  local owner = new_owner()
+  local deadline = now() + (timeout or math.huge)
+  while true do
+    work(owner)
+    if mark.signalled then return true end
+    collect(owner)
+    if not has_ready(owner) and not mark.signalled then
+      local left = deadline - now()
+      if left <= 0 then return true end
+      if not wait_some(owner, left, idle, false) then return false end
+    end
+  end
+end
+
+--- Wakes every task waiting now.
+function Event:signal()
+  local waiters = self.waiters
+  self.waiters = {}
+  for _, waiter in ipairs(waiters) do
+    if waiter.mark then waiter.mark.signalled = true else wake(waiter.task, waiter.wait) end
   end
 end
 
 --- How many transfers and tasks are running (for the specs and close()).
 function scheduler.counts()
-  local tasks = 0
+  local transfers, tasks = 0, 0
+  for _ in pairs(transfer_of) do transfers = transfers + 1 end
   for _ in pairs(task_of) do tasks = tasks + 1 end
-  return transfer_count, tasks
+  return transfers, tasks
+end
+
+--- Removes every transfer on `multi` (its client is closing): their tasks wake to false.
+function scheduler.cancel_transfers(multi)
+  for session, transfer in pairs(transfer_of) do
+    if transfer.multi == multi then scheduler.cancel(session) end
+  end
 end
 
 return scheduler

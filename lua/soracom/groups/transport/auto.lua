@@ -55,6 +55,14 @@ function Both:run_tasks(source, concurrency, idle)
   return current(self):run_tasks(source, concurrency, idle)
 end
 
+function Both:start_tasks(source, concurrency)
+  return current(self):start_tasks(source, concurrency)
+end
+
+function Both:spawn(job)
+  return current(self):spawn(job)
+end
+
 function Both:in_task()
   return current(self):in_task()
 end

@@ -1,7 +1,8 @@
 --- The libcurl transport: curl sessions from the C core. Called from plain code, a
 -- request blocks while it is on the wire (the one session every such call shares);
--- called from a task of client:map, it goes through the scheduler's multi handle on
--- a session of the transport's pool, and only that task waits.
+-- called from a task (of client:map, or the login's), it goes through the transport's
+-- own multi handle on a session of the transport's pool, and only that task waits.
+-- The multi handle holds the transport's connections: close() releases them.
 -- A transport has perform, set_headers, sleep, event, run_tasks and close; see
 -- lua/soracom/groups/transport/README.md.
 
@@ -26,7 +27,8 @@ function curl.new(settings)
     settings = settings,
     plain = core.session(settings), -- for calls outside tasks
     idle = {},                      -- sessions for tasks, between two transfers
-    in_flight = {},                 -- session -> true while its transfer runs
+    in_flight = setmetatable({}, { __mode = "k" }), -- session -> true while its transfer runs
+    multi = nil,                    -- made at the first transfer of a task
     lines = nil, version = 0,       -- the header lines, and how often they changed
     versions = setmetatable({}, { __mode = "k" }), -- session -> the version it holds
   }
@@ -69,7 +71,8 @@ local function perform_in_task(own, method, url, body, paginated)
   current_lines(own, session)
   session:prepare(method, url, body, paginated)
   own.in_flight[session] = true
-  local finished, why = scheduler.transfer(session)
+  own.multi = own.multi or core.multi()
+  local finished, why = scheduler.transfer(session, own.multi)
   own.in_flight[session] = nil
   if own.closed then
     session:close()
@@ -112,6 +115,17 @@ function Transport.run_tasks(_, source, concurrency, idle)
   scheduler.run(source, concurrency, idle)
 end
 
+--- start_tasks(source, concurrency) -> a run the caller drives (see scheduler.start).
+function Transport.start_tasks(_, source, concurrency)
+  return scheduler.start(source, concurrency)
+end
+
+--- spawn(job): runs the job in a task no caller owns (a login), carried by whoever
+-- waits; see scheduler.spawn.
+function Transport.spawn(_, job)
+  scheduler.spawn(job)
+end
+
 --- Whether the caller runs in a task of the scheduler.
 function Transport.in_task()
   return scheduler.current() ~= nil
@@ -124,6 +138,10 @@ function Transport:close()
   if own == nil or own.closed then return end
   own.closed = true
   for session in pairs(own.in_flight) do scheduler.cancel(session) end
+  if own.multi then
+    scheduler.cancel_transfers(own.multi)
+    own.multi:close()
+  end
   for _, session in ipairs(own.idle) do session:close() end
   own.idle = {}
   own.plain:close()

@@ -700,8 +700,16 @@ end
 
 Transport.event = nginx_tasks.event
 
+function Transport.spawn(_, job)
+  return nginx_tasks.spawn(job)
+end
+
 function Transport.run_tasks(_, source, concurrency)
   nginx_tasks.run(source, concurrency)
+end
+
+function Transport.start_tasks(_, source, concurrency)
+  return nginx_tasks.start(source, concurrency)
 end
 
 -- Light threads are nginx's: a sleep option given there is the caller's to choose.

@@ -1,0 +1,298 @@
+-- Who owns a login and a map outside nginx (issue 23): a map belongs to its caller and
+-- runs only when driven; a login belongs to no caller and whoever waits carries it.
+-- Each case was a hang, a crash or lost work before; all go over real HTTP to the fake.
+local fake = require "spec.support.fake_server"
+local groups = require "soracom.groups"
+local scheduler = require "soracom.groups.scheduler"
+local core = require "soracom.groups.core"
+
+-- Lua 5.1 cannot yield across pcall, nor from an iterator called by a for loop.
+local YIELDS_EVERYWHERE = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
+
+describe("ownership of logins and maps", function()
+  local srv
+
+  setup(function() srv = fake.start() end)
+  teardown(function() if srv then srv:stop() end end)
+  before_each(function() srv:reset() end)
+
+  local function new_client(extra)
+    local options = { endpoint = srv.endpoint, auth_key_id = srv.auth_key_id, auth_key = srv.auth_key,
+      transport = "curl", retry_base_delay = 0.02 }
+    for name, value in pairs(extra or {}) do options[name] = value end
+    return assert(groups.new(options))
+  end
+
+  local function requests_to(api)
+    local counted = srv:stats().by_api[api]
+    return counted and counted.requests or 0
+  end
+
+  local function logins()
+    local n = 0
+    for _, request in ipairs(srv:requests()) do
+      if request.method == "POST" and request.uri == "/v1/auth" then n = n + 1 end
+    end
+    return n
+  end
+
+  local function range(n)
+    local list = {}
+    for i = 1, n do list[i] = i end
+    return list
+  end
+
+  describe("a map its caller abandons", function()
+    it("runs none of its items inside a later, unrelated map", function()
+      local ids = srv:seed_groups(20)
+      srv:settings { latency = 0.05 }
+      local options = { endpoint = srv.endpoint, auth_key_id = srv.auth_key_id, auth_key = srv.auth_key,
+        transport = "curl" }
+      local client = assert(groups.new(setmetatable({ sleep = function() coroutine.yield("slept") end },
+        { __index = options })))
+      local co = coroutine.create(function()
+        return client:map(ids, function(id) return client:delete_group(id) end, { concurrency = 2 })
+      end)
+      for _ = 1, 3 do assert(coroutine.resume(co)) end
+      assert.are.equal("suspended", coroutine.status(co))
+      co = nil -- luacheck: ignore 311 (given up)
+      local deleted_when_abandoned = requests_to("DELETE /v1/groups/{group_id}")
+      assert.is_true(deleted_when_abandoned < 20)
+
+      local other = new_client()
+      local _, summary = other:map(range(10), function() return other:list_groups() end, { concurrency = 4 })
+      assert.are.equal(10, summary.ok)
+      -- At most the two transfers in flight when it was abandoned may still have ended.
+      assert.is_true(requests_to("DELETE /v1/groups/{group_id}") <= deleted_when_abandoned + 2)
+      other:close()
+      client:close()
+    end)
+
+    it("during its login leaves the client's plain calls free", function()
+      local id = srv:seed_groups(1)[1]
+      srv:faults { { delay = 0.3 } } -- the /auth of the abandoned map's login
+      local options = { endpoint = srv.endpoint, auth_key_id = srv.auth_key_id, auth_key = srv.auth_key,
+        transport = "curl" }
+      local client = assert(groups.new(setmetatable({ sleep = function() coroutine.yield("slept") end },
+        { __index = options })))
+      local co = coroutine.create(function()
+        return client:map(range(4), function() return client:get_group(id) end, { concurrency = 4 })
+      end)
+      assert(coroutine.resume(co))
+      assert.are.equal("suspended", coroutine.status(co))
+      co = nil -- luacheck: ignore 311
+      local started = core.now()
+      local group, err = client:get_group(id)
+      assert.is_nil(err)
+      assert.are.equal(id, group.groupId)
+      assert.is_true(core.now() - started < 5) -- the login it waited for was 0.3 s away
+      assert.are.equal(1, logins())
+      client:close()
+    end)
+  end)
+
+  it("maps client:groups{} while a task logs in again (the iterator carries the login)", function()
+    srv:seed_groups(6)
+    srv:settings { latency = 0.03 }
+    local client = new_client()
+    local _, summary = client:map(client:groups { limit = 1 }, function(group, i)
+      if i == 2 then srv:expire_tokens() end
+      return client:get_group(group.groupId)
+    end, { concurrency = 2 })
+    assert.are.same({ 6, 0 }, { summary.ok, summary.failed })
+    assert.is_nil(summary.items_error)
+    assert.is_true(logins() >= 2)
+    client:close()
+  end)
+
+  it("runs a map started from on_result 300 times without nesting the outer loop", function()
+    local client = new_client()
+    local inner_ok = 0
+    local _, summary = client:map(range(300), function(i) return i end, {
+      concurrency = 1,
+      on_result = function()
+        local _, inner = client:map({ 1 }, function() return true end)
+        inner_ok = inner_ok + inner.ok
+      end,
+    })
+    assert.are.same({ 300, 300 }, { summary.ok, inner_ok })
+    client:close()
+  end)
+
+  it("runs a map started from the items iterator 300 times", function()
+    local client = new_client()
+    local n = 0
+    local _, summary = client:map(function()
+      n = n + 1
+      if n > 300 then return nil end
+      local _, inner = client:map({ n }, function(x) return x end)
+      return inner.ok
+    end, function(x) return x end, { concurrency = 1 })
+    assert.are.same({ 300, 0 }, { summary.ok, summary.failed })
+    client:close()
+  end)
+
+  it("calls on_result once per item when fn calls the client inside pcall and a for loop", function()
+    local ids = srv:seed_groups(4)
+    local client = new_client()
+    local calls = {}
+    local results, summary = client:map(ids, function(id)
+      local ok, group = pcall(client.get_group, client, id)
+      local first = client:groups { limit = 10 }()
+      return ok and first and group.groupId
+    end, { concurrency = 2, on_result = function(i) calls[i] = (calls[i] or 0) + 1 end })
+    assert.are.equal(4, summary.ok + summary.failed)
+    for i = 1, 4 do
+      assert.are.equal(1, calls[i])
+      assert.is_table(results[i])
+    end
+    if YIELDS_EVERYWHERE then
+      assert.are.equal(4, summary.ok)
+      for i, id in ipairs(ids) do assert.are.equal(id, results[i].value) end
+    end
+    collectgarbage()
+    collectgarbage() -- (what earlier cases abandoned)
+    client:map({ 1 }, function() return true end)
+    local transfers, tasks = scheduler.counts()
+    assert.are.same({ 0, 0 }, { transfers, tasks })
+    client:close()
+  end)
+
+  describe("an items iterator that fails", function()
+    it("returns the results of the items before it, with its error", function()
+      local client = new_client()
+      local n = 0
+      local results, summary, err = client:map(function()
+        n = n + 1
+        if n == 4 then error("no more items here", 0) end
+        return n
+      end, function(x) return x * 10 end)
+      assert.are.equal("no more items here", err)
+      assert.are.equal(err, summary.items_error)
+      assert.are.equal(3, summary.ok)
+      assert.are.same({ 10, 20, 30 }, { results[1].value, results[2].value, results[3].value })
+    end)
+
+    it("gives the page key to resume from when a page fails", function()
+      srv:seed_groups(5)
+      local client = new_client { retries = 0 }
+      local seen = 0
+      local iterator = client:groups { limit = 2 }
+      local results, summary, err = client:map(function()
+        local group = iterator()
+        seen = seen + 1
+        if seen == 2 then srv:faults { { status = 500 } } end
+        return group
+      end, function(group) return group.groupId end, { concurrency = 1 })
+      assert.are.equal(500, err.status)
+      assert.is_string(summary.resume_key)
+      assert.are.equal(err.resume_key, summary.resume_key)
+      assert.are.equal(2, summary.ok)
+      assert.are.equal(2, #results)
+      -- Resuming from the key gives the rest, none twice.
+      local rest = 0
+      for _ in client:groups { limit = 2, last_evaluated_key = summary.resume_key } do rest = rest + 1 end
+      assert.are.equal(3, rest)
+      client:close()
+    end)
+  end)
+
+  describe("a login", function()
+    it("whose mfa_otp_code yields fails that login clearly, and nobody waits for it", function()
+      local client = assert(groups.new { endpoint = srv.endpoint, email = srv.email, password = srv.password,
+        transport = "curl", mfa_otp_code = function() coroutine.yield() return "123456" end })
+      local started = core.now()
+      local results, summary = client:map(range(10), function() return client:list_groups() end,
+        { concurrency = 10 })
+      assert.are.equal(10, summary.failed)
+      assert.are.equal("auth", results[1].err.kind)
+      assert.truthy(tostring(results[1].err):find("yield", 1, true))
+      local _, err = client:list_groups()
+      assert.are.equal("auth", err.kind)
+      assert.is_true(core.now() - started < 10) -- (was 180 s per login)
+      client:close()
+    end)
+
+    it("during an /auth outage is tried once per backoff step for every caller", function()
+      local outage = {}
+      for k = 1, 200 do outage[k] = { status = 503 } end
+      srv:faults(outage)
+      local client = new_client { retries = 3, retry_base_delay = 0.01 }
+      local _, summary = client:map(range(50), function() return client:list_groups() end,
+        { concurrency = 50 })
+      assert.are.equal(50, summary.failed)
+      assert.are.equal(4, logins()) -- one login's tries (was 149)
+      -- A call right after the outage's answer gets it without another /auth.
+      local _, err = client:list_groups()
+      assert.are.equal(503, err.status)
+      assert.are.equal(4, logins())
+      client:close()
+    end)
+  end)
+
+  describe("client:start_map", function()
+    it("makes progress only when stepped, and gives what to wait for", function()
+      local ids = srv:seed_groups(12)
+      srv:settings { latency = 0.02 }
+      local client = new_client()
+      local run = client:start_map(ids, function(id) return client:get_group(id) end, { concurrency = 4 })
+      core.sleep(0.1)
+      assert.are.equal(0, requests_to("GET /v1/groups/{group_id}")) -- nothing before a step
+      local hints = 0
+      while not run:step(0) do
+        local timeout, sockets = run:wait_hint()
+        assert.is_number(timeout)
+        assert.is_table(sockets)
+        hints = hints + 1
+        core.sleep(math.min(timeout, 0.005))
+      end
+      assert.is_true(hints > 0)
+      assert.is_nil((run:wait_hint()))
+      local results, summary = run:results()
+      assert.are.equal(12, summary.ok)
+      assert.are.equal(ids[12], results[12].value.groupId)
+      client:close()
+    end)
+
+    it("cancels: running items end as cancelled, the rest are skipped, nothing more is sent", function()
+      local ids = srv:seed_groups(20)
+      local client = new_client()
+      assert(client:get_group(ids[1])) -- logged in, and the API's limit known: no probe
+      srv:clear_stats()
+      srv:settings { latency = 0.2 }
+      local ended = 0
+      local run = client:start_map(ids, function(id) return client:get_group(id) end,
+        { concurrency = 4, on_result = function() ended = ended + 1 end })
+      run:step(0.05)
+      run:cancel()
+      assert.is_true(run:done())
+      core.sleep(0.4)
+      local results, summary = run:results()
+      assert.are.equal(4, requests_to("GET /v1/groups/{group_id}"))
+      assert.are.same({ 0, 4, 16 }, { summary.ok, summary.failed, summary.skipped })
+      assert.are.equal("cancelled", results[1].err.kind)
+      assert.is_true(results[20].skipped)
+      assert.are.equal(4, ended)
+      assert.are.same({ 0, 0 }, { scheduler.counts() })
+      client:close()
+    end)
+
+    it("removes the transfers of a run dropped unfinished once it is collected", function()
+      local ids = srv:seed_groups(8)
+      local client = new_client()
+      assert(client:get_group(ids[1])) -- logged in, and the API's limit known: no probe
+      srv:settings { latency = 0.5 }
+      local run = client:start_map(ids, function(id) return client:get_group(id) end, { concurrency = 8 })
+      run:step(0.05)
+      assert.are.equal(8, (scheduler.counts()))
+      run = nil -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      -- Any later driving (here another map) cancels what the collected one left.
+      local _, summary = client:map({ 1 }, function() return true end)
+      assert.are.equal(1, summary.ok)
+      assert.are.equal(0, (scheduler.counts()))
+      client:close()
+    end)
+  end)
+end)
