@@ -56,6 +56,7 @@ function groups.array(t) end
 ---@field rate_limit_max_delay? number the longest wait for the rate limit, in seconds
 ---@field retry_post? boolean whether a POST may be retried
 ---@field sleep? fun(seconds: number) the function that waits between retries
+---@field wait? fun(timeout: number, sockets: soracom.groups.MapSocket[]) waits through an event loop for a socket or the timeout (see soracom.groups.loops)
 ---@field insecure? boolean true turns TLS checks off (never in production)
 ---@field ca_file? string a CA certificates file to trust
 ---@field ca_path? string a CA certificates directory to trust
@@ -130,9 +131,8 @@ local MapRun = {}
 
 ---Does the work that is ready, then waits up to timeout seconds (0) for more.
 ---@param timeout? number
----@param idle? fun(seconds: number) how to wait (an event loop's sleep)
 ---@return boolean done
-function MapRun:step(timeout, idle) end
+function MapRun:step(timeout) end
 
 ---What to wait for before the next step: seconds (nil once done) and the sockets libcurl watches.
 ---@return number? timeout

@@ -331,7 +331,7 @@ local function await(client, flight)
       .. "from inside it (an mfa_otp_code function or debug hook calling the client?)", 0)
   end
   while not flight.done do
-    if not flight.event:wait(1, client._sleep) and not flight.done then
+    if not flight.event:wait(1, client._waiter) and not flight.done then
       error("soracom.groups: the login in flight has nobody to carry it (a bug: please report it)", 0)
     end
   end

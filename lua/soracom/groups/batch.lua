@@ -137,18 +137,21 @@ local function prepare(items, fn, options)
 end
 
 --- Starts fn(item, i) for each item through `transport` (see client:start_map) and
--- returns the run; nothing is sent before its first step.
-function batch.start(transport, items, fn, options)
+-- returns the run; nothing is sent before its first step. `waiter` is the client's
+-- way to wait ({ wait = fn } or { sleep = fn }, or nil: block).
+function batch.start(transport, items, fn, options, waiter)
   local run = prepare(items, fn, options)
+  run._waiter = waiter
   run._tasks = transport:start_tasks(run._state.source, options.concurrency)
   return run
 end
 
 --- Does the work that is ready, waiting up to `timeout` seconds (0: none) for more;
--- `idle(seconds)` is how it waits, when given. Returns true once every item is done.
-function MapRun:step(timeout, idle)
+-- it waits as the client's wait or sleep option says, else blocks. Returns true once
+-- every item is done.
+function MapRun:step(timeout)
   if self._tasks:done() then return true end
-  return self._tasks:step(timeout or 0, idle)
+  return self._tasks:step(timeout or 0, self._waiter)
 end
 
 --- What to wait for before the next step: seconds (nil once done) and the sockets to
@@ -197,10 +200,10 @@ function MapRun:results()
   return results, summary, items_error
 end
 
---- Runs fn(item, i) for each item through `transport` (see client:map); `idle`, the
--- client's sleep option, is how the loop waits when it drives the tasks. Returns
+--- Runs fn(item, i) for each item through `transport` (see client:map); `waiter` (see
+-- batch.start) is how the loop waits when it drives the tasks. Returns
 -- results, summary and, when the items iterator raised, its error.
-function batch.run(transport, items, fn, options, idle)
+function batch.run(transport, items, fn, options, waiter)
   local run
   if transport:in_task() then
     -- A map within a map: the task's own run carries it while the task waits.
@@ -208,8 +211,8 @@ function batch.run(transport, items, fn, options, idle)
     transport:run_tasks(run._state.source, options.concurrency)
     run._state.finished = true
   else
-    run = batch.start(transport, items, fn, options)
-    while not run:step(math.huge, idle) do end
+    run = batch.start(transport, items, fn, options, waiter)
+    while not run:step(math.huge) do end
   end
   if run._state.raised_by_on_result ~= nil then error(run._state.raised_by_on_result, 0) end
   return run:results()

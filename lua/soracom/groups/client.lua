@@ -71,6 +71,8 @@ end
 -- @tparam[opt] number options.rate_limit_max_delay seconds a request may be held for the rate limit in all (60)
 -- @tparam[opt] boolean options.retry_post retry POST too (false: its outcome may be unknown)
 -- @tparam[opt] function options.sleep waits `seconds` instead of blocking (an event loop's)
+-- @tparam[opt] function options.wait wait(timeout, sockets): waits up to timeout seconds or until one of
+-- the sockets ({fd =, read =, write =}) is ready, through an event loop (see soracom.groups.loops)
 -- @tparam[opt] boolean options.insecure do not verify TLS (never in production)
 -- @tparam[opt] string options.ca_file a CA bundle to trust (curl transport)
 -- @tparam[opt] string options.ca_path a folder of CAs to trust (curl transport)
@@ -95,7 +97,8 @@ function Client.new(options)
     _debug = resolved.debug,
     _retry = resolved.retry,
     _unslept = 0,
-    _sleep = resolved.sleep,
+    -- how a call waits where it would block: an application loop's wait or sleep
+    _waiter = (resolved.wait and { wait = resolved.wait }) or (resolved.sleep and { sleep = resolved.sleep }) or nil,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
   local sharing, unshared
@@ -106,6 +109,7 @@ function Client.new(options)
       return nil, Error.new("config", unshared)
     end
   end
+  client._transport:set_waiter(client._waiter)
   client._budget = rate.new(request.clock(client), sharing and sharing:accounts())
   auth.attach(client, resolved.credentials, headers, resolved.operator_id,
     resolved.share_token and sharing or nil)
@@ -414,7 +418,7 @@ function Client:map(items, fn, options)
   check_self(self, "map")
   if self._transport == nil then error("soracom.groups: map: the client is closed", 2) end
   local resolved = batch.check(items, fn, options, 2)
-  local results, summary, items_error = batch.run(self._transport, items, fn, resolved, self._sleep)
+  local results, summary, items_error = batch.run(self._transport, items, fn, resolved, self._waiter)
   return results, summary, items_error
 end
 
@@ -428,7 +432,7 @@ function Client:start_map(items, fn, options)
   check_self(self, "start_map")
   if self._transport == nil then error("soracom.groups: start_map: the client is closed", 2) end
   local resolved = batch.check(items, fn, options, 2)
-  local run = batch.start(self._transport, items, fn, resolved)
+  local run = batch.start(self._transport, items, fn, resolved, self._waiter)
   return run
 end
 

@@ -28,9 +28,10 @@ end
 -- was closed meanwhile. Inside a task of the curl scheduler the wait is its timer: a
 -- `sleep` option that yields to another loop would yield the task away.
 local function wait(client, seconds)
-  if client._sleep and not client._transport:in_task() then
+  local waiter = client._waiter
+  if waiter and not client._transport:in_task() then
     local started = now()
-    client._sleep(seconds)
+    if waiter.wait then waiter.wait(seconds, {}) else waiter.sleep(seconds) end
     client._unslept = client._unslept + math.max(0, seconds - (now() - started))
   else
     client._transport:sleep(seconds)

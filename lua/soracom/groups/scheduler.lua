@@ -28,8 +28,8 @@ local PARKED = setmetatable({}, { __tostring = function() return "soracom.groups
 -- What a task parked for good is woken with when nothing could ever wake it.
 local STUCK = {}
 
--- With an idle wait (a sleep that yields to the application's own loop), transfers
--- are polled this often instead of waited for inside libcurl.
+-- With a waiter that only sleeps (an application's loop), transfers are polled this
+-- often instead of waited for inside libcurl.
 local IDLE_STEP = 0.005
 
 local task_of = setmetatable({}, { __mode = "k" }) -- coroutine -> its task
@@ -341,26 +341,46 @@ local function collect(owner)
   fire_timers(free)
 end
 
+-- The sockets libcurl watches on `multis`, and the soonest of its timeouts and `timeout`.
+local function watched(multis, timeout)
+  local sockets = {}
+  for _, multi in ipairs(multis) do
+    if multi.wait_hint then
+      local after, list = multi:wait_hint()
+      if after and (timeout == nil or after < timeout) then timeout = after end
+      for _, socket in ipairs(list) do sockets[#sockets + 1] = socket end
+    elseif timeout == nil or timeout > IDLE_STEP then
+      timeout = IDLE_STEP -- (a core without wait_hint: poll)
+    end
+  end
+  return timeout, sockets
+end
+
 -- Waits up to `left` seconds for a transfer to end or a timer to come: inside
--- libcurl, or through `idle` (an application's sleep that lets its loop go on), which
--- polls transfers when `transfers_too`. A wait `idle` was asked for counts as waited,
--- even when it returns early (a loop's sleep may). Returns false when nothing is left
--- that could end a wait.
-local function wait_some(owner, left, idle, transfers_too)
+-- libcurl, or through the application's `waiter` (the client's: { wait = fn } or
+-- { sleep = fn }, from its options of those names): its wait,
+-- given the sockets to watch, or its sleep, which polls transfers every IDLE_STEP
+-- when `transfers_too` (else they block, as a plain call's do). A wait the waiter was
+-- asked for counts as waited, even when it returns early (a loop's may). Returns false
+-- when nothing is left that could end a wait.
+local function wait_some(owner, left, waiter, transfers_too)
   local first = first_timer(free, first_timer(owner))
   local timeout = first and math.max(0, math.min(left, first - now())) or left
   local multis = involved_multis(owner)
   if #multis > 0 then
-    if idle and transfers_too then
-      idle(math.min(timeout, IDLE_STEP))
+    if waiter and waiter.wait then
+      local until_next, sockets = watched(multis, timeout)
+      waiter.wait(math.max(0, until_next), sockets)
+    elseif waiter and transfers_too then
+      waiter.sleep(math.min(timeout, IDLE_STEP))
     else
       local others = { unpack(multis, 2) }
       end_transfers(multis[1]:poll(timeout, others))
     end
   elseif first then
     local started = now()
-    if idle then
-      idle(timeout)
+    if waiter then
+      if waiter.wait then waiter.wait(timeout, {}) else waiter.sleep(timeout) end
       fire_timers(owner, started + timeout)
       fire_timers(free, started + timeout)
     else
@@ -402,7 +422,7 @@ local function on_collect(object, on_collect_fn)
 end
 
 --- Starts running the jobs source() gives, at most `concurrency` at once, and returns
--- the run that drives them: run:step(timeout, idle), run:wait_hint(), run:cancel(why)
+-- the run that drives them: run:step(timeout, waiter), run:wait_hint(), run:cancel(why)
 -- and run:done(). A job is { run = function, finish = function(ok, ...) }: run is the
 -- task's body; finish gets true and what it returned, or false, the error it raised
 -- and a traceback. Nothing runs before the first step.
@@ -428,9 +448,9 @@ function Run:done()
 end
 
 --- Does the work that is ready, then waits for more up to `timeout` seconds (0: does
--- not wait) and does it; `idle(seconds)` is how it waits when given. Returns true
+-- not wait) and does it; `waiter` (see wait_some) is how it waits. Returns true
 -- once the run is done.
-function Run:step(timeout, idle)
+function Run:step(timeout, waiter)
   local owner = owner_of[self]
   local deadline = now() + (timeout or 0)
   while true do
@@ -440,7 +460,7 @@ function Run:step(timeout, idle)
     if not has_ready(owner) then
       local left = deadline - now()
       if left <= 0 then return false end
-      if not wait_some(owner, left, idle, true) then unstick(owner) end
+      if not wait_some(owner, left, waiter, true) then unstick(owner) end
     end
   end
 end
@@ -452,17 +472,7 @@ function Run:wait_hint()
   if self:done() then return nil, {} end
   if has_ready(owner) then return 0, {} end
   local first = first_timer(free, first_timer(owner))
-  local timeout = first and math.max(0, first - now())
-  local sockets = {}
-  for _, multi in ipairs(involved_multis(owner)) do
-    if multi.wait_hint then
-      local after, watched = multi:wait_hint()
-      if after and (timeout == nil or after < timeout) then timeout = after end
-      for _, socket in ipairs(watched) do sockets[#sockets + 1] = socket end
-    elseif timeout == nil or timeout > IDLE_STEP then
-      timeout = IDLE_STEP
-    end
-  end
+  local timeout, sockets = watched(involved_multis(owner), first and math.max(0, first - now()))
   return timeout, sockets
 end
 
@@ -474,9 +484,9 @@ end
 
 --- Runs jobs until source() gives no more, at most `concurrency` at once (see
 -- scheduler.start). Inside a task (a map within a map) the task's run runs them while
--- the task waits; outside, this call drives them to the end, waiting through `idle`
+-- the task waits; outside, this call drives them to the end, waiting through `waiter`
 -- when given.
-function scheduler.run(source, concurrency, idle)
+function scheduler.run(source, concurrency, waiter)
   if type(concurrency) ~= "number" or concurrency < 1 then
     error("soracom.groups: scheduler.run: concurrency must be 1 or more (got " .. tostring(concurrency)
       .. ")", 2)
@@ -489,7 +499,7 @@ function scheduler.run(source, concurrency, idle)
     return
   end
   local run = scheduler.start(source, concurrency)
-  while not run:step(math.huge, idle) do end
+  while not run:step(math.huge, waiter) do end
 end
 
 local Event = {}
@@ -502,9 +512,10 @@ end
 
 --- Waits until signal() or `timeout` seconds. Inside a task it parks the task. Outside
 -- any, it carries the free tasks (a login in flight) meanwhile: their transfers block,
--- as a plain call's do, and their timers wait through `idle` when given. Returns true
+-- as a plain call's do (unless `waiter` waits for sockets), and their timers wait
+-- through `waiter` when given. Returns true
 -- once signalled or timed out; false, at once, when nothing could signal it.
-function Event:wait(timeout, idle)
+function Event:wait(timeout, waiter)
   local task = scheduler.current()
   if task then
     park({ kind = "event", event = self, timeout = timeout })
@@ -521,7 +532,7 @@ function Event:wait(timeout, idle)
     if not has_ready(owner) and not mark.signalled then
       local left = deadline - now()
       if left <= 0 then return true end
-      if not wait_some(owner, left, idle, false) then return false end
+      if not wait_some(owner, left, waiter, false) then return false end
     end
   end
 end

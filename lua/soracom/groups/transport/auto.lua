@@ -29,6 +29,7 @@ local function current(self)
   if self._curl == nil then
     self._curl = curl.new(self._settings)
     if lines_of[self] then self._curl:set_headers(lines_of[self]) end
+    self._curl:set_waiter(self._waiter)
   end
   return self._curl
 end
@@ -43,6 +44,11 @@ function Both:set_headers(lines)
   if self._curl then self._curl:set_headers(lines) end
 end
 
+function Both:set_waiter(waiter)
+  self._waiter = waiter
+  if self._curl then self._curl:set_waiter(waiter) end
+end
+
 function Both:sleep(seconds)
   return current(self):sleep(seconds)
 end
@@ -51,8 +57,8 @@ function Both:event()
   return current(self):event()
 end
 
-function Both:run_tasks(source, concurrency, idle)
-  return current(self):run_tasks(source, concurrency, idle)
+function Both:run_tasks(source, concurrency, waiter)
+  return current(self):run_tasks(source, concurrency, waiter)
 end
 
 function Both:start_tasks(source, concurrency)

@@ -9,6 +9,8 @@
 local core = require "soracom.groups.core"
 local scheduler = require "soracom.groups.scheduler"
 
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
 local curl = {}
 
 local Transport = {}
@@ -87,14 +89,42 @@ local function perform_in_task(own, method, url, body, paginated)
   return results(session, value, next_key, status)
 end
 
+-- One exchange outside any task, through an application loop's wait: a run of its
+-- own, so that the loop goes on while it is on the wire.
+local function perform_through(own, waiter, method, url, body, paginated)
+  local outcome = { n = 0 }
+  local function keep(...) outcome = { n = select("#", ...), ... } end
+  local source_given = false
+  local run = scheduler.start(function()
+    if source_given then return nil end
+    source_given = true
+    return {
+      run = function() keep(perform_in_task(own, method, url, body, paginated)) return true end,
+      finish = function(ok, raised) if not ok then outcome.raised = raised end end,
+    }
+  end, 1)
+  while not run:step(math.huge, waiter) do end
+  if outcome.raised ~= nil then error(outcome.raised, 0) end
+  return unpack(outcome, 1, outcome.n)
+end
+
 --- perform(method, url, body, paginated) -> value, next_key, status, limits | nil, err
 function Transport:perform(method, url, body, paginated)
   local own = state(self)
   if scheduler.current() then
     return perform_in_task(own, method, url, body, paginated)
   end
+  if own.waiter and own.waiter.wait then
+    return perform_through(own, own.waiter, method, url, body, paginated)
+  end
   local session = current_lines(own, own.plain)
   return results(session, session:perform(method, url, body, paginated))
+end
+
+--- set_waiter(waiter): how a call outside any task waits ({ wait = fn }: through an
+-- application's loop; else it blocks).
+function Transport:set_waiter(waiter)
+  state(self).waiter = waiter
 end
 
 function Transport:set_headers(lines)
@@ -111,8 +141,8 @@ function Transport.event()
   return scheduler.event()
 end
 
-function Transport.run_tasks(_, source, concurrency, idle)
-  scheduler.run(source, concurrency, idle)
+function Transport.run_tasks(_, source, concurrency, waiter)
+  scheduler.run(source, concurrency, waiter)
 end
 
 --- start_tasks(source, concurrency) -> a run the caller drives (see scheduler.start).

@@ -700,6 +700,9 @@ end
 
 Transport.event = nginx_tasks.event
 
+-- Waits inside nginx are nginx's: an application loop's wait does not apply.
+function Transport.set_waiter() end
+
 function Transport.spawn(_, job)
   return nginx_tasks.spawn(job)
 end
