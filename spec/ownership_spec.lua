@@ -230,6 +230,41 @@ describe("ownership of logins and maps", function()
     end)
   end)
 
+  describe("close() during a login", function()
+    it("ends the map's items waiting for it with kind \"closed\", and raises nothing", function()
+      srv:faults { { delay = 1 } } -- the login
+      local client = new_client()
+      local run = client:start_map(range(4), function() return client:list_groups() end, { concurrency = 4 })
+      run:step(0.1)
+      assert.is_false(run:done())
+      local started = core.now()
+      client:close()
+      while not run:step(0.05) do end
+      local results, summary = run:results()
+      assert.are.equal(4, summary.failed)
+      for i = 1, 4 do assert.are.equal("closed", results[i].err.kind, tostring(results[i].err)) end
+      assert.is_true(core.now() - started < 0.8) -- not the login's answer
+    end)
+
+    it("ends a plain call waiting for it, from another coroutine of a loop", function()
+      local cqueues = require "cqueues"
+      srv:faults { { delay = 1 } } -- the login
+      local client = new_client { wait = require("soracom.groups.loops").cqueues(cqueues) }
+      local loop = cqueues.new()
+      local value, err
+      loop:wrap(function() value, err = client:list_groups() end)
+      loop:wrap(function()
+        cqueues.sleep(0.1)
+        client:close()
+      end)
+      local started = core.now()
+      assert(loop:loop())
+      assert.is_nil(value)
+      assert.are.equal("closed", err.kind)
+      assert.is_true(core.now() - started < 0.8)
+    end)
+  end)
+
   describe("client:start_map", function()
     it("makes progress only when stepped, and gives what to wait for", function()
       local ids = srv:seed_groups(12)

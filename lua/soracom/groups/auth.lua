@@ -42,6 +42,7 @@ local YIELDED = "the login was abandoned: the mfa_otp_code function or the debug
 -- not cause another login.
 local function install(client, record, api_key, token)
   record.generation = record.generation + 1
+  if client._transport == nil then return end -- closed meanwhile: nothing will be sent
   local lines = {}
   for i, line in ipairs(record.base_headers) do lines[i] = line end
   if api_key then
@@ -89,6 +90,10 @@ local function login_error(kind, message, status)
   return err
 end
 
+local function closed_error()
+  return login_error("closed", "the client was closed while it logged in")
+end
+
 local function valid_secret(value)
   return type(value) == "string" and value ~= "" and not value:match("%c")
 end
@@ -121,9 +126,10 @@ local function login(client, record)
   end
   local body, why = login_body(credentials)
   if body == nil then return nil, why end
+  local transport = client._transport
+  if transport == nil then return nil, closed_error() end -- (an MFA function may close it)
   local started = now()
-  local value, err, status = client._transport:perform("POST", client._endpoint .. "/auth",
-    encode_json(body))
+  local value, err, status = transport:perform("POST", client._endpoint .. "/auth", encode_json(body))
   debug_line(client, string.format("POST %s/auth (%s from %s) -> %s (%.1f ms)", client._endpoint,
     credentials.label, credentials.source, value and tostring(status) or tostring(err.status or err.kind),
     (now() - started) * 1000))
@@ -259,10 +265,6 @@ local function land(record, flight, ok, err)
   flight.event:signal()
 end
 
-local function closed_error()
-  return login_error("closed", "the client was closed while it logged in")
-end
-
 -- A login with its retries, as the client's policy allows for a PUT (a login is as
 -- safe to repeat): every caller waits for this one, so an /auth outage costs one
 -- attempt per backoff step, not one per caller. A renewal does not retry: the current
@@ -370,7 +372,8 @@ function auth.ready(client)
       -- Renewing: the current token stays in use meanwhile. A plain call outside any
       -- task carries a renewal nobody else would (it cannot run by itself).
       local flight = fly(client, record, true)
-      if not flight.detached and not client._transport:in_task() then await(client, flight) end
+      local transport = client._transport
+      if not flight.detached and transport and not transport:in_task() then await(client, flight) end
       return record.generation
     end
     record.needs_login = true
