@@ -91,18 +91,38 @@ describe("ownership of logins and maps", function()
     end)
   end)
 
-  it("maps client:groups{} while a task logs in again (the iterator carries the login)", function()
-    srv:seed_groups(6)
-    srv:settings { latency = 0.03 }
+  it("maps client:groups{} while a task logs in: the iterator and on_result wait for that login", function()
+    local ids = srv:seed_groups(4)
+    local slow = fake.start()
+    finally(function() slow:stop() end)
+    local slow_id = slow:seed_groups(1)[1]
+    slow:settings { latency = 0.2 }
+    local elsewhere = assert(groups.new { endpoint = slow.endpoint, auth_key_id = slow.auth_key_id,
+      auth_key = slow.auth_key, transport = "curl" })
+    assert(elsewhere:get_group(slow_id))
     local client = new_client()
-    local _, summary = client:map(client:groups { limit = 1 }, function(group, i)
-      if i == 2 then srv:expire_tokens() end
+    local read_in_on_result = {}
+    local _, summary, err = client:map(client:groups { limit = 1 }, function(group, i)
+      if i == 1 then
+        -- This item's answer says 401: it logs in again, and that login takes 0.5 s.
+        srv:faults { { status = 401 }, { delay = 0.5 } }
+        return client:get_group(group.groupId)
+      elseif i == 2 then
+        return elsewhere:get_group(slow_id) -- ends at 0.2 s, while that login is under way
+      end
       return client:get_group(group.groupId)
-    end, { concurrency = 2 })
-    assert.are.same({ 6, 0 }, { summary.ok, summary.failed })
-    assert.is_nil(summary.items_error)
-    assert.is_true(logins() >= 2)
+    end, {
+      concurrency = 2,
+      on_result = function(i)
+        if i == 2 then read_in_on_result[#read_in_on_result + 1] = client:get_group(ids[1]) end
+      end,
+    })
+    assert.is_nil(err)
+    assert.are.same({ 4, 0 }, { summary.ok, summary.failed })
+    assert.are.equal(ids[1], read_in_on_result[1].groupId)
+    assert.are.equal(2, logins())
     client:close()
+    elsewhere:close()
   end)
 
   it("runs a map started from on_result 300 times without nesting the outer loop", function()

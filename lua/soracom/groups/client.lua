@@ -410,14 +410,23 @@ function Client:update_config(group_id, namespace, changes)
   return group, err
 end
 
+-- Checks map's arguments, and that its concurrency fits the process's file limit.
+local function check_map(self, method, items, fn, options)
+  if self._transport == nil then error("soracom.groups: " .. method .. ": the client is closed", 3) end
+  local resolved = batch.check(items, fn, options, 3)
+  local transport = self._transport
+  local why = transport.capacity_error and transport:capacity_error(resolved.concurrency)
+  if why then error("soracom.groups: " .. method .. ": " .. why, 3) end
+  return resolved
+end
+
 --- map(items, fn, options) -> results, summary[, items_error]: fn(item, i) for each
 -- item, at most options.concurrency (8) at once; see batch.lua and the README. When
 -- the items iterator raised, the results of the items before it come back with its
 -- error (summary.items_error, summary.resume_key, and a third value).
 function Client:map(items, fn, options)
   check_self(self, "map")
-  if self._transport == nil then error("soracom.groups: map: the client is closed", 2) end
-  local resolved = batch.check(items, fn, options, 2)
+  local resolved = check_map(self, "map", items, fn, options)
   local results, summary, items_error = batch.run(self._transport, items, fn, resolved, self._waiter)
   return results, summary, items_error
 end
@@ -430,8 +439,7 @@ end
 -- run dropped unfinished is cancelled when collected.
 function Client:start_map(items, fn, options)
   check_self(self, "start_map")
-  if self._transport == nil then error("soracom.groups: start_map: the client is closed", 2) end
-  local resolved = batch.check(items, fn, options, 2)
+  local resolved = check_map(self, "start_map", items, fn, options)
   local run = batch.start(self._transport, items, fn, resolved, self._waiter)
   return run
 end

@@ -145,6 +145,23 @@ function Transport.run_tasks(_, source, concurrency, waiter)
   scheduler.run(source, concurrency, waiter)
 end
 
+-- Descriptors kept free beside a map's sockets (the process's own files, the ones a
+-- login or a plain call opens meanwhile).
+local SPARE_DESCRIPTORS = 16
+
+--- capacity_error(concurrency) -> nil, or why `concurrency` transfers at once cannot
+-- fit the process's file limit (each may need a socket of its own).
+function Transport.capacity_error(_, concurrency)
+  if core.file_limit == nil then return nil end
+  local limit, open = core.file_limit()
+  local free = limit - open - SPARE_DESCRIPTORS
+  if concurrency <= free then return nil end
+  return string.format("options.concurrency %d needs up to %d more file descriptors (one socket each, and "
+    .. "%d spare), and this process may open %d more (ulimit -n %s, %d open): lower concurrency or raise "
+    .. "the limit", concurrency, concurrency + SPARE_DESCRIPTORS, SPARE_DESCRIPTORS, math.max(0, limit - open),
+    tostring(limit), open)
+end
+
 --- start_tasks(source, concurrency) -> a run the caller drives (see scheduler.start).
 function Transport.start_tasks(_, source, concurrency)
   return scheduler.start(source, concurrency)

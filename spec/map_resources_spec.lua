@@ -1,0 +1,99 @@
+-- What a map holds of the process (issue 23, item 13): its concurrency must fit the
+-- file limit, or it fails at its start saying so; at the documented maximum every item
+-- is done; a client's connections go with close(). Run in child processes under
+-- `ulimit -n`, against the fake over real HTTP.
+local fake = require "spec.support.fake_server"
+local groups = require "soracom.groups"
+
+local LUA = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- Runs `code` in a child Lua under `ulimit -n limit`; returns its output.
+local function under_limit(limit, code)
+  local path = os.tmpname()
+  local file = assert(io.open(path, "w"))
+  file:write(string.format("package.path = %q\npackage.cpath = %q\n", package.path, package.cpath), code)
+  file:close()
+  local pipe = assert(io.popen("sh -c " .. quote("ulimit -n " .. limit .. " && exec " .. LUA .. " " .. path)
+    .. " 2>&1"))
+  local out = pipe:read("*a")
+  pipe:close()
+  os.remove(path)
+  return out
+end
+
+-- The child's preamble: a client of the fake (its endpoint and credentials given).
+local function client_code(srv)
+  return string.format([[
+local groups = require "soracom.groups"
+local function new_client()
+  return assert(groups.new { endpoint = %q, auth_key_id = %q, auth_key = %q, transport = "curl" })
+end
+]], srv.endpoint, srv.auth_key_id, srv.auth_key)
+end
+
+-- The socket descriptors this process has open.
+local function sockets_open()
+  local pipe = assert(io.popen("ls -l /proc/" .. assert(io.open("/proc/self/stat"):read("*l"):match("^%d+")) ..
+    "/fd 2>/dev/null"))
+  local n = 0
+  for line in pipe:lines() do
+    if line:find("socket:", 1, true) then n = n + 1 end
+  end
+  pipe:close()
+  return n
+end
+
+describe("a map's resources", function()
+  local srv, ids
+
+  setup(function()
+    srv = fake.start()
+    ids = srv:seed_groups(40)
+  end)
+  teardown(function() if srv then srv:stop() end end)
+
+  it("fails at its start, saying so, when its concurrency cannot fit the file limit", function()
+    local out = under_limit(1024, client_code(srv) .. [[
+local client = new_client()
+local list = {}
+for i = 1, 2000 do list[i] = i end
+local ok, why = pcall(client.map, client, list, function() return client:list_groups() end, { concurrency = 1024 })
+print(ok, why)
+]])
+    assert.truthy(out:find("false", 1, true), out)
+    assert.truthy(out:find("map: options.concurrency 1024 needs up to 1040 more file descriptors", 1, true), out)
+    assert.truthy(out:find("(ulimit -n 1024, ", 1, true), out)
+  end)
+
+  it("does every item at concurrency 1024 where the limit allows, and a second client after it", function()
+    local out = under_limit(1200, client_code(srv) .. string.format([[
+local id = %q
+local function run(client)
+  local list = {}
+  for i = 1, 1024 do list[i] = id end
+  local _, summary = client:map(list, function(group_id) return client:get_group(group_id) end,
+    { concurrency = 1024 })
+  return summary
+end
+local first, second = new_client(), new_client()
+local a = run(first)
+local b = run(second)
+print("first", a.ok, a.failed, "second", b.ok, b.failed)
+]], ids[1]))
+    assert.truthy(out:find("first\t1024\t0\tsecond\t1024\t0", 1, true), out)
+  end)
+
+  it("keeps a bounded number of connections, and releases them on close()", function()
+    local before = sockets_open()
+    local client = assert(groups.new { endpoint = srv.endpoint, auth_key_id = srv.auth_key_id,
+      auth_key = srv.auth_key, transport = "curl" })
+    local _, summary = client:map(ids, function(id) return client:get_group(id) end, { concurrency = 40 })
+    assert.are.equal(40, summary.ok)
+    local kept = sockets_open() - before
+    assert.is_true(kept >= 1, "sockets kept: " .. kept)
+    client:close()
+    assert.are.equal(before, sockets_open())
+  end)
+end)
