@@ -7,9 +7,18 @@
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "core.h"
 
 #define MULTI_METATABLE "soracom.groups.multi"
+
+/* The cap of cached (idle) connections when the caller sets none. libcurl's own
+ * default (7.88, conncache.c) is 4 per easy handle in the multi handle when a
+ * connection is returned to the cache: 4096 at a concurrency of 1024, and as only the
+ * oldest one is closed when the cache is over its cap, a burst of transfers leaves
+ * about as many idle connections (descriptors) as it ran at once. 64 keeps a pool
+ * worth reusing against one API host and bounds the descriptors it holds. */
+#define DEFAULT_MAX_CONNECTS 64L
 
 typedef struct {
     sg_session *session;
@@ -205,19 +214,59 @@ static int multi_tostring(lua_State *L)
     return 1;
 }
 
-/* core.multi() -> a multi handle */
+/* Reads multi's options table (index 1) raw, raising on an unknown key or a bad value
+ * before anything is made. */
+static void read_options(lua_State *L, long *max_connects)
+{
+    if (lua_isnoneornil(L, 1))
+        return;
+    if (lua_type(L, 1) != LUA_TTABLE)
+        sg_arg_error(L, "multi", "options", "a table or nil", 1);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (key != NULL && strcmp(key, "max_connects") == 0) {
+            double n = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : 0;
+            if (!(n >= 1 && n <= INT_MAX && floor(n) == n))
+                sg_arg_error(L, "multi", "max_connects",
+                             "a whole number from 1 to 2147483647", -1);
+            *max_connects = (long)n;
+        } else if (key != NULL) {
+            luaL_error(L, "soracom.groups: multi: unknown option \"%s\"", key);
+        } else {
+            luaL_error(L, "soracom.groups: multi: unknown option (a %s key)",
+                       luaL_typename(L, -2));
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* core.multi([options]) -> a multi handle. options.max_connects: the cap of cached
+ * connections (CURLMOPT_MAXCONNECTS; default DEFAULT_MAX_CONNECTS). */
 int sg_multi_new(lua_State *L)
 {
-    sg_multi *m = (sg_multi *)lua_newuserdata(L, sizeof *m);
-    m->handle = NULL;
-    m->running = NULL;
-    m->count = m->capacity = 0;
+    sg_multi *m;
+    long max_connects = DEFAULT_MAX_CONNECTS;
+    int fds[2];
+    read_options(L, &max_connects);
+    m = (sg_multi *)lua_newuserdata(L, sizeof *m);
+    memset(m, 0, sizeof *m);
     luaL_getmetatable(L, MULTI_METATABLE);
     lua_setmetatable(L, -2);
+    /* libcurl before 8.8 opens the multi handle's wakeup socketpair (what
+     * curl_multi_poll waits on besides the transfers, for curl_multi_wakeup) without
+     * close-on-exec, and neither tells its descriptors nor lets a callback open them
+     * (CURLOPT_OPENSOCKETFUNCTION is per easy handle). They are the first descriptors
+     * curl_multi_init opens, so they take the two lowest free ones. (A thread of the
+     * host opening a socket at that very moment could be given close-on-exec in their
+     * place.) */
+    sg_lowest_free_fds(fds);
     m->handle = curl_multi_init();
     if (m->handle == NULL)
         return luaL_error(L, "soracom.groups: curl_multi_init failed");
+    sg_cloexec_new_fds(fds);
     curl_multi_setopt(m->handle, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(m->handle, CURLMOPT_MAXCONNECTS, max_connects);
     return 1;
 }
 
