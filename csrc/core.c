@@ -18,6 +18,17 @@ static int encode_json(lua_State *L)
     return 1;
 }
 
+int sg_arg_error(lua_State *L, const char *where, const char *name, const char *what,
+                 int index)
+{
+    const char *got = luaL_typename(L, index);
+    if (lua_type(L, index) == LUA_TNUMBER) {
+        lua_pushvalue(L, index);
+        got = lua_tostring(L, -1); /* the copy becomes a string, not the argument */
+    }
+    return luaL_error(L, "soracom.groups: %s: %s must be %s (got %s)", where, name, what, got);
+}
+
 #if defined(_WIN32)
 #define SG_EXPORT __declspec(dllexport)
 #else
@@ -41,6 +52,8 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
         {"now", sg_now},
         {"sleep", sg_sleep},
         {"random", sg_random},
+        {"file_limit", sg_file_limit},
+        {"process_alive", sg_process_alive},
         {NULL, NULL}
     };
     /* Thread-safe from libcurl 7.84 on; repeated calls are counted and harmless. */

@@ -80,11 +80,29 @@ int sg_sha256(lua_State *L);
 int sg_read_private_file(lua_State *L);
 int sg_write_private_file(lua_State *L);
 
+/* core.c: raises "soracom.groups: <where>: <name> must be <what> (got <x>)", x being
+ * the value at index when it is a number, else its type name. */
+int sg_arg_error(lua_State *L, const char *where, const char *name, const char *what,
+                 int index);
+
 /* system.c */
 int sg_now(lua_State *L);
 int sg_sleep(lua_State *L);
 int sg_random(lua_State *L);
 void sg_seed_random(void);
+int sg_file_limit(lua_State *L);
+int sg_process_alive(lua_State *L);
+/* Sets FD_CLOEXEC on fd, if it lacks it. */
+void sg_set_cloexec(int fd);
+/* socket(), close-on-exec from the start where the system can (SOCK_CLOEXEC). */
+int sg_cloexec_socket(int family, int type, int protocol);
+/* For descriptors a library opens without close-on-exec and without telling which
+ * (libcurl's wakeup socketpair): sg_lowest_free_fds gives the two descriptors that the
+ * next two opened in this thread will be (-1 when unknown); after the library call,
+ * sg_cloexec_new_fds sets close-on-exec on those of them that are now open sockets or
+ * pipes and returns how many were. */
+void sg_lowest_free_fds(int fds[2]);
+int sg_cloexec_new_fds(const int fds[2]);
 
 /* session.c */
 void sg_session_register(lua_State *L);

@@ -46,6 +46,7 @@ struct sg_session {
     CURLcode transfer_code; /* once DONE */
     sg_exchange transfer_ex; /* what the running transfer reads */
     sg_multi *multi;        /* while RUNNING */
+    int wakeup_cloexec;     /* perform's own multi handle has its wakeup pair close-on-exec */
 };
 
 static void free_headers(sg_session *s)
@@ -451,7 +452,18 @@ static int session_perform(lua_State *L)
     ex = new_exchange(L);
     check_ready(L, s, "perform");
     start_request(s, ex, &r, 0); /* the body string stays on the stack meanwhile */
-    code = curl_easy_perform(s->curl);
+    if (!s->wakeup_cloexec) {
+        /* The first curl_easy_perform of an easy handle makes the multi handle it
+         * keeps for it (until curl_easy_cleanup), whose first act is to open its wakeup
+         * socketpair without close-on-exec (libcurl before 8.8; see multi.c): those two
+         * take the lowest free descriptors. */
+        int fds[2];
+        sg_lowest_free_fds(fds);
+        code = curl_easy_perform(s->curl);
+        s->wakeup_cloexec = sg_cloexec_new_fds(fds) == 2;
+    } else {
+        code = curl_easy_perform(s->curl);
+    }
     status = end_request(s, ex, code, error);
     return push_results(L, s, ex, code, status, error, r.paginated);
 }
@@ -578,6 +590,18 @@ static int raw_option(lua_State *L, const char *name)
     return lua_type(L, -1);
 }
 
+/* CURLOPT_OPENSOCKETFUNCTION: every connection's socket is close-on-exec from the
+ * start, so that a child the host process starts (os.execute, io.popen) does not keep
+ * our connections open. libcurl itself makes them close-on-exec only from 8.17 on. */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
+                                 struct curl_sockaddr *address)
+{
+    (void)clientp;
+    (void)purpose;
+    return (curl_socket_t)sg_cloexec_socket(address->family, address->socktype,
+                                            address->protocol);
+}
+
 /* A positive number of seconds, or nil for the default (-1). */
 static double seconds_option(lua_State *L, const char *name)
 {
@@ -700,6 +724,7 @@ int sg_session_new(lua_State *L)
     curl_easy_setopt(s->curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(s->curl, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(s->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(s->curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(s->curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, s->error);

@@ -155,7 +155,119 @@ describe("the multi handle", function()
     raises("session:prepare: method must be an HTTP method token", function()
       session():prepare("G E T", srv.endpoint)
     end)
+    raises("multi:poll: others must be an array of multi handles or nil (got string)", function()
+      multi:poll(0, "others")
+    end)
+    local other = core.multi()
+    raises("multi:poll: others[2] must be a multi handle (got table)", function()
+      multi:poll(0, { other, {} })
+    end)
+    raises("multi:poll: others[1] must be a multi handle (got userdata)", function()
+      multi:poll(0, { session() })
+    end)
+    raises("multi:poll: others[2] must be a multi handle (got nil)", function()
+      multi:poll(0, { other, nil, other })
+    end)
+    other:close()
+    raises("multi:poll: others[1]: the multi handle is closed", function() multi:poll(0, { other }) end)
     multi:close()
     multi:close()
+  end)
+
+  it("takes max_connects as its one option, and checks it", function()
+    core.multi({}):close()
+    core.multi({ max_connects = 1 }):close()
+    core.multi({ max_connects = 2.0 }):close()
+    for _, bad in ipairs { 0, -3, 1.5, "2", true, 0 / 0, math.huge, 2 ^ 31 } do
+      raises("multi: max_connects must be a whole number from 1 to 2147483647", function()
+        core.multi { max_connects = bad }
+      end)
+    end
+    raises("(got 0)", function() core.multi { max_connects = 0 } end)
+    raises("(got string)", function() core.multi { max_connects = "2" } end)
+    raises('multi: unknown option "max_connections"', function()
+      core.multi { max_connections = 2 }
+    end)
+    raises("multi: unknown option (a number key)", function() core.multi { 2 } end)
+    raises("multi: options must be a table or nil (got string)", function() core.multi "fast" end)
+  end)
+
+  -- Polls the multi handle until its one transfer has sent its request and waits for
+  -- the answer (its one socket is watched for reading only).
+  local function until_waiting(multi)
+    for _ = 1, 200 do
+      multi:poll(0.01)
+      local _, sockets = multi:wait_hint()
+      if #sockets == 1 and sockets[1].read and not sockets[1].write then return end
+    end
+    error("the transfer never came to wait for its answer")
+  end
+
+  it("waits in poll on the other multi handles given too, until one of them has news", function()
+    local latency, timeout = 0.4, 2
+    -- the requests of earlier specs, cancelled, may still be served: one waking from its
+    -- latency now would take the fault below
+    for _ = 1, 100 do
+      if srv:stats().in_flight == 0 then break end
+      core.sleep(0.05)
+    end
+    srv:settings { latency = latency }
+    srv:faults { { delay = 30 } } -- the first request: silent throughout (valgrind too)
+    local a, b = core.multi(), core.multi()
+    local slow, fast = session(), session()
+    slow:prepare("GET", srv.endpoint .. "/groups")
+    a:add(slow)
+    until_waiting(a)
+
+    -- An event loop over a and b: one blocking wait, on a and covering b, then b polled
+    -- with 0. Returns what b's poll gave, the seconds it took and the rounds it made.
+    local function loop(waiter, others)
+      local start, rounds, ended = core.now(), 0, {}
+      while #ended == 0 and core.now() - start < 2 * timeout do
+        rounds = rounds + 1
+        assert.are.same({}, waiter:poll(timeout, others)) -- the waiter's own goes on
+        ended = b:poll(0)
+      end
+      return ended, core.now() - start, rounds
+    end
+
+    fast:prepare("GET", srv.endpoint .. "/groups")
+    b:add(fast)
+    until_waiting(b)
+    local ended, waited, rounds = loop(a, { b })
+    assert.are.same({ fast }, ended)
+    assert.are.equal(200, select(3, fast:finish()))
+    -- it waited for b's answer, and returned with it, well before the timeout
+    assert.is_true(waited >= latency / 2, "b answered at once? " .. waited)
+    assert.is_true(waited / timeout < 0.5, "waited " .. waited .. " s of " .. timeout)
+    assert.is_true(rounds <= 5, rounds .. " rounds: the wait did not block")
+
+    -- without others, a's wait lasts its whole timeout
+    local start = core.now()
+    assert.are.same({}, a:poll(latency))
+    assert.is_true((core.now() - start) / latency > 0.8, "a:poll ended early")
+
+    -- a handle without transfers waits on the others' sockets too (itself among them
+    -- changes nothing)
+    local idle = core.multi()
+    fast:prepare("GET", srv.endpoint .. "/groups")
+    b:add(fast)
+    until_waiting(b)
+    ended, waited, rounds = loop(idle, { b, idle })
+    assert.are.same({ fast }, ended)
+    assert.are.equal(200, select(3, fast:finish()))
+    assert.is_true(waited >= latency / 2, "b answered at once? " .. waited)
+    assert.is_true(waited / timeout < 0.5, "waited " .. waited .. " s of " .. timeout)
+    assert.is_true(rounds <= 5, rounds .. " rounds: the wait did not block")
+
+    -- and returns at once when nothing runs anywhere
+    start = core.now()
+    assert.are.same({}, idle:poll(timeout, { b, core.multi() }))
+    assert.is_true((core.now() - start) / timeout < 0.25, "idle:poll waited with nothing to wait on")
+    for _, m in ipairs { a, b, idle } do
+      m:close()
+    end
+    slow:close()
+    fast:close()
   end)
 end)
