@@ -14,6 +14,7 @@ local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
 local request = require "soracom.groups.request"
 local iterate = require "soracom.groups.iterate"
+local loops = require "soracom.groups.loops"
 local spec = require "soracom.groups.operations"
 local settings = require "soracom.groups.settings"
 local shared = require "soracom.groups.shared"
@@ -98,7 +99,8 @@ function Client.new(options)
     _retry = resolved.retry,
     _unslept = 0,
     -- how a call waits where it would block: an application loop's wait or sleep
-    _waiter = (resolved.wait and { wait = resolved.wait }) or (resolved.sleep and { sleep = resolved.sleep }) or nil,
+    _waiter = (resolved.wait and { wait = resolved.wait, forget = loops.forget(resolved.wait) })
+      or (resolved.sleep and { sleep = resolved.sleep }) or nil,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
   local sharing, unshared

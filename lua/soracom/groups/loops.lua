@@ -21,12 +21,24 @@ local function events(socket)
   return (socket.read and "r" or "") .. (socket.write and "w" or "")
 end
 
---- For cqueues: cqueues.poll on the sockets, with the timeout.
+-- wait function -> what to call with descriptors a wait watches, before they close.
+local forget_of = setmetatable({}, { __mode = "k" })
+
+--- The function to call with the descriptors a wait is watching before they close
+-- (the client calls it): nil for a loop that needs no telling.
+-- @tparam function wait a function from this module
+-- @treturn function|nil forget(fds)
+function loops.forget(wait)
+  return forget_of[wait]
+end
+
+--- For cqueues: cqueues.poll on the sockets, with the timeout; cqueues.cancel on the
+-- descriptors a wait watches before the client closes them.
 -- @tparam[opt] table cqueues the cqueues module (required when left out)
 -- @treturn function wait(timeout, sockets)
 function loops.cqueues(cqueues)
   cqueues = cqueues or require "cqueues"
-  return function(timeout, sockets)
+  local function wait(timeout, sockets)
     local waited = {}
     for _, socket in ipairs(sockets) do
       local wanted = events(socket)
@@ -35,6 +47,8 @@ function loops.cqueues(cqueues)
     waited[#waited + 1] = timeout
     cqueues.poll(unpack(waited))
   end
+  forget_of[wait] = function(fds) cqueues.cancel(unpack(fds)) end
+  return wait
 end
 
 --- For luv: the calling coroutine yields; a poll handle on each socket and a timer

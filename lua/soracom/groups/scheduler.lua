@@ -35,6 +35,22 @@ local IDLE_STEP = 0.005
 local task_of = setmetatable({}, { __mode = "k" }) -- coroutine -> its task
 local transfer_of = {}                             -- session -> { task, wait, multi }
 
+-- The waits in progress through an application's loop: wait -> { waiter, by_multi }.
+-- A loop that watches a descriptor must be told before it closes (cqueues raises
+-- otherwise): removing a transfer or closing a multi handle first tells the waiter's
+-- forget about the descriptors of that multi a wait is watching.
+local waits = {}
+
+local function forget_sockets(multi)
+  for entry in pairs(waits) do
+    local fds = entry.by_multi[multi]
+    if fds and #fds > 0 and entry.waiter.forget then
+      entry.by_multi[multi] = nil
+      entry.waiter.forget(fds)
+    end
+  end
+end
+
 -- An owner of tasks: a run, or the free tasks. ready: tasks to resume, in order;
 -- timers: { at, task, wait }; multis: multi -> its transfers of this owner; tasks: the
 -- owner's tasks; groups: the maps running (a run's first, then those started in its
@@ -165,6 +181,7 @@ end
 function scheduler.cancel(session)
   local transfer = transfer_of[session]
   if transfer == nil then return end
+  forget_sockets(transfer.multi)
   transfer.multi:remove(session)
   end_transfer(session, false)
 end
@@ -258,6 +275,7 @@ local function cancel_owner(owner, why, report)
   owner.cancelled = true
   for session, transfer in pairs(transfer_of) do
     if transfer.task.owner == owner then
+      forget_sockets(transfer.multi)
       transfer.multi:remove(session)
       transfer_of[session] = nil
     end
@@ -341,17 +359,19 @@ local function collect(owner)
   fire_timers(free)
 end
 
--- The sockets libcurl watches on `multis`, and the soonest of its timeouts and `timeout`.
-local function watched(multis, timeout)
+-- The sockets libcurl watches on `multis`, and the soonest of its timeouts and
+-- `timeout`; with `by_multi`, each multi's descriptors are listed there too.
+local function watched(multis, timeout, by_multi)
   local sockets = {}
   for _, multi in ipairs(multis) do
-    if multi.wait_hint then
-      local after, list = multi:wait_hint()
-      if after and (timeout == nil or after < timeout) then timeout = after end
-      for _, socket in ipairs(list) do sockets[#sockets + 1] = socket end
-    elseif timeout == nil or timeout > IDLE_STEP then
-      timeout = IDLE_STEP -- (a core without wait_hint: poll)
+    local after, list = multi:wait_hint()
+    if after and (timeout == nil or after < timeout) then timeout = after end
+    local fds = {}
+    for _, socket in ipairs(list) do
+      sockets[#sockets + 1] = socket
+      fds[#fds + 1] = socket.fd
     end
+    if by_multi then by_multi[multi] = fds end
   end
   return timeout, sockets
 end
@@ -369,8 +389,11 @@ local function wait_some(owner, left, waiter, transfers_too)
   local multis = involved_multis(owner)
   if #multis > 0 then
     if waiter and waiter.wait then
-      local until_next, sockets = watched(multis, timeout)
+      local entry = { waiter = waiter, by_multi = {} }
+      local until_next, sockets = watched(multis, timeout, entry.by_multi)
+      waits[entry] = true
       waiter.wait(math.max(0, until_next), sockets)
+      waits[entry] = nil
     elseif waiter and transfers_too then
       waiter.sleep(math.min(timeout, IDLE_STEP))
     else
@@ -554,8 +577,10 @@ function scheduler.counts()
   return transfers, tasks
 end
 
---- Removes every transfer on `multi` (its client is closing): their tasks wake to false.
+--- Removes every transfer on `multi` (its client is closing): their tasks wake to false,
+-- and the waits watching its sockets forget them.
 function scheduler.cancel_transfers(multi)
+  forget_sockets(multi)
   for session, transfer in pairs(transfer_of) do
     if transfer.multi == multi then scheduler.cancel(session) end
   end
