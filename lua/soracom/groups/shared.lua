@@ -1,13 +1,16 @@
 --- What the workers of one nginx instance share through a lua_shared_dict (the
--- shared_dict option): for one credential set and endpoint, the token and a lock under
--- which one worker logs in while the others wait, and the rate-limit accounts.
+-- shared_dict option): for one identity and endpoint, the token and a lock under which
+-- one worker logs in while the others wait, and the rate-limit accounts.
 --
--- Every key starts with a digest of the endpoint and the credentials, so that two
--- operators, endpoints or credential sets never meet; no key holds a secret. The
--- digest is an HMAC keyed by a random salt the instance keeps in the dict, so that it
--- cannot be used to test guesses of a password offline. The
--- token's entry does hold the API key and token: any Lua code of the instance can read
--- the dict (see the README), which is why share_token = false keeps them per worker.
+-- Every key starts with a digest of the endpoint and of who logs in: the kind of
+-- credentials and its non-secret names (the auth key's ID, the root user's email, the
+-- operator and SAM user name; for an issued API key and token, only the operator ID
+-- given with them). Never of a secret: a key derived from a password or an auth key,
+-- even through an HMAC whose salt sits in the same dict, would let any Lua code of the
+-- instance test guesses of it offline. So two clients of one identity in one instance
+-- share a token, whatever password each was given (see the README). The token's entry
+-- does hold the API key and token: any Lua code of the instance can read the dict (see
+-- the README), which is why share_token = false keeps them per worker.
 --
 -- A login writes under the lock "login", an account changes under a lock of its own;
 -- a lock's expiry frees it if its worker dies. A token's entry is written once, by the
@@ -16,6 +19,7 @@
 
 -- luacheck: read globals ngx
 
+local core = require "soracom.groups.core"
 local rate = require "soracom.groups.rate"
 
 local shared = {}
@@ -40,53 +44,46 @@ local ACCOUNT_KEPT = 3600
 -- token lives.
 local REFUSED_KEPT = 172800
 
-local function hex(bytes)
-  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
+-- The names of each kind of credentials that say who logs in (none is a secret).
+local WHO = {
+  auth_key = { "authKeyId" },
+  root = { "email" },
+  sam = { "operatorId", "userName" },
+}
 
--- The text the key prefix is a digest of: everything that tells credential sets apart.
-local function identity(endpoint, credentials)
+--- shared.identity(endpoint, credentials, operator_id): the text that tells apart who
+-- logs in, and where: the endpoint, the kind of credentials and its names, never a
+-- secret. For an issued API key and token (which cannot log in), the operator ID
+-- given with them, or else "unknown operator".
+function shared.identity(endpoint, credentials, operator_id)
   local parts = { endpoint, credentials.kind }
-  if credentials.login then
-    local names = {}
-    for name in pairs(credentials.login) do
-      if name ~= "tokenTimeoutSeconds" and name ~= "mfaOTPCode" then names[#names + 1] = name end
-    end
-    table.sort(names)
-    for _, name in ipairs(names) do parts[#parts + 1] = name .. "=" .. credentials.login[name] end
+  local names = WHO[credentials.kind]
+  if names then
+    for _, name in ipairs(names) do parts[#parts + 1] = name .. "=" .. tostring(credentials.login[name]) end
+  elseif operator_id then
+    parts[#parts + 1] = "operatorId=" .. operator_id
   else
-    parts[#parts + 1] = credentials.api_key
-    parts[#parts + 1] = credentials.token
+    parts[#parts + 1] = "unknown operator"
   end
+  -- %q: a name holding a line break cannot pass for two parts
+  for i, part in ipairs(parts) do parts[i] = string.format("%q", part) end
   return table.concat(parts, "\n")
 end
 
--- The salt of the key digests: 16 random bytes, made by the first worker that needs
--- them (add: the first one written wins). Nil, err when none can be had.
-local SALT_BYTES = 16
-
-local function salt_of(dict)
-  local key = "soracom-groups:salt"
-  local salt = dict:get(key)
-  if salt then return salt end
-  local source = io.open("/dev/urandom", "rb")
-  local fresh = source and source:read(SALT_BYTES)
-  if source then source:close() end
-  if type(fresh) ~= "string" or #fresh ~= SALT_BYTES then return nil, "cannot read /dev/urandom" end
-  dict:add(key, fresh)
-  salt = dict:get(key)
-  if salt == nil then return nil, "the dict has no room" end
-  return salt
+-- The prefix of the keys of an identity's entries: a digest of its text, for a short
+-- key of fixed length (128 bits of SHA-256).
+local function prefix_of(text)
+  return "soracom-groups:" .. core.sha256(text):sub(1, 32) .. ":"
 end
 
---- shared.open(name, endpoint, credentials, options): the shared state of this
--- credential set in the lua_shared_dict `name`. options: now (the clock), sleep
--- (waits without blocking the worker), login_hold (the longest a login may take).
--- Raises, blaming level, outside nginx or when no such dict is declared; returns
--- nil, why when the dict cannot give the salt of its keys (full, or no randomness).
+--- shared.open(name, endpoint, credentials, options): the shared state of these
+-- credentials' identity in the lua_shared_dict `name`. options: now (the clock),
+-- sleep (waits without blocking the worker), login_hold (the longest a login may
+-- take), operator_id (given with an issued API key and token). Raises, blaming level,
+-- outside nginx or when no such dict is declared.
 function shared.open(name, endpoint, credentials, options, level)
   local ngx_table = rawget(_G, "ngx")
-  if type(ngx_table) ~= "table" or type(ngx_table.shared) ~= "table" or ngx_table.hmac_sha1 == nil then
+  if type(ngx_table) ~= "table" or type(ngx_table.shared) ~= "table" or ngx_table.worker == nil then
     error("soracom.groups.new: shared_dict works only inside nginx (ngx_lua or OpenResty), where "
       .. "the workers share a lua_shared_dict; outside it, leave it out", level + 1)
   end
@@ -95,12 +92,9 @@ function shared.open(name, endpoint, credentials, options, level)
     error("soracom.groups.new: shared_dict " .. string.format("%q", name) .. " is not declared: add "
       .. "`lua_shared_dict " .. name .. " 1m;` to the http block of nginx.conf", level + 1)
   end
-  local salt, why = salt_of(dict)
-  if salt == nil then
-    return nil, "shared_dict " .. string.format("%q", name) .. ": no salt for its keys (" .. why .. ")"
-  end
   local state = setmetatable({
-    _prefix = "soracom-groups:" .. hex(ngx.hmac_sha1(salt, identity(endpoint, credentials))) .. ":",
+    _prefix = prefix_of(shared.identity(endpoint, credentials, options.operator_id)),
+    _endpoint = endpoint,
     _now = options.now,
     _sleep = options.sleep,
     _login_hold = options.login_hold,
