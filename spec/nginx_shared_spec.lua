@@ -304,6 +304,14 @@ describe("nginx workers with shared_dict", function()
     assert.is_true(answer.expired_after, "expired")
   end)
 
+  it("frees at once a lock whose worker is gone, once: by the waiter that took its reap key", function()
+    local answer = get_json("/dead-holder")
+    assert.is_number(answer.reaped_in, "the lock of a dead holder was not taken within 2 s")
+    assert.is_true(answer.reaped_in < 0.5, "taken after " .. tostring(answer.reaped_in) .. " s")
+    assert.is_true(answer.left_to_reaper, "freed by a waiter that did not hold the mark's reap key")
+    assert.is_true(answer.reaped_after)
+  end)
+
   -- Set brief: tokens of 8 s, renewed 0.8 s before they end. Logs it in afresh and
   -- sleeps past the renewal time: the seeded group's id, and the token in use.
   local function past_renewal_time()

@@ -120,6 +120,40 @@ function handlers.locks()
   reply { freed_at_once = not held("early"), kept_near_expiry = kept, expired_after = not held("late") }
 end
 
+-- A lock whose holder's process is gone (a mark naming the pid of a shell that has
+-- exited, due to expire in 5 s): {reaped_in (seconds the next lock took), left_to_reaper
+-- (when another waiter took the mark's reap key first: the lock, tried 0.3 s, was not
+-- taken), reaped_after (then taken once that key is gone)}.
+function handlers.dead_holder()
+  local shared = require "soracom.groups.shared"
+  local state = assert(shared.open("soracom", "http://dead.invalid", { kind = "token", api_key = "k",
+    token = "t" }, { now = core.now, sleep = ngx.sleep, login_hold = 1 }, 1))
+  local prefix = assert(tostring(state):match("%((soracom%-groups:%x+:)"))
+  local dict = ngx.shared.soracom
+  local shell = io.popen("sh -c 'echo $$'")
+  local pid = shell:read("*l")
+  shell:close()
+  -- The lock `name` held by the dead process: its key and mark.
+  local function dead_lock(name)
+    ngx.update_time()
+    local key, mark = prefix .. "lock:" .. name, string.format("%s:0x1:1@%.3f", pid, ngx.now() + 5)
+    assert(dict:set(key, mark, 5))
+    return key, mark
+  end
+  dead_lock("reaped")
+  ngx.update_time()
+  local started = ngx.now()
+  local mark = state:lock("reaped", 2, 5)
+  ngx.update_time()
+  local reaped_in = mark and ngx.now() - started
+  local key, dead = dead_lock("reaper")
+  dict:set(key .. ":reap:" .. dead, true, 5) -- another waiter's
+  local taken = state:lock("reaper", 0.3, 5)
+  dict:delete(key .. ":reap:" .. dead)
+  local after = state:lock("reaper", 0.3, 5)
+  reply { reaped_in = reaped_in, left_to_reaper = taken == nil, reaped_after = after ~= nil }
+end
+
 -- Every key of the soracom dict.
 function handlers.keys()
   reply(groups.array(ngx.shared.soracom:get_keys(0)))

@@ -114,34 +114,76 @@ end
 -- by another worker, whose lock the delete would remove.
 local UNLOCK_MARGIN = 0.1
 
---- lock(name, wait, hold): takes the lock `name`, waiting up to `wait` seconds; it
--- frees itself after `hold`. Returns the holder's mark for unlock, or nil, "timeout"
--- (or the dict's error, such as "no memory"). The mark ends with the time the lock
--- expires, on the dict's clock (ngx.now, to the millisecond).
-function Shared:lock(name, wait, hold)
-  local key = self._prefix .. "lock:" .. name
-  self._locks = self._locks + 1
-  local deadline, step = self._now() + wait, LOCK_STEP_FIRST
+-- Whether a process lives (kill(pid, 0)); nil in a core built without it, where a dead
+-- holder's lock is left to expire.
+local process_alive = core.process_alive
+
+-- A lock's mark: "<pid>:<this state's address>:<count>@<expiry>", the expiry on the
+-- dict's clock (ngx.now, to the millisecond).
+local function expiry_of(mark)
+  return tonumber(mark:match("@([%d.]+)$"))
+end
+
+-- The lock at `key` is held by `mark`: when the worker that took it is gone (killed,
+-- crashed), frees it at once rather than after its hold, and returns true. Several
+-- waiters may see the dead mark at once: only the one that takes the mark's own reap
+-- key deletes it, and only while the lock still holds that mark and is not about to
+-- expire (then it could be another's by the time of the delete).
+local function reap(dict, key, mark)
+  local pid = tonumber(mark:match("^(%d+):"))
+  if process_alive == nil or pid == nil or pid == ngx.worker.pid() or process_alive(pid) then return false end
+  ngx.update_time()
+  local left = (expiry_of(mark) or 0) - ngx.now()
+  if left <= UNLOCK_MARGIN then return false end
+  if not dict:add(key .. ":reap:" .. mark, true, left) then return false end
+  if dict:get(key) ~= mark then return false end
+  dict:delete(key)
+  return true
+end
+
+-- Takes the lock at `key` for `state` (see Shared:lock).
+local function lock(state, key, wait, hold)
+  local dict = dict_of[state]
+  state._locks = state._locks + 1
+  local deadline, step = state._now() + wait, LOCK_STEP_FIRST
   while true do
-    local mark = string.format("%s:%d@%.3f", self._owner, self._locks, ngx.now() + hold)
-    local ok, err = dict_of[self]:add(key, mark, hold)
+    local mark = string.format("%s:%d@%.3f", state._owner, state._locks, ngx.now() + hold)
+    local ok, err = dict:add(key, mark, hold)
     if ok then return mark end
     if err ~= "exists" then return nil, err end
-    local left = deadline - self._now()
-    if left <= 0 then return nil, "timeout" end
-    self._sleep(math.min(step, left))
-    step = math.min(step * 2, LOCK_STEP_MAX)
+    local holder = dict:get(key)
+    if not (type(holder) == "string" and reap(dict, key, holder)) then
+      local left = deadline - state._now()
+      if left <= 0 then return nil, "timeout" end
+      state._sleep(math.min(step, left))
+      step = math.min(step * 2, LOCK_STEP_MAX)
+    end
   end
+end
+
+-- Frees the lock at `key` (see Shared:unlock).
+local function unlock(state, key, mark)
+  if mark == nil then return end
+  ngx.update_time()
+  if ngx.now() >= expiry_of(mark) - UNLOCK_MARGIN then return end
+  local dict = dict_of[state]
+  if dict:get(key) == mark then dict:delete(key) end
+end
+
+--- lock(name, wait, hold): takes the lock `name`, waiting up to `wait` seconds; it
+-- frees itself after `hold`, or as soon as a waiter finds its worker gone. Returns the
+-- holder's mark for unlock, or nil, "timeout" (or the dict's error, such as "no
+-- memory"). The mark starts with the holder's pid, and ends with the time the lock
+-- expires, on the dict's clock (ngx.now, to the millisecond).
+function Shared:lock(name, wait, hold)
+  local mark, why = lock(self, self._prefix .. "lock:" .. name, wait, hold)
+  return mark, why
 end
 
 --- Frees the lock `name` if `mark` still holds it (not when it expired, or was
 -- evicted, and another took it since), unless it is about to expire anyway.
 function Shared:unlock(name, mark)
-  if mark == nil then return end
-  ngx.update_time()
-  if ngx.now() >= tonumber(mark:match("@([%d.]+)$")) - UNLOCK_MARGIN then return end
-  local key = self._prefix .. "lock:" .. name
-  if dict_of[self]:get(key) == mark then dict_of[self]:delete(key) end
+  unlock(self, self._prefix .. "lock:" .. name, mark)
 end
 
 --- The longest a login may take, so the longest anyone waits for one.
