@@ -94,7 +94,7 @@ function shared.open(name, endpoint, credentials, options, level)
   end
   local state = setmetatable({
     _prefix = prefix_of(shared.identity(endpoint, credentials, options.operator_id)),
-    _endpoint = endpoint,
+    _dict_name = name,
     _now = options.now,
     _sleep = options.sleep,
     _login_hold = options.login_hold,
@@ -325,24 +325,50 @@ end
 local AccountStore = {}
 AccountStore.__index = AccountStore
 
---- The store of a budget shared by every worker (see rate.new).
-function Shared:accounts()
-  return setmetatable({ _shared = self }, AccountStore)
+--- The store of the budget of `who` (a text that names an operator or, while it is
+-- unknown, an identity; never a secret), shared by every worker (see
+-- rate.for_operator): its keys are a digest of it, apart from the token's. Its `scope`
+-- names the dict.
+function Shared:accounts(who)
+  local store = setmetatable({ scope = "lua_shared_dict " .. self._dict_name, _prefix = prefix_of(who),
+    _locks = 0, _now = core.now, _sleep = ngx.sleep }, AccountStore)
+  store._owner = tostring(ngx.worker.pid()) .. ":" .. tostring(store):match("0x%x+$")
+  dict_of[store] = dict_of[self]
+  return store
 end
 
 -- Reads the account of `api`, lets change(account, ...) change it, writes it back,
 -- all under the account's lock; returns what change returned. When the lock cannot
 -- be had within its hold time (the dict full), the change is made without it.
 function AccountStore:update(api, change, ...)
-  local owner = self._shared
-  local dict, key = dict_of[owner], owner._prefix .. "rate:" .. api
-  local mark = owner:lock("rate:" .. api, ACCOUNT_LOCK_HOLD, ACCOUNT_LOCK_HOLD)
+  local dict, key = dict_of[self], self._prefix .. "rate:" .. api
+  local mark = lock(self, key .. ":lock", ACCOUNT_LOCK_HOLD, ACCOUNT_LOCK_HOLD)
   local account = decode_account(dict:get(key))
   local done, first, second = pcall(change, account, ...)
   if done then dict:set(key, encode_account(account), ACCOUNT_KEPT) end
-  owner:unlock("rate:" .. api, mark)
+  unlock(self, key .. ":lock", mark)
   if not done then error(first, 0) end
   return first, second
+end
+
+---------------------------------------------------------------------------------------
+-- The budget of a client.
+
+--- shared.budget(endpoint, credentials, now, sharing, operator_id, sleep): the client's
+-- rate-limit budget (see rate.lua), chosen at its first use, when the client has
+-- logged in: its operator's (operator_id() gives the ID), shared with every client of
+-- the operator in this process and, with `sharing` (the client's shared state, from
+-- shared.open), with every worker. A client given a `sleep` option, whose clock `now`
+-- may run ahead of real time, shares it with no other client of the process (see
+-- rate.for_operator). While the operator is unknown (an issued API key and token
+-- without operator_id), the budget of the credentials' identity.
+function shared.budget(endpoint, credentials, now, sharing, operator_id, sleep)
+  local unknown = shared.identity(endpoint, credentials) -- (kept rather than the credentials)
+  return rate.deferred(function()
+    local id = operator_id()
+    local who = id and string.format("%q\n%q", endpoint, "operator " .. id) or unknown
+    return rate.for_operator(endpoint, who, now, sharing and sharing:accounts(who), sleep ~= nil)
+  end)
 end
 
 return shared
