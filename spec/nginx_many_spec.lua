@@ -161,6 +161,14 @@ describe("many requests at once inside nginx", function()
       assert_all_closed(answer, 6)
     end)
 
+    it("ends a login on the wire with kind closed, and the requests that waited for it", function()
+      local id = srv:seed_groups(1)[1]
+      srv:settings { latency = LATENCY } -- the login's /auth too
+      local answer = many { mode = "threads", count = 4, client = "closed-in-login", close_after = 0.3,
+        call = { op = "get_group", args = { id } } }
+      assert_all_closed(answer, 4)
+    end)
+
     it("ends the requests another nginx request has in flight with kind closed", function()
       local id = srv:seed_groups(1)[1]
       logged_in("closed-elsewhere", id)
