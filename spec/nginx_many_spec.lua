@@ -116,4 +116,82 @@ describe("many requests at once inside nginx", function()
       assert.is_true(answer.elapsed_ms >= 1500, answer.elapsed_ms)
     end)
   end)
+
+  -- Issue 23, item 14: close() under nginx let the requests in flight finish as if
+  -- nothing had happened.
+  describe("close()", function()
+    local socket = require "socket"
+    local core = require "soracom.groups.core"
+    local LATENCY = 3
+
+    -- A client kept under `name`, logged in, then every answer of the fake slowed down.
+    -- (Its first get_group lets the operator's budget in this worker learn that the fake
+    -- has no limit now: an earlier case's limit would hold the next ones.)
+    local function logged_in(name, id)
+      local answer = nginx:call { options = login_options(), client = name,
+        calls = { { op = "get_group", args = { id } } } }
+      assert.is_table(answer.results[1].value, core.encode_json(answer.results[1]))
+      srv:settings { latency = LATENCY }
+    end
+
+    local function assert_all_closed(answer, count)
+      for i = 1, count do
+        local result = answer.results[i]
+        assert.is_false(result.ok, "item " .. i)
+        assert.are.equal("closed", type(result.err) == "table" and result.err.kind or result.err,
+          "item " .. i .. ": " .. core.encode_json(result))
+      end
+      assert.is_true(answer.elapsed_ms < LATENCY * 1000 / 3, "ended after " .. answer.elapsed_ms .. " ms")
+    end
+
+    it("ends the requests of a map in flight with kind closed, from a light thread of the same request", function()
+      local id = srv:seed_groups(1)[1]
+      logged_in("closed-in-map", id)
+      local answer = many { mode = "map", count = 6, concurrency = 6, client = "closed-in-map", close_after = 0.3,
+        call = { op = "get_group", args = { id } } }
+      assert_all_closed(answer, 6)
+      assert.are.same({ 0, 6 }, { answer.summary.ok, answer.summary.failed })
+    end)
+
+    it("ends the requests of light threads in flight with kind closed", function()
+      local id = srv:seed_groups(1)[1]
+      logged_in("closed-in-threads", id)
+      local answer = many { mode = "threads", count = 6, client = "closed-in-threads", close_after = 0.3,
+        call = { op = "get_group", args = { id } } }
+      assert_all_closed(answer, 6)
+    end)
+
+    it("ends a login on the wire with kind closed, and the requests that waited for it", function()
+      local id = srv:seed_groups(1)[1]
+      srv:settings { latency = LATENCY } -- the login's /auth too
+      local answer = many { mode = "threads", count = 4, client = "closed-in-login", close_after = 0.3,
+        call = { op = "get_group", args = { id } } }
+      assert_all_closed(answer, 4)
+    end)
+
+    it("ends the requests another nginx request has in flight with kind closed", function()
+      local id = srv:seed_groups(1)[1]
+      logged_in("closed-elsewhere", id)
+      local body = core.encode_json { mode = "threads", count = 6, client = "closed-elsewhere",
+        options = login_options(), call = { op = "get_group", args = { id } } }
+      local request, out, done = os.tmpname(), os.tmpname(), os.tmpname()
+      os.remove(done)
+      local file = assert(io.open(request, "wb"))
+      file:write(body)
+      file:close()
+      os.execute("(curl -s -m 20 -o '" .. out .. "' -H 'Content-Type: application/json' --data-binary @'" .. request
+        .. "' " .. nginx.url .. "/many; touch '" .. done .. "') >/dev/null 2>&1 &")
+      socket.sleep(0.3)
+      local status = nginx:get("/close?client=closed-elsewhere")
+      assert.are.equal(200, status)
+      local deadline = socket.gettime() + 25
+      while not io.open(done) and socket.gettime() < deadline do socket.sleep(0.05) end
+      file = assert(io.open(out, "rb"))
+      local answer = assert(core.decode_json(file:read("*a")))
+      file:close()
+      for _, path in ipairs { request, out, done } do os.remove(path) end
+      assert_all_closed(answer, 6)
+    end)
+  end)
 end)
+

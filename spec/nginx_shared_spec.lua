@@ -217,6 +217,52 @@ describe("nginx workers with shared_dict", function()
     assert.are.equal(2, n, "token entries")
   end)
 
+  -- Item 5 of issue 23: a key derived from the password (even through an HMAC whose
+  -- salt sits in the same dict) lets any Lua code of the instance test guesses of it.
+  it("keys entries by who logs in, never by a secret: nothing in the dict derives from the password", function()
+    local id = srv:seed_groups(1)[1]
+    assert_all_got(burst("/get?set=b&id=" .. id, 8), id) -- the root user logs in
+    -- Identity texts that hold the password, as a key could be a digest of them.
+    local texts = {}
+    for _, endpoint in ipairs { srv.endpoint, "" } do
+      for _, kind in ipairs { "root", "" } do
+        local parts = { endpoint, kind, "email=" .. srv.email, "password=" .. srv.password }
+        if endpoint == "" then table.remove(parts, 1) end
+        texts[#texts + 1] = table.concat(parts, "\n")
+        texts[#texts + 1] = table.concat(parts, "")
+      end
+    end
+    texts[#texts + 1] = srv.password
+    texts[#texts + 1] = srv.email .. "\n" .. srv.password
+    local dump = nginx:call({ texts = texts }, "/dump")
+    assert.is_true(#dump.entries > 0)
+    assert.is_true(#dump.digests >= 4 * #texts)
+    for _, entry in ipairs(dump.entries) do
+      for _, text in ipairs { entry.key, entry.value } do
+        assert.is_nil(text:find(srv.password, 1, true), entry.key)
+        for _, digest in ipairs(dump.digests) do
+          assert.is_nil(text:find(digest:sub(1, 16), 1, true),
+            "an entry is a digest of the password: " .. entry.key .. " = " .. entry.value)
+        end
+      end
+    end
+    -- Two clients of one root user with different passwords share the key: the client
+    -- with the other password (which the fake would refuse) takes the token the first
+    -- logged in with, and adds no entry of its own.
+    local prefixes = get_json("/prefixes")
+    assert.are.equal(prefixes.same_email_a, prefixes.same_email_b)
+    assert.are_not.equal(prefixes.same_email_a, prefixes.auth_key)
+    local keys_before = {}
+    for _, entry in ipairs(dump.entries) do keys_before[entry.key] = true end
+    srv:clear_stats()
+    assert_all_got(burst("/get?set=other&id=" .. id, 8), id)
+    assert.are.equal(0, logins())
+    for _, entry in ipairs(nginx:call({}, "/dump").entries) do
+      assert.is_true(keys_before[entry.key] or entry.key:find(":rate:", 1, true) ~= nil
+        or entry.key:find(":lock:", 1, true) ~= nil, "a new entry: " .. entry.key)
+    end
+  end)
+
   it("lets the workers that waited for a login that timed out retry it, as their own", function()
     timer_results()
     local id = srv:seed_groups(1)[1]
@@ -258,6 +304,14 @@ describe("nginx workers with shared_dict", function()
     assert.is_true(answer.freed_at_once, "freed at once")
     assert.is_true(answer.kept_near_expiry, "left to expire") -- a delete might remove another's
     assert.is_true(answer.expired_after, "expired")
+  end)
+
+  it("frees at once a lock whose worker is gone, once: by the waiter that took its reap key", function()
+    local answer = get_json("/dead-holder")
+    assert.is_number(answer.reaped_in, "the lock of a dead holder was not taken within 2 s")
+    assert.is_true(answer.reaped_in < 0.5, "taken after " .. tostring(answer.reaped_in) .. " s")
+    assert.is_true(answer.left_to_reaper, "freed by a waiter that did not hold the mark's reap key")
+    assert.is_true(answer.reaped_after)
   end)
 
   -- Set brief: tokens of 8 s, renewed 0.8 s before they end. Logs it in afresh and

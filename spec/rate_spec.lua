@@ -367,4 +367,78 @@ describe("the rate-limit budget", function()
       assert.is_nil((take()))
     end)
   end)
+
+  describe("one budget per operator (issue 23, item 6)", function()
+    local function now() return clock end
+
+    it("gives every client of an operator one queue and one account, and others their own", function()
+      local one = rate.for_operator("https://e/v1", "OP1", now)
+      local other = rate.for_operator("https://e/v1", "OP1", function() return clock end)
+      local elsewhere = rate.for_operator("https://g/v1", "OP1", now)
+      local stranger = rate.for_operator("https://e/v1", "OP2", now)
+      local probe = assert(one:admit(assert(one:enqueue(API))))
+      one:settle(API, probe, limits(3, 2, 10), 200)
+      assert.is_table((other:admit(assert(other:enqueue(API)))))
+      assert.is_table((one:admit(assert(one:enqueue(API)))))
+      local place = assert(other:enqueue(API))
+      assert.is_nil((other:admit(place))) -- the window's 3 are used, by the two of them
+      assert.are.equal(1, one:queued(API))
+      other:leave(place)
+      for _, apart in ipairs { elsewhere, stranger } do
+        assert.is_true(assert(apart:admit(assert(apart:enqueue(API)))).probe) -- a cold start
+      end
+    end)
+
+    it("forgets an operator's budget once no client holds one", function()
+      local held = rate.for_operator("https://e/v1", "OP-gone", now)
+      assert(held:enqueue(API))
+      assert.are.equal(1, rate.for_operator("https://e/v1", "OP-gone", now):queued(API))
+      held = nil -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      assert.are.equal(0, rate.for_operator("https://e/v1", "OP-gone", now):queued(API))
+    end)
+
+    it("starts afresh once every client of the operator has released its budget", function()
+      -- what a client made now would find queued (it releases its budget at once)
+      local function queued_for_a_newcomer()
+        local newcomer = rate.for_operator("https://e/v1", "OP-released", now)
+        local n = newcomer:queued(API)
+        newcomer:release()
+        return n
+      end
+      local first = rate.for_operator("https://e/v1", "OP-released", now)
+      local second = rate.deferred(function() return rate.for_operator("https://e/v1", "OP-released", now) end)
+      assert(first:enqueue(API))
+      assert.are.equal(1, second:queued(API))
+      first:release()
+      first:release() -- safe twice: the second client still holds it
+      assert.are.equal(1, queued_for_a_newcomer())
+      second:release()
+      assert.are.equal(0, queued_for_a_newcomer())
+      assert.is_table((first:enqueue(API))) -- a released budget still serves its client's requests
+    end)
+
+    it("shares no operator's budget with a clock of its own", function()
+      local function own_clock() return clock end
+      local real = rate.for_operator("https://e/v1", "OP-clocks", now)
+      assert(real:enqueue(API))
+      assert.are.equal(0, rate.for_operator("https://e/v1", "OP-clocks", own_clock, nil, true):queued(API))
+      assert.are.equal(1, rate.for_operator("https://e/v1", "OP-clocks", function() return clock end):queued(API))
+    end)
+
+    it("chooses a deferred budget at its first use, once", function()
+      local calls = 0
+      local deferred = rate.deferred(function()
+        calls = calls + 1
+        return rate.for_operator("https://e/v1", "OP-deferred", now)
+      end)
+      assert.are.equal(0, calls)
+      local place = assert(deferred:enqueue(API))
+      assert.are.equal(1, deferred:queued(API))
+      deferred:leave(place)
+      assert.are.equal(0, deferred:queued(API))
+      assert.are.equal(1, calls)
+    end)
+  end)
 end)

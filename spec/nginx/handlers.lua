@@ -117,8 +117,9 @@ end
 -- request.mode saying how: "threads" (a light thread each, as many requests of a
 -- worker would) or "map" (client:map with request.concurrency, fail_fast). An item
 -- whose number is in request.raise_at raises instead; one in request.fail_at returns
--- nil, "failed i". Answers { results, summary, elapsed_ms, mfa_calls, finished }:
--- finished lists item numbers in the order they ended.
+-- nil, "failed i". With request.close_after, a light thread of this request closes the
+-- client that many seconds in. Answers { results, summary, elapsed_ms, mfa_calls,
+-- finished }: finished lists item numbers in the order they ended.
 function handlers.many()
   ngx.req.read_body()
   local request = core.decode_json(ngx.req.get_body_data() or "")
@@ -141,6 +142,10 @@ function handlers.many()
   ngx.update_time()
   local started = ngx.now()
   local answer = {}
+  local closer = request.close_after and ngx.thread.spawn(function()
+    ngx.sleep(request.close_after)
+    client:close()
+  end)
   if request.mode == "threads" then
     local threads = {}
     for i = 1, count do threads[i] = ngx.thread.spawn(item, i) end
@@ -162,10 +167,19 @@ function handlers.many()
   end
   ngx.update_time()
   answer.elapsed_ms = (ngx.now() - started) * 1000
+  if closer then ngx.thread.wait(closer) end
   answer.mfa_calls = handlers.mfa_calls
   answer.finished = groups.array(finished)
   if request.client == nil then client:close() end
   reply(200, answer)
+end
+
+-- GET /close?client=<name>: closes the client a /call or /many request kept under that
+-- name (its requests in flight may be another request's).
+function handlers.close()
+  local client = clients[ngx.var.arg_client]
+  if client then client:close() end
+  reply(200, { closed = client ~= nil })
 end
 
 -- GET .../groups answered in three flushed pieces (so without Content-Length): two

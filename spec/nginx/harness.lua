@@ -8,7 +8,7 @@
 --   nginx:call{ options = {...}, calls = {...} }  --> decoded answer of POST /call
 --   nginx:get("/init")                 --> status, body
 --   nginx:stop()                       -- waits for nginx to exit; safe twice
---   srv, nginx = harness.start_with_fake({ tls = true }, template, prepare)
+--   srv, nginx = harness.start_with_fake({ tls = true }, template, prepare, extra)
 --   harness.stop_both(srv, nginx)      -- in teardown
 local socket = require "socket"
 local http = require "socket.http"
@@ -81,8 +81,8 @@ end
 --- Starts nginx for the fake server srv (its endpoint and credentials reach Lua
 -- through nginx `env`; its CAs through lua_ssl_trusted_certificate). `template` is
 -- the configuration's template, spec/nginx/nginx.conf.in unless given (relative to the
--- repository).
-function harness.start(srv, template_path)
+-- repository); `extra`, values of @NAME@s of its own ({WORKERS = "2"}).
+function harness.start(srv, template_path, extra)
   local root = repo_root()
   local so = root .. "/build/jit/soracom/groups/core.so"
   if read_file(so) == "" then
@@ -96,6 +96,7 @@ function harness.start(srv, template_path)
     CA_FILE = srv.ca_file or "/etc/ssl/certs/ca-certificates.crt",
     OTHER_CA_FILE = srv.other_ca_file or "/etc/ssl/certs/ca-certificates.crt",
   }
+  for name, value in pairs(extra or {}) do values[name] = tostring(value) end
   local env = table.concat({
     "SORACOM_TEST_ENDPOINT=" .. quote(srv.endpoint),
     "SORACOM_TEST_AUTH_KEY_ID=" .. quote(srv.auth_key_id),
@@ -143,13 +144,13 @@ function harness.start(srv, template_path)
 end
 
 --- Starts a fake (fake_server.start(fake_options)), lets prepare(srv) seed or set it,
--- then starts nginx for it (template as for start). Returns srv, nginx; when anything
--- fails the fake is stopped again before the error goes on.
-function harness.start_with_fake(fake_options, template_path, prepare)
+-- then starts nginx for it (template and extra as for start). Returns srv, nginx; when
+-- anything fails the fake is stopped again before the error goes on.
+function harness.start_with_fake(fake_options, template_path, prepare, extra)
   local srv = fake_server.start(fake_options)
   local ok, nginx = pcall(function()
     if prepare then prepare(srv) end
-    return harness.start(srv, template_path)
+    return harness.start(srv, template_path, extra)
   end)
   if not ok then
     srv:stop()

@@ -3,10 +3,11 @@
 --   a      the auth key (SORACOM_TEST_AUTH_KEY_ID / _KEY)
 --   b      the root user (SORACOM_TEST_EMAIL / _PASSWORD), retries = 0
 --   local  the auth key again, with share_token = false (only the budget is shared)
---   wrong  the root user with a wrong password, retries = 0
+--   wrong  a root user the fake does not know, retries = 0
+--   other  the root user's email with another password (which the fake refuses), retries = 0
 --   alone  the auth key, without shared_dict: a client per worker (bench/workers.lua)
 --   sam    the SAM user, with a 0.5 s timeout and quick retries
---   mfa    the root user with another wrong password and an MFA code, retries = 0
+--   mfa    a root user the fake does not know, with an MFA code, retries = 0
 --   brief  the auth key, with tokens of 8 s (renewed 0.8 s before they end)
 --   raising  the auth key, with a debug hook that raises on the /auth line
 -- luacheck: globals ngx
@@ -20,12 +21,14 @@ local SETS = {
     auth_key = os.getenv("SORACOM_TEST_AUTH_KEY") } end,
   b = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
     password = os.getenv("SORACOM_TEST_PASSWORD"), retries = 0 } end,
-  wrong = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
+  wrong = function() return { email = "nobody-" .. os.getenv("SORACOM_TEST_EMAIL"),
     password = "not-" .. os.getenv("SORACOM_TEST_PASSWORD"), retries = 0 } end,
+  other = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
+    password = "another-" .. os.getenv("SORACOM_TEST_PASSWORD"), retries = 0 } end,
   sam = function() return { operator_id = os.getenv("SORACOM_TEST_OPERATOR_ID"),
     user_name = os.getenv("SORACOM_TEST_USER_NAME"), password = os.getenv("SORACOM_TEST_SAM_PASSWORD"),
     timeout = 0.5, retry_base_delay = 0.05 } end,
-  mfa = function() return { email = os.getenv("SORACOM_TEST_EMAIL"),
+  mfa = function() return { email = "mfa-" .. os.getenv("SORACOM_TEST_EMAIL"),
     password = "other-" .. os.getenv("SORACOM_TEST_PASSWORD"), mfa_otp_code = "000000", retries = 0 } end,
   brief = function() return { auth_key_id = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
     auth_key = os.getenv("SORACOM_TEST_AUTH_KEY"), token_timeout_seconds = 8 } end,
@@ -117,9 +120,90 @@ function handlers.locks()
   reply { freed_at_once = not held("early"), kept_near_expiry = kept, expired_after = not held("late") }
 end
 
+-- A lock whose holder's process is gone (a mark naming the pid of a shell that has
+-- exited, due to expire in 5 s): {reaped_in (seconds the next lock took), left_to_reaper
+-- (when another waiter took the mark's reap key first: the lock, tried 0.3 s, was not
+-- taken), reaped_after (then taken once that key is gone)}.
+function handlers.dead_holder()
+  local shared = require "soracom.groups.shared"
+  local state = assert(shared.open("soracom", "http://dead.invalid", { kind = "token", api_key = "k",
+    token = "t" }, { now = core.now, sleep = ngx.sleep, login_hold = 1 }, 1))
+  local prefix = assert(tostring(state):match("%((soracom%-groups:%x+:)"))
+  local dict = ngx.shared.soracom
+  local shell = io.popen("sh -c 'echo $$'")
+  local pid = shell:read("*l")
+  shell:close()
+  -- The lock `name` held by the dead process: its key and mark.
+  local function dead_lock(name)
+    ngx.update_time()
+    local key, mark = prefix .. "lock:" .. name, string.format("%s:0x1:1@%.3f", pid, ngx.now() + 5)
+    assert(dict:set(key, mark, 5))
+    return key, mark
+  end
+  dead_lock("reaped")
+  ngx.update_time()
+  local started = ngx.now()
+  local mark = state:lock("reaped", 2, 5)
+  ngx.update_time()
+  local reaped_in = mark and ngx.now() - started
+  local key, dead = dead_lock("reaper")
+  dict:set(key .. ":reap:" .. dead, true, 5) -- another waiter's
+  local taken = state:lock("reaper", 0.3, 5)
+  dict:delete(key .. ":reap:" .. dead)
+  local after = state:lock("reaper", 0.3, 5)
+  reply { reaped_in = reaped_in, left_to_reaper = taken == nil, reaped_after = after ~= nil }
+end
+
 -- Every key of the soracom dict.
 function handlers.keys()
   reply(groups.array(ngx.shared.soracom:get_keys(0)))
+end
+
+-- Every entry of the soracom dict, {key, value} (values as text, binary ones as
+-- "hex:" and their hex digits), and for each text
+-- POSTed as {texts = {...}} its digests as hex: sha256, sha1, md5, and HMAC-SHA1 keyed
+-- by each string value of the dict (a salt would be one of them).
+function handlers.dump()
+  local function hex(bytes)
+    return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+  end
+  local dict = ngx.shared.soracom
+  local entries, values = {}, {}
+  for _, key in ipairs(dict:get_keys(0)) do
+    local value = dict:get(key)
+    local text = tostring(value)
+    if text:find("[^\n\32-\126]") then text = "hex:" .. hex(text) end -- a binary one
+    entries[#entries + 1] = { key = key, value = text }
+    if type(value) == "string" then values[#values + 1] = value end
+  end
+  ngx.req.read_body()
+  local request = core.decode_json(ngx.req.get_body_data() or "{}") or {}
+  local digests = {}
+  for _, text in ipairs(request.texts or {}) do
+    digests[#digests + 1] = core.sha256(text)
+    digests[#digests + 1] = hex(ngx.sha1_bin(text))
+    digests[#digests + 1] = ngx.md5(text)
+    for _, value in ipairs(values) do digests[#digests + 1] = hex(ngx.hmac_sha1(value, text)) end
+  end
+  reply { entries = groups.array(entries), digests = groups.array(digests) }
+end
+
+-- The key prefixes (shared.lua's tostring) of two clients of one root user that give
+-- different passwords, and of its auth key: {same_email_a, same_email_b, auth_key}.
+function handlers.prefixes()
+  local shared = require "soracom.groups.shared"
+  local endpoint = os.getenv("SORACOM_TEST_ENDPOINT")
+  local options = { now = core.now, sleep = ngx.sleep, login_hold = 1 }
+  local function prefix(credentials)
+    return tostring(assert(shared.open("soracom", endpoint, credentials, options, 1)))
+  end
+  local email = os.getenv("SORACOM_TEST_EMAIL")
+  reply {
+    same_email_a = prefix { kind = "root", login = { email = email, password = "one-password" } },
+    same_email_b = prefix { kind = "root", login = { email = email, password = "another-password" } },
+    auth_key = prefix { kind = "auth_key", login = { authKeyId = os.getenv("SORACOM_TEST_AUTH_KEY_ID"),
+      authKey = os.getenv("SORACOM_TEST_AUTH_KEY") } },
+  }
 end
 
 -- groups.new with a dict nginx.conf does not declare: the error it raises.

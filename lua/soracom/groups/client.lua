@@ -9,7 +9,6 @@
 local auth = require "soracom.groups.auth"
 local batch = require "soracom.groups.batch"
 local config = require "soracom.groups.config"
-local rate = require "soracom.groups.rate"
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
 local request = require "soracom.groups.request"
@@ -34,6 +33,7 @@ local function open_shared(client, resolved)
   local transport = client._transport
   local state, why = shared.open(resolved.shared_dict, resolved.endpoint, resolved.credentials, {
     now = core.now,
+    operator_id = resolved.operator_id,
     sleep = function(seconds) transport:sleep(seconds) end,
     -- a login's one attempt at most: connecting, then the whole exchange
     login_hold = (transport_settings.connect_timeout or nginx.DEFAULT_CONNECT_TIMEOUT)
@@ -112,7 +112,10 @@ function Client.new(options)
     end
   end
   client._transport:set_waiter(client._waiter)
-  client._budget = rate.new(request.clock(client), sharing and sharing:accounts())
+  -- Soracom counts per operator: the budget is the operator's, chosen once logged in.
+  -- (A client whose loop's wait or sleep may return early keeps its own: see shared.budget.)
+  client._budget = shared.budget(resolved.endpoint, resolved.credentials, request.clock(client), sharing,
+    function() return auth.operator_id(client) end, resolved.sleep or resolved.wait)
   auth.attach(client, resolved.credentials, headers, resolved.operator_id,
     resolved.share_token and sharing or nil)
   return client
@@ -500,7 +503,10 @@ function Client:close()
   check_self(self, "close")
   local transport = self._transport
   self._transport = nil
-  if transport ~= nil then transport:close() end
+  if transport ~= nil then
+    if self._budget then self._budget:release() end -- the operator's is no longer this client's to hold
+    transport:close()
+  end
 end
 
 --- Whether close() was called.

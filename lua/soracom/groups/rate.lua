@@ -1,9 +1,11 @@
---- The client's rate-limit budget: one fair queue per API in front of an account of
+--- An operator's rate-limit budget: one fair queue per API in front of an account of
 -- the API's window.
 --
 -- Soracom counts each operator's requests per API (method and path) in fixed windows,
--- and every answer says the limit, how many are left and how many seconds remain
--- before the window ends (rounded up).
+-- whichever credentials send them, and every answer says the limit, how many are left
+-- and how many seconds remain before the window ends (rounded up). So a client's
+-- budget is its operator's (rate.for_operator): every client of the operator in the
+-- process shares its queues and its account.
 --
 -- The queue (this process's): a request takes its place when it arrives and is
 -- admitted in that order; nobody overtakes a waiter. Its wait is known from its
@@ -11,12 +13,13 @@
 -- window. So a cap on the wait (rate_limit_max_delay) is decided once, when it
 -- arrives.
 --
--- The account (the store's: this budget's table, or with the shared_dict option an
--- nginx shared dict that every worker changes under a lock, see shared.lua) counts
+-- The account (the store's: a table of this process's, or with the shared_dict option
+-- an nginx shared dict that every worker changes under a lock, see shared.lua) counts
 -- per window generation: `used`, the requests admitted in the current window (and
 -- those of the window before still on their way, which may land in this one), and
--- `others`, what the operator's other clients used in it: the most an answer's count
--- (limit - remaining) ever exceeded what this client had admitted when it came. What
+-- `others`, what the operator's other clients (other processes, other hosts) used in
+-- it: the most an answer's count (limit - remaining) ever exceeded what this budget had
+-- admitted when it came. What
 -- is left is limit - used - others. Answers that overtake each other cannot shrink
 -- what is left below the truth: a count never exceeds what was admitted before it.
 -- An answer names its window by its end (now + the seconds before refresh): an
@@ -67,8 +70,9 @@ function LocalStore:update(api, change, ...)
   return change(account, ...)
 end
 
---- A new budget; now() gives the time in seconds. `store` keeps the accounts: a
--- table's by default, or one of shared.lua's.
+--- A new budget of its own; now() gives the time in seconds. `store` keeps the
+-- accounts: a table's by default, or one of shared.lua's. (A client's budget is its
+-- operator's: see rate.for_operator.)
 function rate.new(now, store)
   return setmetatable({ _now = now, _store = store or setmetatable({}, LocalStore), _queues = {} }, Budget)
 end
@@ -374,6 +378,87 @@ end
 --- The number of requests of `api` waiting here.
 function Budget:queued(api)
   return #queue_of(self, api).waiting
+end
+
+---------------------------------------------------------------------------------------
+-- One budget per operator.
+
+-- endpoint, operator and store scope -> what every budget of that operator in this
+-- process shares: its queues, its store and how many budgets hold it. It goes once the
+-- last of them is released (its client closed) or collected (weak). One such registry
+-- per kind of clock: real time, and each clock of its own (see rate.for_operator).
+local REAL_CLOCK = {}
+local registries = setmetatable({}, { __mode = "k" })
+
+--- rate.for_operator(endpoint, who, now, store, own_clock): the budget of the
+-- operator `who` at `endpoint`, for a client whose clock is `now`. Soracom counts each
+-- operator's requests, whichever credentials send them: every budget this process
+-- gives for the same endpoint, operator and store scope shares one queue per API and
+-- one account. `who` is the operator's ID, or while it is unknown a text that names the
+-- credentials (never a secret). `store` keeps the accounts (shared.lua's, with its
+-- `scope`); by default, a table of this process's. `own_clock`: `now` is not real time
+-- (a client's `sleep` option may claim to wait without waiting, which moves its clock
+-- ahead), so the budget is shared only with budgets given the same `now`. Once every
+-- budget of the operator is released (release), the next is a new one.
+function rate.for_operator(endpoint, who, now, store, own_clock)
+  local domain = own_clock and now or REAL_CLOCK
+  local registry = registries[domain]
+  if registry == nil then
+    registry = setmetatable({}, { __mode = "v" })
+    registries[domain] = registry
+  end
+  local key = string.format("%q\n%q\n%q", endpoint, who, store and store.scope or "process")
+  local common = registry[key]
+  if common == nil then
+    common = { store = store or setmetatable({}, LocalStore), queues = {}, holders = 0 }
+    registry[key] = common
+  end
+  common.holders = common.holders + 1
+  return setmetatable({ _now = now, _store = common.store, _queues = common.queues, _common = common,
+    _registry = registry, _key = key }, Budget)
+end
+
+--- Its client is closed: the budget goes on serving the requests still in flight, but
+-- holds its operator's no more; when no other client holds it, a client made later
+-- starts afresh. Safe twice.
+function Budget:release()
+  local common = self._common
+  if common == nil or self._released then return end
+  self._released = true
+  common.holders = common.holders - 1
+  if common.holders <= 0 and self._registry[self._key] == common then self._registry[self._key] = nil end
+end
+
+-- A budget chosen when it is first used (see rate.deferred).
+local Deferred = {}
+Deferred.__index = Deferred
+
+local function chosen(deferred)
+  local budget = deferred._chosen
+  if budget == nil then
+    budget = deferred._choose()
+    deferred._chosen, deferred._choose = budget, nil
+    if deferred._released then budget:release() end
+  end
+  return budget
+end
+
+function Deferred:release()
+  self._released = true
+  if self._chosen then self._chosen:release() end
+end
+
+for _, name in ipairs { "enqueue", "admit", "leave", "settle", "describe", "queued" } do
+  Deferred[name] = function(self, ...)
+    local budget = chosen(self)
+    return budget[name](budget, ...)
+  end
+end
+
+--- rate.deferred(choose): a budget that is choose()'s, called at its first use and
+-- kept: a client's budget is its operator's, known once it has logged in.
+function rate.deferred(choose)
+  return setmetatable({ _choose = choose }, Deferred)
 end
 
 return rate

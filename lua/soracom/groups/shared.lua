@@ -1,13 +1,16 @@
 --- What the workers of one nginx instance share through a lua_shared_dict (the
--- shared_dict option): for one credential set and endpoint, the token and a lock under
--- which one worker logs in while the others wait, and the rate-limit accounts.
+-- shared_dict option): for one identity and endpoint, the token and a lock under which
+-- one worker logs in while the others wait, and the rate-limit accounts.
 --
--- Every key starts with a digest of the endpoint and the credentials, so that two
--- operators, endpoints or credential sets never meet; no key holds a secret. The
--- digest is an HMAC keyed by a random salt the instance keeps in the dict, so that it
--- cannot be used to test guesses of a password offline. The
--- token's entry does hold the API key and token: any Lua code of the instance can read
--- the dict (see the README), which is why share_token = false keeps them per worker.
+-- Every key starts with a digest of the endpoint and of who logs in: the kind of
+-- credentials and its non-secret names (the auth key's ID, the root user's email, the
+-- operator and SAM user name; for an issued API key and token, only the operator ID
+-- given with them). Never of a secret: a key derived from a password or an auth key,
+-- even through an HMAC whose salt sits in the same dict, would let any Lua code of the
+-- instance test guesses of it offline. So two clients of one identity in one instance
+-- share a token, whatever password each was given (see the README). The token's entry
+-- does hold the API key and token: any Lua code of the instance can read the dict (see
+-- the README), which is why share_token = false keeps them per worker.
 --
 -- A login writes under the lock "login", an account changes under a lock of its own;
 -- a lock's expiry frees it if its worker dies. A token's entry is written once, by the
@@ -16,6 +19,7 @@
 
 -- luacheck: read globals ngx
 
+local core = require "soracom.groups.core"
 local rate = require "soracom.groups.rate"
 
 local shared = {}
@@ -40,53 +44,46 @@ local ACCOUNT_KEPT = 3600
 -- token lives.
 local REFUSED_KEPT = 172800
 
-local function hex(bytes)
-  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
+-- The names of each kind of credentials that say who logs in (none is a secret).
+local WHO = {
+  auth_key = { "authKeyId" },
+  root = { "email" },
+  sam = { "operatorId", "userName" },
+}
 
--- The text the key prefix is a digest of: everything that tells credential sets apart.
-local function identity(endpoint, credentials)
+--- shared.identity(endpoint, credentials, operator_id): the text that tells apart who
+-- logs in, and where: the endpoint, the kind of credentials and its names, never a
+-- secret. For an issued API key and token (which cannot log in), the operator ID
+-- given with them, or else "unknown operator".
+function shared.identity(endpoint, credentials, operator_id)
   local parts = { endpoint, credentials.kind }
-  if credentials.login then
-    local names = {}
-    for name in pairs(credentials.login) do
-      if name ~= "tokenTimeoutSeconds" and name ~= "mfaOTPCode" then names[#names + 1] = name end
-    end
-    table.sort(names)
-    for _, name in ipairs(names) do parts[#parts + 1] = name .. "=" .. credentials.login[name] end
+  local names = WHO[credentials.kind]
+  if names then
+    for _, name in ipairs(names) do parts[#parts + 1] = name .. "=" .. tostring(credentials.login[name]) end
+  elseif operator_id then
+    parts[#parts + 1] = "operatorId=" .. operator_id
   else
-    parts[#parts + 1] = credentials.api_key
-    parts[#parts + 1] = credentials.token
+    parts[#parts + 1] = "unknown operator"
   end
+  -- %q: a name holding a line break cannot pass for two parts
+  for i, part in ipairs(parts) do parts[i] = string.format("%q", part) end
   return table.concat(parts, "\n")
 end
 
--- The salt of the key digests: 16 random bytes, made by the first worker that needs
--- them (add: the first one written wins). Nil, err when none can be had.
-local SALT_BYTES = 16
-
-local function salt_of(dict)
-  local key = "soracom-groups:salt"
-  local salt = dict:get(key)
-  if salt then return salt end
-  local source = io.open("/dev/urandom", "rb")
-  local fresh = source and source:read(SALT_BYTES)
-  if source then source:close() end
-  if type(fresh) ~= "string" or #fresh ~= SALT_BYTES then return nil, "cannot read /dev/urandom" end
-  dict:add(key, fresh)
-  salt = dict:get(key)
-  if salt == nil then return nil, "the dict has no room" end
-  return salt
+-- The prefix of the keys of an identity's entries: a digest of its text, for a short
+-- key of fixed length (128 bits of SHA-256).
+local function prefix_of(text)
+  return "soracom-groups:" .. core.sha256(text):sub(1, 32) .. ":"
 end
 
---- shared.open(name, endpoint, credentials, options): the shared state of this
--- credential set in the lua_shared_dict `name`. options: now (the clock), sleep
--- (waits without blocking the worker), login_hold (the longest a login may take).
--- Raises, blaming level, outside nginx or when no such dict is declared; returns
--- nil, why when the dict cannot give the salt of its keys (full, or no randomness).
+--- shared.open(name, endpoint, credentials, options): the shared state of these
+-- credentials' identity in the lua_shared_dict `name`. options: now (the clock),
+-- sleep (waits without blocking the worker), login_hold (the longest a login may
+-- take), operator_id (given with an issued API key and token). Raises, blaming level,
+-- outside nginx or when no such dict is declared.
 function shared.open(name, endpoint, credentials, options, level)
   local ngx_table = rawget(_G, "ngx")
-  if type(ngx_table) ~= "table" or type(ngx_table.shared) ~= "table" or ngx_table.hmac_sha1 == nil then
+  if type(ngx_table) ~= "table" or type(ngx_table.shared) ~= "table" or ngx_table.worker == nil then
     error("soracom.groups.new: shared_dict works only inside nginx (ngx_lua or OpenResty), where "
       .. "the workers share a lua_shared_dict; outside it, leave it out", level + 1)
   end
@@ -95,12 +92,9 @@ function shared.open(name, endpoint, credentials, options, level)
     error("soracom.groups.new: shared_dict " .. string.format("%q", name) .. " is not declared: add "
       .. "`lua_shared_dict " .. name .. " 1m;` to the http block of nginx.conf", level + 1)
   end
-  local salt, why = salt_of(dict)
-  if salt == nil then
-    return nil, "shared_dict " .. string.format("%q", name) .. ": no salt for its keys (" .. why .. ")"
-  end
   local state = setmetatable({
-    _prefix = "soracom-groups:" .. hex(ngx.hmac_sha1(salt, identity(endpoint, credentials))) .. ":",
+    _prefix = prefix_of(shared.identity(endpoint, credentials, options.operator_id)),
+    _dict_name = name,
     _now = options.now,
     _sleep = options.sleep,
     _login_hold = options.login_hold,
@@ -120,34 +114,76 @@ end
 -- by another worker, whose lock the delete would remove.
 local UNLOCK_MARGIN = 0.1
 
---- lock(name, wait, hold): takes the lock `name`, waiting up to `wait` seconds; it
--- frees itself after `hold`. Returns the holder's mark for unlock, or nil, "timeout"
--- (or the dict's error, such as "no memory"). The mark ends with the time the lock
--- expires, on the dict's clock (ngx.now, to the millisecond).
-function Shared:lock(name, wait, hold)
-  local key = self._prefix .. "lock:" .. name
-  self._locks = self._locks + 1
-  local deadline, step = self._now() + wait, LOCK_STEP_FIRST
+-- Whether a process lives (kill(pid, 0)); nil in a core built without it, where a dead
+-- holder's lock is left to expire.
+local process_alive = core.process_alive
+
+-- A lock's mark: "<pid>:<this state's address>:<count>@<expiry>", the expiry on the
+-- dict's clock (ngx.now, to the millisecond).
+local function expiry_of(mark)
+  return tonumber(mark:match("@([%d.]+)$"))
+end
+
+-- The lock at `key` is held by `mark`: when the worker that took it is gone (killed,
+-- crashed), frees it at once rather than after its hold, and returns true. Several
+-- waiters may see the dead mark at once: only the one that takes the mark's own reap
+-- key deletes it, and only while the lock still holds that mark and is not about to
+-- expire (then it could be another's by the time of the delete).
+local function reap(dict, key, mark)
+  local pid = tonumber(mark:match("^(%d+):"))
+  if process_alive == nil or pid == nil or pid == ngx.worker.pid() or process_alive(pid) then return false end
+  ngx.update_time()
+  local left = (expiry_of(mark) or 0) - ngx.now()
+  if left <= UNLOCK_MARGIN then return false end
+  if not dict:add(key .. ":reap:" .. mark, true, left) then return false end
+  if dict:get(key) ~= mark then return false end
+  dict:delete(key)
+  return true
+end
+
+-- Takes the lock at `key` for `state` (see Shared:lock).
+local function lock(state, key, wait, hold)
+  local dict = dict_of[state]
+  state._locks = state._locks + 1
+  local deadline, step = state._now() + wait, LOCK_STEP_FIRST
   while true do
-    local mark = string.format("%s:%d@%.3f", self._owner, self._locks, ngx.now() + hold)
-    local ok, err = dict_of[self]:add(key, mark, hold)
+    local mark = string.format("%s:%d@%.3f", state._owner, state._locks, ngx.now() + hold)
+    local ok, err = dict:add(key, mark, hold)
     if ok then return mark end
     if err ~= "exists" then return nil, err end
-    local left = deadline - self._now()
-    if left <= 0 then return nil, "timeout" end
-    self._sleep(math.min(step, left))
-    step = math.min(step * 2, LOCK_STEP_MAX)
+    local holder = dict:get(key)
+    if not (type(holder) == "string" and reap(dict, key, holder)) then
+      local left = deadline - state._now()
+      if left <= 0 then return nil, "timeout" end
+      state._sleep(math.min(step, left))
+      step = math.min(step * 2, LOCK_STEP_MAX)
+    end
   end
+end
+
+-- Frees the lock at `key` (see Shared:unlock).
+local function unlock(state, key, mark)
+  if mark == nil then return end
+  ngx.update_time()
+  if ngx.now() >= expiry_of(mark) - UNLOCK_MARGIN then return end
+  local dict = dict_of[state]
+  if dict:get(key) == mark then dict:delete(key) end
+end
+
+--- lock(name, wait, hold): takes the lock `name`, waiting up to `wait` seconds; it
+-- frees itself after `hold`, or as soon as a waiter finds its worker gone. Returns the
+-- holder's mark for unlock, or nil, "timeout" (or the dict's error, such as "no
+-- memory"). The mark starts with the holder's pid, and ends with the time the lock
+-- expires, on the dict's clock (ngx.now, to the millisecond).
+function Shared:lock(name, wait, hold)
+  local mark, why = lock(self, self._prefix .. "lock:" .. name, wait, hold)
+  return mark, why
 end
 
 --- Frees the lock `name` if `mark` still holds it (not when it expired, or was
 -- evicted, and another took it since), unless it is about to expire anyway.
 function Shared:unlock(name, mark)
-  if mark == nil then return end
-  ngx.update_time()
-  if ngx.now() >= tonumber(mark:match("@([%d.]+)$")) - UNLOCK_MARGIN then return end
-  local key = self._prefix .. "lock:" .. name
-  if dict_of[self]:get(key) == mark then dict_of[self]:delete(key) end
+  unlock(self, self._prefix .. "lock:" .. name, mark)
 end
 
 --- The longest a login may take, so the longest anyone waits for one.
@@ -289,24 +325,50 @@ end
 local AccountStore = {}
 AccountStore.__index = AccountStore
 
---- The store of a budget shared by every worker (see rate.new).
-function Shared:accounts()
-  return setmetatable({ _shared = self }, AccountStore)
+--- The store of the budget of `who` (a text that names an operator or, while it is
+-- unknown, an identity; never a secret), shared by every worker (see
+-- rate.for_operator): its keys are a digest of it, apart from the token's. Its `scope`
+-- names the dict.
+function Shared:accounts(who)
+  local store = setmetatable({ scope = "lua_shared_dict " .. self._dict_name, _prefix = prefix_of(who),
+    _locks = 0, _now = core.now, _sleep = ngx.sleep }, AccountStore)
+  store._owner = tostring(ngx.worker.pid()) .. ":" .. tostring(store):match("0x%x+$")
+  dict_of[store] = dict_of[self]
+  return store
 end
 
 -- Reads the account of `api`, lets change(account, ...) change it, writes it back,
 -- all under the account's lock; returns what change returned. When the lock cannot
 -- be had within its hold time (the dict full), the change is made without it.
 function AccountStore:update(api, change, ...)
-  local owner = self._shared
-  local dict, key = dict_of[owner], owner._prefix .. "rate:" .. api
-  local mark = owner:lock("rate:" .. api, ACCOUNT_LOCK_HOLD, ACCOUNT_LOCK_HOLD)
+  local dict, key = dict_of[self], self._prefix .. "rate:" .. api
+  local mark = lock(self, key .. ":lock", ACCOUNT_LOCK_HOLD, ACCOUNT_LOCK_HOLD)
   local account = decode_account(dict:get(key))
   local done, first, second = pcall(change, account, ...)
   if done then dict:set(key, encode_account(account), ACCOUNT_KEPT) end
-  owner:unlock("rate:" .. api, mark)
+  unlock(self, key .. ":lock", mark)
   if not done then error(first, 0) end
   return first, second
+end
+
+---------------------------------------------------------------------------------------
+-- The budget of a client.
+
+--- shared.budget(endpoint, credentials, now, sharing, operator_id, sleep): the client's
+-- rate-limit budget (see rate.lua), chosen at its first use, when the client has
+-- logged in: its operator's (operator_id() gives the ID), shared with every client of
+-- the operator in this process and, with `sharing` (the client's shared state, from
+-- shared.open), with every worker. A client given a `sleep` option, whose clock `now`
+-- may run ahead of real time, shares it with no other client of the process (see
+-- rate.for_operator). While the operator is unknown (an issued API key and token
+-- without operator_id), the budget of the credentials' identity.
+function shared.budget(endpoint, credentials, now, sharing, operator_id, sleep)
+  local unknown = shared.identity(endpoint, credentials) -- (kept rather than the credentials)
+  return rate.deferred(function()
+    local id = operator_id()
+    local who = id and string.format("%q\n%q", endpoint, "operator " .. id) or unknown
+    return rate.for_operator(endpoint, who, now, sharing and sharing:accounts(who), sleep ~= nil)
+  end)
 end
 
 return shared

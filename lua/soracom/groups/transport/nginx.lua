@@ -106,6 +106,7 @@ function nginx.new(settings)
     _keepalive_ms = ms(settings.keepalive_timeout or DEFAULT_KEEPALIVE_TIMEOUT),
     _pool_size = settings.pool_size or DEFAULT_POOL_SIZE,
     _closed = false,
+    _flights = {}, -- the requests in flight: flight -> true (see close)
   }, Transport)
 end
 
@@ -154,10 +155,14 @@ function Transport.sleep(_, seconds)
   ngx.sleep(seconds)
 end
 
---- close(): nothing to release (idle connections belong to the worker's pool); later
--- use raises, as with the curl session. Safe twice.
+--- close(): the requests in flight end at once with a "closed" error, whichever nginx
+-- request (or timer) runs them, and their connections are closed (idle ones belong to
+-- the worker's pool); later use raises, as with the curl session. Safe twice.
 function Transport:close()
   self._closed = true
+  local flights = self._flights
+  self._flights = {}
+  for flight in pairs(flights) do flight.wake:post(1) end
 end
 
 -- http(s)://host[:port][/path][?query] -> a table, or nil, err. IPv6 literals in
@@ -658,6 +663,67 @@ local function rate_limit(headers)
   end
 end
 
+-- The exchange of a request, on a pooled connection or new ones: {status, headers,
+-- body}, or nil, err.
+local function send(self, u, method, bytes)
+  ngx.update_time()
+  local started = ngx.now()
+  local deadline = started + self._timeout
+  -- Stale pooled connections are replaced, at most as many as the pool holds.
+  local response, err, stale
+  for _ = 0, self._pool_size do
+    response, err, stale = exchange(self, u, method, bytes, deadline, started)
+    if response or not stale then break end
+  end
+  return response, err
+end
+
+local function closed_in_flight()
+  return nil, { kind = "closed", message = "the client was closed while the request was in flight" }
+end
+
+local semaphore -- ngx.semaphore, once a request is made
+-- Semaphores of ended requests, with nothing left to take: the next ones' (a few).
+local spare, SPARE_MAX = {}, 64
+
+-- The light thread of a request in flight: the exchange, then the caller woken.
+local function fly(self, flight, u, method, bytes)
+  flight.ok, flight.response, flight.err = pcall(send, self, u, method, bytes)
+  flight.done = true
+  flight.wake:post(1)
+end
+
+-- Sends a request so that close() can end it at once, from any nginx request: the
+-- exchange runs in a light thread of its own while the caller waits on a semaphore,
+-- which the exchange's end or close() posts. A cosocket cannot be closed from another
+-- nginx request ("bad request"), nor from another light thread while it reads ("socket
+-- busy reading"), but its light thread can be killed by the one that spawned it, which
+-- closes its connection: so on close() the caller kills it and returns the closed error.
+-- An answer that comes after close() is discarded. Returns {status, headers, body}, or
+-- nil, err; raises what the exchange raised.
+local function in_flight(self, u, method, bytes)
+  semaphore = semaphore or require "ngx.semaphore"
+  local wake = spare[#spare]
+  if wake then spare[#spare] = nil else wake = semaphore.new(0) end
+  local flight = { wake = wake }
+  local helper = ngx.thread.spawn(fly, self, flight, u, method, bytes)
+  if not flight.done then -- (it yielded)
+    self._flights[flight] = true
+    wake:wait(self._timeout + 1) -- (its own deadline ends it before)
+    self._flights[flight] = nil
+  end
+  if not flight.done then -- closed, or its deadline long past
+    ngx.thread.kill(helper)
+    if self._closed then return closed_in_flight() end
+    return nil, network_error(CURLE.OPERATION_TIMEDOUT, format("operation timed out (timeout %g s)", self._timeout))
+  end
+  ngx.thread.wait(helper) -- (ended: collected at once)
+  if wake:count() == 0 and #spare < SPARE_MAX then spare[#spare + 1] = wake end
+  if not flight.ok then error(flight.response, 0) end
+  if self._closed then return closed_in_flight() end
+  return flight.response, flight.err
+end
+
 --- perform(method, url, body, paginated) -> value, next_key, status, limits | nil, err
 function Transport:perform(method, url, body, paginated)
   if self._closed then error("soracom.groups: the client is closed", 2) end
@@ -670,15 +736,8 @@ function Transport:perform(method, url, body, paginated)
   local u, err = parse_url(url)
   if u == nil then return nil, err end
   local bytes = request_bytes(self, method, u, body)
-  ngx.update_time()
-  local started = ngx.now()
-  local deadline = started + self._timeout
-  -- Stale pooled connections are replaced, at most as many as the pool holds.
-  local response, stale
-  for _ = 0, self._pool_size do
-    response, err, stale = exchange(self, u, method, bytes, deadline, started)
-    if response or not stale then break end
-  end
+  local response
+  response, err = in_flight(self, u, method, bytes)
   if response == nil then return nil, err end
   local headers = response.headers
   local next_key, link
