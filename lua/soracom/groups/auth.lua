@@ -193,7 +193,7 @@ local function defer_renewal(client, record, at, err)
 end
 
 -- The part of a shared login made with the dict's lock held (see shared_login).
-local function login_under_lock(client, record, renewing, at, seen)
+local function login_under_lock(client, record, renewing, at, seen, flight)
   local sharing = record.shared
   -- A token newer than the one this login set out to replace (another request of
   -- this worker may have taken it in meanwhile): nothing to do.
@@ -226,7 +226,13 @@ local function login_under_lock(client, record, renewing, at, seen)
     sharing:defer_renewal(entry.generation, record.renew_at, entry.valid_until)
     return true
   end
-  if sent and shares_failures then sharing:store_failure(err) end
+  if sent and shares_failures then
+    -- An outage: no worker tries again before this flight's next backoff step.
+    local policy = client._retry
+    local quiet = retry.retryable(err, "PUT", policy) and retry.delay(err, flight.failures + 1, policy) or 0
+    flight.next_delay = quiet -- (this flight's own next try waits as long)
+    sharing:store_failure(err, quiet)
+  end
   return nil, err
 end
 
@@ -244,7 +250,7 @@ local function shared_login(client, record, flight)
   local at, seen = flight.attempt_started or flight.started, record.shared_generation
   local mark = sharing:lock("login", renewing and 0 or sharing:login_hold(), sharing:login_hold())
   if mark == nil and renewing then return true end
-  local completed, ok, err = pcall(login_under_lock, client, record, renewing, at, seen)
+  local completed, ok, err = pcall(login_under_lock, client, record, renewing, at, seen, flight)
   sharing:unlock("login", mark)
   if not completed then error(ok, 0) end
   return ok, err
@@ -274,12 +280,12 @@ local function login_with_retries(client, record, flight)
   local failures = 0
   while true do
     if client._transport == nil then return nil, closed_error() end
-    flight.attempt_started = now()
+    flight.attempt_started, flight.failures, flight.next_delay = now(), failures, nil
     local ok, err = log_in(client, record, flight)
     if ok or flight.renewing then return ok, err end
     failures = failures + 1
     local policy = client._retry
-    local seconds = retry.delay(err, failures, policy)
+    local seconds = flight.next_delay or retry.delay(err, failures, policy)
     if not retry.retryable(err, "PUT", policy) then return nil, err end
     if failures > policy.retries then
       flight.next_try_after = seconds -- an outage: the next login waits one more step
@@ -421,6 +427,14 @@ function auth.logout(client)
   record.needs_login = true
   if record.credentials.kind == "token" then record.credentials = nil end
   return true
+end
+
+--- The client is closing: whoever waits for its login in flight gets a "closed" error
+-- now, not when the login (or the shared lock it waits for) ends.
+function auth.close(client)
+  local record = records[client]
+  local flight = record and record.flight
+  if flight then land(record, flight, nil, closed_error()) end
 end
 
 --- A short description of the credentials for tostring, without any of them.

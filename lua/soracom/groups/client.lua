@@ -505,6 +505,7 @@ function Client:close()
   self._transport = nil
   if transport ~= nil then
     if self._budget then self._budget:release() end -- the operator's is no longer this client's to hold
+    auth.close(self)
     transport:close()
   end
 end

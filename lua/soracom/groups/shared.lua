@@ -263,21 +263,26 @@ end
 
 --- Stores the failure of a login (made with the lock "login" held), for the logins that
 -- waited for it: they answer with it rather than each send /auth again.
-function Shared:store_failure(err)
-  local parts = { string.format("%.17g", self._now()) }
+function Shared:store_failure(err, quiet_for)
+  local at = self._now()
+  local parts = { string.format("%.17g", at), string.format("%.17g", at + (quiet_for or 0)) }
   for _, name in ipairs(FAILURE_FIELDS) do parts[#parts + 1] = field_text(err[name]) end
   parts[#parts + 1] = tostring(err.message or "")
   dict_of[self]:set(self._prefix .. "failed", table.concat(parts, "\n"), 2 * self._login_hold + 1)
 end
 
 --- The failure of a login that ended after `since` (a time of the clock given to open),
--- as the fields of an error (FAILURE_FIELDS and message); or nil.
+-- or whose quiet time (store_failure's quiet_for: an outage's next backoff step, during
+-- which no worker sends /auth) has not passed, as the fields of an error
+-- (FAILURE_FIELDS and message); or nil.
 function Shared:failure_since(since)
   local text = dict_of[self]:get(self._prefix .. "failed")
   if type(text) ~= "string" then return nil end
-  local ended_at, rest = text:match("^([^\n]*)\n(.*)$")
-  ended_at = tonumber(ended_at)
-  if ended_at == nil or ended_at <= since then return nil end
+  local ended_at, quiet_until, rest = text:match("^([^\n]*)\n([^\n]*)\n(.*)$")
+  ended_at, quiet_until = tonumber(ended_at), tonumber(quiet_until)
+  if ended_at == nil or quiet_until == nil or (ended_at <= since and self._now() >= quiet_until) then
+    return nil
+  end
   local failure = {}
   for _, name in ipairs(FAILURE_FIELDS) do
     local field, after = rest:match("^([^\n]*)\n(.*)$")
