@@ -264,9 +264,10 @@ local function land(record, flight, ok, err)
   if ok then
     record.failed = nil
   elseif err and err.kind ~= "closed" and flight.next_try_after then
-    -- Its retries are spent: the callers that come meanwhile get its answer, so that
-    -- /auth sees one attempt per backoff step whoever calls.
-    record.failed = { err = err, until_time = now() + flight.next_try_after }
+    -- Its retries are spent: the callers that come meanwhile get its answer, and the
+    -- next login goes on with the backoff from there (one try per step, each step
+    -- longer), so that /auth sees one attempt per backoff step whoever calls.
+    record.failed = { err = err, until_time = now() + flight.next_try_after, failures = flight.failures }
   end
   flight.event:signal()
 end
@@ -277,7 +278,7 @@ end
 -- token stays in use, and the next renewal is deferred.
 local function login_with_retries(client, record, flight)
   local log_in = record.shared and shared_login or login
-  local failures = 0
+  local failures = flight.earlier_failures
   while true do
     if client._transport == nil then return nil, closed_error() end
     flight.attempt_started, flight.failures, flight.next_delay = now(), failures, nil
@@ -288,7 +289,7 @@ local function login_with_retries(client, record, flight)
     local seconds = flight.next_delay or retry.delay(err, failures, policy)
     if not retry.retryable(err, "PUT", policy) then return nil, err end
     if failures > policy.retries then
-      flight.next_try_after = seconds -- an outage: the next login waits one more step
+      flight.next_try_after, flight.failures = seconds, failures -- the next login waits one more step
       return nil, err
     end
     debug_line(client, string.format("retrying POST %s/auth in %.2f s (%s, retry %d of %d)", client._endpoint,
@@ -303,7 +304,11 @@ end
 -- even when the request that started it is aborted. Its outcome lands for everyone;
 -- what it raised lands as its error and is raised again to those who wait.
 local function fly(client, record, renewing)
-  local flight = { event = client._transport:event(), started = now(), renewing = renewing }
+  -- (an outage's backoff goes on from the last flight's, unless that is long past)
+  local failed = record.failed
+  local recent = failed and not renewing and now() < failed.until_time + client._retry.retry_max_delay
+  local flight = { event = client._transport:event(), started = now(), renewing = renewing,
+    earlier_failures = recent and failed.failures or 0 }
   record.flight = flight
   local at = now()
   local detached = client._transport:spawn({
