@@ -85,6 +85,30 @@ describe("many requests at once inside nginx", function()
         { ok = answer.summary.ok, failed = answer.summary.failed, skipped = answer.summary.skipped })
     end)
 
+    it("runs as start_map, stepped by the request, to the same results", function()
+      local ids = srv:seed_groups(1)
+      srv:settings { latency = 0.05 }
+      local answer = many { mode = "start_map", count = 12, concurrency = 4, fail_at = { 5 },
+        call = { op = "get_group", args = { ids[1] } } }
+      assert.are.same({ 11, 1, 0 }, { answer.summary.ok, answer.summary.failed, answer.summary.skipped })
+      assert.are.equal(ids[1], answer.results[12].value.groupId)
+      assert.is_true(answer.steps >= 2, "steps: " .. answer.steps)
+    end)
+
+    it("cancels a start_map: its running items end as cancelled, the rest are skipped", function()
+      local ids = srv:seed_groups(1)
+      srv:settings { latency = 0.5 }
+      local answer = many { mode = "start_map", count = 12, concurrency = 4, cancel_after = 0.2,
+        call = { op = "get_group", args = { ids[1] } } }
+      -- (the fake still serves the cancelled requests: let them end before the next case)
+      while srv:stats().in_flight > 0 do require("socket").sleep(0.05) end
+      srv:settings { latency = 0 }
+      assert.are.same({ 0, 4, 8 }, { answer.summary.ok, answer.summary.failed, answer.summary.skipped })
+      assert.are.equal("cancelled", answer.results[1].err.kind)
+      assert.is_true(answer.results[12].skipped)
+      assert.is_true(answer.elapsed_ms < 450, "elapsed: " .. answer.elapsed_ms)
+    end)
+
     it("runs at most `concurrency` calls at once, and overlaps them", function()
       local id = srv:seed_groups(1)[1]
       srv:settings { latency = 0.1 }

@@ -115,7 +115,9 @@ end
 
 -- POST /many: request.call ({op, args}) made `count` times at once on one client,
 -- request.mode saying how: "threads" (a light thread each, as many requests of a
--- worker would) or "map" (client:map with request.concurrency, fail_fast). An item
+-- worker would), "map" (client:map with request.concurrency, fail_fast) or "start_map"
+-- (the same through client:start_map, stepped here; cancelled request.cancel_after
+-- seconds in, when given). An item
 -- whose number is in request.raise_at raises instead; one in request.fail_at returns
 -- nil, "failed i". With request.close_after, a light thread of this request closes the
 -- client that many seconds in. Answers { results, summary, elapsed_ms, mfa_calls,
@@ -157,8 +159,21 @@ function handlers.many()
   else
     local items = {}
     for i = 1, count do items[i] = i end
-    local results, summary = client:map(items, item, { concurrency = request.concurrency,
-      fail_fast = request.fail_fast })
+    local results, summary
+    local options = { concurrency = request.concurrency, fail_fast = request.fail_fast }
+    if request.mode == "start_map" then
+      -- Driven by this request: steps of 50 ms, cancelled request.cancel_after seconds in.
+      local run = client:start_map(items, item, options)
+      answer.steps = 0
+      while not run:step(0.05) do
+        answer.steps = answer.steps + 1
+        ngx.update_time()
+        if request.cancel_after and ngx.now() - started >= request.cancel_after then run:cancel() end
+      end
+      results, summary = run:results()
+    else
+      results, summary = client:map(items, item, options)
+    end
     for _, result in ipairs(results) do
       if result.traceback then result.traceback = tostring(result.traceback) end
       if type(result.err) == "table" then result.err = plain_error(result.err) end
