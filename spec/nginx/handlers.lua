@@ -163,14 +163,14 @@ function handlers.many()
     local options = { concurrency = request.concurrency, fail_fast = request.fail_fast }
     if request.mode == "start_map" then
       -- Driven by this request: steps of 50 ms, cancelled request.cancel_after seconds in.
-      local run = client:start_map(items, item, options)
+      local map_run = client:start_map(items, item, options)
       answer.steps = 0
-      while not run:step(0.05) do
+      while not map_run:step(0.05) do
         answer.steps = answer.steps + 1
         ngx.update_time()
-        if request.cancel_after and ngx.now() - started >= request.cancel_after then run:cancel() end
+        if request.cancel_after and ngx.now() - started >= request.cancel_after then map_run:cancel() end
       end
-      results, summary = run:results()
+      results, summary = map_run:results()
     else
       results, summary = client:map(items, item, options)
     end
