@@ -63,6 +63,14 @@ describe("the descriptors the core holds", function()
     return s
   end
 
+  -- Waits until the fake serves no request: those of a cancelled transfer go on there.
+  local function drained()
+    for _ = 1, 100 do
+      if srv:stats().in_flight == 0 then return end
+      core.sleep(0.05)
+    end
+  end
+
   it("are named by wait_hint while a transfer runs: this process's own sockets", function()
     srv:settings { latency = 0.5 }
     local multi = core.multi()
@@ -95,8 +103,74 @@ describe("the descriptors the core holds", function()
     s:close()
   end)
 
+  it("are capped by max_connects: eight transfers at once leave at most two connections", function()
+    srv:settings { latency = 0.3 }
+    -- Runs eight transfers at once on a new multi handle; returns how many sockets of
+    -- this process they left open.
+    local function left_open(options)
+      local multi = core.multi(options)
+      local sessions = {}
+      for i = 1, 8 do
+        sessions[i] = session()
+      end
+      drained()
+      srv:clear_stats()
+      local _, before = sockets_in(fds_of(own_pid()))
+      for i = 1, 8 do
+        sessions[i]:prepare("GET", srv.endpoint .. "/groups")
+        multi:add(sessions[i])
+      end
+      local ended = 0
+      while ended < 8 do
+        ended = ended + #multi:poll(1)
+      end
+      local _, after = sockets_in(fds_of(own_pid()))
+      assert.are.equal(8, srv:stats().max_in_flight) -- eight connections at once
+      for i = 1, 8 do
+        assert.are.equal(200, select(3, sessions[i]:finish()))
+        sessions[i]:close()
+      end
+      multi:close()
+      return after - before
+    end
+    local capped = left_open { max_connects = 2 }
+    assert.is_true(capped <= 2, capped .. " connections left open")
+    assert.are.equal(8, left_open()) -- the default keeps them all for reuse
+  end)
+
+  it("do not reach a child process: every socket libcurl opened for us is close-on-exec", function()
+    -- session:perform leaves a kept-alive connection and the wakeup socketpair of the
+    -- multi handle libcurl keeps for it; a multi handle with a transfer done leaves its
+    -- own wakeup socketpair and a kept-alive connection
+    local s = session()
+    assert.are.equal(200, select(3, s:perform("GET", srv.endpoint .. "/groups")))
+    local multi = core.multi()
+    local t = session()
+    t:prepare("GET", srv.endpoint .. "/groups")
+    multi:add(t)
+    while multi:count() > 0 do
+      multi:poll(1)
+    end
+    assert.are.equal(200, select(3, t:finish()))
+    local parent, n = sockets_in(fds_of(own_pid()))
+    assert.is_true(n >= 6, "the parent holds " .. n .. " sockets")
+    local inherited = {}
+    for fd, target in pairs(fds_of("self")) do
+      if parent[target] then
+        inherited[#inherited + 1] = fd .. " -> " .. target
+      end
+    end
+    table.sort(inherited)
+    assert.are.same({}, inherited)
+    multi:close()
+    s:close()
+    t:close()
+  end)
+
   it("are named by wait_hint from a copy, while finalizers poll and close the handle", function()
-    srv:settings { latency = 1 }
+    -- (last of this server's specs: its four requests are left waiting a minute)
+    drained()
+    srv:faults { { delay = 60, times = 4 } } -- the four stay silent throughout
     local newproxy = rawget(_G, "newproxy") -- 5.1 and LuaJIT: tables take no __gc
     local function finalizable(fn)
       if newproxy then
@@ -190,73 +264,6 @@ describe("the descriptors the core holds", function()
     for _, s in ipairs(sessions) do
       s:close()
     end
-  end)
-
-  it("are capped by max_connects: eight transfers at once leave at most two connections", function()
-    srv:settings { latency = 0.3 }
-    -- Runs eight transfers at once on a new multi handle; returns how many sockets of
-    -- this process they left open.
-    local function left_open(options)
-      local multi = core.multi(options)
-      local sessions = {}
-      for i = 1, 8 do
-        sessions[i] = session()
-      end
-      for _ = 1, 100 do -- the requests of earlier specs, cancelled, may still be served
-        if srv:stats().in_flight == 0 then break end
-        core.sleep(0.05)
-      end
-      srv:clear_stats()
-      local _, before = sockets_in(fds_of(own_pid()))
-      for i = 1, 8 do
-        sessions[i]:prepare("GET", srv.endpoint .. "/groups")
-        multi:add(sessions[i])
-      end
-      local ended = 0
-      while ended < 8 do
-        ended = ended + #multi:poll(1)
-      end
-      local _, after = sockets_in(fds_of(own_pid()))
-      assert.are.equal(8, srv:stats().max_in_flight) -- eight connections at once
-      for i = 1, 8 do
-        assert.are.equal(200, select(3, sessions[i]:finish()))
-        sessions[i]:close()
-      end
-      multi:close()
-      return after - before
-    end
-    local capped = left_open { max_connects = 2 }
-    assert.is_true(capped <= 2, capped .. " connections left open")
-    assert.are.equal(8, left_open()) -- the default keeps them all for reuse
-  end)
-
-  it("do not reach a child process: every socket libcurl opened for us is close-on-exec", function()
-    -- session:perform leaves a kept-alive connection and the wakeup socketpair of the
-    -- multi handle libcurl keeps for it; a multi handle with a transfer done leaves its
-    -- own wakeup socketpair and a kept-alive connection
-    local s = session()
-    assert.are.equal(200, select(3, s:perform("GET", srv.endpoint .. "/groups")))
-    local multi = core.multi()
-    local t = session()
-    t:prepare("GET", srv.endpoint .. "/groups")
-    multi:add(t)
-    while multi:count() > 0 do
-      multi:poll(1)
-    end
-    assert.are.equal(200, select(3, t:finish()))
-    local parent, n = sockets_in(fds_of(own_pid()))
-    assert.is_true(n >= 6, "the parent holds " .. n .. " sockets")
-    local inherited = {}
-    for fd, target in pairs(fds_of("self")) do
-      if parent[target] then
-        inherited[#inherited + 1] = fd .. " -> " .. target
-      end
-    end
-    table.sort(inherited)
-    assert.are.same({}, inherited)
-    multi:close()
-    s:close()
-    t:close()
   end)
 end)
 
