@@ -67,6 +67,32 @@ print(ok, why)
     assert.truthy(out:find("(ulimit -n 1024, ", 1, true), out)
   end)
 
+  it("counts the maps already running: nested maps fail clearly instead of running out", function()
+    local out = under_limit(64, client_code(srv) .. string.format([[
+local id = %q
+local client = new_client()
+local outer = {}
+for i = 1, 10 do outer[i] = i end
+local started = os.time()
+local results, summary = client:map(outer, function()
+  local inner = {}
+  for i = 1, 10 do inner[i] = id end
+  local ok, why = pcall(client.map, client, inner, function(g) return client:get_group(g) end, { concurrency = 10 })
+  if not ok then return nil, why end
+  return true
+end, { concurrency = 10 })
+local refused
+for _, r in ipairs(results) do
+  if not r.ok and tostring(r.err):find("kept for the maps running", 1, true) then refused = true end
+end
+print("done", summary.ok + summary.failed, refused, os.time() - started)
+]], ids[1]))
+    local count, refused, seconds = out:match("done\t(%d+)\t(%S+)\t(%d+)")
+    assert.are.equal("10", count, out)
+    assert.are.equal("true", refused, out)
+    assert.is_true(tonumber(seconds) < 10, out)
+  end)
+
   it("does every item at concurrency 1024 where the limit allows, and a second client after it", function()
     local out = under_limit(1200, client_code(srv) .. string.format([[
 local id = %q

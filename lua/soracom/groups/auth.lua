@@ -12,6 +12,7 @@
 
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
+local hook = require "soracom.groups.hook"
 local retry = require "soracom.groups.retry"
 
 local encode_json, now = core.encode_json, core.now
@@ -52,9 +53,7 @@ local function install(client, record, api_key, token)
   client._transport:set_headers(lines)
 end
 
-local function debug_line(client, text)
-  if client._debug then client._debug("soracom-groups: " .. text) end
-end
+local debug_line = hook.debug
 
 --- Takes the client's credentials in, with the header lines of every request
 -- (Accept, language, a profile's headers) and, for an issued API key and token, the
@@ -326,6 +325,8 @@ local function fly(client, record, renewing)
         land(record, flight, ok, err)
       elseif how == "yielded" then
         land(record, flight, nil, login_error("auth", YIELDED))
+      elseif how == "exiting" then
+        land(record, flight, nil, login_error("auth", "nginx is exiting: the login was not made"))
       else
         flight.raised = ok
         land(record, flight, nil, login_error("auth", "the login raised an error"))

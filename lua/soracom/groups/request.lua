@@ -7,15 +7,15 @@ local auth = require "soracom.groups.auth"
 local batch = require "soracom.groups.batch"
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
+local hook = require "soracom.groups.hook"
 local retry = require "soracom.groups.retry"
+local unwind = require "soracom.groups.unwind"
 
 local build_url, now = core.build_url, core.now
 
 local request = {}
 
-local function debug_line(client, text)
-  if client._debug then client._debug("soracom-groups: " .. text) end
-end
+local debug_line = hook.debug
 
 --- The client's clock, which the rate-limit budget reads: real time, plus whatever a
 -- `sleep` option claimed to wait without waiting (a spec's, or a loop's that returns
@@ -28,8 +28,9 @@ end
 -- was closed meanwhile. Inside a task of the curl scheduler the wait is its timer: a
 -- `sleep` option that yields to another loop would yield the task away.
 local function wait(client, seconds)
-  local waiter = client._waiter
-  if waiter and not client._transport:in_task() then
+  local waiter, transport = client._waiter, client._transport
+  if transport == nil then return false end -- closed (by a debug hook, say)
+  if waiter and not transport:in_task() then
     local started = now()
     if waiter.wait then waiter.wait(seconds, {}) else waiter.sleep(seconds) end
     client._unslept = client._unslept + math.max(0, seconds - (now() - started))
@@ -85,17 +86,23 @@ local function admitted(client, api, op, path)
   end
 end
 
--- One attempt on the wire, with its debug line: the transport's results, and the
--- rate-limit headers of the answer.
-local function attempt(client, op, url, body_text)
+-- One attempt on the wire, admitted by the budget with `ticket`: the transport's
+-- results. The budget hears the answer before anything else runs (the debug hook may
+-- raise); if the task is dropped meanwhile, it hears that no answer will come.
+local function attempt(client, op, url, body_text, api, ticket)
+  local budget = client._budget
+  local undo = unwind.push(function() budget:settle(api, ticket) end)
   local started = client._debug and now()
   local value, next_key, status, limits = client._transport:perform(op.method, url, body_text, op.items ~= nil)
   if value == nil then limits = next_key.rate_limit end
+  local err = value == nil and next_key or nil
+  budget:settle(api, ticket, limits, err and err.status or status, err and err.retry_after)
+  unwind.pop(undo)
   if started then
     debug_line(client, string.format("%s %s -> %s (%.1f ms)", op.method, url,
       value ~= nil and tostring(status) or tostring(next_key.status or next_key.kind), (now() - started) * 1000))
   end
-  return value, next_key, status, limits
+  return value, next_key, status
 end
 
 --- Sends one request of op; `level` is where a closed client is blamed, counted from
@@ -120,9 +127,8 @@ function request.send(client, op, level, query, body_text, ...)
         return nil, hold_err
       end
       attempts = attempts + 1
-      local value, next_key, status, limits = attempt(client, op, url, body_text)
+      local value, next_key, status = attempt(client, op, url, body_text, api, ticket)
       local err = value == nil and next_key or nil
-      client._budget:settle(api, ticket, limits, err and err.status or status, err and err.retry_after)
       if value ~= nil then
         if op.items and type(value) ~= "table" then
           return nil, Error.wrap({ kind = "decode", status = status, attempts = attempts,

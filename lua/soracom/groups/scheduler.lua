@@ -16,6 +16,7 @@
 -- ended (multi:poll) and does everything else here.
 
 local core = require "soracom.groups.core"
+local unwind = require "soracom.groups.unwind"
 
 local now = core.now
 local unpack = table.unpack or unpack -- luacheck: ignore 143
@@ -34,6 +35,7 @@ local IDLE_STEP = 0.005
 
 local task_of = setmetatable({}, { __mode = "k" }) -- coroutine -> its task
 local transfer_of = {}                             -- session -> { task, wait, multi }
+local live_groups = setmetatable({}, { __mode = "k" }) -- the groups running, in every run
 
 -- The waits in progress through an application's loop: wait -> { waiter, by_multi }.
 -- A loop that watches a descriptor must be told before it closes (cqueues raises
@@ -79,7 +81,7 @@ local function can_yield()
   while true do
     local info = debug.getinfo(level, "Sn")
     if info == nil then return true end
-    if info.what == "C" or info.name == "(for generator)" then return false end
+    if info.what == "C" or info.name == "(for generator)" or info.namewhat == "metamethod" then return false end
     if info.what == "Lua" and info.name == nil then
       local caller = debug.getinfo(level + 1, "S")
       if caller ~= nil and caller.what ~= "tail" then return false end
@@ -161,6 +163,7 @@ function register.group(task, wait)
   local groups = task.owner.groups
   wait.group.waiter, wait.group.wait = task, wait
   groups[#groups + 1] = wait.group
+  live_groups[wait.group] = true
 end
 
 --- Waits `seconds` in the running task while the others go on.
@@ -206,7 +209,10 @@ local function forget(task)
 end
 
 local function finish(task, ok, ...)
+  if task.finished then return end -- (cancelled while it ran)
+  task.finished = true
   forget(task)
+  unwind.run(task.co)
   local group = task.group
   if group then group.running = group.running - 1 end
   task.job.finish(ok, ...)
@@ -226,6 +232,7 @@ local function resume(task)
       finish(task, false, results[2], debug.traceback(co, tostring(results[2])))
     end
   elseif results[2] == PARKED then
+    if task.finished then return end -- its run was cancelled while it ran: it waits for nothing
     local wait = results[3]
     task.wait = wait
     register[wait.kind](task, wait)
@@ -239,6 +246,7 @@ end
 local function new_task(owner, job, group)
   local task = { co = coroutine.create(job.run), owner = owner, group = group, job = job }
   task_of[task.co] = task
+  unwind.track(task.co)
   owner.tasks[task] = true
   local ready = owner.ready
   ready[#ready + 1] = task
@@ -283,13 +291,30 @@ local function cancel_owner(owner, why, report)
   local tasks = owner.tasks
   owner.tasks, owner.ready, owner.timers, owner.multis, owner.groups = {}, {}, {}, {}, {}
   for task in pairs(tasks) do
+    task.finished = true
     task_of[task.co] = nil
+    unwind.run(task.co)
     if report and task.group then task.job.finish(false, why) end
   end
 end
 
 local function cancel_abandoned()
   while #abandoned > 0 do cancel_owner(table.remove(abandoned), nil, false) end
+end
+
+--- Cancels the runs collected unfinished (what every step does first): for the
+-- transport's plain calls and close(), which run no step.
+scheduler.tidy = cancel_abandoned
+
+--- How many more transfers the maps running now may start, beyond those on the wire:
+-- the sockets they may still open.
+function scheduler.reserved()
+  local total, transfers = 0, 0
+  for group in pairs(live_groups) do
+    if not group_done(group) and not group.owner.cancelled then total = total + group.concurrency end
+  end
+  for _ in pairs(transfer_of) do transfers = transfers + 1 end
+  return math.max(0, total - transfers)
 end
 
 -- A timer whose task was woken otherwise (an event signalled before its timeout)
@@ -348,7 +373,7 @@ local function work(owner)
     if not owner.cancelled then fill(owner) end
     local task = table.remove(owner.ready, 1) or table.remove(free.ready, 1)
     if task == nil then return end
-    resume(task)
+    if not task.finished then resume(task) end -- (a cancelled run's tasks are never resumed)
   end
 end
 
@@ -456,6 +481,7 @@ function scheduler.start(source, concurrency)
   end
   local owner = new_owner()
   owner.groups[1] = { source = source, concurrency = concurrency, running = 0, exhausted = false, owner = owner }
+  live_groups[owner.groups[1]] = true
   local run = setmetatable({}, Run)
   owner_of[run] = owner
   on_collect(run, function()

@@ -114,6 +114,7 @@ function Transport:perform(method, url, body, paginated)
   if scheduler.current() then
     return perform_in_task(own, method, url, body, paginated)
   end
+  scheduler.tidy()
   if own.waiter and own.waiter.wait then
     return perform_through(own, own.waiter, method, url, body, paginated)
   end
@@ -154,12 +155,13 @@ local SPARE_DESCRIPTORS = 16
 function Transport.capacity_error(_, concurrency)
   if core.file_limit == nil then return nil end
   local limit, open = core.file_limit()
-  local free = limit - open - SPARE_DESCRIPTORS
+  local reserved = scheduler.reserved() -- sockets the maps running now may still open
+  local free = limit - open - reserved - SPARE_DESCRIPTORS
   if concurrency <= free then return nil end
   return string.format("options.concurrency %d needs up to %d more file descriptors (one socket each, and "
-    .. "%d spare), and this process may open %d more (ulimit -n %s, %d open): lower concurrency or raise "
-    .. "the limit", concurrency, concurrency + SPARE_DESCRIPTORS, SPARE_DESCRIPTORS, math.max(0, limit - open),
-    tostring(limit), open)
+    .. "%d spare), and this process may open %d more (ulimit -n %s, %d open, %d kept for the maps running): "
+    .. "lower concurrency or raise the limit", concurrency, concurrency + SPARE_DESCRIPTORS, SPARE_DESCRIPTORS,
+    math.max(0, limit - open - reserved), tostring(limit), open, reserved)
 end
 
 --- start_tasks(source, concurrency) -> a run the caller drives (see scheduler.start).
@@ -184,6 +186,7 @@ function Transport:close()
   local own = held[self]
   if own == nil or own.closed then return end
   own.closed = true
+  scheduler.tidy()
   for session in pairs(own.in_flight) do scheduler.cancel(session) end
   if own.multi then
     scheduler.cancel_transfers(own.multi)

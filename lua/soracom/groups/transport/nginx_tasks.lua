@@ -4,6 +4,8 @@
 
 -- luacheck: read globals ngx
 
+local unwind = require "soracom.groups.unwind"
+
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local nginx_tasks = {}
@@ -63,7 +65,10 @@ local function fill(self)
       end
       local outcome = { n = 0 }
       local function keep(...) outcome = { n = select("#", ...), ... } end
+      entry.co = coroutine.running()
+      unwind.track(entry.co)
       keep(xpcall(job.run, traced))
+      unwind.run(entry.co) -- (what a raise left undone)
       if self._running[entry] == nil then return end -- cancelled meanwhile
       self._running[entry] = nil
       self._count = self._count - 1
@@ -112,6 +117,7 @@ function Run:cancel(why)
   self._running, self._count = {}, 0
   for entry in pairs(running) do
     if entry.thread then ngx.thread.kill(entry.thread) end
+    if entry.co then unwind.run(entry.co) end
     entry.job.finish(false, why)
   end
 end

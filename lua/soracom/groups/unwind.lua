@@ -1,0 +1,52 @@
+--- What a task must undo when it is dropped before it could: cancelled, collected,
+-- raised past, or yielded away. A request admitted by the rate-limit budget must tell
+-- it that its answer will never come, or the API's queue would wait for it until a
+-- fixed timeout.
+--
+-- The schedulers (scheduler.lua, transport/nginx_tasks.lua) track each task's
+-- coroutine and run what is left when they drop it; code running in a task pushes an
+-- undo function and pops it once done. Outside a tracked task nothing is kept: a plain
+-- call that raises has nothing left in flight.
+
+local unwind = {}
+
+local pending = setmetatable({}, { __mode = "k" }) -- tracked coroutine -> its undo functions
+
+--- Tracks `co`, a task's coroutine.
+function unwind.track(co)
+  pending[co] = pending[co] or {}
+end
+
+--- Pushes `undo` for the running task (nothing outside a tracked one); returns a
+-- handle for pop.
+function unwind.push(undo)
+  local list = pending[coroutine.running() or false]
+  if list == nil then return nil end
+  list[#list + 1] = undo
+  return undo
+end
+
+--- Pops the handle push gave, its work done.
+function unwind.pop(handle)
+  if handle == nil then return end
+  local list = pending[coroutine.running() or false]
+  if list == nil then return end
+  for i = #list, 1, -1 do
+    if list[i] == handle then
+      table.remove(list, i)
+      return
+    end
+  end
+end
+
+--- Runs what the task of `co` left to undo, newest first, and stops tracking it.
+-- Called by the scheduler that drops it, from outside it. An undo that raises is
+-- skipped: the others still run.
+function unwind.run(co)
+  local list = pending[co]
+  pending[co] = nil
+  if list == nil then return end
+  for i = #list, 1, -1 do pcall(list[i]) end
+end
+
+return unwind
