@@ -6,6 +6,8 @@ local fake = require "spec.support.fake_server"
 local groups = require "soracom.groups"
 
 local LUA = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+-- Lua 5.1 cannot yield across pcall: a map called there runs on its own, to its end.
+local YIELDS_EVERYWHERE = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -34,9 +36,15 @@ end
 end
 
 -- The socket descriptors this process has open.
+local function own_pid()
+  local stat = assert(io.open("/proc/self/stat"))
+  local pid = assert(stat:read("*l"):match("^%d+"))
+  stat:close()
+  return pid
+end
+
 local function sockets_open()
-  local pipe = assert(io.popen("ls -l /proc/" .. assert(io.open("/proc/self/stat"):read("*l"):match("^%d+")) ..
-    "/fd 2>/dev/null"))
+  local pipe = assert(io.popen("ls -l /proc/" .. own_pid() .. "/fd 2>/dev/null"))
   local n = 0
   for line in pipe:lines() do
     if line:find("socket:", 1, true) then n = n + 1 end
@@ -89,7 +97,9 @@ print("done", summary.ok + summary.failed, refused, os.time() - started)
 ]], ids[1]))
     local count, refused, seconds = out:match("done\t(%d+)\t(%S+)\t(%d+)")
     assert.are.equal("10", count, out)
-    assert.are.equal("true", refused, out)
+    if YIELDS_EVERYWHERE then
+      assert.are.equal("true", refused, out)
+    end -- (Lua 5.1 runs a map inside pcall to its end, blocking: one inner map at a time)
     assert.is_true(tonumber(seconds) < 10, out)
   end)
 

@@ -72,14 +72,20 @@ local function admitted(client, api, op, path)
       "the rate limit of %s would hold this request about %.1f s (%d queued before it; %s), more than "
         .. "rate_limit_max_delay (%g s)", api, expected, ahead, why, cap) }, op.method, path)
   end
+  -- (a task dropped while it waits leaves its place at once, not when it is missed)
+  local undo = unwind.push(function() budget:leave(place) end)
   if expected > 0 and client._debug then -- describe reads the account: only for the hook
     debug_line(client, string.format("holding %s %s for about %.2f s: %s", op.method, path, expected,
       budget:describe(api)))
   end
   while true do
     local ticket, seconds = budget:admit(place)
-    if ticket then return ticket end
+    if ticket then
+      unwind.pop(undo)
+      return ticket
+    end
     if not wait(client, seconds) then
+      unwind.pop(undo)
       budget:leave(place)
       return nil, closed_error(op, path)
     end
@@ -111,6 +117,8 @@ function request.send(client, op, level, query, body_text, ...)
   if client._transport == nil then
     error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
   end
+  local transport = client._transport
+  if transport.tidy then transport:tidy() end -- (what maps dropped unfinished still hold)
   local url, path = build_url(client._endpoint, op.path, op.query, query, ...)
   local api = op.method .. " " .. op.path
   local attempts, failures, relogged, outcome_unknown = 0, 0, false, false

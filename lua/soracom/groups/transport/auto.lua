@@ -61,6 +61,11 @@ function Both:run_tasks(source, concurrency, waiter)
   return current(self):run_tasks(source, concurrency, waiter)
 end
 
+function Both:tidy()
+  local transport = current(self)
+  if transport.tidy then transport:tidy() end
+end
+
 function Both:capacity_error(concurrency)
   local transport = current(self)
   return transport.capacity_error and transport:capacity_error(concurrency)

@@ -114,7 +114,6 @@ function Transport:perform(method, url, body, paginated)
   if scheduler.current() then
     return perform_in_task(own, method, url, body, paginated)
   end
-  scheduler.tidy()
   if own.waiter and own.waiter.wait then
     return perform_through(own, own.waiter, method, url, body, paginated)
   end
@@ -144,6 +143,12 @@ end
 
 function Transport.run_tasks(_, source, concurrency, waiter)
   scheduler.run(source, concurrency, waiter)
+end
+
+--- tidy(): cancels the maps collected unfinished (see scheduler.tidy), so that what
+-- they held (transfers, the budget's places) is released before a plain call.
+function Transport.tidy()
+  scheduler.tidy()
 end
 
 -- Descriptors kept free beside a map's sockets (the process's own files, the ones a
