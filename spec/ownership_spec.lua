@@ -285,6 +285,99 @@ describe("ownership of logins and maps", function()
     end)
   end)
 
+  describe("the rate-limit budget, when a request's task goes away", function()
+    local function limited()
+      srv:settings { rate_limit = { limit = 100, window = 60 } }
+    end
+
+    it("lets the next request go at once after a map is cancelled during its probe", function()
+      srv:seed_groups(2)
+      limited()
+      local client = new_client()
+      assert(client:operator_id())
+      srv:settings { latency = 0.5 }
+      local run = client:start_map(range(4), function() return client:list_groups() end, { concurrency = 4 })
+      for _ = 1, 5 do run:step(0.02) end
+      run:cancel()
+      srv:settings { latency = 0 }
+      local started = core.now()
+      assert(client:list_groups())
+      assert.is_true(core.now() - started < 2) -- (was 30 s: the lost probe's answer awaited)
+      client:close()
+    end)
+
+    it("lets the next request go at once after a map is dropped and collected", function()
+      local ids = srv:seed_groups(8)
+      limited()
+      local client = new_client()
+      assert(client:operator_id())
+      srv:settings { latency = 1 }
+      local run = client:start_map(ids, function(id) return client:get_group(id) end, { concurrency = 8 })
+      for _ = 1, 3 do run:step(0.05) end
+      run = nil -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      srv:settings { latency = 0 }
+      local started = core.now()
+      assert(client:get_group(ids[1]))
+      assert.is_true(core.now() - started < 2) -- (was 30 s)
+      client:close()
+    end)
+
+    it("lets the next request go at once after the debug hook raised on an answer", function()
+      srv:seed_groups(2)
+      limited()
+      local boom = false
+      local client = new_client { debug = function(line)
+        if boom and line:find("GET .* %-> ") then
+          boom = false
+          error("hook failed", 0)
+        end
+      end }
+      assert(client:operator_id())
+      boom = true
+      assert.has_error(function() client:list_groups() end, "hook failed")
+      local started = core.now()
+      assert(client:list_groups())
+      assert.is_true(core.now() - started < 2) -- (was 30 s)
+      client:close()
+    end)
+
+    it("ends a request held for the rate limit with kind closed when the debug hook closes the client", function()
+      local id = srv:seed_groups(1)[1]
+      srv:settings { rate_limit = { limit = 1, window = 2 } }
+      local client
+      client = new_client { debug = function(line) if line:find("holding", 1, true) then client:close() end end }
+      assert(client:get_group(id)) -- the window's one request
+      local group, err = client:get_group(id)
+      assert.is_nil(group)
+      assert.are.equal("closed", err.kind)
+    end)
+  end)
+
+  it("reports each item once when fn cancels its own run", function()
+    local ids = srv:seed_groups(4)
+    local client = new_client()
+    local run
+    local calls = {}
+    run = client:start_map(ids, function(id, i)
+      if i == 2 then run:cancel() end
+      return client:get_group(id)
+    end, { concurrency = 4,
+      on_result = function(i, _, err) calls[#calls + 1] = i .. ":" .. tostring(err and err.kind) end })
+    local steps = 0
+    while not run:step(1) do
+      steps = steps + 1
+      assert.is_true(steps < 50)
+    end
+    local _, summary = run:results()
+    table.sort(calls)
+    assert.are.same({ "1:cancelled", "2:cancelled", "3:cancelled", "4:cancelled" }, calls)
+    assert.are.same({ 0, 4, 0 }, { summary.ok, summary.failed, summary.running })
+    assert.are.same({ 0, 0 }, { scheduler.counts() })
+    client:close()
+  end)
+
   describe("client:start_map", function()
     it("makes progress only when stepped, and gives what to wait for", function()
       local ids = srv:seed_groups(12)
