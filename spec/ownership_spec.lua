@@ -252,7 +252,7 @@ describe("ownership of logins and maps", function()
 
   describe("close() during a login", function()
     it("ends the map's items waiting for it with kind \"closed\", and raises nothing", function()
-      srv:faults { { delay = 1 } } -- the login
+      srv:faults { { delay = 4 } } -- the login
       local client = new_client()
       local run = client:start_map(range(4), function() return client:list_groups() end, { concurrency = 4 })
       run:step(0.1)
@@ -263,12 +263,12 @@ describe("ownership of logins and maps", function()
       local results, summary = run:results()
       assert.are.equal(4, summary.failed)
       for i = 1, 4 do assert.are.equal("closed", results[i].err.kind, tostring(results[i].err)) end
-      assert.is_true(core.now() - started < 0.8) -- not the login's answer
+      assert.is_true(core.now() - started < 3) -- not the login's answer (4 s away)
     end)
 
     it("ends a plain call waiting for it, from another coroutine of a loop", function()
       local cqueues = require "cqueues"
-      srv:faults { { delay = 1 } } -- the login
+      srv:faults { { delay = 4 } } -- the login
       local client = new_client { wait = require("soracom.groups.loops").cqueues(cqueues) }
       local loop = cqueues.new()
       local value, err
@@ -281,7 +281,7 @@ describe("ownership of logins and maps", function()
       assert(loop:loop())
       assert.is_nil(value)
       assert.are.equal("closed", err.kind)
-      assert.is_true(core.now() - started < 0.8)
+      assert.is_true(core.now() - started < 3) -- (the login's answer is 4 s away)
     end)
   end)
 
@@ -302,7 +302,7 @@ describe("ownership of logins and maps", function()
       srv:settings { latency = 0 }
       local started = core.now()
       assert(client:list_groups())
-      assert.is_true(core.now() - started < 2) -- (was 30 s: the lost probe's answer awaited)
+      assert.is_true(core.now() - started < 10) -- (was 30 s: the lost probe's answer awaited)
       client:close()
     end)
 
@@ -320,7 +320,7 @@ describe("ownership of logins and maps", function()
       srv:settings { latency = 0 }
       local started = core.now()
       assert(client:get_group(ids[1]))
-      assert.is_true(core.now() - started < 2) -- (was 30 s)
+      assert.is_true(core.now() - started < 10) -- (was 30 s)
       client:close()
     end)
 
@@ -339,7 +339,7 @@ describe("ownership of logins and maps", function()
       assert.has_error(function() client:list_groups() end, "hook failed")
       local started = core.now()
       assert(client:list_groups())
-      assert.is_true(core.now() - started < 2) -- (was 30 s)
+      assert.is_true(core.now() - started < 10) -- (was 30 s)
       client:close()
     end)
 
