@@ -4,6 +4,7 @@
 -- `ulimit -n`, against the fake over real HTTP.
 local fake = require "spec.support.fake_server"
 local groups = require "soracom.groups"
+local descriptors = require "spec.support.descriptors"
 
 local LUA = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 -- Lua 5.1 cannot yield across pcall: a map called there runs on its own, to its end.
@@ -36,20 +37,8 @@ end
 end
 
 -- The socket descriptors this process has open.
-local function own_pid()
-  local stat = assert(io.open("/proc/self/stat"))
-  local pid = assert(stat:read("*l"):match("^%d+"))
-  stat:close()
-  return pid
-end
-
 local function sockets_open()
-  local pipe = assert(io.popen("ls -l /proc/" .. own_pid() .. "/fd 2>/dev/null"))
-  local n = 0
-  for line in pipe:lines() do
-    if line:find("socket:", 1, true) then n = n + 1 end
-  end
-  pipe:close()
+  local _, n = descriptors.sockets_in(descriptors.of(descriptors.own_pid()))
   return n
 end
 

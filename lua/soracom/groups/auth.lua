@@ -309,12 +309,11 @@ local function fly(client, record, renewing)
   local flight = { event = client._transport:event(), started = now(), renewing = renewing,
     earlier_failures = recent and failed.failures or 0 }
   record.flight = flight
-  local at = now()
   local detached = client._transport:spawn({
     run = function()
       flight.task = coroutine.running()
       local ok, err = login_with_retries(client, record, flight)
-      if not ok and renewing and at < (record.valid_until or 0) then
+      if not ok and renewing and flight.started < (record.valid_until or 0) then
         defer_renewal(client, record, now(), err)
         return true
       end

@@ -70,7 +70,8 @@ local abandoned = {}
 -- yield across a C function (pcall), an iterator called by a for loop or a
 -- metamethod, which its stack shows (an unnamed Lua frame other than the coroutine's
 -- own function is taken for a metamethod: at worst a call blocks that could have
--- waited). LuaJIT and 5.2 yield across all of these.
+-- waited). LuaJIT and 5.2 yield across pcall, iterators and metamethods, and are
+-- taken to yield anywhere.
 local isyieldable = coroutine.isyieldable
 local PUC_51 = _VERSION == "Lua 5.1" and rawget(_G, "jit") == nil
 

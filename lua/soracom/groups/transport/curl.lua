@@ -158,7 +158,6 @@ local SPARE_DESCRIPTORS = 16
 --- capacity_error(concurrency) -> nil, or why `concurrency` transfers at once cannot
 -- fit the process's file limit (each may need a socket of its own).
 function Transport.capacity_error(_, concurrency)
-  if core.file_limit == nil then return nil end
   local limit, open = core.file_limit()
   local reserved = scheduler.reserved() -- sockets the maps running now may still open
   local free = limit - open - reserved - SPARE_DESCRIPTORS
