@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
+#include "numbers.h"
 #include "utf8.h"
 
 /* One step of the path from the root to the value being written, for error messages;
@@ -82,42 +83,36 @@ static void add_string(json_writer *w, const char *s, size_t n, int depth)
     sg_membuf_addchar(w->L, w->buf, '"');
 }
 
+/* An integer as an integer; a float with a fraction or an exponent, so that it reads
+ * back as a float (5.3+). Before 5.3 every number is a float, and a whole one up to
+ * 2^53 (the decoder's limit for integers there) is written as the integer it stands
+ * for. */
 static void add_number(json_writer *w, int index, int depth)
 {
-    char text[64];
-    int n;
+    char text[SG_NUMBER_TEXT_MAX];
+    size_t n;
     double d;
 #if SG_HAS_INTEGERS
     if (lua_isinteger(w->L, index)) {
-        n = snprintf(text, sizeof text, LUA_INTEGER_FMT,
-                     (LUAI_UACINT)lua_tointeger(w->L, index));
-        sg_membuf_add(w->L, w->buf, text, (size_t)n);
+        n = sg_format_integer((int64_t)lua_tointeger(w->L, index), text);
+        sg_membuf_add(w->L, w->buf, text, n);
         return;
     }
 #endif
     d = (double)lua_tonumber(w->L, index);
     if (d != d || d == HUGE_VAL || d == -HUGE_VAL)
         encode_error(w, depth, "NaN and infinity cannot be sent as JSON");
-    if (d == 0 && signbit(d)) { /* "-0" would read back as the integer 0 */
-        n = snprintf(text, sizeof text, "-0.0");
-    } else if (d == floor(d) && fabs(d) < 9007199254740992.0) { /* below 2^53: exact */
-        n = snprintf(text, sizeof text, "%.0f", d);
-    } else {
-        /* the shortest text that reads back as the same double */
-        int precision;
-        char *comma;
-        for (precision = 15; precision < 17; precision++) {
-            n = snprintf(text, sizeof text, "%.*g", precision, d);
-            if (strtod(text, NULL) == d)
-                break;
-        }
-        if (precision == 17)
-            n = snprintf(text, sizeof text, "%.17g", d);
-        comma = strchr(text, ','); /* the C locale's decimal point is not JSON's */
-        if (comma != NULL)
-            *comma = '.';
+#if !SG_HAS_INTEGERS
+    if (d == floor(d) && fabs(d) <= 9007199254740992.0 && !(d == 0 && signbit(d))) {
+        n = sg_format_integer((int64_t)d, text);
+        sg_membuf_add(w->L, w->buf, text, n);
+        return;
     }
-    sg_membuf_add(w->L, w->buf, text, (size_t)n);
+#endif
+    n = sg_format_double(d, text);
+    if (n == 0)
+        encode_error(w, depth, "a number could not be formatted");
+    sg_membuf_add(w->L, w->buf, text, n);
 }
 
 static void add_value(json_writer *w, int index, int depth);
