@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
+#include "luabuffer.h"
 #include "numbers.h"
 #include "utf8.h"
 
@@ -194,8 +195,7 @@ static int parse_escaped_string(json_reader *r, const char *from)
 {
     luaL_Buffer b;
     const char *run = from;
-    /* Lua 5.1's luaL_Buffer keeps up to about ten pieces on the stack. */
-    if (!lua_checkstack(r->L, 12))
+    if (!lua_checkstack(r->L, SG_BUFFER_SLOTS))
         return fail(r, "string too deep for the Lua stack");
     luaL_buffinit(r->L, &b);
     for (;;) {
@@ -646,6 +646,7 @@ static void locate(const char *text, size_t len, size_t offset, size_t *line,
 const char *sg_push_json_error(lua_State *L, const sg_json_error *error)
 {
     char position[64];
+    luaL_checkstack(L, 6, "no room on the Lua stack for a JSON error"); /* 5.1's pushfstring */
     snprintf(position, sizeof position, "line %zu, column %zu: ", error->line, error->column);
     return lua_pushfstring(L, "%s%s", position, error->message);
 }

@@ -1,6 +1,6 @@
 -- JSON numbers keep their value, their subtype (integer or float, Lua 5.3+) and the
 -- sign of zero through decode -> encode -> decode, in every locale and at any length
--- (issue 24, items 4 to 7).
+-- (issue 24, items 4 to 7); the encoder's error messages stay small (item 2).
 local core = require "soracom.groups.core"
 
 local has_integers = math.type ~= nil
@@ -25,6 +25,23 @@ end
 local function assert_same(expected, got, context)
   assert(same_number(expected, got), string.format("%s: expected %s, got %s", context,
     describe_number(expected), describe_number(got)))
+end
+
+-- Well-formed UTF-8 (RFC 3629), checked here with Lua patterns of its own.
+local function is_utf8(s)
+  local i = 1
+  while i <= #s do
+    local c = s:byte(i)
+    local n = c < 0x80 and 1 or c >= 0xC2 and c <= 0xDF and 2 or c >= 0xE0 and c <= 0xEF and 3 or
+      c >= 0xF0 and c <= 0xF4 and 4 or nil
+    if not n then return false end
+    for k = i + 1, i + n - 1 do
+      local b = s:byte(k)
+      if not b or b < 0x80 or b > 0xBF then return false end
+    end
+    i = i + n
+  end
+  return true
 end
 
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
@@ -230,5 +247,89 @@ describe("numbers read and written the same in every locale (item 6)", function(
   it("under de_DE, whose decimal point is a comma", function()
     local expected = assert(load_string(locale_checks))()
     assert.are.equal(expected, check_in("de_DE.UTF-8", "de_DE"))
+  end)
+end)
+
+describe("encoding errors stay small whatever the keys (item 2)", function()
+  local function encode_error(value, root)
+    local ok, err = pcall(core.encode_json, value, root)
+    assert.is_false(ok)
+    return err
+  end
+
+  it("cuts a long key between characters, with an ellipsis", function()
+    local key = "a" .. string.rep("\195\169", 5000) -- 'a' then 5000 x 'é'
+    local err = encode_error({ [key] = { f = print } })
+    assert.is_true(is_utf8(err))
+    assert.is_true(#err < 2048, "a message of " .. #err .. " bytes")
+    assert.are.equal(1, select(2, err:gsub("\226\128\166", "")), err) -- one ellipsis
+    assert.matches("^body%.a" .. string.rep("\195\169", 50), err)
+    assert.matches("\226\128\166%.f: a function cannot be sent as JSON$", err)
+  end)
+
+  it("keeps the start and the end of a long path", function()
+    local t = {}
+    local node = t
+    for i = 1, 600 do
+      node["level" .. i] = {}
+      node = node["level" .. i]
+    end
+    node.f = print
+    local err = encode_error(t, "config")
+    assert.is_true(#err < 2048, "a message of " .. #err .. " bytes")
+    assert.matches("^config%.level1%.level2%.level3%.", err)
+    assert.matches("%.level599%.level600%.f: a function cannot be sent as JSON$", err)
+    assert.matches("\226\128\166", err)
+  end)
+
+  it("says a self-cycle through a long key in a short message", function()
+    local t = {}
+    t[string.rep("k", 2 ^ 18)] = t
+    local err = encode_error(t)
+    assert.is_true(#err < 2048, "a message of " .. #err .. " bytes")
+    assert.matches("nested too deeply %(is there a cycle%?%)$", err)
+  end)
+
+  -- Lua 5.1's string buffers keep up to ten pieces on the Lua stack: a message
+  -- gathered at the bottom of a deep body, with a long root name and long keys,
+  -- wrote past the stack (realloc(): invalid next size). In a fresh interpreter, whose
+  -- stack is the same on every run, the value that cannot be sent is put at every
+  -- depth in turn, under a few more call frames each time, so that one of them meets
+  -- a full stack.
+  it("raises from any depth with a long root name and long keys", function()
+    local script = os.tmpname()
+    local file = assert(io.open(script, "w"))
+    file:write("package.cpath = ", string.format("%q", package.cpath), "\n", [[
+      local core = require "soracom.groups.core"
+      local root, key = string.rep("r", 81000), string.rep("k", 9000)
+      local function padded(frames, ...)
+        if frames == 0 then return pcall(core.encode_json, ...) end
+        local ok, err = padded(frames - 1, ...) -- not a tail call: one more frame
+        return ok, err
+      end
+      local wrong = {}
+      for frames = 0, 3 do
+        for depth = 0, 120 do
+          local t = {}
+          local node = t
+          for i = 1, depth do
+            node[i .. key] = {}
+            node = node[i .. key]
+          end
+          node.f = print
+          local ok, err = padded(frames, t, root)
+          if ok or #err >= 2048 or not err:find("%.f: a function cannot be sent as JSON$") then
+            wrong[#wrong + 1] = depth .. ": " .. #tostring(err) .. " bytes"
+          end
+        end
+      end
+      assert(#wrong == 0, #wrong .. " wrong messages, the first at depth " .. tostring(wrong[1]))
+      print("all raised")
+    ]])
+    file:close()
+    local out, ok = run(interpreter .. " " .. quote(script))
+    os.remove(script)
+    assert(ok, out)
+    assert.matches("all raised", out)
   end)
 end)
