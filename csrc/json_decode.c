@@ -271,8 +271,8 @@ static int is_digit(const json_reader *r)
 
 /* Numbers are read here in one pass: integers of up to 19 digits exactly, decimals
  * by Clinger's fast path or from their digits. Only a number of more than 19
- * significant digits goes to sg_parse_double, which reads the text again. Counts are size_t and exponents 64-bit: a number may be gigabytes
- * long. */
+ * significant digits goes to sg_parse_double, which reads the text again. Counts
+ * are size_t and exponents 64-bit: a number may be gigabytes long. */
 static int parse_number(json_reader *r)
 {
     const char *from = r->p;
