@@ -19,18 +19,39 @@
  * between two doubles has at most 767, so past that only "anything non-zero" counts. */
 #define DECISIVE_DIGITS 800
 
+static const char digit_pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Writes m in decimal so that it ends just before end; returns where it starts. Two
+ * digits a step: the decoder formats every long decimal it hands to strtod. */
+static char *digits_before(uint64_t m, char *end)
+{
+    char *p = end;
+    while (m >= 100) {
+        unsigned pair = (unsigned)(m % 100);
+        m /= 100;
+        p -= 2;
+        memcpy(p, digit_pairs + 2 * pair, 2);
+    }
+    if (m >= 10) {
+        p -= 2;
+        memcpy(p, digit_pairs + 2 * m, 2);
+    } else {
+        *--p = (char)('0' + m);
+    }
+    return p;
+}
+
 static size_t format_unsigned(uint64_t m, char *out)
 {
-    char reversed[24];
-    size_t n = 0, i = 0;
-    do {
-        reversed[n++] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m != 0);
-    while (n > 0)
-        out[i++] = reversed[--n];
-    out[i] = '\0';
-    return i;
+    char text[24];
+    char *start = digits_before(m, text + sizeof text);
+    size_t n = (size_t)(text + sizeof text - start);
+    memcpy(out, start, n);
+    out[n] = '\0';
+    return n;
 }
 
 size_t sg_format_integer(int64_t v, char *out)
@@ -133,8 +154,7 @@ size_t sg_format_double(double d, char *out)
 
 double sg_digits_to_double(uint64_t digits, int64_t exponent, int negative)
 {
-    char text[48];
-    size_t n;
+    char text[48]; /* the digits end at text + 24, then 'e' and the exponent */
     double d;
     if (sg_exact_double(digits, exponent, negative, &d))
         return d;
@@ -142,10 +162,9 @@ double sg_digits_to_double(uint64_t digits, int64_t exponent, int negative)
         return negative ? -0.0 : 0.0;
     if (exponent > 310)
         return negative ? -HUGE_VAL : HUGE_VAL;
-    n = format_unsigned(digits, text);
-    text[n++] = 'e';
-    sg_format_integer(exponent, text + n);
-    d = strtod(text, NULL);
+    text[24] = 'e';
+    sg_format_integer(exponent, text + 25);
+    d = strtod(digits_before(digits, text + 24), NULL);
     return negative ? -d : d;
 }
 
