@@ -1,5 +1,6 @@
 /* A JSON decoder that reads straight from the response buffer into Lua values: no
- * intermediate Lua string, integral numbers as Lua integers (5.3+), null as the
+ * intermediate Lua string, integral numbers as Lua integers (5.3+; -0 is the float
+ * -0.0, numbers with a fraction or an exponent are floats), null as the
  * light userdata NULL (which is what cjson.null is), every array marked with the
  * array metatable. It accepts only what the encoder writes back unchanged: strings of
  * well-formed UTF-8, finite numbers, nesting up to SG_JSON_MAX_DEPTH.
