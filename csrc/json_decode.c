@@ -1,5 +1,6 @@
 /* A JSON decoder that reads straight from the response buffer into Lua values: no
- * intermediate Lua string, integral numbers as Lua integers (5.3+), null as the
+ * intermediate Lua string, integral numbers as Lua integers (5.3+; -0 is the float
+ * -0.0, numbers with a fraction or an exponent are floats), null as the
  * light userdata NULL (which is what cjson.null is), every array marked with the
  * array metatable. It accepts only what the encoder writes back unchanged: strings of
  * well-formed UTF-8, finite numbers, nesting up to SG_JSON_MAX_DEPTH.
@@ -8,13 +9,14 @@
  * in one object and an integer this Lua cannot hold exactly. Its checks sit where the
  * lenient path does no work of its own: one flag test per object key, and none for
  * numbers that fit (they return before the check). */
-#include <locale.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
+#include "luabuffer.h"
+#include "numbers.h"
 #include "utf8.h"
 
 #define SIZE_HINT_DEPTHS 16
@@ -27,7 +29,6 @@ typedef struct {
     const char *end;
     int depth;
     int array_mt;       /* stack index of the array metatable, fetched once per call */
-    char decimal_point; /* the C locale's, read at the first number strtod needs */
     int strict;         /* SG_JSON_STRICT was given */
     sg_json_error *error;
     /* The size of the last array and object closed at each depth: an API page is a
@@ -195,8 +196,7 @@ static int parse_escaped_string(json_reader *r, const char *from)
 {
     luaL_Buffer b;
     const char *run = from;
-    /* Lua 5.1's luaL_Buffer keeps up to about ten pieces on the stack. */
-    if (!lua_checkstack(r->L, 12))
+    if (!lua_checkstack(r->L, SG_BUFFER_SLOTS))
         return fail(r, "string too deep for the Lua stack");
     luaL_buffinit(r->L, &b);
     for (;;) {
@@ -270,63 +270,17 @@ static int is_digit(const json_reader *r)
     return r->p < r->end && *r->p >= '0' && *r->p <= '9';
 }
 
-/* strtod, for the numbers the exact paths below do not cover. It follows the C
- * locale's decimal point, JSON always uses '.', so the text is copied to swap it:
- * on the stack, or for an absurdly long number in a Lua-owned block. */
-static double text_to_double(json_reader *r, const char *s, size_t n, int *ok)
-{
-    char small[128];
-    char *local = small;
-    char *endp;
-    double d;
-    if (r->decimal_point == '\0')
-        r->decimal_point = localeconv()->decimal_point[0];
-    if (n >= sizeof small)
-        local = (char *)lua_newuserdata(r->L, n + 1);
-    memcpy(local, s, n);
-    local[n] = '\0';
-    if (r->decimal_point != '.') {
-        char *point = memchr(local, '.', n);
-        if (point != NULL)
-            *point = r->decimal_point;
-    }
-    d = strtod(local, &endp);
-    *ok = (endp == local + n);
-    if (local != small)
-        lua_pop(r->L, 1);
-    return d;
-}
-
-/* Powers of ten that a double holds exactly. */
-static const double exact_powers_of_ten[] = {
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
-};
-
-/* A number with at most 2^53 as its digits and a power of ten up to 22 is one
- * correctly rounded multiplication or division of two exact doubles (Clinger's fast
- * path), so the common decimals need no strtod. Returns 0 when it does not apply. */
-static int exact_double(uint64_t digits, int exponent, int negative, double *out)
-{
-    double d;
-    if (digits > (UINT64_C(1) << 53) || exponent < -22 || exponent > 22)
-        return 0;
-    d = (double)digits;
-    if (exponent < 0)
-        d /= exact_powers_of_ten[-exponent];
-    else
-        d *= exact_powers_of_ten[exponent];
-    *out = negative ? -d : d;
-    return 1;
-}
-
+/* Numbers are read here in one pass: integers of up to 19 digits exactly, decimals
+ * by Clinger's fast path or from their digits. Only a number of more than 19
+ * significant digits goes to sg_parse_double, which reads the text again. Counts
+ * are size_t and exponents 64-bit: a number may be gigabytes long. */
 static int parse_number(json_reader *r)
 {
     const char *from = r->p;
-    int negative = 0, integral = 1, ok;
-    uint64_t digits = 0;  /* all the digits, while they fit in 19 */
-    int digit_count = 0;  /* significant digits seen, leading zeros left out */
-    int exponent = 0;     /* the power of ten to apply to digits */
+    int negative = 0, integral = 1;
+    uint64_t digits = 0;    /* all the digits, while they fit in 19 */
+    size_t digit_count = 0; /* significant digits seen, leading zeros left out */
+    int64_t exponent = 0;   /* the power of ten to apply to digits */
     double d;
     if (*r->p == '-') {
         negative = 1;
@@ -360,13 +314,14 @@ static int parse_number(json_reader *r)
                 if (digits != 0)
                     digit_count++;
             } else {
-                digit_count++; /* digits dropped: only strtod reads it exactly */
+                digit_count++; /* digits dropped: only sg_parse_double reads it exactly */
             }
             r->p++;
         }
     }
     if (r->p < r->end && (*r->p == 'e' || *r->p == 'E')) {
-        int exponent_negative = 0, written = 0;
+        int exponent_negative = 0;
+        int64_t written = 0;
         integral = 0;
         r->p++;
         if (r->p < r->end && (*r->p == '+' || *r->p == '-'))
@@ -374,11 +329,16 @@ static int parse_number(json_reader *r)
         if (!is_digit(r))
             return fail(r, "invalid number");
         while (is_digit(r)) {
-            if (written < 100000) /* far past any double; strtod sees the real text */
+            if (written < SG_EXPONENT_CAP)
                 written = written * 10 + (*r->p - '0');
             r->p++;
         }
         exponent += exponent_negative ? -written : written;
+    }
+    if (integral && digits == 0 && negative) {
+        /* "-0": Lua's integers have no negative zero, a float does (as in cjson) */
+        lua_pushnumber(r->L, -0.0);
+        return 1;
     }
     if (integral && digit_count <= 18) {
         /* at most 18 digits: exact in an int64, and as a double below 2^53 */
@@ -413,11 +373,10 @@ static int parse_number(json_reader *r)
         return fail(r, "integer too large for a Lua number to hold exactly (beyond -2^53 .. 2^53)");
 #endif
     }
-    if (digit_count > 19 || !exact_double(digits, exponent, negative, &d)) {
-        d = text_to_double(r, from, (size_t)(r->p - from), &ok);
-        if (!ok)
-            return fail(r, "invalid number");
-    }
+    if (digit_count > 19)
+        d = sg_parse_double(from, (size_t)(r->p - from));
+    else if (!sg_exact_double(digits, exponent, negative, &d))
+        d = sg_digits_to_double(digits, exponent, negative);
     if (d == HUGE_VAL || d == -HUGE_VAL) {
         r->p = from;
         return fail(r, "number out of range");
@@ -453,15 +412,15 @@ static int size_hint(const int *hints, int depth)
     return depth < SIZE_HINT_DEPTHS ? hints[depth] : 0;
 }
 
-static void remember_size(int *hints, int depth, int n)
+static void remember_size(int *hints, int depth, size_t n)
 {
     if (depth < SIZE_HINT_DEPTHS)
-        hints[depth] = n < MAX_SIZE_HINT ? n : MAX_SIZE_HINT;
+        hints[depth] = n < MAX_SIZE_HINT ? (int)n : MAX_SIZE_HINT;
 }
 
 static int parse_array(json_reader *r)
 {
-    int n = 0;
+    size_t n = 0;
     if (!enter(r))
         return 0;
     lua_createtable(r->L, size_hint(r->array_hint, r->depth), 0);
@@ -477,7 +436,12 @@ static int parse_array(json_reader *r)
     for (;;) {
         if (!parse_value(r))
             return 0;
-        lua_rawseti(r->L, -2, ++n);
+        n++;
+#if SG_HAS_INTEGERS
+        lua_rawseti(r->L, -2, (lua_Integer)n);
+#else
+        lua_rawseti(r->L, -2, (int)n); /* 5.1 and 5.2 raise "table overflow" below 2^31 */
+#endif
         skip_space(r);
         if (r->p >= r->end)
             return fail(r, "unterminated array");
@@ -569,7 +533,7 @@ static int check_new_key(json_reader *r, const char *key_at)
 
 static int parse_object(json_reader *r)
 {
-    int n = 0;
+    size_t n = 0;
     if (!enter(r))
         return 0;
     lua_createtable(r->L, 0, size_hint(r->object_hint, r->depth));
@@ -683,6 +647,7 @@ static void locate(const char *text, size_t len, size_t offset, size_t *line,
 const char *sg_push_json_error(lua_State *L, const sg_json_error *error)
 {
     char position[64];
+    luaL_checkstack(L, 6, "no room on the Lua stack for a JSON error"); /* 5.1's pushfstring */
     snprintf(position, sizeof position, "line %zu, column %zu: ", error->line, error->column);
     return lua_pushfstring(L, "%s%s", position, error->message);
 }
@@ -696,7 +661,6 @@ int sg_json_decode(lua_State *L, const char *text, size_t len, int flags,
     r.start = r.p = text;
     r.end = text + len;
     r.depth = 0;
-    r.decimal_point = '\0';
     r.strict = (flags & SG_JSON_STRICT) != 0;
     r.error = error;
     memset(r.array_hint, 0, sizeof r.array_hint);

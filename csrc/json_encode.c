@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
+#include "numbers.h"
 #include "utf8.h"
 
 /* One step of the path from the root to the value being written, for error messages;
  * key points into a string that stays on the Lua stack while the step is live. */
 typedef struct {
     const char *key;
+    size_t key_len;
     long index;
 } path_step;
 
@@ -22,6 +24,7 @@ typedef struct {
     lua_State *L;
     sg_membuf *buf;
     const char *root;
+    size_t root_len;
     int array_mt;          /* stack indices of the array marks, fetched once per call; */
     int cjson_array_mt;    /* nil when absent */
     int cjson_empty_array_mt;
@@ -29,27 +32,84 @@ typedef struct {
     path_step path[SG_JSON_MAX_DEPTH + 1];
 } json_writer;
 
+/* The most of a path an error message shows, the one place that says it: a step (a
+ * key, or the root's name) is cut after PATH_STEP_SHOWN bytes, and a path longer than
+ * PATH_SHOWN keeps its start and its end around an ellipsis. A message stays small
+ * whatever the keys (a cycle through a megabyte key is a thousand of them), and is
+ * built in C: no luaL_Buffer on a stack the encoder has filled. */
+#define PATH_STEP_SHOWN 200
+#define PATH_SHOWN 1024
+#define ELLIPSIS "\xE2\x80\xA6" /* U+2026, unlike the '.' before a key */
+#define ELLIPSIS_LEN 3
+
+/* Writes step i of the path (0: the root's name, then each key or index) into out,
+ * the key cut between characters, and returns its length (at most
+ * PATH_STEP_SHOWN + 1 + ELLIPSIS_LEN). */
+static size_t path_step_text(const json_writer *w, int i, char *out)
+{
+    const char *text;
+    size_t n, o = 0;
+    if (i == 0) {
+        text = w->root;
+        n = w->root_len;
+    } else if (w->path[i - 1].key != NULL) {
+        text = w->path[i - 1].key;
+        n = w->path[i - 1].key_len;
+        out[o++] = '.';
+    } else {
+        return (size_t)snprintf(out, PATH_STEP_SHOWN, "[%ld]", w->path[i - 1].index);
+    }
+    if (n > PATH_STEP_SHOWN) {
+        n = PATH_STEP_SHOWN;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+            n--; /* text[n] continues a character: cut before that character */
+        memcpy(out + o, text, n);
+        memcpy(out + o + n, ELLIPSIS, ELLIPSIS_LEN);
+        return o + n + ELLIPSIS_LEN;
+    }
+    memcpy(out + o, text, n);
+    return o + n;
+}
+
+/* Raises "<path>: <what>", the path from the root to the value at depth. */
 static void encode_error(json_writer *w, int depth, const char *what)
 {
-    lua_State *L = w->L;
-    luaL_Buffer b;
-    int i;
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, w->root);
-    for (i = 0; i < depth; i++) {
-        if (w->path[i].key != NULL) {
-            luaL_addchar(&b, '.');
-            luaL_addstring(&b, w->path[i].key);
-        } else {
-            char index[32];
-            snprintf(index, sizeof index, "[%ld]", w->path[i].index);
-            luaL_addstring(&b, index);
+    char message[PATH_SHOWN + ELLIPSIS_LEN + 128];
+    char step[PATH_STEP_SHOWN + 1 + ELLIPSIS_LEN + 1];
+    size_t total = 0, tail = 0, o = 0, n;
+    int i, head_end, tail_start = depth + 1;
+    for (i = 0; i <= depth; i++)
+        total += path_step_text(w, i, step);
+    if (total <= PATH_SHOWN) {
+        head_end = depth + 1;
+    } else {
+        /* the last steps (where the value is) in up to half, the first in the rest */
+        while (tail_start > 1 &&
+               tail + (n = path_step_text(w, tail_start - 1, step)) <= PATH_SHOWN / 2) {
+            tail += n;
+            tail_start--;
         }
+        for (head_end = 0; head_end < tail_start; head_end++) {
+            n = path_step_text(w, head_end, step);
+            if (o + n > PATH_SHOWN - tail - ELLIPSIS_LEN)
+                break;
+            o += n;
+        }
+        o = 0;
     }
-    luaL_addstring(&b, ": ");
-    luaL_addstring(&b, what);
-    luaL_pushresult(&b);
-    lua_error(L);
+    for (i = 0; i < head_end; i++)
+        o += path_step_text(w, i, message + o);
+    if (head_end < tail_start) {
+        memcpy(message + o, ELLIPSIS, ELLIPSIS_LEN);
+        o += ELLIPSIS_LEN;
+        for (i = tail_start; i <= depth; i++)
+            o += path_step_text(w, i, message + o);
+    }
+    n = (size_t)snprintf(message + o, sizeof message - o, ": %s", what);
+    o += n < sizeof message - o ? n : sizeof message - o - 1;
+    luaL_checkstack(w->L, 2, "no room on the Lua stack for an encoding error");
+    lua_pushlstring(w->L, message, o); /* a key may hold a NUL */
+    lua_error(w->L);
 }
 
 static void add_string(json_writer *w, const char *s, size_t n, int depth)
@@ -82,42 +142,36 @@ static void add_string(json_writer *w, const char *s, size_t n, int depth)
     sg_membuf_addchar(w->L, w->buf, '"');
 }
 
+/* An integer as an integer; a float with a fraction or an exponent, so that it reads
+ * back as a float (5.3+). Before 5.3 every number is a float, and a whole one up to
+ * 2^53 (the decoder's limit for integers there) is written as the integer it stands
+ * for. */
 static void add_number(json_writer *w, int index, int depth)
 {
-    char text[64];
-    int n;
+    char text[SG_NUMBER_TEXT_MAX];
+    size_t n;
     double d;
 #if SG_HAS_INTEGERS
     if (lua_isinteger(w->L, index)) {
-        n = snprintf(text, sizeof text, LUA_INTEGER_FMT,
-                     (LUAI_UACINT)lua_tointeger(w->L, index));
-        sg_membuf_add(w->L, w->buf, text, (size_t)n);
+        n = sg_format_integer((int64_t)lua_tointeger(w->L, index), text);
+        sg_membuf_add(w->L, w->buf, text, n);
         return;
     }
 #endif
     d = (double)lua_tonumber(w->L, index);
     if (d != d || d == HUGE_VAL || d == -HUGE_VAL)
         encode_error(w, depth, "NaN and infinity cannot be sent as JSON");
-    if (d == 0 && signbit(d)) { /* "-0" would read back as the integer 0 */
-        n = snprintf(text, sizeof text, "-0.0");
-    } else if (d == floor(d) && fabs(d) < 9007199254740992.0) { /* below 2^53: exact */
-        n = snprintf(text, sizeof text, "%.0f", d);
-    } else {
-        /* the shortest text that reads back as the same double */
-        int precision;
-        char *comma;
-        for (precision = 15; precision < 17; precision++) {
-            n = snprintf(text, sizeof text, "%.*g", precision, d);
-            if (strtod(text, NULL) == d)
-                break;
-        }
-        if (precision == 17)
-            n = snprintf(text, sizeof text, "%.17g", d);
-        comma = strchr(text, ','); /* the C locale's decimal point is not JSON's */
-        if (comma != NULL)
-            *comma = '.';
+#if !SG_HAS_INTEGERS
+    if (d == floor(d) && fabs(d) <= 9007199254740992.0 && !(d == 0 && signbit(d))) {
+        n = sg_format_integer((int64_t)d, text);
+        sg_membuf_add(w->L, w->buf, text, n);
+        return;
     }
-    sg_membuf_add(w->L, w->buf, text, (size_t)n);
+#endif
+    n = sg_format_double(d, text);
+    if (n == 0)
+        encode_error(w, depth, "a number could not be formatted");
+    sg_membuf_add(w->L, w->buf, text, n);
 }
 
 static void add_value(json_writer *w, int index, int depth);
@@ -191,6 +245,7 @@ static void add_object(json_writer *w, int index, int depth)
         add_string(w, key, klen, depth);
         sg_membuf_addchar(L, w->buf, ':');
         w->path[depth].key = key;
+        w->path[depth].key_len = klen;
         add_value(w, lua_gettop(L), depth + 1);
         lua_pop(L, 1);
     }
@@ -244,8 +299,11 @@ static void add_value(json_writer *w, int index, int depth)
     default:
         break;
     }
-    encode_error(w, depth, lua_pushfstring(L, "a %s cannot be sent as JSON",
-                                           luaL_typename(L, index)));
+    {
+        char what[64];
+        snprintf(what, sizeof what, "a %s cannot be sent as JSON", luaL_typename(L, index));
+        encode_error(w, depth, what);
+    }
 }
 
 /* Pushes the field called name of the table at the (absolute) index, read raw; nil
@@ -271,6 +329,7 @@ void sg_json_encode(lua_State *L, int index, sg_membuf *buf, const char *root_na
     w.L = L;
     w.buf = buf;
     w.root = root_name;
+    w.root_len = strlen(root_name);
     luaL_getmetatable(L, SG_ARRAY_METATABLE);
     w.array_mt = lua_gettop(L);
     /* package.loaded.cjson, if some code loaded it: what cjson.encode writes as [] */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 #include "core.h"
+#include "luabuffer.h"
 
 static int hex_value(char c)
 {
@@ -19,6 +20,7 @@ static void push_decoded(lua_State *L, const char *s, size_t n)
 {
     luaL_Buffer b;
     size_t i;
+    luaL_checkstack(L, SG_BUFFER_SLOTS, "no room on the Lua stack for the next page key");
     luaL_buffinit(L, &b);
     for (i = 0; i < n; i++) {
         int hi, lo;
