@@ -1,6 +1,7 @@
 /* soracom.groups.core: builds requests and decodes responses for the Lua layer, and
  * holds the curl sessions. See DESIGN.md for why the loop around them is Lua. */
 #include <curl/curl.h>
+#include <string.h>
 #include "core.h"
 
 /* encode_json(value[, root_name]) -> text; raises naming the bad field. The text is
@@ -8,8 +9,9 @@
 static int encode_json(lua_State *L)
 {
     sg_membuf *buf;
-    const char *root = luaL_optstring(L, 2, "body");
+    const char *root;
     luaL_checkany(L, 1);
+    root = sg_opt_string(L, 2, "body", NULL);
     lua_settop(L, 2); /* keeps root on the stack */
     buf = sg_membuf_new(L);
     sg_json_encode(L, 1, buf, root);
@@ -27,6 +29,45 @@ int sg_arg_error(lua_State *L, const char *where, const char *name, const char *
         got = lua_tostring(L, -1); /* the copy becomes a string, not the argument */
     }
     return luaL_error(L, "soracom.groups: %s: %s must be %s (got %s)", where, name, what, got);
+}
+
+static int type_error(lua_State *L, int arg, const char *expected)
+{
+    return luaL_argerror(L, arg, lua_pushfstring(L, "%s expected, got %s", expected,
+                                                 luaL_typename(L, arg)));
+}
+
+const char *sg_check_string(lua_State *L, int arg, size_t *len)
+{
+    if (lua_type(L, arg) != LUA_TSTRING)
+        type_error(L, arg, "string");
+    return lua_tolstring(L, arg, len);
+}
+
+const char *sg_opt_string(lua_State *L, int arg, const char *def, size_t *len)
+{
+    if (lua_isnoneornil(L, arg)) {
+        if (len != NULL)
+            *len = def ? strlen(def) : 0;
+        return def;
+    }
+    return sg_check_string(L, arg, len);
+}
+
+lua_Number sg_check_number(lua_State *L, int arg)
+{
+    if (lua_type(L, arg) != LUA_TNUMBER)
+        type_error(L, arg, "number");
+    return lua_tonumber(L, arg);
+}
+
+int sg_new_metatable(lua_State *L, const char *name)
+{
+    if (!luaL_newmetatable(L, name))
+        return 0;
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__metatable");
+    return 1;
 }
 
 #if defined(_WIN32)
@@ -70,6 +111,9 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
     lua_setfield(L, -2, "VERSION");
     lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */
     lua_setfield(L, -2, "null");
+    /* The one metatable of the core left open: it is the public mark of a JSON array
+     * (core.array_mt, compared with getmetatable and set with setmetatable by the Lua
+     * layer and by applications), holds no C state, and the core reads arrays raw. */
     luaL_newmetatable(L, SG_ARRAY_METATABLE);
     lua_setfield(L, -2, "array_mt");
     {

@@ -84,6 +84,19 @@ int sg_write_private_file(lua_State *L);
  * the value at index when it is a number, else its type name. */
 int sg_arg_error(lua_State *L, const char *where, const char *name, const char *what,
                  int index);
+/* The argument checks of the core's functions. Unlike luaL_checklstring and
+ * luaL_checknumber, they take only a value of the type itself: a number is not a
+ * string here (luaL_checklstring would also turn it into one in place), nor a numeric
+ * string a number. They raise luaL's own "bad argument #arg to 'f' (string expected,
+ * got number)". sg_opt_string gives def (and *len 0, or strlen(def)) for nil or none. */
+const char *sg_check_string(lua_State *L, int arg, size_t *len);
+const char *sg_opt_string(lua_State *L, int arg, const char *def, size_t *len);
+lua_Number sg_check_number(lua_State *L, int arg);
+/* luaL_newmetatable, and protected: its __metatable field is its name, so that
+ * getmetatable gives the name and setmetatable raises. The core's objects hold C state
+ * (pointers to each other, libcurl handles) that a changed or removed __gc, __index or
+ * __close would leave dangling. Returns as luaL_newmetatable does. */
+int sg_new_metatable(lua_State *L, const char *name);
 
 /* system.c */
 int sg_now(lua_State *L);
@@ -104,24 +117,48 @@ int sg_cloexec_socket(int family, int type, int protocol);
 void sg_lowest_free_fds(int fds[2]);
 int sg_cloexec_new_fds(const int fds[2]);
 
+/* The longest timeout the core takes, in seconds (a day): connect_timeout and timeout
+ * of a session. Longer ones are refused, as are non-finite ones. */
+#define SG_MAX_TIMEOUT_SECONDS 86400
+
 /* session.c */
 void sg_session_register(lua_State *L);
 int sg_session_new(lua_State *L);
 
 /* session.c, for multi.c: a session's request run by a multi handle, between
- * session:prepare and session:finish. */
+ * session:prepare and session:finish.
+ *
+ * Who refers to whom, so that no pointer outlives what it points into, whatever order
+ * the collector finalizes them in (or if a finalizer never runs: the debug library can
+ * remove one): a multi handle keeps the session of every transfer it runs in its user
+ * value (a table of references), and the session keeps that multi handle in its own
+ * (a table whose [1] is the handle) until the transfer leaves it. A pointer of one to
+ * the other thus always comes with a reference that keeps the other's memory alive;
+ * both are dropped together, by C code that runs no Lua. The functions below take the
+ * index of the session's userdata (and of the multi handle's) to update them. */
 typedef struct sg_session sg_session;
 typedef struct sg_multi sg_multi;
+/* The session at index, open and prepared (or whose request could not be set up:
+ * see sg_session_setup_error); raises otherwise. */
 sg_session *sg_session_check_prepared(lua_State *L, int index, const char *where);
+/* When prepare could not set the request up (libcurl refused an option): pushes the
+ * message and returns 1; the transfer has then ended with that error (finish gives it).
+ * Returns 0 otherwise. */
+int sg_session_setup_error(lua_State *L, sg_session *s);
 CURL *sg_session_easy(sg_session *s);
-void sg_session_running(sg_session *s, sg_multi *m); /* added to m */
-void sg_session_ended(sg_session *s, CURLcode code);  /* m says it is done */
-void sg_session_cancelled(sg_session *s);             /* taken off m before the end */
+/* added to m, the multi handle at multi_index */
+void sg_session_running(lua_State *L, int session_index, sg_session *s, int multi_index,
+                        sg_multi *m);
+/* m says it is done */
+void sg_session_ended(lua_State *L, int session_index, sg_session *s, CURLcode code);
+/* taken off m before the end */
+void sg_session_cancelled(lua_State *L, int session_index, sg_session *s);
 
 /* multi.c */
 void sg_multi_register(lua_State *L);
 int sg_multi_new(lua_State *L);
-/* The session is being closed: its transfer leaves m, which forgets it. */
-void sg_multi_forget(lua_State *L, sg_multi *m, sg_session *s);
+/* The session at session_index is being closed while its transfer runs on the multi
+ * handle at multi_index: the transfer leaves that handle, which forgets it. */
+void sg_multi_forget(lua_State *L, int multi_index, int session_index, sg_session *s);
 
 #endif

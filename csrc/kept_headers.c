@@ -224,13 +224,17 @@ const char *sg_kept_all(const sg_kept_headers *k, int which, size_t *len)
 
 int sg_kept_integer(const sg_kept_headers *k, int which, lua_Integer *value)
 {
-    size_t n, i;
+    size_t n, i, digits = 0;
     const char *s = sg_kept_first(k, which, &n);
     lua_Integer v = 0;
-    if (s == NULL || n > 15)
+    if (s == NULL)
         return 0;
     for (i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
+            return 0;
+        if (digits > 0 || s[i] != '0')
+            digits++; /* leading zeros add nothing, and count for nothing */
+        if (digits > 15)
             return 0;
         v = v * 10 + (s[i] - '0');
     }

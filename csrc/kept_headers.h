@@ -73,7 +73,8 @@ const char *sg_kept_all(const sg_kept_headers *k, int which, size_t *len);
 /* The refusal's message (pushed onto the stack) and libcurl error number. */
 int sg_kept_push_refusal(lua_State *L, const sg_kept_headers *k);
 /* Parses a header's first value as a non-negative integer: digits only, at most 15
- * of them. Returns 0 when absent or anything else. */
+ * of them after any leading zeros ("0000000000000001" is 1). Returns 0 when absent or
+ * anything else. */
 int sg_kept_integer(const sg_kept_headers *k, int which, lua_Integer *value);
 void sg_kept_free(sg_kept_headers *k);
 

@@ -1,6 +1,6 @@
 #include <stdlib.h>
 #include <string.h>
-#include "membuf.h"
+#include "core.h"
 
 #define MEMBUF_METATABLE "soracom.groups.membuf"
 
@@ -78,7 +78,7 @@ sg_membuf *sg_membuf_new(lua_State *L)
 
 void sg_membuf_register(lua_State *L)
 {
-    if (luaL_newmetatable(L, MEMBUF_METATABLE)) {
+    if (sg_new_metatable(L, MEMBUF_METATABLE)) {
         lua_pushcfunction(L, membuf_gc);
         lua_setfield(L, -2, "__gc");
     }

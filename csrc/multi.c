@@ -27,7 +27,7 @@
 typedef struct {
     sg_session *session;
     CURL *easy;
-    int ref; /* in the registry: keeps the session's userdata alive while it runs */
+    int ref; /* in the handle's user value: keeps the session's userdata alive while it runs */
 } running_transfer;
 
 /* A socket libcurl wants watched, and for what (CURL_POLL_IN, _OUT or _INOUT). */
@@ -62,15 +62,16 @@ static int find(const sg_multi *m, const sg_session *s)
     return -1;
 }
 
-/* Takes transfer i off the handle; returns its registry reference, which the caller
- * releases. */
-static int take_off(sg_multi *m, int i)
+/* Takes transfer i off the handle and releases its reference in the handle's user
+ * value, the table at index refs (whose free list exists from the start: releasing
+ * writes existing keys only, and allocates nothing). */
+static void take_off(lua_State *L, int refs, sg_multi *m, int i)
 {
     int ref = m->running[i].ref;
     curl_multi_remove_handle(m->handle, m->running[i].easy);
     m->running[i] = m->running[m->count - 1];
     m->count--;
-    return ref;
+    luaL_unref(L, refs, ref);
 }
 
 static int reserve_sockets(sg_multi *m, int want)
@@ -141,54 +142,61 @@ static void run(sg_multi *m)
 #endif
 }
 
-void sg_multi_forget(lua_State *L, sg_multi *m, sg_session *s)
+void sg_multi_forget(lua_State *L, int multi_index, int session_index, sg_session *s)
 {
-    int i = find(m, s);
-    if (i >= 0)
-        luaL_unref(L, LUA_REGISTRYINDEX, take_off(m, i));
-    sg_session_cancelled(s);
+    /* the session's reference to its multi handle: that handle, never another */
+    sg_multi *m = (sg_multi *)lua_touserdata(L, multi_index);
+    multi_index = sg_absindex(L, multi_index);
+    session_index = sg_absindex(L, session_index);
+    if (m != NULL && m->handle != NULL) {
+        int i = find(m, s);
+        if (i >= 0) {
+            sg_getuservalue(L, multi_index);
+            take_off(L, lua_gettop(L), m, i);
+            lua_pop(L, 1);
+        }
+    }
+    sg_session_cancelled(L, session_index, s);
 }
 
 /* add(session): starts the prepared session's transfer. Returns true, or nil and a
- * message when libcurl refuses it. */
+ * message when libcurl refuses it (or refused the request's options at prepare).
+ * Nothing here runs Lua code between the checks and the end (no finalizer can close
+ * the handle or the session meanwhile): the arrays grow with realloc, and luaL_ref
+ * only stores into a table (lua_rawseti), which never runs a collector step. */
 static int multi_add(lua_State *L)
 {
     sg_multi *m = check_multi(L, "add");
-    sg_session *s;
+    sg_session *s = sg_session_check_prepared(L, 2, "multi:add");
     CURLMcode code;
     int ref;
-    sg_session_check_prepared(L, 2, "multi:add");
     lua_settop(L, 2);
-    /* luaL_ref may allocate, and so run a finalizer: check again after it */
-    lua_pushvalue(L, 2);
-    ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (m->handle == NULL) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return luaL_error(L, "soracom.groups: multi:add: the multi handle is closed");
+    if (sg_session_setup_error(L, s)) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
     }
-    s = sg_session_check_prepared(L, 2, "multi:add");
     if (m->count == m->capacity) {
         int capacity = m->capacity ? m->capacity * 2 : 16;
         running_transfer *grown = NULL;
         if (capacity < INT_MAX / 2)
             grown = (running_transfer *)realloc(m->running, (size_t)capacity * sizeof *grown);
-        if (grown == NULL) {
-            luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        if (grown == NULL)
             return luaL_error(L, "soracom.groups: out of memory");
-        }
         m->running = grown;
         m->capacity = capacity;
     }
     /* Room for two sockets a transfer (a connection, and a resolver's or a second
      * address family's while connecting) made here, where running out of memory can
      * raise; on_socket grows the list further if it must. */
-    if (!reserve_sockets(m, m->count < INT_MAX / 4 ? 2 * (m->count + 1) : INT_MAX)) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (!reserve_sockets(m, m->count < INT_MAX / 4 ? 2 * (m->count + 1) : INT_MAX))
         return luaL_error(L, "soracom.groups: out of memory");
-    }
+    sg_getuservalue(L, 1); /* 3: the references to the sessions of the transfers */
+    lua_pushvalue(L, 2);
+    ref = luaL_ref(L, 3);
     code = curl_multi_add_handle(m->handle, sg_session_easy(s));
     if (code != CURLM_OK) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        luaL_unref(L, 3, ref);
         lua_pushnil(L);
         lua_pushstring(L, curl_multi_strerror(code));
         return 2;
@@ -197,7 +205,7 @@ static int multi_add(lua_State *L)
     m->running[m->count].easy = sg_session_easy(s);
     m->running[m->count].ref = ref;
     m->count++;
-    sg_session_running(s, m);
+    sg_session_running(L, 2, s, 1, m);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -210,14 +218,16 @@ static int multi_remove(lua_State *L)
     sg_session *s;
     luaL_checkany(L, 2);
     s = (sg_session *)luaL_checkudata(L, 2, SG_SESSION_METATABLE);
+    lua_settop(L, 2);
     if (find(m, s) >= 0)
-        sg_multi_forget(L, m, s);
+        sg_multi_forget(L, 1, 2, s);
     return 0;
 }
 
-/* Moves every transfer libcurl reports as ended into the table at the top, from slot
- * done + 1 on (slots made beforehand: nothing here allocates). Returns the new count. */
-static int collect(lua_State *L, sg_multi *m, int done)
+/* Moves every transfer libcurl reports as ended into the table at index ended, from
+ * slot done + 1 on (slots made beforehand: nothing here allocates); refs is the
+ * handle's user value. Returns the new count. */
+static int collect(lua_State *L, sg_multi *m, int refs, int ended, int done)
 {
     CURLMsg *msg;
     int left;
@@ -233,10 +243,10 @@ static int collect(lua_State *L, sg_multi *m, int done)
             continue;
         result = msg->data.result; /* msg is gone once the handle is removed */
         s = m->running[i].session;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, m->running[i].ref);
-        luaL_unref(L, LUA_REGISTRYINDEX, take_off(m, i));
-        sg_session_ended(s, result);
-        lua_rawseti(L, -2, ++done);
+        lua_rawgeti(L, refs, m->running[i].ref);
+        take_off(L, refs, m, i);
+        sg_session_ended(L, -1, s, result);
+        lua_rawseti(L, ended, ++done);
     }
     return done;
 }
@@ -321,7 +331,7 @@ static void wait_for(lua_State *L, sg_multi *m, int sockets, long ms)
 static int multi_poll(lua_State *L)
 {
     sg_multi *m = check_multi(L, "poll");
-    lua_Number timeout = luaL_checknumber(L, 2);
+    lua_Number timeout = sg_check_number(L, 2);
     int done, sockets, others_busy;
     long ms;
     if (!(timeout >= 0))
@@ -332,7 +342,8 @@ static int multi_poll(lua_State *L)
         timeout = 3600;
     ms = (long)ceil(timeout * 1000);
     lua_settop(L, 3);
-    /* A slot for every transfer, made before libcurl reports any end: no allocation
+    sg_getuservalue(L, 1); /* 4 */
+    /* 5: a slot for every transfer, made before libcurl reports any end: no allocation
      * (so no finalizer) happens while ended transfers are being taken off. */
     lua_createtable(L, m->count, 0);
     /* after the allocation: checking raises before anything has changed */
@@ -340,11 +351,11 @@ static int multi_poll(lua_State *L)
     if (m->handle == NULL) /* a finalizer closed it */
         return 1;
     run(m);
-    done = collect(L, m, 0);
+    done = collect(L, m, 4, 5, 0);
     if (done == 0 && (m->count > 0 || others_busy)) {
         wait_for(L, m, sockets, ms);
         run(m);
-        collect(L, m, done);
+        collect(L, m, 4, 5, done);
     }
     return 1;
 }
@@ -409,10 +420,14 @@ static int multi_count(lua_State *L)
 static int multi_close(lua_State *L)
 {
     sg_multi *m = (sg_multi *)luaL_checkudata(L, 1, MULTI_METATABLE);
+    lua_settop(L, 1);
+    sg_getuservalue(L, 1); /* 2 */
     while (m->count > 0) {
         sg_session *s = m->running[m->count - 1].session;
-        luaL_unref(L, LUA_REGISTRYINDEX, take_off(m, m->count - 1));
-        sg_session_cancelled(s);
+        lua_rawgeti(L, 2, m->running[m->count - 1].ref); /* 3: the session */
+        take_off(L, 2, m, m->count - 1);
+        sg_session_cancelled(L, 3, s);
+        lua_settop(L, 2);
     }
     if (m->handle != NULL) {
         curl_multi_cleanup(m->handle); /* may still call on_socket */
@@ -470,11 +485,21 @@ int sg_multi_new(lua_State *L)
     sg_multi *m;
     long max_connects = DEFAULT_MAX_CONNECTS;
     int fds[2];
+    CURLMcode code = CURLM_OK;
+    const char *option = NULL;
     read_options(L, &max_connects);
-    m = (sg_multi *)lua_newuserdata(L, sizeof *m);
+    lua_settop(L, 1);
+    m = (sg_multi *)lua_newuserdata(L, sizeof *m); /* 2 */
     memset(m, 0, sizeof *m);
+    /* The user value: the references to the sessions of the running transfers. One
+     * made and released now starts luaL_ref's free list, so that no later release
+     * adds a key (see take_off). */
+    lua_newtable(L); /* 3 */
+    lua_pushboolean(L, 1);
+    luaL_unref(L, 3, luaL_ref(L, 3));
+    sg_setuservalue(L, 2);
     luaL_getmetatable(L, MULTI_METATABLE);
-    lua_setmetatable(L, -2);
+    lua_setmetatable(L, 2);
     /* libcurl before 8.8 opens the multi handle's wakeup socketpair (what
      * curl_multi_poll waits on besides the transfers, for curl_multi_wakeup) without
      * close-on-exec, and neither tells its descriptors nor lets a callback open them
@@ -487,10 +512,21 @@ int sg_multi_new(lua_State *L)
     if (m->handle == NULL)
         return luaL_error(L, "soracom.groups: curl_multi_init failed");
     sg_cloexec_new_fds(fds);
-    curl_multi_setopt(m->handle, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(m->handle, CURLMOPT_MAXCONNECTS, max_connects);
-    curl_multi_setopt(m->handle, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(m->handle, CURLMOPT_SOCKETDATA, (void *)m);
+#define MULTI_SETOPT(option_, value)                                                  \
+    if (code == CURLM_OK && (code = curl_multi_setopt(m->handle, option_, value)) != CURLM_OK) \
+        option = #option_;
+    MULTI_SETOPT(CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX)
+    MULTI_SETOPT(CURLMOPT_MAXCONNECTS, max_connects)
+    MULTI_SETOPT(CURLMOPT_SOCKETFUNCTION, on_socket)
+    MULTI_SETOPT(CURLMOPT_SOCKETDATA, (void *)m)
+#undef MULTI_SETOPT
+    if (code != CURLM_OK) {
+        /* closed now, not when the collector gets to it */
+        curl_multi_cleanup(m->handle);
+        m->handle = NULL;
+        return luaL_error(L, "soracom.groups: multi: libcurl refused %s (%s)", option,
+                          curl_multi_strerror(code));
+    }
     return 1;
 }
 
@@ -505,7 +541,7 @@ void sg_multi_register(lua_State *L)
         {"close", multi_close},
         {NULL, NULL}
     };
-    if (luaL_newmetatable(L, MULTI_METATABLE)) {
+    if (sg_new_metatable(L, MULTI_METATABLE)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");

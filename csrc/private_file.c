@@ -1,12 +1,10 @@
 /* Files that hold credentials or secrets.
- * Reading (a soracom-cli profile): opened first, then checked through the open
- * descriptor, so that what is checked is what is read (no window between a stat and
- * an open), and opened without blocking, so that a FIFO or a device in its place cannot
- * hang the program.
+ * Reading (a soracom-cli profile): see sg_read_private_file.
  * Writing (an exported document, a saved plan): see sg_write_private_file. */
 #define _XOPEN_SOURCE 700 /* POSIX 2008 with realpath */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
@@ -38,7 +36,7 @@ static fd_holder *push_fd_holder(lua_State *L)
 {
     fd_holder *h = (fd_holder *)lua_newuserdata(L, sizeof *h);
     h->fd = -1;
-    if (luaL_newmetatable(L, FD_METATABLE)) {
+    if (sg_new_metatable(L, FD_METATABLE)) {
         lua_pushcfunction(L, fd_holder_gc);
         lua_setfield(L, -2, "__gc");
     }
@@ -47,9 +45,11 @@ static fd_holder *push_fd_holder(lua_State *L)
 }
 
 /* nil, reason, detail: reason is "missing" or "unreadable" (detail: the system's
- * message), "not_regular" or "shared" (group or others may read or write it; detail:
- * the mode), "too_large" (detail: the limit in bytes). */
-static int refuse(lua_State *L, fd_holder *h, const char *reason, int err, int number)
+ * message, or why the file is not read), "not_regular" or "shared" (group or others
+ * may read or write it; detail: the mode), "too_large" (detail: the limit in bytes).
+ * detail is text when given, else the number when it is 0 or more, else strerror(err). */
+static int refuse(lua_State *L, fd_holder *h, const char *reason, int err, int number,
+                  const char *text)
 {
     if (h->fd >= 0) {
         close(h->fd);
@@ -57,7 +57,9 @@ static int refuse(lua_State *L, fd_holder *h, const char *reason, int err, int n
     }
     lua_pushnil(L);
     lua_pushstring(L, reason);
-    if (number >= 0)
+    if (text != NULL)
+        lua_pushstring(L, text);
+    else if (number >= 0)
         lua_pushinteger(L, number);
     else
         lua_pushstring(L, strerror(err));
@@ -65,13 +67,19 @@ static int refuse(lua_State *L, fd_holder *h, const char *reason, int err, int n
 }
 
 /* read_private_file(path) -> text | nil, reason, detail
- * Only a regular file that neither group nor others can read or write is read. */
+ * As ssh reads its keys: only a regular file that the effective user (or root) owns and
+ * that neither group nor others can read or write. What the path names (through
+ * symbolic links) is looked at before anything is opened, so that a device node or a
+ * FIFO is never opened at all (opening one may act on the device, or wait for a
+ * writer); the file then opened, without blocking, must be that same file (device and
+ * inode), and the checks are made on the open descriptor, so that what is checked is
+ * what is read. */
 int sg_read_private_file(lua_State *L)
 {
     size_t path_len;
-    const char *path = luaL_checklstring(L, 1, &path_len);
+    const char *path = sg_check_string(L, 1, &path_len);
     fd_holder *h;
-    struct stat info;
+    struct stat named, info;
     luaL_Buffer b;
     char *chunk;
     ssize_t got;
@@ -80,17 +88,31 @@ int sg_read_private_file(lua_State *L)
     if (strlen(path) != path_len) /* open() would read another name: the part before */
         return luaL_argerror(L, 1, "the path holds a NUL byte");
     h = push_fd_holder(L);
+    if (stat(path, &named) != 0) {
+        int err = errno;
+        return refuse(L, h, err == ENOENT ? "missing" : "unreadable", err, -1, NULL);
+    }
+    if (!S_ISREG(named.st_mode))
+        return refuse(L, h, "not_regular", 0, (int)(named.st_mode & 07777), NULL);
     h->fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (h->fd < 0) {
         int err = errno;
-        return refuse(L, h, err == ENOENT ? "missing" : "unreadable", err, -1);
+        return refuse(L, h, err == ENOENT ? "missing" : "unreadable", err, -1, NULL);
     }
     if (fstat(h->fd, &info) != 0)
-        return refuse(L, h, "unreadable", errno, -1);
+        return refuse(L, h, "unreadable", errno, -1, NULL);
+    if (info.st_dev != named.st_dev || info.st_ino != named.st_ino)
+        return refuse(L, h, "unreadable", 0, -1, "it was replaced while it was being opened");
     if (!S_ISREG(info.st_mode))
-        return refuse(L, h, "not_regular", 0, (int)(info.st_mode & 07777));
+        return refuse(L, h, "not_regular", 0, (int)(info.st_mode & 07777), NULL);
+    if (info.st_uid != geteuid() && info.st_uid != 0) {
+        char why[128];
+        snprintf(why, sizeof why, "it belongs to another user (uid %lu), not to this one "
+                 "(uid %lu) or root", (unsigned long)info.st_uid, (unsigned long)geteuid());
+        return refuse(L, h, "unreadable", 0, -1, why);
+    }
     if ((info.st_mode & 077) != 0)
-        return refuse(L, h, "shared", 0, (int)(info.st_mode & 07777));
+        return refuse(L, h, "shared", 0, (int)(info.st_mode & 07777), NULL);
 
     luaL_buffinit(L, &b);
     for (;;) {
@@ -102,7 +124,7 @@ int sg_read_private_file(lua_State *L)
             int err = errno;
             luaL_pushresult(&b);
             lua_pop(L, 1);
-            return refuse(L, h, "unreadable", err, -1);
+            return refuse(L, h, "unreadable", err, -1, NULL);
         }
         if (got == 0)
             break;
@@ -110,7 +132,7 @@ int sg_read_private_file(lua_State *L)
         if (total > MAX_PRIVATE_FILE_BYTES) {
             luaL_pushresult(&b);
             lua_pop(L, 1);
-            return refuse(L, h, "too_large", 0, MAX_PRIVATE_FILE_BYTES);
+            return refuse(L, h, "too_large", 0, MAX_PRIVATE_FILE_BYTES, NULL);
         }
         luaL_addsize(&b, (size_t)got);
     }
@@ -170,7 +192,7 @@ int sg_write_private_file(lua_State *L)
     size_t target_len;
     int err, flags;
 
-    path = luaL_checklstring(L, 1, &path_len);
+    path = sg_check_string(L, 1, &path_len);
     if (lua_type(L, 2) != LUA_TSTRING)
         return luaL_argerror(L, 2, "the text must be a string");
     text = lua_tolstring(L, 2, &text_len);

@@ -268,13 +268,19 @@ void sg_set_retry_after(lua_State *L, const char *retry_after, size_t retry_afte
 int sg_decode_response(lua_State *L)
 {
     size_t body_len, key_len = 0, link_len = 0, retry_after_len = 0, refresh_len = 0;
-    long status = (long)luaL_checkinteger(L, 1);
-    const char *body = luaL_optlstring(L, 2, "", &body_len);
-    const char *key = luaL_optlstring(L, 3, NULL, &key_len);
-    const char *link = luaL_optlstring(L, 4, NULL, &link_len);
-    const char *retry_after = luaL_optlstring(L, 5, NULL, &retry_after_len);
-    const char *refresh = luaL_optlstring(L, 6, NULL, &refresh_len);
-    int results = sg_push_response(L, status, body, body_len, key, key_len, link, link_len);
+    /* checked as a number before the cast: a huge one is no long */
+    lua_Number number = sg_check_number(L, 1);
+    const char *body = sg_opt_string(L, 2, "", &body_len);
+    const char *key = sg_opt_string(L, 3, NULL, &key_len);
+    const char *link = sg_opt_string(L, 4, NULL, &link_len);
+    const char *retry_after = sg_opt_string(L, 5, NULL, &retry_after_len);
+    const char *refresh = sg_opt_string(L, 6, NULL, &refresh_len);
+    long status;
+    int results;
+    if (!(number >= 0 && number <= 999 && number == (lua_Number)(long)number))
+        return luaL_argerror(L, 1, "an HTTP status (a whole number from 0 to 999) expected");
+    status = (long)number;
+    results = sg_push_response(L, status, body, body_len, key, key_len, link, link_len);
     if (results == 2 && lua_istable(L, -1) && (status == 429 || status == 503))
         sg_set_retry_after(L, retry_after, retry_after_len, refresh, refresh_len);
     return results;
@@ -315,7 +321,7 @@ int sg_decode_json_text(lua_State *L)
 {
     size_t len;
     sg_json_error error;
-    const char *text = luaL_checklstring(L, 1, &len);
+    const char *text = sg_check_string(L, 1, &len);
     int flags = json_options(L);
     if (sg_json_decode(L, text, len, flags, &error))
         return 1;

@@ -5,8 +5,8 @@
 #define CURL_DISABLE_DEPRECATION /* the older options this build uses on purpose */
 #endif
 #include <curl/curl.h>
-#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include "core.h"
@@ -25,6 +25,7 @@ typedef struct {
     sg_kept_headers kept;
     size_t max_body;
     int body_too_large;
+    int not_sent; /* libcurl refused an option of the request (error says which) */
 } sg_exchange;
 
 /* A transfer run by a multi handle, from prepare to finish. */
@@ -44,8 +45,9 @@ struct sg_session {
     int transfer;           /* TRANSFER_*: perform, prepare and set_headers need NONE */
     int transfer_paginated;
     CURLcode transfer_code; /* once DONE */
+    int setup_failed;       /* DONE because prepare could not set the request up */
     sg_exchange transfer_ex; /* what the running transfer reads */
-    sg_multi *multi;        /* while RUNNING */
+    sg_multi *multi;        /* while RUNNING; the session's user value [1] keeps it alive */
     int wakeup_cloexec;     /* perform's own multi handle has its wakeup pair close-on-exec */
 };
 
@@ -65,16 +67,37 @@ static void free_exchange(sg_exchange *ex)
 
 static int exchange_gc(lua_State *L)
 {
-    free_exchange((sg_exchange *)lua_touserdata(L, 1));
+    free_exchange((sg_exchange *)luaL_checkudata(L, 1, EXCHANGE_METATABLE));
     return 0;
+}
+
+/* Sets the session's user value [1] (see core.h) to the value at the top, popped: the
+ * multi handle running its transfer, or nil. The table has that slot from the start:
+ * nothing is allocated, so no finalizer runs here. */
+static void set_multi_ref(lua_State *L, int session_index)
+{
+    session_index = sg_absindex(L, session_index);
+    sg_getuservalue(L, session_index);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pop(L, 1);
 }
 
 static int session_close(lua_State *L)
 {
     sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
-    if (s->transfer == TRANSFER_RUNNING)
-        sg_multi_forget(L, s->multi, s); /* the easy handle leaves the multi handle first */
+    lua_settop(L, 1);
+    if (s->transfer == TRANSFER_RUNNING) {
+        /* the easy handle leaves the multi handle first: the handle is reachable from
+         * here (the user value's [1]), so it has not been freed, even if it has been
+         * finalized already */
+        sg_getuservalue(L, 1);
+        lua_rawgeti(L, 2, 1);
+        sg_multi_forget(L, 3, 1, s);
+        lua_settop(L, 1);
+    }
     s->transfer = TRANSFER_NONE;
+    s->setup_failed = 0;
     free_exchange(&s->transfer_ex);
     if (s->curl != NULL) {
         curl_easy_cleanup(s->curl);
@@ -237,7 +260,9 @@ static int push_network_error(lua_State *L, const sg_exchange *ex, CURLcode code
     int curl_code = (int)code;
     const char *message;
     lua_pushnil(L);
-    if (ex->kept.refusal != SG_KEPT_OK) {
+    if (ex->not_sent) {
+        lua_pushstring(L, error);
+    } else if (ex->kept.refusal != SG_KEPT_OK) {
         curl_code = sg_kept_push_refusal(L, &ex->kept);
     } else if (ex->body_too_large) {
         lua_pushfstring(L, "the response body is larger than max_body_size (%d bytes)",
@@ -267,26 +292,49 @@ static int is_method(const char *m, size_t n)
     return 1;
 }
 
+/* Every curl_easy_setopt is checked: libcurl refuses some values at run time (out of
+ * memory for the copy of a string or a body, a string over its 8 MB limit such as a
+ * huge URL), and a transfer run after a refusal would go without the option (libcurl
+ * drops a string option's old value first: no URL at all, or no body but the
+ * POSTFIELDSIZE given, which libcurl then reads from its default read callback,
+ * stdin). A series of them records the first refusal, and its option's name. */
+typedef struct {
+    CURLcode code;
+    const char *option;
+} setopt_result;
+
+static void check_setopt(setopt_result *r, const char *option, CURLcode code)
+{
+    if (code != CURLE_OK && r->code == CURLE_OK) {
+        r->code = code;
+        r->option = option;
+    }
+}
+
+#define SETOPT(r, curl, option, value) check_setopt((r), #option, curl_easy_setopt((curl), option, value))
+
 /* The request's method line is exactly `method`: libcurl's own GET and POST where they
  * are the method, CURLOPT_CUSTOMREQUEST for anything else (a GET with a body too). */
-static void set_method(sg_session *s, const char *method, const char *body, size_t body_len,
-                       int copy_body)
+static void set_method(setopt_result *r, sg_session *s, const char *method, const char *body,
+                       size_t body_len, int copy_body)
 {
     int head = strcmp(method, "HEAD") == 0;
-    curl_easy_setopt(s->curl, CURLOPT_NOBODY, head ? 1L : 0L);
+    SETOPT(r, s->curl, CURLOPT_NOBODY, head ? 1L : 0L);
     if (body != NULL) {
         /* the size first: COPYPOSTFIELDS copies that many bytes (a body may hold NULs) */
-        curl_easy_setopt(s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(s->curl, copy_body ? CURLOPT_COPYPOSTFIELDS : CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->json_headers);
-        curl_easy_setopt(s->curl, CURLOPT_CUSTOMREQUEST,
-                         strcmp(method, "POST") == 0 ? NULL : method);
+        SETOPT(r, s->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        if (copy_body)
+            SETOPT(r, s->curl, CURLOPT_COPYPOSTFIELDS, body);
+        else
+            SETOPT(r, s->curl, CURLOPT_POSTFIELDS, body);
+        SETOPT(r, s->curl, CURLOPT_HTTPHEADER, s->json_headers);
+        SETOPT(r, s->curl, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") == 0 ? NULL : method);
     } else {
         if (!head)
-            curl_easy_setopt(s->curl, CURLOPT_HTTPGET, 1L);
-        curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, s->headers);
-        curl_easy_setopt(s->curl, CURLOPT_CUSTOMREQUEST,
-                         head || strcmp(method, "GET") == 0 ? NULL : method);
+            SETOPT(r, s->curl, CURLOPT_HTTPGET, 1L);
+        SETOPT(r, s->curl, CURLOPT_HTTPHEADER, s->headers);
+        SETOPT(r, s->curl, CURLOPT_CUSTOMREQUEST,
+               head || strcmp(method, "GET") == 0 ? NULL : method);
     }
 }
 
@@ -322,16 +370,22 @@ typedef struct {
     int paginated;
 } request_args;
 
+/* Each type is checked before the value is read: lua_tolstring would turn a number into
+ * a string in place (and method = 404 would then pass as "404"). */
 static void check_request(lua_State *L, const char *where, request_args *r)
 {
     size_t method_len, url_len;
+    if (lua_type(L, 2) != LUA_TSTRING)
+        arg_error(L, where, "method", "an HTTP method token", 2);
+    if (lua_type(L, 3) != LUA_TSTRING)
+        arg_error(L, where, "url", "a string without NUL bytes", 3);
     r->method = lua_tolstring(L, 2, &method_len);
     r->url = lua_tolstring(L, 3, &url_len);
     r->body = NULL;
     r->body_len = 0;
-    if (lua_type(L, 2) != LUA_TSTRING || !is_method(r->method, method_len))
+    if (!is_method(r->method, method_len))
         arg_error(L, where, "method", "an HTTP method token", 2);
-    if (lua_type(L, 3) != LUA_TSTRING || strlen(r->url) != url_len)
+    if (strlen(r->url) != url_len)
         arg_error(L, where, "url", "a string without NUL bytes", 3);
     if (lua_type(L, 4) == LUA_TSTRING)
         r->body = lua_tolstring(L, 4, &r->body_len);
@@ -357,19 +411,29 @@ static sg_exchange *new_exchange(lua_State *L)
 }
 
 /* Sets the easy handle up for one request whose response goes to *ex (which takes
- * the spare buffers). No Lua code runs here. */
-static void start_request(sg_session *s, sg_exchange *ex, const request_args *r, int copy_body)
+ * the spare buffers). No Lua code runs here. Returns CURLE_OK, or the code of the
+ * option libcurl refused, with s->error saying which: the request must not be sent
+ * (end_request and push_results then give the error). */
+static CURLcode start_request(sg_session *s, sg_exchange *ex, const request_args *r,
+                              int copy_body)
 {
+    setopt_result result = {CURLE_OK, NULL};
     move_exchange(ex, &s->spare);
     ex->body.len = 0;
     ex->body_too_large = 0;
+    ex->not_sent = 0;
     ex->max_body = s->max_body;
     sg_kept_reset(&ex->kept, strcmp(r->method, "HEAD") == 0);
-    curl_easy_setopt(s->curl, CURLOPT_URL, r->url);
-    set_method(s, r->method, r->body, r->body_len, copy_body);
-    curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, ex);
-    curl_easy_setopt(s->curl, CURLOPT_HEADERDATA, ex);
+    SETOPT(&result, s->curl, CURLOPT_URL, r->url);
+    set_method(&result, s, r->method, r->body, r->body_len, copy_body);
+    SETOPT(&result, s->curl, CURLOPT_WRITEDATA, ex);
+    SETOPT(&result, s->curl, CURLOPT_HEADERDATA, ex);
     s->error[0] = '\0';
+    ex->not_sent = result.code != CURLE_OK;
+    if (result.code != CURLE_OK)
+        snprintf(s->error, sizeof s->error, "the request could not be set up: libcurl refused "
+                 "%s (%s)", result.option, curl_easy_strerror(result.code));
+    return result.code;
 }
 
 /* After the transfer: the body and header lists were only lent to libcurl; curl's
@@ -379,15 +443,20 @@ static long end_request(sg_session *s, const sg_exchange *ex, CURLcode code,
                         char error[CURL_ERROR_SIZE])
 {
     long status = 0;
-    curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL);
-    curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL);
     memcpy(error, s->error, CURL_ERROR_SIZE);
     error[CURL_ERROR_SIZE - 1] = '\0';
-    curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (code == CURLE_OK)
+    if (code == CURLE_OK && curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
         keep_rate_limit(s, &ex->kept);
     else /* no response, or one cut short: nothing to go by */
         memset(s->have_rate_limit, 0, sizeof s->have_rate_limit);
+    if (curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL) != CURLE_OK ||
+        curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL) != CURLE_OK) {
+        /* libcurl only stores these pointers and never refuses them; if it ever did, the
+         * handle would still point at a body and header lists about to be freed: it goes,
+         * and the session is closed */
+        curl_easy_cleanup(s->curl);
+        s->curl = NULL;
+    }
     return status;
 }
 
@@ -451,8 +520,10 @@ static int session_perform(lua_State *L)
     check_request(L, "session:perform", &r);
     ex = new_exchange(L);
     check_ready(L, s, "perform");
-    start_request(s, ex, &r, 0); /* the body string stays on the stack meanwhile */
-    if (!s->wakeup_cloexec) {
+    code = start_request(s, ex, &r, 0); /* the body string stays on the stack meanwhile */
+    if (code != CURLE_OK) {
+        /* not sent: the error is the option libcurl refused */
+    } else if (!s->wakeup_cloexec) {
         /* The first curl_easy_perform of an easy handle makes the multi handle it
          * keeps for it (until curl_easy_cleanup), whose first act is to open its wakeup
          * socketpair without close-on-exec (libcurl before 8.8; see multi.c): those two
@@ -468,18 +539,32 @@ static int session_perform(lua_State *L)
     return push_results(L, s, ex, code, status, error, r.paginated);
 }
 
-/* prepare(method, url[, body[, paginated]]): sets up the request for a multi handle
- * (multi:add runs it); finish() then returns what perform would have. */
+/* prepare(method, url[, body[, paginated]]) -> true | nil, message: sets up the
+ * request for a multi handle (multi:add runs it); finish() then returns what perform
+ * would have. When libcurl refuses the request's options (see start_request), the
+ * transfer has ended at once with that error: multi:add returns nil and the message
+ * (it adds nothing) and finish() returns the error as perform would. */
 static int session_prepare(lua_State *L)
 {
     sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
     request_args r;
+    CURLcode code;
     check_request(L, "session:prepare", &r);
     check_ready(L, s, "prepare");
-    start_request(s, &s->transfer_ex, &r, 1); /* the body is copied: it must outlive this call */
-    s->transfer = TRANSFER_PREPARED;
+    /* the body is copied: it must outlive this call */
+    code = start_request(s, &s->transfer_ex, &r, 1);
     s->transfer_paginated = r.paginated;
-    return 0;
+    if (code != CURLE_OK) {
+        s->transfer = TRANSFER_DONE;
+        s->transfer_code = code;
+        s->setup_failed = 1;
+        lua_pushnil(L);
+        lua_pushstring(L, s->error);
+        return 2;
+    }
+    s->transfer = TRANSFER_PREPARED;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* finish() -> what perform returns, once the multi handle has run the transfer. */
@@ -498,6 +583,7 @@ static int session_finish(lua_State *L)
     move_exchange(ex, &s->transfer_ex);
     code = s->transfer_code;
     s->transfer = TRANSFER_NONE;
+    s->setup_failed = 0;
     status = end_request(s, ex, code, error);
     return push_results(L, s, ex, code, status, error, s->transfer_paginated);
 }
@@ -506,10 +592,19 @@ static int session_finish(lua_State *L)
 sg_session *sg_session_check_prepared(lua_State *L, int index, const char *where)
 {
     sg_session *s = (sg_session *)luaL_checkudata(L, index, SG_SESSION_METATABLE);
-    if (s->curl == NULL || s->transfer != TRANSFER_PREPARED)
+    if (s->curl == NULL ||
+        !(s->transfer == TRANSFER_PREPARED || (s->transfer == TRANSFER_DONE && s->setup_failed)))
         luaL_error(L, "soracom.groups: %s: the session is %s", where,
                    s->curl == NULL ? "closed" : "not prepared (session:prepare first)");
     return s;
+}
+
+int sg_session_setup_error(lua_State *L, sg_session *s)
+{
+    if (s->transfer != TRANSFER_DONE || !s->setup_failed)
+        return 0;
+    lua_pushstring(L, s->error);
+    return 1;
 }
 
 CURL *sg_session_easy(sg_session *s)
@@ -517,26 +612,36 @@ CURL *sg_session_easy(sg_session *s)
     return s->curl;
 }
 
-void sg_session_running(sg_session *s, sg_multi *m)
+void sg_session_running(lua_State *L, int session_index, sg_session *s, int multi_index,
+                        sg_multi *m)
 {
+    session_index = sg_absindex(L, session_index);
     s->transfer = TRANSFER_RUNNING;
     s->multi = m;
+    lua_pushvalue(L, multi_index);
+    set_multi_ref(L, session_index);
 }
 
-void sg_session_ended(sg_session *s, CURLcode code)
+void sg_session_ended(lua_State *L, int session_index, sg_session *s, CURLcode code)
 {
+    session_index = sg_absindex(L, session_index);
     s->transfer = TRANSFER_DONE;
     s->transfer_code = code;
     s->multi = NULL;
+    lua_pushnil(L);
+    set_multi_ref(L, session_index);
 }
 
 /* The transfer was taken off its multi handle before the end: the session is free
  * for another request. */
-void sg_session_cancelled(sg_session *s)
+void sg_session_cancelled(lua_State *L, int session_index, sg_session *s)
 {
     char error[CURL_ERROR_SIZE];
+    session_index = sg_absindex(L, session_index);
     s->transfer = TRANSFER_NONE;
     s->multi = NULL;
+    lua_pushnil(L);
+    set_multi_ref(L, session_index);
     end_request(s, &s->transfer_ex, CURLE_ABORTED_BY_CALLBACK, error);
     if (exchange_empty(&s->spare))
         move_exchange(&s->spare, &s->transfer_ex);
@@ -602,7 +707,11 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
                                             address->protocol);
 }
 
-/* A positive number of seconds, or nil for the default (-1). */
+#define SG_STRING_(x) #x
+#define SG_STRING(x) SG_STRING_(x)
+
+/* A positive, finite number of seconds up to SG_MAX_TIMEOUT_SECONDS, or nil for the
+ * default (-1). */
 static double seconds_option(lua_State *L, const char *name)
 {
     double seconds = -1;
@@ -611,19 +720,24 @@ static double seconds_option(lua_State *L, const char *name)
         seconds = type == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : -1;
         if (!(seconds > 0) || seconds == HUGE_VAL)
             arg_error(L, "session", name, "a positive number of seconds", -1);
+        if (seconds > SG_MAX_TIMEOUT_SECONDS)
+            sg_arg_error(L, "session", name,
+                         "at most " SG_STRING(SG_MAX_TIMEOUT_SECONDS) " seconds", -1);
     }
     lua_pop(L, 1);
     return seconds;
 }
 
-/* Milliseconds, rounded up so that a tiny timeout never becomes 0 (no timeout). */
+/* Milliseconds, rounded up so that a tiny timeout never becomes 0 (no timeout), and
+ * clamped before the cast (a double beyond a long's range is undefined behaviour when
+ * cast): 2^31 - 1 ms is over 24 days, more than any timeout seconds_option takes. */
 static long to_ms(double seconds)
 {
     double ms = ceil(seconds * 1000.0);
     if (!(ms >= 1.0))
         ms = 1.0;
-    if (ms > (double)LONG_MAX)
-        ms = (double)LONG_MAX;
+    if (ms > 2147483647.0)
+        ms = 2147483647.0;
     return (long)ms;
 }
 
@@ -686,12 +800,15 @@ int sg_session_new(lua_State *L)
 {
     sg_session *s;
     session_options o;
+    setopt_result result = {CURLE_OK, NULL};
     if (lua_type(L, 1) != LUA_TTABLE)
         return arg_error(L, "session", "settings", "a table", 1);
     lua_settop(L, 1);
     read_options(L, &o);
     s = (sg_session *)lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
+    lua_createtable(L, 1, 0); /* the user value: [1] is the multi handle of a transfer */
+    sg_setuservalue(L, -2);
     luaL_getmetatable(L, SG_SESSION_METATABLE);
     lua_setmetatable(L, -2);
     s->curl = curl_easy_init();
@@ -700,35 +817,42 @@ int sg_session_new(lua_State *L)
     s->max_body = o.max_body < 0 ? DEFAULT_MAX_BODY
                   : o.max_body >= (double)MAX_BODY_LIMIT ? MAX_BODY_LIMIT
                   : o.max_body >= 1.0 ? (size_t)o.max_body : 1;
-    curl_easy_setopt(s->curl, CURLOPT_USERAGENT,
-                     o.user_agent ? o.user_agent : "soracom-groups/" SG_VERSION);
-    curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT_MS,
-                     to_ms(o.connect_timeout < 0 ? 10 : o.connect_timeout));
-    curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, to_ms(o.timeout < 0 ? 60 : o.timeout));
-    curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM inside a host process */
-    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYPEER, o.insecure ? 0L : 1L);
-    curl_easy_setopt(s->curl, CURLOPT_SSL_VERIFYHOST, o.insecure ? 0L : 2L);
+    SETOPT(&result, s->curl, CURLOPT_USERAGENT,
+           o.user_agent ? o.user_agent : "soracom-groups/" SG_VERSION);
+    SETOPT(&result, s->curl, CURLOPT_CONNECTTIMEOUT_MS,
+           to_ms(o.connect_timeout < 0 ? 10 : o.connect_timeout));
+    SETOPT(&result, s->curl, CURLOPT_TIMEOUT_MS, to_ms(o.timeout < 0 ? 60 : o.timeout));
+    SETOPT(&result, s->curl, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM inside a host process */
+    SETOPT(&result, s->curl, CURLOPT_SSL_VERIFYPEER, o.insecure ? 0L : 1L);
+    SETOPT(&result, s->curl, CURLOPT_SSL_VERIFYHOST, o.insecure ? 0L : 2L);
     if (o.ca_file)
-        curl_easy_setopt(s->curl, CURLOPT_CAINFO, o.ca_file);
+        SETOPT(&result, s->curl, CURLOPT_CAINFO, o.ca_file);
     if (o.ca_path)
-        curl_easy_setopt(s->curl, CURLOPT_CAPATH, o.ca_path);
+        SETOPT(&result, s->curl, CURLOPT_CAPATH, o.ca_path);
     if (o.proxy)
-        curl_easy_setopt(s->curl, CURLOPT_PROXY, o.proxy);
+        SETOPT(&result, s->curl, CURLOPT_PROXY, o.proxy);
 #if defined(SG_LEGACY_CURL) || LIBCURL_VERSION_NUM < 0x075500
     /* before 7.85 (Ubuntu 22.04 has 7.81, RHEL 9 7.76): the bitmask, deprecated since */
-    curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SETOPT(&result, s->curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #else
-    curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(&result, s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
     /* Segments are escaped by build_url; curl must not merge "." or ".." away. */
-    curl_easy_setopt(s->curl, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(s->curl, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(s->curl, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(s->curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(s->curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, s->error);
-    curl_easy_setopt(s->curl, CURLOPT_PRIVATE, (void *)s); /* multi.c finds it from the handle */
+    SETOPT(&result, s->curl, CURLOPT_PATH_AS_IS, 1L);
+    SETOPT(&result, s->curl, CURLOPT_ACCEPT_ENCODING, "");
+    SETOPT(&result, s->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(&result, s->curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    SETOPT(&result, s->curl, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(&result, s->curl, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(&result, s->curl, CURLOPT_ERRORBUFFER, s->error);
+    SETOPT(&result, s->curl, CURLOPT_PRIVATE, (void *)s);
+    if (result.code != CURLE_OK) {
+        /* closed now, not when the collector gets to the session */
+        curl_easy_cleanup(s->curl);
+        s->curl = NULL;
+        return luaL_error(L, "soracom.groups: session: libcurl refused %s (%s)", result.option,
+                          curl_easy_strerror(result.code));
+    }
     return 1;
 }
 
@@ -744,7 +868,7 @@ void sg_session_register(lua_State *L)
         {"sleep", sg_sleep_method},
         {NULL, NULL}
     };
-    if (luaL_newmetatable(L, SG_SESSION_METATABLE)) {
+    if (sg_new_metatable(L, SG_SESSION_METATABLE)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");
@@ -756,7 +880,7 @@ void sg_session_register(lua_State *L)
         lua_setfield(L, -2, "__tostring");
     }
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, EXCHANGE_METATABLE)) {
+    if (sg_new_metatable(L, EXCHANGE_METATABLE)) {
         lua_pushcfunction(L, exchange_gc);
         lua_setfield(L, -2, "__gc");
     }

@@ -31,7 +31,7 @@ int sg_now(lua_State *L)
 /* sleep(seconds): blocks the thread; nginx's transport uses ngx.sleep instead. */
 int sg_sleep(lua_State *L)
 {
-    double seconds = (double)luaL_checknumber(L, 1);
+    double seconds = (double)sg_check_number(L, 1); /* nan: no wait; inf: a day */
     struct timespec wait, left;
     if (!(seconds > 0))
         return 0;

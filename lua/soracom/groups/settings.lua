@@ -38,6 +38,15 @@ local TRANSPORT_SETTINGS = {
 -- Numbers that may be zero.
 local ZERO_ALLOWED = { retries = true, retry_max_delay = true, rate_limit_max_delay = true }
 
+-- Options in seconds, and the most any of them takes: a day. A longer timeout or wait is
+-- a mistake (a unit taken for another), and the transports could not honour it exactly
+-- (the curl core refuses timeouts beyond it, nginx's timers stop at 2^31 ms).
+local SECONDS = {
+  connect_timeout = true, timeout = true, keepalive_timeout = true,
+  retry_base_delay = true, retry_max_delay = true, rate_limit_max_delay = true,
+}
+local MAX_SECONDS = 86400
+
 local MAX_TOKEN_TIMEOUT = 172800 -- the /auth API's maximum
 local DEFAULT_TOKEN_TIMEOUT = 86400
 
@@ -83,6 +92,9 @@ local function check_options(options)
       and value < math.huge) then
       option_error(name .. " must be a " .. (ZERO_ALLOWED[name] and "non-negative" or "positive")
         .. ", finite number")
+    end
+    if SECONDS[name] and value > MAX_SECONDS then
+      option_error(name .. " must be at most " .. MAX_SECONDS .. " seconds (a day), got " .. tostring(value))
     end
     if expected == "string" and (value == "" or value:match("%c")) then
       option_error(name .. " must be a non-empty string without control characters")

@@ -496,10 +496,13 @@ local function first_value(headers, name)
 end
 
 -- A header's first value as a non-negative integer: digits only, at most 15 of them
--- (as sg_kept_integer in csrc/kept_headers.c); nil for anything else.
+-- after any leading zeros ("0000000000000001" is 1), as sg_kept_integer in
+-- csrc/kept_headers.c reads it; nil for anything else.
 local function integer_value(headers, name)
   local value = first_value(headers, name)
-  if value and #value <= 15 and not find(value, "%D") then return tonumber(value) end
+  if value and not find(value, "%D") and #value:gsub("^0+", "") <= 15 then
+    return tonumber(value)
+  end
   return nil
 end
 
