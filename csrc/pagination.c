@@ -177,8 +177,8 @@ void sg_push_next_key(lua_State *L, const char *next_key, size_t next_key_len,
 int sg_parse_next_key(lua_State *L)
 {
     size_t key_len = 0, link_len = 0;
-    const char *key = luaL_optlstring(L, 1, NULL, &key_len);
-    const char *link = luaL_optlstring(L, 2, NULL, &link_len);
+    const char *key = sg_opt_string(L, 1, NULL, &key_len);
+    const char *link = sg_opt_string(L, 2, NULL, &link_len);
     sg_push_next_key(L, key, key_len, link, link_len);
     return 1;
 }

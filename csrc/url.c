@@ -134,8 +134,8 @@ static void check_optional_table(lua_State *L, int arg)
 int sg_build_url(lua_State *L)
 {
     size_t endpoint_len, template_len, path_start, path_end;
-    const char *endpoint = luaL_checklstring(L, 1, &endpoint_len);
-    const char *tpl = luaL_checklstring(L, 2, &template_len);
+    const char *endpoint = sg_check_string(L, 1, &endpoint_len);
+    const char *tpl = sg_check_string(L, 2, &template_len);
     const char *p = tpl, *end = tpl + template_len;
     int next_arg = 5, nargs = lua_gettop(L);
     sg_membuf *buf;
@@ -209,7 +209,7 @@ int sg_build_url(lua_State *L)
 int sg_escape(lua_State *L)
 {
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
+    const char *s = sg_check_string(L, 1, &len);
     sg_membuf *buf;
     if (escaped_length(s, len) == len) {
         lua_settop(L, 1);

@@ -183,6 +183,15 @@ describe("the C core's second pass (issue 24)", function()
       raises("bad argument #2 to 'encode_json' (string expected, got number)",
         function() core.encode_json({}, 5) end)
       raises("bad argument #1 to 'sleep' (number expected, got string)", function() core.sleep("0") end)
+      raises("bad argument #1 to 'build_url' (string expected, got number)",
+        function() core.build_url(8080, "/groups") end)
+      raises("bad argument #2 to 'build_url' (string expected, got number)",
+        function() core.build_url("http://127.0.0.1/v1", 404) end)
+      raises("bad argument #1 to 'escape' (string expected, got number)", function() core.escape(404) end)
+      raises("bad argument #1 to 'parse_next_key' (string expected, got number)",
+        function() core.parse_next_key(12) end)
+      raises("bad argument #2 to 'parse_next_key' (string expected, got number)",
+        function() core.parse_next_key(nil, 12) end)
       local m = core.multi()
       raises("number expected, got string", function() m:poll("0") end)
       m:close()
