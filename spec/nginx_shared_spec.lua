@@ -29,21 +29,7 @@ describe("nginx workers with shared_dict", function()
     return by_api and by_api.status_429 or 0
   end
 
-  -- `count` GETs of `path`, `parallel` at a time from one curl (so that they start at
-  -- once, however busy the machine), on as many connections; their decoded answers.
-  local function burst(path, count, parallel)
-    local urls = {}
-    for i = 1, count do urls[i] = quote(nginx.url .. path) end
-    local pipe = assert(io.popen("curl -sS --no-progress-meter -m 90 --parallel --parallel-immediate"
-      .. " --parallel-max " .. (parallel or 40) .. " -w '\\n' " .. table.concat(urls, " ") .. " 2>&1; echo"))
-    local answers = {}
-    for line in pipe:lines() do
-      if line ~= "" then answers[#answers + 1] = assert(core.decode_json(line), "not JSON: " .. line) end
-    end
-    pipe:close()
-    assert.are.equal(count, #answers, "answers")
-    return answers
-  end
+  local function burst(path, count, parallel) return nginx:burst(path, count, parallel) end
 
   local function assert_all_got(answers, id)
     for i, answer in ipairs(answers) do
@@ -129,7 +115,7 @@ describe("nginx workers with shared_dict", function()
     local id = srv:seed_groups(1)[1]
     -- The budget learns the limit first: an API whose answers carried no limit headers
     -- is taken for unlimited, and until the first answer with them comes back every
-    -- request goes at once (all 40 of a burst that starts at once).
+    -- request goes at once (all 40 of a burst).
     srv:settings { rate_limit = { limit = 20, window = 2 } }
     assert_all_got(burst("/get?set=a&id=" .. id, 8), id)
     srv:clear_stats()

@@ -39,24 +39,7 @@ local function get_json(nginx, path)
   return assert(core.decode_json(body))
 end
 
--- `count` GETs of `path` (a function of the request's number, or a string), `parallel`
--- at a time, each on its own connection; their decoded answers.
-local function burst(nginx, path, count, parallel)
-  local list = os.tmpname()
-  local file = assert(io.open(list, "wb"))
-  for i = 1, count do file:write(nginx.url .. (type(path) == "function" and path(i) or path), "\n") end
-  file:close()
-  local pipe = assert(io.popen("xargs -P " .. (parallel or 40) .. " -I{} curl -sS -m 60 '{}' < "
-    .. quote(list) .. " 2>&1; echo"))
-  local answers = {}
-  for line in pipe:lines() do
-    if line ~= "" then answers[#answers + 1] = assert(core.decode_json(line), "not JSON: " .. line) end
-  end
-  pipe:close()
-  os.remove(list)
-  assert.are.equal(count, #answers, "answers")
-  return answers
-end
+local function burst(nginx, path, count, parallel) return nginx:burst(path, count, parallel) end
 
 -- `count` GETs of `url` started now in the background, each with curl -m `limit`; returns
 -- a function that waits for them all (at most limit + 5 s) and gives each one's answer

@@ -7,6 +7,7 @@
 --                                      -- started with { tls = true }
 --   nginx:call{ options = {...}, calls = {...} }  --> decoded answer of POST /call
 --   nginx:get("/init")                 --> status, body
+--   nginx:burst("/get?id=1", 40)       --> the 40 decoded answers of concurrent GETs
 --   nginx:stop()                       -- waits for nginx to exit; safe twice
 --   srv, nginx = harness.start_with_fake({ tls = true }, template, prepare, extra)
 --   harness.stop_both(srv, nginx)      -- in teardown
@@ -193,6 +194,25 @@ function Nginx:call(request, location)
       text, self:error_log()), 2)
   end
   return assert(core.decode_json(text))
+end
+
+--- `count` GETs of `path` (a string, or a function of the request's number giving
+-- one), `parallel` (40) at a time, each answer decoded. One curl sends them all
+-- (--parallel), so that they start at once however busy the machine is: spawning a
+-- curl per request spread a burst over as long as the spawning took, and what a spec
+-- counts (logins, answers 429) depended on it.
+function Nginx:burst(path, count, parallel)
+  local urls = {}
+  for i = 1, count do urls[i] = quote(self.url .. (type(path) == "function" and path(i) or path)) end
+  local pipe = assert(io.popen("curl -sS --no-progress-meter -m 90 --parallel --parallel-immediate --parallel-max "
+    .. (parallel or 40) .. " -w '\\n' " .. table.concat(urls, " ") .. " 2>&1; echo"))
+  local answers = {}
+  for line in pipe:lines() do
+    if line ~= "" then answers[#answers + 1] = assert(core.decode_json(line), "not JSON: " .. line) end
+  end
+  pipe:close()
+  if #answers ~= count then error(("spec nginx: %d answers to a burst of %d"):format(#answers, count), 2) end
+  return answers
 end
 
 function Nginx:error_log()
