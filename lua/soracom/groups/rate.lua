@@ -357,6 +357,16 @@ function Budget:admit(place)
   return nil, wait
 end
 
+--- Admits a request of `api` at once when nobody is queued here and its window has
+-- room: the ticket (for settle), as enqueue then admit would give it, without taking
+-- a place. Otherwise nil, and the request takes its place in the queue (enqueue).
+function Budget:take(api)
+  local queue = self._queues[api]
+  if queue ~= nil and queue.waiting[1] ~= nil then return nil end
+  local ticket = self._store:update(api, admit, self._now(), 0)
+  return ticket
+end
+
 --- Gives up a place (the client closed while the request waited).
 function Budget:leave(place)
   leave(queue_of(self, place.api), place)
@@ -448,11 +458,20 @@ function Deferred:release()
   if self._chosen then self._chosen:release() end
 end
 
-for _, name in ipairs { "enqueue", "admit", "leave", "settle", "describe", "queued" } do
+for _, name in ipairs { "enqueue", "admit", "leave", "describe", "queued" } do
   Deferred[name] = function(self, ...)
     local budget = chosen(self)
     return budget[name](budget, ...)
   end
+end
+
+-- The two calls of every request, without a vararg call.
+function Deferred:take(api)
+  return chosen(self):take(api)
+end
+
+function Deferred:settle(api, ticket, limits, status, retry_after)
+  return chosen(self):settle(api, ticket, limits, status, retry_after)
 end
 
 --- rate.deferred(choose): a budget that is choose()'s, called at its first use and
