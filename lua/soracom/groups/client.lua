@@ -103,6 +103,7 @@ function Client.new(options)
       or (resolved.sleep and { sleep = resolved.sleep }) or nil,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
+  request.attach(client)
   local sharing, unshared
   if resolved.shared_dict then
     sharing, unshared = open_shared(client, resolved)

@@ -63,6 +63,8 @@ end
 -- Returns the ticket, or nil, err.
 local function admitted(client, api, op, path)
   local budget = client._budget
+  local ticket = budget:take(api) -- nobody queued and room in the window: no place to hold
+  if ticket then return ticket end
   local cap = batch.rate_limit_cap() or client._retry.rate_limit_max_delay
   local place, expected, ahead, why = budget:enqueue(api, cap)
   if place == nil then
@@ -79,7 +81,8 @@ local function admitted(client, api, op, path)
       budget:describe(api)))
   end
   while true do
-    local ticket, seconds = budget:admit(place)
+    local seconds
+    ticket, seconds = budget:admit(place)
     if ticket then
       unwind.pop(undo)
       return ticket
@@ -97,7 +100,7 @@ end
 -- raise); if the task is dropped meanwhile, it hears that no answer will come.
 local function attempt(client, op, url, body_text, api, ticket)
   local budget = client._budget
-  local undo = unwind.push(function() budget:settle(api, ticket) end)
+  local undo = unwind.tracking() and unwind.push(function() budget:settle(api, ticket) end)
   local started = client._debug and now()
   local value, next_key, status, limits = client._transport:perform(op.method, url, body_text, op.items ~= nil)
   if value == nil then limits = next_key.rate_limit end
@@ -111,16 +114,46 @@ local function attempt(client, op, url, body_text, api, ticket)
   return value, next_key, status
 end
 
---- Sends one request of op; `level` is where a closed client is blamed, counted from
--- send's caller. Returns value, next_key, status or nil, err.
-function request.send(client, op, level, query, body_text, ...)
-  if client._transport == nil then
+-- op -> the budget's name of its API, "METHOD /path/{template}".
+local api_of = setmetatable({}, { __mode = "k" })
+
+local function api_name(op)
+  local api = op.method .. " " .. op.path
+  api_of[op] = api
+  return api
+end
+
+-- The URL and path of op's request: the last ones built for this client when op and
+-- its path arguments are the same again and there is no query (the same group read
+-- again and again, say).
+local function url_of(client, op, query, a1, a2, a3)
+  local last = client._last_url
+  if query == nil and last.op == op and last[1] == a1 and last[2] == a2 and last[3] == a3 then
+    return last.url, last.path
+  end
+  local url, path = build_url(client._endpoint, op.path, op.query, query, a1, a2, a3)
+  if query == nil then
+    last.op, last[1], last[2], last[3], last.url, last.path = op, a1, a2, a3, url, path
+  end
+  return url, path
+end
+
+--- request.attach(client): gives a new client what send keeps in it between requests.
+function request.attach(client)
+  client._last_url = {}
+end
+
+--- Sends one request of op with its path arguments a1, a2, a3 (every operation has
+-- at most three; what is beyond its own is ignored); `level` is where a closed client
+-- is blamed, counted from send's caller. Returns value, next_key, status or nil, err.
+function request.send(client, op, level, query, body_text, a1, a2, a3)
+  local transport = client._transport
+  if transport == nil then
     error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
   end
-  local transport = client._transport
   if transport.tidy then transport:tidy() end -- (what maps dropped unfinished still hold)
-  local url, path = build_url(client._endpoint, op.path, op.query, query, ...)
-  local api = op.method .. " " .. op.path
+  local url, path = url_of(client, op, query, a1, a2, a3)
+  local api = api_of[op] or api_name(op)
   local attempts, failures, relogged, outcome_unknown = 0, 0, false, false
   while true do
     local generation, login_err = auth.ready(client)

@@ -26,6 +26,12 @@ function unwind.push(undo)
   return undo
 end
 
+--- Whether the running coroutine is a tracked task (so that a push would keep its
+-- undo): a caller outside any skips making one.
+function unwind.tracking()
+  return pending[coroutine.running() or false] ~= nil
+end
+
 --- Pops the handle push gave, its work done.
 function unwind.pop(handle)
   if handle == nil then return end
