@@ -61,13 +61,13 @@ local MARGIN = 0.01
 local LocalStore = {}
 LocalStore.__index = LocalStore
 
-function LocalStore:update(api, change, ...)
+function LocalStore:update(api, change, a, b, c, d, e) -- (no change takes more than five)
   local account = self[api]
   if account == nil then
     account = {}
     self[api] = account
   end
-  return change(account, ...)
+  return change(account, a, b, c, d, e)
 end
 
 --- A new budget of its own; now() gives the time in seconds. `store` keeps the
@@ -155,16 +155,26 @@ local function state(account, at, ahead)
   return "wait", account.window_end + windows * account.window - at + MARGIN
 end
 
+-- Tickets are only read: the ones of a generation that are no probe are one table.
+local plain_tickets = setmetatable({}, { __mode = "v" })
+
 local function admit(account, at, ahead)
   local verdict, detail = state(account, at, ahead)
   if verdict == "wait" then return nil, detail end
-  account.gen = account.gen or 0
+  local gen = account.gen or 0
+  account.gen = gen
   if detail then account.probe_at = at end
   if not account.unlimited and account.limit then
     account.used = (account.used or 0) + 1
   end
   account.in_flight = (account.in_flight or 0) + 1
-  return { gen = account.gen, probe = detail or nil }
+  if detail then return { gen = gen, probe = true } end
+  local ticket = plain_tickets[gen]
+  if ticket == nil then
+    ticket = { gen = gen }
+    plain_tickets[gen] = ticket
+  end
+  return ticket
 end
 
 local function projected(account, at, ahead)
@@ -222,8 +232,11 @@ local function record(account, at, ticket, limits)
     end
     return
   end
-  account.longest = math.max(account.longest or 0, math.ceil(limits.refresh))
-  account.window = math.max(account.window, math.ceil(limits.refresh))
+  -- (max by comparison, as math.max: the first of equals)
+  local refresh = math.ceil(limits.refresh)
+  local longest = account.longest or 0
+  account.longest = refresh > longest and refresh or longest
+  if refresh > account.window then account.window = refresh end
   if account.provisional then
     account.window_end, account.provisional = ends, nil
   elseif ends >= account.window_end + 1 or ends < account.window_end - 1 then
@@ -235,8 +248,9 @@ local function record(account, at, ticket, limits)
     account.window_end = ends
   end
   -- Once this window's answers tell the others' use, it replaces the window before's.
-  account.seen = math.max(account.seen or 0, counted - account.used)
-  account.others = account.seen
+  local seen, shown = account.seen or 0, counted - account.used
+  if shown > seen then seen = shown end
+  account.seen, account.others = seen, seen
 end
 
 -- An answer without limit headers: a success means the API is not limited.
@@ -467,11 +481,13 @@ end
 
 -- The two calls of every request, without a vararg call.
 function Deferred:take(api)
-  return chosen(self):take(api)
+  local budget = self._chosen or chosen(self)
+  return budget:take(api)
 end
 
 function Deferred:settle(api, ticket, limits, status, retry_after)
-  return chosen(self):settle(api, ticket, limits, status, retry_after)
+  local budget = self._chosen or chosen(self)
+  return budget:settle(api, ticket, limits, status, retry_after)
 end
 
 --- rate.deferred(choose): a budget that is choose()'s, called at its first use and
