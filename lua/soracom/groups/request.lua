@@ -63,8 +63,6 @@ end
 -- Returns the ticket, or nil, err.
 local function admitted(client, api, op, path)
   local budget = client._budget
-  local ticket = budget:take(api) -- nobody queued and room in the window: no place to hold
-  if ticket then return ticket end
   local cap = batch.rate_limit_cap() or client._retry.rate_limit_max_delay
   local place, expected, ahead, why = budget:enqueue(api, cap)
   if place == nil then
@@ -81,8 +79,7 @@ local function admitted(client, api, op, path)
       budget:describe(api)))
   end
   while true do
-    local seconds
-    ticket, seconds = budget:admit(place)
+    local ticket, seconds = budget:admit(place)
     if ticket then
       unwind.pop(undo)
       return ticket
@@ -103,10 +100,12 @@ local function attempt(client, op, url, body_text, api, ticket)
   local undo = unwind.tracking() and unwind.push(function() budget:settle(api, ticket) end)
   local started = client._debug and now()
   local value, next_key, status, limits = client._transport:perform(op.method, url, body_text, op.items ~= nil)
-  if value == nil then limits = next_key.rate_limit end
-  local err = value == nil and next_key or nil
-  budget:settle(api, ticket, limits, err and err.status or status, err and err.retry_after)
-  unwind.pop(undo)
+  if value ~= nil then
+    budget:settle(api, ticket, limits, status)
+  else
+    budget:settle(api, ticket, next_key.rate_limit, next_key.status, next_key.retry_after)
+  end
+  if undo then unwind.pop(undo) end
   if started then
     debug_line(client, string.format("%s %s -> %s (%.1f ms)", op.method, url,
       value ~= nil and tostring(status) or tostring(next_key.status or next_key.kind), (now() - started) * 1000))
@@ -162,7 +161,8 @@ function request.send(client, op, level, query, body_text, a1, a2, a3)
       -- (the login retried as the policy allows, once for every caller)
       return nil, login_err
     else
-      local ticket, hold_err = admitted(client, api, op, path)
+      local ticket, hold_err = client._budget:take(api) -- nobody queued and room: no place to hold
+      if ticket == nil then ticket, hold_err = admitted(client, api, op, path) end
       if ticket == nil then
         hold_err.attempts = attempts
         return nil, hold_err
