@@ -20,6 +20,7 @@ local shared = require "soracom.groups.shared"
 local validate = require "soracom.groups.validate"
 
 local build_url, encode_json = core.build_url, core.encode_json
+local getmetatable = getmetatable
 local operations = spec.operations
 
 local Client = {}
@@ -199,8 +200,9 @@ local function define_method(op)
       return items, next_key
     end
   end
+  local name = op.name
   return function(self, a1, a2, a3)
-    check_self(self, op.name)
+    if getmetatable(self) ~= Client then check_self(self, name) end -- (raises)
     local value, err = call(self, op, 2, a1, a2, a3)
     return value, err
   end

@@ -21,6 +21,7 @@ local debug_line = hook.debug
 -- `sleep` option claimed to wait without waiting (a spec's, or a loop's that returns
 -- early), so that a wait it was asked for counts as waited.
 function request.clock(client)
+  if client._waiter == nil then return now end -- nothing ever claims a wait: real time
   return function() return now() + client._unslept end
 end
 
@@ -122,16 +123,13 @@ local function api_name(op)
   return api
 end
 
--- The URL and path of op's request: the last ones built for this client when op and
--- its path arguments are the same again and there is no query (the same group read
--- again and again, say).
-local function url_of(client, op, query, a1, a2, a3)
-  local last = client._last_url
-  if query == nil and last.op == op and last[1] == a1 and last[2] == a2 and last[3] == a3 then
-    return last.url, last.path
-  end
+-- Builds the URL and path of op's request; without a query, send keeps them in
+-- client._last_url, for the next request of op with the same path arguments (the same
+-- group read again and again, say).
+local function build(client, op, query, a1, a2, a3)
   local url, path = build_url(client._endpoint, op.path, op.query, query, a1, a2, a3)
   if query == nil then
+    local last = client._last_url
     last.op, last[1], last[2], last[3], last.url, last.path = op, a1, a2, a3, url, path
   end
   return url, path
@@ -151,7 +149,13 @@ function request.send(client, op, level, query, body_text, a1, a2, a3)
     error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
   end
   if transport.tidy then transport:tidy() end -- (what maps dropped unfinished still hold)
-  local url, path = url_of(client, op, query, a1, a2, a3)
+  local url, path
+  local last = client._last_url
+  if query == nil and last.op == op and last[1] == a1 and last[2] == a2 and last[3] == a3 then
+    url, path = last.url, last.path
+  else
+    url, path = build(client, op, query, a1, a2, a3)
+  end
   local api = api_of[op] or api_name(op)
   local attempts, failures, relogged, outcome_unknown = 0, 0, false, false
   while true do
@@ -169,7 +173,6 @@ function request.send(client, op, level, query, body_text, a1, a2, a3)
       end
       attempts = attempts + 1
       local value, next_key, status = attempt(client, op, url, body_text, api, ticket)
-      local err = value == nil and next_key or nil
       if value ~= nil then
         if op.items and type(value) ~= "table" then
           return nil, Error.wrap({ kind = "decode", status = status, attempts = attempts,
@@ -177,6 +180,7 @@ function request.send(client, op, level, query, body_text, a1, a2, a3)
         end
         return value, next_key, status
       end
+      local err = next_key
       if retry.already_deleted(op.method, err, outcome_unknown) then return true, nil, err.status end
       outcome_unknown = outcome_unknown or retry.outcome_unknown(err)
       if err.kind == "closed" then
