@@ -131,8 +131,9 @@ end
 -- What an account holds for a request with `ahead` others queued before it here:
 -- "go" (with whether it is a probe), or "wait" and the seconds until it may go.
 local function state(account, at, ahead)
-  drop_lost(account, at)
-  roll(account, at)
+  -- (the calls only where they may have something to do)
+  if account.probe_at or account.carried then drop_lost(account, at) end
+  if account.window_end then roll(account, at) end
   if account.paused_until then
     if at < account.paused_until then
       -- The head of the queue goes first, as the probe; the others after it, a
@@ -262,7 +263,7 @@ local function forget(account)
 end
 
 local function settle(account, at, ticket, limits, status, retry_after)
-  roll(account, at)
+  if account.window_end then roll(account, at) end
   if ticket.gen == account.gen then
     account.in_flight = max0((account.in_flight or 0) - 1)
   elseif ticket.gen == (account.gen or 0) - 1 then
