@@ -458,37 +458,28 @@ end
 local Deferred = {}
 Deferred.__index = Deferred
 
+-- At its first use the deferred becomes the budget it chose, fields and methods, so
+-- that every later call is the budget's own. (A method looked up before that use, and
+-- called after it, finds it done.)
 local function chosen(deferred)
-  local budget = deferred._chosen
-  if budget == nil then
-    budget = deferred._choose()
-    deferred._chosen, deferred._choose = budget, nil
-    if deferred._released then budget:release() end
-  end
-  return budget
+  if deferred._choose == nil then return deferred end
+  local budget, released = deferred._choose(), deferred._released
+  deferred._choose, deferred._released = nil, nil
+  for key, value in pairs(budget) do deferred[key] = value end
+  setmetatable(deferred, Budget)
+  if released then deferred:release() end
+  return deferred
 end
 
 function Deferred:release()
   self._released = true
-  if self._chosen then self._chosen:release() end
 end
 
-for _, name in ipairs { "enqueue", "admit", "leave", "describe", "queued" } do
+for _, name in ipairs { "enqueue", "admit", "take", "leave", "settle", "describe", "queued" } do
   Deferred[name] = function(self, ...)
     local budget = chosen(self)
     return budget[name](budget, ...)
   end
-end
-
--- The two calls of every request, without a vararg call.
-function Deferred:take(api)
-  local budget = self._chosen or chosen(self)
-  return budget:take(api)
-end
-
-function Deferred:settle(api, ticket, limits, status, retry_after)
-  local budget = self._chosen or chosen(self)
-  return budget:settle(api, ticket, limits, status, retry_after)
 end
 
 --- rate.deferred(choose): a budget that is choose()'s, called at its first use and
