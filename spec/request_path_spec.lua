@@ -80,6 +80,33 @@ describe("the budget's take (issue 24)", function()
   end)
 end)
 
+describe("a deferred budget, which becomes the budget it chose (issue 24)", function()
+  local now = function() return 100 end
+
+  it("is the operator's budget from its first use on, even through a method looked up before it", function()
+    local deferred = rate.deferred(function() return rate.for_operator("https://e/v1", "OP-become", now) end)
+    local other = rate.for_operator("https://e/v1", "OP-become", now)
+    -- settle is looked up on the deferred before take, its first use, runs
+    deferred:settle(API, deferred:take(API), nil, 200)
+    assert(deferred:enqueue(API))
+    assert.are.equal(1, other:queued(API))
+    deferred:release()
+    other:release()
+    local newcomer = rate.for_operator("https://e/v1", "OP-become", now)
+    assert.are.equal(0, newcomer:queued(API)) -- released by both: afresh
+    newcomer:release()
+  end)
+
+  it("released before its first use, holds the budget it chooses no more", function()
+    local deferred = rate.deferred(function() return rate.for_operator("https://e/v1", "OP-early", now) end)
+    deferred:release()
+    assert(deferred:enqueue(API)) -- still serves its client's requests
+    local newcomer = rate.for_operator("https://e/v1", "OP-early", now)
+    assert.are.equal(0, newcomer:queued(API))
+    newcomer:release()
+  end)
+end)
+
 describe("the URL of the same call again (issue 24)", function()
   local srv, client
 
