@@ -58,7 +58,8 @@ local function backoff(client, err, retry_as, label, failures)
   return wait(client, seconds)
 end
 
--- Holds the request until its turn in the queue of its API has come and the window
+-- Holds the request, which the budget could not take at once (others are queued, or
+-- the window is full), until its turn in the queue of its API has come and the window
 -- has room. Its wait is known when it arrives: when that is more than the cap (the
 -- client's rate_limit_max_delay; inside client:map, the map's), it fails at once.
 -- Returns the ticket, or nil, err.
@@ -96,9 +97,15 @@ end
 -- One attempt on the wire, admitted by the budget with `ticket`: the transport's
 -- results. The budget hears the answer before anything else runs (the debug hook may
 -- raise); if the task is dropped meanwhile, it hears that no answer will come.
+-- The undo of an attempt in a task: the budget hears that no answer will come. (Out
+-- of attempt, which then keeps no upvalue: LuaJIT cannot compile closing one.)
+local function push_settle(budget, api, ticket)
+  return unwind.push(function() budget:settle(api, ticket) end)
+end
+
 local function attempt(client, op, url, body_text, api, ticket)
   local budget = client._budget
-  local undo = unwind.tracking() and unwind.push(function() budget:settle(api, ticket) end)
+  local undo = unwind.tracking() and push_settle(budget, api, ticket)
   local started = client._debug and now()
   local value, next_key, status, limits = client._transport:perform(op.method, url, body_text, op.items ~= nil)
   if value ~= nil then
