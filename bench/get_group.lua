@@ -4,6 +4,10 @@
 -- the request, and decoding the JSON into tables.
 --
 --   lua5.4 bench/get_group.lua ENDPOINT GROUP_ID SECONDS
+--   lua5.4 bench/get_group.lua ENDPOINT GROUP_ID -N
+--
+-- A negative last argument (-N) makes exactly N calls, with no clock read in the loop
+-- (as bench/reference.c does; bench/instructions counts instructions per call with it).
 --
 -- ENDPOINT is the API base (http://127.0.0.1:PORT/v1). Run from the repository root
 -- (bench/run sets LUA_PATH/LUA_CPATH; without them lua/ and build/<version>/ are used).
@@ -17,10 +21,11 @@ local groups = require "soracom.groups"
 local gettime = require("socket").gettime -- wall clock with microseconds
 
 local endpoint, id, seconds = arg[1], arg[2], tonumber(arg[3])
-if not (endpoint and id and seconds and seconds > 0) then
-  io.stderr:write("usage: lua bench/get_group.lua ENDPOINT GROUP_ID SECONDS\n")
+if not (endpoint and id and seconds and seconds ~= 0) then
+  io.stderr:write("usage: lua bench/get_group.lua ENDPOINT GROUP_ID SECONDS|-REQUESTS\n")
   os.exit(2)
 end
+local count = seconds < 0 and -seconds or nil
 
 local client = groups.new { endpoint = endpoint, api_key = "test-api-key", token = "test-token" }
 
@@ -35,8 +40,9 @@ repeat
     os.exit(1)
   end
   requests = requests + 1
-  elapsed = gettime() - start
-until elapsed >= seconds
+  if not count then elapsed = gettime() - start end
+until requests == count or (not count and elapsed >= seconds)
+elapsed = gettime() - start
 
 client:close()
 print(("get_group requests=%d seconds=%.3f rps=%.1f"):format(requests, elapsed, requests / elapsed))

@@ -3,6 +3,11 @@
  * keep-alive connection), the way a careful C client would.
  *
  *   reference URL API_KEY TOKEN USER_AGENT SECONDS
+ *   reference URL API_KEY TOKEN USER_AGENT -N
+ *
+ * A negative last argument (-N) makes exactly N requests instead of running for a
+ * time, with no clock read in the loop (bench/instructions counts instructions per
+ * request under callgrind with it).
  *
  * URL is the full group URL (<endpoint>/groups/<id>). It sends the headers the Lua
  * client sends (Accept, X-Soracom-API-Key, X-Soracom-Token, User-Agent, and the
@@ -72,14 +77,16 @@ int main(int argc, char **argv)
     struct curl_slist *headers = NULL;
     buffer body = {NULL, 0, 0};
     char error[CURL_ERROR_SIZE];
-    double seconds, start, elapsed;
-    long requests = 0;
+    double seconds, start, elapsed = 0;
+    long requests = 0, count = 0;
     int failed = 0;
 
-    if (argc != 6 || (seconds = atof(argv[5])) <= 0) {
-        fprintf(stderr, "usage: %s URL API_KEY TOKEN USER_AGENT SECONDS\n", argv[0]);
+    if (argc != 6 || (seconds = atof(argv[5])) == 0) {
+        fprintf(stderr, "usage: %s URL API_KEY TOKEN USER_AGENT SECONDS|-REQUESTS\n", argv[0]);
         return 2;
     }
+    if (seconds < 0)
+        count = (long)-seconds;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (curl = curl_easy_init()) == NULL) {
         fprintf(stderr, "reference: curl initialisation failed\n");
         return 1;
@@ -124,8 +131,12 @@ int main(int argc, char **argv)
             break;
         }
         requests++;
+        if (count > 0)
+            continue;
         elapsed = now() - start;
-    } while (elapsed < seconds);
+    } while (count > 0 ? requests < count : elapsed < seconds);
+    if (count > 0)
+        elapsed = now() - start;
 
     if (!failed)
         printf("reference requests=%ld seconds=%.3f rps=%.1f\n", requests, elapsed,

@@ -20,6 +20,7 @@ local shared = require "soracom.groups.shared"
 local validate = require "soracom.groups.validate"
 
 local build_url, encode_json = core.build_url, core.encode_json
+local getmetatable = getmetatable
 local operations = spec.operations
 
 local Client = {}
@@ -103,6 +104,7 @@ function Client.new(options)
       or (resolved.sleep and { sleep = resolved.sleep }) or nil,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
+  request.attach(client)
   local sharing, unshared
   if resolved.shared_dict then
     sharing, unshared = open_shared(client, resolved)
@@ -198,8 +200,9 @@ local function define_method(op)
       return items, next_key
     end
   end
+  local name = op.name
   return function(self, a1, a2, a3)
-    check_self(self, op.name)
+    if getmetatable(self) ~= Client then check_self(self, name) end -- (raises)
     local value, err = call(self, op, 2, a1, a2, a3)
     return value, err
   end

@@ -21,6 +21,7 @@ local debug_line = hook.debug
 -- `sleep` option claimed to wait without waiting (a spec's, or a loop's that returns
 -- early), so that a wait it was asked for counts as waited.
 function request.clock(client)
+  if client._waiter == nil then return now end -- nothing ever claims a wait: real time
   return function() return now() + client._unslept end
 end
 
@@ -57,7 +58,8 @@ local function backoff(client, err, retry_as, label, failures)
   return wait(client, seconds)
 end
 
--- Holds the request until its turn in the queue of its API has come and the window
+-- Holds the request, which the budget could not take at once (others are queued, or
+-- the window is full), until its turn in the queue of its API has come and the window
 -- has room. Its wait is known when it arrives: when that is more than the cap (the
 -- client's rate_limit_max_delay; inside client:map, the map's), it fails at once.
 -- Returns the ticket, or nil, err.
@@ -95,15 +97,23 @@ end
 -- One attempt on the wire, admitted by the budget with `ticket`: the transport's
 -- results. The budget hears the answer before anything else runs (the debug hook may
 -- raise); if the task is dropped meanwhile, it hears that no answer will come.
+-- The undo of an attempt in a task: the budget hears that no answer will come. (Out
+-- of attempt, which then keeps no upvalue: LuaJIT cannot compile closing one.)
+local function push_settle(budget, api, ticket)
+  return unwind.push(function() budget:settle(api, ticket) end)
+end
+
 local function attempt(client, op, url, body_text, api, ticket)
   local budget = client._budget
-  local undo = unwind.push(function() budget:settle(api, ticket) end)
+  local undo = unwind.tracking() and push_settle(budget, api, ticket)
   local started = client._debug and now()
   local value, next_key, status, limits = client._transport:perform(op.method, url, body_text, op.items ~= nil)
-  if value == nil then limits = next_key.rate_limit end
-  local err = value == nil and next_key or nil
-  budget:settle(api, ticket, limits, err and err.status or status, err and err.retry_after)
-  unwind.pop(undo)
+  if value ~= nil then
+    budget:settle(api, ticket, limits, status)
+  else
+    budget:settle(api, ticket, next_key.rate_limit, next_key.status, next_key.retry_after)
+  end
+  if undo then unwind.pop(undo) end
   if started then
     debug_line(client, string.format("%s %s -> %s (%.1f ms)", op.method, url,
       value ~= nil and tostring(status) or tostring(next_key.status or next_key.kind), (now() - started) * 1000))
@@ -111,16 +121,49 @@ local function attempt(client, op, url, body_text, api, ticket)
   return value, next_key, status
 end
 
---- Sends one request of op; `level` is where a closed client is blamed, counted from
--- send's caller. Returns value, next_key, status or nil, err.
-function request.send(client, op, level, query, body_text, ...)
-  if client._transport == nil then
+-- op -> the budget's name of its API, "METHOD /path/{template}".
+local api_of = setmetatable({}, { __mode = "k" })
+
+local function api_name(op)
+  local api = op.method .. " " .. op.path
+  api_of[op] = api
+  return api
+end
+
+-- Builds the URL and path of op's request; without a query, send keeps them in
+-- client._last_url, for the next request of op with the same path arguments (the same
+-- group read again and again, say).
+local function build(client, op, query, a1, a2, a3)
+  local url, path = build_url(client._endpoint, op.path, op.query, query, a1, a2, a3)
+  if query == nil then
+    local last = client._last_url
+    last.op, last[1], last[2], last[3], last.url, last.path = op, a1, a2, a3, url, path
+  end
+  return url, path
+end
+
+--- request.attach(client): gives a new client what send keeps in it between requests.
+function request.attach(client)
+  client._last_url = {}
+end
+
+--- Sends one request of op with its path arguments a1, a2, a3 (every operation has
+-- at most three; what is beyond its own is ignored); `level` is where a closed client
+-- is blamed, counted from send's caller. Returns value, next_key, status or nil, err.
+function request.send(client, op, level, query, body_text, a1, a2, a3)
+  local transport = client._transport
+  if transport == nil then
     error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
   end
-  local transport = client._transport
   if transport.tidy then transport:tidy() end -- (what maps dropped unfinished still hold)
-  local url, path = build_url(client._endpoint, op.path, op.query, query, ...)
-  local api = op.method .. " " .. op.path
+  local url, path
+  local last = client._last_url
+  if query == nil and last.op == op and last[1] == a1 and last[2] == a2 and last[3] == a3 then
+    url, path = last.url, last.path
+  else
+    url, path = build(client, op, query, a1, a2, a3)
+  end
+  local api = api_of[op] or api_name(op)
   local attempts, failures, relogged, outcome_unknown = 0, 0, false, false
   while true do
     local generation, login_err = auth.ready(client)
@@ -129,14 +172,14 @@ function request.send(client, op, level, query, body_text, ...)
       -- (the login retried as the policy allows, once for every caller)
       return nil, login_err
     else
-      local ticket, hold_err = admitted(client, api, op, path)
+      local ticket, hold_err = client._budget:take(api) -- nobody queued and room: no place to hold
+      if ticket == nil then ticket, hold_err = admitted(client, api, op, path) end
       if ticket == nil then
         hold_err.attempts = attempts
         return nil, hold_err
       end
       attempts = attempts + 1
       local value, next_key, status = attempt(client, op, url, body_text, api, ticket)
-      local err = value == nil and next_key or nil
       if value ~= nil then
         if op.items and type(value) ~= "table" then
           return nil, Error.wrap({ kind = "decode", status = status, attempts = attempts,
@@ -144,6 +187,7 @@ function request.send(client, op, level, query, body_text, ...)
         end
         return value, next_key, status
       end
+      local err = next_key
       if retry.already_deleted(op.method, err, outcome_unknown) then return true, nil, err.status end
       outcome_unknown = outcome_unknown or retry.outcome_unknown(err)
       if err.kind == "closed" then

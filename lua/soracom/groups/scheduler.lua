@@ -93,8 +93,10 @@ end
 
 --- The task running now, or nil outside any, or where it cannot yield (then a call
 -- blocks, as outside tasks, instead of failing).
+local running = coroutine.running
+
 function scheduler.current()
-  local task = task_of[coroutine.running() or false]
+  local task = task_of[running() or false]
   if task and can_yield() then return task end
   return nil
 end

@@ -11,6 +11,7 @@
 local unwind = {}
 
 local pending = setmetatable({}, { __mode = "k" }) -- tracked coroutine -> its undo functions
+local running = coroutine.running
 
 --- Tracks `co`, a task's coroutine.
 function unwind.track(co)
@@ -20,16 +21,22 @@ end
 --- Pushes `undo` for the running task (nothing outside a tracked one); returns a
 -- handle for pop.
 function unwind.push(undo)
-  local list = pending[coroutine.running() or false]
+  local list = pending[running() or false]
   if list == nil then return nil end
   list[#list + 1] = undo
   return undo
 end
 
+--- Whether the running coroutine is a tracked task (so that a push would keep its
+-- undo): a caller outside any skips making one.
+function unwind.tracking()
+  return pending[running() or false] ~= nil
+end
+
 --- Pops the handle push gave, its work done.
 function unwind.pop(handle)
   if handle == nil then return end
-  local list = pending[coroutine.running() or false]
+  local list = pending[running() or false]
   if list == nil then return end
   for i = #list, 1, -1 do
     if list[i] == handle then

@@ -110,15 +110,19 @@ end
 
 --- perform(method, url, body, paginated) -> value, next_key, status, limits | nil, err
 function Transport:perform(method, url, body, paginated)
-  local own = state(self)
+  local own = held[self]
+  if own == nil or own.closed then state(self) end -- (raises)
   if scheduler.current() then
     return perform_in_task(own, method, url, body, paginated)
   end
-  if own.waiter and own.waiter.wait then
-    return perform_through(own, own.waiter, method, url, body, paginated)
+  local waiter = own.waiter
+  if waiter and waiter.wait then
+    return perform_through(own, waiter, method, url, body, paginated)
   end
-  local session = current_lines(own, own.plain)
-  return results(session, session:perform(method, url, body, paginated))
+  local session = own.plain
+  if own.versions[session] ~= own.version then current_lines(own, session) end
+  local value, next_key, status = session:perform(method, url, body, paginated)
+  return results(session, value, next_key, status)
 end
 
 --- set_waiter(waiter): how a call outside any task waits ({ wait = fn }: through an
@@ -147,9 +151,7 @@ end
 
 --- tidy(): cancels the maps collected unfinished (see scheduler.tidy), so that what
 -- they held (transfers, the budget's places) is released before a plain call.
-function Transport.tidy()
-  scheduler.tidy()
-end
+Transport.tidy = scheduler.tidy
 
 -- Descriptors kept free beside a map's sockets (the process's own files, the ones a
 -- login or a plain call opens meanwhile).
