@@ -75,11 +75,13 @@ describe("authentication", function()
 
   it("asks /auth for the token lifetime and the MFA code it was given", function()
     srv:settings { mfa_otp_code = "123456" }
-    local client = auth_key_client { mfa_otp_code = "123456", token_timeout_seconds = 600 }
+    local client = auth_key_client { mfa_otp_code = "123456", token_timeout_seconds = 1200 / 2 }
     assert.is_table(client:list_groups())
-    local body = cjson.decode(srv:requests()[1].body)
+    local text = srv:requests()[1].body
+    local body = cjson.decode(text)
     assert.are.equal("123456", body.mfaOTPCode)
     assert.are.equal(600, body.tokenTimeoutSeconds)
+    assert.truthy(text:find('"tokenTimeoutSeconds":600[,}]'), text) -- an integer, not 600.0
     client:close()
     local without = auth_key_client()
     local list, err = without:list_groups()

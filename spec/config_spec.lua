@@ -59,6 +59,13 @@ describe("config builders", function()
         api_map(config.air { binary_parser = "@button" }))
     end)
 
+    it("sends a whole number given as a float as an integer", function()
+      local core = require "soracom.groups.core"
+      local built = config.air { ip_link_mtu = 2800 / 2 }
+      local text = core.encode_json(built.params)
+      assert.truthy(text:find('"value":1400[,}]'), text) -- not 1400.0
+    end)
+
     it("gives the params sorted by key, as the API's array", function()
       local built = config.air { use_vpg = true, metadata = { enabled = true } }
       assert.are.same({ { key = "metadata", value = { enabled = true } }, { key = "useVpg", value = true } },

@@ -69,6 +69,8 @@ end
 
 local boolean, string_field = typed("boolean"), typed("string")
 
+local to_integer = math.tointeger -- (5.3+; on 5.1 and LuaJIT every number is a double)
+
 local function integer(min, max)
   local range = min and max and (" from " .. min .. " to " .. max) or min and (" from " .. min) or ""
   return {
@@ -77,7 +79,9 @@ local function integer(min, max)
         fail(path, "must be a whole number" .. (min and (" from " .. min .. " to " .. (max or "any")) or "")
           .. " (got " .. describe(value) .. ")")
       end
-      return value
+      -- A whole float (1400.0, or 2800 / 2) is sent as the integer it is: floats keep
+      -- a fraction on the wire.
+      return to_integer and to_integer(value) or value
     end,
     from_api = identity,
     doc = "whole number" .. range, type = "integer",

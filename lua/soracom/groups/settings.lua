@@ -418,7 +418,8 @@ function settings.resolve(options, getenv)
     return nil, "profile " .. path .. ": tokenTimeoutSeconds must be from 1 to " .. MAX_TOKEN_TIMEOUT
   end
   if credentials.login then
-    credentials.login.tokenTimeoutSeconds = token_timeout
+    -- (a whole float is sent as the integer it is: floats keep a fraction on the wire)
+    credentials.login.tokenTimeoutSeconds = math.tointeger and math.tointeger(token_timeout) or token_timeout
     local mfa = options.mfa_otp_code or (data and data.mfaOTPCode)
     if type(mfa) == "function" then
       credentials.mfa_code = mfa -- called at each login: a one-time code is good once
