@@ -49,7 +49,25 @@ struct sg_session {
     sg_exchange transfer_ex; /* what the running transfer reads */
     sg_multi *multi;        /* while RUNNING; the session's user value [1] keeps it alive */
     int wakeup_cloexec;     /* perform's own multi handle has its wakeup pair close-on-exec */
+    /* What the easy handle holds from the last request, so that the next one sets only
+     * what differs (the same group read again and again sets nothing): the URL (when
+     * url_known), the method of a request without a body (when method_known; a body
+     * is set every time and taken back after), where the response goes. Forgotten
+     * whenever libcurl refuses an option (it may have dropped the old value). */
+    sg_membuf url;
+    int url_known;
+    char method[16];
+    int method_known;
+    void *response_to; /* WRITEDATA and HEADERDATA */
+    int body_lent;     /* POSTFIELDS points at a body until end_request */
 };
+
+static void forget_options(sg_session *s)
+{
+    s->url_known = 0;
+    s->method_known = 0;
+    s->response_to = NULL;
+}
 
 static void free_headers(sg_session *s)
 {
@@ -105,6 +123,8 @@ static int session_close(lua_State *L)
     }
     free_headers(s);
     free_exchange(&s->spare);
+    sg_membuf_free(&s->url);
+    forget_options(s);
     return 0;
 }
 
@@ -209,6 +229,16 @@ static int session_set_headers(lua_State *L)
         line = lua_tolstring(L, -1, &len);
         check_header_line(L, i, line, len);
         lua_pop(L, 1);
+    }
+    /* libcurl holds the old list until the next request sets one: it goes first */
+    s->method_known = 0;
+    if (curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL) != CURLE_OK) {
+        /* (a pointer: never refused; if it were, the handle would keep a freed list) */
+        curl_easy_cleanup(s->curl);
+        s->curl = NULL;
+        free_headers(s);
+        return luaL_error(L, "soracom.groups: session:set_headers: libcurl refused "
+                          "CURLOPT_HTTPHEADER; the session is closed");
     }
     free_headers(s);
     for (i = 1; i <= n && ok; i++) {
@@ -366,7 +396,7 @@ static void keep_rate_limit(sg_session *s, const sg_kept_headers *kept)
 /* The arguments of perform and prepare: (method, url[, body[, paginated]]). */
 typedef struct {
     const char *method, *url, *body;
-    size_t body_len;
+    size_t method_len, url_len, body_len;
     int paginated;
 } request_args;
 
@@ -374,18 +404,17 @@ typedef struct {
  * a string in place (and method = 404 would then pass as "404"). */
 static void check_request(lua_State *L, const char *where, request_args *r)
 {
-    size_t method_len, url_len;
     if (lua_type(L, 2) != LUA_TSTRING)
         arg_error(L, where, "method", "an HTTP method token", 2);
     if (lua_type(L, 3) != LUA_TSTRING)
         arg_error(L, where, "url", "a string without NUL bytes", 3);
-    r->method = lua_tolstring(L, 2, &method_len);
-    r->url = lua_tolstring(L, 3, &url_len);
+    r->method = lua_tolstring(L, 2, &r->method_len);
+    r->url = lua_tolstring(L, 3, &r->url_len);
     r->body = NULL;
     r->body_len = 0;
-    if (!is_method(r->method, method_len))
+    if (!is_method(r->method, r->method_len))
         arg_error(L, where, "method", "an HTTP method token", 2);
-    if (strlen(r->url) != url_len)
+    if (strlen(r->url) != r->url_len)
         arg_error(L, where, "url", "a string without NUL bytes", 3);
     if (lua_type(L, 4) == LUA_TSTRING)
         r->body = lua_tolstring(L, 4, &r->body_len);
@@ -424,12 +453,27 @@ static CURLcode start_request(sg_session *s, sg_exchange *ex, const request_args
     ex->not_sent = 0;
     ex->max_body = s->max_body;
     sg_kept_reset(&ex->kept, strcmp(r->method, "HEAD") == 0);
-    SETOPT(&result, s->curl, CURLOPT_URL, r->url);
-    set_method(&result, s, r->method, r->body, r->body_len, copy_body);
-    SETOPT(&result, s->curl, CURLOPT_WRITEDATA, ex);
-    SETOPT(&result, s->curl, CURLOPT_HEADERDATA, ex);
+    if (!s->url_known || s->url.len != r->url_len || memcmp(s->url.data, r->url, r->url_len) != 0) {
+        SETOPT(&result, s->curl, CURLOPT_URL, r->url);
+        s->url.len = 0;
+        s->url_known = sg_membuf_append(&s->url, r->url, r->url_len);
+    }
+    if (r->body != NULL || !s->method_known || strcmp(s->method, r->method) != 0) {
+        set_method(&result, s, r->method, r->body, r->body_len, copy_body);
+        s->method_known = r->body == NULL && r->method_len < sizeof s->method;
+        if (s->method_known)
+            memcpy(s->method, r->method, r->method_len + 1);
+    }
+    s->body_lent = r->body != NULL;
+    if (s->response_to != ex) {
+        SETOPT(&result, s->curl, CURLOPT_WRITEDATA, ex);
+        SETOPT(&result, s->curl, CURLOPT_HEADERDATA, ex);
+        s->response_to = ex;
+    }
     s->error[0] = '\0';
     ex->not_sent = result.code != CURLE_OK;
+    if (result.code != CURLE_OK)
+        forget_options(s);
     if (result.code != CURLE_OK)
         snprintf(s->error, sizeof s->error, "the request could not be set up: libcurl refused "
                  "%s (%s)", result.option, curl_easy_strerror(result.code));
@@ -449,13 +493,17 @@ static long end_request(sg_session *s, const sg_exchange *ex, CURLcode code,
         keep_rate_limit(s, &ex->kept);
     else /* no response, or one cut short: nothing to go by */
         memset(s->have_rate_limit, 0, sizeof s->have_rate_limit);
-    if (curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL) != CURLE_OK ||
-        curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL) != CURLE_OK) {
-        /* libcurl only stores these pointers and never refuses them; if it ever did, the
-         * handle would still point at a body and header lists about to be freed: it goes,
-         * and the session is closed */
-        curl_easy_cleanup(s->curl);
-        s->curl = NULL;
+    if (s->body_lent) {
+        /* (this also makes libcurl's method POST: the next request sets its own) */
+        s->body_lent = 0;
+        s->method_known = 0;
+        if (curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL) != CURLE_OK) {
+            /* libcurl only stores this pointer and never refuses it; if it ever did, the
+             * handle would still point at a body about to be freed: it goes, and the
+             * session is closed */
+            curl_easy_cleanup(s->curl);
+            s->curl = NULL;
+        }
     }
     return status;
 }

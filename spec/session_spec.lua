@@ -61,6 +61,61 @@ describe("the curl session", function()
         'PUT {"a":1}', "PUT nil", 'POST {"a":1}', "POST nil",
       }, seen)
     end)
+
+    -- A session sets only the options that differ from its last request's: every
+    -- change of method, body, URL, header list or way (perform, or prepare and a multi
+    -- handle) must still reach the wire, in any order.
+    it("stays right through any sequence of methods, bodies, URLs, header lists and ways", function()
+      local s = session()
+      local multi = core.multi()
+      local other = { "X-Soracom-API-Key: " .. srv.api_key, "X-Soracom-Token: " .. srv.token,
+        "X-Other: 1" }
+      local groups, health = srv.endpoint .. "/groups", srv.endpoint .. "/groups/none"
+      local steps = {
+        { "GET", groups }, { "GET", groups }, { "HEAD", groups }, { "HEAD", groups },
+        { "GET", groups }, { "POST", groups, '{"a":1}' }, { "GET", groups },
+        { "DELETE", groups }, { "DELETE", groups }, { "PUT", groups, '{"b":2}' },
+        { "PUT", groups, '{"b":2}' }, { "HEAD", groups }, { "POST", groups, "" },
+        { "GET", health }, { "GET", groups, nil, "multi" }, { "GET", groups },
+        { "GET", groups, nil, "headers" }, { "GET", groups }, { "HEAD", health, nil, "multi" },
+        { "DELETE", groups, '{"c":3}' }, { "HEAD", groups }, { "GET", groups, nil, "headers" },
+        { "POST", groups, '{"d":4}', "multi" }, { "GET", health }, { "OPTIONS", groups },
+        { "OPTIONS", groups }, { "GET", groups },
+      }
+      local lines = auth
+      local expected = {}
+      for i, step in ipairs(steps) do
+        local method, url, body, how = step[1], step[2], step[3], step[4]
+        if how == "headers" then
+          lines = lines == auth and other or auth
+          s:set_headers(lines)
+        end
+        local value, err
+        if how == "multi" then
+          assert(s:prepare(method, url, body))
+          assert(multi:add(s))
+          while #multi:poll(1) == 0 do end
+          value, err = s:finish()
+        else
+          value, err = s:perform(method, url, body)
+        end
+        assert(value ~= nil or (err and err.kind == "http"), "step " .. i .. ": " .. tostring(err))
+        -- (the fake records an empty body as none)
+        expected[i] = { method = method, path = url:match("^https?://[^/]+(.*)$"),
+          body = body ~= "" and body or nil, json = body ~= nil, other = lines == other }
+      end
+      s:close()
+      multi:close()
+      local seen = {}
+      for i, request in ipairs(srv:requests()) do
+        local h = request.headers
+        seen[i] = { method = request.method, path = request.uri, body = request.body,
+          json = h["content-type"] == "application/json", other = h["x-other"] == "1" }
+        assert.are.equal(srv.token, h["x-soracom-token"], "request " .. i)
+        assert.are.same(expected[i], seen[i], "request " .. i)
+      end
+      assert.are.equal(#expected, #seen)
+    end)
   end)
 
   describe("arguments", function()
