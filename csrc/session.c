@@ -59,6 +59,10 @@ struct sg_session {
     char method[16];
     int method_known;
     void *response_to; /* WRITEDATA and HEADERDATA */
+    /* The exchange userdata of the last perform or finish, empty, for the next one
+     * (a new one each time costs an allocation and a finalizer per request); the
+     * session's user value [2] keeps it alive. NULL while one is in use. */
+    sg_exchange *idle_exchange;
     int body_lent;     /* POSTFIELDS points at a body until end_request */
 };
 
@@ -89,6 +93,10 @@ static int exchange_gc(lua_State *L)
     return 0;
 }
 
+/* The user value's slots: [1] the multi handle of a transfer, [2] the idle exchange. */
+#define UV_MULTI 1
+#define UV_EXCHANGE 2
+
 /* Sets the session's user value [1] (see core.h) to the value at the top, popped: the
  * multi handle running its transfer, or nil. The table has that slot from the start:
  * nothing is allocated, so no finalizer runs here. */
@@ -97,7 +105,7 @@ static void set_multi_ref(lua_State *L, int session_index)
     session_index = sg_absindex(L, session_index);
     sg_getuservalue(L, session_index);
     lua_insert(L, -2);
-    lua_rawseti(L, -2, 1);
+    lua_rawseti(L, -2, UV_MULTI);
     lua_pop(L, 1);
 }
 
@@ -439,6 +447,66 @@ static sg_exchange *new_exchange(lua_State *L)
     return ex;
 }
 
+/* The session's idle exchange, pushed, or a new one (see new_exchange). The user value
+ * is reachable through the debug library: what is found there is used only when it is
+ * an exchange at the address the session left. */
+static sg_exchange *take_exchange(lua_State *L, sg_session *s)
+{
+    sg_exchange *ex = s->idle_exchange;
+    if (ex != NULL) {
+        s->idle_exchange = NULL;
+        sg_getuservalue(L, 1);
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_rawgeti(L, -1, UV_EXCHANGE);
+            if (luaL_testudata(L, -1, EXCHANGE_METATABLE) == (void *)ex) {
+                lua_remove(L, -2);
+                return ex;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    return new_exchange(L);
+}
+
+/* Keeps the exchange at index (empty now) for the next perform or finish, unless
+ * another one is kept already (one a finalizer's perform left meanwhile). Runs when
+ * every result is pushed: the slot exists from the start, so that nothing is
+ * allocated here (a table put there through the debug library may allocate: then
+ * the exchange is kept once it is stored). */
+static void keep_exchange(lua_State *L, sg_session *s, int index, sg_exchange *ex)
+{
+    if (s->idle_exchange != NULL || s->curl == NULL)
+        return;
+    index = sg_absindex(L, index);
+    sg_getuservalue(L, 1);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_pushvalue(L, index);
+        lua_rawseti(L, -2, UV_EXCHANGE);
+        s->idle_exchange = ex;
+    }
+    lua_pop(L, 1);
+}
+
+/* Pushes {limit =, remaining =, refresh =} from the last response's rate-limit
+ * headers (each field present when its header holds digits only), or nothing:
+ * returns whether it pushed. */
+static int push_rate_limit(lua_State *L, const sg_session *s)
+{
+    static const char *const names[3] = {"limit", "remaining", "refresh"};
+    int i;
+    if (!s->have_rate_limit[0] && !s->have_rate_limit[1] && !s->have_rate_limit[2])
+        return 0;
+    lua_createtable(L, 0, 3);
+    for (i = 0; i < 3; i++) {
+        if (s->have_rate_limit[i]) {
+            lua_pushinteger(L, s->rate_limit[i]);
+            lua_setfield(L, -2, names[i]);
+        }
+    }
+    return 1;
+}
+
 /* Sets the easy handle up for one request whose response goes to *ex (which takes
  * the spare buffers). No Lua code runs here. Returns CURLE_OK, or the code of the
  * option libcurl refused, with s->error saying which: the request must not be sent
@@ -536,6 +604,13 @@ static int push_results(lua_State *L, sg_session *s, sg_exchange *ex, CURLcode c
             sg_set_retry_after(L, retry, retry_len, refresh, refresh_len);
         }
     }
+    if (results == 3) {
+        if (!push_rate_limit(L, s))
+            lua_pushnil(L);
+        results = 4;
+    } else if (lua_istable(L, -1) && push_rate_limit(L, s)) {
+        lua_setfield(L, -2, "rate_limit");
+    }
     if (ex->body.cap > KEEP_BUFFER_BYTES)
         sg_membuf_free(&ex->body);
     if (s->curl != NULL && exchange_empty(&s->spare)) {
@@ -543,6 +618,7 @@ static int push_results(lua_State *L, sg_session *s, sg_exchange *ex, CURLcode c
     } else {
         free_exchange(ex);
     }
+    keep_exchange(L, s, -results - 1, ex);
     lua_remove(L, -results - 1); /* the exchange */
     return results;
 }
@@ -555,8 +631,10 @@ static void check_ready(lua_State *L, sg_session *s, const char *method)
         luaL_error(L, "soracom.groups: session:%s: set_headers was not called", method);
 }
 
-/* perform(method, url[, body[, paginated]]) -> value, next_key, status | nil, error_table
- * The next-key headers are read only for paginated requests. Blocks until done. */
+/* perform(method, url[, body[, paginated]]) -> value, next_key, status, rate_limit |
+ * nil, error_table (with rate_limit when the answer had any): rate_limit is what
+ * last_rate_limit() then returns. The next-key headers are read only for paginated
+ * requests. Blocks until done. */
 static int session_perform(lua_State *L)
 {
     sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
@@ -566,7 +644,7 @@ static int session_perform(lua_State *L)
     long status;
     char error[CURL_ERROR_SIZE];
     check_request(L, "session:perform", &r);
-    ex = new_exchange(L);
+    ex = take_exchange(L, s);
     check_ready(L, s, "perform");
     code = start_request(s, ex, &r, 0); /* the body string stays on the stack meanwhile */
     if (code != CURLE_OK) {
@@ -623,7 +701,8 @@ static int session_finish(lua_State *L)
     CURLcode code;
     long status;
     char error[CURL_ERROR_SIZE];
-    ex = new_exchange(L);
+    lua_settop(L, 1);
+    ex = take_exchange(L, s);
     check_open(L, "finish");
     if (s->transfer != TRANSFER_DONE)
         return luaL_error(L, "soracom.groups: session:finish: no transfer has ended (prepare, "
@@ -703,20 +782,9 @@ void sg_session_cancelled(lua_State *L, int session_index, sg_session *s)
  * perform failed on the network. */
 static int session_last_rate_limit(lua_State *L)
 {
-    static const char *const names[3] = {"limit", "remaining", "refresh"};
     sg_session *s = check_open(L, "last_rate_limit");
-    int i;
-    if (!s->have_rate_limit[0] && !s->have_rate_limit[1] && !s->have_rate_limit[2]) {
+    if (!push_rate_limit(L, s))
         lua_pushnil(L);
-        return 1;
-    }
-    lua_createtable(L, 0, 3);
-    for (i = 0; i < 3; i++) {
-        if (s->have_rate_limit[i]) {
-            lua_pushinteger(L, s->rate_limit[i]);
-            lua_setfield(L, -2, names[i]);
-        }
-    }
     return 1;
 }
 
@@ -855,7 +923,7 @@ int sg_session_new(lua_State *L)
     read_options(L, &o);
     s = (sg_session *)lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
-    lua_createtable(L, 1, 0); /* the user value: [1] is the multi handle of a transfer */
+    lua_createtable(L, 2, 0); /* the user value: UV_MULTI and UV_EXCHANGE */
     sg_setuservalue(L, -2);
     luaL_getmetatable(L, SG_SESSION_METATABLE);
     lua_setmetatable(L, -2);

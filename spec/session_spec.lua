@@ -232,6 +232,37 @@ describe("the curl session", function()
       assert.are.same({ limit = 999999999999999, refresh = 7 }, s:last_rate_limit())
       s:close()
     end)
+
+    it("comes with perform's and finish's results too: a fourth value, or the error's rate_limit", function()
+      srv:settings { rate_limit = { limit = 2, window = 60 } }
+      local s = session()
+      local multi = core.multi()
+      local url = srv.endpoint .. "/groups"
+      local value, key, status, limits = s:perform("GET", url, nil, true)
+      assert.are.same({ {}, nil, 200, { limit = 2, remaining = 1, refresh = 60 } },
+        { value, key, status, limits })
+      assert(s:prepare("GET", url, nil, true))
+      assert(multi:add(s))
+      while #multi:poll(1) == 0 do end
+      value, key, status, limits = s:finish()
+      assert.are.same({ {}, nil, 200, { limit = 2, remaining = 0, refresh = 60 } },
+        { value, key, status, limits })
+      local nothing, err = s:perform("GET", url, nil, true)
+      assert.is_nil(nothing)
+      assert.are.same({ 429, { limit = 2, remaining = 0, refresh = 60 } }, { err.status, err.rate_limit })
+      assert.are.same(err.rate_limit, s:last_rate_limit())
+      -- none: nil, and no rate_limit on an error
+      value, key, status, limits = s:perform("GET", srv.url .. "/_fake/health")
+      assert.are.same({ { ok = true }, nil, 200 }, { value, key, status })
+      assert.is_nil(limits)
+      assert.are.equal(4, select("#", s:perform("GET", srv.url .. "/_fake/health")))
+      nothing, err = s:perform("GET", srv.url .. "/_fake/no-such-thing")
+      assert.is_nil(nothing)
+      assert.are.equal("http", err.kind)
+      assert.is_nil(err.rate_limit)
+      s:close()
+      multi:close()
+    end)
   end)
 
   -- Lua 5.4 calls no finalizer left by another finalizer within one C call (checked
