@@ -136,12 +136,42 @@ static int session_close(lua_State *L)
     return 0;
 }
 
+static void check_not_closed(lua_State *L, const sg_session *s, const char *method)
+{
+    if (s->curl == NULL)
+        luaL_error(L, "soracom.groups: session:%s: the client is closed", method);
+}
+
 static sg_session *check_open(lua_State *L, const char *method)
 {
     sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
-    if (s->curl == NULL)
-        luaL_error(L, "soracom.groups: session:%s: the client is closed", method);
+    check_not_closed(L, s, method);
     return s;
+}
+
+/* The methods' upvalues: the session and exchange metatables, which the registry
+ * holds too; comparing with an upvalue costs less than luaL_checkudata's look-up by
+ * name (perform and finish run once a request). */
+#define UP_SESSION_MT lua_upvalueindex(1)
+#define UP_EXCHANGE_MT lua_upvalueindex(2)
+
+/* Whether the value at index is a userdata with the metatable at mt_index. */
+static int has_metatable(lua_State *L, int index, int mt_index)
+{
+    int same;
+    if (lua_touserdata(L, index) == NULL || !lua_getmetatable(L, index))
+        return 0;
+    same = lua_rawequal(L, -1, mt_index);
+    lua_pop(L, 1);
+    return same;
+}
+
+/* self of a method, a session; raises as luaL_checkudata otherwise. */
+static sg_session *self_session(lua_State *L)
+{
+    if (has_metatable(L, 1, UP_SESSION_MT))
+        return (sg_session *)lua_touserdata(L, 1);
+    return (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
 }
 
 /* perform, prepare and set_headers change what a running transfer uses. */
@@ -449,7 +479,7 @@ static sg_exchange *new_exchange(lua_State *L)
 
 /* The session's idle exchange, pushed, or a new one (see new_exchange). The user value
  * is reachable through the debug library: what is found there is used only when it is
- * an exchange at the address the session left. */
+ * an exchange at the address the session left. A method's (see UP_EXCHANGE_MT). */
 static sg_exchange *take_exchange(lua_State *L, sg_session *s)
 {
     sg_exchange *ex = s->idle_exchange;
@@ -458,7 +488,7 @@ static sg_exchange *take_exchange(lua_State *L, sg_session *s)
         sg_getuservalue(L, 1);
         if (lua_type(L, -1) == LUA_TTABLE) {
             lua_rawgeti(L, -1, UV_EXCHANGE);
-            if (luaL_testudata(L, -1, EXCHANGE_METATABLE) == (void *)ex) {
+            if (lua_touserdata(L, -1) == (void *)ex && has_metatable(L, -1, UP_EXCHANGE_MT)) {
                 lua_remove(L, -2);
                 return ex;
             }
@@ -625,7 +655,7 @@ static int push_results(lua_State *L, sg_session *s, sg_exchange *ex, CURLcode c
 
 static void check_ready(lua_State *L, sg_session *s, const char *method)
 {
-    check_open(L, method);
+    check_not_closed(L, s, method);
     check_no_transfer(L, s, method);
     if (!s->headers_set)
         luaL_error(L, "soracom.groups: session:%s: set_headers was not called", method);
@@ -637,7 +667,7 @@ static void check_ready(lua_State *L, sg_session *s, const char *method)
  * requests. Blocks until done. */
 static int session_perform(lua_State *L)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
+    sg_session *s = self_session(L);
     request_args r;
     sg_exchange *ex;
     CURLcode code;
@@ -696,14 +726,14 @@ static int session_prepare(lua_State *L)
 /* finish() -> what perform returns, once the multi handle has run the transfer. */
 static int session_finish(lua_State *L)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
+    sg_session *s = self_session(L);
     sg_exchange *ex;
     CURLcode code;
     long status;
     char error[CURL_ERROR_SIZE];
     lua_settop(L, 1);
     ex = take_exchange(L, s);
-    check_open(L, "finish");
+    check_not_closed(L, s, "finish");
     if (s->transfer != TRANSFER_DONE)
         return luaL_error(L, "soracom.groups: session:finish: no transfer has ended (prepare, "
                           "then multi:add and multi:poll)");
@@ -984,9 +1014,16 @@ void sg_session_register(lua_State *L)
         {"sleep", sg_sleep_method},
         {NULL, NULL}
     };
+    if (sg_new_metatable(L, EXCHANGE_METATABLE)) {
+        lua_pushcfunction(L, exchange_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
     if (sg_new_metatable(L, SG_SESSION_METATABLE)) {
         lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
+        lua_pushvalue(L, -2);                      /* UP_SESSION_MT */
+        luaL_getmetatable(L, EXCHANGE_METATABLE);  /* UP_EXCHANGE_MT */
+        luaL_setfuncs(L, methods, 2);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, session_close);
         lua_setfield(L, -2, "__gc");
@@ -994,11 +1031,6 @@ void sg_session_register(lua_State *L)
         lua_setfield(L, -2, "__close");
         lua_pushcfunction(L, session_tostring);
         lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
-    if (sg_new_metatable(L, EXCHANGE_METATABLE)) {
-        lua_pushcfunction(L, exchange_gc);
-        lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
 }

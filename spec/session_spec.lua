@@ -186,6 +186,37 @@ describe("the curl session", function()
     end)
   end)
 
+  describe("the exchange a perform reads into", function()
+    -- A session keeps the userdata of its last exchange in its user value, for the next
+    -- perform; the debug library reaches that table.
+    it("is its own, whatever the debug library puts in the session's user value", function()
+      local s = session()
+      local url = srv.endpoint .. "/groups"
+      local get_uv = debug.getuservalue or debug.getfenv
+      local set_uv = debug.setuservalue or debug.setfenv
+      assert.are.same({}, (s:perform("GET", url)))
+      local uv = get_uv(s)
+      assert.are.equal("table", type(uv))
+      local other = core.session {}
+      other:set_headers(auth)
+      assert.are.same({}, (other:perform("GET", url)))
+      -- another session's exchange, a file, a session, a string
+      for _, intruder in ipairs { get_uv(other)[2], io.stdout, other, "x" } do
+        uv[2] = intruder
+        local value, key, status = s:perform("GET", url, nil, true)
+        assert.are.same({ {}, nil, 200 }, { value, key, status })
+        assert.are.equal("userdata", type(uv[2]))
+        assert.are_not.equal(intruder, uv[2])
+      end
+      set_uv(s, {})
+      assert.are.same({}, (s:perform("GET", url)))
+      assert.are.same({}, (other:perform("GET", url)))
+      s:close()
+      other:close()
+      assert.are.equal(8, #srv:requests())
+    end)
+  end)
+
   describe("last_rate_limit", function()
     it("gives the last response's X-Soracom-Ratelimit-* values, nil when it has none", function()
       srv:settings { rate_limit = { limit = 2, window = 60 } }
