@@ -26,6 +26,10 @@ local operations = spec.operations
 local Client = {}
 Client.__index = Client
 
+-- Every client Client.new made (weak): an operation's method checks its self there,
+-- at the cost of an index where getmetatable costs a call (see define_method).
+local made = setmetatable({}, { __mode = "k" })
+
 -- What the workers of the nginx instance share for this client (shared_dict), or
 -- nil, why.
 local function open_shared(client, resolved)
@@ -104,6 +108,7 @@ function Client.new(options)
       or (resolved.sleep and { sleep = resolved.sleep }) or nil,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
+  made[client] = true
   request.attach(client)
   local sharing, unshared
   if resolved.shared_dict then
@@ -202,7 +207,7 @@ local function define_method(op)
   end
   local name = op.name
   return function(self, a1, a2, a3)
-    if getmetatable(self) ~= Client then check_self(self, name) end -- (raises)
+    if not made[self] then check_self(self, name) end -- (raises for what is no client)
     local value, err = call(self, op, 2, a1, a2, a3)
     return value, err
   end
