@@ -105,7 +105,7 @@ end
 
 local function attempt(client, op, url, body_text, api, ticket)
   local budget = client._budget
-  local undo = unwind.tracking() and push_settle(budget, api, ticket)
+  local undo = unwind.tracked > 0 and unwind.tracking() and push_settle(budget, api, ticket)
   local started = client._debug and now()
   local value, next_key, status, limits = client._transport:perform(op.method, url, body_text, op.items ~= nil)
   if value ~= nil then

@@ -102,7 +102,7 @@ end
 function Transport:perform(method, url, body, paginated)
   local own = held[self]
   if own == nil or own.closed then state(self) end -- (raises)
-  if scheduler.current() then
+  if scheduler.live > 0 and scheduler.current() then
     return perform_in_task(own, method, url, body, paginated)
   end
   local waiter = own.waiter
