@@ -255,25 +255,6 @@ local function record(account, at, ticket, limits)
   account.seen, account.others = seen, seen
 end
 
--- An answer without limit headers: a success means the API is not limited.
--- (Each field is cleared only when set: storing nil where there is no key costs
--- LuaJIT a trace exit, 7,800 instructions, and Lua 5.1 a dead key in the table, on
--- every answer of an API without limits.)
-local function forget(account)
-  account.unlimited = true
-  if account.limit ~= nil then account.limit = nil end
-  if account.window_end ~= nil then account.window_end = nil end
-  if account.prev_end ~= nil then account.prev_end = nil end
-  if account.window ~= nil then account.window = nil end
-  if account.used ~= nil then account.used = nil end
-  if account.others ~= nil then account.others = nil end
-  if account.carried ~= nil then account.carried = nil end
-  if account.probe ~= nil then account.probe = nil end
-  if account.provisional ~= nil then account.provisional = nil end
-  if account.seen ~= nil then account.seen = nil end
-  if account.longest ~= nil then account.longest = nil end
-end
-
 local function settle(account, at, ticket, limits, status, retry_after)
   if account.window_end then roll(account, at) end
   if ticket.gen == account.gen then
@@ -289,8 +270,22 @@ local function settle(account, at, ticket, limits, status, retry_after)
   elseif status and ((status >= 200 and status < 300) or (account.limit == nil and status == 404)) then
     -- A success without the headers: not limited (any more). While no limit is known,
     -- the API's own 404 without them says the same; a refused login (401), a gateway's
-    -- 5xx say nothing of the limit.
-    forget(account)
+    -- 5xx say nothing of the limit. The account forgets its window. (Each field is
+    -- cleared only when set: storing nil where there is no key costs LuaJIT a trace
+    -- exit, 7,800 instructions, and Lua 5.1 a dead key in the table, on every answer of
+    -- an API without limits. Here, not in a function: a call on every such answer.)
+    account.unlimited = true
+    if account.limit ~= nil then account.limit = nil end
+    if account.window_end ~= nil then account.window_end = nil end
+    if account.prev_end ~= nil then account.prev_end = nil end
+    if account.window ~= nil then account.window = nil end
+    if account.used ~= nil then account.used = nil end
+    if account.others ~= nil then account.others = nil end
+    if account.carried ~= nil then account.carried = nil end
+    if account.probe ~= nil then account.probe = nil end
+    if account.provisional ~= nil then account.provisional = nil end
+    if account.seen ~= nil then account.seen = nil end
+    if account.longest ~= nil then account.longest = nil end
   end
   if status == 429 then
     -- Everyone waits, then one probe finds out what is left.
