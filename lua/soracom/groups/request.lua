@@ -135,7 +135,8 @@ function request.send(client, op, level, query, body_text, a1, a2, a3)
   if transport == nil then
     error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
   end
-  if transport.tidy then transport:tidy() end -- (what maps dropped unfinished still hold)
+  local tidy = transport.tidy -- (what maps dropped unfinished still hold; looked up once)
+  if tidy then tidy(transport) end
   local url, path
   local last = client._last_url
   if query == nil and last.op == op and last[1] == a1 and last[2] == a2 and last[3] == a3 then
