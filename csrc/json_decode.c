@@ -421,17 +421,21 @@ static void remember_size(int *hints, int depth, size_t n)
 /* Small arrays and objects are built from their items collected on the stack: the
  * table is then made at its final size (a table grown one item at a time is resized
  * at every power of two, which costs a small object more than filling it). At most
- * COLLECT_MAX items per table, only in the first COLLECT_DEPTHS levels and while the
- * stack has room: whatever is beyond goes into the table made of the first ones, one
- * by one, with the size hint as before. So collecting takes at most COLLECT_DEPTHS *
- * 2 * COLLECT_MAX slots more than filling does, far from the stack's limit at the
- * deepest nesting (5.1 and LuaJIT: 8000 slots for a C function). */
+ * COLLECT_MAX items per table, only in the first COLLECT_DEPTHS levels and when the
+ * stack has room for them all: whatever is beyond goes into the table made of the
+ * first ones, one by one, with the size hint as before. So collecting takes at most
+ * COLLECT_DEPTHS * (2 * COLLECT_MAX + 4) slots more than filling does, far from the
+ * stack's limit at the deepest nesting (5.1 and LuaJIT: 8000 slots for a C
+ * function); where there is no room, a table is filled as before. */
 #define COLLECT_MAX 32
 #define COLLECT_DEPTHS 16
 
-static int collecting(json_reader *r)
+/* Whether a table at this depth collects its items: checked once per table, with room
+ * for all it may collect (slots per item, and what reading one needs on top). */
+static int collecting(json_reader *r, int slots_per_item)
 {
-    return r->depth <= COLLECT_DEPTHS;
+    return r->depth <= COLLECT_DEPTHS &&
+           lua_checkstack(r->L, slots_per_item * COLLECT_MAX + 4);
 }
 
 /* Makes the array of the n items from index base up, marked, and leaves it at base
@@ -459,7 +463,7 @@ static int parse_array(json_reader *r)
     if (!enter(r))
         return 0;
     base = lua_gettop(r->L) + 1;
-    made = !collecting(r);
+    made = !collecting(r, 1);
     if (made) {
         lua_createtable(r->L, size_hint(r->array_hint, r->depth), 0);
         /* Every array is marked, so that it is sent back as an array even once emptied. */
@@ -475,7 +479,7 @@ static int parse_array(json_reader *r)
         return 1;
     }
     for (;;) {
-        if (!made && (n == COLLECT_MAX || !lua_checkstack(r->L, 4))) {
+        if (!made && n == COLLECT_MAX) {
             /* the rest one by one (see COLLECT_MAX) */
             int hint = size_hint(r->array_hint, r->depth);
             make_array(r, base, (int)n, hint > (int)n ? hint : (int)n);
@@ -607,7 +611,7 @@ static int parse_object(json_reader *r)
         return 0;
     base = lua_gettop(r->L) + 1;
     /* strict mode looks every key up in the table being filled */
-    made = r->strict || !collecting(r);
+    made = r->strict || !collecting(r, 2);
     if (made)
         lua_createtable(r->L, 0, size_hint(r->object_hint, r->depth));
     skip_space(r);
@@ -620,7 +624,7 @@ static int parse_object(json_reader *r)
     }
     for (;;) {
         const char *key_at = r->p;
-        if (!made && (n == COLLECT_MAX || !lua_checkstack(r->L, 5))) {
+        if (!made && n == COLLECT_MAX) {
             /* the rest one by one (see COLLECT_MAX) */
             int hint = size_hint(r->object_hint, r->depth);
             make_object(r, base, (int)n, hint > (int)n ? hint : (int)n);

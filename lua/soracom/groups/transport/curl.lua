@@ -25,9 +25,11 @@ local held = setmetatable({}, { __mode = "k" })
 -- ca_path and proxy from the settings, and keeps none of the rest.
 function curl.new(settings)
   local transport = setmetatable({}, Transport)
+  local plain = core.session(settings)
   held[transport] = {
     settings = settings,
-    plain = core.session(settings), -- for calls outside tasks
+    plain = plain,                  -- for calls outside tasks
+    perform = plain.perform,        -- its method, looked up once
     idle = {},                      -- sessions for tasks, between two transfers
     in_flight = setmetatable({}, { __mode = "k" }), -- session -> true while its transfer runs
     multi = nil,                    -- made at the first transfer of a task
@@ -111,7 +113,7 @@ function Transport:perform(method, url, body, paginated)
   end
   local session = own.plain
   if own.versions[session] ~= own.version then current_lines(own, session) end
-  return session:perform(method, url, body, paginated)
+  return own.perform(session, method, url, body, paginated)
 end
 
 --- set_waiter(waiter): how a call outside any task waits ({ wait = fn }: through an
