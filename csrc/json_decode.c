@@ -418,30 +418,83 @@ static void remember_size(int *hints, int depth, size_t n)
         hints[depth] = n < MAX_SIZE_HINT ? (int)n : MAX_SIZE_HINT;
 }
 
+/* Small arrays and objects are built from their items collected on the stack: the
+ * table is then made at its final size (a table grown one item at a time is resized
+ * at every power of two, which costs a small object more than filling it). At most
+ * COLLECT_MAX items per table, only in the first COLLECT_DEPTHS levels and when the
+ * stack has room for them all: whatever is beyond goes into the table made of the
+ * first ones, one by one, with the size hint as before. So collecting takes at most
+ * COLLECT_DEPTHS * (2 * COLLECT_MAX + 4) slots more than filling does, far from the
+ * stack's limit at the deepest nesting (5.1 and LuaJIT: 8000 slots for a C
+ * function); where there is no room, a table is filled as before. */
+#define COLLECT_MAX 32
+#define COLLECT_DEPTHS 16
+
+/* Whether a table at this depth collects its items: checked once per table, with room
+ * for all it may collect (slots per item, and what reading one needs on top). */
+static int collecting(json_reader *r, int slots_per_item)
+{
+    return r->depth <= COLLECT_DEPTHS &&
+           lua_checkstack(r->L, slots_per_item * COLLECT_MAX + 4);
+}
+
+/* Makes the array of the n items from index base up, marked, and leaves it at base
+ * in their place. */
+static void make_array(json_reader *r, int base, int n, int size)
+{
+    int i;
+    lua_createtable(r->L, size, 0);
+    lua_pushvalue(r->L, r->array_mt);
+    lua_setmetatable(r->L, -2);
+    for (i = 0; i < n; i++) {
+        lua_pushvalue(r->L, base + i);
+        lua_rawseti(r->L, -2, i + 1);
+    }
+    if (n > 0) { /* else the table is at base already */
+        lua_replace(r->L, base);
+        lua_settop(r->L, base);
+    }
+}
+
 static int parse_array(json_reader *r)
 {
     size_t n = 0;
+    int base, made;
     if (!enter(r))
         return 0;
-    lua_createtable(r->L, size_hint(r->array_hint, r->depth), 0);
-    /* Every array is marked, so that it is sent back as an array even once emptied. */
-    lua_pushvalue(r->L, r->array_mt);
-    lua_setmetatable(r->L, -2);
+    base = lua_gettop(r->L) + 1;
+    made = !collecting(r, 1);
+    if (made) {
+        lua_createtable(r->L, size_hint(r->array_hint, r->depth), 0);
+        /* Every array is marked, so that it is sent back as an array even once emptied. */
+        lua_pushvalue(r->L, r->array_mt);
+        lua_setmetatable(r->L, -2);
+    }
     skip_space(r);
     if (r->p < r->end && *r->p == ']') {
         r->p++;
+        if (!made)
+            make_array(r, base, 0, 0);
         r->depth--;
         return 1;
     }
     for (;;) {
+        if (!made && n == COLLECT_MAX) {
+            /* the rest one by one (see COLLECT_MAX) */
+            int hint = size_hint(r->array_hint, r->depth);
+            make_array(r, base, (int)n, hint > (int)n ? hint : (int)n);
+            made = 1;
+        }
         if (!parse_value(r))
             return 0;
         n++;
+        if (made) {
 #if SG_HAS_INTEGERS
-        lua_rawseti(r->L, -2, (lua_Integer)n);
+            lua_rawseti(r->L, -2, (lua_Integer)n);
 #else
-        lua_rawseti(r->L, -2, (int)n); /* 5.1 and 5.2 raise "table overflow" below 2^31 */
+            lua_rawseti(r->L, -2, (int)n); /* 5.1 and 5.2 raise "table overflow" below 2^31 */
 #endif
+        }
         skip_space(r);
         if (r->p >= r->end)
             return fail(r, "unterminated array");
@@ -454,6 +507,8 @@ static int parse_array(json_reader *r)
         }
         if (*r->p == ']') {
             r->p++;
+            if (!made)
+                make_array(r, base, (int)n, (int)n);
             remember_size(r->array_hint, r->depth, n);
             r->depth--;
             return 1;
@@ -531,20 +586,50 @@ static int check_new_key(json_reader *r, const char *key_at)
     return fail(r, r->error->detail);
 }
 
+/* Makes the object of the n key-value pairs from index base up, set in their order
+ * (a key repeated: the last value wins), and leaves it at base in their place. */
+static void make_object(json_reader *r, int base, int n, int size)
+{
+    int i;
+    lua_createtable(r->L, 0, size);
+    for (i = 0; i < n; i++) {
+        lua_pushvalue(r->L, base + 2 * i);
+        lua_pushvalue(r->L, base + 2 * i + 1);
+        lua_rawset(r->L, -3);
+    }
+    if (n > 0) { /* else the table is at base already */
+        lua_replace(r->L, base);
+        lua_settop(r->L, base);
+    }
+}
+
 static int parse_object(json_reader *r)
 {
     size_t n = 0;
+    int base, made;
     if (!enter(r))
         return 0;
-    lua_createtable(r->L, 0, size_hint(r->object_hint, r->depth));
+    base = lua_gettop(r->L) + 1;
+    /* strict mode looks every key up in the table being filled */
+    made = r->strict || !collecting(r, 2);
+    if (made)
+        lua_createtable(r->L, 0, size_hint(r->object_hint, r->depth));
     skip_space(r);
     if (r->p < r->end && *r->p == '}') {
         r->p++;
+        if (!made)
+            make_object(r, base, 0, 0);
         r->depth--;
         return 1;
     }
     for (;;) {
         const char *key_at = r->p;
+        if (!made && n == COLLECT_MAX) {
+            /* the rest one by one (see COLLECT_MAX) */
+            int hint = size_hint(r->object_hint, r->depth);
+            make_object(r, base, (int)n, hint > (int)n ? hint : (int)n);
+            made = 1;
+        }
         if (r->p >= r->end || *r->p != '"')
             return fail(r, "expected a string key in object");
         r->p++;
@@ -558,7 +643,8 @@ static int parse_object(json_reader *r)
         r->p++;
         if (!parse_value(r))
             return 0;
-        lua_rawset(r->L, -3);
+        if (made)
+            lua_rawset(r->L, -3);
         n++;
         skip_space(r);
         if (r->p >= r->end)
@@ -572,6 +658,8 @@ static int parse_object(json_reader *r)
         }
         if (*r->p == '}') {
             r->p++;
+            if (!made)
+                make_object(r, base, (int)n, (int)n);
             remember_size(r->object_hint, r->depth, n);
             r->depth--;
             return 1;

@@ -116,16 +116,23 @@ static int add_folded(sg_kept_headers *k, const char *v, size_t n)
 
 static int add_field(sg_kept_headers *k, const char *s, size_t n)
 {
-    const char *colon = memchr(s, ':', n);
-    size_t name_len, i;
+    const char *colon;
+    size_t name_len;
     int which;
     k->last = LAST_OTHER;
-    if (colon == NULL || colon == s)
+    /* Most lines are of other headers: every kept name starts with one of these
+     * letters, in either case. (A name with a space in it, or a line without a colon,
+     * is ignored as any other header: no kept name holds a space or a colon.) */
+    switch (s[0] | 0x20) {
+    case 'x': case 'l': case 'r': case 't':
+        break;
+    default:
+        return 1;
+    }
+    colon = memchr(s, ':', n);
+    if (colon == NULL)
         return 1; /* not "name: value": ignored */
     name_len = (size_t)(colon - s);
-    for (i = 0; i < name_len; i++)
-        if (is_space(s[i]))
-            return 1;
     for (which = 0; which < SG_KEPT_COUNT; which++) {
         if (kept_names[which].len == name_len &&
             strncasecmp(s, kept_names[which].name, name_len) == 0) {

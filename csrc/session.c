@@ -49,7 +49,29 @@ struct sg_session {
     sg_exchange transfer_ex; /* what the running transfer reads */
     sg_multi *multi;        /* while RUNNING; the session's user value [1] keeps it alive */
     int wakeup_cloexec;     /* perform's own multi handle has its wakeup pair close-on-exec */
+    /* What the easy handle holds from the last request, so that the next one sets only
+     * what differs (the same group read again and again sets nothing): the URL (when
+     * url_known), the method of a request without a body (when method_known; a body
+     * is set every time and taken back after), where the response goes. Forgotten
+     * whenever libcurl refuses an option (it may have dropped the old value). */
+    sg_membuf url;
+    int url_known;
+    char method[16];
+    int method_known;
+    void *response_to; /* WRITEDATA and HEADERDATA */
+    /* The exchange userdata of the last perform or finish, empty, for the next one
+     * (a new one each time costs an allocation and a finalizer per request); the
+     * session's user value [2] keeps it alive. NULL while one is in use. */
+    sg_exchange *idle_exchange;
+    int body_lent;     /* POSTFIELDS points at a body until end_request */
 };
+
+static void forget_options(sg_session *s)
+{
+    s->url_known = 0;
+    s->method_known = 0;
+    s->response_to = NULL;
+}
 
 static void free_headers(sg_session *s)
 {
@@ -71,6 +93,10 @@ static int exchange_gc(lua_State *L)
     return 0;
 }
 
+/* The user value's slots: [1] the multi handle of a transfer, [2] the idle exchange. */
+#define UV_MULTI 1
+#define UV_EXCHANGE 2
+
 /* Sets the session's user value [1] (see core.h) to the value at the top, popped: the
  * multi handle running its transfer, or nil. The table has that slot from the start:
  * nothing is allocated, so no finalizer runs here. */
@@ -79,7 +105,7 @@ static void set_multi_ref(lua_State *L, int session_index)
     session_index = sg_absindex(L, session_index);
     sg_getuservalue(L, session_index);
     lua_insert(L, -2);
-    lua_rawseti(L, -2, 1);
+    lua_rawseti(L, -2, UV_MULTI);
     lua_pop(L, 1);
 }
 
@@ -105,15 +131,47 @@ static int session_close(lua_State *L)
     }
     free_headers(s);
     free_exchange(&s->spare);
+    sg_membuf_free(&s->url);
+    forget_options(s);
     return 0;
+}
+
+static void check_not_closed(lua_State *L, const sg_session *s, const char *method)
+{
+    if (s->curl == NULL)
+        luaL_error(L, "soracom.groups: session:%s: the client is closed", method);
 }
 
 static sg_session *check_open(lua_State *L, const char *method)
 {
     sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
-    if (s->curl == NULL)
-        luaL_error(L, "soracom.groups: session:%s: the client is closed", method);
+    check_not_closed(L, s, method);
     return s;
+}
+
+/* The methods' upvalues: the session and exchange metatables, which the registry
+ * holds too; comparing with an upvalue costs less than luaL_checkudata's look-up by
+ * name (perform and finish run once a request). */
+#define UP_SESSION_MT lua_upvalueindex(1)
+#define UP_EXCHANGE_MT lua_upvalueindex(2)
+
+/* Whether the value at index is a userdata with the metatable at mt_index. */
+static int has_metatable(lua_State *L, int index, int mt_index)
+{
+    int same;
+    if (lua_touserdata(L, index) == NULL || !lua_getmetatable(L, index))
+        return 0;
+    same = lua_rawequal(L, -1, mt_index);
+    lua_pop(L, 1);
+    return same;
+}
+
+/* self of a method, a session; raises as luaL_checkudata otherwise. */
+static sg_session *self_session(lua_State *L)
+{
+    if (has_metatable(L, 1, UP_SESSION_MT))
+        return (sg_session *)lua_touserdata(L, 1);
+    return (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
 }
 
 /* perform, prepare and set_headers change what a running transfer uses. */
@@ -209,6 +267,16 @@ static int session_set_headers(lua_State *L)
         line = lua_tolstring(L, -1, &len);
         check_header_line(L, i, line, len);
         lua_pop(L, 1);
+    }
+    /* libcurl holds the old list until the next request sets one: it goes first */
+    s->method_known = 0;
+    if (curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL) != CURLE_OK) {
+        /* (a pointer: never refused; if it were, the handle would keep a freed list) */
+        curl_easy_cleanup(s->curl);
+        s->curl = NULL;
+        free_headers(s);
+        return luaL_error(L, "soracom.groups: session:set_headers: libcurl refused "
+                          "CURLOPT_HTTPHEADER; the session is closed");
     }
     free_headers(s);
     for (i = 1; i <= n && ok; i++) {
@@ -366,7 +434,7 @@ static void keep_rate_limit(sg_session *s, const sg_kept_headers *kept)
 /* The arguments of perform and prepare: (method, url[, body[, paginated]]). */
 typedef struct {
     const char *method, *url, *body;
-    size_t body_len;
+    size_t method_len, url_len, body_len;
     int paginated;
 } request_args;
 
@@ -374,18 +442,17 @@ typedef struct {
  * a string in place (and method = 404 would then pass as "404"). */
 static void check_request(lua_State *L, const char *where, request_args *r)
 {
-    size_t method_len, url_len;
     if (lua_type(L, 2) != LUA_TSTRING)
         arg_error(L, where, "method", "an HTTP method token", 2);
     if (lua_type(L, 3) != LUA_TSTRING)
         arg_error(L, where, "url", "a string without NUL bytes", 3);
-    r->method = lua_tolstring(L, 2, &method_len);
-    r->url = lua_tolstring(L, 3, &url_len);
+    r->method = lua_tolstring(L, 2, &r->method_len);
+    r->url = lua_tolstring(L, 3, &r->url_len);
     r->body = NULL;
     r->body_len = 0;
-    if (!is_method(r->method, method_len))
+    if (!is_method(r->method, r->method_len))
         arg_error(L, where, "method", "an HTTP method token", 2);
-    if (strlen(r->url) != url_len)
+    if (strlen(r->url) != r->url_len)
         arg_error(L, where, "url", "a string without NUL bytes", 3);
     if (lua_type(L, 4) == LUA_TSTRING)
         r->body = lua_tolstring(L, 4, &r->body_len);
@@ -410,6 +477,66 @@ static sg_exchange *new_exchange(lua_State *L)
     return ex;
 }
 
+/* The session's idle exchange, pushed, or a new one (see new_exchange). The user value
+ * is reachable through the debug library: what is found there is used only when it is
+ * an exchange at the address the session left. A method's (see UP_EXCHANGE_MT). */
+static sg_exchange *take_exchange(lua_State *L, sg_session *s)
+{
+    sg_exchange *ex = s->idle_exchange;
+    if (ex != NULL) {
+        s->idle_exchange = NULL;
+        sg_getuservalue(L, 1);
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_rawgeti(L, -1, UV_EXCHANGE);
+            if (lua_touserdata(L, -1) == (void *)ex && has_metatable(L, -1, UP_EXCHANGE_MT)) {
+                lua_remove(L, -2);
+                return ex;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    return new_exchange(L);
+}
+
+/* Keeps the exchange at index (empty now) for the next perform or finish, unless
+ * another one is kept already (one a finalizer's perform left meanwhile). Runs when
+ * every result is pushed: the slot exists from the start, so that nothing is
+ * allocated here (a table put there through the debug library may allocate: then
+ * the exchange is kept once it is stored). */
+static void keep_exchange(lua_State *L, sg_session *s, int index, sg_exchange *ex)
+{
+    if (s->idle_exchange != NULL || s->curl == NULL)
+        return;
+    index = sg_absindex(L, index);
+    sg_getuservalue(L, 1);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_pushvalue(L, index);
+        lua_rawseti(L, -2, UV_EXCHANGE);
+        s->idle_exchange = ex;
+    }
+    lua_pop(L, 1);
+}
+
+/* Pushes {limit =, remaining =, refresh =} from the last response's rate-limit
+ * headers (each field present when its header holds digits only), or nothing:
+ * returns whether it pushed. */
+static int push_rate_limit(lua_State *L, const sg_session *s)
+{
+    static const char *const names[3] = {"limit", "remaining", "refresh"};
+    int i;
+    if (!s->have_rate_limit[0] && !s->have_rate_limit[1] && !s->have_rate_limit[2])
+        return 0;
+    lua_createtable(L, 0, 3);
+    for (i = 0; i < 3; i++) {
+        if (s->have_rate_limit[i]) {
+            lua_pushinteger(L, s->rate_limit[i]);
+            lua_setfield(L, -2, names[i]);
+        }
+    }
+    return 1;
+}
+
 /* Sets the easy handle up for one request whose response goes to *ex (which takes
  * the spare buffers). No Lua code runs here. Returns CURLE_OK, or the code of the
  * option libcurl refused, with s->error saying which: the request must not be sent
@@ -424,12 +551,27 @@ static CURLcode start_request(sg_session *s, sg_exchange *ex, const request_args
     ex->not_sent = 0;
     ex->max_body = s->max_body;
     sg_kept_reset(&ex->kept, strcmp(r->method, "HEAD") == 0);
-    SETOPT(&result, s->curl, CURLOPT_URL, r->url);
-    set_method(&result, s, r->method, r->body, r->body_len, copy_body);
-    SETOPT(&result, s->curl, CURLOPT_WRITEDATA, ex);
-    SETOPT(&result, s->curl, CURLOPT_HEADERDATA, ex);
+    if (!s->url_known || s->url.len != r->url_len || memcmp(s->url.data, r->url, r->url_len) != 0) {
+        SETOPT(&result, s->curl, CURLOPT_URL, r->url);
+        s->url.len = 0;
+        s->url_known = sg_membuf_append(&s->url, r->url, r->url_len);
+    }
+    if (r->body != NULL || !s->method_known || strcmp(s->method, r->method) != 0) {
+        set_method(&result, s, r->method, r->body, r->body_len, copy_body);
+        s->method_known = r->body == NULL && r->method_len < sizeof s->method;
+        if (s->method_known)
+            memcpy(s->method, r->method, r->method_len + 1);
+    }
+    s->body_lent = r->body != NULL;
+    if (s->response_to != ex) {
+        SETOPT(&result, s->curl, CURLOPT_WRITEDATA, ex);
+        SETOPT(&result, s->curl, CURLOPT_HEADERDATA, ex);
+        s->response_to = ex;
+    }
     s->error[0] = '\0';
     ex->not_sent = result.code != CURLE_OK;
+    if (result.code != CURLE_OK)
+        forget_options(s);
     if (result.code != CURLE_OK)
         snprintf(s->error, sizeof s->error, "the request could not be set up: libcurl refused "
                  "%s (%s)", result.option, curl_easy_strerror(result.code));
@@ -449,13 +591,17 @@ static long end_request(sg_session *s, const sg_exchange *ex, CURLcode code,
         keep_rate_limit(s, &ex->kept);
     else /* no response, or one cut short: nothing to go by */
         memset(s->have_rate_limit, 0, sizeof s->have_rate_limit);
-    if (curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL) != CURLE_OK ||
-        curl_easy_setopt(s->curl, CURLOPT_HTTPHEADER, NULL) != CURLE_OK) {
-        /* libcurl only stores these pointers and never refuses them; if it ever did, the
-         * handle would still point at a body and header lists about to be freed: it goes,
-         * and the session is closed */
-        curl_easy_cleanup(s->curl);
-        s->curl = NULL;
+    if (s->body_lent) {
+        /* (this also makes libcurl's method POST: the next request sets its own) */
+        s->body_lent = 0;
+        s->method_known = 0;
+        if (curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, NULL) != CURLE_OK) {
+            /* libcurl only stores this pointer and never refuses it; if it ever did, the
+             * handle would still point at a body about to be freed: it goes, and the
+             * session is closed */
+            curl_easy_cleanup(s->curl);
+            s->curl = NULL;
+        }
     }
     return status;
 }
@@ -488,6 +634,13 @@ static int push_results(lua_State *L, sg_session *s, sg_exchange *ex, CURLcode c
             sg_set_retry_after(L, retry, retry_len, refresh, refresh_len);
         }
     }
+    if (results == 3) {
+        if (!push_rate_limit(L, s))
+            lua_pushnil(L);
+        results = 4;
+    } else if (lua_istable(L, -1) && push_rate_limit(L, s)) {
+        lua_setfield(L, -2, "rate_limit");
+    }
     if (ex->body.cap > KEEP_BUFFER_BYTES)
         sg_membuf_free(&ex->body);
     if (s->curl != NULL && exchange_empty(&s->spare)) {
@@ -495,30 +648,33 @@ static int push_results(lua_State *L, sg_session *s, sg_exchange *ex, CURLcode c
     } else {
         free_exchange(ex);
     }
+    keep_exchange(L, s, -results - 1, ex);
     lua_remove(L, -results - 1); /* the exchange */
     return results;
 }
 
 static void check_ready(lua_State *L, sg_session *s, const char *method)
 {
-    check_open(L, method);
+    check_not_closed(L, s, method);
     check_no_transfer(L, s, method);
     if (!s->headers_set)
         luaL_error(L, "soracom.groups: session:%s: set_headers was not called", method);
 }
 
-/* perform(method, url[, body[, paginated]]) -> value, next_key, status | nil, error_table
- * The next-key headers are read only for paginated requests. Blocks until done. */
+/* perform(method, url[, body[, paginated]]) -> value, next_key, status, rate_limit |
+ * nil, error_table (with rate_limit when the answer had any): rate_limit is what
+ * last_rate_limit() then returns. The next-key headers are read only for paginated
+ * requests. Blocks until done. */
 static int session_perform(lua_State *L)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
+    sg_session *s = self_session(L);
     request_args r;
     sg_exchange *ex;
     CURLcode code;
     long status;
     char error[CURL_ERROR_SIZE];
     check_request(L, "session:perform", &r);
-    ex = new_exchange(L);
+    ex = take_exchange(L, s);
     check_ready(L, s, "perform");
     code = start_request(s, ex, &r, 0); /* the body string stays on the stack meanwhile */
     if (code != CURLE_OK) {
@@ -570,13 +726,14 @@ static int session_prepare(lua_State *L)
 /* finish() -> what perform returns, once the multi handle has run the transfer. */
 static int session_finish(lua_State *L)
 {
-    sg_session *s = (sg_session *)luaL_checkudata(L, 1, SG_SESSION_METATABLE);
+    sg_session *s = self_session(L);
     sg_exchange *ex;
     CURLcode code;
     long status;
     char error[CURL_ERROR_SIZE];
-    ex = new_exchange(L);
-    check_open(L, "finish");
+    lua_settop(L, 1);
+    ex = take_exchange(L, s);
+    check_not_closed(L, s, "finish");
     if (s->transfer != TRANSFER_DONE)
         return luaL_error(L, "soracom.groups: session:finish: no transfer has ended (prepare, "
                           "then multi:add and multi:poll)");
@@ -655,20 +812,9 @@ void sg_session_cancelled(lua_State *L, int session_index, sg_session *s)
  * perform failed on the network. */
 static int session_last_rate_limit(lua_State *L)
 {
-    static const char *const names[3] = {"limit", "remaining", "refresh"};
     sg_session *s = check_open(L, "last_rate_limit");
-    int i;
-    if (!s->have_rate_limit[0] && !s->have_rate_limit[1] && !s->have_rate_limit[2]) {
+    if (!push_rate_limit(L, s))
         lua_pushnil(L);
-        return 1;
-    }
-    lua_createtable(L, 0, 3);
-    for (i = 0; i < 3; i++) {
-        if (s->have_rate_limit[i]) {
-            lua_pushinteger(L, s->rate_limit[i]);
-            lua_setfield(L, -2, names[i]);
-        }
-    }
     return 1;
 }
 
@@ -807,7 +953,7 @@ int sg_session_new(lua_State *L)
     read_options(L, &o);
     s = (sg_session *)lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
-    lua_createtable(L, 1, 0); /* the user value: [1] is the multi handle of a transfer */
+    lua_createtable(L, 2, 0); /* the user value: UV_MULTI and UV_EXCHANGE */
     sg_setuservalue(L, -2);
     luaL_getmetatable(L, SG_SESSION_METATABLE);
     lua_setmetatable(L, -2);
@@ -868,9 +1014,16 @@ void sg_session_register(lua_State *L)
         {"sleep", sg_sleep_method},
         {NULL, NULL}
     };
+    if (sg_new_metatable(L, EXCHANGE_METATABLE)) {
+        lua_pushcfunction(L, exchange_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
     if (sg_new_metatable(L, SG_SESSION_METATABLE)) {
         lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
+        lua_pushvalue(L, -2);                      /* UP_SESSION_MT */
+        luaL_getmetatable(L, EXCHANGE_METATABLE);  /* UP_EXCHANGE_MT */
+        luaL_setfuncs(L, methods, 2);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, session_close);
         lua_setfield(L, -2, "__gc");
@@ -878,11 +1031,6 @@ void sg_session_register(lua_State *L)
         lua_setfield(L, -2, "__close");
         lua_pushcfunction(L, session_tostring);
         lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
-    if (sg_new_metatable(L, EXCHANGE_METATABLE)) {
-        lua_pushcfunction(L, exchange_gc);
-        lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
 }

@@ -430,6 +430,49 @@ describe("strict decoding, for documents people write (issue 21)", function()
     assert.are.equal(2, core.decode_json('{"a":1,"a":2}', {}).a)
   end)
 
+  -- (Small tables are made from their items once all are read, large ones from their
+  -- first 32 then one item at a time: the sizes around that boundary, at every depth.)
+  it("keeps every item and the last of a repeated key, whatever the size and depth", function()
+    for _, size in ipairs({ 0, 1, 2, 31, 32, 33, 64, 65, 200 }) do
+      local keys, items = {}, {}
+      for i = 1, size do
+        keys[i] = ('"k%d":%d'):format(i, i)
+        items[i] = tostring(i)
+      end
+      -- the first key again at the end, and the middle one again after it
+      local mid = math.floor(size / 2) + 1
+      local object = "{" .. table.concat(keys, ",")
+      if size > 0 then
+        object = object .. ',"k1":"last","k' .. mid .. '":"again"'
+      end
+      object = object .. "}"
+      local array = "[" .. table.concat(items, ",") .. "]"
+      for _, depth in ipairs({ 1, 15, 16, 17, 40 }) do
+        local text = string.rep('{"o":[', depth - 1) .. '{"a":' .. array .. ',"b":' .. object .. "}"
+          .. string.rep("]}", depth - 1)
+        local v = assert(core.decode_json(text))
+        for _ = 1, depth - 1 do
+          assert.are.equal(core.array_mt, getmetatable(v.o))
+          assert.is_nil(getmetatable(v))
+          v = v.o[1]
+        end
+        assert.are.equal(core.array_mt, getmetatable(v.a))
+        assert.are.equal(size, #v.a)
+        for i = 1, size do assert.are.equal(i, v.a[i]) end
+        local n = 0
+        for _ in pairs(v.b) do n = n + 1 end
+        assert.are.equal(size, n)
+        for i = 2, size do
+          if i ~= mid then assert.are.equal(i, v.b["k" .. i]) end
+        end
+        if size > 0 then
+          assert.are.equal(mid == 1 and "again" or "last", v.b.k1)
+          assert.are.equal("again", v.b["k" .. mid])
+        end
+      end
+    end
+  end)
+
   it("refuses an integer this Lua cannot hold exactly, where it starts", function()
     if has_integers then
       local too_large = "integer too large for a Lua integer (beyond -2^63 .. 2^63-1)"

@@ -61,6 +61,61 @@ describe("the curl session", function()
         'PUT {"a":1}', "PUT nil", 'POST {"a":1}', "POST nil",
       }, seen)
     end)
+
+    -- A session sets only the options that differ from its last request's: every
+    -- change of method, body, URL, header list or way (perform, or prepare and a multi
+    -- handle) must still reach the wire, in any order.
+    it("stays right through any sequence of methods, bodies, URLs, header lists and ways", function()
+      local s = session()
+      local multi = core.multi()
+      local other = { "X-Soracom-API-Key: " .. srv.api_key, "X-Soracom-Token: " .. srv.token,
+        "X-Other: 1" }
+      local groups, health = srv.endpoint .. "/groups", srv.endpoint .. "/groups/none"
+      local steps = {
+        { "GET", groups }, { "GET", groups }, { "HEAD", groups }, { "HEAD", groups },
+        { "GET", groups }, { "POST", groups, '{"a":1}' }, { "GET", groups },
+        { "DELETE", groups }, { "DELETE", groups }, { "PUT", groups, '{"b":2}' },
+        { "PUT", groups, '{"b":2}' }, { "HEAD", groups }, { "POST", groups, "" },
+        { "GET", health }, { "GET", groups, nil, "multi" }, { "GET", groups },
+        { "GET", groups, nil, "headers" }, { "GET", groups }, { "HEAD", health, nil, "multi" },
+        { "DELETE", groups, '{"c":3}' }, { "HEAD", groups }, { "GET", groups, nil, "headers" },
+        { "POST", groups, '{"d":4}', "multi" }, { "GET", health }, { "OPTIONS", groups },
+        { "OPTIONS", groups }, { "GET", groups },
+      }
+      local lines = auth
+      local expected = {}
+      for i, step in ipairs(steps) do
+        local method, url, body, how = step[1], step[2], step[3], step[4]
+        if how == "headers" then
+          lines = lines == auth and other or auth
+          s:set_headers(lines)
+        end
+        local value, err
+        if how == "multi" then
+          assert(s:prepare(method, url, body))
+          assert(multi:add(s))
+          while #multi:poll(1) == 0 do end
+          value, err = s:finish()
+        else
+          value, err = s:perform(method, url, body)
+        end
+        assert(value ~= nil or (err and err.kind == "http"), "step " .. i .. ": " .. tostring(err))
+        -- (the fake records an empty body as none)
+        expected[i] = { method = method, path = url:match("^https?://[^/]+(.*)$"),
+          body = body ~= "" and body or nil, json = body ~= nil, other = lines == other }
+      end
+      s:close()
+      multi:close()
+      local seen = {}
+      for i, request in ipairs(srv:requests()) do
+        local h = request.headers
+        seen[i] = { method = request.method, path = request.uri, body = request.body,
+          json = h["content-type"] == "application/json", other = h["x-other"] == "1" }
+        assert.are.equal(srv.token, h["x-soracom-token"], "request " .. i)
+        assert.are.same(expected[i], seen[i], "request " .. i)
+      end
+      assert.are.equal(#expected, #seen)
+    end)
   end)
 
   describe("arguments", function()
@@ -131,6 +186,37 @@ describe("the curl session", function()
     end)
   end)
 
+  describe("the exchange a perform reads into", function()
+    -- A session keeps the userdata of its last exchange in its user value, for the next
+    -- perform; the debug library reaches that table.
+    it("is its own, whatever the debug library puts in the session's user value", function()
+      local s = session()
+      local url = srv.endpoint .. "/groups"
+      local get_uv = debug.getuservalue or debug.getfenv
+      local set_uv = debug.setuservalue or debug.setfenv
+      assert.are.same({}, (s:perform("GET", url)))
+      local uv = get_uv(s)
+      assert.are.equal("table", type(uv))
+      local other = core.session {}
+      other:set_headers(auth)
+      assert.are.same({}, (other:perform("GET", url)))
+      -- another session's exchange, a file, a session, a string
+      for _, intruder in ipairs { get_uv(other)[2], io.stdout, other, "x" } do
+        uv[2] = intruder
+        local value, key, status = s:perform("GET", url, nil, true)
+        assert.are.same({ {}, nil, 200 }, { value, key, status })
+        assert.are.equal("userdata", type(uv[2]))
+        assert.are_not.equal(intruder, uv[2])
+      end
+      set_uv(s, {})
+      assert.are.same({}, (s:perform("GET", url)))
+      assert.are.same({}, (other:perform("GET", url)))
+      s:close()
+      other:close()
+      assert.are.equal(8, #srv:requests())
+    end)
+  end)
+
   describe("last_rate_limit", function()
     it("gives the last response's X-Soracom-Ratelimit-* values, nil when it has none", function()
       srv:settings { rate_limit = { limit = 2, window = 60 } }
@@ -176,6 +262,37 @@ describe("the curl session", function()
       s:perform("GET", url)
       assert.are.same({ limit = 999999999999999, refresh = 7 }, s:last_rate_limit())
       s:close()
+    end)
+
+    it("comes with perform's and finish's results too: a fourth value, or the error's rate_limit", function()
+      srv:settings { rate_limit = { limit = 2, window = 60 } }
+      local s = session()
+      local multi = core.multi()
+      local url = srv.endpoint .. "/groups"
+      local value, key, status, limits = s:perform("GET", url, nil, true)
+      assert.are.same({ {}, nil, 200, { limit = 2, remaining = 1, refresh = 60 } },
+        { value, key, status, limits })
+      assert(s:prepare("GET", url, nil, true))
+      assert(multi:add(s))
+      while #multi:poll(1) == 0 do end
+      value, key, status, limits = s:finish()
+      assert.are.same({ {}, nil, 200, { limit = 2, remaining = 0, refresh = 60 } },
+        { value, key, status, limits })
+      local nothing, err = s:perform("GET", url, nil, true)
+      assert.is_nil(nothing)
+      assert.are.same({ 429, { limit = 2, remaining = 0, refresh = 60 } }, { err.status, err.rate_limit })
+      assert.are.same(err.rate_limit, s:last_rate_limit())
+      -- none: nil, and no rate_limit on an error
+      value, key, status, limits = s:perform("GET", srv.url .. "/_fake/health")
+      assert.are.same({ { ok = true }, nil, 200 }, { value, key, status })
+      assert.is_nil(limits)
+      assert.are.equal(4, select("#", s:perform("GET", srv.url .. "/_fake/health")))
+      nothing, err = s:perform("GET", srv.url .. "/_fake/no-such-thing")
+      assert.is_nil(nothing)
+      assert.are.equal("http", err.kind)
+      assert.is_nil(err.rate_limit)
+      s:close()
+      multi:close()
     end)
   end)
 

@@ -26,6 +26,10 @@ local operations = spec.operations
 local Client = {}
 Client.__index = Client
 
+-- Every client Client.new made (weak): an operation's method checks its self there,
+-- at the cost of an index where getmetatable costs a call (see define_method).
+local made = setmetatable({}, { __mode = "k" })
+
 -- What the workers of the nginx instance share for this client (shared_dict), or
 -- nil, why.
 local function open_shared(client, resolved)
@@ -104,6 +108,7 @@ function Client.new(options)
       or (resolved.sleep and { sleep = resolved.sleep }) or nil,
     _transport = require("soracom.groups.transport." .. resolved.transport).new(resolved.transport_settings),
   }, Client)
+  made[client] = true
   request.attach(client)
   local sharing, unshared
   if resolved.shared_dict then
@@ -157,35 +162,56 @@ local function body_text(op, body, level)
   return text
 end
 
--- One call of an operation that is not a list: checks the arguments, builds the
--- body, sends. Every such operation takes at most three arguments. `level` counts
--- from call's caller, like request's.
-local function call(self, op, level, a1, a2, a3)
-  if op.name == "put_config" and config.is_built(a2) and a3 == nil then
-    a2, a3 = a2.namespace, a2 -- put_config(id, config.air{...})
-  end
-  validate.params(op, level + 1, a1, a2, a3)
-  if op.params[2] == "namespace" then
-    a2 = spec.NAMESPACE_OF[a2] -- the namespace of a builder's name: "air" is SoracomAir
-  end
-  local text
-  if op.body then
-    local argument = select(#op.params + 1, a1, a2, a3)
-    local body
-    if config.is_built(argument) then
-      if argument.namespace ~= a2 then
-        validate.fail(op.name, "params were built for " .. argument.namespace .. ", not " .. a2, level + 1)
-      end
-      body = argument.params
-    else
-      body = prepare_body[op.body](op, argument, level + 1)
+-- The function of one call of an operation that is not a list, op's method itself
+-- (level 1): checks the arguments, builds the body, sends. Every such operation takes
+-- at most three arguments. `level` counts from the function's caller, like request's.
+local function caller(op, level)
+  local name = op.name
+  return function(self, a1, a2, a3)
+    if not made[self] then check_self(self, name) end -- (raises for what is no client)
+    if name == "put_config" and config.is_built(a2) and a3 == nil then
+      a2, a3 = a2.namespace, a2 -- put_config(id, config.air{...})
     end
-    text = body_text(op, body, level + 1)
+    validate.params(op, level + 1, a1, a2, a3)
+    if op.params[2] == "namespace" then
+      a2 = spec.NAMESPACE_OF[a2] -- the namespace of a builder's name: "air" is SoracomAir
+    end
+    local text
+    if op.body then
+      local argument = select(#op.params + 1, a1, a2, a3)
+      local body
+      if config.is_built(argument) then
+        if argument.namespace ~= a2 then
+          validate.fail(name, "params were built for " .. argument.namespace .. ", not " .. a2, level + 1)
+        end
+        body = argument.params
+      else
+        body = prepare_body[op.body](op, argument, level + 1)
+      end
+      text = body_text(op, body, level + 1)
+    end
+    local value, err = request.send(self, op, level + 1, nil, text, a1, a2, a3)
+    if value == nil then return nil, err end
+    if op.method == "DELETE" then return true end -- whatever body the server sent
+    return value
   end
-  local value, err = request.send(self, op, level + 1, nil, text, a1, a2, a3)
-  if value == nil then return nil, err end
-  if op.method == "DELETE" then return true end -- whatever body the server sent
-  return value
+end
+
+-- caller(op, level + 1) for the other methods, made once per op and level.
+local callers = setmetatable({}, { __index = function(t, level)
+  t[level] = {}
+  return t[level]
+end })
+
+local function call(self, op, level, a1, a2, a3)
+  local of_level = callers[level]
+  local f = of_level[op]
+  if f == nil then
+    f = caller(op, level + 1) -- (called from here: one level more)
+    of_level[op] = f
+  end
+  local value, err = f(self, a1, a2, a3)
+  return value, err
 end
 
 local function define_method(op)
@@ -200,12 +226,7 @@ local function define_method(op)
       return items, next_key
     end
   end
-  local name = op.name
-  return function(self, a1, a2, a3)
-    if getmetatable(self) ~= Client then check_self(self, name) end -- (raises)
-    local value, err = call(self, op, 2, a1, a2, a3)
-    return value, err
-  end
+  return caller(op, 1)
 end
 
 for name, op in pairs(operations) do

@@ -74,7 +74,8 @@ end
 -- accounts: a table's by default, or one of shared.lua's. (A client's budget is its
 -- operator's: see rate.for_operator.)
 function rate.new(now, store)
-  return setmetatable({ _now = now, _store = store or setmetatable({}, LocalStore), _queues = {} }, Budget)
+  return setmetatable({ _now = now, _store = store or setmetatable({}, LocalStore), _queues = {},
+    _local = store == nil }, Budget)
 end
 
 -- An account's fields, all numbers or booleans so that a shared store can write them
@@ -254,29 +255,11 @@ local function record(account, at, ticket, limits)
   account.seen, account.others = seen, seen
 end
 
--- An answer without limit headers: a success means the API is not limited.
--- (Each field is cleared only when set: storing nil where there is no key costs
--- LuaJIT a trace exit, 7,800 instructions, and Lua 5.1 a dead key in the table, on
--- every answer of an API without limits.)
-local function forget(account)
-  account.unlimited = true
-  if account.limit ~= nil then account.limit = nil end
-  if account.window_end ~= nil then account.window_end = nil end
-  if account.prev_end ~= nil then account.prev_end = nil end
-  if account.window ~= nil then account.window = nil end
-  if account.used ~= nil then account.used = nil end
-  if account.others ~= nil then account.others = nil end
-  if account.carried ~= nil then account.carried = nil end
-  if account.probe ~= nil then account.probe = nil end
-  if account.provisional ~= nil then account.provisional = nil end
-  if account.seen ~= nil then account.seen = nil end
-  if account.longest ~= nil then account.longest = nil end
-end
-
 local function settle(account, at, ticket, limits, status, retry_after)
   if account.window_end then roll(account, at) end
   if ticket.gen == account.gen then
-    account.in_flight = max0((account.in_flight or 0) - 1)
+    local in_flight = (account.in_flight or 0) - 1 -- (max0, without a call: every answer)
+    account.in_flight = in_flight > 0 and in_flight or 0
   elseif ticket.gen == (account.gen or 0) - 1 then
     account.carried = max0((account.carried or 0) - 1)
   end
@@ -287,8 +270,22 @@ local function settle(account, at, ticket, limits, status, retry_after)
   elseif status and ((status >= 200 and status < 300) or (account.limit == nil and status == 404)) then
     -- A success without the headers: not limited (any more). While no limit is known,
     -- the API's own 404 without them says the same; a refused login (401), a gateway's
-    -- 5xx say nothing of the limit.
-    forget(account)
+    -- 5xx say nothing of the limit. The account forgets its window. (Each field is
+    -- cleared only when set: storing nil where there is no key costs LuaJIT a trace
+    -- exit, 7,800 instructions, and Lua 5.1 a dead key in the table, on every answer of
+    -- an API without limits. Here, not in a function: a call on every such answer.)
+    account.unlimited = true
+    if account.limit ~= nil then account.limit = nil end
+    if account.window_end ~= nil then account.window_end = nil end
+    if account.prev_end ~= nil then account.prev_end = nil end
+    if account.window ~= nil then account.window = nil end
+    if account.used ~= nil then account.used = nil end
+    if account.others ~= nil then account.others = nil end
+    if account.carried ~= nil then account.carried = nil end
+    if account.probe ~= nil then account.probe = nil end
+    if account.provisional ~= nil then account.provisional = nil end
+    if account.seen ~= nil then account.seen = nil end
+    if account.longest ~= nil then account.longest = nil end
   end
   if status == 429 then
     -- Everyone waits, then one probe finds out what is left.
@@ -389,7 +386,14 @@ end
 function Budget:take(api)
   local queue = self._queues[api]
   if queue ~= nil and queue.waiting[1] ~= nil then return nil end
-  local ticket = self._store:update(api, admit, self._now(), 0)
+  -- (a store of this process only: its account at once, as LocalStore:update finds it)
+  local account = self._local and self._store[api]
+  local ticket
+  if account then
+    ticket = admit(account, self._now(), 0)
+  else
+    ticket = self._store:update(api, admit, self._now(), 0)
+  end
   return ticket
 end
 
@@ -402,7 +406,12 @@ end
 -- or nil when the answer had no such headers), and for a 429, `retry_after`: every
 -- request of the API then waits that long, not only the one that was refused.
 function Budget:settle(api, ticket, limits, status, retry_after)
-  self._store:update(api, settle, self._now(), ticket, limits, status, retry_after)
+  local account = self._local and self._store[api] -- (as in take)
+  if account then
+    settle(account, self._now(), ticket, limits, status, retry_after)
+  else
+    self._store:update(api, settle, self._now(), ticket, limits, status, retry_after)
+  end
 end
 
 --- Why requests of `api` are held, for the debug hook and error messages.
@@ -451,7 +460,7 @@ function rate.for_operator(endpoint, who, now, store, own_clock)
   end
   common.holders = common.holders + 1
   return setmetatable({ _now = now, _store = common.store, _queues = common.queues, _common = common,
-    _registry = registry, _key = key }, Budget)
+    _registry = registry, _key = key, _local = getmetatable(common.store) == LocalStore }, Budget)
 end
 
 --- Its client is closed: the budget goes on serving the requests still in flight, but

@@ -94,31 +94,11 @@ local function admitted(client, api, op, path)
   end
 end
 
--- One attempt on the wire, admitted by the budget with `ticket`: the transport's
--- results. The budget hears the answer before anything else runs (the debug hook may
--- raise); if the task is dropped meanwhile, it hears that no answer will come.
--- The undo of an attempt in a task: the budget hears that no answer will come. (Out
--- of attempt, which then keeps no upvalue: LuaJIT cannot compile closing one.)
+-- The undo of an attempt in a task (see send): the budget hears that no answer will
+-- come. (A function of its own, so that send keeps no upvalue: LuaJIT cannot compile
+-- closing one.)
 local function push_settle(budget, api, ticket)
   return unwind.push(function() budget:settle(api, ticket) end)
-end
-
-local function attempt(client, op, url, body_text, api, ticket)
-  local budget = client._budget
-  local undo = unwind.tracking() and push_settle(budget, api, ticket)
-  local started = client._debug and now()
-  local value, next_key, status, limits = client._transport:perform(op.method, url, body_text, op.items ~= nil)
-  if value ~= nil then
-    budget:settle(api, ticket, limits, status)
-  else
-    budget:settle(api, ticket, next_key.rate_limit, next_key.status, next_key.retry_after)
-  end
-  if undo then unwind.pop(undo) end
-  if started then
-    debug_line(client, string.format("%s %s -> %s (%.1f ms)", op.method, url,
-      value ~= nil and tostring(status) or tostring(next_key.status or next_key.kind), (now() - started) * 1000))
-  end
-  return value, next_key, status
 end
 
 -- op -> the budget's name of its API, "METHOD /path/{template}".
@@ -155,7 +135,8 @@ function request.send(client, op, level, query, body_text, a1, a2, a3)
   if transport == nil then
     error("soracom.groups: " .. op.name .. ": the client is closed", level + 1)
   end
-  if transport.tidy then transport:tidy() end -- (what maps dropped unfinished still hold)
+  local tidy = transport.tidy -- (what maps dropped unfinished still hold; looked up once)
+  if tidy then tidy(transport) end
   local url, path
   local last = client._last_url
   if query == nil and last.op == op and last[1] == a1 and last[2] == a2 and last[3] == a3 then
@@ -179,7 +160,24 @@ function request.send(client, op, level, query, body_text, a1, a2, a3)
         return nil, hold_err
       end
       attempts = attempts + 1
-      local value, next_key, status = attempt(client, op, url, body_text, api, ticket)
+      -- One attempt on the wire, admitted with `ticket`. The budget hears the answer
+      -- before anything else runs (the debug hook may raise); if the task is dropped
+      -- meanwhile, it hears that no answer will come. (Here, not in a function: a call
+      -- on every request.)
+      local budget = client._budget
+      local undo = unwind.tracked > 0 and unwind.tracking() and push_settle(budget, api, ticket)
+      local started = client._debug and now()
+      local value, next_key, status, limits = client._transport:perform(op.method, url, body_text, op.items ~= nil)
+      if value ~= nil then
+        budget:settle(api, ticket, limits, status)
+      else
+        budget:settle(api, ticket, next_key.rate_limit, next_key.status, next_key.retry_after)
+      end
+      if undo then unwind.pop(undo) end
+      if started then
+        debug_line(client, string.format("%s %s -> %s (%.1f ms)", op.method, url,
+          value ~= nil and tostring(status) or tostring(next_key.status or next_key.kind), (now() - started) * 1000))
+      end
       if value ~= nil then
         if op.items and type(value) ~= "table" then
           return nil, Error.wrap({ kind = "decode", status = status, attempts = attempts,

@@ -95,6 +95,11 @@ end
 -- blocks, as outside tasks, instead of failing).
 local running = coroutine.running
 
+--- The number of tasks in task_of, counted as they come and go by hand: one the
+-- collector took is still counted (so 0 surely means that no task runs: the
+-- transports' plain calls look no further).
+scheduler.live = 0
+
 function scheduler.current()
   local task = task_of[running() or false]
   if task and can_yield() then return task end
@@ -207,6 +212,7 @@ local function retire(group)
 end
 
 local function forget(task)
+  if task_of[task.co] then scheduler.live = scheduler.live - 1 end
   task_of[task.co] = nil
   task.owner.tasks[task] = nil
 end
@@ -249,6 +255,7 @@ end
 local function new_task(owner, job, group)
   local task = { co = coroutine.create(job.run), owner = owner, group = group, job = job }
   task_of[task.co] = task
+  scheduler.live = scheduler.live + 1
   unwind.track(task.co)
   owner.tasks[task] = true
   local ready = owner.ready
@@ -295,6 +302,7 @@ local function cancel_owner(owner, why, report)
   owner.tasks, owner.ready, owner.timers, owner.multis, owner.groups = {}, {}, {}, {}, {}
   for task in pairs(tasks) do
     task.finished = true
+    if task_of[task.co] then scheduler.live = scheduler.live - 1 end
     task_of[task.co] = nil
     unwind.run(task.co)
     if report and task.group then task.job.finish(false, why) end

@@ -13,9 +13,17 @@ local unwind = {}
 local pending = setmetatable({}, { __mode = "k" }) -- tracked coroutine -> its undo functions
 local running = coroutine.running
 
+--- The number of coroutines tracked, counted as they come and go by hand: one the
+-- collector took is still counted (so 0 surely means that nothing is tracked: a
+-- plain call looks no further than that).
+unwind.tracked = 0
+
 --- Tracks `co`, a task's coroutine.
 function unwind.track(co)
-  pending[co] = pending[co] or {}
+  if pending[co] == nil then
+    pending[co] = {}
+    unwind.tracked = unwind.tracked + 1
+  end
 end
 
 --- Pushes `undo` for the running task (nothing outside a tracked one); returns a
@@ -51,8 +59,9 @@ end
 -- skipped: the others still run.
 function unwind.run(co)
   local list = pending[co]
-  pending[co] = nil
   if list == nil then return end
+  pending[co] = nil
+  unwind.tracked = unwind.tracked - 1
   for i = #list, 1, -1 do pcall(list[i]) end
 end
 

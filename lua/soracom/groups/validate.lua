@@ -43,23 +43,32 @@ function validate.namespace(method, value, level, allowed)
   return namespace
 end
 
--- The checks of one path parameter; the common case (a good value) costs no call.
+-- The checks of one path parameter that is a namespace or no plain segment.
 local function check_param(op, name, value, level)
   if name == "namespace" then
     if op.namespaces[value] then return end
     validate.namespace(op.name, value, level + 1, op.namespaces)
-  elseif type(value) ~= "string" or value == "" or value == "." or value == ".." then
+  else
     validate.segment(op.name, name, value, level + 1)
   end
 end
 
 --- Checks the path parameters of an operation (at most three), in the method's order.
+-- (A plain segment, the common case, costs no call: a non-empty string, not "." or "..")
 function validate.params(op, level, a1, a2, a3)
   local params = op.params
   local count = #params
-  if count >= 1 then check_param(op, params[1], a1, level + 1) end
-  if count >= 2 then check_param(op, params[2], a2, level + 1) end
-  if count >= 3 then check_param(op, params[3], a3, level + 1) end
+  if count == 0 then return end
+  local p1, p2, p3 = params[1], params[2], params[3]
+  if p1 == "namespace" or type(a1) ~= "string" or a1 == "" or a1 == "." or a1 == ".." then
+    check_param(op, p1, a1, level + 1)
+  end
+  if count >= 2 and (p2 == "namespace" or type(a2) ~= "string" or a2 == "" or a2 == "." or a2 == "..") then
+    check_param(op, p2, a2, level + 1)
+  end
+  if count >= 3 and (p3 == "namespace" or type(a3) ~= "string" or a3 == "" or a3 == "." or a3 == "..") then
+    check_param(op, p3, a3, level + 1)
+  end
 end
 
 local function is_positive_integer(value)

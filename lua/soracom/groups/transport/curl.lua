@@ -25,9 +25,11 @@ local held = setmetatable({}, { __mode = "k" })
 -- ca_path and proxy from the settings, and keeps none of the rest.
 function curl.new(settings)
   local transport = setmetatable({}, Transport)
+  local plain = core.session(settings)
   held[transport] = {
     settings = settings,
-    plain = core.session(settings), -- for calls outside tasks
+    plain = plain,                  -- for calls outside tasks
+    perform = plain.perform,        -- its method, looked up once
     idle = {},                      -- sessions for tasks, between two transfers
     in_flight = setmetatable({}, { __mode = "k" }), -- session -> true while its transfer runs
     multi = nil,                    -- made at the first transfer of a task
@@ -52,17 +54,6 @@ local function current_lines(own, session)
   return session
 end
 
--- The results of perform, with the answer's rate-limit headers: read at once, from
--- the session that just finished.
-local function results(session, value, next_key, status)
-  local limits = session:last_rate_limit()
-  if value == nil then
-    next_key.rate_limit = limits
-    return nil, next_key
-  end
-  return value, next_key, status, limits
-end
-
 local function closed_in_flight()
   return nil, { kind = "closed", message = "the client was closed while the request was in flight" }
 end
@@ -84,9 +75,10 @@ local function perform_in_task(own, method, url, body, paginated)
     session:close()
     return nil, { kind = "network", message = "libcurl refused the transfer: " .. tostring(why) }
   end
-  local value, next_key, status = session:finish()
+  -- (the answer's rate-limit headers: the fourth value, or the error's rate_limit)
+  local value, next_key, status, limits = session:finish()
   own.idle[#own.idle + 1] = session
-  return results(session, value, next_key, status)
+  return value, next_key, status, limits
 end
 
 -- One exchange outside any task, through an application loop's wait: a run of its
@@ -112,7 +104,7 @@ end
 function Transport:perform(method, url, body, paginated)
   local own = held[self]
   if own == nil or own.closed then state(self) end -- (raises)
-  if scheduler.current() then
+  if scheduler.live > 0 and scheduler.current() then
     return perform_in_task(own, method, url, body, paginated)
   end
   local waiter = own.waiter
@@ -121,8 +113,7 @@ function Transport:perform(method, url, body, paginated)
   end
   local session = own.plain
   if own.versions[session] ~= own.version then current_lines(own, session) end
-  local value, next_key, status = session:perform(method, url, body, paginated)
-  return results(session, value, next_key, status)
+  return own.perform(session, method, url, body, paginated)
 end
 
 --- set_waiter(waiter): how a call outside any task waits ({ wait = fn }: through an
