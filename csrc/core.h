@@ -146,6 +146,8 @@ sg_session *sg_session_check_prepared(lua_State *L, int index, const char *where
  * Returns 0 otherwise. */
 int sg_session_setup_error(lua_State *L, sg_session *s);
 CURL *sg_session_easy(sg_session *s);
+/* The multi handle running the session's transfer, or NULL. */
+sg_multi *sg_session_multi(const sg_session *s);
 /* added to m, the multi handle at multi_index */
 void sg_session_running(lua_State *L, int session_index, sg_session *s, int multi_index,
                         sg_multi *m);
@@ -157,8 +159,9 @@ void sg_session_cancelled(lua_State *L, int session_index, sg_session *s);
 /* multi.c */
 void sg_multi_register(lua_State *L);
 int sg_multi_new(lua_State *L);
-/* The session at session_index is being closed while its transfer runs on the multi
- * handle at multi_index: the transfer leaves that handle, which forgets it. */
+/* The session at session_index is being closed while its transfer runs: the transfer
+ * leaves its multi handle, which forgets it. multi_index holds what the session's user
+ * value says that handle is (used only when it is). */
 void sg_multi_forget(lua_State *L, int multi_index, int session_index, sg_session *s);
 
 #endif

@@ -64,14 +64,41 @@ static int find(const sg_multi *m, const sg_session *s)
 
 /* Takes transfer i off the handle and releases its reference in the handle's user
  * value, the table at index refs (whose free list exists from the start: releasing
- * writes existing keys only, and allocates nothing). */
+ * writes existing keys only, and allocates nothing). refs is 0, or not a table, when
+ * the user value was replaced through the debug library: the reference is then lost,
+ * and with it only the session's memory until the table that holds it goes. */
 static void take_off(lua_State *L, int refs, sg_multi *m, int i)
 {
     int ref = m->running[i].ref;
     curl_multi_remove_handle(m->handle, m->running[i].easy);
     m->running[i] = m->running[m->count - 1];
     m->count--;
-    luaL_unref(L, refs, ref);
+    if (refs != 0 && lua_type(L, refs) == LUA_TTABLE)
+        luaL_unref(L, refs, ref);
+}
+
+static int uservalue_is_table(lua_State *L, int index)
+{
+    int is_table;
+    sg_getuservalue(L, index);
+    is_table = lua_type(L, -1) == LUA_TTABLE;
+    lua_pop(L, 1);
+    return is_table;
+}
+
+/* Pushes the session of transfer i, from the table of references at index refs; nil
+ * when what is there is not that session (the debug library replaced the table). */
+static void push_session(lua_State *L, int refs, const sg_multi *m, int i)
+{
+    if (lua_type(L, refs) != LUA_TTABLE) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_rawgeti(L, refs, m->running[i].ref);
+    if (lua_touserdata(L, -1) != (void *)m->running[i].session) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
 }
 
 static int reserve_sockets(sg_multi *m, int want)
@@ -144,16 +171,23 @@ static void run(sg_multi *m)
 
 void sg_multi_forget(lua_State *L, int multi_index, int session_index, sg_session *s)
 {
-    /* the session's reference to its multi handle: that handle, never another */
-    sg_multi *m = (sg_multi *)lua_touserdata(L, multi_index);
+    /* The handle running the session's transfer: its memory lasts as long as the
+     * transfer does, since closing or collecting a handle ends its transfers first.
+     * The value at multi_index (from the session's user value) is used for its table
+     * of references only when it is that handle. */
+    sg_multi *m = sg_session_multi(s);
     multi_index = sg_absindex(L, multi_index);
     session_index = sg_absindex(L, session_index);
     if (m != NULL && m->handle != NULL) {
         int i = find(m, s);
         if (i >= 0) {
-            sg_getuservalue(L, multi_index);
-            take_off(L, lua_gettop(L), m, i);
-            lua_pop(L, 1);
+            if (lua_touserdata(L, multi_index) == (void *)m) {
+                sg_getuservalue(L, multi_index);
+                take_off(L, lua_gettop(L), m, i);
+                lua_pop(L, 1);
+            } else {
+                take_off(L, 0, m, i);
+            }
         }
     }
     sg_session_cancelled(L, session_index, s);
@@ -176,6 +210,11 @@ static int multi_add(lua_State *L)
         lua_insert(L, -2);
         return 2;
     }
+    /* The user values keep a running transfer's objects alive (see core.h); the debug
+     * library can replace them with anything. */
+    if (!uservalue_is_table(L, 1) || !uservalue_is_table(L, 2))
+        return luaL_error(L, "soracom.groups: multi:add: the user value of the handle or of the session "
+                             "is no longer its table (debug.setuservalue)");
     if (m->count == m->capacity) {
         int capacity = m->capacity ? m->capacity * 2 : 16;
         running_transfer *grown = NULL;
@@ -243,10 +282,13 @@ static int collect(lua_State *L, sg_multi *m, int refs, int ended, int done)
             continue;
         result = msg->data.result; /* msg is gone once the handle is removed */
         s = m->running[i].session;
-        lua_rawgeti(L, refs, m->running[i].ref);
+        push_session(L, refs, m, i);
         take_off(L, refs, m, i);
         sg_session_ended(L, -1, s, result);
-        lua_rawseti(L, ended, ++done);
+        if (lua_isnil(L, -1))
+            lua_pop(L, 1); /* its session is out of reach (see push_session) */
+        else
+            lua_rawseti(L, ended, ++done);
     }
     return done;
 }
@@ -424,7 +466,7 @@ static int multi_close(lua_State *L)
     sg_getuservalue(L, 1); /* 2 */
     while (m->count > 0) {
         sg_session *s = m->running[m->count - 1].session;
-        lua_rawgeti(L, 2, m->running[m->count - 1].ref); /* 3: the session */
+        push_session(L, 2, m, m->count - 1); /* 3: the session, or nil */
         take_off(L, 2, m, m->count - 1);
         sg_session_cancelled(L, 3, s);
         lua_settop(L, 2);

@@ -100,10 +100,18 @@ static int exchange_gc(lua_State *L)
 /* Sets the session's user value [1] (see core.h) to the value at the top, popped: the
  * multi handle running its transfer, or nil. The table has that slot from the start:
  * nothing is allocated, so no finalizer runs here. */
-static void set_multi_ref(lua_State *L, int session_index)
+static void set_multi_ref(lua_State *L, int session_index, const sg_session *s)
 {
     session_index = sg_absindex(L, session_index);
+    if (lua_touserdata(L, session_index) != (void *)s) {
+        lua_pop(L, 1); /* its session is out of reach (see multi.c's push_session) */
+        return;
+    }
     sg_getuservalue(L, session_index);
+    if (lua_type(L, -1) != LUA_TTABLE) { /* replaced through the debug library */
+        lua_pop(L, 2);
+        return;
+    }
     lua_insert(L, -2);
     lua_rawseti(L, -2, UV_MULTI);
     lua_pop(L, 1);
@@ -118,7 +126,10 @@ static int session_close(lua_State *L)
          * here (the user value's [1]), so it has not been freed, even if it has been
          * finalized already */
         sg_getuservalue(L, 1);
-        lua_rawgeti(L, 2, 1);
+        if (lua_type(L, 2) == LUA_TTABLE)
+            lua_rawgeti(L, 2, UV_MULTI);
+        else
+            lua_pushnil(L); /* replaced through the debug library */
         sg_multi_forget(L, 3, 1, s);
         lua_settop(L, 1);
     }
@@ -764,6 +775,11 @@ int sg_session_setup_error(lua_State *L, sg_session *s)
     return 1;
 }
 
+sg_multi *sg_session_multi(const sg_session *s)
+{
+    return s->transfer == TRANSFER_RUNNING ? s->multi : NULL;
+}
+
 CURL *sg_session_easy(sg_session *s)
 {
     return s->curl;
@@ -776,7 +792,7 @@ void sg_session_running(lua_State *L, int session_index, sg_session *s, int mult
     s->transfer = TRANSFER_RUNNING;
     s->multi = m;
     lua_pushvalue(L, multi_index);
-    set_multi_ref(L, session_index);
+    set_multi_ref(L, session_index, s);
 }
 
 void sg_session_ended(lua_State *L, int session_index, sg_session *s, CURLcode code)
@@ -786,7 +802,7 @@ void sg_session_ended(lua_State *L, int session_index, sg_session *s, CURLcode c
     s->transfer_code = code;
     s->multi = NULL;
     lua_pushnil(L);
-    set_multi_ref(L, session_index);
+    set_multi_ref(L, session_index, s);
 }
 
 /* The transfer was taken off its multi handle before the end: the session is free
@@ -798,7 +814,7 @@ void sg_session_cancelled(lua_State *L, int session_index, sg_session *s)
     s->transfer = TRANSFER_NONE;
     s->multi = NULL;
     lua_pushnil(L);
-    set_multi_ref(L, session_index);
+    set_multi_ref(L, session_index, s);
     end_request(s, &s->transfer_ex, CURLE_ABORTED_BY_CALLBACK, error);
     if (exchange_empty(&s->spare))
         move_exchange(&s->spare, &s->transfer_ex);

@@ -88,6 +88,8 @@ describe("the C core's second pass (issue 24)", function()
       "dropped_together",         -- both unreachable at once, made in either order
       "at_exit",                  -- left running to lua_close
       "resurrected",              -- a finalizer brings both back
+      "session_uservalue",        -- the debug library replaces a session's user value
+      "multi_uservalue",          -- or a multi handle's
     } do
       it("keeps a multi handle and its sessions valid whatever the collector does: " .. mode, function()
         local out, ok = child(mode)

@@ -174,6 +174,57 @@ function modes.copy_fails()
   s:close()
 end
 
+-- What the debug library can put in place of an object's user value (its environment
+-- on 5.1 and LuaJIT): each of these must leave the core's objects safe.
+local function set_uservalue(object, value)
+  if debug.setuservalue then return debug.setuservalue(object, value) end
+  return debug.setfenv(object, type(value) == "table" and value or {})
+end
+local STRANGERS = { 5, "text", io.stdout, {} }
+
+-- A session's user value replaced while its transfer runs, or before it is added; then
+-- every way the session and its handle part: close either, poll, collect both.
+function modes.session_uservalue()
+  for _, stranger in ipairs(STRANGERS) do
+    for _, ending in ipairs { "session", "multi", "poll", "collect" } do
+      local m, s = core.multi(), prepared()
+      assert(m:add(s))
+      set_uservalue(s, stranger)
+      local _ = churn()
+      if ending == "session" then s:close(); m:close()
+      elseif ending == "multi" then m:close(); s:close()
+      elseif ending == "poll" then m:poll(0); m:close()
+      else m, s = nil, nil end -- luacheck: ignore 311
+      collectgarbage()
+    end
+    local m, s = core.multi(), prepared()
+    set_uservalue(s, stranger)
+    local added, err = pcall(m.add, m, s)
+    if type(stranger) ~= "table" and debug.setuservalue ~= nil then
+      assert(not added and tostring(err):find("debug.setuservalue", 1, true), tostring(err))
+    end
+    m:close()
+    s:close()
+  end
+end
+
+-- The same with the multi handle's user value (its references to the sessions).
+function modes.multi_uservalue()
+  for _, stranger in ipairs(STRANGERS) do
+    for _, ending in ipairs { "session", "multi", "poll", "collect" } do
+      local m, s = core.multi(), prepared()
+      assert(m:add(s))
+      set_uservalue(m, stranger)
+      local _ = churn()
+      if ending == "session" then s:close(); m:close()
+      elseif ending == "multi" then m:close(); s:close()
+      elseif ending == "poll" then m:poll(0); s:close(); m:close()
+      else m, s = nil, nil end -- luacheck: ignore 311
+      collectgarbage()
+    end
+  end
+end
+
 local run = modes[mode]
 if run == nil then
   io.stderr:write("unknown mode " .. tostring(mode) .. "\n")
