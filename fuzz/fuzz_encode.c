@@ -12,13 +12,16 @@
  * table that luaopen_soracom_groups_core returns.
  *
  * An independent model says whether JSON can hold the value (finite numbers, valid
- * UTF-8, keys all strings or exactly 1..n, at most SG_JSON_MAX_DEPTH levels, no cycle,
- * nothing but nil-free JSON types). When it can, encode_json must return a text that
- * sg_json_decode reads back to the same value: the same types (on 5.3+ integers stay
- * integers and floats floats), the same numbers with the same sign of zero, the same
- * strings, arrays as arrays (marked) and objects as objects. When it cannot, encode_json
- * must raise a message that starts with the root name. Anything else aborts. Then the
- * whole thing runs again with Lua's allocator failing part-way (see fuzz_common.h).
+ * UTF-8, keys all strings or exactly 1..n, at most SG_JSON_MAX_DEPTH levels with
+ * cjson.empty_array's [] counted as one, no cycle, only JSON's types). When it can,
+ * encode_json must return a text that sg_json_decode reads back to the same value: the
+ * same types (on 5.3+ integers stay integers and floats floats), the same numbers with
+ * the same sign of zero, the same strings, arrays as arrays (marked) and objects as
+ * objects. When it cannot, encode_json must raise a message of at most MAX_MESSAGE
+ * bytes that starts with the root name (its first 16 bytes: a long one may be cut).
+ * Anything else aborts. Values too big to encode in a fuzzer's time are skipped (see
+ * MAX_BYTES). Then the whole thing runs again with Lua's allocator failing part-way
+ * (see fuzz_common.h).
  *
  * Built for Lua 5.4 (fuzz_encode) and Lua 5.1 (fuzz_encode_5.1) by scripts/fuzz.
  * Reproduce: build/fuzz/fuzz_encode CRASH_FILE */
@@ -28,9 +31,9 @@
 
 int luaopen_soracom_groups_core(lua_State *L);
 
-/* The error messages the model does not need to tell apart: any refusal will do, as
- * long as it names where (the root name first). A message longer than this is a bug
- * too (issue 24, item 2: paths in messages are truncated). */
+/* The model does not tell refusals apart: any message will do, as long as it names
+ * where (the root name first) and is no longer than this (issue 24, item 2: paths in
+ * messages are cut). */
 #define MAX_MESSAGE (1u << 20)
 #define MAX_NODES 4000
 #define MAX_BUILD_DEPTH 1100
@@ -66,6 +69,13 @@ static uint8_t next_byte(reader *r)
     b = *r->p++;
     r->n--;
     return b;
+}
+
+/* Two bytes, the first the high one (read in order: not two calls in one expression). */
+static unsigned next_u16(reader *r)
+{
+    unsigned high = next_byte(r);
+    return high << 8 | next_byte(r);
 }
 
 static uint64_t next_u64(reader *r)
@@ -114,7 +124,7 @@ static void push_string(builder *b)
         /* long: (h & 7) + 1 bytes repeated up to MAX_LONG_STRING bytes in all */
         size_t unit = (size_t)(h & 7) + 1, total;
         luaL_Buffer buf;
-        total = ((size_t)next_byte(&b->r) << 8 | next_byte(&b->r)) * 4 + 1;
+        total = (size_t)next_u16(&b->r) * 4 + 1;
         if (total > MAX_LONG_STRING)
             total = MAX_LONG_STRING;
         for (i = 0; i < unit; i++)
@@ -346,7 +356,7 @@ static void build_value(builder *b, int depth, int in_table)
             lua_newtable(L);
             return;
         }
-        i = 1 + (int)(((unsigned)next_byte(&b->r) << 8 | next_byte(&b->r)) % (unsigned)b->pool_count);
+        i = 1 + (int)(next_u16(&b->r) % (unsigned)b->pool_count);
         lua_rawgeti(L, b->pool, i);
         return;
     }

@@ -326,7 +326,8 @@ static int run_response(script *s, int *conn)
             r = send_all(conn, pieces[i].text, pieces[i].len);
             break;
         case 4: { /* a status line of any code */
-            unsigned code = ((unsigned)script_byte(s) << 8 | script_byte(s)) % 1100;
+            unsigned code = script_byte(s);
+            code = (code << 8 | script_byte(s)) % 1100;
             n = (size_t)snprintf(text, sizeof text, "HTTP/1.%d %u X\r\n", op >> 7, code);
             r = send_all(conn, text, n);
             break;
