@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include "core.h"
 
+#ifndef LUA_OK /* Lua 5.1 */
+#define LUA_OK 0
+#endif
+
 typedef struct {
     unsigned long count; /* allocations (and growths) so far */
     unsigned long limit; /* from this allocation on every one fails; 0: never */
@@ -75,19 +79,25 @@ static uint32_t fuzz_hash(const uint8_t *data, size_t size)
 
 /* Runs fn(job) under lua_pcall twice: with memory to spare (where a Lua error is a
  * bug, unless allow_errors), then in a fresh state whose allocator starts failing at
- * an allocation picked from the input's hash, where a memory error is expected. */
-static void fuzz_run_twice(lua_CFunction fn, void *job, const uint8_t *data, size_t size,
-                           int allow_errors)
+ * an allocation picked from the input's hash, where a memory error is expected.
+ * around (may be NULL) is called with 1 before each run (the state made, nothing
+ * counted yet) and with 0 after it (the state closed): fuzz_session starts and stops
+ * its server there. */
+static void fuzz_run_twice_around(lua_CFunction fn, void *job, const uint8_t *data,
+                                  size_t size, int allow_errors,
+                                  void (*around)(void *job, int before))
 {
     fuzz_alloc_state s;
     unsigned long setup, used;
     int status;
     lua_State *L = fuzz_new_state(&s);
 
-    setup = s.count;
-    lua_pushcfunction(L, fn);
+    if (around)
+        around(job, 1);
+    lua_pushcfunction(L, fn); /* on 5.1 a closure: allocated before counting starts */
     lua_pushlightuserdata(L, job);
     lua_pushboolean(L, 1); /* checks on */
+    setup = s.count;
     status = lua_pcall(L, 2, 0, 0);
     if (status != LUA_OK && !allow_errors) {
         fprintf(stderr, "unexpected Lua error %d: %s\n", status,
@@ -96,14 +106,18 @@ static void fuzz_run_twice(lua_CFunction fn, void *job, const uint8_t *data, siz
     }
     used = s.count - setup;
     fuzz_close_state(L, &s);
+    if (around)
+        around(job, 0);
 
     if (used == 0)
         return;
     L = fuzz_new_state(&s);
-    s.limit = s.count + 1 + fuzz_hash(data, size) % used;
+    if (around)
+        around(job, 1);
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, job);
     lua_pushboolean(L, 0); /* results may differ: only memory safety matters */
+    s.limit = s.count + 1 + fuzz_hash(data, size) % used;
     status = lua_pcall(L, 2, 0, 0);
     if (status != LUA_OK && status != LUA_ERRMEM && !allow_errors) {
         fprintf(stderr, "unexpected Lua error %d with a memory limit: %s\n", status,
@@ -111,6 +125,14 @@ static void fuzz_run_twice(lua_CFunction fn, void *job, const uint8_t *data, siz
         abort();
     }
     fuzz_close_state(L, &s);
+    if (around)
+        around(job, 0);
+}
+
+static inline void fuzz_run_twice(lua_CFunction fn, void *job, const uint8_t *data, size_t size,
+                           int allow_errors)
+{
+    fuzz_run_twice_around(fn, job, data, size, allow_errors, NULL);
 }
 
 #endif
