@@ -292,6 +292,9 @@ static void add_value(json_writer *w, int index, int depth)
             return;
         }
         if (lua_rawequal(L, index, w->cjson_empty_array)) {
+            /* a level like any array: as deep as the decoder reads, no deeper */
+            if (depth >= SG_JSON_MAX_DEPTH)
+                encode_error(w, depth, "nested too deeply (is there a cycle?)");
             sg_membuf_add(L, w->buf, "[]", 2);
             return;
         }

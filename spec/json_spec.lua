@@ -236,6 +236,13 @@ describe("lua-cjson's array marks, when cjson is loaded (item 3e)", function()
       package.loaded.cjson = { empty_array = handle }
       assert.are.equal('{"list":[]}', core.encode_json({ list = handle }))
       assert.are.equal("[[],null]", core.encode_json({ handle, core.null }))
+      -- a level like any array: 999 tables around it make 1000 levels, the most
+      local t = handle
+      for _ = 1, 999 do t = { t } end
+      assert.are.equal(string.rep("[", 1000) .. string.rep("]", 1000), core.encode_json(t))
+      local ok, err = pcall(core.encode_json, { t })
+      assert.is_false(ok)
+      assert.matches("nested too deeply", err)
       package.loaded.cjson = nil
       assert.has_error(function() core.encode_json({ handle }) end,
         "body[1]: a userdata cannot be sent as JSON")
