@@ -60,9 +60,13 @@ static size_t path_step_text(const json_writer *w, int i, char *out)
         return (size_t)snprintf(out, PATH_STEP_SHOWN, "[%ld]", w->path[i - 1].index);
     }
     if (n > PATH_STEP_SHOWN) {
-        n = PATH_STEP_SHOWN;
-        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
-            n--; /* text[n] continues a character: cut before that character */
+        size_t shown = PATH_STEP_SHOWN;
+        /* text[n] continues a character: cut before that character, which starts at
+         * most 3 bytes back (a text that is not UTF-8 is cut where it is) */
+        for (n = shown; n > shown - 3 && ((unsigned char)text[n] & 0xC0) == 0x80; n--) {
+        }
+        if (((unsigned char)text[n] & 0xC0) == 0x80)
+            n = shown;
         memcpy(out + o, text, n);
         memcpy(out + o + n, ELLIPSIS, ELLIPSIS_LEN);
         return o + n + ELLIPSIS_LEN;

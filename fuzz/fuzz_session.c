@@ -220,9 +220,42 @@ static int read_request(int *conn, int kept)
     }
 }
 
+/* libcurl before 8.1.0 (Debian 12 has 7.88.1) keeps a pointer to the last header it
+ * stored across transfers of one handle, and unfolds a folded first header line of the
+ * next response onto it, after freeing it: a use after free, then a realloc of freed
+ * memory, inside libcurl (curl issue 11101, fixed by curl's commit "headers: clear
+ * (possibly) lingering pointer in init", 8.1.0). The core reuses its handles, so any
+ * server can trigger it; scripts/sanitize's report of it is in the issue's notes. With
+ * such a libcurl the server here never folds the first header line of a response (its
+ * first byte becomes 'X'), so that the fuzzer looks for bugs of the core.
+ * fold_guard: 0 off, 1 in the status line, 2 at the start of the first header line. */
+static int avoid_curl_11101;
+static int fold_guard;
+
 /* Sends n bytes; on a connection the client closed, closes ours (*conn = -1) and drops
  * the rest. Returns -1 when told to stop. */
+static int send_raw(int *conn, const char *bytes, size_t n);
+
 static int send_all(int *conn, const char *bytes, size_t n)
+{
+    size_t i;
+    for (i = 0; fold_guard != 0 && i < n; i++) {
+        if (fold_guard == 1) {
+            if (bytes[i] == '\n')
+                fold_guard = 2;
+        } else {
+            fold_guard = 0;
+            if (bytes[i] == ' ' || bytes[i] == '\t') {
+                if (send_raw(conn, bytes, i) < 0 || send_raw(conn, "X", 1) < 0)
+                    return -1;
+                return send_raw(conn, bytes + i + 1, n - i - 1);
+            }
+        }
+    }
+    return send_raw(conn, bytes, n);
+}
+
+static int send_raw(int *conn, const char *bytes, size_t n)
 {
     while (*conn >= 0 && n > 0) {
         ssize_t sent = send(*conn, bytes, n, MSG_NOSIGNAL);
@@ -415,6 +448,7 @@ static void *serve(void *arg)
             conn = -1;
             continue;
         }
+        fold_guard = avoid_curl_11101;
         r = run_response(s, &conn);
         if (r < 0)
             break;
@@ -443,6 +477,7 @@ static void start_listening(void)
         getsockname(listen_fd, (struct sockaddr *)&address, &size) != 0)
         abort();
     server_port = ntohs(address.sin_port);
+    avoid_curl_11101 = curl_version_info(CURLVERSION_NOW)->version_num < 0x080100;
     set_nonblocking(listen_fd);
     set_nonblocking(wake[0]);
 }

@@ -267,6 +267,12 @@ describe("encoding errors stay small whatever the keys (item 2)", function()
     assert.matches("\226\128\166%.f: a function cannot be sent as JSON$", err)
   end)
 
+  it("cuts a long name that is not UTF-8 where it is: the message starts with it", function()
+    local root = string.rep("\189", 300) -- continuation bytes only
+    local err = encode_error({ f = print }, root)
+    assert.are.equal(string.rep("\189", 200) .. "\226\128\166.f: a function cannot be sent as JSON", err)
+  end)
+
   it("keeps the start and the end of a long path", function()
     local t = {}
     local node = t
