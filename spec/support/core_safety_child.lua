@@ -125,10 +125,10 @@ function modes.resurrected()
     local s = prepared()
     local m = core.multi()
     assert(m:add(s))
-    local finalized = gc_object(bring_back(back, m, s)) -- luacheck: ignore 241
+    gc_object(bring_back(back, m, s))
     -- No register may keep them: Lua 5.3's collector marks a frame's registers that a
     -- block has left, as long as nothing has overwritten them.
-    s, m, finalized = nil, nil, nil -- luacheck: ignore 311
+    s, m = nil, nil -- luacheck: ignore 311
   end
   local _ = churn()
   assert(back.m and back.s, "the finalizer did not run")
