@@ -184,10 +184,13 @@ function modes.copy_fails()
 end
 
 -- What the debug library can put in place of an object's user value (its environment
--- on 5.1 and LuaJIT): each of these must leave the core's objects safe.
+-- on 5.1 and LuaJIT): each of these must leave the core's objects safe. Returns whether
+-- the user value is now `value` (Lua 5.2 takes a table or nil only; an environment is a
+-- table: another one is put there instead).
 local function set_uservalue(object, value)
-  if debug.setuservalue then return debug.setuservalue(object, value) end
-  return debug.setfenv(object, type(value) == "table" and value or {})
+  if debug.setuservalue then return (pcall(debug.setuservalue, object, value)) end
+  debug.setfenv(object, type(value) == "table" and value or {})
+  return type(value) == "table"
 end
 local STRANGERS = { 5, "text", io.stdout, {} }
 
@@ -207,9 +210,9 @@ function modes.session_uservalue()
       collectgarbage()
     end
     local m, s = core.multi(), prepared()
-    set_uservalue(s, stranger)
+    local replaced = set_uservalue(s, stranger)
     local added, err = pcall(m.add, m, s)
-    if type(stranger) ~= "table" and debug.setuservalue ~= nil then
+    if replaced and type(stranger) ~= "table" then
       assert(not added and tostring(err):find("debug.setuservalue", 1, true), tostring(err))
     end
     m:close()
