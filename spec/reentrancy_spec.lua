@@ -3,17 +3,7 @@
 -- caller passed) may call the core again; each call still gives its own result.
 local core = require "soracom.groups.core"
 
--- An object whose finalizer is fn: a table on 5.2+, a newproxy on 5.1 and LuaJIT,
--- whose tables take no __gc.
-local newproxy = rawget(_G, "newproxy")
-local function finalizable(fn)
-  if newproxy then
-    local proxy = newproxy(true)
-    getmetatable(proxy).__gc = fn
-    return proxy
-  end
-  return setmetatable({}, { __gc = fn })
-end
+local finalizable = require "spec.support.finalizable"
 
 -- Which allocation of a core call takes a GC step, so where a finalizer runs, depends
 -- on the collector's settings and the Lua version; these (pause, step multiplier) pairs

@@ -139,15 +139,7 @@ describe("the descriptors the core holds", function()
     -- (last of this server's specs: its four requests are left waiting a minute)
     drained()
     srv:faults { { delay = 60, times = 4 } } -- the four stay silent throughout
-    local newproxy = rawget(_G, "newproxy") -- 5.1 and LuaJIT: tables take no __gc
-    local function finalizable(fn)
-      if newproxy then
-        local proxy = newproxy(true)
-        getmetatable(proxy).__gc = fn
-        return proxy
-      end
-      return setmetatable({}, { __gc = fn })
-    end
+    local finalizable = require "spec.support.finalizable"
     -- Leaves a finalizer pending: its object is garbage at once (made in a coroutine,
     -- so that no stale register of a live frame still holds it).
     local function leave_pending(fn)

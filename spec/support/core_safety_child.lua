@@ -27,15 +27,7 @@ local function churn()
   return keep
 end
 
--- An object whose finalizer calls fn (Lua 5.1 and LuaJIT have no __gc on tables).
-local function gc_object(fn)
-  if _VERSION == "Lua 5.1" then
-    local proxy = newproxy(true) -- luacheck: ignore 113
-    getmetatable(proxy).__gc = fn
-    return proxy
-  end
-  return setmetatable({}, { __gc = fn })
-end
+local gc_object = require "spec.support.finalizable"
 
 local modes = {}
 
@@ -194,21 +186,26 @@ local function set_uservalue(object, value)
 end
 local STRANGERS = { 5, "text", io.stdout, {} }
 
--- A session's user value replaced while its transfer runs, or before it is added; then
--- every way the session and its handle part: close either, poll, collect both.
+-- The user value of the session or of its multi handle (`whose`) replaced while the
+-- transfer runs; then every way the two part: close either, poll, collect both.
+local function replaced_while_running(whose, stranger)
+  for _, ending in ipairs { "session", "multi", "poll", "collect" } do
+    local m, s = core.multi(), prepared()
+    assert(m:add(s))
+    set_uservalue(whose == "session" and s or m, stranger)
+    local _ = churn()
+    if ending == "session" then s:close(); m:close()
+    elseif ending == "multi" then m:close(); s:close()
+    elseif ending == "poll" then m:poll(0); s:close(); m:close()
+    else m, s = nil, nil end -- luacheck: ignore 311
+    collectgarbage()
+  end
+end
+
+-- A session's user value replaced while its transfer runs, or before it is added.
 function modes.session_uservalue()
   for _, stranger in ipairs(STRANGERS) do
-    for _, ending in ipairs { "session", "multi", "poll", "collect" } do
-      local m, s = core.multi(), prepared()
-      assert(m:add(s))
-      set_uservalue(s, stranger)
-      local _ = churn()
-      if ending == "session" then s:close(); m:close()
-      elseif ending == "multi" then m:close(); s:close()
-      elseif ending == "poll" then m:poll(0); m:close()
-      else m, s = nil, nil end -- luacheck: ignore 311
-      collectgarbage()
-    end
+    replaced_while_running("session", stranger)
     local m, s = core.multi(), prepared()
     local replaced = set_uservalue(s, stranger)
     local added, err = pcall(m.add, m, s)
@@ -222,19 +219,7 @@ end
 
 -- The same with the multi handle's user value (its references to the sessions).
 function modes.multi_uservalue()
-  for _, stranger in ipairs(STRANGERS) do
-    for _, ending in ipairs { "session", "multi", "poll", "collect" } do
-      local m, s = core.multi(), prepared()
-      assert(m:add(s))
-      set_uservalue(m, stranger)
-      local _ = churn()
-      if ending == "session" then s:close(); m:close()
-      elseif ending == "multi" then m:close(); s:close()
-      elseif ending == "poll" then m:poll(0); s:close(); m:close()
-      else m, s = nil, nil end -- luacheck: ignore 311
-      collectgarbage()
-    end
-  end
+  for _, stranger in ipairs(STRANGERS) do replaced_while_running("multi", stranger) end
 end
 
 local run = modes[mode]

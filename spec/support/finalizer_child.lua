@@ -20,15 +20,7 @@ local function session()
   return s
 end
 
--- An object whose finalizer calls fn (Lua 5.1 and LuaJIT have no __gc on tables).
-local function gc_object(fn)
-  if _VERSION == "Lua 5.1" then
-    local proxy = newproxy(true) -- luacheck: ignore 113
-    getmetatable(proxy).__gc = fn
-    return proxy
-  end
-  return setmetatable({}, { __gc = fn })
-end
+local gc_object = require "spec.support.finalizable"
 
 collectgarbage("setpause", 0)
 collectgarbage("setstepmul", 1000)
