@@ -170,6 +170,10 @@ function sims.move(client, items, group_id, options, level)
   local mode = resolved.batch
   if mode == nil then mode = #todo > sims.BATCH_THRESHOLD end
   mode = mode and "batch" or "calls"
+  if mode == "calls" then -- no more tasks than SIMs, each its own socket
+    resolved.concurrency = math.max(1, math.min(resolved.concurrency, #todo))
+    batch.check_capacity(client._transport, "move_sims", resolved.concurrency, level + 1)
+  end
 
   local progress = new_progress(mode, #ids)
   progress.skipped, progress.done = #ids - #todo, #ids - #todo
