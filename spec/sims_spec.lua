@@ -334,6 +334,7 @@ describe("SIM membership", function()
       assert.are.equal(500, results[2].err.status)
       assert.are.equal("SEM0500", results[2].err.code)
       assert.are.equal("injected", results[2].err.message)
+      assert.are.equal("/sims/" .. ids[2] .. "/set_group", results[2].err.path) -- as a call's error has it
       assert.is_false(results[4].ok)
       assert.are.equal(404, results[4].err.status)
       assert.is_true(results[1].ok and results[3].ok and results[5].ok)
@@ -405,6 +406,41 @@ describe("SIM membership", function()
       assert.are.equal(odd, results[1].sim_id)
       local job = cjson.decode(requests_matching("/jobs$")[1].body)
       assert.are.equal("/v1/sims/89%2081%2F00%251/set_group", job.tasks[1].request.path)
+    end)
+
+    it("falls back to calls when it chose the Batch API by itself and the Batch API is refused", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 3 }
+      srv:faults { { status = 403, body = { code = "AUM0005", message = "no Batch API for you" } } }
+      local threshold = sims.BATCH_THRESHOLD
+      sims.BATCH_THRESHOLD = 1
+      local ok, _, summary = pcall(client.move_sims, client, ids, group)
+      sims.BATCH_THRESHOLD = threshold
+      assert.is_true(ok, tostring(summary))
+      assert.are.equal("calls", summary.mode)
+      assert.are.equal(3, summary.moved)
+      assert.are.equal(403, summary.batch_error.status)
+      assert.are.same(sorted(ids), members(group))
+    end)
+
+    it("finds or makes the batch group again when the one it knew was deleted", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 2 }
+      local _, first = client:move_sims({ ids[1] }, group, { batch = true })
+      assert.are.equal(1, first.moved)
+      local batch_groups = srv:batch_jobs()
+      local status = srv:http("DELETE", "/v1/batch_groups/" .. batch_groups[1].batchGroupId, { auth = true })
+      assert.are.equal(204, status)
+      local _, second = client:move_sims({ ids[2] }, group, { batch = true })
+      assert.are.equal(1, second.moved)
+      assert.is_nil(second.batch_error)
+      local refused, made = 0, 0
+      for _, request in ipairs(srv:requests()) do
+        if request.method == "POST" and request.uri == "/v1/batch_groups" then made = made + 1 end
+        if request.method == "POST" and request.uri:find("/jobs$") then refused = refused + 1 end
+      end
+      assert.are.equal(2, made) -- made, deleted, made again
+      assert.are.equal(3, refused) -- a job, one refused (404), the job again
     end)
 
     it("marks every SIM failed when the batch group cannot be had", function()
