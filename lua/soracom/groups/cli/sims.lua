@@ -79,8 +79,8 @@ local function new_reader(source)
   local where_of = {} -- SIM id -> where it was first read
   local prefix = source and source .. ": " or ""
   function reader.add(item, where)
-    local id = item
-    if type(item) == "table" then
+    local id, kind = item, raw.json_type(item)
+    if kind == "an object" then
       id = item.simId
       if type(id) ~= "string" then
         return prefix .. where .. ': a SIM object needs its "simId", a string (got '
@@ -91,8 +91,8 @@ local function new_reader(source)
         return prefix .. where .. ': "groupId" must be a string or null (got ' .. raw.json_type(group) .. ")"
       end
       item = { simId = id, groupId = group } -- all move_sims reads of it
-    elseif type(item) ~= "string" then
-      return prefix .. where .. ": got " .. raw.json_type(item) .. ", not a SIM id (a string) or a SIM object"
+    elseif kind ~= "a string" then
+      return prefix .. where .. ": got " .. kind .. ", not a SIM id (a string) or a SIM object"
     else
       reader.first_bare = reader.first_bare or where
     end
@@ -132,9 +132,6 @@ local function read_text(text, reader, source)
     if line:sub(1, 1) == "{" then
       local sim, why = raw.decode_json(line)
       if sim == nil then return source .. ": " .. where .. ": not valid JSON: " .. why end
-      if raw.json_type(sim) ~= "an object" then
-        return source .. ": " .. where .. ": got " .. raw.json_type(sim) .. ", not a SIM object"
-      end
       refused = reader.add(sim, where)
     elseif line ~= "" and line:sub(1, 1) ~= "#" then
       refused = reader.add(line, where)
