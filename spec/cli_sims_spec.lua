@@ -200,4 +200,356 @@ describe("soracom-groups SIM membership", function()
       os.remove(path)
     end)
   end)
+
+  -- The request the fake recorded for method and path (the first), or nil.
+  local function request_to(method, path)
+    for _, request in ipairs(srv:requests()) do
+      if request.method == method and request.uri == path then return request end
+    end
+  end
+
+  -- Requests the fake counted for an API ("POST /v1/sims/{sim_id}/set_group"), 0 for none.
+  local function count(api)
+    local counted = srv:stats().by_api[api]
+    return counted and counted.requests or 0
+  end
+
+  local SET_GROUP, UNSET_GROUP = "POST /v1/sims/{sim_id}/set_group", "POST /v1/sims/{sim_id}/unset_group"
+  local CREATE_JOB = "POST /v1/batch_groups/{batch_group_id}/jobs"
+
+  describe("sims and subscribers", function()
+    it("sims set-group puts the SIM into the group and prints the SIM, pretty", function()
+      local group = srv:seed_groups(1, { name = "fleet-b" })[1]
+      local ids = srv:add_sims { count = 2 }
+      local code, out, err = run { "sims", "set-group", "--sim-id", ids[1], "--group-id", group }
+      assert.are.same({ 0, "" }, { code, err })
+      assert.are.equal("{\n  ", out:sub(1, 4))
+      local sim = fake.decode(out)
+      assert.are.same({ ids[1], group }, { sim.simId, sim.groupId })
+      assert.are.equal(group, srv:sim(ids[1]).groupId)
+      assert.is_nil(srv:sim(ids[2]).groupId)
+      local request = request_to("POST", "/v1/sims/" .. ids[1] .. "/set_group")
+      assert.are.same({ groupId = group }, fake.decode(request.body))
+    end)
+
+    it("sims set-group --jsonl prints the SIM on one line", function()
+      local group = srv:seed_groups(1, { name = "fleet-b" })[1]
+      local ids = srv:add_sims { count = 1 }
+      local code, out = run { "sims", "set-group", "--sim-id", ids[1], "--group-id", group, "--jsonl" }
+      assert.are.equal(0, code)
+      assert.matches("^{[^\n]+}\n$", out)
+      assert.are.equal(group, fake.decode(out).groupId)
+    end)
+
+    it("sims unset-group takes the SIM out of its group", function()
+      local group = srv:seed_groups(1, { name = "fleet-a" })[1]
+      local ids = srv:add_sims { count = 2, group_id = group }
+      local code, out, err = run { "sims", "unset-group", "--sim-id", ids[2] }
+      assert.are.same({ 0, "" }, { code, err })
+      local sim = fake.decode(out)
+      assert.are.same({ ids[2], nil }, { sim.simId, sim.groupId })
+      assert.is_nil(srv:sim(ids[2]).groupId)
+      assert.are.equal(group, srv:sim(ids[1]).groupId)
+      assert.is_truthy(request_to("POST", "/v1/sims/" .. ids[2] .. "/unset_group"))
+    end)
+
+    it("subscribers set-group and unset-group move the SIM holding an IMSI, any of its IMSIs", function()
+      local group = srv:seed_groups(1, { name = "fleet-b" })[1]
+      local ids, _, all_imsis = srv:add_sims { count = 1, imsis = 2 }
+      local second = all_imsis[1][2]
+      local code, out, err = run { "subscribers", "set-group", "--imsi", second, "--group-id", group }
+      assert.are.same({ 0, "" }, { code, err })
+      assert.are.equal(group, fake.decode(out).groupId)
+      assert.are.equal(group, srv:sim(ids[1]).groupId)
+      assert.is_truthy(request_to("POST", "/v1/subscribers/" .. second .. "/set_group"))
+
+      code, out, err = run { "subscribers", "unset-group", "--imsi", second, "--jsonl" }
+      assert.are.same({ 0, "" }, { code, err })
+      assert.matches("^{[^\n]+}\n$", out)
+      assert.is_nil(fake.decode(out).groupId)
+      assert.is_nil(srv:sim(ids[1]).groupId)
+    end)
+
+    it("an unknown SIM or group: exit 1, the API's error on stderr, nothing on stdout", function()
+      local group = srv:seed_groups(1, { name = "fleet-b" })[1]
+      local ids = srv:add_sims { count = 1 }
+      local code, out, err = run { "sims", "set-group", "--sim-id", "8981199999999999999", "--group-id", group }
+      assert.are.same({ 1, "" }, { code, out })
+      assert.matches("^soracom%-groups: POST /sims/8981199999999999999/set_group: HTTP 404 %(SIM0004%): [^\n]+\n$",
+        err)
+      code, out, err = run { "sims", "set-group", "--sim-id", ids[1], "--group-id", "no-such-group" }
+      assert.are.same({ 1, "" }, { code, out })
+      assert.matches("^soracom%-groups: POST /sims/" .. ids[1] .. "/set_group: HTTP 404 %(COM0004%): [^\n]+\n$", err)
+      assert.is_nil(srv:sim(ids[1]).groupId)
+    end)
+  end)
+
+  describe("move-sims", function()
+    local from, to
+
+    before_each(function()
+      local ids = srv:seed_groups(2, { env = "ci" })
+      from, to = ids[1], ids[2]
+    end)
+
+    -- args, followed by --sim-id ID for each of ids.
+    local function with_sims(args, ids)
+      for _, id in ipairs(ids) do
+        args[#args + 1] = "--sim-id"
+        args[#args + 1] = id
+      end
+      return args
+    end
+
+    -- Whether every SIM of ids is in group (nil: in none).
+    local function all_in(ids, group)
+      for _, id in ipairs(ids) do
+        if srv:sim(id).groupId ~= group then return false end
+      end
+      return true
+    end
+
+    it("moves the SIMs of --sim-id one call each, prints a summary line, no progress off a terminal", function()
+      local ids = srv:add_sims { count = 3, group_id = from }
+      local others = srv:add_sims { count = 1, group_id = from }
+      local code, out, err = run { "move-sims", "--group-id", to, "--sim-id", ids[1], "--sim-id", ids[2],
+        "--sim-id", ids[3] }
+      assert.are.same({ 0, "" }, { code, err })
+      assert.are.equal("Moved 3 of 3 SIMs into group " .. to .. ", skipped 0, failed 0 (one call each).\n", out)
+      assert.is_true(all_in(ids, to))
+      assert.is_true(all_in(others, from))
+      assert.are.same({ 3, 0 }, { count(SET_GROUP), count(CREATE_JOB) })
+    end)
+
+    it("--unset takes them out of their groups", function()
+      local ids = srv:add_sims { count = 2, group_id = from }
+      local code, out = run { "move-sims", "--unset", "--sim-id", ids[1], "--sim-id", ids[2] }
+      assert.are.equal(0, code)
+      assert.are.equal("Moved 2 of 2 SIMs out of their groups, skipped 0, failed 0 (one call each).\n", out)
+      assert.is_true(all_in(ids, nil))
+      assert.are.same({ 2, 0 }, { count(UNSET_GROUP), count(SET_GROUP) })
+    end)
+
+    it("--from-file reads one SIM a line, comments and blank lines skipped", function()
+      local ids = srv:add_sims { count = 3 }
+      local path = file_with("sims.txt", "# fleet b\n" .. ids[1] .. "\n\n  " .. ids[2] .. "\t\r\n"
+        .. '{"simId": "' .. ids[3] .. '", "groupId": null}\n')
+      local code, out = run { "move-sims", "--group-id", to, "--from-file", path }
+      assert.are.equal(0, code)
+      assert.are.equal("Moved 3 of 3 SIMs into group " .. to .. ", skipped 0, failed 0 (one call each).\n", out)
+      assert.is_true(all_in(ids, to))
+    end)
+
+    it("- reads list-subscribers --fetch-all's JSON array from stdin", function()
+      local ids = srv:add_sims { count = 3, group_id = from }
+      local _, listed = run { "list-subscribers", "--group-id", from, "--fetch-all" }
+      assert.are.equal("[", listed:sub(1, 1))
+      local code, out = run({ "move-sims", "--group-id", to, "-" }, { stdin = listed })
+      assert.are.equal(0, code)
+      assert.are.equal("Moved 3 of 3 SIMs into group " .. to .. ", skipped 0, failed 0 (one call each).\n", out)
+      assert.is_true(all_in(ids, to))
+    end)
+
+    it("--skip-current leaves alone the SIMs of list-subscribers --jsonl already in place", function()
+      local staying = srv:add_sims { count = 2, group_id = to }
+      local moving = srv:add_sims { count = 1, group_id = from }
+      local _, in_to = run { "list-subscribers", "--group-id", to, "--fetch-all", "--jsonl" }
+      local _, in_from = run { "list-subscribers", "--group-id", from, "--fetch-all", "--jsonl" }
+      srv:clear_stats()
+      local code, out = run({ "move-sims", "--group-id", to, "--skip-current", "--from-file", "-" },
+        { stdin = in_to .. in_from })
+      assert.are.equal(0, code)
+      assert.are.equal("Moved 1 of 3 SIMs into group " .. to .. ", skipped 2, failed 0 (one call each).\n", out)
+      assert.is_true(all_in(staying, to))
+      assert.is_true(all_in(moving, to))
+      assert.are.equal(1, count(SET_GROUP))
+      assert.is_truthy(request_to("POST", "/v1/sims/" .. moving[1] .. "/set_group"))
+
+      -- the same input again (moving's groupId in it is still the old one), in JSON
+      code, out = run({ "move-sims", "--group-id", to, "--skip-current", "--json", "-" },
+        { stdin = in_to .. in_from })
+      assert.are.equal(0, code)
+      local printed = fake.decode(out)
+      assert.are.same({ { simId = staying[1], ok = true, skipped = true }, { simId = staying[2], ok = true,
+        skipped = true }, { simId = moving[1], ok = true } }, printed.results)
+      assert.are.same({ mode = "calls", groupId = to, total = 3, moved = 1, skipped = 2, failed = 0 }, printed.summary)
+    end)
+
+    it("--concurrency sets the calls made at once (8 by default)", function()
+      -- the first call of an API goes alone (the rate budget learns its limit), then
+      -- the other eight overlap as far as the concurrency lets them
+      local ids = srv:add_sims { count = 9 }
+      srv:settings { latency = 0.15 }
+      assert.are.equal(0, (run(with_sims({ "move-sims", "--group-id", to, "--concurrency", "4" }, ids))))
+      assert.are.equal(4, srv:stats().max_in_flight)
+      srv:clear_stats()
+      assert.are.equal(0, (run(with_sims({ "move-sims", "--unset" }, ids))))
+      assert.are.equal(require("soracom.groups.batch").DEFAULTS.concurrency, srv:stats().max_in_flight)
+      assert.is_true(all_in(ids, nil))
+    end)
+
+    it("a SIM not moved: the others move, its error on stderr, exit 1", function()
+      local ids = srv:add_sims { count = 2 }
+      local missing = "8981199999999999999"
+      local code, out, err = run { "move-sims", "--group-id", to, "--sim-id", ids[1], "--sim-id", missing,
+        "--sim-id", ids[2] }
+      assert.are.equal(1, code)
+      assert.are.equal("Moved 2 of 3 SIMs into group " .. to .. ", skipped 0, failed 1 (one call each).\n", out)
+      assert.matches("^soracom%-groups: SIM " .. missing .. ": POST /sims/" .. missing .. "/set_group: "
+        .. "HTTP 404 %(SIM0004%): [^\n]+\n$", err)
+      assert.is_true(all_in(ids, to))
+    end)
+
+    it("--json prints each SIM's result and the summary, and no secret", function()
+      local ids = srv:add_sims { count = 2, group_id = from }
+      local missing = "8981199999999999999"
+      local code, out, err = run { "move-sims", "--group-id", to, "--json", "--sim-id", ids[1], "--sim-id",
+        missing, "--sim-id", ids[2] }
+      assert.are.equal(1, code)
+      assert.matches("^soracom%-groups: SIM " .. missing .. ": ", err)
+      local printed = fake.decode(out)
+      assert.are.same({ mode = "calls", groupId = to, total = 3, moved = 2, skipped = 0, failed = 1 },
+        printed.summary)
+      assert.are.same({ simId = ids[1], ok = true }, printed.results[1])
+      assert.are.same({ simId = ids[2], ok = true }, printed.results[3])
+      local failure = printed.results[2]
+      assert.are.same({ missing, false }, { failure.simId, failure.ok })
+      assert.are.same({ kind = "http", status = 404, code = "SIM0004", method = "POST",
+        path = "/sims/" .. missing .. "/set_group" },
+        { kind = failure.error.kind, status = failure.error.status, code = failure.error.code,
+          method = failure.error.method, path = failure.error.path })
+      assert.are.equal("string", type(failure.error.message))
+      assert.are.equal(3, #printed.results)
+      for _, secret in ipairs { srv.auth_key, srv.auth_key_id } do
+        assert.is_nil(out:find(secret, 1, true))
+        assert.is_nil(err:find(secret, 1, true))
+      end
+    end)
+
+    it("--batch moves them as one Batch API job, a failed task reported with its SIM id", function()
+      local ids = srv:add_sims { count = 3, group_id = from }
+      srv:batch_task_faults { sim_ids = { ids[2] }, status = 500, code = "FAK0500", message = "Injected task fault" }
+      local code, out, err = run { "move-sims", "--group-id", to, "--batch", "--json", "--sim-id", ids[1],
+        "--sim-id", ids[2], "--sim-id", ids[3] }
+      assert.are.equal(1, code)
+      local jobs = srv:batch_jobs()
+      assert.are.equal(1, #jobs)
+      local job = jobs[1].jobId
+      local printed = fake.decode(out)
+      assert.are.same({ mode = "batch", groupId = to, total = 3, moved = 2, skipped = 0, failed = 1, jobs = { job } },
+        printed.summary)
+      assert.are.same({ { simId = ids[1], ok = true }, { simId = ids[3], ok = true } },
+        { printed.results[1], printed.results[3] })
+      local failure = printed.results[2]
+      assert.are.same({ ids[2], false, 500, "FAK0500", "Injected task fault" }, { failure.simId, failure.ok,
+        failure.error.status, failure.error.code, failure.error.message })
+      -- (the task's path: the job's request, /v1 and all)
+      assert.matches("^soracom%-groups: SIM " .. ids[2] .. ": POST [/%w]*/sims/" .. ids[2] .. "/set_group: HTTP 500 "
+        .. "%(FAK0500%): Injected task fault\n$", err)
+      assert.is_true(all_in({ ids[1], ids[3] }, to))
+      assert.are.equal(from, srv:sim(ids[2]).groupId)
+      assert.are.same({ 0, 1 }, { count(SET_GROUP), count(CREATE_JOB) })
+    end)
+
+    it("--unset --batch takes them out as a job, and the summary line names it", function()
+      local ids = srv:add_sims { count = 2, group_id = from }
+      local code, out = run { "move-sims", "--unset", "--batch", "--sim-id", ids[1], "--sim-id", ids[2] }
+      assert.are.equal(0, code)
+      local job = srv:batch_jobs()[1].jobId
+      assert.are.equal("Moved 2 of 2 SIMs out of their groups, skipped 0, failed 0 (Batch API job " .. job .. ").\n",
+        out)
+      assert.is_true(all_in(ids, nil))
+      assert.are.equal(0, count(UNSET_GROUP))
+    end)
+
+    it("goes through the Batch API for more than groups.MOVE_SIMS_BATCH_THRESHOLD SIMs, unless --no-batch", function()
+      local threshold = require("soracom.groups").MOVE_SIMS_BATCH_THRESHOLD
+      local ids = srv:add_sims { count = threshold + 1, group_id = from }
+      local path = file_with("many.txt", table.concat(ids, "\n") .. "\n")
+      local code, out = run { "move-sims", "--group-id", to, "--from-file", path }
+      assert.are.equal(0, code)
+      local jobs = srv:batch_jobs()
+      assert.are.equal(1, #jobs)
+      assert.are.equal("Moved " .. #ids .. " of " .. #ids .. " SIMs into group " .. to .. ", skipped 0, failed 0 "
+        .. "(Batch API job " .. jobs[1].jobId .. ").\n", out)
+      assert.are.equal(#ids, jobs[1].summary.success)
+      assert.are.same({ 0, 1 }, { count(SET_GROUP), count(CREATE_JOB) })
+
+      srv:clear_stats()
+      code, out = run { "move-sims", "--unset", "--no-batch", "--from-file", path }
+      assert.are.equal(0, code)
+      assert.are.equal("Moved " .. #ids .. " of " .. #ids .. " SIMs out of their groups, skipped 0, failed 0 "
+        .. "(one call each).\n", out)
+      assert.are.same({ #ids, 0 }, { count(UNSET_GROUP), count(CREATE_JOB) })
+      assert.is_true(all_in({ ids[1], ids[#ids] }, nil))
+    end)
+
+    describe("progress line", function()
+      local cli = require "soracom.groups.cli"
+
+      -- cli.main in this process, with files for streams and stderr_is_terminal as
+      -- given: exit code, stdout, stderr.
+      local function main(args, terminal)
+        local paths = { out = os.tmpname(), err = os.tmpname(), input = os.tmpname() }
+        local stdout, stderr = assert(io.open(paths.out, "wb")), assert(io.open(paths.err, "wb"))
+        local stdin = assert(io.open(paths.input, "rb"))
+        local argv = { "--endpoint", srv.endpoint, "--auth-key-id", srv.auth_key_id, "--auth-key", srv.auth_key }
+        for _, word in ipairs(args) do argv[#argv + 1] = word end
+        local code = cli.main(argv, { stdout = stdout, stderr = stderr, stdin = stdin, stderr_is_terminal = terminal })
+        stdout:close() stderr:close() stdin:close()
+        local out, err = command.slurp(paths.out), command.slurp(paths.err)
+        for _, path in pairs(paths) do os.remove(path) end
+        return code, out, err
+      end
+
+      it("is rewritten in place on a terminal, one call each, and ends with a newline", function()
+        local ids = srv:add_sims { count = 2 }
+        local code, out, err = main({ "move-sims", "--group-id", to, "--concurrency", "1", "--sim-id", ids[1],
+          "--sim-id", ids[2] }, true)
+        assert.are.equal(0, code)
+        assert.are.equal("\rmoved 1/2, failed 0\027[K\rmoved 2/2, failed 0\027[K\n", err)
+        assert.are.equal("Moved 2 of 2 SIMs into group " .. to .. ", skipped 0, failed 0 (one call each).\n", out)
+      end)
+
+      it("counts the failed and the skipped", function()
+        local staying = srv:add_sims { count = 1, group_id = to }
+        local ids = srv:add_sims { count = 1 }
+        local path = file_with("mixed.json", '[{"simId": "' .. staying[1] .. '", "groupId": "' .. to .. '"}, '
+          .. '{"simId": "8981199999999999999"}, {"simId": "' .. ids[1] .. '"}]')
+        local code, _, err = main({ "move-sims", "--group-id", to, "--concurrency", "1", "--skip-current",
+          "--from-file", path }, true)
+        assert.are.equal(1, code)
+        local progress = err:match("^(.-\n)")
+        assert.are.equal("\rmoved 0/3, skipped 1, failed 1\027[K\rmoved 1/3, skipped 1, failed 1\027[K\n", progress)
+        assert.matches("^soracom%-groups: SIM 8981199999999999999: ", err:sub(#progress + 1))
+      end)
+
+      it("names the Batch API job while it runs", function()
+        local ids = srv:add_sims { count = 2 }
+        local code, _, err = main({ "move-sims", "--group-id", to, "--batch", "--sim-id", ids[1], "--sim-id",
+          ids[2] }, true)
+        assert.are.equal(0, code)
+        local job = srv:batch_jobs()[1].jobId
+        local lines = {}
+        for line in err:gmatch("\r([^\r\n]*)\027%[K") do lines[#lines + 1] = line end
+        assert.are.equal("\n", err:sub(-1))
+        assert.are.equal("moved 0/2, failed 0, job " .. job .. " running", lines[1])
+        assert.are.equal("moved 2/2, failed 0, job " .. job .. " done", lines[#lines])
+        for _, line in ipairs(lines) do
+          assert.matches("^moved [012]/2, failed 0, job " .. job:gsub("%p", "%%%0") .. " [a-z]+$", line)
+        end
+      end)
+
+      it("is not drawn when stderr is no terminal", function()
+        local ids = srv:add_sims { count = 2 }
+        local code, out, err = main({ "move-sims", "--group-id", to, "--sim-id", ids[1], "--sim-id", ids[2] }, false)
+        assert.are.same({ 0, "" }, { code, err })
+        assert.are.equal("Moved 2 of 2 SIMs into group " .. to .. ", skipped 0, failed 0 (one call each).\n", out)
+        -- a stream of the caller's, not told: no terminal either
+        code, out, err = main({ "move-sims", "--unset", "--sim-id", ids[1] }, nil)
+        assert.are.same({ 0, "" }, { code, err })
+        assert.are.equal("Moved 1 of 1 SIM out of their groups, skipped 0, failed 0 (one call each).\n", out)
+      end)
+    end)
+  end)
 end)
