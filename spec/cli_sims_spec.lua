@@ -5,23 +5,22 @@ local fake = require "spec.support.fake_server"
 local command = require "spec.support.command"
 local tempdir = require "spec.support.tempdir"
 
+local unpack = table.unpack or unpack
+
 describe("soracom-groups SIM membership", function()
-  local srv, dir
+  local srv, dir, login
 
   setup(function()
-    srv = fake.start()
-    dir = tempdir.new()
+    srv, dir = fake.start(), tempdir.new()
+    -- an AuthKey, so that anything sent (a login included) is recorded
+    login = { "--endpoint", srv.endpoint, "--auth-key-id", srv.auth_key_id, "--auth-key", srv.auth_key }
   end)
-  teardown(function()
-    srv:stop()
-    tempdir.remove(dir)
-  end)
+  teardown(function() srv:stop() tempdir.remove(dir) end)
   before_each(function() srv:reset() end)
 
-  -- With an AuthKey, so that anything sent (a login included) is recorded.
   local function run(args, opts)
     opts = opts or {}
-    opts.prefix = { "--endpoint", srv.endpoint, "--auth-key-id", srv.auth_key_id, "--auth-key", srv.auth_key }
+    opts.prefix = login
     return command.run(args, opts)
   end
 
@@ -309,14 +308,20 @@ describe("soracom-groups SIM membership", function()
       return true
     end
 
+    -- Runs the command and checks that it moved every SIM of ids into `to`, one call
+    -- each, and said so on stdout alone (no progress line off a terminal).
+    local function moves_all_to(ids, args, opts)
+      local code, out, err = run(args, opts)
+      assert.are.same({ 0, "" }, { code, err })
+      assert.are.equal("Moved " .. #ids .. " of " .. #ids .. " SIMs into group " .. to .. ", skipped 0, failed 0 "
+        .. "(one call each).\n", out)
+      assert.is_true(all_in(ids, to))
+    end
+
     it("moves the SIMs of --sim-id one call each, prints a summary line, no progress off a terminal", function()
       local ids = srv:add_sims { count = 3, group_id = from }
       local others = srv:add_sims { count = 1, group_id = from }
-      local code, out, err = run { "move-sims", "--group-id", to, "--sim-id", ids[1], "--sim-id", ids[2],
-        "--sim-id", ids[3] }
-      assert.are.same({ 0, "" }, { code, err })
-      assert.are.equal("Moved 3 of 3 SIMs into group " .. to .. ", skipped 0, failed 0 (one call each).\n", out)
-      assert.is_true(all_in(ids, to))
+      moves_all_to(ids, with_sims({ "move-sims", "--group-id", to }, ids))
       assert.is_true(all_in(others, from))
       assert.are.same({ 3, 0 }, { count(SET_GROUP), count(CREATE_JOB) })
     end)
@@ -334,20 +339,14 @@ describe("soracom-groups SIM membership", function()
       local ids = srv:add_sims { count = 3 }
       local path = file_with("sims.txt", "# fleet b\n" .. ids[1] .. "\n\n  " .. ids[2] .. "\t\r\n"
         .. '{"simId": "' .. ids[3] .. '", "groupId": null}\n')
-      local code, out = run { "move-sims", "--group-id", to, "--from-file", path }
-      assert.are.equal(0, code)
-      assert.are.equal("Moved 3 of 3 SIMs into group " .. to .. ", skipped 0, failed 0 (one call each).\n", out)
-      assert.is_true(all_in(ids, to))
+      moves_all_to(ids, { "move-sims", "--group-id", to, "--from-file", path })
     end)
 
     it("- reads list-subscribers --fetch-all's JSON array from stdin", function()
       local ids = srv:add_sims { count = 3, group_id = from }
       local _, listed = run { "list-subscribers", "--group-id", from, "--fetch-all" }
       assert.are.equal("[", listed:sub(1, 1))
-      local code, out = run({ "move-sims", "--group-id", to, "-" }, { stdin = listed })
-      assert.are.equal(0, code)
-      assert.are.equal("Moved 3 of 3 SIMs into group " .. to .. ", skipped 0, failed 0 (one call each).\n", out)
-      assert.is_true(all_in(ids, to))
+      moves_all_to(ids, { "move-sims", "--group-id", to, "-" }, { stdin = listed })
     end)
 
     it("--skip-current leaves alone the SIMs of list-subscribers --jsonl already in place", function()
@@ -493,7 +492,7 @@ describe("soracom-groups SIM membership", function()
         local paths = { out = os.tmpname(), err = os.tmpname(), input = os.tmpname() }
         local stdout, stderr = assert(io.open(paths.out, "wb")), assert(io.open(paths.err, "wb"))
         local stdin = assert(io.open(paths.input, "rb"))
-        local argv = { "--endpoint", srv.endpoint, "--auth-key-id", srv.auth_key_id, "--auth-key", srv.auth_key }
+        local argv = { unpack(login) }
         for _, word in ipairs(args) do argv[#argv + 1] = word end
         local code = cli.main(argv, { stdout = stdout, stderr = stderr, stdin = stdin, stderr_is_terminal = terminal })
         stdout:close() stderr:close() stdin:close()
