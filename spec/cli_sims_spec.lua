@@ -539,6 +539,22 @@ describe("soracom-groups SIM membership", function()
         end
       end)
 
+      it("is drawn when the command's stderr is a terminal (script(1) runs it on one)", function()
+        local ids = srv:add_sims { count = 1 }
+        local words = { command.LUA, "bin/soracom-groups" }
+        for _, word in ipairs(login) do words[#words + 1] = command.quote(word) end
+        for _, word in ipairs { "move-sims", "--group-id", to, "--sim-id", ids[1] } do
+          words[#words + 1] = command.quote(word)
+        end
+        local pipe = assert(io.popen("script -qec " .. command.quote(table.concat(words, " ")) .. " /dev/null"
+          .. " </dev/null"))
+        local text = pipe:read("*a")
+        pipe:close()
+        -- the terminal writes each newline as \r\n
+        assert.are.equal("\rmoved 1/1, failed 0\027[K\r\nMoved 1 of 1 SIM into group " .. to .. ", skipped 0, "
+          .. "failed 0 (one call each).\r\n", text)
+      end)
+
       it("is not drawn when stderr is no terminal", function()
         local ids = srv:add_sims { count = 2 }
         local code, out, err = main({ "move-sims", "--group-id", to, "--sim-id", ids[1], "--sim-id", ids[2] }, false)

@@ -34,8 +34,9 @@ function cli.one_line(message)
 end
 
 -- Whether file descriptor fd is a terminal (the shell's test -t: Lua has no isatty).
+-- No redirection: it would replace the descriptor asked about (test prints nothing).
 function cli.is_terminal(fd)
-  local status = os.execute("test -t " .. fd .. " 2>/dev/null")
+  local status = os.execute("test -t " .. fd)
   return status == true or status == 0 -- 5.2+ give true; 5.1 and LuaJIT 0
 end
 
