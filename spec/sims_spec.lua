@@ -11,6 +11,17 @@ local under_limit = require "spec.support.under_limit"
 -- Lua 5.1 cannot yield across pcall (map's on_result call); LuaJIT and 5.2+ can.
 local YIELDS_THROUGH_PCALL = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
 
+-- Calls fn with module[key] set to value for the time of the call (restored even when
+-- fn raises); returns what fn returned.
+local function with_value(module, key, value, fn)
+  local before = module[key]
+  module[key] = value
+  local results = { pcall(fn) }
+  module[key] = before
+  assert(results[1], results[2])
+  return (table.unpack or unpack)(results, 2, #results)
+end
+
 -- Fast Batch API jobs: the fake runs them from its clock.
 local QUICK_JOBS = { batch_start_delay = 0.02, batch_task_seconds = 0.001 }
 
@@ -344,11 +355,9 @@ describe("SIM membership", function()
     it("splits more SIMs than a job holds into jobs run one after the other", function()
       local group = new_group("g")
       local ids = srv:add_sims { count = 25 }
-      local max_tasks = sims_batch.MAX_TASKS
-      sims_batch.MAX_TASKS = 10
-      local ok, results, summary = pcall(client.move_sims, client, ids, group, { batch = true })
-      sims_batch.MAX_TASKS = max_tasks
-      assert.is_true(ok, tostring(results))
+      local _, summary = with_value(sims_batch, "MAX_TASKS", 10, function()
+        return client:move_sims(ids, group, { batch = true })
+      end)
       assert.are.equal(25, summary.moved)
       assert.are.equal(3, #summary.jobs)
       local sizes = {}
@@ -386,15 +395,15 @@ describe("SIM membership", function()
     it("chooses the Batch API by itself above the threshold", function()
       local group = new_group("g")
       local ids = srv:add_sims { count = 4 }
-      local threshold = sims.BATCH_THRESHOLD
-      sims.BATCH_THRESHOLD = 3
-      local ok, _, at_threshold = pcall(client.move_sims, client, { ids[1], ids[2], ids[3] }, group)
-      local ok2, _, above = pcall(client.move_sims, client, ids, nil)
-      sims.BATCH_THRESHOLD = threshold
-      assert.is_true(ok and ok2)
+      local at_threshold, above = with_value(sims, "BATCH_THRESHOLD", 3, function()
+        local _, three = client:move_sims({ ids[1], ids[2], ids[3] }, group)
+        local _, four = client:move_sims(ids, nil)
+        return three, four
+      end)
       assert.are.equal("calls", at_threshold.mode)
       assert.are.equal("batch", above.mode)
-      assert.are.equal(groups.MOVE_SIMS_BATCH_THRESHOLD, threshold)
+      assert.are.equal(4, above.moved)
+      assert.are.equal(groups.MOVE_SIMS_BATCH_THRESHOLD, sims.BATCH_THRESHOLD)
     end)
 
     it("names SIMs whose ids need escaping in the tasks' paths, and matches their failures back", function()
@@ -412,11 +421,7 @@ describe("SIM membership", function()
       local group = new_group("g")
       local ids = srv:add_sims { count = 3 }
       srv:faults { { status = 403, body = { code = "AUM0005", message = "no Batch API for you" } } }
-      local threshold = sims.BATCH_THRESHOLD
-      sims.BATCH_THRESHOLD = 1
-      local ok, _, summary = pcall(client.move_sims, client, ids, group)
-      sims.BATCH_THRESHOLD = threshold
-      assert.is_true(ok, tostring(summary))
+      local _, summary = with_value(sims, "BATCH_THRESHOLD", 1, function() return client:move_sims(ids, group) end)
       assert.are.equal("calls", summary.mode)
       assert.are.equal(3, summary.moved)
       assert.are.equal(403, summary.batch_error.status)

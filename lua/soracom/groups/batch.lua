@@ -50,17 +50,24 @@ function batch.check(items, fn, options, level)
   for name, value in pairs(batch.DEFAULTS) do
     if resolved[name] == nil then resolved[name] = value end
   end
-  local cap = resolved.rate_limit_max_delay
-  if cap ~= nil and (cap ~= cap or cap < 0) then
-    fail("options.rate_limit_max_delay must be 0 or more seconds (got " .. tostring(resolved.rate_limit_max_delay)
-      .. ")", level + 1)
-  end
-  local n = resolved.concurrency
-  if n ~= math.floor(n) or n < 1 or n > batch.MAX_CONCURRENCY then
-    fail("options.concurrency must be a whole number from 1 to " .. batch.MAX_CONCURRENCY
-      .. " (got " .. tostring(n) .. ")", level + 1)
-  end
+  local why = batch.option_problem(resolved)
+  if why then fail(why, level + 1) end
   return resolved
+end
+
+--- What is wrong with the values of map's options concurrency and
+-- rate_limit_max_delay (their types checked), or nil: the words of every method that
+-- takes them.
+function batch.option_problem(options)
+  local cap = options.rate_limit_max_delay
+  if cap ~= nil and (cap ~= cap or cap < 0) then
+    return "options.rate_limit_max_delay must be 0 or more seconds (got " .. tostring(cap) .. ")"
+  end
+  local n = options.concurrency
+  if n ~= math.floor(n) or n < 1 or n > batch.MAX_CONCURRENCY then
+    return "options.concurrency must be a whole number from 1 to " .. batch.MAX_CONCURRENCY
+      .. " (got " .. tostring(n) .. ")"
+  end
 end
 
 --- Raises, blaming `level`, when `concurrency` tasks at once would need more file

@@ -42,16 +42,11 @@ local function check_options(options, level)
   for name, value in pairs(DEFAULTS) do
     if resolved[name] == nil then resolved[name] = value end
   end
-  local n = resolved.concurrency
-  if n ~= math.floor(n) or n < 1 or n > batch.MAX_CONCURRENCY then
-    fail("options.concurrency must be a whole number from 1 to " .. batch.MAX_CONCURRENCY
-      .. " (got " .. tostring(n) .. ")", level + 1)
-  end
-  for _, name in ipairs { "rate_limit_max_delay", "poll_max_delay" } do
-    local seconds = resolved[name]
-    if seconds ~= nil and not (seconds > 0 and seconds < math.huge) then
-      fail("options." .. name .. " must be a positive number of seconds (got " .. tostring(seconds) .. ")", level + 1)
-    end
+  local why = batch.option_problem(resolved) -- (those client:map takes)
+  if why then fail(why, level + 1) end
+  local poll = resolved.poll_max_delay
+  if not (poll > 0 and poll < math.huge) then
+    fail("options.poll_max_delay must be a positive number of seconds (got " .. tostring(poll) .. ")", level + 1)
   end
   for _, name in ipairs { "batch_group_name", "job_name" } do
     local text = resolved[name]
