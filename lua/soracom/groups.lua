@@ -21,8 +21,11 @@ local groups = {
   null = core.null,
   --- The configuration namespaces, in the API's names ("SoracomAir", ...).
   NAMESPACES = spec.NAMESPACES,
-  --- The ten operations, by method name: method, path, params, query, operation_id, cli.
+  --- The operations, by method name (the ten of the group API and the four of SIM
+  -- membership): method, path, params, query, operation_id, cli.
   operations = spec.operations,
+  --- client:move_sims goes through the Batch API above this many SIMs, unless told.
+  MOVE_SIMS_BATCH_THRESHOLD = require("soracom.groups.sims").BATCH_THRESHOLD,
   --- A new client: see `soracom.groups.Client.new` for its options.
   -- @function new
   new = Client.new,

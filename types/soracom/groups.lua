@@ -9,7 +9,8 @@
 ---@field VERSION string the library's version
 ---@field null userdata JSON null in responses and request bodies (equal to cjson.null)
 ---@field NAMESPACES string[] the eleven configuration namespaces
----@field operations table<string, table> the ten operations, described once
+---@field operations table<string, table> the operations (the group API's ten, SIM membership's four), described once
+---@field MOVE_SIMS_BATCH_THRESHOLD integer move_sims goes through the Batch API above this many SIMs, unless told
 ---@field config soracom.groups.Config the configuration builders
 local groups = {}
 
@@ -68,7 +69,7 @@ function groups.array(t) end
 ---@field share_token? boolean whether shared_dict shares the token too
 
 ---@class soracom.groups.Error
----@field kind "http"|"network"|"decode"|"auth"|"config"|"rate_limit"|"closed"|"map"|"cancelled"|"conflict"|"unsupported"
+---@field kind "http"|"network"|"decode"|"auth"|"config"|"rate_limit"|"closed"|"map"|"cancelled"|"conflict"|"unsupported"|"batch"
 ---@field status? integer the HTTP status
 ---@field code? string the API's error code
 ---@field message string what went wrong
@@ -97,6 +98,51 @@ function groups.array(t) end
 ---@field groupId? string
 ---@field simId? string
 ---@field [string] any
+
+---@class soracom.groups.Subscriber
+---@field imsi string
+---@field msisdn string
+---@field status string
+---@field groupId? string
+---@field [string] any
+
+---@class soracom.groups.MoveSimsOptions
+---@field concurrency? integer calls at once (8; 1 to 1024)
+---@field batch? boolean true: Batch API jobs; false: one call per SIM; nil: jobs above MOVE_SIMS_BATCH_THRESHOLD SIMs
+---@field skip_current? boolean leave out the SIMs given as SIM tables already in the target group
+---@field on_progress? fun(progress: soracom.groups.MoveSimsProgress) called as SIMs are done (after each poll of a job)
+---@field fail_fast? boolean calls: stop at the first failure (false)
+---@field rate_limit_max_delay? number calls: cap on each request's rate-limit wait, in seconds
+---@field batch_group_name? string jobs: the batch group to use or make ("soracom-groups")
+---@field job_name? string jobs: their name
+---@field poll_max_delay? number jobs: the longest wait between two polls, in seconds (10)
+
+---@class soracom.groups.MoveSimsProgress
+---@field mode "calls"|"batch"
+---@field total integer
+---@field done integer
+---@field moved integer
+---@field skipped integer
+---@field failed integer
+---@field job_id? string the job running (batch)
+---@field waiting_for? string another job of the same action that is waited for (batch)
+
+---@class soracom.groups.MoveSimsResult
+---@field sim_id string
+---@field ok boolean
+---@field skipped? boolean already in the group (skip_current): not rewritten
+---@field sim? soracom.groups.Sim the SIM as the call left it (one call per SIM)
+---@field err? soracom.groups.Error|string why not
+
+---@class soracom.groups.MoveSimsSummary
+---@field mode? "calls"|"batch"
+---@field total integer
+---@field moved integer
+---@field skipped integer
+---@field failed integer
+---@field jobs? string[] the Batch API jobs' ids
+---@field items_error? any what the iterator raised (nothing was moved)
+---@field resume_key? string the page key to start again from, when the iterator was a client's
 
 ---@class soracom.groups.MapOptions
 ---@field concurrency? integer at most this many at once (8; 1 to 1024)
@@ -210,6 +256,37 @@ function Client:put_tags(group_id, tags) end
 ---@return true? ok
 ---@return soracom.groups.Error? err
 function Client:delete_tag(group_id, tag_name) end
+
+---@param sim_id string
+---@param group_id string
+---@return soracom.groups.Sim? sim
+---@return soracom.groups.Error? err
+function Client:set_sim_group(sim_id, group_id) end
+
+---@param sim_id string
+---@return soracom.groups.Sim? sim
+---@return soracom.groups.Error? err
+function Client:unset_sim_group(sim_id) end
+
+---@param imsi string
+---@param group_id string
+---@return soracom.groups.Subscriber? subscriber
+---@return soracom.groups.Error? err
+function Client:set_subscriber_group(imsi, group_id) end
+
+---@param imsi string
+---@return soracom.groups.Subscriber? subscriber
+---@return soracom.groups.Error? err
+function Client:unset_subscriber_group(imsi) end
+
+---Many SIMs into group_id (nil or groups.null: out of their groups).
+---@param sims (string|soracom.groups.Sim)[]|fun(): (string|soracom.groups.Sim)?
+---@param group_id string|userdata|nil
+---@param options? soracom.groups.MoveSimsOptions
+---@return soracom.groups.MoveSimsResult[] results
+---@return soracom.groups.MoveSimsSummary summary
+---@return any items_error what the iterator raised, if it did (then nothing was moved)
+function Client:move_sims(sims, group_id, options) end
 
 ---@param group_id string
 ---@param name string

@@ -17,6 +17,7 @@ local loops = require "soracom.groups.loops"
 local spec = require "soracom.groups.operations"
 local settings = require "soracom.groups.settings"
 local shared = require "soracom.groups.shared"
+local sims = require "soracom.groups.sims"
 local validate = require "soracom.groups.validate"
 
 local build_url, encode_json = core.build_url, core.encode_json
@@ -103,6 +104,7 @@ function Client.new(options)
     _debug = resolved.debug,
     _retry = resolved.retry,
     _unslept = 0,
+    _batch_group_ids = {}, -- batch group name -> id, for move_sims
     -- how a call waits where it would block: an application loop's wait or sleep
     _waiter = (resolved.wait and { wait = resolved.wait, forget = loops.forget(resolved.wait) })
       or (resolved.sleep and { sleep = resolved.sleep }) or nil,
@@ -149,10 +151,14 @@ local prepare_body = {
     local body = validate.tag_array(op.name, tags, level + 1)
     return body
   end,
+  group_id = function(op, group_id, level)
+    validate.non_empty_string(op.name, "group_id", group_id, level + 1)
+    return { groupId = group_id }
+  end,
 }
 
 -- What the method calls the argument that becomes the body, for error messages.
-local BODY_ARGUMENT = { group = "options", config = "params", tags = "tags" }
+local BODY_ARGUMENT = { group = "options", config = "params", tags = "tags", group_id = "group_id" }
 
 -- The JSON text of a body; a value JSON cannot hold is the caller's mistake.
 local function body_text(op, body, level)
@@ -233,7 +239,7 @@ for name, op in pairs(operations) do
   Client[name] = define_method(op)
 end
 
---- The ten operations.
+--- The ten operations of the group API.
 -- Each returns the API's value, or nil and an `Error`. `namespace` is a namespace
 -- ("SoracomAir") or a builder's name ("air").
 -- @section operations
@@ -304,6 +310,39 @@ end
 -- @tparam string group_id
 -- @tparam string tag_name
 -- @treturn true|nil
+-- @treturn Error|nil
+
+--- SIM membership.
+-- A group's configuration applies to the SIMs in it. These four put one SIM into a
+-- group or take it out; each is idempotent (retried like a PUT) and counted in the
+-- rate budget under its own API. For many SIMs, see `Client:move_sims`.
+-- @section membership
+
+--- POST /sims/{sim_id}/set_group: puts the SIM into the group (from any other).
+-- @function set_sim_group
+-- @tparam string sim_id
+-- @tparam string group_id
+-- @treturn Sim|nil the SIM, now in the group
+-- @treturn Error|nil
+
+--- POST /sims/{sim_id}/unset_group: takes the SIM out of its group.
+-- @function unset_sim_group
+-- @tparam string sim_id
+-- @treturn Sim|nil the SIM, in no group
+-- @treturn Error|nil
+
+--- POST /subscribers/{imsi}/set_group: the same for the SIM holding that IMSI (Soracom
+-- recommends the SIM id, which covers every IMSI of a SIM).
+-- @function set_subscriber_group
+-- @tparam string imsi
+-- @tparam string group_id
+-- @treturn Subscriber|nil the subscriber, now in the group
+-- @treturn Error|nil
+
+--- POST /subscribers/{imsi}/unset_group.
+-- @function unset_subscriber_group
+-- @tparam string imsi
+-- @treturn Subscriber|nil the subscriber, in no group
 -- @treturn Error|nil
 
 --- More than the API.
@@ -471,6 +510,25 @@ function Client:start_map(items, fn, options)
   local resolved = check_map(self, "start_map", items, fn, options)
   local run = batch.start(self._transport, items, fn, resolved, self._waiter)
   return run
+end
+
+--- move_sims(sims, group_id, options) -> results, summary[, items_error]: puts many
+-- SIMs into group_id (nil or groups.null: takes them out of their groups), one call
+-- each within the rate budget, or as Batch API jobs when there are more than
+-- groups.MOVE_SIMS_BATCH_THRESHOLD (options.batch = true or false decides). An
+-- iterator is read to its end before anything is moved; when it raises, nothing is
+-- moved and its error comes back third. See the README's "SIM membership".
+-- @tparam {string|Sim,...}|function sims_or_iterator SIM ids, or SIMs (tables with simId and groupId), or an iterator of them
+-- @tparam string|nil group_id the group, or nil/groups.null
+-- @tparam[opt] table options concurrency (8), batch, skip_current, on_progress, fail_fast,
+-- rate_limit_max_delay, batch_group_name ("soracom-groups"), job_name, poll_max_delay (10)
+-- @treturn {MoveResult,...} one per SIM, in order: sim_id, ok, skipped, sim, err
+-- @treturn table summary: mode ("calls" or "batch"), total, moved, skipped, failed, jobs
+-- @treturn[opt] any what the iterator raised
+function Client:move_sims(sims_or_iterator, group_id, options)
+  check_self(self, "move_sims")
+  local results, summary, items_error = sims.move(self, sims_or_iterator, group_id, options, 2)
+  return results, summary, items_error
 end
 
 -- The iterator's fetch runs inside the for loop's call of the iterator, so a closed

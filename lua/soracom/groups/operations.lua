@@ -1,8 +1,12 @@
---- The ten operations of the Soracom Group API, described once.
+--- The operations the client sends, described once: the ten of the Soracom Group
+-- API, the four that put a SIM into a group or take it out, and (apart, with no
+-- method of their own) the Batch API's, which client:move_sims uses.
 -- Every client method, both iterators and the documentation derive from this table.
 -- `params` are the path parameters, in the order a method takes them; `query` the
 -- query parameters its last argument may hold; `body` how its last argument becomes
--- the request body; `items` marks the paginated lists.
+-- the request body; `items` marks the paginated lists; `idempotent` a POST whose
+-- repetition does no more than the first (retried as a PUT: an unknown outcome is safe
+-- to try again).
 
 local NAMESPACES = {
   "SoracomAir", "SoracomBeam", "SoracomEndorse", "SoracomFlux", "SoracomFunk",
@@ -101,15 +105,65 @@ local operations = {
     params = { "group_id", "tag_name" },
     operation_id = "deleteGroupTag", cli = "groups delete-tag",
   },
+  -- Membership: a group exists to hold SIMs. Setting the group a SIM already has,
+  -- or taking out one in no group, changes nothing.
+  set_sim_group = {
+    method = "POST", path = "/sims/{sim_id}/set_group", params = { "sim_id" }, body = "group_id",
+    idempotent = true, operation_id = "setSimGroup", cli = "sims set-group",
+  },
+  unset_sim_group = {
+    method = "POST", path = "/sims/{sim_id}/unset_group", params = { "sim_id" },
+    idempotent = true, operation_id = "unsetSimGroup", cli = "sims unset-group",
+  },
+  set_subscriber_group = {
+    method = "POST", path = "/subscribers/{imsi}/set_group", params = { "imsi" }, body = "group_id",
+    idempotent = true, operation_id = "setGroup", cli = "subscribers set-group",
+  },
+  unset_subscriber_group = {
+    method = "POST", path = "/subscribers/{imsi}/unset_group", params = { "imsi" },
+    idempotent = true, operation_id = "unsetGroup", cli = "subscribers unset-group",
+  },
 }
 
-for name, op in pairs(operations) do
-  op.name = name
-  op.namespaces = op.namespaces or all_namespaces
+-- The Batch API, as client:move_sims uses it (no client method of its own). Creating a
+-- job is not idempotent: a second one would run the tasks again.
+local batch_operations = {
+  list_batch_groups = {
+    method = "GET", path = "/batch_groups", params = {}, query = { "limit", "last_evaluated_key" },
+    items = "batch groups", operation_id = "listBatchGroups",
+  },
+  create_batch_group = {
+    method = "POST", path = "/batch_groups", params = {}, body = "json", operation_id = "createBatchGroup",
+  },
+  list_batch_jobs = {
+    method = "GET", path = "/batch_groups/{batch_group_id}/jobs", params = { "batch_group_id" },
+    query = { "limit", "last_evaluated_key" }, items = "batch jobs", operation_id = "listBatchJobs",
+  },
+  create_batch_job = {
+    method = "POST", path = "/batch_groups/{batch_group_id}/jobs", params = { "batch_group_id" },
+    body = "json", operation_id = "createBatchJob",
+  },
+  get_batch_job = {
+    method = "GET", path = "/batch_groups/{batch_group_id}/jobs/{job_id}",
+    params = { "batch_group_id", "job_id" }, operation_id = "getBatchJob",
+  },
+  list_batch_tasks = {
+    method = "GET", path = "/batch_groups/{batch_group_id}/jobs/{job_id}/tasks",
+    params = { "batch_group_id", "job_id" }, query = { "status", "limit", "last_evaluated_key" },
+    items = "batch tasks", operation_id = "listTasksOfBatchJob",
+  },
+}
+
+for _, table_of in ipairs { operations, batch_operations } do
+  for name, op in pairs(table_of) do
+    op.name = name
+    op.namespaces = op.namespaces or all_namespaces
+  end
 end
 
 return {
   operations = operations,
+  batch_operations = batch_operations,
   NAMESPACES = NAMESPACES,
   BUILDERS = BUILDERS,
   NAMESPACE_OF = NAMESPACE_OF,

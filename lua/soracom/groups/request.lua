@@ -28,7 +28,7 @@ end
 -- Waits without blocking other tasks where the transport can; false when the client
 -- was closed meanwhile. Inside a task of the curl scheduler the wait is its timer: a
 -- `sleep` option that yields to another loop would yield the task away.
-local function wait(client, seconds)
+function request.wait(client, seconds)
   local waiter, transport = client._waiter, client._transport
   if transport == nil then return false end -- closed (by a debug hook, say)
   if waiter and not transport:in_task() then
@@ -55,7 +55,7 @@ local function backoff(client, err, retry_as, label, failures)
   local seconds = retry.delay(err, failures, policy)
   debug_line(client, string.format("retrying %s in %.2f s (%s, retry %d of %d)", label, seconds,
     err.status and "HTTP " .. err.status or err.kind, failures, policy.retries))
-  return wait(client, seconds)
+  return request.wait(client, seconds)
 end
 
 -- Holds the request, which the budget could not take at once (others are queued, or
@@ -86,7 +86,7 @@ local function admitted(client, api, op, path)
       unwind.pop(undo)
       return ticket
     end
-    if not wait(client, seconds) then
+    if not request.wait(client, seconds) then
       unwind.pop(undo)
       budget:leave(place)
       return nil, closed_error(op, path)
@@ -196,7 +196,7 @@ function request.send(client, op, level, query, body_text, a1, a2, a3)
         auth.invalidate(client, generation) -- only if no other request has logged in since
       else
         failures = failures + 1
-        if not backoff(client, err, op.method, op.method .. " " .. url, failures) then
+        if not backoff(client, err, op.idempotent and "PUT" or op.method, op.method .. " " .. url, failures) then
           err.attempts = attempts
           return nil, Error.wrap(err, op.method, path)
         end

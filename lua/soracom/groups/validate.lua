@@ -86,6 +86,9 @@ local query_checks = {
   last_evaluated_key = function(value)
     return type(value) == "string" and value ~= "", "a non-empty string"
   end,
+  status = function(value) -- a batch job's tasks
+    return value == "pending" or value == "success" or value == "error", '"pending", "success" or "error"'
+  end,
 }
 
 --- Checks a list operation's options table (nil is no options).
