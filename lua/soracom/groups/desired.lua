@@ -20,6 +20,7 @@ local Error = require "soracom.groups.error"
 local spec = require "soracom.groups.operations"
 local sandbox = require "soracom.groups.sandbox"
 local secrets = require "soracom.groups.secrets"
+local validate = require "soracom.groups.validate"
 
 local desired = {}
 
@@ -499,6 +500,12 @@ local function check_configuration(configuration, path, warnings)
   return result
 end
 
+--- Whether value can be a simId: what client:move_sims takes as one (a string that is
+-- a path segment).
+function desired.is_sim_id(value)
+  return (pcall(validate.segment, "desired", "simId", value, 1))
+end
+
 -- A group's SIMs: nil (not managed), or a list of distinct simIds.
 local function check_sims(sims, path)
   if sims == nil then return nil end
@@ -513,6 +520,7 @@ local function check_sims(sims, path)
     if type(sim) ~= "string" or sim == "" then
       bad(where, "must be a non-empty string (got " .. describe(sim) .. ")")
     end
+    if not desired.is_sim_id(sim) then bad(where, "must be a simId (got " .. encode_json(sim) .. ")") end
     if seen[sim] then bad(where, "repeats " .. encode_json(sim) .. " (" .. path .. "[" .. seen[sim] .. "])") end
     seen[sim] = i
     result[i] = sim

@@ -165,10 +165,6 @@ local function check_change(change, i)
   end
 end
 
-local function is_sim_id(value)
-  return type(value) == "string" and value ~= ""
-end
-
 -- A saved change's SIM moves: each SIM moved once in the whole plan, out only when the
 -- plan was made with prune_sims, and an update's SIMs kept as the plan saw them.
 local function check_members(change, where, prune_sims, moved)
@@ -182,13 +178,13 @@ local function check_members(change, where, prune_sims, moved)
     moved[sim] = true
   end
   for _, move in ipairs(members.moves_in) do
-    if type(move) ~= "table" or not is_sim_id(move.sim_id) then
+    if type(move) ~= "table" or not desired.is_sim_id(move.sim_id) then
       bad(where .. " has a SIM to move in that is not one")
     end
     once(move.sim_id)
   end
   for _, sim in ipairs(members.moves_out) do
-    if not is_sim_id(sim) then bad(where .. " has a SIM to move out that is not one") end
+    if not desired.is_sim_id(sim) then bad(where .. " has a SIM to move out that is not one") end
     once(sim)
   end
   if #members.moves_out > 0 and (not prune_sims or change.action ~= "update") then

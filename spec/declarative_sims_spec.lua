@@ -1,0 +1,293 @@
+-- Declarative SIM membership (issue 25, item 4): a group entry's "sims", export
+-- --with-sims, plan's SIM moves, saved plans and apply, against the fake over real
+-- HTTP. Every expected line and document here is written by hand.
+local fake = require "spec.support.fake_server"
+local new_client = require "spec.support.client"
+local command = require "spec.support.command"
+local tempdir = require "spec.support.tempdir"
+local core = require "soracom.groups.core"
+local desired = require "soracom.groups.desired"
+local plan = require "soracom.groups.plan"
+local account = require "soracom.groups.account"
+
+local slurp, write_file = command.slurp, command.write_file
+
+-- A SIM id as the fake's are shaped (ICCID-like, 19 digits).
+local function sim(n) return string.format("89811000000%08d", n) end
+
+local function has(text, piece)
+  assert.truthy(text:find(piece, 1, true), "expected to find:\n" .. piece .. "\nin:\n" .. text)
+end
+
+local function lacks(text, piece)
+  assert.falsy(text:find(piece, 1, true), "did not expect:\n" .. piece .. "\nin:\n" .. text)
+end
+
+describe("declarative SIM membership", function()
+  local srv, client, dir
+
+  setup(function()
+    srv = fake.start()
+    dir = tempdir.new()
+  end)
+  teardown(function()
+    srv:stop()
+    tempdir.remove(dir)
+  end)
+  before_each(function()
+    srv:reset()
+    client = assert(new_client(srv))
+  end)
+  after_each(function() client:close() end)
+
+  local function run(args, opts) return command.against(srv, args, opts) end
+
+  local function create(name, tags)
+    local all = { name = name }
+    for key, value in pairs(tags or {}) do all[key] = value end
+    return assert(client:create_group { tags = all }).groupId
+  end
+
+  -- Puts SIMs with the given numbers into a group (as the fake seeds them).
+  local function seed(group_id, numbers)
+    local list = {}
+    for i, n in ipairs(numbers) do list[i] = { iccid = sim(n) } end
+    srv:seed_subscribers(group_id, list)
+  end
+
+  local function members(group_id)
+    local ids = assert(account.list_members(client, group_id))
+    table.sort(ids)
+    return ids
+  end
+
+  -- The plan of a document against the account, read as the command reads it.
+  local function plan_of(document, options)
+    options = options or {}
+    local doc = assert(desired.check(document))
+    local groups = assert(account.read(client, doc))
+    options.members = assert(account.read_members(client, assert(plan.member_groups(doc, groups))))
+    return assert(plan.compare(doc, groups, options))
+  end
+
+  describe("the document", function()
+    it("takes a list of distinct simIds, [] for none, and leaves a group without sims unmanaged", function()
+      local doc = assert(desired.check { groups = { { name = "a", sims = { sim(2), sim(1) } },
+        { name = "b", sims = core.decode_json('{"sims": []}').sims }, { name = "c" } } })
+      assert.are.same({ sim(2), sim(1) }, doc.groups[1].sims)
+      assert.are.same({}, doc.groups[2].sims)
+      assert.is_nil(doc.groups[3].sims)
+    end)
+
+    it("names the place of each mistake in a group's sims", function()
+      local cases = {
+        { { groups = { { name = "a", sims = sim(1) } } }, "groups[1].sims must be a list of simIds (got a string)" },
+        { { groups = { { name = "a", sims = { one = sim(1) } } } },
+          "groups[1].sims must be a list of simIds (got an object)" },
+        { { groups = { { name = "a", sims = { sim(1), 7 } } } },
+          "groups[1].sims[2] must be a non-empty string (got number)" },
+        { { groups = { { name = "a", sims = { "" } } } },
+          "groups[1].sims[1] must be a non-empty string (got a string)" },
+        { { groups = { { name = "a", sims = { ".." } } } }, 'groups[1].sims[1] must be a simId (got "..")' },
+        { { groups = { { name = "a", sims = { sim(1), sim(2), sim(1) } } } },
+          'groups[1].sims[3] repeats "' .. sim(1) .. '" (groups[1].sims[1])' },
+        { { groups = { { name = "fleet-a", sims = { sim(1), sim(5) } }, { name = "fleet-b" },
+          { name = "fleet-c", sims = { sim(5) } } } },
+          'groups[3] ("fleet-c") lists the SIM "' .. sim(5) .. '", which groups[1] ("fleet-a") lists too: '
+            .. "a SIM is in one group at a time" },
+      }
+      for _, case in ipairs(cases) do
+        local document, err = desired.check(case[1])
+        assert.is_nil(document)
+        assert.are.equal(case[2], err.message)
+      end
+    end)
+
+    it("refuses from a file a SIM listed in two groups, before any request, exit 1", function()
+      local file = dir .. "/twice.json"
+      write_file(file, core.encode_json { scope = "account", groups = {
+        { name = "fleet-a", sims = { sim(1) } }, { name = "fleet-b", sims = { sim(1) } } } })
+      srv:clear_requests()
+      local code, out, err = run { "plan", file }
+      assert.are.equal(1, code, out)
+      has(err, 'groups[2] ("fleet-b") lists the SIM "' .. sim(1) .. '", which groups[1] ("fleet-a") lists too')
+      assert.are.equal(0, #srv:requests())
+    end)
+  end)
+
+  describe("export --with-sims", function()
+    it("writes each group's SIMs sorted, and the file plans to nothing, --prune-sims too", function()
+      local a = create("fleet-a", { env = "prod" })
+      local b = create("fleet-b", { env = "prod" })
+      create("lab", { env = "lab" })
+      seed(a, { 3, 1, 2 })
+      local file = dir .. "/with-sims.json"
+      local code, _, err = run { "export", "--tag-name", "env", "--tag-value", "prod", "--with-sims", "-o", file }
+      assert.are.equal(0, code, err)
+      local text = slurp(file)
+      has(text, '      "name": "fleet-a",\n      "sims": [\n        "' .. sim(1) .. '",\n        "' .. sim(2)
+        .. '",\n        "' .. sim(3) .. '"\n      ],\n')
+      has(text, '      "name": "fleet-b",\n      "sims": [],\n')
+      local document = fake.decode(text)
+      assert.are.equal(b, document.groups[2].groupId)
+      for _, args in ipairs { { "plan", file }, { "plan", "--prune-sims", file } } do
+        local out
+        code, out, err = run(args)
+        assert.are.equal(0, code, out .. err)
+        has(out, "No changes.")
+      end
+      -- without the flag, no group says which SIMs it holds, and none is read
+      srv:clear_requests()
+      code, _, err = run { "export", "--tag-name", "env", "--tag-value", "prod", "-o", file }
+      assert.are.equal(0, code, err)
+      lacks(slurp(file), '"sims"')
+      for _, request in ipairs(srv:requests()) do lacks(request.uri, "/subscribers") end
+    end)
+
+    it("reads every page of a big group", function()
+      local big = create("big")
+      local numbers = {}
+      for i = 1, 230 do numbers[i] = 1000 + i end
+      seed(big, numbers)
+      local document = assert(desired.export(client, { with_sims = true }))
+      assert.are.equal(230, #document.groups[1].sims)
+      assert.are.equal(sim(1001), document.groups[1].sims[1])
+      assert.are.equal(sim(1230), document.groups[1].sims[230])
+      assert.is_true(plan.empty(plan_of(document, { prune_sims = true })))
+    end)
+  end)
+
+  describe("plan", function()
+    it("shows SIMs moving in, from a listed group or from elsewhere, and out only with --prune-sims", function()
+      local a = create("fleet-a", { env = "prod" })
+      local b = create("fleet-b", { env = "prod" })
+      local other = create("other", { env = "prod" })
+      seed(a, { 1, 2, 3 })
+      seed(b, { 4, 5 })
+      seed(other, { 6 })
+      local document = { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = a, name = "fleet-a", tags = { env = "prod" }, sims = { sim(1) } },
+        { groupId = b, name = "fleet-b", tags = { env = "prod" }, sims = { sim(4), sim(2), sim(6), sim(9) } },
+      } }
+      assert.are.same({
+        "# scope: groups whose tag \"env\" is \"prod\"",
+        "~ group fleet-b",
+        "  + sim " .. sim(2) .. " (from group fleet-a)",
+        "  + sim " .. sim(6) .. " (not in a group this file lists SIMs for)",
+        "  + sim " .. sim(9) .. " (not in a group this file lists SIMs for)",
+        "# 1 group outside this file, unchanged (--prune deletes those within the scope); --show-unmanaged lists them",
+        "# 2 SIMs of listed groups outside this file, kept (--prune-sims moves them out to no group); "
+          .. "--show-unmanaged counts them by group",
+        "Plan: 0 to create, 1 to change, 0 to delete; 3 SIMs to move in, 0 to move out.",
+      }, plan.render(plan_of(document)))
+      assert.are.same({
+        "# scope: groups whose tag \"env\" is \"prod\"",
+        "~ group fleet-a",
+        "  - sim " .. sim(3) .. " (to no group)",
+        "~ group fleet-b",
+        "  + sim " .. sim(2) .. " (from group fleet-a)",
+        "  + sim " .. sim(6) .. " (not in a group this file lists SIMs for)",
+        "  + sim " .. sim(9) .. " (not in a group this file lists SIMs for)",
+        "  - sim " .. sim(5) .. " (to no group)",
+        "# unmanaged group other (" .. other .. ")",
+        "Plan: 0 to create, 2 to change, 0 to delete; 3 SIMs to move in, 2 to move out.",
+      }, plan.render(plan_of(document, { prune_sims = true }), { show_unmanaged = true }))
+      local kept = plan.render(plan_of(document), { show_unmanaged = true })
+      assert.are.same({ "# 1 SIM of group fleet-a outside this file, kept", "# 1 SIM of group fleet-b outside "
+        .. "this file, kept" }, { kept[7], kept[8] })
+    end)
+
+    it("reads the SIMs of the groups that list theirs, and no others", function()
+      local a = create("fleet-a", { env = "prod" })
+      local quiet = create("quiet", { env = "prod" })
+      seed(quiet, { 7 })
+      srv:clear_requests()
+      local code, out, err = run { "plan", "--prune-sims", (function()
+        local file = dir .. "/read.json"
+        write_file(file, core.encode_json { scope = { tagName = "env", tagValue = "prod" }, groups = {
+          { groupId = a, name = "fleet-a", tags = { env = "prod" }, sims = { sim(7) } },
+          { groupId = quiet, name = "quiet", tags = { env = "prod" } } } })
+        return file
+      end)() }
+      assert.are.equal(2, code, out .. err)
+      has(out, "  + sim " .. sim(7) .. " (not in a group this file lists SIMs for)")
+      lacks(out, "- sim")
+      local read = {}
+      for _, request in ipairs(srv:requests()) do
+        local id = request.uri:match("^/v1/groups/([^/?]+)/subscribers")
+        if id then read[id] = true end
+      end
+      assert.are.same({ [a] = true }, read)
+    end)
+
+    it("refuses --prune-sims on a file without a scope", function()
+      local a = create("fleet-a")
+      local p, err = plan.compare({ groups = { { groupId = a, name = "fleet-a", sims = {} } } },
+        assert(desired.list(client)), { prune_sims = true, members = { [a] = {} } })
+      assert.is_nil(p)
+      assert.matches("the document has no scope, so --prune-sims could reach", err.message, 1, true)
+    end)
+
+    it("moves SIMs into a group it creates", function()
+      local a = create("fleet-a")
+      seed(a, { 1 })
+      local p = plan_of { scope = "account", groups = {
+        { groupId = a, name = "fleet-a", sims = {} },
+        { name = "fleet-new", tags = { env = "prod" }, sims = { sim(1), sim(2) } } } }
+      assert.are.same({
+        "# scope: the whole account",
+        "+ create group fleet-new",
+        "  + tag env = prod",
+        "  + sim " .. sim(1) .. " (from group fleet-a)",
+        "  + sim " .. sim(2) .. " (not in a group this file lists SIMs for)",
+        "Plan: 1 to create, 0 to change, 0 to delete; 2 SIMs to move in, 0 to move out.",
+      }, plan.render(p))
+    end)
+
+    it("counts many SIMs moving one way, and shows the first five", function()
+      local a = create("fleet-a", { env = "prod" })
+      local b = create("fleet-b", { env = "prod" })
+      local numbers, wanted = {}, {}
+      for i = 1, 40 do numbers[i] = 100 + i end
+      seed(a, numbers)
+      for i = 1, 25 do wanted[i] = sim(100 + i) end -- 25 from fleet-a
+      for i = 1, 12 do wanted[#wanted + 1] = sim(500 + i) end -- 12 from elsewhere
+      local p = plan_of({ scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = a, name = "fleet-a", tags = { env = "prod" }, sims = {} },
+        { groupId = b, name = "fleet-b", tags = { env = "prod" }, sims = wanted } } }, { prune_sims = true })
+      local lines = plan.render(p)
+      assert.are.same({
+        "# scope: groups whose tag \"env\" is \"prod\"",
+        "~ group fleet-a",
+        "  - 15 SIMs move out (to no group); the first 5:",
+        "  - sim " .. sim(126) .. " (to no group)",
+        "  - sim " .. sim(127) .. " (to no group)",
+        "  - sim " .. sim(128) .. " (to no group)",
+        "  - sim " .. sim(129) .. " (to no group)",
+        "  - sim " .. sim(130) .. " (to no group)",
+        "~ group fleet-b",
+        "  + 37 SIMs move in (25 from group fleet-a, 12 not in a group this file lists SIMs for); the first 5:",
+        "  + sim " .. sim(101) .. " (from group fleet-a)",
+        "  + sim " .. sim(102) .. " (from group fleet-a)",
+        "  + sim " .. sim(103) .. " (from group fleet-a)",
+        "  + sim " .. sim(104) .. " (from group fleet-a)",
+        "  + sim " .. sim(105) .. " (from group fleet-a)",
+        "Plan: 0 to create, 2 to change, 0 to delete; 37 SIMs to move in, 15 to move out.",
+      }, lines)
+      -- JSON lists every one
+      local json = fake.decode(plan.to_json(p))
+      assert.are.equal(37, #json.changes[2].sims.moveIn)
+      assert.are.same({ simId = sim(501) }, json.changes[2].sims.moveIn[26])
+      assert.are.same({ simId = sim(101), fromGroupId = a, fromName = "fleet-a" }, json.changes[2].sims.moveIn[1])
+      assert.are.equal(15, #json.changes[1].sims.moveOut)
+      assert.are.same({ 37, 15, true }, { json.summary.simsIn, json.summary.simsOut, json.summary.pruneSims })
+    end)
+
+    it("escapes what a SIM id holds that could forge a line", function()
+      local a = create("fleet-a")
+      local p = plan_of { groups = { { groupId = a, name = "fleet-a", sims = { "x\nPlan: 0 to create\27[2J" } } } }
+      assert.are.equal("  + sim x\\nPlan: 0 to create\\x1b[2J (not in a group this file lists SIMs for)",
+        plan.render(p)[2])
+    end)
+  end)
+end)
