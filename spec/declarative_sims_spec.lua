@@ -290,4 +290,61 @@ describe("declarative SIM membership", function()
         plan.render(p)[2])
     end)
   end)
+
+  describe("saved plans", function()
+    it("carry the SIM moves, and one whose group's SIMs changed since is skipped, writing nothing", function()
+      local a = create("fleet-a", { env = "prod" })
+      seed(a, { 1, 2 })
+      local file, saved = dir .. "/stale.json", dir .. "/stale.plan"
+      write_file(file, core.encode_json { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = a, name = "fleet-a", tags = { env = "prod", owner = "ops" }, sims = { sim(1), sim(3) } } } })
+      local code, out, err = run { "plan", "--prune-sims", file, "-o", saved }
+      assert.are.equal(2, code, out .. err)
+      local text = slurp(saved)
+      has(text, '"version": 2')
+      has(text, '"prune_sims": true')
+      local change = fake.decode(text).changes[1]
+      assert.are.same({ { sim_id = sim(3) } }, change.members.moves_in)
+      assert.are.same({ sim(2) }, change.members.moves_out)
+      assert.are.equal(1, change.members.staying.count) -- sim(1) stays
+
+      seed(a, { 4 }) -- someone puts a SIM into the group after the plan
+      srv:clear_requests()
+      code, out, err = run { "apply", "--yes", saved }
+      assert.are.equal(1, code, out .. err)
+      has(out, "skipped fleet-a: its SIMs changed since the plan was made (it kept 1 then, 2 now); "
+        .. "nothing was written to it")
+      assert.is_nil(assert(client:get_group(a)).tags.owner)
+      for _, request in ipairs(srv:requests()) do
+        assert.are.equal("GET", request.method, request.uri)
+      end
+    end)
+
+    it("refuses --prune-sims beside a saved plan, and a plan file edited to move SIMs out", function()
+      local a = create("fleet-a", { env = "prod" })
+      seed(a, { 1, 2 })
+      local file, saved = dir .. "/edit.json", dir .. "/edit.plan"
+      write_file(file, core.encode_json { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = a, name = "fleet-a", tags = { env = "prod" }, sims = { sim(1), sim(2), sim(3) } } } })
+      local code, out, err = run { "plan", file, "-o", saved }
+      assert.are.equal(2, code, out .. err)
+      srv:clear_requests()
+      code, out, err = run { "apply", "--prune-sims", "--yes", saved }
+      assert.are.equal(1, code, out)
+      has(err, "a saved plan is applied as it was made")
+      local edited = fake.decode(slurp(saved))
+      edited.changes[1].members.moves_out = { sim(1) }
+      write_file(saved, core.encode_json(edited))
+      code, out, err = run { "apply", "--yes", saved }
+      assert.are.equal(1, code, out)
+      has(err, "changes[1] moves SIMs out, which only a plan made with --prune-sims does")
+      edited.changes[1].members.moves_out = {}
+      edited.changes[1].members.moves_in[2] = { sim_id = sim(3) }
+      write_file(saved, core.encode_json(edited))
+      code, out, err = run { "apply", "--yes", saved }
+      assert.are.equal(1, code, out)
+      has(err, "changes[1] moves the SIM " .. sim(3) .. " that the plan moves already")
+      assert.are.equal(0, #srv:requests())
+    end)
+  end)
 end)
