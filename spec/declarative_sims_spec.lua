@@ -9,6 +9,7 @@ local core = require "soracom.groups.core"
 local desired = require "soracom.groups.desired"
 local plan = require "soracom.groups.plan"
 local account = require "soracom.groups.account"
+local apply = require "soracom.groups.apply"
 
 local slurp, write_file = command.slurp, command.write_file
 
@@ -345,6 +346,184 @@ describe("declarative SIM membership", function()
       assert.are.equal(1, code, out)
       has(err, "changes[1] moves the SIM " .. sim(3) .. " that the plan moves already")
       assert.are.equal(0, #srv:requests())
+    end)
+  end)
+
+  describe("apply", function()
+    -- The group a SIM is in now (as the fake holds it), or false for none.
+    local function group_of(id)
+      local state = assert(srv:sim(id), "no SIM " .. id)
+      return state.groupId or false
+    end
+
+    -- The requests of a method whose path matches pattern, in the order received.
+    local function requests_of(method, pattern)
+      local found = {}
+      for _, request in ipairs(srv:requests()) do
+        if request.method == method and request.uri:find(pattern) then found[#found + 1] = request.uri end
+      end
+      return found
+    end
+
+    it("moves SIMs in and, with --prune-sims only, out; then plans nothing", function()
+      local a = create("fleet-a", { env = "prod" })
+      local b = create("fleet-b", { env = "prod" })
+      seed(a, { 1, 2, 3 })
+      seed(b, { 4, 5 })
+      local loose = srv:add_sims { count = 1 }[1] -- in no group
+      local file = dir .. "/move.json"
+      write_file(file, core.encode_json { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = a, name = "fleet-a", tags = { env = "prod" }, sims = { sim(1) } },
+        { groupId = b, name = "fleet-b", tags = { env = "prod" }, sims = { sim(4), sim(2), loose } } } })
+      srv:clear_requests()
+      local code, out, err = run { "apply", "--yes", file }
+      assert.are.equal(0, code, out .. err)
+      has(out, "  + sim " .. sim(2) .. " (from group fleet-a)")
+      has(out, "  + sim " .. loose .. " (not in a group this file lists SIMs for)")
+      has(out, "Applied 1, skipped 0, failed 0.\nSIMs: 2 moved in, 0 moved out, 0 failed.")
+      assert.are.same({ b, b, a, b }, { group_of(sim(2)), group_of(loose), group_of(sim(3)), group_of(sim(5)) })
+      assert.are.equal(2, #requests_of("POST", "^/v1/sims/[^/]+/set_group$"))
+      assert.are.equal(0, #requests_of("POST", "/unset_group$"))
+      code, out = run { "plan", file }
+      assert.are.equal(0, code, out)
+      has(out, "# 2 SIMs of listed groups outside this file, kept")
+      has(out, "No changes.")
+
+      code, out, err = run { "apply", "--prune-sims", "--yes", file }
+      assert.are.equal(0, code, out .. err)
+      has(out, "  - sim " .. sim(3) .. " (to no group)")
+      has(out, "SIMs: 0 moved in, 2 moved out, 0 failed.")
+      assert.are.same({ false, false, a, b },
+        { group_of(sim(3)), group_of(sim(5)), group_of(sim(1)), group_of(sim(4)) })
+      assert.are.same({ sim(1) }, members(a))
+      code, out = run { "plan", "--prune-sims", file }
+      assert.are.equal(0, code, out)
+      has(out, "No changes.")
+    end)
+
+    it("applies a saved plan's SIM moves, and moves SIMs into a group once it is created", function()
+      local a = create("fleet-a", { env = "prod" })
+      seed(a, { 1, 2 })
+      local file, saved = dir .. "/saved.json", dir .. "/saved.plan"
+      write_file(file, core.encode_json { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = a, name = "fleet-a", tags = { env = "prod" }, sims = {} },
+        { name = "fleet-new", tags = { env = "prod" }, sims = { sim(2), sim(1) } } } })
+      local code, out, err = run { "plan", "--prune-sims", file, "-o", saved }
+      assert.are.equal(2, code, out .. err)
+      srv:clear_requests()
+      code, out, err = run { "apply", "--json", "--yes", saved }
+      assert.are.equal(0, code, out .. err)
+      local result = fake.decode(out)
+      local created = result.created[1].groupId
+      assert.are.same({ movedIn = 2, movedOut = 0, failed = 0 }, result.sims)
+      assert.are.same({ sim(1), sim(2) }, members(created))
+      assert.are.same({}, members(a))
+      code, out = run { "plan", "--prune-sims", file }
+      assert.are.equal(0, code, out) -- fleet-new, matched by its name, holds its SIMs
+      has(out, "No changes.")
+    end)
+
+    it("reports a SIM that does not move as its group's failure, applies the others, exit 1", function()
+      local a = create("fleet-a", { env = "prod" })
+      local b = create("fleet-b", { env = "prod" })
+      seed(a, { 1, 2 })
+      local missing = sim(99999)
+      local file = dir .. "/fail.json"
+      write_file(file, core.encode_json { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = a, name = "fleet-a", tags = { env = "prod" }, sims = { sim(1) } },
+        { groupId = b, name = "fleet-b", tags = { env = "prod", owner = "ops" }, sims = { missing, sim(2) } } } })
+      local code, out, err = run { "apply", "--json", "--yes", file }
+      assert.are.equal(1, code, out .. err)
+      local result = fake.decode(out)
+      assert.are.same({}, result.changed)
+      assert.are.equal(1, #result.failed)
+      local failure = result.failed[1]
+      assert.are.equal("fleet-b", failure.name)
+      assert.matches("^1 of 2 SIM%(s%) were not moved in %(its other changes were made%): " .. missing
+        .. " %(HTTP 404 ", failure.error.message)
+      assert.are.equal(1, #failure.error.sims)
+      assert.are.equal(missing, failure.error.sims[1].simId)
+      assert.are.equal(404, failure.error.sims[1].error.status)
+      assert.are.same({ movedIn = 1, movedOut = 0, failed = 1 }, result.sims)
+      assert.are.equal(b, group_of(sim(2)))
+      assert.are.equal("ops", assert(client:get_group(b)).tags.owner) -- its other changes were made
+      code, out = run { "plan", file }
+      assert.are.equal(2, code, out)
+      has(out, "  + sim " .. missing .. " (not in a group this file lists SIMs for)")
+      has(out, "Plan: 0 to create, 1 to change, 0 to delete; 1 SIM to move in, 0 to move out.")
+    end)
+
+    it("moves through Batch API jobs when asked, and reports a failed task as its group's", function()
+      local a = create("fleet-a", { env = "prod" })
+      local b = create("fleet-b", { env = "prod" })
+      seed(a, { 1, 2, 3, 4 })
+      srv:batch_task_faults { sim_ids = { sim(2) }, status = 500, code = "FAK0500", message = "not today" }
+      local p = plan_of({ scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = a, name = "fleet-a", tags = { env = "prod" }, sims = {} },
+        { groupId = b, name = "fleet-b", tags = { env = "prod" }, sims = { sim(1), sim(2) } } } },
+        { prune_sims = true })
+      local summary = assert(apply.run(client, p, { sims_batch = true }))
+      assert.are.same({ moved_in = 1, moved_out = 2, failed = 1 }, summary.sims)
+      assert.are.same({ { name = "fleet-a", group_id = a } }, summary.changed)
+      assert.are.equal(1, #summary.failed)
+      assert.are.equal("fleet-b", summary.failed[1].name)
+      assert.are.equal(sim(2), summary.failed[1].err.sims[1].sim_id)
+      assert.matches("not today", summary.failed[1].err.message, 1, true)
+      assert.are.same({ b, a, false, false }, { group_of(sim(1)), group_of(sim(2)), group_of(sim(3)),
+        group_of(sim(4)) })
+      assert.are.equal(2, #srv:batch_jobs()) -- one job in, one out
+      assert.are.equal(0, #requests_of("POST", "^/v1/sims/"))
+    end)
+
+    it("moves SIMs only within the scope, and only of the groups that list theirs", function()
+      local a = create("fleet-a", { env = "prod" })
+      local quiet = create("quiet", { env = "prod" })
+      local lab = create("lab", { env = "lab" })
+      seed(a, { 1, 2 })
+      seed(quiet, { 3 })
+      seed(lab, { 4 })
+      local file = dir .. "/scope.json"
+      write_file(file, core.encode_json { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = a, name = "fleet-a", tags = { env = "prod" }, sims = { sim(1) } },
+        { groupId = quiet, name = "quiet", tags = { env = "prod" } } } })
+      srv:clear_requests()
+      local code, out, err = run { "apply", "--prune", "--prune-sims", "--yes", file }
+      assert.are.equal(0, code, out .. err)
+      assert.are.same({ a, false, quiet, lab }, { group_of(sim(1)), group_of(sim(2)), group_of(sim(3)),
+        group_of(sim(4)) })
+      assert.are.same({ "/v1/sims/" .. sim(2) .. "/unset_group" }, requests_of("POST", "^/v1/sims/"))
+      assert.are.same({}, requests_of("GET", "^/v1/groups/" .. lab))
+      assert.are.same({}, requests_of("GET", "^/v1/groups/" .. quiet .. "/subscribers"))
+    end)
+
+    it("counts the SIMs of a group to delete even when they move, and moves them before deleting", function()
+      local old = create("old-fleet", { env = "prod" })
+      local new = create("new-fleet", { env = "prod" })
+      seed(old, { 1 })
+      local file = dir .. "/migrate.json"
+      write_file(file, core.encode_json { scope = { tagName = "env", tagValue = "prod" }, groups = {
+        { groupId = new, name = "new-fleet", tags = { env = "prod" }, sims = { sim(1) } } } })
+      srv:clear_requests()
+      local code, out, err = run { "apply", "--prune", "--yes", file }
+      assert.are.equal(1, code, out .. err)
+      has(err, "the plan deletes groups that hold SIMs (old-fleet (" .. old .. "): 1 SIM(s)")
+      assert.are.equal(old, group_of(sim(1)))
+      assert.are.same({}, requests_of("POST", "^/v1/sims/"))
+      code, out, err = run { "apply", "--prune", "--allow-delete-with-sims", "--yes", file }
+      assert.are.equal(0, code, out .. err)
+      assert.are.equal(new, group_of(sim(1)))
+      assert.is_nil((client:get_group(old)))
+      local order = {}
+      for _, request in ipairs(srv:requests()) do
+        if request.method == "POST" and request.uri:find("^/v1/sims/") then order[#order + 1] = "move" end
+        if request.method == "DELETE" then order[#order + 1] = "delete" end
+      end
+      assert.are.same({ "move", "delete" }, order)
+    end)
+
+    it("raises on a wrong option before any request", function()
+      assert.has_error(function() apply.run(client, { changes = {} }, { sims_batch = "yes" }) end,
+        "soracom.groups.apply: options.sims_batch must be a boolean (got string)")
     end)
   end)
 end)
