@@ -6,6 +6,7 @@ local new_client = require "spec.support.client"
 local command = require "spec.support.command"
 local tempdir = require "spec.support.tempdir"
 local core = require "soracom.groups.core"
+local groups = require "soracom.groups"
 local desired = require "soracom.groups.desired"
 local plan = require "soracom.groups.plan"
 local account = require "soracom.groups.account"
@@ -54,6 +55,15 @@ describe("declarative SIM membership", function()
     local list = {}
     for i, n in ipairs(numbers) do list[i] = { iccid = sim(n) } end
     srv:seed_subscribers(group_id, list)
+  end
+
+  -- The requests of a method whose path matches pattern, in the order received.
+  local function requests_of(method, pattern)
+    local found = {}
+    for _, request in ipairs(srv:requests()) do
+      if request.method == method and request.uri:find(pattern) then found[#found + 1] = request.uri end
+    end
+    return found
   end
 
   local function members(group_id)
@@ -150,7 +160,10 @@ describe("declarative SIM membership", function()
       local numbers = {}
       for i = 1, 230 do numbers[i] = 1000 + i end
       seed(big, numbers)
+      srv:settings { default_limit = 100 }
+      srv:clear_requests()
       local document = assert(desired.export(client, { with_sims = true }))
+      assert.are.equal(3, #requests_of("GET", "/subscribers")) -- 100, 100, 30
       assert.are.equal(230, #document.groups[1].sims)
       assert.are.equal(sim(1001), document.groups[1].sims[1])
       assert.are.equal(sim(1230), document.groups[1].sims[230])
@@ -356,15 +369,6 @@ describe("declarative SIM membership", function()
       return state.groupId or false
     end
 
-    -- The requests of a method whose path matches pattern, in the order received.
-    local function requests_of(method, pattern)
-      local found = {}
-      for _, request in ipairs(srv:requests()) do
-        if request.method == method and request.uri:find(pattern) then found[#found + 1] = request.uri end
-      end
-      return found
-    end
-
     it("moves SIMs in and, with --prune-sims only, out; then plans nothing", function()
       local a = create("fleet-a", { env = "prod" })
       local b = create("fleet-b", { env = "prod" })
@@ -473,6 +477,31 @@ describe("declarative SIM membership", function()
         group_of(sim(4)) })
       assert.are.equal(2, #srv:batch_jobs()) -- one job in, one out
       assert.are.equal(0, #requests_of("POST", "^/v1/sims/"))
+    end)
+
+    it("moves more SIMs than move_sims' threshold through one Batch API job, showing a count", function()
+      local a = create("fleet-a", { env = "prod" })
+      local b = create("fleet-b", { env = "prod" })
+      local many = groups.MOVE_SIMS_BATCH_THRESHOLD + 1
+      local numbers = {}
+      for i = 1, many do numbers[i] = 2000 + i end
+      seed(a, numbers)
+      local document = assert(desired.export(client, { with_sims = true }))
+      document.groups[2].sims, document.groups[1].sims = document.groups[1].sims, {}
+      local file = dir .. "/many.json"
+      write_file(file, core.encode_json(document))
+      srv:clear_requests()
+      local code, out, err = run { "apply", "--yes", file }
+      assert.are.equal(0, code, out .. err)
+      has(out, "~ group fleet-b\n  + " .. many .. " SIMs move in (" .. many .. " from group fleet-a); the first 5:\n"
+        .. "  + sim " .. sim(2001) .. " (from group fleet-a)\n")
+      has(out, "SIMs: " .. many .. " moved in, 0 moved out, 0 failed.")
+      local lines = select(2, out:gsub("\n", "\n"))
+      assert.is_true(lines < 20, out)
+      assert.are.equal(1, #srv:batch_jobs())
+      assert.are.same({}, requests_of("POST", "^/v1/sims/"))
+      assert.are.equal(many, #members(b))
+      assert.are.same({}, members(a))
     end)
 
     it("moves SIMs only within the scope, and only of the groups that list theirs", function()
