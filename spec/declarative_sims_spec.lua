@@ -6,7 +6,7 @@ local new_client = require "spec.support.client"
 local command = require "spec.support.command"
 local tempdir = require "spec.support.tempdir"
 local core = require "soracom.groups.core"
-local groups = require "soracom.groups"
+local soracom_groups = require "soracom.groups"
 local desired = require "soracom.groups.desired"
 local plan = require "soracom.groups.plan"
 local account = require "soracom.groups.account"
@@ -482,7 +482,7 @@ describe("declarative SIM membership", function()
     it("moves more SIMs than move_sims' threshold through one Batch API job, showing a count", function()
       local a = create("fleet-a", { env = "prod" })
       local b = create("fleet-b", { env = "prod" })
-      local many = groups.MOVE_SIMS_BATCH_THRESHOLD + 1
+      local many = soracom_groups.MOVE_SIMS_BATCH_THRESHOLD + 1
       local numbers = {}
       for i = 1, many do numbers[i] = 2000 + i end
       seed(a, numbers)
