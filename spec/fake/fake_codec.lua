@@ -21,6 +21,13 @@ function M.array(t)
   return setmetatable(t or {}, M.array_mt)
 end
 
+-- A value that encodes as the given JSON text, verbatim (for JSON already encoded).
+local raw_mt = { __name = "fake_codec.raw" }
+
+function M.raw(json)
+  return setmetatable({ json }, raw_mt)
+end
+
 ---------------------------------------------------------------------------
 -- Percent-encoding (RFC 3986). '+' is left alone: it is not a space in a path,
 -- and Soracom clients must escape spaces as %20 in queries too.
@@ -214,6 +221,10 @@ end
 local encode_value
 
 local function encode_table(t, buf)
+  if getmetatable(t) == raw_mt then
+    buf[#buf + 1] = t[1]
+    return
+  end
   if is_array(t) then
     buf[#buf + 1] = "["
     for i = 1, #t do

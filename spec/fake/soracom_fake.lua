@@ -19,6 +19,10 @@
 --   500 COM0003  "Internal server error. message:..." (documented code)
 --   404 AGW0001  no such route; 405 AGW0002 method not allowed on a route (invented)
 --   429 AGW0003  beyond a rate limit (settings rate_limit, auth_rate_limit; invented)
+--   404 SIM0004  SIM id or IMSI does not exist (invented)
+--   404 BAT0004  batch group does not exist; 404 BAT0005 batch job does not exist in it (invented)
+--   400 BAT0002  a batch job of the same action is already pending or running (invented)
+--   400 BAT0003  DELETE of a batch group that has a pending or running job (invented)
 --   injected faults without a body: FAKnnnn where nnnn is the HTTP status
 local codec = require "fake_codec"
 
@@ -62,6 +66,10 @@ local DEFAULT_SETTINGS = {
   latency_jitter = nil,   -- up to this many seconds more, uniformly at random, per request
   rate_limit = nil,       -- {limit, window, retry_after, apis}: per operator and operation (nil: none)
   auth_rate_limit = nil,  -- {limit, window, retry_after}: POST /v1/auth per caller address (nil: none)
+  -- Batch jobs (read when a job is created): pending this long, then one task per
+  -- batch_task_seconds, so a 2000-task job is done in about 1.2 s.
+  batch_start_delay = 0.2,
+  batch_task_seconds = 0.0005,
 }
 local SETTING_TYPES = {
   api_key = "string", token = "string", next_key_header = "boolean", link_header = "boolean",
@@ -70,6 +78,7 @@ local SETTING_TYPES = {
   operator_id = "string", user_name = "string", sam_password = "string",
   mfa_otp_code = "string", token_lifetime = "number", latency = "number", latency_jitter = "number",
   rate_limit = "table", auth_rate_limit = "table",
+  batch_start_delay = "number", batch_task_seconds = "number",
 }
 -- Further checks of a setting's value beyond its type; return a message when invalid
 -- (rate_limit and auth_rate_limit are added with the rate limiter, below).
@@ -83,6 +92,8 @@ end
 local SETTING_CHECKS = {
   latency = non_negative("latency"),
   latency_jitter = non_negative("latency_jitter"),
+  batch_start_delay = non_negative("batch_start_delay"),
+  batch_task_seconds = non_negative("batch_task_seconds"),
 }
 
 local state
@@ -109,9 +120,18 @@ local function new_state()
     order = {},          -- live group ids, by creation sequence
     seq_of = {},         -- group id -> creation sequence; kept after deletion so old paging keys work
     next_seq = 1,
-    sims_of = {},        -- group id -> SIM records sorted by IMSI
-    imsi_taken = {},     -- IMSI -> true
-    next_sim = 1,
+    sims = {},           -- SIM id -> SIM record (see "SIMs")
+    sim_of_imsi = {},    -- IMSI (any of a SIM's) -> SIM record
+    sims_of = {},        -- group id -> the SIM records in that group, sorted by primary IMSI
+    next_sim = 1,        -- number of the next generated SIM (its IMSI, ICCID, MSISDN, serial)
+    next_extra_imsi = 1, -- number of the next generated secondary IMSI
+    batch_groups = {},   -- batch group id -> batch group record (see "Batch API")
+    batch_order = {},    -- live batch group ids, by creation sequence
+    batch_seq_of = {},   -- batch group id -> creation sequence; kept after deletion for paging keys
+    next_batch_seq = 1,
+    job_order = {},      -- job records of live batch groups, oldest first (GET /_fake/batch/jobs)
+    active_jobs = {},    -- "operator action" -> the job of that action still pending or running
+    task_faults = {},    -- SIM id -> injected task failure {status, code, message, times}
     requests = {},       -- ring buffer of recorded requests
     request_total = 0,
     faults = {},         -- injected responses, consumed in order by /v1 requests
@@ -163,8 +183,25 @@ function Reply.bad_request(message)
   send_error(400, "COM0001", message)
 end
 
+-- The error of a missing record: status, code, message (for send_error or a task's response).
+local function group_not_found(group_id)
+  return 404, "COM0004", "The specified group does not exist: " .. group_id
+end
+
+local function sim_not_found(what, id) -- what: "SIM" or "subscriber"
+  return 404, "SIM0004", "The specified " .. what .. " does not exist: " .. id
+end
+
+local function batch_group_not_found(id)
+  return 404, "BAT0004", "The specified batch group does not exist: " .. id
+end
+
+local function batch_job_not_found(id)
+  return 404, "BAT0005", "The specified batch job does not exist: " .. id
+end
+
 function Reply.group_not_found(group_id)
-  send_error(404, "COM0004", "The specified group does not exist: " .. group_id)
+  send_error(group_not_found(group_id))
 end
 
 ---------------------------------------------------------------------------
@@ -236,23 +273,9 @@ local function create_group(tags, configuration)
   return group
 end
 
-local function delete_group(id)
-  state.groups[id] = nil
-  for _, sim in ipairs(state.sims_of[id]) do
-    state.imsi_taken[sim.imsi] = nil
-  end
-  state.sims_of[id] = nil
-  for i, other in ipairs(state.order) do
-    if other == id then
-      remove(state.order, i)
-      break
-    end
-  end
-end
-
--- Index in state.order of the first group created after the group with sequence seq.
-local function first_index_after(seq)
-  local order, seq_of = state.order, state.seq_of
+-- Index in order (ids by creation sequence) of the first one created after sequence
+-- seq; seq_of maps ids to sequences. Groups and batch groups page this way.
+local function first_index_after(order, seq_of, seq)
   local lo, hi = 1, #order + 1
   while lo < hi do
     local mid = floor((lo + hi) / 2)
@@ -266,24 +289,29 @@ local function first_index_after(seq)
 end
 
 ---------------------------------------------------------------------------
--- Subscribers (SIMs). The spec lists Sim objects for this operation; the legacy
--- Subscriber fields imsi, msisdn, iccid, createdAt are included too, as the real
--- API returns them.
+-- SIMs. A SIM record: id (simId), imsi (the primary IMSI), imsis and msisdns (primary
+-- first), iccid, n (number of its generated serial), fields (the seeding request's
+-- overrides of the JSON), group_id (nil: in no group), created, modified (ms) and json
+-- (the Sim JSON, cached; nil once stale, so only a SIM that changed is encoded again).
+-- The spec lists Sim objects for list_subscribers; the legacy Subscriber fields imsi,
+-- msisdn, iccid, createdAt are included too, as the real API returns them.
 
-local function new_sim(group_id, fields)
-  local n = state.next_sim
-  state.next_sim = n + 1
-  local imsi = fields.imsi or format("44010%010d", n)
-  local msisdn = fields.msisdn or format("8180%08d", n)
-  local iccid = fields.iccid or format("89811%014d", n)
-  local now = now_ms()
-  local sim = {
-    simId = iccid,
+local MAX_IMSIS_PER_SIM = 10
+
+-- The Sim object of a SIM as a Lua table.
+local function sim_doc(sim)
+  local imsi, iccid = sim.imsi, sim.iccid
+  local subscribers = {}
+  for k, other in ipairs(sim.imsis) do
+    subscribers[other] = { imsi = other, msisdn = sim.msisdns[k], status = "active", subscription = "plan01s" }
+  end
+  local doc = {
+    simId = sim.id,
     imsi = imsi,
-    msisdn = msisdn,
+    msisdn = sim.msisdns[1],
     iccid = iccid,
-    serialNumber = format("SN%013d", n),
-    groupId = group_id,
+    serialNumber = format("SN%013d", sim.n),
+    groupId = sim.group_id,
     operatorId = OPERATOR_ID,
     status = "active",
     speedClass = "s1.standard",
@@ -295,28 +323,41 @@ local function new_sim(group_id, fields)
     capabilities = { data = true, sms = true },
     sessionStatus = { online = false },
     expiryAction = codec.null,
-    createdTime = now,
-    lastModifiedTime = now,
-    createdAt = now,
-    lastModifiedAt = now,
+    createdTime = sim.created,
+    lastModifiedTime = sim.modified,
+    createdAt = sim.created,
+    lastModifiedAt = sim.modified,
     profiles = {
-      [iccid] = {
-        iccid = iccid,
-        primaryImsi = imsi,
-        otaSupported = false,
-        subscribers = {
-          [imsi] = { imsi = imsi, msisdn = msisdn, status = "active", subscription = "plan01s" },
-        },
-      },
+      [iccid] = { iccid = iccid, primaryImsi = imsi, otaSupported = false, subscribers = subscribers },
     },
   }
-  for k, v in pairs(fields) do
-    sim[k] = v
+  for k, v in pairs(sim.fields) do
+    doc[k] = v -- seeding refuses a groupId field: membership alone sets it
   end
-  return { imsi = imsi, json = codec.encode(sim) }
+  return doc
 end
 
--- Index of the first SIM whose IMSI sorts after key (key need not exist).
+local function sim_json(sim)
+  if not sim.json then
+    sim.json = codec.encode(sim_doc(sim))
+  end
+  return sim.json
+end
+
+-- The Subscriber object of one of a SIM's IMSIs (not cached: only the
+-- /v1/subscribers/{imsi} routes answer it).
+local function subscriber_json(sim, imsi)
+  local doc = sim_doc(sim)
+  doc.profiles, doc.capabilities = nil, nil
+  for k, other in ipairs(sim.imsis) do
+    if other == imsi then
+      doc.imsi, doc.msisdn = imsi, sim.msisdns[k]
+    end
+  end
+  return codec.encode(doc)
+end
+
+-- Index of the first SIM whose primary IMSI sorts after key (key need not exist).
 local function first_sim_after(sims, key)
   local lo, hi = 1, #sims + 1
   while lo < hi do
@@ -328,6 +369,117 @@ local function first_sim_after(sims, key)
     end
   end
   return lo
+end
+
+local function touch_sim(sim)
+  sim.modified = max(now_ms(), sim.modified + 1)
+  sim.json = nil
+end
+
+-- Puts a SIM into group_id (nil: into no group). A binary search finds its place in
+-- each group's sorted list, so a move costs O(log n) comparisons and one shift of the
+-- list, never a scan of all SIMs. Returns true when the SIM's group changed.
+local function place_sim(sim, group_id)
+  if sim.group_id == group_id then
+    return false
+  end
+  if sim.group_id then
+    local members = state.sims_of[sim.group_id]
+    local at = first_sim_after(members, sim.imsi) - 1
+    assert(members[at] == sim, "SIM missing from its group's list")
+    remove(members, at)
+  end
+  if group_id then
+    local members = state.sims_of[group_id]
+    insert(members, first_sim_after(members, sim.imsi), sim)
+  end
+  sim.group_id = group_id
+  touch_sim(sim)
+  return true
+end
+
+-- Creates SIMs from a list of field tables (checked: objects, imsi 15 digits, simId or
+-- iccid non-empty strings, no groupId), each with imsi_count IMSIs, in group_id (nil:
+-- in no group). Returns the new records, or nil and a message (nothing added).
+local function add_sims(list, group_id, imsi_count)
+  -- Check explicit IMSIs and ids first so that a rejected request adds nothing.
+  local chosen_imsi, chosen_id = {}, {}
+  for _, fields in ipairs(list) do
+    local imsi, id = fields.imsi, fields.simId or fields.iccid
+    if imsi then
+      if state.sim_of_imsi[imsi] or chosen_imsi[imsi] then
+        return nil, "imsi already exists: " .. imsi
+      end
+      chosen_imsi[imsi] = true
+    end
+    if id then
+      if state.sims[id] or chosen_id[id] then
+        return nil, "simId already exists: " .. id
+      end
+      chosen_id[id] = true
+    end
+  end
+  local function imsi_free(imsi)
+    return not state.sim_of_imsi[imsi] and not chosen_imsi[imsi]
+  end
+
+  local now = now_ms()
+  local added = {}
+  for i, fields in ipairs(list) do
+    -- Skip generated values that a caller chose explicitly (now or earlier).
+    local n, imsi, iccid, id
+    repeat
+      n = state.next_sim
+      state.next_sim = n + 1
+      imsi = fields.imsi or format("44010%010d", n)
+      iccid = fields.iccid or format("89811%014d", n)
+      id = fields.simId or iccid
+    until (fields.imsi or imsi_free(imsi))
+      and (fields.simId or fields.iccid or not (state.sims[id] or chosen_id[id]))
+    local sim = {
+      id = id, n = n, imsi = imsi, imsis = { imsi }, msisdns = { fields.msisdn or format("8180%08d", n) },
+      iccid = iccid, fields = fields, created = now, modified = now,
+    }
+    for k = 2, imsi_count do
+      local extra
+      repeat
+        extra = format("29505%010d", state.next_extra_imsi)
+        state.next_extra_imsi = state.next_extra_imsi + 1
+      until imsi_free(extra)
+      sim.imsis[k] = extra
+      sim.msisdns[k] = format("8190%08d", state.next_extra_imsi - 1)
+    end
+    state.sims[id] = sim
+    for _, each in ipairs(sim.imsis) do
+      state.sim_of_imsi[each] = sim
+    end
+    if group_id then
+      sim.group_id = group_id
+      local members = state.sims_of[group_id]
+      members[#members + 1] = sim
+    end
+    added[i] = sim
+  end
+  if group_id and #added > 0 then
+    sort(state.sims_of[group_id], function(a, b) return a.imsi < b.imsi end) -- once, not per SIM
+  end
+  return added
+end
+
+-- Deleting a group leaves its SIMs in no group (a SIM outlives its group).
+local function delete_group(id)
+  state.groups[id] = nil
+  for _, sim in ipairs(state.sims_of[id]) do
+    sim.group_id = nil
+    touch_sim(sim)
+  end
+  state.sims_of[id] = nil
+  for i, other in ipairs(state.order) do
+    if other == id then
+      remove(state.order, i)
+      break
+    end
+  end
 end
 
 ---------------------------------------------------------------------------
@@ -465,7 +617,7 @@ function api.list_groups(_, _, args)
     if not seq then
       return Reply.bad_request("invalid last_evaluated_key: " .. key)
     end
-    start = first_index_after(seq)
+    start = first_index_after(state.order, state.seq_of, seq)
   end
 
   local groups, order = state.groups, state.order
@@ -586,7 +738,7 @@ function api.list_subscribers(group, _, args)
   end
   local page = {}
   for i = start, stop do
-    page[#page + 1] = sims[i].json
+    page[#page + 1] = sim_json(sims[i])
   end
   local headers
   if stop < #sims then
@@ -623,6 +775,493 @@ function api.delete_tag(group, params)
   group.tags[params.tag_name] = nil
   touch(group)
   send(204)
+end
+
+---------------------------------------------------------------------------
+-- SIM membership. A direct call and a batch task share each action, so that a task
+-- does exactly what its direct call would. An action returns nothing on success, else
+-- the error's status, code, message.
+
+local function error_json(code, message)
+  return codec.encode({ code = code, message = message })
+end
+
+-- set_group with the decoded request body (nil when there was none).
+local function set_group_action(sim, request)
+  if request == nil then
+    return 400, "COM0001", "request body is required (SetGroupRequest)"
+  end
+  if not is_object(request) or type(request.groupId) ~= "string" then
+    return 400, "COM0001", "groupId must be a string (SetGroupRequest)"
+  end
+  if not state.groups[request.groupId] then
+    return group_not_found(request.groupId)
+  end
+  place_sim(sim, request.groupId) -- the group it already has: unchanged
+end
+
+local function unset_group_action(sim)
+  place_sim(sim, nil) -- in no group already: unchanged
+end
+
+-- The decoded body of a direct call: nil when there is none, false and a message when
+-- it is not JSON.
+local function optional_body(body)
+  if not body or not body:find("%S") then
+    return nil
+  end
+  local value, err = codec.decode(body)
+  if value == nil then
+    return false, "request body is not valid JSON: " .. tostring(err)
+  end
+  return value
+end
+
+-- POST /v1/sims/{sim_id}/set_group and /v1/subscribers/{imsi}/set_group (sim looked up
+-- by handle_v1); answer_json(sim) gives the 200 body.
+local function set_group_call(sim, body, answer_json)
+  local request, err = optional_body(body)
+  if request == false then
+    return Reply.bad_request(err)
+  end
+  local status, code, message = set_group_action(sim, request)
+  if status then
+    return send_error(status, code, message)
+  end
+  send(200, answer_json(sim))
+end
+
+function api.set_sim_group(sim, _, _, body)
+  set_group_call(sim, body, sim_json)
+end
+
+function api.unset_sim_group(sim)
+  unset_group_action(sim)
+  send(200, sim_json(sim))
+end
+
+function api.set_subscriber_group(sim, params, _, body)
+  set_group_call(sim, body, function() return subscriber_json(sim, params.imsi) end)
+end
+
+function api.unset_subscriber_group(sim, params)
+  unset_group_action(sim)
+  send(200, subscriber_json(sim, params.imsi))
+end
+
+---------------------------------------------------------------------------
+-- Batch API. A batch group record: id, name, description, created (s), jobs (its job
+-- records, oldest first), job_index (job id -> index in jobs). A job record: id, group
+-- (its batch group record), name, description, abort_on_failure, verb (a key of
+-- BATCH_ACTIONS), key ("operator action": at most one such job pending or running),
+-- tasks, created, start_at, task_seconds (the settings when it was created), done
+-- (tasks run), successes, errors, updated, and once over: status (completed, failed or
+-- aborted), finished, error_message. A task: id, sim_id, request (as submitted), status
+-- (pending, success, error), and once run: response_status, response_body (JSON
+-- text), started, finished, json (cached: a run task never changes).
+--
+-- Nothing runs in the background: before any request is handled, advance_active_jobs
+-- runs the tasks whose time has come. Task i (from 1) runs from
+-- start_at + (i - 1) * task_seconds to start_at + i * task_seconds. Times in the JSON
+-- are whole seconds, as in the spec's examples.
+
+local BATCH_MAX_TASKS = 10000
+local BATCH_NAME_MAX, BATCH_DESCRIPTION_MAX = 100, 500 -- characters
+local TASK_STATUSES = { pending = true, success = true, error = true }
+-- The actions a task may call, by the last segment of /v1/sims/{sim_id}/VERB (the real
+-- Batch API supports a few more). Checked against the routes below.
+local BATCH_ACTIONS = {
+  set_group = "POST /v1/sims/{sim_id}/set_group",
+  unset_group = "POST /v1/sims/{sim_id}/unset_group",
+}
+
+-- UTF-8 characters in s (continuation bytes not counted).
+local function char_count(s)
+  return #s - select(2, s:gsub("[\128-\191]", ""))
+end
+
+local function check_text(value, name, min_chars, max_chars)
+  if value == nil and min_chars == 0 then
+    return nil
+  end
+  if type(value) ~= "string" then
+    return name .. " must be a string"
+  end
+  local chars = char_count(value)
+  if chars < min_chars or chars > max_chars then
+    return format("%s must be %d to %d characters long", name, min_chars, max_chars)
+  end
+end
+
+local function new_batch_id(taken)
+  local id
+  repeat id = random_uuid() until taken[id] == nil
+  return id
+end
+
+local function batch_group_json(bg)
+  return codec.encode({
+    batchGroupId = bg.id,
+    batchGroupName = bg.name,
+    description = bg.description,
+    createdTime = floor(bg.created),
+    updatedTime = floor(bg.created), -- the fake has no update route
+  })
+end
+
+local function job_status(job, now)
+  return job.status or (now < job.start_at and "pending" or "running")
+end
+
+local function job_json(job, now)
+  return codec.encode({
+    jobId = job.id,
+    batchGroupId = job.group.id,
+    jobName = job.name,
+    description = job.description,
+    abortOnFailure = job.abort_on_failure,
+    status = job_status(job, now),
+    summary = { pending = #job.tasks - job.done, success = job.successes, error = job.errors },
+    createdTime = floor(job.created),
+    updatedTime = floor(job.updated),
+    finishedTime = job.finished and floor(job.finished),
+    errorMessage = job.error_message,
+  })
+end
+
+local function task_json(task)
+  if task.json then
+    return task.json
+  end
+  local doc = { taskId = task.id, status = task.status, request = task.request }
+  if task.status == "pending" then
+    return codec.encode(doc)
+  end
+  doc.response = { statusCode = task.response_status, body = codec.raw(task.response_body) }
+  doc.startedTime, doc.finishedTime = floor(task.started), floor(task.finished)
+  task.json = codec.encode(doc)
+  return task.json
+end
+
+-- Runs one task now: an injected task fault for its SIM, or the action.
+local function run_task(job, task)
+  local status, code, message
+  local fault = state.task_faults[task.sim_id]
+  local sim = state.sims[task.sim_id]
+  if fault then
+    if fault.times then
+      fault.times = fault.times - 1
+      if fault.times <= 0 then
+        state.task_faults[task.sim_id] = nil
+      end
+    end
+    status, code, message = fault.status, fault.code, fault.message
+  elseif not sim then
+    status, code, message = sim_not_found("SIM", task.sim_id)
+  elseif job.verb == "set_group" then
+    status, code, message = set_group_action(sim, task.request.body)
+  else
+    status, code, message = unset_group_action(sim)
+  end
+  if status then
+    task.status, task.response_status, task.response_body = "error", status, error_json(code, message)
+  else
+    task.status, task.response_status, task.response_body = "success", 200, sim_json(sim)
+  end
+  return message
+end
+
+local function finish_job(job, status, at)
+  job.status, job.finished, job.updated = status, at, at
+  if state.active_jobs[job.key] == job then
+    state.active_jobs[job.key] = nil
+  end
+end
+
+-- Runs the tasks of job due by now; ends the job after its last task (or, with
+-- abortOnFailure, its first failure: the rest stay pending).
+local function advance(job, now)
+  if job.status or now < job.start_at then
+    return
+  end
+  local tasks, seconds = job.tasks, job.task_seconds
+  local due = #tasks
+  if seconds > 0 then
+    due = min(due, floor((now - job.start_at) / seconds))
+  end
+  for i = job.done + 1, due do
+    local task = tasks[i]
+    task.started = job.start_at + (i - 1) * seconds
+    task.finished = task.started + seconds
+    local failure = run_task(job, task)
+    job.done, job.updated = i, task.finished
+    if failure then
+      job.errors = job.errors + 1
+      if job.abort_on_failure then
+        job.error_message = format("aborted at task %d (SIM %s): %s", i, task.sim_id, failure)
+        return finish_job(job, "aborted", task.finished)
+      end
+    else
+      job.successes = job.successes + 1
+    end
+  end
+  if job.done == #tasks then
+    if job.errors > 0 then
+      job.error_message = format("%d of %d tasks failed", job.errors, #tasks)
+    end
+    finish_job(job, job.errors > 0 and "failed" or "completed", job.start_at + #tasks * seconds)
+  end
+end
+
+-- Every job not over is the active one of its action (create_job refuses a second), so
+-- this brings every job up to date.
+local function advance_active_jobs()
+  if next(state.active_jobs) == nil then
+    return
+  end
+  local now = now_s()
+  for _, job in pairs(state.active_jobs) do
+    advance(job, now)
+  end
+end
+
+local batch = {}
+
+function batch.list_groups(_, _, args)
+  local limit, err = page_limit(args)
+  if limit == nil then
+    return Reply.bad_request(err)
+  end
+  local start = 1
+  local key = args.last_evaluated_key
+  if key ~= nil then
+    local seq = state.batch_seq_of[key]
+    if not seq then
+      return Reply.bad_request("invalid last_evaluated_key: " .. key)
+    end
+    start = first_index_after(state.batch_order, state.batch_seq_of, seq)
+  end
+  local order, page = state.batch_order, {}
+  local stop = #order
+  if limit and stop - start + 1 > limit then
+    stop = start + limit - 1
+  end
+  for i = start, stop do
+    page[#page + 1] = batch_group_json(state.batch_groups[order[i]])
+  end
+  local headers
+  if stop < #order then
+    headers = next_page_headers("/v1/batch_groups", order[stop], limit, {})
+  end
+  send_page(page, headers)
+end
+
+function batch.create_group(_, _, _, body)
+  local doc, err = decode_body(body, "CreateBatchGroupRequest")
+  if doc == nil then
+    return Reply.bad_request(err)
+  end
+  if not is_object(doc) then
+    return Reply.bad_request("request body must be a JSON object (CreateBatchGroupRequest)")
+  end
+  err = check_text(doc.batchGroupName, "batchGroupName", 1, BATCH_NAME_MAX)
+    or check_text(doc.description, "description", 0, BATCH_DESCRIPTION_MAX)
+  if err then
+    return Reply.bad_request(err)
+  end
+  local bg = {
+    id = new_batch_id(state.batch_seq_of),
+    name = doc.batchGroupName,
+    description = doc.description,
+    created = now_s(),
+    jobs = {},
+    job_index = {},
+  }
+  state.batch_groups[bg.id] = bg
+  state.batch_seq_of[bg.id] = state.next_batch_seq
+  state.next_batch_seq = state.next_batch_seq + 1
+  state.batch_order[#state.batch_order + 1] = bg.id
+  send(200, batch_group_json(bg))
+end
+
+function batch.get_group(bg)
+  send(200, batch_group_json(bg))
+end
+
+function batch.delete_group(bg)
+  for _, job in ipairs(bg.jobs) do
+    if not job.status then
+      return send_error(400, "BAT0003", "The batch group has a pending or running batch job: " .. job.id)
+    end
+  end
+  state.batch_groups[bg.id] = nil
+  for i, id in ipairs(state.batch_order) do
+    if id == bg.id then
+      remove(state.batch_order, i)
+      break
+    end
+  end
+  local kept = {}
+  for _, job in ipairs(state.job_order) do
+    if job.group ~= bg then
+      kept[#kept + 1] = job
+    end
+  end
+  state.job_order = kept
+  send(204)
+end
+
+function batch.list_jobs(bg, _, args)
+  local limit, err = page_limit(args)
+  if limit == nil then
+    return Reply.bad_request(err)
+  end
+  local start = 1
+  local key = args.last_evaluated_key
+  if key ~= nil then
+    local index = bg.job_index[key]
+    if not index then
+      return Reply.bad_request("invalid last_evaluated_key: " .. key)
+    end
+    start = index + 1
+  end
+  local jobs, page, now = bg.jobs, {}, now_s()
+  local stop = #jobs
+  if limit and stop - start + 1 > limit then
+    stop = start + limit - 1
+  end
+  for i = start, stop do
+    page[#page + 1] = job_json(jobs[i], now)
+  end
+  local headers
+  if stop < #jobs then
+    local path = "/v1/batch_groups/" .. codec.percent_encode(bg.id) .. "/jobs"
+    headers = next_page_headers(path, jobs[stop].id, limit, {})
+  end
+  send_page(page, headers)
+end
+
+-- The task list of a CreateBatchJobRequest: tasks (sim_id, request), verb, or nil, message.
+local function parse_tasks(list)
+  if not is_array(list) or #list == 0 then
+    return nil, "tasks must be a non-empty array of {request = {method, path, body?}}"
+  end
+  if #list > BATCH_MAX_TASKS then
+    return nil, format("a batch job takes at most %d tasks, not %d", BATCH_MAX_TASKS, #list)
+  end
+  local tasks, verb, first_action = {}, nil, nil
+  for i, item in ipairs(list) do
+    local request = is_object(item) and item.request
+    if not is_object(request) or type(request.method) ~= "string" or type(request.path) ~= "string" then
+      return nil, format("tasks[%d] must be {request = {method, path, body?}} with string method and path", i)
+    end
+    local raw_id, this_verb = request.path:match("^/v1/sims/([^/?#]+)/([%w_]+)$")
+    local sim_id = raw_id and codec.percent_decode(raw_id)
+    local action = BATCH_ACTIONS[this_verb]
+    if request.method ~= "POST" or not sim_id or not action then
+      return nil, format("tasks[%d]: %s %s is not an action the fake's Batch API runs (%s, %s)",
+        i, request.method, request.path, BATCH_ACTIONS.set_group, BATCH_ACTIONS.unset_group)
+    end
+    if verb and this_verb ~= verb then
+      return nil, format("a batch job runs one action: tasks[1] is %s, tasks[%d] %s", first_action, i, action)
+    end
+    verb, first_action = this_verb, action
+    tasks[i] = { id = i, sim_id = sim_id, request = request, status = "pending" }
+  end
+  return tasks, verb
+end
+
+function batch.create_job(bg, _, _, body, credentials)
+  local doc, err = decode_body(body, "CreateBatchJobRequest")
+  if doc == nil then
+    return Reply.bad_request(err)
+  end
+  if not is_object(doc) then
+    return Reply.bad_request("request body must be a JSON object (CreateBatchJobRequest)")
+  end
+  err = check_text(doc.jobName, "jobName", 0, BATCH_NAME_MAX)
+    or check_text(doc.description, "description", 0, BATCH_DESCRIPTION_MAX)
+    or (doc.abortOnFailure ~= nil and type(doc.abortOnFailure) ~= "boolean" and "abortOnFailure must be a boolean")
+  if err then
+    return Reply.bad_request(err)
+  end
+  local tasks, verb = parse_tasks(doc.tasks)
+  if not tasks then
+    return Reply.bad_request(verb)
+  end
+  local action = BATCH_ACTIONS[verb]
+  local key = credentials.operatorId .. " " .. action
+  local running = state.active_jobs[key]
+  if running then
+    return send_error(400, "BAT0002", format("A batch job of %s is already %s for this operator: %s",
+      action, job_status(running, now_s()), running.id))
+  end
+  local now, settings = now_s(), state.settings
+  local job = {
+    id = new_batch_id(bg.job_index),
+    group = bg,
+    name = doc.jobName,
+    description = doc.description,
+    abort_on_failure = doc.abortOnFailure or false,
+    verb = verb,
+    key = key,
+    tasks = tasks,
+    created = now,
+    updated = now,
+    start_at = now + settings.batch_start_delay,
+    task_seconds = settings.batch_task_seconds,
+    done = 0,
+    successes = 0,
+    errors = 0,
+  }
+  bg.jobs[#bg.jobs + 1] = job
+  bg.job_index[job.id] = #bg.jobs
+  state.job_order[#state.job_order + 1] = job
+  state.active_jobs[key] = job
+  send(200, job_json(job, now))
+end
+
+function batch.get_job(job)
+  send(200, job_json(job, now_s()))
+end
+
+function batch.list_tasks(job, _, args)
+  local limit, err = page_limit(args)
+  if limit == nil then
+    return Reply.bad_request(err)
+  end
+  local wanted = args.status
+  if wanted ~= nil and not TASK_STATUSES[wanted] then
+    return Reply.bad_request("status must be pending, success or error: " .. wanted)
+  end
+  local tasks, start = job.tasks, 1
+  local key = args.last_evaluated_key
+  if key ~= nil then
+    local after = key:find("^%d+$") and tonumber(key)
+    if not after or after > #tasks then
+      return Reply.bad_request("invalid last_evaluated_key: " .. key)
+    end
+    start = after + 1
+  end
+  local page, last, more = {}, nil, false
+  for i = start, #tasks do
+    local task = tasks[i]
+    if not wanted or task.status == wanted then
+      if limit and #page == limit then
+        more = true
+        break
+      end
+      page[#page + 1] = task_json(task)
+      last = task.id
+    end
+  end
+  local headers
+  if more then
+    local path = "/v1/batch_groups/" .. codec.percent_encode(job.group.id) .. "/jobs/"
+      .. codec.percent_encode(job.id) .. "/tasks"
+    headers = next_page_headers(path, format("%d", last), limit, wanted and { { "status", wanted } } or {})
+  end
+  send_page(page, headers)
 end
 
 local function allowed_methods(handlers)
@@ -798,8 +1437,10 @@ end
 ---------------------------------------------------------------------------
 -- Routes. Each operation is its method and path template ("GET /v1/groups/{group_id}"):
 -- the name stats and rate limits use. A {param} matches one non-empty decoded segment.
--- Handlers receive (group, path params, query args, body, credentials): group looked
--- up (404 first) when the template has {group_id}; credentials as authenticate returns them.
+-- Handlers receive (record, path params, query args, body, credentials): record is what
+-- the template names, looked up (404 first): the group of {group_id}, the SIM of {sim_id}
+-- or {imsi}, the batch group of {batch_group_id} or its job of {job_id}; credentials as
+-- authenticate returns them.
 
 local ROUTES = {
   { path = "/v1/auth", login = true, POST = auth.login },
@@ -812,6 +1453,15 @@ local ROUTES = {
   { path = "/v1/groups/{group_id}/subscribers", GET = api.list_subscribers },
   { path = "/v1/groups/{group_id}/tags", PUT = api.put_tags },
   { path = "/v1/groups/{group_id}/tags/{tag_name}", DELETE = api.delete_tag },
+  { path = "/v1/sims/{sim_id}/set_group", POST = api.set_sim_group },
+  { path = "/v1/sims/{sim_id}/unset_group", POST = api.unset_sim_group },
+  { path = "/v1/subscribers/{imsi}/set_group", POST = api.set_subscriber_group },
+  { path = "/v1/subscribers/{imsi}/unset_group", POST = api.unset_subscriber_group },
+  { path = "/v1/batch_groups", GET = batch.list_groups, POST = batch.create_group },
+  { path = "/v1/batch_groups/{batch_group_id}", GET = batch.get_group, DELETE = batch.delete_group },
+  { path = "/v1/batch_groups/{batch_group_id}/jobs", GET = batch.list_jobs, POST = batch.create_job },
+  { path = "/v1/batch_groups/{batch_group_id}/jobs/{job_id}", GET = batch.get_job },
+  { path = "/v1/batch_groups/{batch_group_id}/jobs/{job_id}/tasks", GET = batch.list_tasks },
 }
 local HTTP_METHODS = { "DELETE", "GET", "POST", "PUT" }
 
@@ -864,6 +1514,9 @@ for _, route in ipairs(ROUTES) do
   for _, name in pairs(route.apis) do
     API_NAMES[name] = true
   end
+end
+for _, action in pairs(BATCH_ACTIONS) do
+  assert(API_NAMES[action], "batch action without a route: " .. action)
 end
 local LOGIN_API = "POST /v1/auth"
 local RATE_LIMIT_CODE = "AGW0003" -- invented, like the other AGW (gateway) codes
@@ -1046,14 +1699,37 @@ local function handle_v1(method, segments, query, body)
       return Reply.bad_request("invalid namespace: " .. params.namespace)
     end
   end
-  local group
+  advance_active_jobs() -- what the handler reads or changes is as the jobs left it by now
+  local record
   if params.group_id then
-    group = state.groups[params.group_id]
-    if not group then
+    record = state.groups[params.group_id]
+    if not record then
       return Reply.group_not_found(params.group_id)
     end
+  elseif params.sim_id then
+    record = state.sims[params.sim_id]
+    if not record then
+      return send_error(sim_not_found("SIM", params.sim_id))
+    end
+  elseif params.imsi then
+    record = state.sim_of_imsi[params.imsi]
+    if not record then
+      return send_error(sim_not_found("subscriber", params.imsi))
+    end
+  elseif params.batch_group_id then
+    record = state.batch_groups[params.batch_group_id]
+    if not record then
+      return send_error(batch_group_not_found(params.batch_group_id))
+    end
+    if params.job_id then
+      local index = record.job_index[params.job_id]
+      if not index then
+        return send_error(batch_job_not_found(params.job_id))
+      end
+      record = record.jobs[index]
+    end
   end
-  return handler(group, params, args, body, credentials)
+  return handler(record, params, args, body, credentials)
 end
 
 ---------------------------------------------------------------------------
@@ -1593,65 +2269,171 @@ function control.seed_groups(_, _, body)
   send_json(201, { groupIds = ids })
 end
 
--- POST /_fake/groups/{id}/subscribers {count} or {sims = [{field = value}]} -> 201 {imsis}
-function control.seed_subscribers(_, group_id, body)
-  local group = state.groups[group_id]
-  if not group then
-    return Reply.group_not_found(group_id)
-  end
+-- The SIMs a seeding request asks for: {count} or {sims = [{field = value}]}, and
+-- imsis (IMSIs per SIM, default 1). Returns the list of field tables, the IMSI count
+-- and the decoded request, or nil and a message.
+local function seed_request(body)
   local spec, err = decode_body(body, "{count} or {sims}")
   if spec == nil then
-    return Reply.bad_request(err)
+    return nil, err
+  end
+  if not is_object(spec) then
+    return nil, "body must be {count = 0.." .. SEED_MAX .. "} or {sims = [...]}"
+  end
+  local imsi_count = spec.imsis or 1
+  if type(imsi_count) ~= "number" or imsi_count < 1 or imsi_count > MAX_IMSIS_PER_SIM
+      or imsi_count ~= floor(imsi_count) then
+    return nil, "imsis (IMSIs per SIM) must be an integer between 1 and " .. MAX_IMSIS_PER_SIM
   end
   local list = {}
-  if is_object(spec) and spec.sims ~= nil then
+  if spec.sims ~= nil then
     if not is_array(spec.sims) then
-      return Reply.bad_request("sims must be an array of objects")
+      return nil, "sims must be an array of objects"
     end
     for i, fields in ipairs(spec.sims) do
+      local id = is_object(fields) and (fields.simId or fields.iccid)
       if not is_object(fields) or (fields.imsi ~= nil and not (type(fields.imsi) == "string"
-          and fields.imsi:find("^%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d$"))) then
-        return Reply.bad_request(format("sims[%d] must be an object; imsi, if given, 15 digits", i))
+          and fields.imsi:find("^%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d$")))
+          or (id ~= nil and not (type(id) == "string" and id ~= "")) or fields.groupId ~= nil then
+        return nil, format("sims[%d] must be an object; imsi, if given, 15 digits; simId or iccid, "
+          .. "if given, a non-empty string; no groupId (the request's group sets it)", i)
       end
       list[i] = fields
     end
-  elseif is_object(spec) and type(spec.count) == "number" and spec.count >= 0
-      and spec.count <= SEED_MAX and spec.count == floor(spec.count) then
+  elseif type(spec.count) == "number" and spec.count >= 0 and spec.count <= SEED_MAX
+      and spec.count == floor(spec.count) then
+    local none = {} -- shared: a generated SIM overrides nothing
     for i = 1, spec.count do
-      list[i] = {}
+      list[i] = none
     end
   else
-    return Reply.bad_request("body must be {count = 0.." .. SEED_MAX .. "} or {sims = [...]}")
+    return nil, "body must be {count = 0.." .. SEED_MAX .. "} or {sims = [...]}"
   end
+  return list, imsi_count, spec
+end
 
-  -- Check explicit IMSIs first so that a rejected request adds nothing.
-  local chosen = {}
-  for _, fields in ipairs(list) do
-    if fields.imsi then
-      if state.imsi_taken[fields.imsi] or chosen[fields.imsi] then
-        return Reply.bad_request("imsi already exists: " .. fields.imsi)
-      end
-      chosen[fields.imsi] = true
+-- Adds the SIMs of a parsed seeding request to group_id (nil: no group) and answers
+-- 201 {simIds, imsis (primary, in the same order), allImsis (each SIM's, primary first)}.
+local function seed_sims(list, group_id, imsi_count)
+  local sims, err = add_sims(list, group_id, imsi_count)
+  if not sims then
+    return Reply.bad_request(err)
+  end
+  local ids, imsis, all = codec.array(), codec.array(), codec.array()
+  for i, sim in ipairs(sims) do
+    ids[i], imsis[i], all[i] = sim.id, sim.imsi, codec.array(sim.imsis)
+  end
+  send_json(201, { simIds = ids, imsis = imsis, allImsis = all })
+end
+
+-- POST /_fake/groups/{id}/subscribers {count} or {sims = [{field = value}]}, imsis?
+function control.seed_subscribers(_, group_id, body)
+  if not state.groups[group_id] then
+    return Reply.group_not_found(group_id)
+  end
+  local list, imsi_count = seed_request(body)
+  if not list then
+    return Reply.bad_request(imsi_count)
+  end
+  seed_sims(list, group_id, imsi_count)
+end
+
+-- POST /_fake/sims {count} or {sims}, group_id?, imsis?
+function control.add_sims(_, _, body)
+  local list, imsi_count, spec = seed_request(body)
+  if not list then
+    return Reply.bad_request(imsi_count)
+  end
+  local group_id = spec.group_id
+  if group_id ~= nil then
+    if type(group_id) ~= "string" then
+      return Reply.bad_request("group_id must be a string")
+    end
+    if not state.groups[group_id] then
+      return Reply.group_not_found(group_id)
     end
   end
+  seed_sims(list, group_id, imsi_count)
+end
 
-  local sims, imsis = state.sims_of[group_id], codec.array()
-  for i, fields in ipairs(list) do
-    -- Skip generated IMSIs that a caller chose explicitly (now or earlier).
-    while not fields.imsi do
-      local candidate = format("44010%010d", state.next_sim)
-      if not state.imsi_taken[candidate] and not chosen[candidate] then
-        break
-      end
-      state.next_sim = state.next_sim + 1
-    end
-    local sim = new_sim(group_id, fields)
-    state.imsi_taken[sim.imsi] = true
-    sims[#sims + 1] = sim
-    imsis[i] = sim.imsi
+-- GET /_fake/sims/{sim_id} -> the Sim JSON
+function control.sim(_, sim_id)
+  local sim = state.sims[sim_id]
+  if not sim then
+    return send_error(sim_not_found("SIM", sim_id))
   end
-  sort(sims, function(a, b) return a.imsi < b.imsi end)
-  send_json(201, { imsis = imsis })
+  send(200, sim_json(sim))
+end
+
+-- GET /_fake/batch/jobs -> every job of the live batch groups, oldest first
+function control.batch_jobs()
+  local now, list = now_s(), {}
+  for i, job in ipairs(state.job_order) do
+    list[i] = job_json(job, now)
+  end
+  send_page(list)
+end
+
+local TASK_FAULT_FIELDS = { sim_ids = true, status = true, code = true, message = true, times = true }
+
+-- GET, POST, DELETE /_fake/batch/task_faults
+function control.task_faults(method, _, body)
+  if method == "DELETE" then
+    state.task_faults = {}
+    return send(204)
+  end
+  if method == "POST" then
+    local spec, err = decode_body(body, "{sim_ids, status?, code?, message?, times?}")
+    if spec == nil then
+      return Reply.bad_request(err)
+    end
+    if not is_object(spec) then
+      return Reply.bad_request("body must be an object {sim_ids, status?, code?, message?, times?}")
+    end
+    for name in pairs(spec) do
+      if not TASK_FAULT_FIELDS[name] then
+        return Reply.bad_request("unknown task fault field: " .. tostring(name))
+      end
+    end
+    local ids, status, times = spec.sim_ids, spec.status or 500, spec.times
+    if not is_array(ids) then
+      return Reply.bad_request("sim_ids must be a non-empty array of SIM ids")
+    end
+    for i, id in ipairs(ids) do
+      if type(id) ~= "string" then
+        return Reply.bad_request(format("sim_ids[%d] must be a string", i))
+      end
+    end
+    if type(status) ~= "number" or status < 300 or status > 599 or status ~= floor(status) then
+      return Reply.bad_request("status must be an integer between 300 and 599")
+    end
+    if times ~= nil and not (type(times) == "number" and times >= 1 and times == floor(times)) then
+      return Reply.bad_request("times must be a positive integer")
+    end
+    if (spec.code ~= nil and type(spec.code) ~= "string")
+        or (spec.message ~= nil and type(spec.message) ~= "string") then
+      return Reply.bad_request("code and message must be strings")
+    end
+    for _, id in ipairs(ids) do
+      state.task_faults[id] = {
+        status = status,
+        code = spec.code or format("FAK%04d", status),
+        message = spec.message or "Injected task fault",
+        times = times,
+      }
+    end
+  end
+  local ids = {}
+  for id in pairs(state.task_faults) do
+    ids[#ids + 1] = id
+  end
+  sort(ids)
+  local list = codec.array()
+  for i, id in ipairs(ids) do
+    local fault = state.task_faults[id]
+    list[i] = { simId = id, status = fault.status, code = fault.code, message = fault.message, times = fault.times }
+  end
+  send_json(200, list)
 end
 
 local function handle_control(method, segments, body)
@@ -1681,6 +2463,14 @@ local function handle_control(method, segments, body)
     routes = { POST = control.seed_groups }
   elseif n == 4 and name == "groups" and segments[4] == "subscribers" then
     routes = { POST = control.seed_subscribers }
+  elseif n == 2 and name == "sims" then
+    routes = { POST = control.add_sims }
+  elseif n == 3 and name == "sims" and segments[3] ~= "" then
+    routes = { GET = control.sim }
+  elseif n == 3 and name == "batch" and segments[3] == "jobs" then
+    routes = { GET = control.batch_jobs }
+  elseif n == 3 and name == "batch" and segments[3] == "task_faults" then
+    routes = { GET = control.task_faults, POST = control.task_faults, DELETE = control.task_faults }
   end
   if not routes then
     return send_error(404, "AGW0001", "Not found")
@@ -1689,6 +2479,7 @@ local function handle_control(method, segments, body)
   if not handler then
     return send_error(405, "AGW0002", "Method not allowed", { Allow = allowed_methods(routes) })
   end
+  advance_active_jobs() -- controls read SIMs and jobs as the jobs left them by now
   return handler(method, segments[3], body)
 end
 

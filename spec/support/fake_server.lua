@@ -97,6 +97,13 @@ end
 local Server = {}
 Server.__index = Server
 
+-- Percent-encodes one path segment (RFC 3986 unreserved characters kept).
+local function segment(s)
+  return (s:gsub("[^%w%-%._~]", function(c)
+    return ("%%%02X"):format(c:byte())
+  end))
+end
+
 -- Raw HTTP request to the fake. path is sent byte for byte (luasocket would
 -- otherwise re-escape it). opts: headers (table), body (string), auth (true adds
 -- the API key and token headers), proxy_origin ("http://any.host:1234": send the
@@ -149,7 +156,8 @@ function Server:_control(method, path, value, expected_status)
   end
 end
 
--- Clears all groups, SIMs, recorded requests, faults, settings (credentials too),
+-- Clears all groups, SIMs, batch groups and jobs, recorded requests, faults (task faults
+-- too), settings (credentials too),
 -- issued tokens, stats and rate-limit windows; un-revokes a logged-out static pair.
 function Server:reset()
   self:_control("POST", "/_fake/reset", nil, 204)
@@ -183,6 +191,8 @@ end
 --     ["GET /v1/groups/{group_id}"] = { limit = n, window = s } } }  per operator and operation
 --   auth_rate_limit = { limit = n, window = s, retry_after = true }  POST /v1/auth per caller address
 -- (window in seconds, may be fractional; writing either starts its windows afresh);
+-- the Batch API's pace, read when a job is created: batch_start_delay (seconds a job
+-- stays pending, default 0.2) and batch_task_seconds (seconds per task, default 0.0005);
 -- cjson.null restores a default). Returns all settings.
 function Server:settings(changes)
   return self:_control("POST", "/_fake/settings", changes or {}, 200)
@@ -272,7 +282,7 @@ function Server:seed_groups(n, tags, configuration)
 end
 
 -- Adds SIMs to a group: n generated ones, or a list of field tables (imsi, msisdn, ...).
--- Returns their IMSIs.
+-- Returns their IMSIs and their SIM ids (as add_sims{group_id = group_id} does).
 function Server:seed_subscribers(group_id, n_or_sims)
   local spec
   if type(n_or_sims) == "table" then
@@ -280,10 +290,56 @@ function Server:seed_subscribers(group_id, n_or_sims)
   else
     spec = { count = n_or_sims }
   end
-  local path = "/_fake/groups/" .. group_id:gsub("[^%w%-%._~]", function(c)
-    return ("%%%02X"):format(c:byte())
-  end) .. "/subscribers"
-  return self:_control("POST", path, spec, 201).imsis
+  local path = "/_fake/groups/" .. segment(group_id) .. "/subscribers"
+  local answer = self:_control("POST", path, spec, 201)
+  return answer.imsis, answer.simIds
+end
+
+-- Creates SIMs (POST /_fake/sims). spec: count = n generated SIMs, or sims = a list of
+-- field tables (imsi, simId or iccid, msisdn, ...); group_id = the group they start in
+-- (nil: none); imsis = IMSIs per SIM (default 1; the first is the primary).
+-- Returns simIds, imsis (primary IMSIs, same order) and all_imsis (per SIM, primary first).
+function Server:add_sims(spec)
+  local answer = self:_control("POST", "/_fake/sims", spec or {}, 201)
+  return answer.simIds, answer.imsis, answer.allImsis
+end
+
+-- One SIM's state (GET /_fake/sims/{sim_id}): its Sim JSON as a table (groupId absent
+-- while in no group), or nil when there is no such SIM.
+function Server:sim(sim_id)
+  if self.stopped then
+    error("fake_server: server already stopped", 2)
+  end
+  local path = "/_fake/sims/" .. segment(sim_id)
+  local status, text = self:http("GET", path)
+  if status == 404 then
+    return nil
+  end
+  if status ~= 200 then
+    error(("fake_server: GET %s returned %s: %s"):format(path, tostring(status), text), 2)
+  end
+  return decode(text, "GET " .. path)
+end
+
+-- Every batch job of the live batch groups, oldest first, as GET .../jobs/{job_id}
+-- answers it now (BatchJobResponse: jobId, batchGroupId, status, summary, ...).
+function Server:batch_jobs()
+  return self:_control("GET", "/_fake/batch/jobs", nil, 200)
+end
+
+-- Makes the batch tasks of the given SIMs fail (POST /_fake/batch/task_faults):
+--   { sim_ids = {...}, status = 500, code = "FAK0500", message = "Injected task fault",
+--     times = n (tasks failed per SIM; nil: every one until cleared) }
+-- A failing task changes nothing; its response is {statusCode = status, body = {code,
+-- message}}. Direct calls are not affected. Returns the faults now set, sorted by simId:
+-- { {simId, status, code, message, times}, ... }.
+function Server:batch_task_faults(spec)
+  return self:_control("POST", "/_fake/batch/task_faults", spec, 200)
+end
+
+-- Removes every injected task failure.
+function Server:clear_batch_task_faults()
+  self:_control("DELETE", "/_fake/batch/task_faults", nil, 204)
 end
 
 -- Stops nginx and removes the state directory; safe to call twice.

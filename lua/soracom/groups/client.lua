@@ -518,7 +518,8 @@ end
 -- groups.MOVE_SIMS_BATCH_THRESHOLD (options.batch = true or false decides). An
 -- iterator is read to its end before anything is moved; when it raises, nothing is
 -- moved and its error comes back third. See the README's "SIM membership".
--- @tparam {string|Sim,...}|function sims_or_iterator SIM ids, or SIMs (tables with simId and groupId), or an iterator of them
+-- @tparam {string|Sim,...}|function sims_or_iterator SIM ids, or SIMs (tables with simId and
+-- groupId), or an iterator of them
 -- @tparam string|nil group_id the group, or nil/groups.null
 -- @tparam[opt] table options concurrency (8), batch, skip_current, on_progress, fail_fast,
 -- rate_limit_max_delay, batch_group_name ("soracom-groups"), job_name, poll_max_delay (10)

@@ -1,0 +1,404 @@
+-- SIM membership (issue 25): the four methods and client:move_sims, both ways, over
+-- real HTTP to the fake server.
+local groups = require "soracom.groups"
+local cjson = require "cjson"
+local fake = require "spec.support.fake_server"
+local new_client = require "spec.support.client"
+local sims = require "soracom.groups.sims"
+local sims_batch = require "soracom.groups.sims_batch"
+
+-- Fast Batch API jobs: the fake runs them from its clock.
+local QUICK_JOBS = { batch_start_delay = 0.02, batch_task_seconds = 0.001 }
+
+describe("SIM membership", function()
+  local srv, client
+
+  setup(function()
+    srv = fake.start()
+  end)
+
+  teardown(function()
+    if client then client:close() end
+    srv:stop()
+  end)
+
+  before_each(function()
+    srv:reset()
+    srv:settings(QUICK_JOBS)
+    client = new_client(srv)
+  end)
+
+  after_each(function()
+    client:close()
+  end)
+
+  local function new_group(name)
+    return assert(client:create_group { tags = { name = name } }).groupId
+  end
+
+  -- The simIds of a group's members, sorted.
+  local function members(group_id)
+    local ids = {}
+    for sim in client:subscribers(group_id) do ids[#ids + 1] = sim.simId end
+    table.sort(ids)
+    return ids
+  end
+
+  local function sorted(list)
+    local copy = {}
+    for i, v in ipairs(list) do copy[i] = v end
+    table.sort(copy)
+    return copy
+  end
+
+  -- The recorded requests whose URI matches pattern.
+  local function requests_matching(pattern)
+    local found = {}
+    for _, request in ipairs(srv:requests()) do
+      if request.uri:find(pattern) then found[#found + 1] = request end
+    end
+    return found
+  end
+
+  describe("the four methods", function()
+    it("set_sim_group moves a SIM from its group into another and returns it", function()
+      local from, to = new_group("from"), new_group("to")
+      local sim_id = srv:add_sims { count = 1, group_id = from }[1]
+      local sim, err = client:set_sim_group(sim_id, to)
+      assert.is_nil(err)
+      assert.are.equal(sim_id, sim.simId)
+      assert.are.equal(to, sim.groupId)
+      assert.are.same({}, members(from))
+      assert.are.same({ sim_id }, members(to))
+      local sent = requests_matching("/set_group$")
+      assert.are.equal(1, #sent)
+      assert.are.equal("POST", sent[1].method)
+      assert.are.equal("/v1/sims/" .. sim_id .. "/set_group", sent[1].uri)
+      assert.are.same({ groupId = to }, cjson.decode(sent[1].body))
+      assert.are.equal(to, srv:sim(sim_id).groupId)
+    end)
+
+    it("unset_sim_group takes a SIM out of its group, and again is no error", function()
+      local group = new_group("g")
+      local sim_id = srv:add_sims { count = 1, group_id = group }[1]
+      local sim, err = client:unset_sim_group(sim_id)
+      assert.is_nil(err)
+      assert.is_nil(sim.groupId)
+      assert.are.same({}, members(group))
+      sim, err = client:unset_sim_group(sim_id)
+      assert.is_nil(err)
+      assert.are.equal(sim_id, sim.simId)
+      local sent = requests_matching("/unset_group$")
+      assert.are.equal(2, #sent)
+      assert.are.equal("POST", sent[1].method)
+    end)
+
+    it("set_subscriber_group and unset_subscriber_group move the SIM holding any of its IMSIs", function()
+      local group = new_group("g")
+      local sim_ids, _, all_imsis = srv:add_sims { count = 1, imsis = 2 }
+      local second_imsi = all_imsis[1][2]
+      local subscriber, err = client:set_subscriber_group(second_imsi, group)
+      assert.is_nil(err)
+      assert.are.equal(group, subscriber.groupId)
+      assert.are.same({ sim_ids[1] }, members(group))
+      assert.are.equal("/v1/subscribers/" .. second_imsi .. "/set_group", requests_matching("set_group$")[1].uri)
+      subscriber, err = client:unset_subscriber_group(all_imsis[1][1])
+      assert.is_nil(err)
+      assert.is_nil(subscriber.groupId)
+      assert.are.same({}, members(group))
+    end)
+
+    it("returns nil, err for a SIM or a group that does not exist", function()
+      local group = new_group("g")
+      local sim, err = client:set_sim_group("8900000000000000000", group)
+      assert.is_nil(sim)
+      assert.are.equal(404, err.status)
+      assert.are.equal("/sims/8900000000000000000/set_group", err.path)
+      local sim_id = srv:add_sims { count = 1 }[1]
+      sim, err = client:set_sim_group(sim_id, "no-such-group")
+      assert.is_nil(sim)
+      assert.are.equal(404, err.status)
+      assert.is_nil(srv:sim(sim_id).groupId)
+    end)
+
+    it("raises for bad arguments, naming them, before anything is sent", function()
+      assert.has_error(function() client:set_sim_group("", "g") end,
+        "soracom.groups: set_sim_group: sim_id must be a non-empty string (got \"\")")
+      for _, group_id in ipairs { 5, "" } do
+        assert.error_matches(function() client:set_sim_group("s", group_id) end,
+          "set_sim_group: group_id must be a non%-empty string")
+      end
+      assert.error_matches(function() client:unset_sim_group("..") end, "unset_sim_group: sim_id")
+      assert.error_matches(function() client:set_subscriber_group(nil, "g") end, "set_subscriber_group: imsi")
+      assert.error_matches(function() client.set_sim_group({}, "s", "g") end, "call it as client:set_sim_group")
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("is retried like a PUT: an answer lost on the way is asked again", function()
+      local group = new_group("g")
+      local sim_id = srv:add_sims { count = 1 }[1]
+      srv:faults { { status = 502, body = "{}" }, { close = true } }
+      local sim, err = client:set_sim_group(sim_id, group)
+      assert.is_nil(err)
+      assert.are.equal(group, sim.groupId)
+      assert.are.equal(3, #requests_matching("/set_group$"))
+      -- a POST that is not idempotent is not retried after a 502
+      srv:faults { { status = 502, body = "{}" } }
+      local created
+      created, err = client:create_group { tags = { name = "x" } }
+      assert.is_nil(created)
+      assert.are.equal(502, err.status)
+    end)
+
+    it("is counted in the rate budget under its own API, held there rather than refused", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 9 }
+      srv:settings { rate_limit = { limit = 4, window = 0.5, retry_after = false } }
+      local results, summary = client:move_sims(ids, group, { batch = false, concurrency = 9 })
+      assert.are.equal(9, summary.moved, tostring(results[1].err))
+      local stats = srv:stats().by_api
+      assert.are.equal(9, stats["POST /v1/sims/{sim_id}/set_group"].requests)
+      -- the first request, a probe, learns the limit; none of the others is refused
+      assert.are.equal(0, stats["POST /v1/sims/{sim_id}/set_group"].status_429)
+    end)
+  end)
+
+  describe("move_sims, one call per SIM", function()
+    it("moves a list of ids, giving each SIM's result in order and a summary", function()
+      local from, to = new_group("from"), new_group("to")
+      local ids = srv:add_sims { count = 5, group_id = from }
+      local seen = {}
+      local results, summary = client:move_sims(ids, to, { batch = false, on_progress = function(p)
+        seen[#seen + 1] = { done = p.done, moved = p.moved, total = p.total, mode = p.mode }
+      end })
+      assert.are.same({ mode = "calls", total = 5, moved = 5, skipped = 0, failed = 0 }, summary)
+      for i, result in ipairs(results) do
+        assert.are.equal(ids[i], result.sim_id)
+        assert.is_true(result.ok)
+        assert.are.equal(to, result.sim.groupId)
+      end
+      assert.are.same(sorted(ids), members(to))
+      assert.are.same({}, members(from))
+      assert.are.equal(5, #seen)
+      assert.are.same({ done = 5, moved = 5, total = 5, mode = "calls" }, seen[5])
+    end)
+
+    it("takes SIMs out with group_id nil or groups.null", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 4, group_id = group }
+      local _, summary = client:move_sims({ ids[1], ids[2] }, nil, { batch = false })
+      assert.are.equal(2, summary.moved)
+      _, summary = client:move_sims({ ids[3] }, groups.null, { batch = false })
+      assert.are.equal(1, summary.moved)
+      assert.are.same({ ids[4] }, members(group))
+      assert.are.equal(3, #requests_matching("/unset_group$"))
+    end)
+
+    it("with skip_current, leaves SIMs read from the API that are already there", function()
+      local a, b = new_group("a"), new_group("b")
+      local in_a = srv:add_sims { count = 3, group_id = a }
+      local in_b = srv:add_sims { count = 2, group_id = b }
+      srv:clear_requests()
+      local everyone = {}
+      for sim in client:subscribers(a) do everyone[#everyone + 1] = sim end
+      for sim in client:subscribers(b) do everyone[#everyone + 1] = sim end
+      local results, summary = client:move_sims(everyone, b, { batch = false, skip_current = true })
+      assert.are.equal(3, summary.moved)
+      assert.are.equal(2, summary.skipped)
+      local skipped = {}
+      for _, result in ipairs(results) do
+        if result.skipped then skipped[#skipped + 1] = result.sim_id end
+        assert.is_true(result.ok)
+      end
+      assert.are.same(sorted(in_b), sorted(skipped))
+      assert.are.equal(3, #requests_matching("/set_group$"))
+      assert.are.same(sorted { in_a[1], in_a[2], in_a[3], in_b[1], in_b[2] }, members(b))
+      -- ids alone carry no current group: every one is sent
+      local _, again = client:move_sims(in_b, b, { batch = false, skip_current = true })
+      assert.are.equal(2, again.moved)
+    end)
+
+    it("reads an iterator to its end first; when it raises, nothing is moved", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 3 }
+      local i = 0
+      local results, summary, items_error = client:move_sims(function()
+        i = i + 1
+        if i == 3 then error("the source broke") end
+        return ids[i]
+      end, group)
+      assert.are.same({}, results)
+      assert.matches("the source broke", tostring(items_error))
+      assert.are.equal(items_error, summary.items_error)
+      assert.are.same({}, requests_matching("set_group"))
+      assert.are.same({}, members(group))
+    end)
+
+    it("takes the SIMs of another group's iterator", function()
+      local from, to = new_group("from"), new_group("to")
+      local ids = srv:add_sims { count = 7, group_id = from }
+      local results, summary = client:move_sims(client:subscribers(from, { limit = 3 }), to, { batch = false })
+      assert.are.equal(7, summary.moved)
+      assert.are.equal(7, #results)
+      assert.are.same(sorted(ids), members(to))
+    end)
+
+    it("reports a SIM that fails with its error, and moves the others", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 2 }
+      local results, summary = client:move_sims({ ids[1], "8900000000000000000", ids[2] }, group, { batch = false })
+      assert.are.same({ mode = "calls", total = 3, moved = 2, skipped = 0, failed = 1 }, summary)
+      assert.is_false(results[2].ok)
+      assert.are.equal("8900000000000000000", results[2].sim_id)
+      assert.are.equal(404, results[2].err.status)
+      assert.is_true(results[1].ok and results[3].ok)
+    end)
+
+    it("raises for bad arguments before anything is sent", function()
+      local cases = {
+        { { "a", "a" }, "g", nil, "sims%[2%] repeats sims%[1%] %(a%)" },
+        { { "a", 7 }, "g", nil, "sims%[2%] must be a SIM id" },
+        { { { groupId = "g" } }, "g", nil, "sims%[1%] must be a SIM id or a SIM with its simId" },
+        { { "a" }, 5, nil, "group_id must be a non%-empty string" },
+        { { "a" }, "g", { concurrency = 0 }, "options.concurrency must be a whole number from 1 to 1024" },
+        { { "a" }, "g", { batch = "yes" }, "options.batch must be a boolean" },
+        { { "a" }, "g", { colour = 1 }, 'unknown option "colour"' },
+        { { "a" }, "g", { batch_group_name = ("x"):rep(101) }, "options.batch_group_name must be 1 to 100 bytes" },
+        { { "a" }, "g", { poll_max_delay = 0 }, "options.poll_max_delay must be a positive number" },
+        { "a", "g", nil, "sims must be a list" },
+      }
+      for _, case in ipairs(cases) do
+        assert.error_matches(function() client:move_sims(case[1], case[2], case[3]) end,
+          "move_sims: " .. case[4])
+      end
+      assert.are.same({}, srv:requests())
+    end)
+  end)
+
+  describe("move_sims through the Batch API", function()
+    it("moves the SIMs as one job, in a batch group it makes once and then reuses", function()
+      local from, to = new_group("from"), new_group("to")
+      local ids = srv:add_sims { count = 30, group_id = from }
+      local last
+      local results, summary = client:move_sims(ids, to, { batch = true, on_progress = function(p)
+        last = { done = p.done, moved = p.moved, total = p.total, mode = p.mode, job = p.job_id }
+      end })
+      assert.are.equal("batch", summary.mode)
+      assert.are.equal(30, summary.moved)
+      assert.are.equal(0, summary.failed)
+      assert.are.equal(1, #summary.jobs)
+      assert.are.same({ done = 30, moved = 30, total = 30, mode = "batch", job = summary.jobs[1] }, last)
+      for i, result in ipairs(results) do
+        assert.are.equal(ids[i], result.sim_id)
+        assert.is_true(result.ok)
+      end
+      assert.are.same(sorted(ids), members(to))
+      -- no call per SIM: a job holding them all
+      assert.are.same({}, requests_matching("^/v1/sims/"))
+      local created = requests_matching("^/v1/batch_groups/[^/]+/jobs$")
+      assert.are.equal(1, #created)
+      local job = cjson.decode(created[1].body)
+      assert.are.equal(30, #job.tasks)
+      assert.are.same({ method = "POST", path = "/v1/sims/" .. ids[1] .. "/set_group", body = { groupId = to } },
+        job.tasks[1].request)
+      assert.are.equal(1, #requests_matching("^/v1/batch_groups$")) -- a list, then a create (POST)
+      -- the next move finds the batch group by name (another client) and makes none
+      local other = new_client(srv)
+      srv:clear_requests()
+      local _, again = other:move_sims(ids, nil, { batch = true })
+      other:close()
+      assert.are.equal(30, again.moved)
+      assert.are.same({}, members(to))
+      local posts = 0
+      for _, request in ipairs(requests_matching("^/v1/batch_groups")) do
+        if request.method == "POST" and request.uri == "/v1/batch_groups" then posts = posts + 1 end
+      end
+      assert.are.equal(0, posts)
+      assert.are.equal("/v1/sims/" .. ids[1] .. "/unset_group",
+        cjson.decode(requests_matching("/jobs$")[1].body).tasks[1].request.path)
+    end)
+
+    it("reports each failed task with its SIM id and error", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 6 }
+      srv:batch_task_faults { sim_ids = { ids[2] }, status = 500, code = "SEM0500", message = "injected" }
+      local results, summary = client:move_sims({ ids[1], ids[2], ids[3], "8900000000000000000", ids[4] }, group,
+        { batch = true })
+      assert.are.equal(3, summary.moved)
+      assert.are.equal(2, summary.failed)
+      assert.is_false(results[2].ok)
+      assert.are.equal(500, results[2].err.status)
+      assert.are.equal("SEM0500", results[2].err.code)
+      assert.are.equal("injected", results[2].err.message)
+      assert.is_false(results[4].ok)
+      assert.are.equal(404, results[4].err.status)
+      assert.is_true(results[1].ok and results[3].ok and results[5].ok)
+      assert.are.same(sorted { ids[1], ids[3], ids[4] }, members(group))
+    end)
+
+    it("splits more SIMs than a job holds into jobs run one after the other", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 25 }
+      local max_tasks = sims_batch.MAX_TASKS
+      sims_batch.MAX_TASKS = 10
+      local ok, results, summary = pcall(client.move_sims, client, ids, group, { batch = true })
+      sims_batch.MAX_TASKS = max_tasks
+      assert.is_true(ok, tostring(results))
+      assert.are.equal(25, summary.moved)
+      assert.are.equal(3, #summary.jobs)
+      local sizes = {}
+      for _, request in ipairs(requests_matching("/jobs$")) do
+        if request.method == "POST" then sizes[#sizes + 1] = #cjson.decode(request.body).tasks end
+      end
+      assert.are.same({ 10, 10, 5 }, sizes)
+      assert.are.same(sorted(ids), members(group))
+    end)
+
+    it("waits for a job of the same action already running, then runs its own", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 4 }
+      -- someone else's job of the same action, in a batch group of their own, slow
+      srv:settings { batch_start_delay = 0.02, batch_task_seconds = 0.4 }
+      local status, body = srv:http("POST", "/v1/batch_groups", { auth = true,
+        body = cjson.encode { batchGroupName = "theirs" } })
+      assert.are.equal(200, status)
+      local theirs = cjson.decode(body).batchGroupId
+      status, body = srv:http("POST", "/v1/batch_groups/" .. theirs .. "/jobs", { auth = true, body = cjson.encode {
+        tasks = { { request = { method = "POST", path = "/v1/sims/" .. ids[4] .. "/set_group",
+          body = { groupId = group } } } } } })
+      assert.are.equal(200, status)
+      local their_job = cjson.decode(body).jobId
+      srv:settings(QUICK_JOBS)
+      local waited_for
+      local _, summary = client:move_sims({ ids[1], ids[2], ids[3] }, group, { batch = true, on_progress = function(p)
+        waited_for = waited_for or p.waiting_for
+      end })
+      assert.are.equal(their_job, waited_for)
+      assert.are.equal(3, summary.moved)
+      assert.are.same(sorted(ids), members(group))
+    end)
+
+    it("chooses the Batch API by itself above the threshold", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 4 }
+      local threshold = sims.BATCH_THRESHOLD
+      sims.BATCH_THRESHOLD = 3
+      local ok, _, at_threshold = pcall(client.move_sims, client, { ids[1], ids[2], ids[3] }, group)
+      local ok2, _, above = pcall(client.move_sims, client, ids, nil)
+      sims.BATCH_THRESHOLD = threshold
+      assert.is_true(ok and ok2)
+      assert.are.equal("calls", at_threshold.mode)
+      assert.are.equal("batch", above.mode)
+      assert.are.equal(groups.MOVE_SIMS_BATCH_THRESHOLD, threshold)
+    end)
+
+    it("marks every SIM failed when the batch group cannot be had", function()
+      local ids = srv:add_sims { count = 2 }
+      srv:faults { { status = 403, body = { code = "AUM0005", message = "denied" } } }
+      local results, summary = client:move_sims(ids, nil, { batch = true })
+      assert.are.equal(2, summary.failed)
+      assert.are.equal(403, results[1].err.status)
+      assert.are.equal(403, results[2].err.status)
+    end)
+  end)
+end)
