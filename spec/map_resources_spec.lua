@@ -5,26 +5,10 @@
 local fake = require "spec.support.fake_server"
 local groups = require "soracom.groups"
 local descriptors = require "spec.support.descriptors"
+local under_limit = require "spec.support.under_limit"
 
-local LUA = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 -- Lua 5.1 cannot yield across pcall: a map called there runs on its own, to its end.
 local YIELDS_EVERYWHERE = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
-
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- Runs `code` in a child Lua under `ulimit -n limit`; returns its output.
-local function under_limit(limit, code)
-  local path = os.tmpname()
-  local file = assert(io.open(path, "w"))
-  file:write(string.format("package.path = %q\npackage.cpath = %q\n", package.path, package.cpath), code)
-  file:close()
-  local pipe = assert(io.popen("sh -c " .. quote("ulimit -n " .. limit .. " && exec " .. LUA .. " " .. path)
-    .. " 2>&1"))
-  local out = pipe:read("*a")
-  pipe:close()
-  os.remove(path)
-  return out
-end
 
 -- The child's preamble: a client of the fake (its endpoint and credentials given).
 local function client_code(srv)

@@ -147,6 +147,29 @@ describe("the nginx transport", function()
     end)
   end)
 
+  describe("SIM membership", function()
+    it("moves SIMs one by one, one call each and as a Batch API job, polling with ngx.sleep", function()
+      srv:settings { batch_start_delay = 0.02, batch_task_seconds = 0.001 }
+      local group = srv:seed_groups(1)[1]
+      local ids = srv:add_sims { count = 6 }
+      local results = in_nginx {
+        { op = "set_sim_group", args = { ids[1], group } },
+        { op = "unset_sim_group", args = { ids[1] } },
+        { op = "move_sims", args = { { ids[1], ids[2], ids[3] }, group, { batch = false, concurrency = 3 } } },
+        { op = "move_sims", args = { { ids[4], ids[5], ids[6] }, group, { batch = true } } },
+      }
+      assert.are.equal(group, results[1].value.groupId)
+      assert.is_nil(results[2].value.groupId)
+      for i, mode in pairs { [3] = "calls", [4] = "batch" } do
+        local summary = results[i].next_key
+        assert.are.equal(mode, summary.mode)
+        assert.are.equal(3, summary.moved)
+        assert.are.equal(0, summary.failed)
+      end
+      for _, id in ipairs(ids) do assert.are.equal(group, srv:sim(id).groupId) end
+    end)
+  end)
+
   describe("inside the worker", function()
     -- A request to the spec nginx left waiting on its socket (HTTP/1.0: the answer
     -- ends when nginx closes).

@@ -6,6 +6,10 @@ local fake = require "spec.support.fake_server"
 local new_client = require "spec.support.client"
 local sims = require "soracom.groups.sims"
 local sims_batch = require "soracom.groups.sims_batch"
+local under_limit = require "spec.support.under_limit"
+
+-- Lua 5.1 cannot yield across pcall (map's on_result call); LuaJIT and 5.2+ can.
+local YIELDS_THROUGH_PCALL = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
 
 -- Fast Batch API jobs: the fake runs them from its clock.
 local QUICK_JOBS = { batch_start_delay = 0.02, batch_task_seconds = 0.001 }
@@ -330,6 +334,7 @@ describe("SIM membership", function()
       assert.are.equal(500, results[2].err.status)
       assert.are.equal("SEM0500", results[2].err.code)
       assert.are.equal("injected", results[2].err.message)
+      assert.are.equal("/sims/" .. ids[2] .. "/set_group", results[2].err.path) -- as a call's error has it
       assert.is_false(results[4].ok)
       assert.are.equal(404, results[4].err.status)
       assert.is_true(results[1].ok and results[3].ok and results[5].ok)
@@ -392,6 +397,52 @@ describe("SIM membership", function()
       assert.are.equal(groups.MOVE_SIMS_BATCH_THRESHOLD, threshold)
     end)
 
+    it("names SIMs whose ids need escaping in the tasks' paths, and matches their failures back", function()
+      local group = new_group("g")
+      local odd = "89 81/00%1"
+      local results, summary = client:move_sims({ odd }, group, { batch = true })
+      assert.are.equal(1, summary.failed)
+      assert.are.equal(404, results[1].err.status)
+      assert.are.equal(odd, results[1].sim_id)
+      local job = cjson.decode(requests_matching("/jobs$")[1].body)
+      assert.are.equal("/v1/sims/89%2081%2F00%251/set_group", job.tasks[1].request.path)
+    end)
+
+    it("falls back to calls when it chose the Batch API by itself and the Batch API is refused", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 3 }
+      srv:faults { { status = 403, body = { code = "AUM0005", message = "no Batch API for you" } } }
+      local threshold = sims.BATCH_THRESHOLD
+      sims.BATCH_THRESHOLD = 1
+      local ok, _, summary = pcall(client.move_sims, client, ids, group)
+      sims.BATCH_THRESHOLD = threshold
+      assert.is_true(ok, tostring(summary))
+      assert.are.equal("calls", summary.mode)
+      assert.are.equal(3, summary.moved)
+      assert.are.equal(403, summary.batch_error.status)
+      assert.are.same(sorted(ids), members(group))
+    end)
+
+    it("finds or makes the batch group again when the one it knew was deleted", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 2 }
+      local _, first = client:move_sims({ ids[1] }, group, { batch = true })
+      assert.are.equal(1, first.moved)
+      local batch_groups = srv:batch_jobs()
+      local status = srv:http("DELETE", "/v1/batch_groups/" .. batch_groups[1].batchGroupId, { auth = true })
+      assert.are.equal(204, status)
+      local _, second = client:move_sims({ ids[2] }, group, { batch = true })
+      assert.are.equal(1, second.moved)
+      assert.is_nil(second.batch_error)
+      local refused, made = 0, 0
+      for _, request in ipairs(srv:requests()) do
+        if request.method == "POST" and request.uri == "/v1/batch_groups" then made = made + 1 end
+        if request.method == "POST" and request.uri:find("/jobs$") then refused = refused + 1 end
+      end
+      assert.are.equal(2, made) -- made, deleted, made again
+      assert.are.equal(3, refused) -- a job, one refused (404), the job again
+    end)
+
     it("marks every SIM failed when the batch group cannot be had", function()
       local ids = srv:add_sims { count = 2 }
       srv:faults { { status = 403, body = { code = "AUM0005", message = "denied" } } }
@@ -399,6 +450,85 @@ describe("SIM membership", function()
       assert.are.equal(2, summary.failed)
       assert.are.equal(403, results[1].err.status)
       assert.are.equal(403, results[2].err.status)
+    end)
+  end)
+
+  describe("attacked", function()
+    for _, batch in ipairs { false, true } do
+      local way = batch and "a job" or "calls"
+      it("(" .. way .. ") an on_progress that raises: the error comes out, the client still works", function()
+        local group = new_group("g")
+        local ids = srv:add_sims { count = 3 }
+        assert.has_error(function()
+          client:move_sims(ids, group, { batch = batch, on_progress = function() error("progress broke", 0) end })
+        end, "progress broke")
+        local _, summary = client:move_sims(ids, group, { batch = batch })
+        assert.are.equal(3, summary.moved)
+        assert.are.same(sorted(ids), members(group))
+      end)
+
+      it("(" .. way .. ") an on_progress that yields suspends the caller's coroutine; resumed, the move ends",
+          function()
+        local group = new_group("g")
+        local ids = srv:add_sims { count = 3 }
+        local co = coroutine.create(function()
+          return client:move_sims(ids, group, { batch = batch, on_progress = function(p)
+            coroutine.yield(p.done)
+          end })
+        end)
+        local yields, ok, first, second = 0
+        repeat
+          ok, first, second = coroutine.resume(co)
+          if coroutine.status(co) == "suspended" then yields = yields + 1 end
+        until coroutine.status(co) == "dead" or yields > 100
+        if not batch and not YIELDS_THROUGH_PCALL then
+          assert.is_false(ok) -- Lua 5.1: the map's call of on_progress cannot yield; it says so
+          assert.matches("attempt to yield across", tostring(first))
+          return
+        end
+        assert.is_true(ok, tostring(first))
+        assert.is_true(yields >= 1)
+        assert.are.equal(3, second.moved)
+        assert.are.same(sorted(ids), members(group))
+      end)
+    end
+
+    it("refuses, before anything is sent, more calls at once than the file limit allows", function()
+      local out = under_limit(128, string.format([[
+local groups = require "soracom.groups"
+local client = assert(groups.new { endpoint = %q, api_key = %q, token = %q, transport = "curl" })
+local ids = {}
+for i = 1, 300 do ids[i] = string.format("89811%%014d", i) end
+print(pcall(client.move_sims, client, ids, "g", { batch = false, concurrency = 1024 }))
+-- as many tasks as SIMs at most: 5 SIMs at concurrency 1024 fit
+local _, summary = client:move_sims({ ids[1], ids[2], ids[3], ids[4], ids[5] }, "g",
+  { batch = false, concurrency = 1024 })
+print(summary.total)
+]], srv.endpoint, srv.api_key, srv.token))
+      -- (no more tasks than SIMs: the 300 SIMs would need 300 sockets)
+      assert.truthy(out:find("false\tsoracom.groups: move_sims: options.concurrency 300 needs up to 316 more file "
+        .. "descriptors", 1, true), out)
+      assert.truthy(out:find("\n5\n", 1, true), out)
+      assert.are.equal(5, #requests_matching("/set_group$"))
+    end)
+
+    it("keeps the token out of everything it returns and logs", function()
+      local lines = {}
+      local logged = new_client(srv, { debug = function(line) lines[#lines + 1] = line end })
+      local group = assert(logged:create_group { tags = { name = "g" } }).groupId
+      local ids = srv:add_sims { count = 2 }
+      srv:batch_task_faults { sim_ids = { ids[2] }, status = 500 }
+      local results, summary = logged:move_sims(ids, group, { batch = true })
+      local calls_results = logged:move_sims({ "8900000000000000000" }, group, { batch = false })
+      logged:close()
+      local text = table.concat(lines, "\n") .. tostring(results[2].err) .. tostring(calls_results[1].err)
+        .. cjson.encode(summary)
+      assert.are.equal(1, summary.failed)
+      assert.is_nil(text:find(srv.token, 1, true))
+      assert.is_nil(text:find(srv.api_key, 1, true))
+      for _, result in ipairs(results) do
+        for _, value in pairs(result) do assert.is_nil(tostring(value):find(srv.token, 1, true)) end
+      end
     end)
   end)
 end)

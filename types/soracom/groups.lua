@@ -141,6 +141,7 @@ function groups.array(t) end
 ---@field skipped integer
 ---@field failed integer
 ---@field jobs? string[] the Batch API jobs' ids
+---@field batch_error? soracom.groups.Error why the Batch API, chosen automatically, was refused (then: calls)
 ---@field items_error? any what the iterator raised (nothing was moved)
 ---@field resume_key? string the page key to start again from, when the iterator was a client's
 

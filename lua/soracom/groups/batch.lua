@@ -63,6 +63,13 @@ function batch.check(items, fn, options, level)
   return resolved
 end
 
+--- Raises, blaming `level`, when `concurrency` tasks at once would need more file
+-- descriptors than the process may open (the curl transport's sockets).
+function batch.check_capacity(transport, method, concurrency, level)
+  local why = transport.capacity_error and transport:capacity_error(concurrency)
+  if why then error("soracom.groups: " .. method .. ": " .. why, level + 1) end
+end
+
 -- The result of one item from what its task ended with: fn's results (completed),
 -- or what it raised and where.
 local function result_of(completed, first, second)

@@ -482,9 +482,7 @@ end
 local function check_map(self, method, items, fn, options)
   if self._transport == nil then error("soracom.groups: " .. method .. ": the client is closed", 3) end
   local resolved = batch.check(items, fn, options, 3)
-  local transport = self._transport
-  local why = transport.capacity_error and transport:capacity_error(resolved.concurrency)
-  if why then error("soracom.groups: " .. method .. ": " .. why, 3) end
+  batch.check_capacity(self._transport, method, resolved.concurrency, 3)
   return resolved
 end
 

@@ -26,8 +26,7 @@ local OPTION_TYPES = {
 local DEFAULTS = { concurrency = batch.DEFAULTS.concurrency, fail_fast = false,
   batch_group_name = sims_batch.DEFAULT_GROUP_NAME, poll_max_delay = sims_batch.DEFAULT_POLL_MAX_DELAY }
 
--- The longest name the Batch API takes for a batch group or a job.
-local MAX_NAME_LENGTH = 100
+local MAX_NAME_LENGTH = sims_batch.MAX_NAME_LENGTH
 
 local function fail(message, level)
   validate.fail("move_sims", message, level + 1)
@@ -118,6 +117,12 @@ local function new_progress(mode, total)
   return { mode = mode, total = total, done = 0, moved = 0, skipped = 0, failed = 0 }
 end
 
+-- Whether err is the Batch API refusing this operator (no permission, no such API
+-- where the endpoint is): the calls one by one may still be allowed.
+local function refused(err)
+  return err.kind == "http" and (err.status == 403 or err.status == 404)
+end
+
 -- Moves the SIMs ids[k] for k in todo one call each through client:map; the outcome
 -- of todo[j] goes to outcomes[j] ({ok =, sim =, err =}).
 local function by_calls(client, ids, todo, group_id, options, report)
@@ -170,6 +175,10 @@ function sims.move(client, items, group_id, options, level)
   local mode = resolved.batch
   if mode == nil then mode = #todo > sims.BATCH_THRESHOLD end
   mode = mode and "batch" or "calls"
+  if mode == "calls" or resolved.batch == nil then -- (an automatic choice may fall back to calls)
+    resolved.concurrency = math.max(1, math.min(resolved.concurrency, #todo)) -- no more tasks than SIMs
+    batch.check_capacity(client._transport, "move_sims", resolved.concurrency, level + 1)
+  end
 
   local progress = new_progress(mode, #ids)
   progress.skipped, progress.done = #ids - #todo, #ids - #todo
@@ -180,18 +189,31 @@ function sims.move(client, items, group_id, options, level)
     if on_progress then on_progress(progress) end
   end
 
-  local outcomes, jobs
-  if #todo == 0 then
-    outcomes = {}
-  elseif mode == "calls" then
-    outcomes = by_calls(client, ids, todo, group_id, resolved, report)
-  else
+  local outcomes, jobs, batch_error
+  if #todo > 0 and mode == "batch" then
     local todo_ids = {}
     for j, k in ipairs(todo) do todo_ids[j] = ids[k] end
     outcomes, jobs = sims_batch.move(client, todo_ids, group_id, resolved, progress, on_progress)
+    if outcomes == nil then
+      batch_error = jobs
+      jobs, outcomes = nil, {}
+      if resolved.batch == nil and refused(batch_error) then -- chosen, not asked for: the calls still work
+        mode, progress.mode = "calls", "calls"
+      else
+        for j = 1, #todo do
+          outcomes[j] = { ok = false, err = batch_error }
+          report(false)
+        end
+      end
+    end
   end
+  if #todo > 0 and mode == "calls" then
+    outcomes = by_calls(client, ids, todo, group_id, resolved, report)
+  end
+  outcomes = outcomes or {}
 
-  local summary = { mode = mode, total = #ids, moved = 0, skipped = #ids - #todo, failed = 0, jobs = jobs }
+  local summary = { mode = mode, total = #ids, moved = 0, skipped = #ids - #todo, failed = 0, jobs = jobs,
+    batch_error = batch_error }
   for j, k in ipairs(todo) do
     local outcome = outcomes[j]
     if outcome.ok then

@@ -25,6 +25,9 @@ sims_batch.POLL_GROWTH = 1.5
 -- A job refused as a second one of its action, when no other job of the action can
 -- be found running (it ended meanwhile), is tried again this many times.
 local UNSEEN_CONFLICT_TRIES = 3
+-- The longest name the API takes for a batch group or a job.
+sims_batch.MAX_NAME_LENGTH = 100
+local MAX_NAME_LENGTH = sims_batch.MAX_NAME_LENGTH
 -- The most items a list request asks for: few requests for the lists read here.
 local PAGE_LIMIT = 100
 
@@ -166,7 +169,7 @@ end
 
 -- The failed (and, in an aborted job, never run) tasks of a job: their SIMs' index
 -- in `index_of_path` -> Error. Returns that map or nil, err.
-local function failed_tasks(client, group_id, job, index_of_path)
+local function failed_tasks(client, group_id, job, index_of_path, prefix)
   local failures = {}
   for _, status in ipairs { "error", "pending" } do
     local ok, err = each_item(client, batch_operations.list_batch_tasks, group_id, job.jobId, { status = status },
@@ -174,16 +177,17 @@ local function failed_tasks(client, group_id, job, index_of_path)
         local asked = type(task) == "table" and type(task.request) == "table" and task.request
         local index = asked and index_of_path[asked.path]
         if index == nil then return false end
+        local method, path = asked.method, asked.path:sub(#prefix + 1) -- as Error has it: without "/v1"
         local response = type(task.response) == "table" and task.response or {}
         local body = type(response.body) == "table" and response.body or {}
         if status == "pending" then
           failures[index] = Error.wrap({ kind = "batch", message = "not run: job " .. job.jobId
-            .. " ended " .. job.status .. " before this task" }, asked.method, asked.path)
+            .. " ended " .. job.status .. " before this task" }, method, path)
         else
           failures[index] = Error.wrap({ kind = "http", status = tonumber(response.statusCode),
             code = type(body.code) == "string" and body.code or nil,
             message = type(body.message) == "string" and body.message or "the task failed (job " .. job.jobId .. ")" },
-            asked.method, asked.path)
+            method, path)
         end
       end)
     if not ok then return nil, err end
@@ -198,7 +202,8 @@ end
 
 --- Moves ids (a list of SIM ids) into group_id (nil: out of their groups) as Batch
 -- API jobs. Updates `progress` (see sims.lua) and calls on_progress after each poll.
--- Returns the outcome of each id ({ok =, err =}) and the ids of the jobs.
+-- Returns the outcome of each id ({ok =, err =}) and the ids of the jobs, or nil, err
+-- when no job could be started (nothing was asked of any SIM).
 function sims_batch.move(client, ids, group_id, options, progress, on_progress)
   local op = group_id and operations.set_sim_group or operations.unset_sim_group
   local outcomes, jobs = {}, {}
@@ -214,7 +219,7 @@ function sims_batch.move(client, ids, group_id, options, progress, on_progress)
   end
 
   local group, err = batch_group_id(client, options.batch_group_name)
-  if group == nil then return fail_from(1, err) end
+  if group == nil then return nil, err end
   local prefix = path_prefix(client:endpoint())
   local body_of_task = group_id and { groupId = group_id } or nil
 
@@ -227,12 +232,20 @@ function sims_batch.move(client, ids, group_id, options, progress, on_progress)
       index_of_path[path] = j
       tasks[#tasks + 1] = { request = { method = op.method, path = path, body = body_of_task } }
     end
+    local body = { abortOnFailure = false, tasks = tasks, jobName = options.job_name or ("move-sims: "
+      .. (last - first + 1) .. " SIMs " .. (group_id and "to group " .. group_id or "out of their groups"))
+      :sub(1, MAX_NAME_LENGTH) }
     local job
-    job, err = start_job(client, group, op, {
-      jobName = options.job_name or ("move-sims: " .. (last - first + 1) .. " SIMs "
-        .. (group_id and "to group " .. group_id or "out of their groups")):sub(1, 100),
-      abortOnFailure = false, tasks = tasks }, options, progress, on_progress)
-    if job == nil then return fail_from(first, err) end
+    job, err = start_job(client, group, op, body, options, progress, on_progress)
+    if job == nil and err.status == 404 then -- the batch group known by name was deleted since: find or make it
+      client._batch_group_ids[options.batch_group_name] = nil
+      group, err = batch_group_id(client, options.batch_group_name)
+      if group then job, err = start_job(client, group, op, body, options, progress, on_progress) end
+    end
+    if job == nil then
+      if first == 1 then return nil, err end
+      return fail_from(first, err)
+    end
     jobs[#jobs + 1] = job.jobId
     progress.job_id = job.jobId
     local done_before, moved_before, failed_before = progress.done, progress.moved, progress.failed
@@ -252,7 +265,7 @@ function sims_batch.move(client, ids, group_id, options, progress, on_progress)
     end
     local failures, counts = {}, type(job.summary) == "table" and job.summary or {}
     if job.status ~= "completed" or (tonumber(counts.error) or 0) > 0 or (tonumber(counts.pending) or 0) > 0 then
-      failures, err = failed_tasks(client, group, job, index_of_path)
+      failures, err = failed_tasks(client, group, job, index_of_path, prefix)
       if failures == nil then
         progress.done, progress.moved, progress.failed = done_before, moved_before, failed_before
         return fail_from(first, Error.new("batch", "job " .. job.jobId .. " ended " .. job.status

@@ -12,7 +12,7 @@ local argparse = require "argparse"
 
 local cli = {}
 
-local COMMANDS = { "soracom.groups.cli.raw", "soracom.groups.cli.declarative" }
+local COMMANDS = { "soracom.groups.cli.raw", "soracom.groups.cli.sims", "soracom.groups.cli.declarative" }
 
 cli.OK, cli.FAILED, cli.USAGE = 0, 1, 2
 
@@ -31,6 +31,13 @@ end
 -- written as an escape (%q's backslash-newline too).
 function cli.one_line(message)
   return (tostring(message):gsub("\\\n", "\\n"):gsub("%c", escape))
+end
+
+-- Whether file descriptor fd is a terminal (the shell's test -t: Lua has no isatty).
+-- No redirection: it would replace the descriptor asked about (test prints nothing).
+function cli.is_terminal(fd)
+  local status = os.execute("test -t " .. fd)
+  return status == true or status == 0 -- 5.2+ give true; 5.1 and LuaJIT 0
 end
 
 -- The global options that take a value: a word after one is its value, not a subcommand.
@@ -103,6 +110,12 @@ end
 
 local function context(args, io_streams)
   local ctx = { stdout = io_streams.stdout, stderr = io_streams.stderr, stdin = io_streams.stdin }
+  -- Whether a progress line may be drawn on stderr: told by main's caller, else asked
+  -- of the process's own stderr (a stream of the caller's is no terminal).
+  function ctx.stderr_is_terminal()
+    if io_streams.stderr_is_terminal ~= nil then return io_streams.stderr_is_terminal end
+    return io_streams.stderr == io.stderr and cli.is_terminal(2)
+  end
   local client, failure
   -- Made on first use: --help and usage errors never read a profile.
   function ctx.client()
@@ -142,12 +155,14 @@ local function command_in(handlers, argv)
   end
 end
 
---- main(argv, streams) -> exit code. streams (stdout, stderr, stdin) default to io's.
+--- main(argv, streams) -> exit code. streams (stdout, stderr, stdin) default to io's;
+-- streams.stderr_is_terminal (a boolean) says whether stderr is a terminal, instead
+-- of asking.
 function cli.main(argv, streams)
   streams = streams or {}
   local io_streams = {
     stdout = streams.stdout or io.stdout, stderr = streams.stderr or io.stderr,
-    stdin = streams.stdin or io.stdin,
+    stdin = streams.stdin or io.stdin, stderr_is_terminal = streams.stderr_is_terminal,
   }
   local list = {}
   for i = 1, #(argv or {}) do list[i] = argv[i] end

@@ -17,32 +17,53 @@ local raw = {}
 -- or an endless stdin is never read whole.
 local BODY_LIMIT = 1024 * 1024
 
+-- Reads at most limit bytes of stream: the text, or nil, why (naming source).
+local function read_limited(stream, source, limit)
+  local text, why = stream:read(limit + 1)
+  if text == nil and why then return nil, source .. ": cannot read it: " .. why end
+  text = text or "" -- read(n) gives nil alone at the end of the input
+  if #text > limit then
+    return nil, source .. ": larger than " .. limit .. " bytes, the most the command reads"
+  end
+  return text
+end
+
+--- The text of the file at path ("-": stdin), at most limit bytes; or nil, why.
+-- source names the input in messages ("--body @x.json").
+function raw.read_input(path, stdin, limit, source)
+  if path == "-" then return read_limited(stdin, source, limit) end
+  local file, why = io.open(path, "rb")
+  if file == nil then return nil, source .. ": cannot read the file: " .. why end
+  local text
+  text, why = read_limited(file, source, limit)
+  file:close()
+  return text, why
+end
+
+--- The value of JSON text, or nil and why it is not valid JSON.
+function raw.decode_json(text)
+  local ok, value, err = pcall(core.decode_json, text)
+  if ok and value ~= nil then return value end
+  return nil, strip_position(ok and (err and (err.message or err)) or value)
+end
+
 -- --body VALUE: JSON text, @FILE or - (stdin), as soracom-cli takes it.
 -- Returns the decoded value, or nil, why.
 local function read_body(text, stdin)
   local source, json, why = "--body", text, nil
   if text == "-" then
     source = "--body - (stdin)"
-    json, why = stdin:read(BODY_LIMIT + 1)
+    json, why = raw.read_input("-", stdin, BODY_LIMIT, source)
   elseif text:sub(1, 1) == "@" then
-    local path = text:sub(2)
-    local file
-    file, why = io.open(path, "rb")
-    if file == nil then return nil, "--body @" .. path .. ": cannot read the file: " .. why end
-    source = "--body @" .. path
-    json, why = file:read(BODY_LIMIT + 1)
-    file:close()
+    source = "--body " .. text
+    json, why = raw.read_input(text:sub(2), stdin, BODY_LIMIT, source)
   end
-  if json == nil and why then return nil, source .. ": cannot read it: " .. why end
-  json = json or "" -- read(n) gives nil alone at the end of the input
-  if #json > BODY_LIMIT then
-    return nil, source .. ": larger than " .. BODY_LIMIT .. " bytes, the most the command reads"
-  end
+  if json == nil then return nil, why end
   if not json:find("%S") then return nil, source .. ": empty; expected JSON text, @FILE or - (stdin)" end
-  local ok, value, err = pcall(core.decode_json, json)
-  if not ok or value == nil then
-    return nil, source .. ": expected JSON text, @FILE or - (stdin); not valid JSON: "
-      .. strip_position(ok and (err and (err.message or err)) or value)
+  local value
+  value, why = raw.decode_json(json)
+  if value == nil then
+    return nil, source .. ": expected JSON text, @FILE or - (stdin); not valid JSON: " .. why
   end
   return value
 end
@@ -57,7 +78,7 @@ local RECORD_SHAPES = {
     example = '[{"tagName": "env", "tagValue": "prod"}, ...]' },
 }
 
--- A decoded JSON value's type, as the messages name it: "an object", "null", ...
+--- A decoded JSON value's type, as the messages name it: "an object", "null", ...
 local function json_type(value)
   if value == core.null then return "null" end
   if type(value) == "table" then
@@ -65,6 +86,7 @@ local function json_type(value)
   end
   return "a " .. type(value) -- a string, a number, a boolean
 end
+raw.json_type = json_type
 
 -- Where and why body is not an array of shape's records, or nil when it is.
 local function record_problem(shape, body)
@@ -96,14 +118,16 @@ local function record_problem(shape, body)
   end
 end
 
+--- Says message on stderr as a usage error; returns its exit code.
 local function usage(ctx, message)
   ctx.stderr:write("soracom-groups: ", one_line(message), "\n")
   return USAGE
 end
+raw.usage = usage
 
 -- The flags that name something: a control character in a name is a typing accident
 -- (a pasted newline), so it is refused before anything is sent.
-local NAME_FLAGS = { "group_id", "namespace", "name", "tag_name", "last_evaluated_key" }
+local NAME_FLAGS = { "group_id", "namespace", "name", "tag_name", "last_evaluated_key", "sim_id", "imsi" }
 
 -- Why one of args' names is refused, or nil.
 local function bad_name(args)
@@ -123,7 +147,7 @@ end
 -- The flag behind each argument name the library's messages use.
 local FLAG_OF = {
   group_id = "--group-id", namespace = "--namespace", name = "--name", tag_name = "--tag-name",
-  params = "--body", tags = "--body", configuration = "--body",
+  params = "--body", tags = "--body", configuration = "--body", sim_id = "--sim-id", imsi = "--imsi",
 }
 local BODY_METHODS = { create_group = true, put_config = true, put_tags = true }
 
@@ -142,8 +166,9 @@ local function bad_argument(method, message)
   return (flag and flag .. ": " or "") .. text
 end
 
--- Calls client[method](client, ...). A raise is a bad argument (usage error); nil, err
--- a runtime failure. Returns the value (and a list's next key) or nil, exit code.
+--- Calls client[method](client, ...). A raise is a bad argument (usage error); nil, err
+-- a runtime failure. Returns the value (and its second result, a list's next key) or
+-- nil, exit code.
 local function invoke(ctx, method, ...)
   local client, why, code = ctx.client()
   if client == nil then
@@ -155,6 +180,7 @@ local function invoke(ctx, method, ...)
   if value == nil then return nil, failed(ctx, extra) end
   return value, extra
 end
+raw.invoke = invoke
 
 -- One page, or every page as it arrives with --fetch-all.
 -- lead: the path arguments before the options ({} or { group_id }).
@@ -196,7 +222,8 @@ local function list(ctx, args, method, iterator, lead)
   return OK
 end
 
--- Prints what a call returned; DELETEs return true and print nothing, as soracom-cli.
+--- Prints what a call returned (compact with args.jsonl); DELETEs return true and
+-- print nothing, as soracom-cli. Returns the exit code.
 local function call(ctx, args, method, ...)
   local value, code = invoke(ctx, method, ...)
   if value == nil then return code end
@@ -205,6 +232,7 @@ local function call(ctx, args, method, ...)
   if not printed then return failed(ctx, "soracom-groups: " .. why) end
   return OK
 end
+raw.call = call
 
 -- params: the path arguments; the body follows them. The body is checked before the
 -- client is made: a refused body sends nothing, not even a login.
@@ -223,19 +251,23 @@ end
 
 local MAX_INTEGER = 2 ^ 31 - 1 -- the library's bound for a limit
 
-local function positive_integer(flag)
+--- An argparse convert function for flag: a whole number from 1 to max (the
+-- library's bound for a limit by default).
+local function positive_integer(flag, max)
+  max = max or MAX_INTEGER
   return function(text)
     local n = tonumber(text)
     -- n % 1 ~= 0 also refuses nan and inf
-    if n == nil or n < 1 or n % 1 ~= 0 or n > MAX_INTEGER then
-      return nil, flag .. " expects a whole number from 1 to " .. string.format("%d", MAX_INTEGER)
+    if n == nil or n < 1 or n % 1 ~= 0 or n > max then
+      return nil, flag .. " expects a whole number from 1 to " .. string.format("%d", max)
         .. " (got '" .. text .. "')"
     end
     return math.floor(n)
   end
 end
+raw.positive_integer = positive_integer
 
--- Flags shared by several subcommands: name -> function(command) adding it.
+--- Flags shared by several subcommands: name -> function(command) adding it.
 local FLAGS = {
   group_id = function(c) c:option("--group-id", "Group ID."):count(1) end,
   namespace = function(c)
@@ -258,6 +290,8 @@ local FLAGS = {
 local function jsonl(c)
   c:flag("--jsonl", "Print one compact JSON object per line.")
 end
+FLAGS.jsonl = jsonl
+raw.FLAGS = FLAGS
 
 -- The subcommands: soracom-cli's names, their flags, the method they call.
 local COMMANDS = {
@@ -321,18 +355,28 @@ local COMMANDS = {
     run = function(args, ctx) return call(ctx, args, "delete_tag", args.group_id, args.tag_name) end },
 }
 
+--- Adds a subcommand described as those of COMMANDS ({name, summary, example, flags,
+-- run}, and optionally a description, longer than the summary its parent's help
+-- shows, and notes, shown before the example) to parser, the command's or one that
+-- groups subcommands; returns its handler(args, ctx) -> exit code, which refuses a
+-- control character in a name before running it.
+function raw.add_command(parser, command)
+  local c = parser:command(command.name, command.description or command.summary)
+    :summary(command.summary)
+    :epilog((command.notes and command.notes .. "\n" or "") .. "Example:\n  " .. command.example)
+  command.flags(c)
+  return function(args, ctx)
+    local why = bad_name(args)
+    if why then return usage(ctx, why) end
+    return command.run(args, ctx)
+  end
+end
+
 --- Adds the subcommands to parser; returns name -> handler(args, ctx) -> exit code.
 function raw.add_commands(parser)
   local handlers = {}
   for _, command in ipairs(COMMANDS) do
-    local c = parser:command(command.name, command.summary)
-      :epilog("Example:\n  " .. command.example)
-    command.flags(c)
-    handlers[command.name] = function(args, ctx)
-      local why = bad_name(args)
-      if why then return usage(ctx, why) end
-      return command.run(args, ctx)
-    end
+    handlers[command.name] = raw.add_command(parser, command)
   end
   return handlers
 end
