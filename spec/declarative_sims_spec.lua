@@ -550,6 +550,24 @@ describe("declarative SIM membership", function()
       assert.are.same({ "move", "delete" }, order)
     end)
 
+    it("draws the SIM moves' progress when stderr is a terminal (script(1) runs apply on one)", function()
+      local b = create("fleet-b")
+      local loose = srv:add_sims { count = 1 }[1]
+      local file = dir .. "/terminal.json"
+      write_file(file, core.encode_json { groups = { { groupId = b, name = "fleet-b", sims = { loose } } } })
+      local words = { command.LUA, "bin/soracom-groups", "--endpoint", srv.endpoint, "--api-key", srv.api_key,
+        "--api-token", srv.token, "apply", "--yes", file }
+      for i, word in ipairs(words) do words[i] = command.quote(word) end
+      local pipe = assert(io.popen("script -qec " .. command.quote(table.concat(words, " ")) .. " /dev/null"
+        .. " </dev/null"))
+      local text = pipe:read("*a")
+      pipe:close()
+      -- the terminal writes each newline as \r\n
+      has(text, "\rSIMs into fleet-b: 1/1 moved, 0 failed\027[K\r[1/1] fleet-b: applied\027[K\r\n")
+      has(text, "SIMs: 1 moved in, 0 moved out, 0 failed.\r\n")
+      assert.are.equal(b, srv:sim(loose).groupId)
+    end)
+
     it("raises on a wrong option before any request", function()
       assert.has_error(function() apply.run(client, { changes = {} }, { sims_batch = "yes" }) end,
         "soracom.groups.apply: options.sims_batch must be a boolean (got string)")

@@ -21,7 +21,8 @@ local USAGE = FAILED -- a CI job reads 2 as "changes to make": no usage error ma
 
 local declarative = {}
 
--- Whether file descriptor fd is a terminal (the shell's test -t; Lua has no isatty).
+-- Whether file descriptor fd (stdin or stdout: stderr is redirected here; the progress
+-- line asks ctx.stderr_is_terminal) is a terminal (the shell's test -t; Lua has no isatty).
 local function is_tty(fd)
   local status = os.execute("test -t " .. fd .. " 2>/dev/null")
   return status == true or status == 0
@@ -306,7 +307,7 @@ local function run_apply(args, ctx)
   local refusal = apply.refused(p, options)
   if refusal then return failed(ctx, "soracom-groups: apply: " .. refusal) end
   if not confirmed(args, ctx) then return FAILED end
-  local on_terminal = is_tty(2)
+  local on_terminal = ctx.stderr_is_terminal()
   options.on_progress = on_terminal and function(done, total, name, outcome)
     ctx.stderr:write(string.format("\r[%d/%d] %s: %s\027[K", done, total, plan_view.printable(name), outcome))
     if done == total then ctx.stderr:write("\n") end
