@@ -310,7 +310,7 @@ describe("desired state: export, plan, apply", function()
       { { groups = { { name = "a", tags = { name = "b" } } } },
         "groups[1].tags.name is the group's name: give it as name, beside tags" },
       { { groups = { { name = "a", owner = "x" } } },
-        'groups[1] has an unknown key "owner" (expected groupId, name, tags, configuration)' },
+        'groups[1] has an unknown key "owner" (expected groupId, name, tags, configuration, sims)' },
       { { groups = { { name = "a", configuration = { SoracomAir = true } } } },
         "groups[1].configuration.SoracomAir must be an object of settings, a built configuration or null "
           .. "(got boolean)" },
@@ -482,11 +482,15 @@ return { groups = {
     "create": 0,
     "delete": 0,
     "prune": false,
-    "pruneNamespaces": false
+    "pruneNamespaces": false,
+    "pruneSims": false,
+    "simsIn": 0,
+    "simsOut": 0
   },
   "unmanaged": {
     "groups": [],
-    "namespaces": []
+    "namespaces": [],
+    "sims": []
   },
   "unnamed": [],
   "warnings": []

@@ -1,8 +1,10 @@
 --- What a plan needs to know of the account, read through a client: the groups of a
 -- document's scope (the server filters them), the groups its entries name by id that
--- the scope no longer selects, and how many SIMs each group to delete holds.
+-- the scope no longer selects, the SIMs of the groups whose entries list theirs, and
+-- how many SIMs each group to delete holds.
 
 local desired = require "soracom.groups.desired"
+local Error = require "soracom.groups.error"
 
 local account = {}
 
@@ -30,6 +32,47 @@ function account.read(client, document)
     end
   end
   return groups
+end
+
+--- account.list_members(client, group_id) -> the simIds of the group's SIMs (every
+-- page, in the API's order), or nil, err. Pages are fetched one by one without an
+-- iterator, so that a map's task may call it on Lua 5.1 (which cannot suspend a task
+-- inside a for loop's iterator).
+function account.list_members(client, group_id)
+  local ids, key = {}, nil
+  repeat
+    local page, next_key = client:list_subscribers(group_id, { last_evaluated_key = key })
+    if page == nil then return nil, next_key end
+    for _, sim in ipairs(page) do
+      local id = type(sim) == "table" and sim.simId
+      if type(id) ~= "string" or id == "" then
+        return nil, Error.new("account", "a SIM of group " .. tostring(group_id) .. " (IMSI "
+          .. tostring(type(sim) == "table" and sim.imsi or "?") .. ") came without a simId")
+      end
+      ids[#ids + 1] = id
+    end
+    key = next_key
+  until key == nil
+  return ids
+end
+
+--- account.read_members(client, group_ids, {concurrency}) -> group id -> its simIds,
+-- the groups read in parallel through client:map; or nil, the first err.
+function account.read_members(client, group_ids, options)
+  local members = {}
+  if #group_ids == 0 then return members end
+  local results = client:map(group_ids, function(group_id)
+    return account.list_members(client, group_id)
+  end, { concurrency = options and options.concurrency })
+  for i, group_id in ipairs(group_ids) do
+    local result = results[i]
+    if not result.ok then
+      local err = result.err
+      return nil, Error.is(err) and err or Error.new("account", tostring(err))
+    end
+    members[group_id] = result.value
+  end
+  return members
 end
 
 --- account.count_sims(client, group_id) -> {count = n, at_least = bool} (at_least past

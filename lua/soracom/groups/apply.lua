@@ -3,15 +3,23 @@
 --
 -- Before writing to a group it reads the group again: when its lastModifiedTime is
 -- not the one the plan saw, someone changed it since, the plan may be wrong for it,
--- and nothing is written to it (it is reported as skipped). Before creating one it
--- looks for a group of that name made since. Deletes are guarded: no more than
--- max_deletes in one run, and none of a group that holds SIMs (counted again just
--- before the delete) unless allow_delete_with_sims. One group failing does not stop
--- the others.
+-- and nothing is written to it (it is reported as skipped). The same holds for its
+-- SIMs when the plan moves some: the SIMs it keeps must be those the plan saw, and
+-- those it moves out still in it. Before creating one it looks for a group of that
+-- name made since. Deletes are guarded: no more than max_deletes in one run, and none
+-- of a group that holds SIMs (counted again just before the delete) unless
+-- allow_delete_with_sims. One group failing does not stop the others.
+--
+-- Three steps: the groups' creates and updates in parallel; then the SIM moves,
+-- through client:move_sims (the Batch API past its threshold), into each group once
+-- its other changes are made, and out of them (to no group) in one call; then the
+-- deletes in parallel, so that a SIM moving from a group the plan deletes goes
+-- straight to its new group, never through none.
 
 local account = require "soracom.groups.account"
 local desired = require "soracom.groups.desired"
 local Error = require "soracom.groups.error"
+local plan = require "soracom.groups.plan"
 local validate = require "soracom.groups.validate"
 
 local apply = {}
@@ -56,9 +64,48 @@ local function update(client, change)
   return true
 end
 
+local function set_of(list)
+  local set = {}
+  for _, item in ipairs(list) do set[item] = true end
+  return set
+end
+
+-- The group's tags once the change's tag changes are made.
+local function tags_after(tags, changes)
+  local result = {}
+  for name, value in pairs(type(tags) == "table" and tags or {}) do result[name] = value end
+  for _, tag in ipairs(changes) do result[tag.name] = tag.to end
+  return result
+end
+
+-- Why the plan's SIM moves must not be made to the group (read just now), or nil; or
+-- nil, nil, err when its SIMs could not be read. The SIMs it keeps (the plan's moves
+-- aside, which other groups' changes may have made already) must be those the plan
+-- saw, and those to move out still in it; moving SIMs out needs the group in the scope
+-- once its tags are changed.
+local function members_stale(client, change, group, moved, scope)
+  local members = change.members
+  if #members.moves_out > 0 and not desired.in_scope(scope, tags_after(group.tags, change.tags)) then
+    return "it would be outside the plan's scope, " .. desired.describe_scope(scope) .. ", so no SIM is moved "
+      .. "out of it; nothing was written to it"
+  end
+  local current, err = account.list_members(client, change.group_id)
+  if current == nil then return nil, nil, err end
+  local now, here, gone = plan.members_digest(current, moved), set_of(current), 0
+  for _, sim in ipairs(members.moves_out) do
+    if not here[sim] then gone = gone + 1 end
+  end
+  if now.sha256 ~= members.staying.sha256 or gone > 0 then
+    return "its SIMs changed since the plan was made (it kept " .. members.staying.count .. " then, "
+      .. now.count .. " now" .. (gone > 0 and ("; " .. gone .. " of those to move out left it") or "")
+      .. "); nothing was written to it"
+  end
+  return nil
+end
+
 -- One group's changes: {status = "applied"} or {status = "skipped", reason}, or nil,
 -- err. (No pcall and no iterator here: Lua 5.1 could not suspend the task across them.)
-local function apply_change(client, change, allow_sims, scope, verify)
+local function apply_change(client, change, allow_sims, scope, verify, moved)
   if change.action == "create" then
     local refused = verify and verify(change, nil)
     if refused then return { status = "skipped", reason = refused } end
@@ -86,6 +133,11 @@ local function apply_change(client, change, allow_sims, scope, verify)
   if err then return nil, err end
   reason = verify and verify(change, group)
   if reason then return { status = "skipped", reason = reason } end
+  if change.members then
+    reason, err = members_stale(client, change, group, moved, scope)
+    if reason then return { status = "skipped", reason = reason } end
+    if err then return nil, err end
+  end
   local ok
   if change.action == "delete" then
     if not desired.in_scope(scope, group.tags) then
@@ -111,7 +163,46 @@ end
 apply.DEFAULT_MAX_DELETES = 10
 
 local OPTION_TYPES = { concurrency = "number", on_progress = "function", max_deletes = "number",
-  allow_delete_with_sims = "boolean" }
+  allow_delete_with_sims = "boolean", sims_batch = "boolean", on_sims_progress = "function" }
+
+-- How many SIMs' failures an error names; the rest are counted.
+apply.SIM_FAILURES_NAMED = 3
+
+-- A SIM's failure in a few words.
+local function short_error(err)
+  if not Error.is(err) then return tostring(err) end
+  local head = err.status and ("HTTP " .. err.status .. (err.code and " " .. err.code or "") .. ": ") or ""
+  return head .. tostring(err.message)
+end
+
+-- The error of a group whose SIM moves failed (some or all): it names the first few.
+local function sims_error(failures, total, direction)
+  local named = {}
+  for i = 1, math.min(#failures, apply.SIM_FAILURES_NAMED) do
+    named[i] = failures[i].sim_id .. " (" .. short_error(failures[i].err) .. ")"
+  end
+  local more = #failures - #named
+  local err = Error.new("apply", #failures .. " of " .. total .. " SIM(s) were not moved " .. direction
+    .. " (its other changes were made): " .. table.concat(named, ", ")
+    .. (more > 0 and (" and " .. more .. " more") or ""))
+  err.sims = failures
+  return err
+end
+
+-- client:move_sims(ids, group_id) with apply's options; the failures {{sim_id, err}}
+-- by position in ids, and how many moved.
+local function move(client, ids, group_id, options, direction, name)
+  local on_sims_progress = options.on_sims_progress
+  local results, summary = client:move_sims(ids, group_id, {
+    concurrency = options.concurrency, batch = options.sims_batch,
+    on_progress = on_sims_progress and function(progress) on_sims_progress(direction, name, progress) end,
+  })
+  local failures = {}
+  for i, result in ipairs(results) do
+    if not result.ok then failures[i] = { sim_id = ids[i], err = result.err } end
+  end
+  return failures, summary.moved or 0
+end
 
 -- Why the plan's deletes may not run at all, or nil: more than max_deletes, or a
 -- group counted (account.count_deleted_sims) holding SIMs.
@@ -148,11 +239,15 @@ end
 --- A plan may carry verify(change, group) -> why not, or nil: a saved plan checks
 -- there that what it sends is what it shows.
 --- apply.run(client, plan, {concurrency = 8, on_progress = function(done, total,
--- name, outcome) end, max_deletes = 10, allow_delete_with_sims = false}) -> summary
--- {applied = n, created = {{name, group_id}}, changed = {...}, deleted = {...},
--- skipped = {{name, group_id, reason}}, failed = {{name, group_id, err}}}, each list
--- in the plan's order; or nil, err, with nothing changed, when the deletes are
--- refused. outcome is "applied", "skipped" or "failed". Wrong arguments raise.
+-- name, outcome) end, max_deletes = 10, allow_delete_with_sims = false, sims_batch =
+-- nil (move_sims' batch: nil decides by the count), on_sims_progress =
+-- function(direction ("in" | "out"), name (the group's, for "in"), progress (move_sims'))
+-- end}) -> summary {applied = n, created = {{name, group_id}}, changed = {...},
+-- deleted = {...}, skipped = {{name, group_id, reason}}, failed = {{name, group_id,
+-- err}} (err.sims = {{sim_id, err}} when SIMs failed to move), sims = {moved_in,
+-- moved_out, failed}}, each list in the plan's order; or nil, err, with nothing
+-- changed, when the deletes are refused. outcome is "applied", "skipped" or "failed".
+-- Wrong arguments raise.
 function apply.run(client, p, options)
   if type(p) ~= "table" or type(p.changes) ~= "table" then
     error("soracom.groups.apply: plan must be a plan from plan.compare (got " .. type(p) .. ")", 2)
@@ -168,22 +263,102 @@ function apply.run(client, p, options)
   local changes, done = p.changes, 0
   local refusal = refused_deletes(changes, max_deletes, allow_sims)
   if refusal then return nil, Error.new("apply", refusal) end
-  local results = client:map(changes, function(change)
-    return apply_change(client, change, allow_sims, p.scope, p.verify)
-  end, {
-    concurrency = options.concurrency,
-    on_result = function(i, value, err)
-      done = done + 1
-      if options.on_progress then
-        local outcome = err ~= nil and "failed" or value.status
-        options.on_progress(done, #changes, changes[i].name, outcome)
+  local moved = plan.moved_sims(changes)
+
+  -- outcomes[i]: {ok = true, value} or {ok = false, err}, by the plan's index.
+  local outcomes = {}
+  local function finish(i)
+    done = done + 1
+    if options.on_progress then
+      local outcome = outcomes[i]
+      options.on_progress(done, #changes, changes[i].name, outcome.ok and outcome.value.status or "failed")
+    end
+  end
+  local function moves_of(i)
+    local outcome, members = outcomes[i], changes[i].members
+    return members and outcome.ok and outcome.value.status == "applied" and members or nil
+  end
+  local function run_step(indices, after)
+    if #indices == 0 then return end
+    client:map(indices, function(i)
+      return apply_change(client, changes[i], allow_sims, p.scope, p.verify, moved)
+    end, {
+      concurrency = options.concurrency,
+      on_result = function(k, value, err)
+        local i = indices[k]
+        outcomes[i] = err == nil and { ok = true, value = value } or { ok = false, err = err }
+        if after(i) then finish(i) end
+      end,
+    })
+  end
+
+  local writes, deletes = {}, {}
+  for i, change in ipairs(changes) do
+    table.insert(change.action == "delete" and deletes or writes, i)
+  end
+  -- 1. Creates and updates; a group whose SIMs move is finished after the moves.
+  run_step(writes, function(i) return moves_of(i) == nil end)
+
+  -- 2. The SIM moves: into each group, then out of every group at once.
+  local sims = { moved_in = 0, moved_out = 0, failed = 0 }
+  local failures_of, out_ids, out_owner = {}, {}, {}
+  for _, i in ipairs(writes) do
+    local members = moves_of(i)
+    if members then
+      if #members.moves_in > 0 then
+        local ids = {}
+        for k, sim in ipairs(members.moves_in) do ids[k] = sim.sim_id end
+        local failures, count = move(client, ids, outcomes[i].value.group_id, options, "in", changes[i].name)
+        sims.moved_in = sims.moved_in + count
+        local list = {}
+        for k = 1, #ids do list[#list + 1] = failures[k] end
+        if #list > 0 then failures_of[i] = sims_error(list, #ids, "in") end
       end
-    end,
-  })
-  local summary = { applied = 0, created = {}, changed = {}, deleted = {}, skipped = {}, failed = {} }
+      for _, sim in ipairs(members.moves_out) do
+        out_ids[#out_ids + 1] = sim
+        out_owner[#out_ids] = i
+      end
+    end
+  end
+  if #out_ids > 0 then
+    local failures, count = move(client, out_ids, nil, options, "out", nil)
+    sims.moved_out = count
+    local by_group, totals = {}, {}
+    for k, i in ipairs(out_owner) do
+      totals[i] = (totals[i] or 0) + 1
+      if failures[k] then
+        by_group[i] = by_group[i] or {}
+        table.insert(by_group[i], failures[k])
+      end
+    end
+    for i, list in pairs(by_group) do
+      -- A group that failed moving in already says so; the moves out add to it.
+      local err = sims_error(list, totals[i], "out")
+      if failures_of[i] then
+        for _, failure in ipairs(list) do table.insert(failures_of[i].sims, failure) end
+        failures_of[i].message = failures_of[i].message .. "; " .. err.message
+      else
+        failures_of[i] = err
+      end
+    end
+  end
+  for _, i in ipairs(writes) do
+    if moves_of(i) then
+      if failures_of[i] then
+        sims.failed = sims.failed + #failures_of[i].sims
+        outcomes[i] = { ok = false, err = failures_of[i], group_id = outcomes[i].value.group_id }
+      end
+      finish(i)
+    end
+  end
+
+  -- 3. Deletes.
+  run_step(deletes, function() return true end)
+
+  local summary = { applied = 0, created = {}, changed = {}, deleted = {}, skipped = {}, failed = {}, sims = sims }
   local done_list = { create = summary.created, update = summary.changed, delete = summary.deleted }
   for i, change in ipairs(changes) do
-    local result = results[i]
+    local result = outcomes[i]
     if result.ok and result.value.status == "applied" then
       summary.applied = summary.applied + 1
       table.insert(done_list[change.action], { name = change.name, group_id = result.value.group_id })
@@ -193,7 +368,8 @@ function apply.run(client, p, options)
     else
       local err = result.err
       if not Error.is(err) then err = Error.new("apply", tostring(err)) end
-      summary.failed[#summary.failed + 1] = { name = change.name, group_id = change.group_id, err = err }
+      summary.failed[#summary.failed + 1] = { name = change.name, group_id = result.group_id or change.group_id,
+        err = err }
     end
   end
   return summary

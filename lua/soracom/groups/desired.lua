@@ -7,8 +7,10 @@
 -- `scope` is the selector the document covers (or "account", the whole account):
 -- plan lists only those groups and prune never reaches outside them. A group is
 -- identified by its groupId when it has one, else by its `name` tag; `tags` holds
--- the others. `configuration` is in the API's form, as a Group object holds it; a
--- value {"$env": "NAME"} stands for the environment variable NAME, read at plan time.
+-- the others. `sims`, when given, is the list of the simIds the group holds (`[]`:
+-- none); without it the group's membership is not the document's. `configuration` is
+-- in the API's form, as a Group object holds it; a value {"$env": "NAME"} stands for
+-- the environment variable NAME, read at plan time.
 -- desired.encode writes JSON with sorted keys, so that two exports of one account are
 -- byte for byte the same.
 
@@ -18,6 +20,7 @@ local Error = require "soracom.groups.error"
 local spec = require "soracom.groups.operations"
 local sandbox = require "soracom.groups.sandbox"
 local secrets = require "soracom.groups.secrets"
+local validate = require "soracom.groups.validate"
 
 local desired = {}
 
@@ -227,10 +230,11 @@ local function group_name(group)
 end
 desired.group_name = group_name
 
---- desired.from_groups(account_groups, scope) -> document, unnamed ids (groups without
--- a name tag, which a document leaves out). Each group keeps its groupId, so that a
--- rename is a tag change. Pure.
-function desired.from_groups(account_groups, scope)
+--- desired.from_groups(account_groups, scope, members) -> document, unnamed ids (groups
+-- without a name tag, which a document leaves out). Each group keeps its groupId, so
+-- that a rename is a tag change. members: nil, or group id -> the simIds it holds
+-- (account.read_members), written sorted as each group's `sims`. Pure.
+function desired.from_groups(account_groups, scope, members)
   local document, unnamed = { groups = setmetatable({}, core.array_mt) }, {}
   if scope then document.scope = scope_json(scope) end
   for _, group in ipairs(account_groups) do
@@ -244,8 +248,13 @@ function desired.from_groups(account_groups, scope)
       end
       local configuration = type(group.configuration) == "table" and copy(group.configuration) or {}
       setmetatable(configuration, nil) -- an object, even when the API sent []
+      local sims
+      if members then
+        sims = setmetatable(copy(members[group.groupId] or {}), core.array_mt)
+        table.sort(sims)
+      end
       document.groups[#document.groups + 1] = { groupId = group.groupId, name = name, tags = tags,
-        configuration = configuration }
+        configuration = configuration, sims = sims }
     end
   end
   table.sort(document.groups, function(a, b)
@@ -268,13 +277,25 @@ function desired.list(client, options)
   return list
 end
 
---- desired.export(client, {tag_name=, tag_value=, tag_value_match_mode=}) -> document
--- (its scope: those options, or the whole account), unnamed group ids; or nil, err.
+--- desired.export(client, {tag_name=, tag_value=, tag_value_match_mode=, with_sims=})
+-- -> document (its scope: those options, or the whole account; with_sims: each group's
+-- SIMs too), unnamed group ids; or nil, err.
 function desired.export(client, options)
+  options = options or {}
   local scope = desired.scope_of(options)
   local list, err = desired.list(client, desired.scope_query(scope))
   if list == nil then return nil, err end
-  return desired.from_groups(list, scope)
+  local members
+  if options.with_sims then
+    local ids = {}
+    for _, group in ipairs(list) do
+      if group_name(group) then ids[#ids + 1] = group.groupId end
+    end
+    -- account.lua reads through desired.lua: required here, not at the top.
+    members, err = require("soracom.groups.account").read_members(client, ids)
+    if members == nil then return nil, err end
+  end
+  return desired.from_groups(list, scope, members)
 end
 
 -- A variable name's part: upper case letters, digits and underscores.
@@ -348,7 +369,7 @@ local function bad(path, message)
   error({ document_error = path .. " " .. message }, 0)
 end
 
-local GROUP_KEYS = { groupId = true, name = true, tags = true, configuration = true }
+local GROUP_KEYS = { groupId = true, name = true, tags = true, configuration = true, sims = true }
 local SCOPE_KEYS = { tagName = true, tagValue = true, tagValueMatchMode = true }
 
 local function check_scope(scope)
@@ -479,12 +500,40 @@ local function check_configuration(configuration, path, warnings)
   return result
 end
 
+--- Whether value can be a simId: what client:move_sims takes as one (a string that is
+-- a path segment).
+function desired.is_sim_id(value)
+  return (pcall(validate.segment, "desired", "simId", value, 1))
+end
+
+-- A group's SIMs: nil (not managed), or a list of distinct simIds.
+local function check_sims(sims, path)
+  if sims == nil then return nil end
+  if type(sims) ~= "table" or (next(sims) ~= nil and not is_array(sims)) then
+    bad(path, "must be a list of simIds (got " .. describe(sims) .. ")")
+  end
+  local result, seen, count = setmetatable({}, core.array_mt), {}, 0
+  for _ in pairs(sims) do count = count + 1 end
+  if count ~= #sims then bad(path, "must be a list without other keys") end
+  for i, sim in ipairs(sims) do
+    local where = path .. "[" .. i .. "]"
+    if type(sim) ~= "string" or sim == "" then
+      bad(where, "must be a non-empty string (got " .. describe(sim) .. ")")
+    end
+    if not desired.is_sim_id(sim) then bad(where, "must be a simId (got " .. encode_json(sim) .. ")") end
+    if seen[sim] then bad(where, "repeats " .. encode_json(sim) .. " (" .. path .. "[" .. seen[sim] .. "])") end
+    seen[sim] = i
+    result[i] = sim
+  end
+  return result
+end
+
 local function check_group(group, path, scope, warnings)
   if type(group) ~= "table" or is_array(group) then bad(path, "must be an object (got " .. describe(group) .. ")") end
   for _, key in ipairs(sorted_keys(group)) do
     if not GROUP_KEYS[key] then
       bad(path, "has an unknown key " .. string.format("%q", tostring(key))
-        .. " (expected groupId, name, tags, configuration)")
+        .. " (expected groupId, name, tags, configuration, sims)")
     end
   end
   if type(group.name) ~= "string" or group.name == "" then
@@ -497,6 +546,7 @@ local function check_group(group, path, scope, warnings)
     group_id = group.groupId, name = group.name,
     tags = check_tags(group.tags, path .. ".tags"),
     configuration = check_configuration(group.configuration, path .. ".configuration", warnings),
+    sims = check_sims(group.sims, path .. ".sims"),
   }
   local all_tags = copy(checked.tags)
   all_tags.name = checked.name
@@ -505,6 +555,22 @@ local function check_group(group, path, scope, warnings)
       .. desired.describe_scope(scope) .. ": give it that tag, or change the scope")
   end
   return checked
+end
+
+-- A SIM is in one group at a time: two entries listing it cannot both be right.
+local function check_sim_owners(groups)
+  local owner = {}
+  for i, group in ipairs(groups) do
+    for _, sim in ipairs(group.sims or {}) do
+      local first = owner[sim]
+      if first then
+        bad("groups[" .. i .. "] (" .. encode_json(group.name) .. ")", "lists the SIM " .. encode_json(sim)
+          .. ", which groups[" .. first .. "] (" .. encode_json(groups[first].name) .. ") lists too: "
+          .. "a SIM is in one group at a time")
+      end
+      owner[sim] = i
+    end
+  end
 end
 
 -- The entries that share one name (among those matched by name) or one groupId.
@@ -553,13 +619,15 @@ local function check(document)
   for _ in pairs(list) do count = count + 1 end
   if count ~= #list then bad("groups", "must be a list without other keys") end
   check_identities(result.groups)
+  check_sim_owners(result.groups)
   return setmetatable(result, Checked)
 end
 
 --- desired.check(document) -> the document normalised, or nil, err whose message
 -- names the place in the document (`groups[3].tags.env must be a string (got
 -- number)`). The normalised document: {scope = nil | {account = true} | {tag_name,
--- tag_value, match}, groups = {{group_id, name, tags, configuration}}, warnings =
+-- tag_value, match}, groups = {{group_id, name, tags, configuration, sims (nil: not
+-- managed)}}, warnings =
 -- {text}}, namespaces by their API names, built configurations in API form, settings
 -- checked against the namespace's schema (unknown keys close to a known one are
 -- errors, others warnings).

@@ -8,7 +8,11 @@
 -- replaces it; null deletes it). Within its scope, groups it does not list are
 -- unmanaged and left alone unless prune is set, which deletes the named ones; a
 -- group's namespaces it does not list are left alone unless prune_namespaces is set.
--- Nothing outside the scope is ever deleted, and prune needs a document with a scope.
+-- An entry's `sims`, when given, is its membership: the SIMs it lists that the group
+-- lacks move in (from wherever they are); with prune_sims, the group's SIMs that no
+-- entry lists move out, to no group. An entry without `sims` leaves the group's SIMs
+-- alone. Nothing outside the scope is ever deleted, and prune, prune_namespaces and
+-- prune_sims need a document with a scope.
 
 local config = require "soracom.groups.config"
 local core = require "soracom.groups.core"
@@ -253,7 +257,95 @@ local function match_entries(doc, by_id, by_name)
   return matched, claimed
 end
 
-local OPTION_TYPES = { prune = "boolean", prune_namespaces = "boolean", getenv = "function" }
+---------------------------------------------------------------------------------------
+-- Membership.
+
+--- The set of the SIMs a plan's changes move, in or out: plan.members_digest leaves
+-- them out, so that one group's check is not upset by the moves of another.
+function plan.moved_sims(changes)
+  local moved = {}
+  for _, change in ipairs(changes) do
+    local members = change.members
+    if members then
+      for _, move in ipairs(members.moves_in) do moved[move.sim_id] = true end
+      for _, sim in ipairs(members.moves_out) do moved[sim] = true end
+    end
+  end
+  return moved
+end
+
+--- plan.members_digest(sim_ids, moved) -> {count, sha256} of the ids not in the set
+-- moved: what a group holds that the plan leaves where it is. apply compares it with
+-- the group's SIMs read again, to see that nobody moved them since the plan.
+function plan.members_digest(sim_ids, moved)
+  local staying = {}
+  for _, sim in ipairs(sim_ids) do
+    if not moved[sim] then staying[#staying + 1] = sim end
+  end
+  table.sort(staying)
+  return { count = #staying, sha256 = core.sha256(table.concat(staying, "\n")) }
+end
+
+local function sorted_copy(list)
+  local copy = {}
+  for i, item in ipairs(list) do copy[i] = item end
+  table.sort(copy)
+  return copy
+end
+
+-- Each listing entry's moves: {moves_in = {{sim_id, from_group_id, from_name}},
+-- moves_out = {sim ids}, unlisted = the group's SIMs kept though no entry lists them,
+-- present = the group's SIMs now} by entry index. A SIM's origin is known when a group
+-- the plan read holds it.
+local function membership(doc, matched, members, prune_sims, by_id)
+  local listed, group_of = {}, {}
+  for i, entry in ipairs(doc.groups) do
+    for _, sim in ipairs(entry.sims or {}) do listed[sim] = i end
+    local present = matched[i]
+    if entry.sims and present then
+      local list = members[present.groupId]
+      if type(list) ~= "table" then
+        error("soracom.groups.plan: compare: options.members has no list of the SIMs of group "
+          .. tostring(present.groupId) .. ", which groups[" .. i .. "] lists SIMs of (account.read_members "
+          .. "reads those plan.member_groups names)", 0)
+      end
+      for _, sim in ipairs(list) do group_of[sim] = present.groupId end
+    end
+  end
+  local result = {}
+  for i, entry in ipairs(doc.groups) do
+    if entry.sims then
+      local present = matched[i]
+      local current = sorted_copy(present and members[present.groupId] or {})
+      local here = {}
+      for _, sim in ipairs(current) do here[sim] = true end
+      local moves = { moves_in = setmetatable({}, core.array_mt), moves_out = setmetatable({}, core.array_mt),
+        unlisted = 0, present = current }
+      for _, sim in ipairs(sorted_copy(entry.sims)) do
+        if not here[sim] then
+          local from = group_of[sim]
+          moves.moves_in[#moves.moves_in + 1] = { sim_id = sim, from_group_id = from,
+            from_name = from and desired.group_name(by_id[from]) }
+        end
+      end
+      for _, sim in ipairs(current) do
+        if not listed[sim] then
+          if prune_sims then moves.moves_out[#moves.moves_out + 1] = sim
+          else moves.unlisted = moves.unlisted + 1 end
+        end
+      end
+      result[i] = moves
+    end
+  end
+  return result
+end
+
+local function has_moves(moves)
+  return moves ~= nil and (#moves.moves_in > 0 or #moves.moves_out > 0)
+end
+
+local OPTION_TYPES = { prune = "boolean", prune_namespaces = "boolean", prune_sims = "boolean",
+  getenv = "function", members = "table" }
 
 local function check_options(options)
   if type(options) ~= "table" then
@@ -264,26 +356,36 @@ end
 
 local function compare(doc, account_groups, options)
   local prune, prune_namespaces = options.prune or false, options.prune_namespaces or false
-  if (prune or prune_namespaces) and doc.scope == nil then
-    error({ plan_error = "the document has no scope, so " .. (prune and "--prune" or "--prune-namespaces")
+  local prune_sims = options.prune_sims or false
+  if (prune or prune_namespaces or prune_sims) and doc.scope == nil then
+    error({ plan_error = "the document has no scope, so " .. (prune and "--prune" or prune_namespaces
+      and "--prune-namespaces" or "--prune-sims")
       .. ' could reach groups it never claimed: add "scope": "account" (it covers every group) or "scope": '
       .. '{"tagName": "env", "tagValue": "prod"} (the groups a tag selects) to it; export writes one' }, 0)
   end
   local getenv = options.getenv or os.getenv
   local by_id, by_name = index_account(account_groups, doc.scope)
   local matched, claimed = match_entries(doc, by_id, by_name)
-  local result = { scope = doc.scope, prune = prune, prune_namespaces = prune_namespaces, changes = {},
-    unmanaged = { groups = {}, namespaces = {} }, unnamed = {}, warnings = doc.warnings or {} }
+  local moves = membership(doc, matched, options.members or {}, prune_sims, by_id)
+  local result = { scope = doc.scope, prune = prune, prune_namespaces = prune_namespaces, prune_sims = prune_sims,
+    changes = {}, unmanaged = { groups = {}, namespaces = {}, sims = {} }, unnamed = {},
+    warnings = doc.warnings or {} }
   local changes, unmanaged = result.changes, result.unmanaged
 
   for i, entry in ipairs(doc.groups) do
     local resolved, err = resolve_configuration(entry.configuration, getenv, "groups[" .. i .. "]")
     if resolved == nil then error({ plan_error = err }, 0) end
     local present = matched[i]
+    local members = has_moves(moves[i]) and moves[i] or nil
     if not present then
       changes[#changes + 1] = create_change(entry, resolved, entry.group_id, ids_named(account_groups, entry.name))
       changes[#changes].entry = i
+      changes[#changes].members = members
     else
+      if moves[i] and moves[i].unlisted > 0 then
+        unmanaged.sims[#unmanaged.sims + 1] = { name = entry.name, group_id = present.groupId,
+          count = moves[i].unlisted }
+      end
       local configuration = is_object(present.configuration) and present.configuration or {}
       local namespaces, left = namespace_changes(entry.configuration, resolved, configuration, prune_namespaces)
       for _, namespace in ipairs(left) do
@@ -291,11 +393,21 @@ local function compare(doc, account_groups, options)
           { name = entry.name, group_id = present.groupId, namespace = namespace }
       end
       local tags = tag_changes(all_tags(entry), is_object(present.tags) and present.tags or {})
-      if #tags > 0 or #namespaces > 0 then
+      if #tags > 0 or #namespaces > 0 or members then
         changes[#changes + 1] = { action = "update", name = entry.name, group_id = present.groupId,
           entry = i, was = desired.group_name(present), last_modified_time = present.lastModifiedTime,
-          tags = tags, namespaces = namespaces }
+          tags = tags, namespaces = namespaces, members = members }
       end
+    end
+  end
+
+  -- What each group with moves keeps, once every move of the plan is made.
+  local moved = plan.moved_sims(changes)
+  for _, change in ipairs(changes) do
+    if change.members then
+      local present = change.members.present
+      change.members.present = nil
+      if change.action == "update" then change.members.staying = plan.members_digest(present, moved) end
     end
   end
 
@@ -320,16 +432,22 @@ local function compare(doc, account_groups, options)
     if a.name ~= b.name then return a.name < b.name end
     return tostring(a.group_id) < tostring(b.group_id)
   end)
+  table.sort(unmanaged.sims, function(a, b)
+    if a.name ~= b.name then return a.name < b.name end
+    return tostring(a.group_id) < tostring(b.group_id)
+  end)
   table.sort(result.unnamed, function(a, b) return tostring(a) < tostring(b) end)
   return result
 end
 
---- plan.compare(document, account_groups, {prune, prune_namespaces, getenv}) -> plan,
--- or nil, err (a document that does not check, an entry whose name matches two
--- groups, a secret reference whose variable is not set, prune without a scope).
--- account_groups: the Group objects of the document's scope, as listed, plus those its
--- entries name by groupId (account.read gives both). The plan:
---   scope, prune, prune_namespaces: as given
+--- plan.compare(document, account_groups, {prune, prune_namespaces, prune_sims, members,
+-- getenv}) -> plan, or nil, err (a document that does not check, an entry whose name
+-- matches two groups, a secret reference whose variable is not set, a prune without a
+-- scope). account_groups: the Group objects of the document's scope, as listed, plus
+-- those its entries name by groupId (account.read gives both). members: group id ->
+-- its simIds, for each group plan.member_groups names (account.read_members reads
+-- them; a missing one raises). The plan:
+--   scope, prune, prune_namespaces, prune_sims: as given
 --   changes: in name order, each {action = "create" | "update" | "delete", name,
 --     group_id, was (update: the name it had), missing_id (create: the groupId the
 --     document gave, not found), last_modified_time (as seen now, for apply's check),
@@ -337,8 +455,13 @@ end
 --     name tag among them), namespaces = {{op = "put"
 --     | "delete", namespace, settings (put: what is sent), source (put: the document's
 --     form), diffs}}, create = create_group's options (create), holds = {tags,
---     namespaces} (delete: what the group has; account.count_sims adds sims)}
---   unmanaged: {groups = {{name, group_id}}, namespaces = {{name, group_id, namespace}}}
+--     namespaces} (delete: what the group has; account.count_sims adds sims),
+--     members (create, update: when SIMs move) = {moves_in = {{sim_id, from_group_id,
+--     from_name}} (from_*: the group it leaves, when one the plan read holds it),
+--     moves_out = {sim ids} (prune_sims), unlisted = n, staying (update) =
+--     plan.members_digest of the SIMs it keeps}}
+--   unmanaged: {groups = {{name, group_id}}, namespaces = {{name, group_id, namespace}},
+--     sims = {{name, group_id, count}} (SIMs of listing groups kept without prune_sims)}
 --   unnamed: the ids of groups without a name tag, which a document cannot list
 --   warnings: the document's (settings passed through unchecked)
 function plan.compare(document, account_groups, options)
@@ -361,11 +484,38 @@ function plan.empty(p)
   return #p.changes == 0
 end
 
---- The number of groups to create, change and delete.
+--- The number of groups to create, change and delete, and of SIMs to move in and out.
 function plan.counts(p)
-  local counts = { create = 0, update = 0, delete = 0 }
-  for _, change in ipairs(p.changes) do counts[change.action] = counts[change.action] + 1 end
+  local counts = { create = 0, update = 0, delete = 0, sims_in = 0, sims_out = 0 }
+  for _, change in ipairs(p.changes) do
+    counts[change.action] = counts[change.action] + 1
+    if change.members then
+      counts.sims_in = counts.sims_in + #change.members.moves_in
+      counts.sims_out = counts.sims_out + #change.members.moves_out
+    end
+  end
   return counts
+end
+
+--- plan.member_groups(document, account_groups) -> the ids of the account's groups whose
+-- SIMs plan.compare needs (those that entries listing `sims` stand for), or nil, err as
+-- plan.compare gives it.
+function plan.member_groups(document, account_groups)
+  local doc, err = desired.check(document)
+  if doc == nil then return nil, err end
+  local ok, matched = pcall(function()
+    local by_id, by_name = index_account(account_groups, doc.scope)
+    return (match_entries(doc, by_id, by_name))
+  end)
+  if not ok then
+    if type(matched) == "table" and matched.plan_error then return nil, Error.new("plan", matched.plan_error) end
+    error(matched, 0)
+  end
+  local ids = {}
+  for i, entry in ipairs(doc.groups) do
+    if entry.sims and matched[i] then ids[#ids + 1] = matched[i].groupId end
+  end
+  return ids
 end
 
 --- plan.render(plan, options): plan_view.render, for callers holding only this module.

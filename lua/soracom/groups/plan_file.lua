@@ -1,6 +1,7 @@
 --- Saved plans: `plan -o PLANFILE` writes one, `apply PLANFILE` carries out exactly
--- it. A plan file holds what to do and each group's lastModifiedTime as the plan saw
--- it, never a secret value: a setting is kept as the document wrote it when that holds
+-- it. A plan file holds what to do (the SIMs to move among it) and each group's
+-- lastModifiedTime and SIMs kept (their count and digest) as the plan saw them, never a
+-- secret value: a setting is kept as the document wrote it when that holds
 -- no secret (secret references {"$env": NAME} included, read again at apply time);
 -- otherwise the file names the document (its path and SHA-256) and apply reads the
 -- setting from it, refusing a document that changed since the plan.
@@ -14,7 +15,10 @@ local secrets = require "soracom.groups.secrets"
 local plan_file = {}
 
 plan_file.FORMAT = "soracom-groups-plan"
-plan_file.VERSION = 1
+-- Version 2 added SIM moves: a reader of version 1 would not make them, so it refuses
+-- them; this one reads both.
+plan_file.VERSION = 2
+plan_file.OLDEST_VERSION = 1
 
 local array_mt = core.array_mt
 local unpack = table.unpack or unpack
@@ -79,11 +83,20 @@ local function saved_change(change)
     end
     holds = { tags = held, namespaces = change.holds.namespaces }
   end
+  local members
+  if change.members then
+    local moves_in = array {}
+    for i, move in ipairs(change.members.moves_in) do
+      moves_in[i] = { sim_id = move.sim_id, from_group_id = move.from_group_id, from_name = move.from_name }
+    end
+    members = { moves_in = moves_in, moves_out = array(desired.copy(change.members.moves_out)),
+      unlisted = change.members.unlisted, staying = change.members.staying }
+  end
   return {
     action = change.action, name = change.name, group_id = change.group_id, was = change.was,
     missing_id = change.missing_id, entry = change.entry, known = change.known,
     last_modified_time = change.last_modified_time,
-    tags = tags, namespaces = namespaces, holds = holds, sims = change.sims,
+    tags = tags, namespaces = namespaces, holds = holds, sims = change.sims, members = members,
     create = change.create and { name = change.create.name } or nil,
   }
 end
@@ -98,10 +111,10 @@ function plan_file.encode(p, source, endpoint)
   return desired.encode {
     format = plan_file.FORMAT, version = plan_file.VERSION, endpoint = endpoint,
     document = { path = source.path, sha256 = source.sha256 },
-    scope = scope, prune = p.prune, prune_namespaces = p.prune_namespaces,
+    scope = scope, prune = p.prune, prune_namespaces = p.prune_namespaces, prune_sims = p.prune_sims or false,
     changes = changes,
     unmanaged = { groups = array(desired.copy(p.unmanaged.groups)),
-      namespaces = array(desired.copy(p.unmanaged.namespaces)) },
+      namespaces = array(desired.copy(p.unmanaged.namespaces)), sims = array(desired.copy(p.unmanaged.sims or {})) },
     unnamed = array(desired.copy(p.unnamed)),
   }
 end
@@ -148,6 +161,39 @@ local function check_change(change, i)
           or d.keys[1] ~= namespace.namespace then
         bad(where .. " has a difference that is not one")
       end
+    end
+  end
+end
+
+-- A saved change's SIM moves: each SIM moved once in the whole plan, out only when the
+-- plan was made with prune_sims, and an update's SIMs kept as the plan saw them.
+local function check_members(change, where, prune_sims, moved)
+  local members = change.members
+  if members == nil then return end
+  if type(members) ~= "table" or type(members.moves_in) ~= "table" or type(members.moves_out) ~= "table" then
+    bad(where .. " has SIM moves that are not any")
+  end
+  local function once(sim)
+    if moved[sim] then bad(where .. " moves the SIM " .. sim .. " that the plan moves already") end
+    moved[sim] = true
+  end
+  for _, move in ipairs(members.moves_in) do
+    if type(move) ~= "table" or not desired.is_sim_id(move.sim_id) then
+      bad(where .. " has a SIM to move in that is not one")
+    end
+    once(move.sim_id)
+  end
+  for _, sim in ipairs(members.moves_out) do
+    if not desired.is_sim_id(sim) then bad(where .. " has a SIM to move out that is not one") end
+    once(sim)
+  end
+  if #members.moves_out > 0 and (not prune_sims or change.action ~= "update") then
+    bad(where .. " moves SIMs out, which only a plan made with --prune-sims does to a group it changes")
+  end
+  if change.action == "update" then
+    local staying = members.staying
+    if type(staying) ~= "table" or type(staying.count) ~= "number" or type(staying.sha256) ~= "string" then
+      bad(where .. " does not say which SIMs the group keeps")
     end
   end
 end
@@ -246,11 +292,17 @@ function plan_file.decode(text, options)
   if saved == nil then return nil, Error.new("plan", "not a plan file: invalid JSON: " .. tostring(why)) end
   local ok, err = pcall(function()
     if not plan_file.is_plan(saved) then bad("not a plan file (no \"format\": \"" .. plan_file.FORMAT .. "\")") end
-    if saved.version ~= plan_file.VERSION then
-      bad("a plan file of version " .. tostring(saved.version) .. ", this soracom-groups reads " .. plan_file.VERSION)
+    if type(saved.version) ~= "number" or saved.version < plan_file.OLDEST_VERSION
+        or saved.version > plan_file.VERSION then
+      bad("a plan file of version " .. tostring(saved.version) .. ", this soracom-groups reads "
+        .. plan_file.OLDEST_VERSION .. " to " .. plan_file.VERSION)
     end
     if type(saved.changes) ~= "table" then bad("it has no changes") end
-    for i, change in ipairs(saved.changes) do check_change(change, i) end
+    local moved = {}
+    for i, change in ipairs(saved.changes) do
+      check_change(change, i)
+      check_members(change, "changes[" .. i .. "]", saved.prune_sims == true, moved)
+    end
     restore_settings(saved, options.getenv or os.getenv)
   end)
   if not ok then
@@ -263,8 +315,10 @@ function plan_file.decode(text, options)
   local unmanaged = type(saved.unmanaged) == "table" and saved.unmanaged or {}
   return {
     scope = scope, prune = saved.prune == true, prune_namespaces = saved.prune_namespaces == true,
+    prune_sims = saved.prune_sims == true,
     changes = saved.changes, endpoint = endpoint, verify = plan_file.verify,
-    unmanaged = { groups = unmanaged.groups or {}, namespaces = unmanaged.namespaces or {} },
+    unmanaged = { groups = unmanaged.groups or {}, namespaces = unmanaged.namespaces or {},
+      sims = unmanaged.sims or {} },
     unnamed = type(saved.unnamed) == "table" and saved.unnamed or {}, warnings = {},
   }
 end

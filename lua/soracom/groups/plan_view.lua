@@ -92,7 +92,66 @@ local function plural(n, word)
   return n .. " " .. word .. (n == 1 and "" or "s")
 end
 
--- The lines of one group's tag and namespace changes (not its heading).
+---------------------------------------------------------------------------------------
+-- SIMs moving.
+
+-- A group's moves one way are listed one a line up to SIMS_LISTED; past it, a count
+-- (by origin) and the first SIMS_SAMPLE (plan --json lists every one).
+plan_view.SIMS_LISTED = 10
+plan_view.SIMS_SAMPLE = 5
+
+-- Where a SIM moving in comes from, in words.
+local function origin(move)
+  if move.from_group_id == nil then return "not in a group this file lists SIMs for" end
+  return "from group " .. printable(move.from_name or move.from_group_id)
+end
+
+local function sims_word(n)
+  return n .. (n == 1 and " SIM" or " SIMs")
+end
+
+-- The count line of many SIMs moving in: how many come from where, most first.
+local function moves_in_count(moves)
+  local by_origin, order = {}, {}
+  for _, move in ipairs(moves) do
+    local from = origin(move)
+    if by_origin[from] == nil then
+      by_origin[from] = 0
+      order[#order + 1] = from
+    end
+    by_origin[from] = by_origin[from] + 1
+  end
+  table.sort(order, function(a, b)
+    if by_origin[a] ~= by_origin[b] then return by_origin[a] > by_origin[b] end
+    return a < b
+  end)
+  local parts = {}
+  for i, from in ipairs(order) do parts[i] = by_origin[from] .. " " .. from end
+  return "  + " .. sims_word(#moves) .. " move in (" .. table.concat(parts, ", ") .. "); the first "
+    .. plan_view.SIMS_SAMPLE .. ":"
+end
+
+local function sim_lines(members, lines)
+  local moves_in, moves_out = members.moves_in, members.moves_out
+  local shown_in, shown_out = #moves_in, #moves_out
+  if #moves_in > plan_view.SIMS_LISTED then
+    lines[#lines + 1] = moves_in_count(moves_in)
+    shown_in = plan_view.SIMS_SAMPLE
+  end
+  for i = 1, shown_in do
+    lines[#lines + 1] = "  + sim " .. printable(moves_in[i].sim_id) .. " (" .. origin(moves_in[i]) .. ")"
+  end
+  if #moves_out > plan_view.SIMS_LISTED then
+    lines[#lines + 1] = "  - " .. sims_word(#moves_out) .. " move out (to no group); the first "
+      .. plan_view.SIMS_SAMPLE .. ":"
+    shown_out = plan_view.SIMS_SAMPLE
+  end
+  for i = 1, shown_out do
+    lines[#lines + 1] = "  - sim " .. printable(moves_out[i]) .. " (to no group)"
+  end
+end
+
+-- The lines of one group's tag, namespace and SIM changes (not its heading).
 local function change_lines(change)
   local lines = {}
   for _, tag in ipairs(change.tags) do lines[#lines + 1] = tag_line(tag) end
@@ -100,6 +159,7 @@ local function change_lines(change)
     if namespace.op == "delete" then lines[#lines + 1] = "  - namespace " .. namespace.namespace end
     for _, d in ipairs(namespace.diffs or {}) do lines[#lines + 1] = diff_line(d) end
   end
+  if change.members then sim_lines(change.members, lines) end
   return lines
 end
 
@@ -179,6 +239,10 @@ function plan_view.render(p, options)
     for _, left in ipairs(unmanaged.namespaces) do
       lines[#lines + 1] = "# unmanaged namespace " .. left.namespace .. " of group " .. printable(left.name)
     end
+    for _, kept in ipairs(unmanaged.sims or {}) do
+      lines[#lines + 1] = "# " .. sims_word(kept.count) .. " of group " .. printable(kept.name)
+        .. " outside this file, kept"
+    end
   else
     if #unmanaged.groups > 0 then
       lines[#lines + 1] = "# " .. plural(#unmanaged.groups, "group") .. " outside this file, unchanged"
@@ -187,6 +251,12 @@ function plan_view.render(p, options)
     if #unmanaged.namespaces > 0 then
       lines[#lines + 1] = "# " .. plural(#unmanaged.namespaces, "namespace") .. " of listed groups outside "
         .. "this file, unchanged (--prune-namespaces deletes them); --show-unmanaged lists them"
+    end
+    local kept = 0
+    for _, group in ipairs(unmanaged.sims or {}) do kept = kept + group.count end
+    if kept > 0 then
+      lines[#lines + 1] = "# " .. sims_word(kept) .. " of listed groups outside this file, kept "
+        .. "(--prune-sims moves them out to no group); --show-unmanaged counts them by group"
     end
   end
   if #p.unnamed > 0 then
@@ -206,8 +276,12 @@ function plan_view.render(p, options)
     lines[#lines + 1] = "No changes."
   else
     local counts = plan.counts(p)
+    local sims = ""
+    if counts.sims_in + counts.sims_out > 0 then
+      sims = "; " .. sims_word(counts.sims_in) .. " to move in, " .. counts.sims_out .. " to move out"
+    end
     lines[#lines + 1] = "Plan: " .. counts.create .. " to create, " .. counts.update .. " to change, "
-      .. counts.delete .. " to delete."
+      .. counts.delete .. " to delete" .. sims .. "."
   end
   return lines
 end
@@ -246,6 +320,13 @@ function plan_view.json_value(p)
     local shown = { action = change.action, name = change.name, groupId = change.group_id,
       renamedFrom = change.was ~= change.name and change.was or nil, missingGroupId = change.missing_id,
       tags = tags, namespaces = namespaces }
+    if change.members then
+      local moves_in = array {}
+      for i, move in ipairs(change.members.moves_in) do
+        moves_in[i] = { simId = move.sim_id, fromGroupId = move.from_group_id, fromName = move.from_name }
+      end
+      shown.sims = { moveIn = moves_in, moveOut = array(desired.copy(change.members.moves_out)) }
+    end
     if change.holds then
       local held = {}
       for name, value in pairs(change.holds.tags) do held[name] = json_tag_value({ name = name }, value) end
@@ -261,6 +342,10 @@ function plan_view.json_value(p)
   for _, left in ipairs(p.unmanaged.namespaces) do
     namespaces[#namespaces + 1] = { name = left.name, groupId = left.group_id, namespace = left.namespace }
   end
+  local kept = array {}
+  for i, group in ipairs(p.unmanaged.sims or {}) do
+    kept[i] = { name = group.name, groupId = group.group_id, count = group.count }
+  end
   local fleet = array {}
   for _, same in ipairs(fleet_groups(p)) do
     local parts = array {}
@@ -271,12 +356,13 @@ function plan_view.json_value(p)
   return {
     scope = p.scope and desired.describe_scope(p.scope) or nil,
     changes = changes,
-    unmanaged = { groups = groups, namespaces = namespaces },
+    unmanaged = { groups = groups, namespaces = namespaces, sims = kept },
     unnamed = array(desired.copy(p.unnamed)),
     fleet = fleet,
     warnings = array(desired.copy(p.warnings or {})),
     summary = { create = counts.create, change = counts.update, delete = counts.delete, prune = p.prune,
-      pruneNamespaces = p.prune_namespaces },
+      pruneNamespaces = p.prune_namespaces, pruneSims = p.prune_sims or false, simsIn = counts.sims_in,
+      simsOut = counts.sims_out },
   }
 end
 

@@ -21,7 +21,8 @@ local USAGE = FAILED -- a CI job reads 2 as "changes to make": no usage error ma
 
 local declarative = {}
 
--- Whether file descriptor fd is a terminal (the shell's test -t; Lua has no isatty).
+-- Whether file descriptor fd (stdin or stdout: stderr is redirected here; the progress
+-- line asks ctx.stderr_is_terminal) is a terminal (the shell's test -t; Lua has no isatty).
 local function is_tty(fd)
   local status = os.execute("test -t " .. fd .. " 2>/dev/null")
   return status == true or status == 0
@@ -90,7 +91,16 @@ local function run_export(args, ctx)
   if client == nil then return FAILED end
   local list, err = desired.list(client, desired.scope_query(scope))
   if list == nil then return failed(ctx, err) end
-  local document, unnamed = desired.from_groups(list, scope)
+  local members
+  if args.with_sims then
+    local ids = {}
+    for _, group in ipairs(list) do
+      if desired.group_name(group) then ids[#ids + 1] = group.groupId end
+    end
+    members, err = account.read_members(client, ids)
+    if members == nil then return failed(ctx, err) end
+  end
+  local document, unnamed = desired.from_groups(list, scope, members)
   local variables, secret_tags = {}, {}
   if args.secrets_as_env then
     document, variables, secret_tags = desired.secrets_as_env(document, args.secrets_as_env:upper())
@@ -137,8 +147,14 @@ local function make_plan(args, ctx)
   local groups
   groups, err = account.read(client, document)
   if groups == nil then return nil, failed(ctx, err) end
+  local ids, members
+  ids, err = plan.member_groups(document, groups)
+  if ids == nil then return nil, failed(ctx, err) end
+  members, err = account.read_members(client, ids)
+  if members == nil then return nil, failed(ctx, err) end
   local p
-  p, err = plan.compare(document, groups, { prune = args.prune, prune_namespaces = args.prune_namespaces })
+  p, err = plan.compare(document, groups, { prune = args.prune, prune_namespaces = args.prune_namespaces,
+    prune_sims = args.prune_sims, members = members })
   if p == nil then return nil, failed(ctx, err) end
   local counted
   counted, err = account.count_deleted_sims(client, p)
@@ -205,9 +221,9 @@ end
 local function plan_to_apply(args, ctx)
   local text = saved_plan_text(args.file)
   if text == nil then return make_plan(args, ctx) end
-  if args.prune or args.prune_namespaces then
-    return nil, usage(ctx, "apply", "a saved plan is applied as it was made: --prune and --prune-namespaces "
-      .. "belong to the plan command")
+  if args.prune or args.prune_namespaces or args.prune_sims then
+    return nil, usage(ctx, "apply", "a saved plan is applied as it was made: --prune, --prune-namespaces and "
+      .. "--prune-sims belong to the plan command")
   end
   local p, err = plan_file.decode(text)
   if p == nil then return nil, failed(ctx, "soracom-groups: apply: " .. args.file .. ": " .. err.message) end
@@ -225,8 +241,11 @@ local function error_json(err)
 end
 
 -- The result of apply as JSON: what was created (with the new ids), changed, deleted,
--- skipped (with why) and failed (with the error).
+-- skipped (with why) and failed (with the error, and each SIM that did not move).
+local NO_SIMS = { moved_in = 0, moved_out = 0, failed = 0 }
+
 local function summary_json(summary)
+  local sims = summary.sims or NO_SIMS
   local function list(items, extra)
     local result = setmetatable({}, core.array_mt)
     for i, item in ipairs(items) do
@@ -238,8 +257,18 @@ local function summary_json(summary)
   return desired.encode {
     created = list(summary.created), changed = list(summary.changed), deleted = list(summary.deleted),
     skipped = list(summary.skipped, function(shown, item) shown.reason = item.reason end),
-    failed = list(summary.failed, function(shown, item) shown.error = error_json(item.err) end),
+    failed = list(summary.failed, function(shown, item)
+      shown.error = error_json(item.err)
+      if item.err.sims then
+        local failures = setmetatable({}, core.array_mt)
+        for i, failure in ipairs(item.err.sims) do
+          failures[i] = { simId = failure.sim_id, error = error_json(failure.err) }
+        end
+        shown.error.sims = failures
+      end
+    end),
     summary = { applied = summary.applied, skipped = #summary.skipped, failed = #summary.failed },
+    sims = { movedIn = sims.moved_in, movedOut = sims.moved_out, failed = sims.failed },
   }
 end
 
@@ -254,6 +283,11 @@ local function report(ctx, args, summary)
   end
   lines[#lines + 1] = string.format("Applied %d, skipped %d, failed %d.", summary.applied, #summary.skipped,
     #summary.failed)
+  local sims = summary.sims or NO_SIMS
+  if sims.moved_in + sims.moved_out + sims.failed > 0 then
+    lines[#lines + 1] = string.format("SIMs: %d moved in, %d moved out, %d failed.", sims.moved_in, sims.moved_out,
+      sims.failed)
+  end
   return put(ctx, table.concat(lines, "\n") .. "\n")
 end
 
@@ -273,9 +307,15 @@ local function run_apply(args, ctx)
   local refusal = apply.refused(p, options)
   if refusal then return failed(ctx, "soracom-groups: apply: " .. refusal) end
   if not confirmed(args, ctx) then return FAILED end
-  options.on_progress = is_tty(2) and function(done, total, name, outcome)
+  local on_terminal = ctx.stderr_is_terminal()
+  options.on_progress = on_terminal and function(done, total, name, outcome)
     ctx.stderr:write(string.format("\r[%d/%d] %s: %s\027[K", done, total, plan_view.printable(name), outcome))
     if done == total then ctx.stderr:write("\n") end
+  end or nil
+  options.on_sims_progress = on_terminal and function(direction, name, progress)
+    local what = direction == "in" and "SIMs into " .. plan_view.printable(name) or "SIMs out"
+    ctx.stderr:write(string.format("\r%s: %d/%s moved, %d failed\027[K", what, progress.moved or 0,
+      tostring(progress.total or "?"), progress.failed or 0))
   end or nil
   local summary, err = apply.run(client, p, options)
   if summary == nil then return failed(ctx, err) end
@@ -296,6 +336,8 @@ local function plan_options(command)
   command:flag("--prune", "Also delete the named groups of the document's scope that it does not list "
     .. "(needs a scope in the document).")
   command:flag("--prune-namespaces", "Also delete the namespaces of listed groups that the document does not list.")
+  command:flag("--prune-sims", "Also move out (to no group) the SIMs of groups listing \"sims\" that no group of "
+    .. "the document lists (needs a scope in the document).")
   command:flag("--show-unmanaged", "List the groups and namespaces left alone, one a line.")
 end
 
@@ -307,6 +349,8 @@ function declarative.add_commands(parser)
   export:option("-o --output", "Write the document to this file instead of stdout.")
   export:option("--secrets-as-env", "Write secret settings as {\"$env\": \"PREFIX_...\"} references, "
     .. "and list the variables to set.")
+  export:flag("--with-sims", "Also write each group's SIMs (\"sims\": their simIds, sorted), so that plan and "
+    .. "apply manage which SIMs each group holds.")
   export:epilog("Exit codes: 0 written, 1 an error (a usage error too).\n"
     .. "Example: soracom-groups export --tag-name env --tag-value prod -o prod.json")
 
