@@ -109,6 +109,51 @@ local function new_stats()
   }
 end
 
+-- Binary search: index of the first item of sorted (ascending by key_of(item)) whose
+-- key is greater than key; key itself need not be present.
+local function first_after(sorted, key, key_of)
+  local lo, hi = 1, #sorted + 1
+  while lo < hi do
+    local mid = floor((lo + hi) / 2)
+    if key_of(sorted[mid]) <= key then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return lo
+end
+
+-- Ids by creation, as groups and batch groups list and page: order (live ids, oldest
+-- first) and seq_of (id -> creation sequence, kept after removal so that an old paging
+-- key still works and the id is never given again).
+local function new_sequence()
+  return { order = {}, seq_of = {}, next_seq = 1 }
+end
+
+local function sequence_add(sequence, id)
+  sequence.seq_of[id] = sequence.next_seq
+  sequence.next_seq = sequence.next_seq + 1
+  sequence.order[#sequence.order + 1] = id
+end
+
+local function sequence_remove(sequence, id)
+  for i, other in ipairs(sequence.order) do
+    if other == id then
+      remove(sequence.order, i)
+      break
+    end
+  end
+end
+
+-- Index in sequence.order of the first live id created after key; nil when key was
+-- never added.
+local function sequence_index_after(sequence, key)
+  local seq_of = sequence.seq_of
+  local seq = seq_of[key]
+  return seq and first_after(sequence.order, seq, function(id) return seq_of[id] end)
+end
+
 local function new_state()
   local settings = {}
   for k, v in pairs(DEFAULT_SETTINGS) do
@@ -117,18 +162,14 @@ local function new_state()
   return {
     settings = settings,
     groups = {},         -- group id -> group record
-    order = {},          -- live group ids, by creation sequence
-    seq_of = {},         -- group id -> creation sequence; kept after deletion so old paging keys work
-    next_seq = 1,
+    group_ids = new_sequence(), -- group ids by creation (see new_sequence)
     sims = {},           -- SIM id -> SIM record (see "SIMs")
     sim_of_imsi = {},    -- IMSI (any of a SIM's) -> SIM record
     sims_of = {},        -- group id -> the SIM records in that group, sorted by primary IMSI
     next_sim = 1,        -- number of the next generated SIM (its IMSI, ICCID, MSISDN, serial)
     next_extra_imsi = 1, -- number of the next generated secondary IMSI
     batch_groups = {},   -- batch group id -> batch group record (see "Batch API")
-    batch_order = {},    -- live batch group ids, by creation sequence
-    batch_seq_of = {},   -- batch group id -> creation sequence; kept after deletion for paging keys
-    next_batch_seq = 1,
+    batch_group_ids = new_sequence(), -- batch group ids by creation
     job_order = {},      -- job records of live batch groups, oldest first (GET /_fake/batch/jobs)
     active_jobs = {},    -- "operator action" -> the job of that action still pending or running
     task_faults = {},    -- SIM id -> injected task failure {status, code, message, times}
@@ -222,9 +263,10 @@ local function random_uuid()
     random(0, 0xffff), random(0, 0xffff), random(0, 0xffff), random(0, 0x7fffffff))
 end
 
-local function new_group_id()
+-- A random id that is not a key of taken.
+local function new_id(taken)
   local id
-  repeat id = random_uuid() until state.seq_of[id] == nil
+  repeat id = random_uuid() until taken[id] == nil
   return id
 end
 
@@ -249,14 +291,15 @@ local function group_json(group)
   return group.json
 end
 
--- Every change moves lastModifiedTime forward, even within one millisecond.
-local function touch(group)
-  group.modified = max(now_ms(), group.modified + 1)
-  group.json = nil
+-- Every change of a group or SIM moves lastModifiedTime forward, even within one
+-- millisecond, and drops its cached JSON.
+local function touch(record)
+  record.modified = max(now_ms(), record.modified + 1)
+  record.json = nil
 end
 
 local function create_group(tags, configuration)
-  local id = new_group_id()
+  local id = new_id(state.group_ids.seq_of)
   local now = now_ms()
   local group = {
     id = id,
@@ -266,26 +309,9 @@ local function create_group(tags, configuration)
     modified = now,
   }
   state.groups[id] = group
-  state.seq_of[id] = state.next_seq
-  state.next_seq = state.next_seq + 1
-  state.order[#state.order + 1] = id
+  sequence_add(state.group_ids, id)
   state.sims_of[id] = {}
   return group
-end
-
--- Index in order (ids by creation sequence) of the first one created after sequence
--- seq; seq_of maps ids to sequences. Groups and batch groups page this way.
-local function first_index_after(order, seq_of, seq)
-  local lo, hi = 1, #order + 1
-  while lo < hi do
-    local mid = floor((lo + hi) / 2)
-    if seq_of[order[mid]] <= seq then
-      lo = mid + 1
-    else
-      hi = mid
-    end
-  end
-  return lo
 end
 
 ---------------------------------------------------------------------------
@@ -357,23 +383,13 @@ local function subscriber_json(sim, imsi)
   return codec.encode(doc)
 end
 
--- Index of the first SIM whose primary IMSI sorts after key (key need not exist).
-local function first_sim_after(sims, key)
-  local lo, hi = 1, #sims + 1
-  while lo < hi do
-    local mid = floor((lo + hi) / 2)
-    if sims[mid].imsi <= key then
-      lo = mid + 1
-    else
-      hi = mid
-    end
-  end
-  return lo
+local function primary_imsi(sim)
+  return sim.imsi
 end
 
-local function touch_sim(sim)
-  sim.modified = max(now_ms(), sim.modified + 1)
-  sim.json = nil
+-- Index of the first SIM whose primary IMSI sorts after key (key need not exist).
+local function first_sim_after(sims, key)
+  return first_after(sims, key, primary_imsi)
 end
 
 -- Puts a SIM into group_id (nil: into no group). A binary search finds its place in
@@ -394,7 +410,7 @@ local function place_sim(sim, group_id)
     insert(members, first_sim_after(members, sim.imsi), sim)
   end
   sim.group_id = group_id
-  touch_sim(sim)
+  touch(sim)
   return true
 end
 
@@ -404,19 +420,21 @@ end
 local function add_sims(list, group_id, imsi_count)
   -- Check explicit IMSIs and ids first so that a rejected request adds nothing.
   local chosen_imsi, chosen_id = {}, {}
-  for _, fields in ipairs(list) do
-    local imsi, id = fields.imsi, fields.simId or fields.iccid
-    if imsi then
-      if state.sim_of_imsi[imsi] or chosen_imsi[imsi] then
-        return nil, "imsi already exists: " .. imsi
-      end
-      chosen_imsi[imsi] = true
+  -- Marks value (nil: none) chosen; a message when existing or chosen has it already.
+  local function claim(value, existing, chosen, name)
+    if value == nil then
+      return nil
     end
-    if id then
-      if state.sims[id] or chosen_id[id] then
-        return nil, "simId already exists: " .. id
-      end
-      chosen_id[id] = true
+    if existing[value] or chosen[value] then
+      return name .. " already exists: " .. value
+    end
+    chosen[value] = true
+  end
+  for _, fields in ipairs(list) do
+    local err = claim(fields.imsi, state.sim_of_imsi, chosen_imsi, "imsi")
+      or claim(fields.simId or fields.iccid, state.sims, chosen_id, "simId")
+    if err then
+      return nil, err
     end
   end
   local function imsi_free(imsi)
@@ -471,15 +489,10 @@ local function delete_group(id)
   state.groups[id] = nil
   for _, sim in ipairs(state.sims_of[id]) do
     sim.group_id = nil
-    touch_sim(sim)
+    touch(sim)
   end
   state.sims_of[id] = nil
-  for i, other in ipairs(state.order) do
-    if other == id then
-      remove(state.order, i)
-      break
-    end
-  end
+  sequence_remove(state.group_ids, id)
 end
 
 ---------------------------------------------------------------------------
@@ -506,14 +519,40 @@ local function is_object(v)
   return type(v) == "table" and getmetatable(v) ~= codec.array_mt and v[1] == nil
 end
 
--- Decodes a request body; returns value or nil, message.
-local function decode_body(body, what)
+-- The decoded body of a request where it is optional: nil when there is none, false
+-- and a message when it is not JSON.
+local function optional_body(body)
   if not body or not body:find("%S") then
-    return nil, "request body is required (" .. what .. ")"
+    return nil
   end
   local value, err = codec.decode(body)
   if value == nil then
-    return nil, "request body is not valid JSON: " .. tostring(err)
+    return false, "request body is not valid JSON: " .. tostring(err)
+  end
+  return value
+end
+
+-- Decodes a request body that what names; returns value or nil, message.
+local function decode_body(body, what)
+  local value, err = optional_body(body)
+  if value == nil then
+    return nil, "request body is required (" .. what .. ")"
+  end
+  if err then
+    return nil, err
+  end
+  return value
+end
+
+-- Decodes a request body that must be a JSON object; returns it or nil, message
+-- (not_object when it is JSON but no object; by default one that names what).
+local function decode_object(body, what, not_object)
+  local value, err = decode_body(body, what)
+  if value == nil then
+    return nil, err
+  end
+  if not is_object(value) then
+    return nil, not_object or "request body must be a JSON object (" .. what .. ")"
   end
   return value
 end
@@ -591,76 +630,113 @@ local function send_page(items, headers)
   send(200, "[" .. concat(items, ",") .. "]", headers)
 end
 
+-- Answers a GET of a listing with one page: the items of listing.list (in paging
+-- order) after the query's last_evaluated_key that its filter keeps, at most limit of
+-- them, and the next-page headers when more remain. listing:
+--   path         the listing's path, for Link
+--   list         the items, in paging order
+--   index_after  function(key): index in list of the first item after key, or nil
+--                when key is unknown (400)
+--   key_of       function(item): its paging key (X-Soracom-Next-Key)
+--   json_of      function(item): its JSON
+--   filter       (optional) function(args): matches(item) -> boolean (or true: every
+--                item) and the query parameters Link repeats as {name, value} pairs;
+--                or nil, message (400)
+-- Parameters are checked in this order: limit, the filter's, last_evaluated_key.
+local function send_listing(args, listing)
+  local limit, err = page_limit(args)
+  if limit == nil then
+    return Reply.bad_request(err)
+  end
+  local matches, link_params = true, {}
+  if listing.filter then
+    matches, link_params = listing.filter(args)
+    if matches == nil then
+      return Reply.bad_request(link_params)
+    end
+  end
+  local start = 1
+  local key = args.last_evaluated_key
+  if key ~= nil then
+    start = listing.index_after(key)
+    if not start then
+      return Reply.bad_request("invalid last_evaluated_key: " .. key)
+    end
+  end
+  local list, json_of = listing.list, listing.json_of
+  local page, last, more = {}, nil, false
+  for i = start, #list do
+    local item = list[i]
+    if matches == true or matches(item) then
+      if limit and #page == limit then
+        more = true
+        break
+      end
+      page[#page + 1] = json_of(item)
+      last = item
+    end
+  end
+  local headers
+  if more then
+    headers = next_page_headers(listing.path, listing.key_of(last), limit, link_params)
+  end
+  send_page(page, headers)
+end
+
+-- The listing (for send_listing) of the records of a sequence's live ids, by creation;
+-- records maps ids to records, json_of a record to its JSON.
+local function sequence_listing(path, sequence, records, json_of)
+  return {
+    path = path,
+    list = sequence.order,
+    index_after = function(key) return sequence_index_after(sequence, key) end,
+    key_of = function(id) return id end,
+    json_of = function(id) return json_of(records[id]) end,
+  }
+end
+
 ---------------------------------------------------------------------------
 -- The ten operations
 
 local api = {}
 
-function api.list_groups(_, _, args)
-  local limit, err = page_limit(args)
-  if limit == nil then
-    return Reply.bad_request(err)
-  end
+-- The tag filter of GET /v1/groups (see send_listing's filter).
+local function group_tag_filter(args)
   local tag_name, tag_value, mode = args.tag_name, args.tag_value, args.tag_value_match_mode
   if (tag_name == nil) ~= (tag_value == nil) then
-    return Reply.bad_request("tag_name and tag_value must be given together")
+    return nil, "tag_name and tag_value must be given together"
   end
   if mode ~= nil and mode ~= "exact" and mode ~= "prefix" then
-    return Reply.bad_request("tag_value_match_mode must be exact or prefix: " .. mode)
+    return nil, "tag_value_match_mode must be exact or prefix: " .. mode
   end
-  local prefix = mode == "prefix"
+  if not tag_name then
+    return true, {}
+  end
+  local prefix, groups = mode == "prefix", state.groups
+  local function matches(id)
+    local value = groups[id].tags[tag_name]
+    return value ~= nil and (value == tag_value or (prefix and value:sub(1, #tag_value) == tag_value))
+  end
+  local link_params = { { "tag_name", tag_name }, { "tag_value", tag_value } }
+  if mode then
+    link_params[3] = { "tag_value_match_mode", mode }
+  end
+  return matches, link_params
+end
 
-  local start = 1
-  local key = args.last_evaluated_key
-  if key ~= nil then
-    local seq = state.seq_of[key]
-    if not seq then
-      return Reply.bad_request("invalid last_evaluated_key: " .. key)
-    end
-    start = first_index_after(state.order, state.seq_of, seq)
-  end
-
-  local groups, order = state.groups, state.order
-  local page, last_id, more = {}, nil, false
-  for i = start, #order do
-    local group = groups[order[i]]
-    local value = tag_name and group.tags[tag_name]
-    if not tag_name or (value ~= nil and (value == tag_value
-        or (prefix and value:sub(1, #tag_value) == tag_value))) then
-      if limit and #page == limit then
-        more = true
-        break
-      end
-      page[#page + 1] = group_json(group)
-      last_id = group.id
-    end
-  end
-
-  local headers
-  if more then
-    local extra = {}
-    if tag_name then
-      extra[1] = { "tag_name", tag_name }
-      extra[2] = { "tag_value", tag_value }
-      if mode then
-        extra[3] = { "tag_value_match_mode", mode }
-      end
-    end
-    headers = next_page_headers("/v1/groups", last_id, limit, extra)
-  end
-  send_page(page, headers)
+function api.list_groups(_, _, args)
+  local listing = sequence_listing("/v1/groups", state.group_ids, state.groups, group_json)
+  listing.filter = group_tag_filter
+  send_listing(args, listing)
 end
 
 function api.create_group(_, _, _, body)
   local doc = {}
   if body and body:find("%S") then
     local err
-    doc, err = decode_body(body, "CreateGroupRequest")
+    doc, err = decode_object(body, "CreateGroupRequest", "request body must be a JSON object")
     if doc == nil then
       return Reply.bad_request(err)
-    end
-    if not is_object(doc) then
-      return Reply.bad_request("request body must be a JSON object")
     end
   end
   local err = (doc.tags ~= nil and check_tags(doc.tags))
@@ -726,26 +802,14 @@ function api.delete_config(group, params)
 end
 
 function api.list_subscribers(group, _, args)
-  local limit, err = page_limit(args)
-  if limit == nil then
-    return Reply.bad_request(err)
-  end
   local sims = state.sims_of[group.id]
-  local start = args.last_evaluated_key and first_sim_after(sims, args.last_evaluated_key) or 1
-  local stop = #sims
-  if limit and stop - start + 1 > limit then
-    stop = start + limit - 1
-  end
-  local page = {}
-  for i = start, stop do
-    page[#page + 1] = sim_json(sims[i])
-  end
-  local headers
-  if stop < #sims then
-    local path = "/v1/groups/" .. codec.percent_encode(group.id) .. "/subscribers"
-    headers = next_page_headers(path, sims[stop].imsi, limit, {})
-  end
-  send_page(page, headers)
+  send_listing(args, {
+    path = "/v1/groups/" .. codec.percent_encode(group.id) .. "/subscribers",
+    list = sims,
+    index_after = function(key) return first_sim_after(sims, key) end, -- any key will do
+    key_of = primary_imsi,
+    json_of = sim_json,
+  })
 end
 
 function api.put_tags(group, _, _, body)
@@ -802,19 +866,6 @@ end
 
 local function unset_group_action(sim)
   place_sim(sim, nil) -- in no group already: unchanged
-end
-
--- The decoded body of a direct call: nil when there is none, false and a message when
--- it is not JSON.
-local function optional_body(body)
-  if not body or not body:find("%S") then
-    return nil
-  end
-  local value, err = codec.decode(body)
-  if value == nil then
-    return false, "request body is not valid JSON: " .. tostring(err)
-  end
-  return value
 end
 
 -- POST /v1/sims/{sim_id}/set_group and /v1/subscribers/{imsi}/set_group (sim looked up
@@ -891,12 +942,6 @@ local function check_text(value, name, min_chars, max_chars)
   if chars < min_chars or chars > max_chars then
     return format("%s must be %d to %d characters long", name, min_chars, max_chars)
   end
-end
-
-local function new_batch_id(taken)
-  local id
-  repeat id = random_uuid() until taken[id] == nil
-  return id
 end
 
 local function batch_group_json(bg)
@@ -1028,41 +1073,14 @@ end
 local batch = {}
 
 function batch.list_groups(_, _, args)
-  local limit, err = page_limit(args)
-  if limit == nil then
-    return Reply.bad_request(err)
-  end
-  local start = 1
-  local key = args.last_evaluated_key
-  if key ~= nil then
-    local seq = state.batch_seq_of[key]
-    if not seq then
-      return Reply.bad_request("invalid last_evaluated_key: " .. key)
-    end
-    start = first_index_after(state.batch_order, state.batch_seq_of, seq)
-  end
-  local order, page = state.batch_order, {}
-  local stop = #order
-  if limit and stop - start + 1 > limit then
-    stop = start + limit - 1
-  end
-  for i = start, stop do
-    page[#page + 1] = batch_group_json(state.batch_groups[order[i]])
-  end
-  local headers
-  if stop < #order then
-    headers = next_page_headers("/v1/batch_groups", order[stop], limit, {})
-  end
-  send_page(page, headers)
+  send_listing(args, sequence_listing("/v1/batch_groups", state.batch_group_ids, state.batch_groups,
+    batch_group_json))
 end
 
 function batch.create_group(_, _, _, body)
-  local doc, err = decode_body(body, "CreateBatchGroupRequest")
+  local doc, err = decode_object(body, "CreateBatchGroupRequest")
   if doc == nil then
     return Reply.bad_request(err)
-  end
-  if not is_object(doc) then
-    return Reply.bad_request("request body must be a JSON object (CreateBatchGroupRequest)")
   end
   err = check_text(doc.batchGroupName, "batchGroupName", 1, BATCH_NAME_MAX)
     or check_text(doc.description, "description", 0, BATCH_DESCRIPTION_MAX)
@@ -1070,7 +1088,7 @@ function batch.create_group(_, _, _, body)
     return Reply.bad_request(err)
   end
   local bg = {
-    id = new_batch_id(state.batch_seq_of),
+    id = new_id(state.batch_group_ids.seq_of),
     name = doc.batchGroupName,
     description = doc.description,
     created = now_s(),
@@ -1078,9 +1096,7 @@ function batch.create_group(_, _, _, body)
     job_index = {},
   }
   state.batch_groups[bg.id] = bg
-  state.batch_seq_of[bg.id] = state.next_batch_seq
-  state.next_batch_seq = state.next_batch_seq + 1
-  state.batch_order[#state.batch_order + 1] = bg.id
+  sequence_add(state.batch_group_ids, bg.id)
   send(200, batch_group_json(bg))
 end
 
@@ -1095,12 +1111,7 @@ function batch.delete_group(bg)
     end
   end
   state.batch_groups[bg.id] = nil
-  for i, id in ipairs(state.batch_order) do
-    if id == bg.id then
-      remove(state.batch_order, i)
-      break
-    end
-  end
+  sequence_remove(state.batch_group_ids, bg.id)
   local kept = {}
   for _, job in ipairs(state.job_order) do
     if job.group ~= bg then
@@ -1112,33 +1123,17 @@ function batch.delete_group(bg)
 end
 
 function batch.list_jobs(bg, _, args)
-  local limit, err = page_limit(args)
-  if limit == nil then
-    return Reply.bad_request(err)
-  end
-  local start = 1
-  local key = args.last_evaluated_key
-  if key ~= nil then
-    local index = bg.job_index[key]
-    if not index then
-      return Reply.bad_request("invalid last_evaluated_key: " .. key)
-    end
-    start = index + 1
-  end
-  local jobs, page, now = bg.jobs, {}, now_s()
-  local stop = #jobs
-  if limit and stop - start + 1 > limit then
-    stop = start + limit - 1
-  end
-  for i = start, stop do
-    page[#page + 1] = job_json(jobs[i], now)
-  end
-  local headers
-  if stop < #jobs then
-    local path = "/v1/batch_groups/" .. codec.percent_encode(bg.id) .. "/jobs"
-    headers = next_page_headers(path, jobs[stop].id, limit, {})
-  end
-  send_page(page, headers)
+  local now = now_s()
+  send_listing(args, {
+    path = "/v1/batch_groups/" .. codec.percent_encode(bg.id) .. "/jobs",
+    list = bg.jobs,
+    index_after = function(key)
+      local index = bg.job_index[key]
+      return index and index + 1
+    end,
+    key_of = function(job) return job.id end,
+    json_of = function(job) return job_json(job, now) end,
+  })
 end
 
 -- The task list of a CreateBatchJobRequest: tasks (sim_id, request), verb, or nil, message.
@@ -1172,12 +1167,9 @@ local function parse_tasks(list)
 end
 
 function batch.create_job(bg, _, _, body, credentials)
-  local doc, err = decode_body(body, "CreateBatchJobRequest")
+  local doc, err = decode_object(body, "CreateBatchJobRequest")
   if doc == nil then
     return Reply.bad_request(err)
-  end
-  if not is_object(doc) then
-    return Reply.bad_request("request body must be a JSON object (CreateBatchJobRequest)")
   end
   err = check_text(doc.jobName, "jobName", 0, BATCH_NAME_MAX)
     or check_text(doc.description, "description", 0, BATCH_DESCRIPTION_MAX)
@@ -1198,7 +1190,7 @@ function batch.create_job(bg, _, _, body, credentials)
   end
   local now, settings = now_s(), state.settings
   local job = {
-    id = new_batch_id(bg.job_index),
+    id = new_id(bg.job_index),
     group = bg,
     name = doc.jobName,
     description = doc.description,
@@ -1225,43 +1217,32 @@ function batch.get_job(job)
   send(200, job_json(job, now_s()))
 end
 
-function batch.list_tasks(job, _, args)
-  local limit, err = page_limit(args)
-  if limit == nil then
-    return Reply.bad_request(err)
-  end
+-- The status filter of a job's task list (see send_listing's filter).
+local function task_status_filter(args)
   local wanted = args.status
-  if wanted ~= nil and not TASK_STATUSES[wanted] then
-    return Reply.bad_request("status must be pending, success or error: " .. wanted)
+  if wanted == nil then
+    return true, {}
   end
-  local tasks, start = job.tasks, 1
-  local key = args.last_evaluated_key
-  if key ~= nil then
-    local after = key:find("^%d+$") and tonumber(key)
-    if not after or after > #tasks then
-      return Reply.bad_request("invalid last_evaluated_key: " .. key)
-    end
-    start = after + 1
+  if not TASK_STATUSES[wanted] then
+    return nil, "status must be pending, success or error: " .. wanted
   end
-  local page, last, more = {}, nil, false
-  for i = start, #tasks do
-    local task = tasks[i]
-    if not wanted or task.status == wanted then
-      if limit and #page == limit then
-        more = true
-        break
-      end
-      page[#page + 1] = task_json(task)
-      last = task.id
-    end
-  end
-  local headers
-  if more then
-    local path = "/v1/batch_groups/" .. codec.percent_encode(job.group.id) .. "/jobs/"
-      .. codec.percent_encode(job.id) .. "/tasks"
-    headers = next_page_headers(path, format("%d", last), limit, wanted and { { "status", wanted } } or {})
-  end
-  send_page(page, headers)
+  return function(task) return task.status == wanted end, { { "status", wanted } }
+end
+
+function batch.list_tasks(job, _, args)
+  local tasks = job.tasks
+  send_listing(args, {
+    path = "/v1/batch_groups/" .. codec.percent_encode(job.group.id) .. "/jobs/"
+      .. codec.percent_encode(job.id) .. "/tasks",
+    list = tasks,
+    index_after = function(key) -- task ids are 1..#tasks, their indexes
+      local after = key:find("^%d+$") and tonumber(key)
+      return after and after <= #tasks and after + 1 or nil
+    end,
+    key_of = function(task) return format("%d", task.id) end,
+    json_of = task_json,
+    filter = task_status_filter,
+  })
 end
 
 local function allowed_methods(handlers)
@@ -1369,12 +1350,9 @@ local auth = {}
 
 -- POST /v1/auth (AuthRequest) -> 200 AuthResponse
 function auth.login(_, _, _, body)
-  local req, err = decode_body(body, "AuthRequest")
+  local req, err = decode_object(body, "AuthRequest")
   if req == nil then
     return Reply.bad_request(err)
-  end
-  if not is_object(req) then
-    return Reply.bad_request("request body must be a JSON object (AuthRequest)")
   end
   for name, value in pairs(req) do
     if value == codec.null then
@@ -2148,12 +2126,9 @@ end
 
 function control.settings(method, _, body)
   if method == "POST" then
-    local changes, err = decode_body(body, "settings object")
+    local changes, err = decode_object(body, "settings object", "settings must be an object")
     if changes == nil then
       return Reply.bad_request(err)
-    end
-    if not is_object(changes) then
-      return Reply.bad_request("settings must be an object")
     end
     for name, value in pairs(changes) do
       local kind = SETTING_TYPES[name]
@@ -2269,16 +2244,15 @@ function control.seed_groups(_, _, body)
   send_json(201, { groupIds = ids })
 end
 
+local SEED_SIMS_SHAPE = "body must be {count = 0.." .. SEED_MAX .. "} or {sims = [...]}"
+
 -- The SIMs a seeding request asks for: {count} or {sims = [{field = value}]}, and
 -- imsis (IMSIs per SIM, default 1). Returns the list of field tables, the IMSI count
 -- and the decoded request, or nil and a message.
 local function seed_request(body)
-  local spec, err = decode_body(body, "{count} or {sims}")
+  local spec, err = decode_object(body, "{count} or {sims}", SEED_SIMS_SHAPE)
   if spec == nil then
     return nil, err
-  end
-  if not is_object(spec) then
-    return nil, "body must be {count = 0.." .. SEED_MAX .. "} or {sims = [...]}"
   end
   local imsi_count = spec.imsis or 1
   if type(imsi_count) ~= "number" or imsi_count < 1 or imsi_count > MAX_IMSIS_PER_SIM
@@ -2307,7 +2281,7 @@ local function seed_request(body)
       list[i] = none
     end
   else
-    return nil, "body must be {count = 0.." .. SEED_MAX .. "} or {sims = [...]}"
+    return nil, SEED_SIMS_SHAPE
   end
   return list, imsi_count, spec
 end
@@ -2383,12 +2357,10 @@ function control.task_faults(method, _, body)
     return send(204)
   end
   if method == "POST" then
-    local spec, err = decode_body(body, "{sim_ids, status?, code?, message?, times?}")
+    local spec, err = decode_object(body, "{sim_ids, status?, code?, message?, times?}",
+      "body must be an object {sim_ids, status?, code?, message?, times?}")
     if spec == nil then
       return Reply.bad_request(err)
-    end
-    if not is_object(spec) then
-      return Reply.bad_request("body must be an object {sim_ids, status?, code?, message?, times?}")
     end
     for name in pairs(spec) do
       if not TASK_FAULT_FIELDS[name] then
