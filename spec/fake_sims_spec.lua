@@ -256,10 +256,11 @@ describe("fake Soracom API: SIMs and the Batch API", function()
       assert.are.equal(404, status)
       assert.are.equal("COM0004", err.code)
       assert.truthy(err.message:find("no-such-group", 1, true))
-      for _, body in ipairs { "", "{}", '{"groupId":1}', '{"groupId":null}', "[]", "{nope" } do
+      for _, body in ipairs { "", "{}", '{"groupId":1}', '{"groupId":null}', "[]", "{nope", "false" } do
         status, err = call("POST", "/v1/sims/" .. ids[1] .. "/set_group", body)
         assert.are.equal(400, status, body)
         assert.are.equal("COM0001", err.code, body)
+        assert.is_string(err.message, body) -- what was wrong, said (a JSON false too)
       end
       assert.is_nil(srv:sim(ids[1]).groupId)
       assert.are.equal(405, (call("GET", "/v1/sims/" .. ids[1] .. "/set_group")))

@@ -872,7 +872,7 @@ end
 -- by handle_v1); answer_json(sim) gives the 200 body.
 local function set_group_call(sim, body, answer_json)
   local request, err = optional_body(body)
-  if request == false then
+  if err then -- (not `request == false`: that is also the JSON body `false`)
     return Reply.bad_request(err)
   end
   local status, code, message = set_group_action(sim, request)
