@@ -199,8 +199,17 @@ describe("fake Soracom API: SIMs and the Batch API", function()
       assert.is_nil(subscriber.groupId)
       assert.is_nil(srv:sim(ids[1]).groupId)
       assert.are.same({}, member_ids(group))
-      status = call("POST", "/v1/subscribers/" .. all[1][2] .. "/unset_group")
+      -- as the spec says: a subscriber in no group is a 404 (a SIM id's unset is not)
+      local err
+      status, err = call("POST", "/v1/subscribers/" .. all[1][2] .. "/unset_group")
+      assert.are.equal(404, status)
+      assert.are.equal("SIM0005", err.code)
+      assert.are.equal(200, (call("POST", "/v1/sims/" .. ids[1] .. "/unset_group")))
+      local sim
+      status, sim = call("GET", "/v1/sims/" .. ids[1])
       assert.are.equal(200, status)
+      assert.are.equal(ids[1], sim.simId)
+      assert.are.equal(404, (call("GET", "/v1/sims/8981199999999999999")))
     end)
 
     it("keeps list_subscribers sorted and paged by primary IMSI as SIMs move", function()

@@ -123,6 +123,34 @@ describe("SIM membership", function()
       assert.are.same({}, members(group))
     end)
 
+    it("get_sim reads a SIM and its group", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 2, group_id = group }
+      local sim, err = client:get_sim(ids[2])
+      assert.is_nil(err)
+      assert.are.equal(ids[2], sim.simId)
+      assert.are.equal(group, sim.groupId)
+      assert.are.equal("/v1/sims/" .. ids[2], srv:requests()[#srv:requests()].uri)
+      sim, err = client:get_sim("8900000000000000000")
+      assert.is_nil(sim)
+      assert.are.equal(404, err.status)
+    end)
+
+    it("unset_subscriber_group: the API's 404 for a subscriber in no group is success only after a lost answer",
+        function()
+      local _, imsis = srv:add_sims { count = 1 }
+      -- in no group, asked plainly: the API's 404 is the answer
+      local subscriber, err = client:unset_subscriber_group(imsis[1])
+      assert.is_nil(subscriber)
+      assert.are.equal(404, err.status)
+      -- the same after an attempt whose outcome is unknown (a gateway's 502): that attempt may have done it
+      srv:faults { { status = 502, body = "{}" } }
+      subscriber, err = client:unset_subscriber_group(imsis[1])
+      assert.is_nil(err)
+      assert.is_true(subscriber)
+      assert.are.equal(3, #requests_matching("/unset_group$"))
+    end)
+
     it("returns nil, err for a SIM or a group that does not exist", function()
       local group = new_group("g")
       local sim, err = client:set_sim_group("8900000000000000000", group)

@@ -21,7 +21,7 @@ local groups = {
   null = core.null,
   --- The configuration namespaces, in the API's names ("SoracomAir", ...).
   NAMESPACES = spec.NAMESPACES,
-  --- The operations, by method name (the ten of the group API and the four of SIM
+  --- The operations, by method name (the ten of the group API and the five of SIM
   -- membership): method, path, params, query, operation_id, cli.
   operations = spec.operations,
   --- client:move_sims goes through the Batch API above this many SIMs, unless told.

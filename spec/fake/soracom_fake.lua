@@ -895,9 +895,17 @@ function api.set_subscriber_group(sim, params, _, body)
   set_group_call(sim, body, function() return subscriber_json(sim, params.imsi) end)
 end
 
+-- As the spec says: 404 for a subscriber in no group (unlike a SIM id's unset_group).
 function api.unset_subscriber_group(sim, params)
+  if not sim.group_id then
+    return send_error(404, "SIM0005", "The subscriber does not belong to a group: " .. params.imsi)
+  end
   unset_group_action(sim)
   send(200, subscriber_json(sim, params.imsi))
+end
+
+function api.get_sim(sim)
+  send(200, sim_json(sim))
 end
 
 ---------------------------------------------------------------------------
@@ -1431,6 +1439,7 @@ local ROUTES = {
   { path = "/v1/groups/{group_id}/subscribers", GET = api.list_subscribers },
   { path = "/v1/groups/{group_id}/tags", PUT = api.put_tags },
   { path = "/v1/groups/{group_id}/tags/{tag_name}", DELETE = api.delete_tag },
+  { path = "/v1/sims/{sim_id}", GET = api.get_sim },
   { path = "/v1/sims/{sim_id}/set_group", POST = api.set_sim_group },
   { path = "/v1/sims/{sim_id}/unset_group", POST = api.unset_sim_group },
   { path = "/v1/subscribers/{imsi}/set_group", POST = api.set_subscriber_group },

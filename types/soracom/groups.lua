@@ -9,7 +9,7 @@
 ---@field VERSION string the library's version
 ---@field null userdata JSON null in responses and request bodies (equal to cjson.null)
 ---@field NAMESPACES string[] the eleven configuration namespaces
----@field operations table<string, table> the operations (the group API's ten, SIM membership's four), described once
+---@field operations table<string, table> the operations (the group API's ten, SIM membership's five), described once
 ---@field MOVE_SIMS_BATCH_THRESHOLD integer move_sims goes through the Batch API above this many SIMs, unless told
 ---@field config soracom.groups.Config the configuration builders
 local groups = {}
@@ -276,9 +276,14 @@ function Client:unset_sim_group(sim_id) end
 function Client:set_subscriber_group(imsi, group_id) end
 
 ---@param imsi string
----@return soracom.groups.Subscriber? subscriber
+---@return soracom.groups.Subscriber|true|nil subscriber true when a retry found it already out of its group
 ---@return soracom.groups.Error? err
 function Client:unset_subscriber_group(imsi) end
+
+---@param sim_id string
+---@return soracom.groups.Sim? sim
+---@return soracom.groups.Error? err
+function Client:get_sim(sim_id) end
 
 ---Many SIMs into group_id (nil or groups.null: out of their groups).
 ---@param sims (string|soracom.groups.Sim)[]|fun(): (string|soracom.groups.Sim)?

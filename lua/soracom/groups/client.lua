@@ -313,10 +313,17 @@ end
 -- @treturn Error|nil
 
 --- SIM membership.
--- A group's configuration applies to the SIMs in it. These four put one SIM into a
--- group or take it out; each is idempotent (retried like a PUT) and counted in the
--- rate budget under its own API. For many SIMs, see `Client:move_sims`.
+-- A group's configuration applies to the SIMs in it. get_sim reads a SIM (its groupId
+-- is its group); the other four put one SIM into a group or take it out, each
+-- idempotent (retried like a PUT). Each is counted in the rate budget under its own
+-- API. For many SIMs, see `Client:move_sims`.
 -- @section membership
+
+--- GET /sims/{sim_id}: a SIM, with its groupId while it is in a group.
+-- @function get_sim
+-- @tparam string sim_id
+-- @treturn Sim|nil
+-- @treturn Error|nil
 
 --- POST /sims/{sim_id}/set_group: puts the SIM into the group (from any other).
 -- @function set_sim_group
@@ -339,10 +346,12 @@ end
 -- @treturn Subscriber|nil the subscriber, now in the group
 -- @treturn Error|nil
 
---- POST /subscribers/{imsi}/unset_group.
+--- POST /subscribers/{imsi}/unset_group. The API answers 404 for a subscriber in no
+-- group: after an attempt whose answer was lost, that 404 means the attempt did it,
+-- and the method returns true (as delete_group does for a group already gone).
 -- @function unset_subscriber_group
 -- @tparam string imsi
--- @treturn Subscriber|nil the subscriber, in no group
+-- @treturn Subscriber|true|nil the subscriber, in no group (true: see above)
 -- @treturn Error|nil
 
 --- More than the API.

@@ -1,12 +1,13 @@
 --- The operations the client sends, described once: the ten of the Soracom Group
--- API, the four that put a SIM into a group or take it out, and (apart, with no
--- method of their own) the Batch API's, which client:move_sims uses.
+-- API, the five of SIM membership (a SIM read, put into a group or taken out), and
+-- (apart, with no method of their own) the Batch API's, which client:move_sims uses.
 -- Every client method, both iterators and the documentation derive from this table.
 -- `params` are the path parameters, in the order a method takes them; `query` the
 -- query parameters its last argument may hold; `body` how its last argument becomes
 -- the request body; `items` marks the paginated lists; `idempotent` a POST whose
 -- repetition does no more than the first (retried as a PUT: an unknown outcome is safe
--- to try again).
+-- to try again); `done_when_absent` an operation whose 404 after a lost answer means
+-- the lost attempt did it (as a DELETE's).
 
 local NAMESPACES = {
   "SoracomAir", "SoracomBeam", "SoracomEndorse", "SoracomFlux", "SoracomFunk",
@@ -119,9 +120,13 @@ local operations = {
     method = "POST", path = "/subscribers/{imsi}/set_group", params = { "imsi" }, body = "group_id",
     idempotent = true, operation_id = "setGroup", cli = "subscribers set-group",
   },
+  -- (its 404 also says "in no group": after a lost answer, the retry's 404 is success)
   unset_subscriber_group = {
     method = "POST", path = "/subscribers/{imsi}/unset_group", params = { "imsi" },
-    idempotent = true, operation_id = "unsetGroup", cli = "subscribers unset-group",
+    idempotent = true, done_when_absent = true, operation_id = "unsetGroup", cli = "subscribers unset-group",
+  },
+  get_sim = {
+    method = "GET", path = "/sims/{sim_id}", params = { "sim_id" }, operation_id = "getSim", cli = "sims get",
   },
 }
 

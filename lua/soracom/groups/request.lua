@@ -186,7 +186,7 @@ function request.send(client, op, level, query, body_text, a1, a2, a3)
         return value, next_key, status
       end
       local err = next_key
-      if retry.already_deleted(op.method, err, outcome_unknown) then return true, nil, err.status end
+      if retry.already_done(op, err, outcome_unknown) then return true, nil, err.status end
       outcome_unknown = outcome_unknown or retry.outcome_unknown(err)
       if err.kind == "closed" then
         err.attempts = attempts

@@ -64,10 +64,11 @@ function retry.outcome_unknown(err)
   return err.kind == "http" and UNKNOWN_OUTCOME_STATUS[err.status] == true
 end
 
---- Whether err, a DELETE's 404 after an attempt whose outcome is unknown, means that
--- attempt did the deletion: the thing is gone, as asked.
-function retry.already_deleted(method, err, earlier_outcome_unknown)
-  return method == "DELETE" and err.status == 404 and earlier_outcome_unknown
+--- Whether err, a 404 after an attempt whose outcome is unknown, means that attempt
+-- did what was asked: a DELETE's thing is gone, or an operation whose 404 says it is
+-- already done (`op.done_when_absent`: a subscriber in no group) is done.
+function retry.already_done(op, err, earlier_outcome_unknown)
+  return err.status == 404 and earlier_outcome_unknown and (op.method == "DELETE" or op.done_when_absent == true)
 end
 
 --- Seconds to wait before attempt number `attempt` + 1.
