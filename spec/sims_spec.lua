@@ -214,7 +214,7 @@ describe("SIM membership", function()
       local results, summary = client:move_sims(ids, to, { batch = false, on_progress = function(p)
         seen[#seen + 1] = { done = p.done, moved = p.moved, total = p.total, mode = p.mode }
       end })
-      assert.are.same({ mode = "calls", total = 5, moved = 5, skipped = 0, failed = 0 }, summary)
+      assert.are.same({ mode = "calls", total = 5, moved = 5, skipped = 0, failed = 0, unknown = 0 }, summary)
       for i, result in ipairs(results) do
         assert.are.equal(ids[i], result.sim_id)
         assert.is_true(result.ok)
@@ -290,11 +290,54 @@ describe("SIM membership", function()
       local group = new_group("g")
       local ids = srv:add_sims { count = 2 }
       local results, summary = client:move_sims({ ids[1], "8900000000000000000", ids[2] }, group, { batch = false })
-      assert.are.same({ mode = "calls", total = 3, moved = 2, skipped = 0, failed = 1 }, summary)
+      assert.are.same({ mode = "calls", total = 3, moved = 2, skipped = 0, failed = 1, unknown = 0 }, summary)
       assert.is_false(results[2].ok)
       assert.are.equal("8900000000000000000", results[2].sim_id)
       assert.are.equal(404, results[2].err.status)
       assert.is_true(results[1].ok and results[3].ok)
+    end)
+
+    it("reads the group once first: a group that does not exist costs one request, not one per SIM", function()
+      local ids = srv:add_sims { count = 20 }
+      local results, summary = client:move_sims(ids, "no-such-group", { batch = false })
+      assert.are.equal(20, summary.failed)
+      assert.are.equal(404, results[20].err.status)
+      assert.are.equal(1, #srv:requests())
+    end)
+
+    it("with fail_fast, its last progress counts the SIMs it did not run, as the summary does", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 4 }
+      local last
+      local _, summary = client:move_sims({ "8900000000000000000", ids[1], ids[2], ids[3], ids[4] }, group,
+        { batch = false, fail_fast = true, concurrency = 1, on_progress = function(p)
+          last = { done = p.done, moved = p.moved, failed = p.failed }
+        end })
+      assert.are.equal(5, summary.failed)
+      assert.are.same({ done = 5, moved = summary.moved, failed = summary.failed }, last)
+    end)
+
+    it("lets an iterator yield to the caller's coroutine, on every Lua", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 3 }
+      local i = 0
+      local co = coroutine.create(function()
+        return client:move_sims(function()
+          i = i + 1
+          coroutine.yield("reading " .. i)
+          return ids[i]
+        end, group, { batch = false })
+      end)
+      local yielded = {}
+      local ok, first, second
+      repeat
+        ok, first, second = coroutine.resume(co, "resumed")
+        assert.is_true(ok, tostring(first))
+        if coroutine.status(co) == "suspended" then yielded[#yielded + 1] = first end
+      until coroutine.status(co) == "dead"
+      assert.are.same({ "reading 1", "reading 2", "reading 3", "reading 4" }, yielded)
+      assert.are.equal(3, second.moved)
+      assert.are.same(sorted(ids), members(group))
     end)
 
     it("raises for bad arguments before anything is sent", function()
@@ -306,7 +349,9 @@ describe("SIM membership", function()
         { { "a" }, "g", { concurrency = 0 }, "options.concurrency must be a whole number from 1 to 1024" },
         { { "a" }, "g", { batch = "yes" }, "options.batch must be a boolean" },
         { { "a" }, "g", { colour = 1 }, 'unknown option "colour"' },
-        { { "a" }, "g", { batch_group_name = ("x"):rep(101) }, "options.batch_group_name must be 1 to 100 bytes" },
+        { { "a" }, "g", { batch_group_name = ("x"):rep(101) }, "options.batch_group_name must be 1 to 100 characters" },
+        { { "a" }, "g", { job_name = ("é"):rep(101) }, "options.job_name must be 1 to 100 characters" },
+        { { "a" }, "g", { job_timeout = -1 }, "options.job_timeout must be a positive number" },
         { { "a" }, "g", { poll_max_delay = 0 }, "options.poll_max_delay must be a positive number" },
         { "a", "g", nil, "sims must be a list" },
       }
@@ -448,7 +493,8 @@ describe("SIM membership", function()
     it("falls back to calls when it chose the Batch API by itself and the Batch API is refused", function()
       local group = new_group("g")
       local ids = srv:add_sims { count = 3 }
-      srv:faults { { status = 403, body = { code = "AUM0005", message = "no Batch API for you" } } }
+      -- (the first request reads the group: it goes through)
+      srv:faults { { delay = 0 }, { status = 403, body = { code = "AUM0005", message = "no Batch API for you" } } }
       local _, summary = with_value(sims, "BATCH_THRESHOLD", 1, function() return client:move_sims(ids, group) end)
       assert.are.equal("calls", summary.mode)
       assert.are.equal(3, summary.moved)
@@ -474,6 +520,92 @@ describe("SIM membership", function()
       end
       assert.are.equal(2, made) -- made, deleted, made again
       assert.are.equal(3, refused) -- a job, one refused (404), the job again
+    end)
+
+    it("polls through answers that fail for a while: the job's SIMs are not given up, progress never goes back",
+        function()
+      local quick = new_client(srv, { retry_base_delay = 0.01, retry_max_delay = 0.02 })
+      local group = assert(quick:create_group { tags = { name = "g" } }).groupId
+      local ids = srv:add_sims { count = 40 }
+      srv:settings { batch_start_delay = 0.02, batch_task_seconds = 0.03 }
+      local seen, injected = {}, false
+      local _, summary = quick:move_sims(ids, group, { batch = true, on_progress = function(p)
+        seen[#seen + 1] = { done = p.done, moved = p.moved, failed = p.failed }
+        if p.job_id and not injected then -- the job runs: its next reads fail, more than a request's retries
+          injected = true
+          srv:faults { { status = 503, body = "{}", times = 6 } }
+        end
+      end })
+      quick:close()
+      assert.is_true(injected)
+      assert.are.equal(40, summary.moved)
+      assert.are.equal(0, summary.failed)
+      for i = 2, #seen do
+        for _, field in ipairs { "done", "moved", "failed" } do
+          assert.is_true(seen[i][field] >= seen[i - 1][field], field .. " went back at progress " .. i)
+        end
+      end
+      local _, pending_faults = srv:http("GET", "/_fake/faults")
+      assert.are.same({}, cjson.decode(pending_faults)) -- every injected failure was met
+    end)
+
+    it("gives the SIMs of a job that does not end within job_timeout as unknown, naming the job", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 3 }
+      srv:settings { batch_start_delay = 1000 } -- it stays pending
+      local results, summary = client:move_sims(ids, group, { batch = true, job_timeout = 1 })
+      assert.are.equal(3, summary.failed)
+      assert.are.equal(3, summary.unknown)
+      assert.are.equal(1, #summary.jobs)
+      for _, result in ipairs(results) do
+        assert.is_true(result.unknown)
+        assert.truthy(tostring(result.err):find("job " .. summary.jobs[1] .. " has not ended within job_timeout (1 s)",
+          1, true), tostring(result.err))
+      end
+    end)
+
+    it("matches failed tasks back to SIMs however their paths are written, and gives unmatched ones as unknown",
+        function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 3 }
+      srv:batch_task_faults { sim_ids = { ids[2], ids[3] }, status = 500, code = "SEM0500", message = "injected" }
+      -- When the job has ended, the list of its failed tasks is answered by hand: one task,
+      -- with its path written otherwise (an escape where none is needed, a trailing slash).
+      local function listing(path, body)
+        return { { taskId = "1", status = "error", request = { method = "POST", path = path, body = body },
+          response = { statusCode = 500, body = { code = "SEM0500", message = "injected" } } } }
+      end
+      local odd = ids[2]:sub(1, 3) .. "%31" .. ids[2]:sub(5) -- an escape where the id has none
+      local answered = false
+      local results, summary = client:move_sims(ids, group, { batch = true, on_progress = function(p)
+        if p.done == p.total and not answered then
+          answered = true
+          srv:faults { { status = 200, body = listing("/v1/sims/" .. odd .. "/set_group/", { groupId = group }) } }
+        end
+      end })
+      assert.is_true(answered)
+      assert.are.equal(ids[2]:sub(4, 4), "1") -- (the escape above stands for this digit)
+      assert.is_false(results[2].ok)
+      assert.are.equal(500, results[2].err.status)
+      assert.is_nil(results[2].unknown)
+      -- the job counts two failures and one was named: the others may be the second
+      for _, i in ipairs { 1, 3 } do
+        assert.is_false(results[i].ok)
+        assert.is_true(results[i].unknown)
+        assert.matches("counts 2 failed or unrun tasks, of which 1 named a SIM of it", tostring(results[i].err))
+      end
+      assert.are.equal(2, summary.unknown)
+    end)
+
+    it("runs the job with abortOnFailure when fail_fast is set", function()
+      local group = new_group("g")
+      local ids = srv:add_sims { count = 3 }
+      srv:batch_task_faults { sim_ids = { ids[1] }, status = 500 }
+      local results, summary = client:move_sims(ids, group, { batch = true, fail_fast = true })
+      assert.is_true(cjson.decode(requests_matching("/jobs$")[1].body).abortOnFailure)
+      assert.are.equal(3, summary.failed)
+      assert.are.equal(500, results[1].err.status)
+      assert.matches("not run: job .* ended aborted before this task", tostring(results[3].err))
     end)
 
     it("marks every SIM failed when the batch group cannot be had", function()
@@ -542,7 +674,10 @@ print(summary.total)
       assert.truthy(out:find("false\tsoracom.groups: move_sims: options.concurrency 300 needs up to 316 more file "
         .. "descriptors", 1, true), out)
       assert.truthy(out:find("\n5\n", 1, true), out)
-      assert.are.equal(5, #requests_matching("/set_group$"))
+      -- the refused move sent nothing; the other read its group first (none: nothing more)
+      local sent = srv:requests()
+      assert.are.equal(1, #sent)
+      assert.are.equal("GET /v1/groups/g", sent[1].method .. " " .. sent[1].uri)
     end)
 
     it("keeps the token out of everything it returns and logs", function()

@@ -116,6 +116,7 @@ function groups.array(t) end
 ---@field batch_group_name? string jobs: the batch group to use or make ("soracom-groups")
 ---@field job_name? string jobs: their name
 ---@field poll_max_delay? number jobs: the longest wait between two polls, in seconds (10)
+---@field job_timeout? number jobs: seconds a job may take, the wait for another before it included (3600)
 
 ---@class soracom.groups.MoveSimsProgress
 ---@field mode "calls"|"batch"
@@ -124,6 +125,7 @@ function groups.array(t) end
 ---@field moved integer
 ---@field skipped integer
 ---@field failed integer
+---@field unknown integer SIMs of a job whose end could not be seen (batch)
 ---@field job_id? string the job running (batch)
 ---@field waiting_for? string another job of the same action that is waited for (batch)
 
@@ -133,6 +135,7 @@ function groups.array(t) end
 ---@field skipped? boolean already in the group (skip_current): not rewritten
 ---@field sim? soracom.groups.Sim the SIM as the call left it (one call per SIM)
 ---@field err? soracom.groups.Error|string why not
+---@field unknown? boolean its job may have moved it: its end could not be seen
 
 ---@class soracom.groups.MoveSimsSummary
 ---@field mode? "calls"|"batch"
@@ -140,6 +143,7 @@ function groups.array(t) end
 ---@field moved integer
 ---@field skipped integer
 ---@field failed integer
+---@field unknown integer of the failed, those a job may still have moved
 ---@field jobs? string[] the Batch API jobs' ids
 ---@field batch_error? soracom.groups.Error why the Batch API, chosen automatically, was refused (then: calls)
 ---@field items_error? any what the iterator raised (nothing was moved)

@@ -529,9 +529,10 @@ end
 -- groupId), or an iterator of them
 -- @tparam string|nil group_id the group, or nil/groups.null
 -- @tparam[opt] table options concurrency (8), batch, skip_current, on_progress, fail_fast,
--- rate_limit_max_delay, batch_group_name ("soracom-groups"), job_name, poll_max_delay (10)
--- @treturn {MoveResult,...} one per SIM, in order: sim_id, ok, skipped, sim, err
--- @treturn table summary: mode ("calls" or "batch"), total, moved, skipped, failed, jobs
+-- rate_limit_max_delay, batch_group_name ("soracom-groups"), job_name, poll_max_delay (10),
+-- job_timeout (3600)
+-- @treturn {MoveResult,...} one per SIM, in order: sim_id, ok, skipped, sim, err, unknown
+-- @treturn table summary: mode ("calls" or "batch"), total, moved, skipped, failed, unknown, jobs
 -- @treturn[opt] any what the iterator raised
 function Client:move_sims(sims_or_iterator, group_id, options)
   check_self(self, "move_sims")

@@ -9,6 +9,7 @@ local sims_batch = require "soracom.groups.sims_batch"
 local validate = require "soracom.groups.validate"
 
 local null = core.null
+local unpack = table.unpack or unpack
 
 local sims = {}
 
@@ -20,11 +21,12 @@ sims.BATCH_THRESHOLD = 500
 local OPTION_TYPES = {
   concurrency = "number", batch = "boolean", skip_current = "boolean", on_progress = "function",
   fail_fast = "boolean", rate_limit_max_delay = "number", batch_group_name = "string",
-  job_name = "string", poll_max_delay = "number",
+  job_name = "string", poll_max_delay = "number", job_timeout = "number",
 }
 
 local DEFAULTS = { concurrency = batch.DEFAULTS.concurrency, fail_fast = false,
-  batch_group_name = sims_batch.DEFAULT_GROUP_NAME, poll_max_delay = sims_batch.DEFAULT_POLL_MAX_DELAY }
+  batch_group_name = sims_batch.DEFAULT_GROUP_NAME, poll_max_delay = sims_batch.DEFAULT_POLL_MAX_DELAY,
+  job_timeout = sims_batch.DEFAULT_JOB_TIMEOUT }
 
 local MAX_NAME_LENGTH = sims_batch.MAX_NAME_LENGTH
 
@@ -44,15 +46,16 @@ local function check_options(options, level)
   end
   local why = batch.option_problem(resolved) -- (those client:map takes)
   if why then fail(why, level + 1) end
-  local poll = resolved.poll_max_delay
-  if not (poll > 0 and poll < math.huge) then
-    fail("options.poll_max_delay must be a positive number of seconds (got " .. tostring(poll) .. ")", level + 1)
+  for _, name in ipairs { "poll_max_delay", "job_timeout" } do
+    local seconds = resolved[name]
+    if not (seconds > 0 and seconds < math.huge) then
+      fail("options." .. name .. " must be a positive number of seconds (got " .. tostring(seconds) .. ")", level + 1)
+    end
   end
   for _, name in ipairs { "batch_group_name", "job_name" } do
     local text = resolved[name]
-    if text ~= nil and (text == "" or #text > MAX_NAME_LENGTH) then
-      fail("options." .. name .. " must be 1 to " .. MAX_NAME_LENGTH .. " bytes long (got " .. #text .. ")",
-        level + 1)
+    if text ~= nil and (text == "" or sims_batch.first_characters(text, MAX_NAME_LENGTH) ~= text) then
+      fail("options." .. name .. " must be 1 to " .. MAX_NAME_LENGTH .. " characters long", level + 1)
     end
   end
   return resolved
@@ -81,6 +84,21 @@ local function read_item(item, where, level)
   fail(where .. " must be a SIM id (a string) or a SIM (a table with simId) (got " .. type(item) .. ")", level + 1)
 end
 
+-- pcall(fn) where it may yield: Lua 5.1's pcall cannot be yielded across, so there
+-- fn runs in a coroutine of its own whose yields are passed on to the caller's (an
+-- iterator that waits through a `sleep` option that yields, say).
+local protected_call = pcall
+if _VERSION == "Lua 5.1" and not rawget(_G, "jit") then
+  protected_call = function(fn)
+    local co = coroutine.create(fn)
+    local answer = { coroutine.resume(co) }
+    while coroutine.status(co) == "suspended" do
+      answer = { coroutine.resume(co, coroutine.yield(unpack(answer, 2, table.maxn(answer)))) }
+    end
+    return unpack(answer, 1, table.maxn(answer))
+  end
+end
+
 -- Every item, read to the end before anything is sent: the ids and the current groups
 -- (by position), or nil and what the iterator raised.
 local function read_items(items, level)
@@ -100,7 +118,7 @@ local function read_items(items, level)
     fail("sims must be a list (a table) or an iterator function (got " .. type(items) .. ")", level + 1)
   end
   while true do
-    local ok, item = pcall(items)
+    local ok, item = protected_call(items)
     if not ok then return nil, item end
     if item == nil then return ids, current end
     add(item, #ids + 1)
@@ -109,7 +127,7 @@ end
 
 -- The progress reported to options.on_progress (the same table, updated).
 local function new_progress(mode, total)
-  return { mode = mode, total = total, done = 0, moved = 0, skipped = 0, failed = 0 }
+  return { mode = mode, total = total, done = 0, moved = 0, skipped = 0, failed = 0, unknown = 0 }
 end
 
 -- Whether err is the Batch API refusing this operator (no permission, no such API
@@ -135,12 +153,45 @@ local function by_calls(client, ids, todo, group_id, options, report)
     rate_limit_max_delay = options.rate_limit_max_delay,
     on_result = function(_, sim) report(sim ~= nil) end,
   })
-  local outcomes = {}
+  local outcomes, not_run = {}, 0
   for j = 1, #todo do
     local result = results[j]
     outcomes[j] = { ok = result.ok, sim = result.value, err = result.err }
+    if result.skipped then not_run = not_run + 1 end -- (fail_fast stopped the map before it)
   end
+  if not_run > 0 then report(false, not_run) end
   return outcomes
+end
+
+-- Runs the moves of ids[k] for k in todo, one call each or as Batch API jobs (mode),
+-- reporting through report. Returns the outcome of each (by position in todo), the
+-- mode that ran, the jobs, and why the Batch API, chosen by itself, was refused.
+local function run(client, ids, todo, group_id, options, mode, progress, report)
+  local outcomes, jobs, batch_error
+  if mode == "batch" then
+    local todo_ids = {}
+    for j, k in ipairs(todo) do todo_ids[j] = ids[k] end
+    outcomes, jobs = sims_batch.move(client, todo_ids, group_id, options, progress, options.on_progress)
+    if outcomes ~= nil then return outcomes, mode, jobs end
+    batch_error = jobs
+    if options.batch ~= nil or not refused(batch_error) then
+      outcomes = {}
+      for j = 1, #todo do outcomes[j] = { ok = false, err = batch_error } end
+      report(false, #todo)
+      return outcomes, mode, nil, batch_error
+    end
+    mode, progress.mode = "calls", "calls" -- chosen, not asked for: the calls may still be allowed
+  end
+  return by_calls(client, ids, todo, group_id, options, report), mode, nil, batch_error
+end
+
+-- The group moved into, read once before more than one SIM is sent to it: a mistyped
+-- id costs one request, not one per SIM. Returns true or nil, err.
+local function group_exists(client, group_id, count)
+  if group_id == nil or count < 2 then return true end
+  local group, err = client:get_group(group_id)
+  if group == nil then return nil, err end
+  return true
 end
 
 --- move_sims(client, items, group_id, options): see Client:move_sims. `level` counts
@@ -153,7 +204,7 @@ function sims.move(client, items, group_id, options, level)
   local ids, current = read_items(items, level + 1)
   if ids == nil then
     local items_error = current
-    local summary = { mode = nil, total = 0, moved = 0, skipped = 0, failed = 0, items_error = items_error,
+    local summary = { total = 0, moved = 0, skipped = 0, failed = 0, unknown = 0, items_error = items_error,
       resume_key = type(items_error) == "table" and items_error.resume_key or nil }
     return {}, summary, items_error
   end
@@ -178,37 +229,26 @@ function sims.move(client, items, group_id, options, level)
   local progress = new_progress(mode, #ids)
   progress.skipped, progress.done = #ids - #todo, #ids - #todo
   local on_progress = resolved.on_progress
-  local function report(moved)
-    progress.done = progress.done + 1
-    if moved then progress.moved = progress.moved + 1 else progress.failed = progress.failed + 1 end
+  local function report(moved, count)
+    count = count or 1
+    progress.done = progress.done + count
+    if moved then progress.moved = progress.moved + count else progress.failed = progress.failed + count end
     if on_progress then on_progress(progress) end
   end
 
-  local outcomes, jobs, batch_error
-  if #todo > 0 and mode == "batch" then
-    local todo_ids = {}
-    for j, k in ipairs(todo) do todo_ids[j] = ids[k] end
-    outcomes, jobs = sims_batch.move(client, todo_ids, group_id, resolved, progress, on_progress)
-    if outcomes == nil then
-      batch_error = jobs
-      jobs, outcomes = nil, {}
-      if resolved.batch == nil and refused(batch_error) then -- chosen, not asked for: the calls still work
-        mode, progress.mode = "calls", "calls"
-      else
-        for j = 1, #todo do
-          outcomes[j] = { ok = false, err = batch_error }
-          report(false)
-        end
-      end
+  local outcomes, jobs, batch_error = {}, nil, nil
+  if #todo > 0 then
+    local exists, missing = group_exists(client, group_id, #todo)
+    if exists then
+      outcomes, mode, jobs, batch_error = run(client, ids, todo, group_id, resolved, mode, progress, report)
+    else
+      for j = 1, #todo do outcomes[j] = { ok = false, err = missing } end
+      report(false, #todo)
     end
   end
-  if #todo > 0 and mode == "calls" then
-    outcomes = by_calls(client, ids, todo, group_id, resolved, report)
-  end
-  outcomes = outcomes or {}
 
-  local summary = { mode = mode, total = #ids, moved = 0, skipped = #ids - #todo, failed = 0, jobs = jobs,
-    batch_error = batch_error }
+  local summary = { mode = mode, total = #ids, moved = 0, skipped = #ids - #todo, failed = 0, unknown = 0,
+    jobs = jobs, batch_error = batch_error }
   for j, k in ipairs(todo) do
     local outcome = outcomes[j]
     if outcome.ok then
@@ -216,7 +256,8 @@ function sims.move(client, items, group_id, options, level)
       results[k] = { sim_id = ids[k], ok = true, sim = outcome.sim }
     else
       summary.failed = summary.failed + 1
-      results[k] = { sim_id = ids[k], ok = false, err = outcome.err }
+      if outcome.unknown then summary.unknown = summary.unknown + 1 end
+      results[k] = { sim_id = ids[k], ok = false, err = outcome.err, unknown = outcome.unknown }
     end
   end
   return results, summary
