@@ -32,6 +32,7 @@ describe("soracom-groups SIM membership", function()
 
   describe("--help", function()
     local examples = {
+      ["sims get"] = "soracom-groups sims get --sim-id 8981100000000000001",
       ["sims set-group"] = "soracom-groups sims set-group --sim-id 8981100000000000001 --group-id ID",
       ["sims unset-group"] = "soracom-groups sims unset-group --sim-id 8981100000000000001",
       ["subscribers set-group"] = "soracom-groups subscribers set-group --imsi 440100000000001 --group-id ID",
@@ -122,6 +123,14 @@ describe("soracom-groups SIM membership", function()
       { { "move-sims", "--group-id", "g", "--skip-current", "-" }, '[{"simId": "s1"}, "s2"]',
         "soracom-groups: --skip-current needs each SIM's current group: give SIM objects (with simId and "
         .. "groupId, as list-subscribers prints them), not SIM ids alone (item 2)\n" },
+      -- without "groupId", a SIM in a group would pass for one in none: --unset would leave it
+      { { "move-sims", "--unset", "--skip-current", "-" }, '{"simId": "8981100000000000006"}\n',
+        "soracom-groups: --skip-current needs each SIM's current group: the SIM object at line 1 "
+        .. '(8981100000000000006) has no "groupId" (give null for a SIM in no group)\n' },
+      { { "move-sims", "--group-id", "g", "--skip-current", "-" },
+        '[{"simId": "s1", "groupId": null}, {"simId": "s2", "groupId": "g"}, {"simId": "s3"}]',
+        "soracom-groups: --skip-current needs each SIM's current group: the SIM object at item 3 (s3) has no "
+        .. '"groupId" (give null for a SIM in no group)\n' },
       { { "move-sims", "--group-id", "g", "--from-file", "no-such-file.txt" }, nil,
         "^soracom%-groups: %-%-from%-file no%-such%-file%.txt: cannot read the file: no%-such%-file%.txt: "
         .. "No such file or directory\n$" },
@@ -217,6 +226,29 @@ describe("soracom-groups SIM membership", function()
   local CREATE_JOB = "POST /v1/batch_groups/{batch_group_id}/jobs"
 
   describe("sims and subscribers", function()
+    it("sims get prints the SIM, pretty, with the group it is in; --jsonl on one line", function()
+      local group = srv:seed_groups(1, { name = "fleet-a" })[1]
+      local ids, imsis = srv:add_sims { count = 2, group_id = group }
+      local code, out, err = run { "sims", "get", "--sim-id", ids[2] }
+      assert.are.same({ 0, "" }, { code, err })
+      assert.are.equal("{\n  ", out:sub(1, 4))
+      local sim = fake.decode(out)
+      assert.are.same({ ids[2], group, imsis[2] }, { sim.simId, sim.groupId, sim.imsi })
+      assert.is_truthy(request_to("GET", "/v1/sims/" .. ids[2]))
+      local loose = srv:add_sims { count = 1 }[1]
+      code, out, err = run { "sims", "get", "--sim-id", loose, "--jsonl" }
+      assert.are.same({ 0, "" }, { code, err })
+      assert.matches("^{[^\n]+}\n$", out)
+      sim = fake.decode(out)
+      assert.are.same({ loose, nil }, { sim.simId, sim.groupId })
+    end)
+
+    it("sims get of an unknown SIM: exit 1, the API's error on stderr, nothing on stdout", function()
+      local code, out, err = run { "sims", "get", "--sim-id", "8981199999999999999" }
+      assert.are.same({ 1, "" }, { code, out })
+      assert.matches("^soracom%-groups: GET /sims/8981199999999999999: HTTP 404 %(SIM0004%): [^\n]+\n$", err)
+    end)
+
     it("sims set-group puts the SIM into the group and prints the SIM, pretty", function()
       local group = srv:seed_groups(1, { name = "fleet-b" })[1]
       local ids = srv:add_sims { count = 2 }
@@ -347,6 +379,18 @@ describe("soracom-groups SIM membership", function()
       local _, listed = run { "list-subscribers", "--group-id", from, "--fetch-all" }
       assert.are.equal("[", listed:sub(1, 1))
       moves_all_to(ids, { "move-sims", "--group-id", to, "-" }, { stdin = listed })
+    end)
+
+    it("--unset --skip-current takes out a SIM whose groupId names its group, and leaves one with null", function()
+      local placed = srv:add_sims { count = 1, group_id = from }[1]
+      local loose = srv:add_sims { count = 1 }[1]
+      local code, out, err = run({ "move-sims", "--unset", "--skip-current", "-" }, { stdin = '{"simId": "'
+        .. placed .. '", "groupId": "' .. from .. '"}\n{"simId": "' .. loose .. '", "groupId": null}\n' })
+      assert.are.same({ 0, "" }, { code, err })
+      assert.are.equal("Moved 1 of 2 SIMs out of their groups, skipped 1, failed 0 (one call each).\n", out)
+      assert.is_nil(srv:sim(placed).groupId)
+      assert.are.same({ 1, "/v1/sims/" .. placed .. "/unset_group" }, { count(UNSET_GROUP),
+        request_to("POST", "/v1/sims/" .. placed .. "/unset_group").uri })
     end)
 
     it("--skip-current leaves alone the SIMs of list-subscribers --jsonl already in place", function()
@@ -514,7 +558,7 @@ describe("soracom-groups SIM membership", function()
         local staying = srv:add_sims { count = 1, group_id = to }
         local ids = srv:add_sims { count = 1 }
         local path = file_with("mixed.json", '[{"simId": "' .. staying[1] .. '", "groupId": "' .. to .. '"}, '
-          .. '{"simId": "8981199999999999999"}, {"simId": "' .. ids[1] .. '"}]')
+          .. '{"simId": "8981199999999999999", "groupId": null}, {"simId": "' .. ids[1] .. '", "groupId": null}]')
         local code, _, err = main({ "move-sims", "--group-id", to, "--concurrency", "1", "--skip-current",
           "--from-file", path }, true)
         assert.are.equal(1, code)

@@ -478,6 +478,7 @@ return { groups = {
   ],
   "fleet": [],
   "summary": {
+    "allowSimsFromOutsideScope": false,
     "change": 1,
     "create": 0,
     "delete": 0,

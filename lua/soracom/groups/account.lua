@@ -1,7 +1,8 @@
 --- What a plan needs to know of the account, read through a client: the groups of a
 -- document's scope (the server filters them), the groups its entries name by id that
--- the scope no longer selects, the SIMs of the groups whose entries list theirs, and
--- how many SIMs each group to delete holds.
+-- the scope no longer selects, the SIMs of the groups whose entries list theirs, the
+-- SIMs to move in found in none of those (one by one), and how many SIMs each group to
+-- delete holds.
 
 local desired = require "soracom.groups.desired"
 local Error = require "soracom.groups.error"
@@ -73,6 +74,30 @@ function account.read_members(client, group_ids, options)
     members[group_id] = result.value
   end
   return members
+end
+
+--- account.read_sims(client, sim_ids, {concurrency}) -> sim id -> the SIM as
+-- client:get_sim answers it (its groupId is its group), or false when there is no such
+-- SIM (404); read in parallel through client:map (one GET each); or nil, the first
+-- other err.
+function account.read_sims(client, sim_ids, options)
+  local sims = {}
+  if #sim_ids == 0 then return sims end
+  local results = client:map(sim_ids, function(sim_id)
+    local sim, err = client:get_sim(sim_id)
+    if sim ~= nil then return sim end
+    if err.status == 404 then return false end
+    return nil, err
+  end, { concurrency = options and options.concurrency })
+  for i, sim_id in ipairs(sim_ids) do
+    local result = results[i]
+    if not result.ok then
+      local err = result.err
+      return nil, Error.is(err) and err or Error.new("account", tostring(err))
+    end
+    sims[sim_id] = result.value
+  end
+  return sims
 end
 
 --- account.count_sims(client, group_id) -> {count = n, at_least = bool} (at_least past

@@ -6,7 +6,10 @@
 -- and nothing is written to it (it is reported as skipped). The same holds for its
 -- SIMs when the plan moves some: the SIMs it keeps must be those the plan saw, and
 -- those it moves out still in it. Before creating one it looks for a group of that
--- name made since. Deletes are guarded: no more than max_deletes in one run, and none
+-- name made since. Every SIM to move in must still be in the group it was in when the
+-- plan was made (a group the plan read the SIMs of is read again, once; any other SIM
+-- is read alone): when one is not, nothing is written to the group it was to join.
+-- Deletes are guarded: no more than max_deletes in one run, and none
 -- of a group that holds SIMs (counted again just before the delete) unless
 -- allow_delete_with_sims. One group failing does not stop the others.
 --
@@ -101,6 +104,79 @@ local function members_stale(client, change, group, moved, scope)
       .. "); nothing was written to it"
   end
   return nil
+end
+
+-- A group (or no group) as a reason says it.
+local function group_words(group_id, name)
+  if group_id == nil then return "no group" end
+  return "group " .. (name and name .. " (" .. group_id .. ")" or group_id)
+end
+
+-- Why the SIMs each change moves in must not move (by the plan's index): one of them is
+-- no longer in the group the plan saw it in; and the errors of the changes whose SIMs
+-- could not be read. The groups the plan read the SIMs of (member_groups) are listed
+-- again, once each; every other SIM to move in costs one get_sim.
+local function origins_changed(client, changes, member_groups, concurrency)
+  local listed = set_of(member_groups or {})
+  local tasks, group_task, task_of = {}, {}, {} -- task_of[i][k]: the task of change i's k-th move in
+  for i, change in ipairs(changes) do
+    task_of[i] = {}
+    for k, move in ipairs(change.members and change.members.moves_in or {}) do
+      local from = move.from_group_id
+      if from ~= nil and listed[from] then
+        if group_task[from] == nil then
+          tasks[#tasks + 1] = { group_id = from }
+          group_task[from] = #tasks
+        end
+        task_of[i][k] = group_task[from]
+      else
+        tasks[#tasks + 1] = { sim_id = move.sim_id }
+        task_of[i][k] = #tasks
+      end
+    end
+  end
+  local reasons, errors = {}, {}
+  if #tasks == 0 then return reasons, errors end
+  -- Each result: a listed group's SIMs as a set, or {group_id} of one SIM ({gone =
+  -- true} when it does not exist).
+  local results = client:map(tasks, function(task)
+    if task.group_id then
+      local ids, err = account.list_members(client, task.group_id)
+      if ids == nil then return nil, err end
+      return set_of(ids)
+    end
+    local sim, err = client:get_sim(task.sim_id)
+    if sim ~= nil then return { group_id = type(sim.groupId) == "string" and sim.groupId or nil } end
+    if err.status == 404 then return { gone = true } end
+    return nil, err
+  end, { concurrency = concurrency })
+  for i, change in ipairs(changes) do
+    local moves = change.members and change.members.moves_in or {}
+    local stale, first = 0, nil
+    for k, move in ipairs(moves) do
+      local task, result = tasks[task_of[i][k]], results[task_of[i][k]]
+      local now
+      if not result.ok then
+        local err = result.err
+        errors[i] = errors[i] or (Error.is(err) and err or Error.new("apply", tostring(err)))
+      elseif task.group_id then
+        if not result.value[move.sim_id] then now = "no longer in it" end
+      elseif result.value.gone then
+        now = "it does not exist now"
+      elseif result.value.group_id ~= move.from_group_id then
+        now = "now in " .. group_words(result.value.group_id)
+      end
+      if now then
+        stale = stale + 1
+        first = first or (move.sim_id .. " was in " .. group_words(move.from_group_id, move.from_name) .. ", " .. now)
+      end
+    end
+    if stale > 0 then
+      reasons[i] = "its SIMs to move in changed since the plan was made (" .. stale .. " of " .. #moves
+        .. " not where the plan saw them: " .. first .. "); nothing was written to it"
+    end
+  end
+  return reasons, errors
 end
 
 -- One group's changes: {status = "applied"} or {status = "skipped", reason}, or nil,
@@ -247,6 +323,8 @@ end
 -- err}} (err.sims = {{sim_id, err}} when SIMs failed to move), sims = {moved_in,
 -- moved_out, failed}}, each list in the plan's order; or nil, err, with nothing
 -- changed, when the deletes are refused. outcome is "applied", "skipped" or "failed".
+-- The plan's member_groups (plan.compare's) says which groups' SIMs to list again to
+-- check where SIMs moving in are; without it each such SIM is read alone.
 -- Wrong arguments raise.
 function apply.run(client, p, options)
   if type(p) ~= "table" or type(p.changes) ~= "table" then
@@ -264,6 +342,7 @@ function apply.run(client, p, options)
   local refusal = refused_deletes(changes, max_deletes, allow_sims)
   if refusal then return nil, Error.new("apply", refusal) end
   local moved = plan.moved_sims(changes)
+  local origin_reasons, origin_errors = origins_changed(client, changes, p.member_groups, options.concurrency)
 
   -- outcomes[i]: {ok = true, value} or {ok = false, err}, by the plan's index.
   local outcomes = {}
@@ -281,6 +360,8 @@ function apply.run(client, p, options)
   local function run_step(indices, after)
     if #indices == 0 then return end
     client:map(indices, function(i)
+      if origin_reasons[i] then return { status = "skipped", reason = origin_reasons[i] } end
+      if origin_errors[i] then return nil, origin_errors[i] end
       return apply_change(client, changes[i], allow_sims, p.scope, p.verify, moved)
     end, {
       concurrency = options.concurrency,

@@ -9,10 +9,12 @@
 -- unmanaged and left alone unless prune is set, which deletes the named ones; a
 -- group's namespaces it does not list are left alone unless prune_namespaces is set.
 -- An entry's `sims`, when given, is its membership: the SIMs it lists that the group
--- lacks move in (from wherever they are); with prune_sims, the group's SIMs that no
--- entry lists move out, to no group. An entry without `sims` leaves the group's SIMs
--- alone. Nothing outside the scope is ever deleted, and prune, prune_namespaces and
--- prune_sims need a document with a scope.
+-- lacks move in, from no group or from a group the document owns (one it lists, or
+-- one of its scope; from any other only with allow_sims_from_outside_scope); with
+-- prune_sims, the group's SIMs that no entry lists move out, to no group. An entry
+-- without `sims` leaves the group's SIMs alone. Nothing outside the scope is ever
+-- deleted or emptied, and prune, prune_namespaces and prune_sims need a document with
+-- a scope.
 
 local config = require "soracom.groups.config"
 local core = require "soracom.groups.core"
@@ -293,40 +295,122 @@ local function sorted_copy(list)
   return copy
 end
 
--- Each listing entry's moves: {moves_in = {{sim_id, from_group_id, from_name}},
--- moves_out = {sim ids}, unlisted = the group's SIMs kept though no entry lists them,
--- present = the group's SIMs now} by entry index. A SIM's origin is known when a group
--- the plan read holds it.
-local function membership(doc, matched, members, prune_sims, by_id)
-  local listed, group_of = {}, {}
+-- Where the listings the plan read put each SIM (sim id -> group id), and the ids of
+-- those groups, sorted. Raises when members lacks one of them.
+local function listed_sims(doc, matched, members)
+  local group_of, read = {}, {}
   for i, entry in ipairs(doc.groups) do
-    for _, sim in ipairs(entry.sims or {}) do listed[sim] = i end
     local present = matched[i]
     if entry.sims and present then
       local list = members[present.groupId]
       if type(list) ~= "table" then
-        error("soracom.groups.plan: compare: options.members has no list of the SIMs of group "
+        error("soracom.groups.plan: members has no list of the SIMs of group "
           .. tostring(present.groupId) .. ", which groups[" .. i .. "] lists SIMs of (account.read_members "
           .. "reads those plan.member_groups names)", 0)
       end
       for _, sim in ipairs(list) do group_of[sim] = present.groupId end
+      read[#read + 1] = present.groupId
     end
+  end
+  table.sort(read, function(a, b) return tostring(a) < tostring(b) end)
+  return group_of, read
+end
+
+-- Calls fn(entry index, sim id) for each SIM an entry lists that its group lacks (all
+-- of them when the group is to be made), in the entry's order.
+local function each_moving_in(doc, matched, members, fn)
+  for i, entry in ipairs(doc.groups) do
+    if entry.sims then
+      local present = matched[i]
+      local here = {}
+      for _, sim in ipairs(present and members[present.groupId] or {}) do here[sim] = true end
+      for _, sim in ipairs(sorted_copy(entry.sims)) do
+        if not here[sim] then fn(i, sim) end
+      end
+    end
+  end
+end
+
+-- Whether the document owns the group of that id, so that a SIM may be taken out of
+-- it: a group it lists, or one of its scope. A document without a scope owns only the
+-- groups it lists.
+local function owns(scope, by_id, claimed, group_id)
+  if claimed[group_id] then return true end
+  if scope == nil then return false end
+  if scope.account then return true end
+  local group = by_id[group_id]
+  return group ~= nil and desired.in_scope(scope, group.tags)
+end
+
+-- The plan error for the SIMs entries may not take in: `refused` is a list of {i,
+-- sim, why}; the first is named, the others counted ("1 more " .. one, "2 more " ..
+-- many).
+local function refuse_sims(doc, refused, one, many)
+  local first = refused[1]
+  local more = #refused - 1
+  error({ plan_error = "groups[" .. first.i .. "] (" .. core.encode_json(doc.groups[first.i].name)
+    .. ") lists the SIM " .. core.encode_json(first.sim) .. ", " .. first.why
+    .. (more > 0 and (" (and " .. more .. " more " .. (more == 1 and one or many) .. ")") or "") }, 0)
+end
+
+-- Each listing entry's moves: {moves_in = {{sim_id, from_group_id, from_name,
+-- outside}}, moves_out = {sim ids}, unlisted = the group's SIMs kept though no entry
+-- lists them, present = the group's SIMs now} by entry index. Every SIM moving in has
+-- a known origin: a listing the plan read, or options.sims (the SIM as read); a SIM
+-- that does not exist, or (unless allowed) one in a group the document does not own,
+-- refuses the plan.
+local function membership(doc, matched, claimed, options, by_id)
+  local members, sims_read = options.members or {}, options.sims or {}
+  local prune_sims, allow_outside = options.prune_sims or false, options.allow_sims_from_outside_scope or false
+  local listed = {}
+  for i, entry in ipairs(doc.groups) do
+    for _, sim in ipairs(entry.sims or {}) do listed[sim] = i end
+  end
+  local group_of, read = listed_sims(doc, matched, members)
+  local origins, missing, outside = {}, {}, {}
+  each_moving_in(doc, matched, members, function(i, sim)
+    local from = group_of[sim]
+    if from == nil then
+      local state = sims_read[sim]
+      if state == nil then
+        error("soracom.groups.plan: compare: options.sims has no entry for the SIM " .. core.encode_json(sim)
+          .. ", which groups["
+          .. i .. "] moves in (account.read_sims reads those plan.sims_to_locate names)", 0)
+      elseif state == false then
+        missing[#missing + 1] = { i = i, sim = sim, why = "which does not exist (GET /sims/{sim_id} answered 404)" }
+        return
+      end
+      from = type(state) == "table" and type(state.groupId) == "string" and state.groupId or nil
+    end
+    local move = { sim_id = sim, from_group_id = from, from_name = from and by_id[from]
+      and desired.group_name(by_id[from]) }
+    if from and not owns(doc.scope, by_id, claimed, from) then
+      if allow_outside then
+        move.outside = true
+      else
+        local where = doc.scope and ", outside the document's scope (" .. desired.describe_scope(doc.scope) .. ")"
+          or ", which the document does not list (it has no scope, so it owns only the groups it lists)"
+        outside[#outside + 1] = { i = i, sim = sim, why = "which is in the group " .. tostring(move.from_name or from)
+          .. (move.from_name and " (" .. from .. ")" or "") .. where .. ": the document does not own that group, "
+          .. "so it takes no SIM out of it (--allow-sims-from-outside-scope allows it)" }
+      end
+    end
+    origins[sim] = move
+  end)
+  if #missing > 0 then refuse_sims(doc, missing, "SIM that does not exist", "SIMs that do not exist") end
+  if #outside > 0 then
+    refuse_sims(doc, outside, "SIM from a group the document does not own",
+      "SIMs from groups the document does not own")
   end
   local result = {}
   for i, entry in ipairs(doc.groups) do
     if entry.sims then
       local present = matched[i]
       local current = sorted_copy(present and members[present.groupId] or {})
-      local here = {}
-      for _, sim in ipairs(current) do here[sim] = true end
       local moves = { moves_in = setmetatable({}, core.array_mt), moves_out = setmetatable({}, core.array_mt),
         unlisted = 0, present = current }
       for _, sim in ipairs(sorted_copy(entry.sims)) do
-        if not here[sim] then
-          local from = group_of[sim]
-          moves.moves_in[#moves.moves_in + 1] = { sim_id = sim, from_group_id = from,
-            from_name = from and desired.group_name(by_id[from]) }
-        end
+        if origins[sim] then moves.moves_in[#moves.moves_in + 1] = origins[sim] end
       end
       for _, sim in ipairs(current) do
         if not listed[sim] then
@@ -337,7 +421,7 @@ local function membership(doc, matched, members, prune_sims, by_id)
       result[i] = moves
     end
   end
-  return result
+  return result, read
 end
 
 local function has_moves(moves)
@@ -345,7 +429,7 @@ local function has_moves(moves)
 end
 
 local OPTION_TYPES = { prune = "boolean", prune_namespaces = "boolean", prune_sims = "boolean",
-  getenv = "function", members = "table" }
+  allow_sims_from_outside_scope = "boolean", getenv = "function", members = "table", sims = "table" }
 
 local function check_options(options)
   if type(options) ~= "table" then
@@ -366,8 +450,9 @@ local function compare(doc, account_groups, options)
   local getenv = options.getenv or os.getenv
   local by_id, by_name = index_account(account_groups, doc.scope)
   local matched, claimed = match_entries(doc, by_id, by_name)
-  local moves = membership(doc, matched, options.members or {}, prune_sims, by_id)
+  local moves, member_groups = membership(doc, matched, claimed, options, by_id)
   local result = { scope = doc.scope, prune = prune, prune_namespaces = prune_namespaces, prune_sims = prune_sims,
+    allow_sims_from_outside_scope = options.allow_sims_from_outside_scope or false, member_groups = member_groups,
     changes = {}, unmanaged = { groups = {}, namespaces = {}, sims = {} }, unnamed = {},
     warnings = doc.warnings or {} }
   local changes, unmanaged = result.changes, result.unmanaged
@@ -440,14 +525,21 @@ local function compare(doc, account_groups, options)
   return result
 end
 
---- plan.compare(document, account_groups, {prune, prune_namespaces, prune_sims, members,
--- getenv}) -> plan, or nil, err (a document that does not check, an entry whose name
--- matches two groups, a secret reference whose variable is not set, a prune without a
--- scope). account_groups: the Group objects of the document's scope, as listed, plus
--- those its entries name by groupId (account.read gives both). members: group id ->
--- its simIds, for each group plan.member_groups names (account.read_members reads
--- them; a missing one raises). The plan:
---   scope, prune, prune_namespaces, prune_sims: as given
+--- plan.compare(document, account_groups, {prune, prune_namespaces, prune_sims,
+-- allow_sims_from_outside_scope, members, sims, getenv}) -> plan, or nil, err (a
+-- document that does not check, an entry whose name matches two groups, a secret
+-- reference whose variable is not set, a prune without a scope, a SIM to move in that
+-- does not exist or, unless allow_sims_from_outside_scope, that is in a group the
+-- document does not own). account_groups: the Group objects of the document's scope,
+-- as listed, plus those its entries name by groupId (account.read gives both).
+-- members: group id -> its simIds, for each group plan.member_groups names
+-- (account.read_members reads them; a missing one raises). sims: sim id -> the SIM
+-- (get_sim's answer) or false when it does not exist, for each SIM
+-- plan.sims_to_locate names (account.read_sims reads them; a missing one raises). The
+-- plan:
+--   scope, prune, prune_namespaces, prune_sims, allow_sims_from_outside_scope: as given
+--   member_groups: the ids of the groups whose SIMs members gave (apply reads them
+--     again to check where SIMs moving out of them are)
 --   changes: in name order, each {action = "create" | "update" | "delete", name,
 --     group_id, was (update: the name it had), missing_id (create: the groupId the
 --     document gave, not found), last_modified_time (as seen now, for apply's check),
@@ -457,7 +549,8 @@ end
 --     form), diffs}}, create = create_group's options (create), holds = {tags,
 --     namespaces} (delete: what the group has; account.count_sims adds sims),
 --     members (create, update: when SIMs move) = {moves_in = {{sim_id, from_group_id,
---     from_name}} (from_*: the group it leaves, when one the plan read holds it),
+--     from_name, outside}} (from_*: the group it leaves, nil for none; outside: true for
+--     a group the document does not own),
 --     moves_out = {sim ids} (prune_sims), unlisted = n, staying (update) =
 --     plan.members_digest of the SIMs it keeps}}
 --   unmanaged: {groups = {{name, group_id}}, namespaces = {{name, group_id, namespace}},
@@ -514,6 +607,39 @@ function plan.member_groups(document, account_groups)
   local ids = {}
   for i, entry in ipairs(doc.groups) do
     if entry.sims and matched[i] then ids[#ids + 1] = matched[i].groupId end
+  end
+  return ids
+end
+
+--- plan.sims_to_locate(document, account_groups, members) -> the ids of the SIMs the
+-- document moves into a group that no listing in members shows (members as
+-- plan.compare takes it): plan.compare needs each one as read (account.read_sims); or
+-- nil, err as plan.compare gives it. SIMs already in their group, or in a group whose
+-- SIMs members lists, are not among them.
+function plan.sims_to_locate(document, account_groups, members)
+  if type(members) ~= "table" then
+    error("soracom.groups.plan: sims_to_locate: members must be a table of group id -> simIds (got "
+      .. type(members) .. ")", 2)
+  end
+  if type(account_groups) ~= "table" then
+    error("soracom.groups.plan: sims_to_locate: account_groups must be a list of groups (got "
+      .. type(account_groups) .. ")", 2)
+  end
+  local doc, err = desired.check(document)
+  if doc == nil then return nil, err end
+  local ok, ids = pcall(function()
+    local by_id, by_name = index_account(account_groups, doc.scope)
+    local matched = match_entries(doc, by_id, by_name)
+    local group_of = listed_sims(doc, matched, members)
+    local found = {}
+    each_moving_in(doc, matched, members, function(_, sim)
+      if group_of[sim] == nil then found[#found + 1] = sim end
+    end)
+    return found
+  end)
+  if not ok then
+    if type(ids) == "table" and ids.plan_error then return nil, Error.new("plan", ids.plan_error) end
+    error(ids, 0)
   end
   return ids
 end

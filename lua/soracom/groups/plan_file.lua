@@ -1,6 +1,7 @@
 --- Saved plans: `plan -o PLANFILE` writes one, `apply PLANFILE` carries out exactly
--- it. A plan file holds what to do (the SIMs to move among it) and each group's
--- lastModifiedTime and SIMs kept (their count and digest) as the plan saw them, never a
+-- it. A plan file holds what to do (the SIMs to move among it, each with the group it
+-- leaves) and each group's lastModifiedTime and SIMs kept (their count and digest) as
+-- the plan saw them, never a
 -- secret value: a setting is kept as the document wrote it when that holds
 -- no secret (secret references {"$env": NAME} included, read again at apply time);
 -- otherwise the file names the document (its path and SHA-256) and apply reads the
@@ -16,8 +17,10 @@ local plan_file = {}
 
 plan_file.FORMAT = "soracom-groups-plan"
 -- Version 2 added SIM moves: a reader of version 1 would not make them, so it refuses
--- them; this one reads both.
-plan_file.VERSION = 2
+-- them. Version 3 records where every SIM moving in comes from (apply checks it is
+-- still there); this one reads all three, and refuses a version 2 move whose origin it
+-- does not record.
+plan_file.VERSION = 3
 plan_file.OLDEST_VERSION = 1
 
 local array_mt = core.array_mt
@@ -87,7 +90,9 @@ local function saved_change(change)
   if change.members then
     local moves_in = array {}
     for i, move in ipairs(change.members.moves_in) do
-      moves_in[i] = { sim_id = move.sim_id, from_group_id = move.from_group_id, from_name = move.from_name }
+      -- null, not absent, for no group: a file that does not say is refused
+      moves_in[i] = { sim_id = move.sim_id, from_group_id = move.from_group_id or core.null,
+        from_name = move.from_name, outside = move.outside or nil }
     end
     members = { moves_in = moves_in, moves_out = array(desired.copy(change.members.moves_out)),
       unlisted = change.members.unlisted, staying = change.members.staying }
@@ -112,6 +117,8 @@ function plan_file.encode(p, source, endpoint)
     format = plan_file.FORMAT, version = plan_file.VERSION, endpoint = endpoint,
     document = { path = source.path, sha256 = source.sha256 },
     scope = scope, prune = p.prune, prune_namespaces = p.prune_namespaces, prune_sims = p.prune_sims or false,
+    allow_sims_from_outside_scope = p.allow_sims_from_outside_scope or false,
+    member_groups = array(desired.copy(p.member_groups or {})),
     changes = changes,
     unmanaged = { groups = array(desired.copy(p.unmanaged.groups)),
       namespaces = array(desired.copy(p.unmanaged.namespaces)), sims = array(desired.copy(p.unmanaged.sims or {})) },
@@ -165,9 +172,12 @@ local function check_change(change, i)
   end
 end
 
--- A saved change's SIM moves: each SIM moved once in the whole plan, out only when the
--- plan was made with prune_sims, and an update's SIMs kept as the plan saw them.
-local function check_members(change, where, prune_sims, moved)
+-- A saved change's SIM moves: each SIM moved once in the whole plan, in with the group
+-- it leaves (null: none; one the document does not own only when the plan was made
+-- allowing it), out only when the plan was made with prune_sims, and an update's SIMs
+-- kept as the plan saw them. A move's null origin becomes nil.
+local function check_members(change, where, saved, moved)
+  local prune_sims = saved.prune_sims == true
   local members = change.members
   if members == nil then return end
   if type(members) ~= "table" or type(members.moves_in) ~= "table" or type(members.moves_out) ~= "table" then
@@ -182,6 +192,20 @@ local function check_members(change, where, prune_sims, moved)
       bad(where .. " has a SIM to move in that is not one")
     end
     once(move.sim_id)
+    local from = move.from_group_id
+    if from == core.null then
+      move.from_group_id = nil
+    elseif type(from) ~= "string" or from == "" then
+      bad(where .. " does not say which group the SIM " .. move.sim_id .. " leaves (a plan file made before "
+        .. "soracom-groups recorded it: plan again)")
+    end
+    if move.outside ~= nil and (move.outside ~= true or move.from_group_id == nil) then
+      bad(where .. " has a SIM to move in whose origin is not one")
+    end
+    if move.outside and saved.allow_sims_from_outside_scope ~= true then
+      bad(where .. " takes the SIM " .. move.sim_id .. " from a group outside the scope, which only a plan made "
+        .. "with --allow-sims-from-outside-scope does")
+    end
   end
   for _, sim in ipairs(members.moves_out) do
     if not desired.is_sim_id(sim) then bad(where .. " has a SIM to move out that is not one") end
@@ -298,10 +322,16 @@ function plan_file.decode(text, options)
         .. plan_file.OLDEST_VERSION .. " to " .. plan_file.VERSION)
     end
     if type(saved.changes) ~= "table" then bad("it has no changes") end
+    if saved.member_groups ~= nil then
+      if type(saved.member_groups) ~= "table" then bad("its member_groups is not a list of group ids") end
+      for _, id in ipairs(saved.member_groups) do
+        if type(id) ~= "string" then bad("its member_groups is not a list of group ids") end
+      end
+    end
     local moved = {}
     for i, change in ipairs(saved.changes) do
       check_change(change, i)
-      check_members(change, "changes[" .. i .. "]", saved.prune_sims == true, moved)
+      check_members(change, "changes[" .. i .. "]", saved, moved)
     end
     restore_settings(saved, options.getenv or os.getenv)
   end)
@@ -315,7 +345,8 @@ function plan_file.decode(text, options)
   local unmanaged = type(saved.unmanaged) == "table" and saved.unmanaged or {}
   return {
     scope = scope, prune = saved.prune == true, prune_namespaces = saved.prune_namespaces == true,
-    prune_sims = saved.prune_sims == true,
+    prune_sims = saved.prune_sims == true, allow_sims_from_outside_scope = saved.allow_sims_from_outside_scope == true,
+    member_groups = saved.member_groups or {},
     changes = saved.changes, endpoint = endpoint, verify = plan_file.verify,
     unmanaged = { groups = unmanaged.groups or {}, namespaces = unmanaged.namespaces or {},
       sims = unmanaged.sims or {} },

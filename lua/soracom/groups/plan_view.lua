@@ -102,8 +102,9 @@ plan_view.SIMS_SAMPLE = 5
 
 -- Where a SIM moving in comes from, in words.
 local function origin(move)
-  if move.from_group_id == nil then return "not in a group this file lists SIMs for" end
+  if move.from_group_id == nil then return "from no group" end
   return "from group " .. printable(move.from_name or move.from_group_id)
+    .. (move.outside and ", outside the scope" or "")
 end
 
 local function sims_word(n)
@@ -323,7 +324,8 @@ function plan_view.json_value(p)
     if change.members then
       local moves_in = array {}
       for i, move in ipairs(change.members.moves_in) do
-        moves_in[i] = { simId = move.sim_id, fromGroupId = move.from_group_id, fromName = move.from_name }
+        moves_in[i] = { simId = move.sim_id, fromGroupId = move.from_group_id, fromName = move.from_name,
+          outsideScope = move.outside or nil }
       end
       shown.sims = { moveIn = moves_in, moveOut = array(desired.copy(change.members.moves_out)) }
     end
@@ -361,7 +363,8 @@ function plan_view.json_value(p)
     fleet = fleet,
     warnings = array(desired.copy(p.warnings or {})),
     summary = { create = counts.create, change = counts.update, delete = counts.delete, prune = p.prune,
-      pruneNamespaces = p.prune_namespaces, pruneSims = p.prune_sims or false, simsIn = counts.sims_in,
+      pruneNamespaces = p.prune_namespaces, pruneSims = p.prune_sims or false,
+      allowSimsFromOutsideScope = p.allow_sims_from_outside_scope or false, simsIn = counts.sims_in,
       simsOut = counts.sims_out },
   }
 end

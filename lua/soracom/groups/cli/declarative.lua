@@ -152,9 +152,16 @@ local function make_plan(args, ctx)
   if ids == nil then return nil, failed(ctx, err) end
   members, err = account.read_members(client, ids)
   if members == nil then return nil, failed(ctx, err) end
+  -- Where each SIM moving in is now, when no listing above shows it: one GET each.
+  local sims
+  ids, err = plan.sims_to_locate(document, groups, members)
+  if ids == nil then return nil, failed(ctx, err) end
+  sims, err = account.read_sims(client, ids)
+  if sims == nil then return nil, failed(ctx, err) end
   local p
   p, err = plan.compare(document, groups, { prune = args.prune, prune_namespaces = args.prune_namespaces,
-    prune_sims = args.prune_sims, members = members })
+    prune_sims = args.prune_sims, allow_sims_from_outside_scope = args.allow_sims_from_outside_scope,
+    members = members, sims = sims })
   if p == nil then return nil, failed(ctx, err) end
   local counted
   counted, err = account.count_deleted_sims(client, p)
@@ -221,9 +228,9 @@ end
 local function plan_to_apply(args, ctx)
   local text = saved_plan_text(args.file)
   if text == nil then return make_plan(args, ctx) end
-  if args.prune or args.prune_namespaces or args.prune_sims then
-    return nil, usage(ctx, "apply", "a saved plan is applied as it was made: --prune, --prune-namespaces and "
-      .. "--prune-sims belong to the plan command")
+  if args.prune or args.prune_namespaces or args.prune_sims or args.allow_sims_from_outside_scope then
+    return nil, usage(ctx, "apply", "a saved plan is applied as it was made: --prune, --prune-namespaces, "
+      .. "--prune-sims and --allow-sims-from-outside-scope belong to the plan command")
   end
   local p, err = plan_file.decode(text)
   if p == nil then return nil, failed(ctx, "soracom-groups: apply: " .. args.file .. ": " .. err.message) end
@@ -276,7 +283,8 @@ local function report(ctx, args, summary)
   if args.json then return put(ctx, summary_json(summary)) end
   local lines = {}
   for _, skipped in ipairs(summary.skipped) do
-    lines[#lines + 1] = "skipped " .. plan_view.printable(skipped.name) .. ": " .. skipped.reason
+    -- (a reason may quote a SIM id or a group name of the document)
+    lines[#lines + 1] = "skipped " .. plan_view.printable(skipped.name) .. ": " .. plan_view.printable(skipped.reason)
   end
   for _, failure in ipairs(summary.failed) do
     lines[#lines + 1] = "failed " .. plan_view.printable(failure.name) .. ": " .. plan_view.printable(failure.err)
@@ -338,6 +346,8 @@ local function plan_options(command)
   command:flag("--prune-namespaces", "Also delete the namespaces of listed groups that the document does not list.")
   command:flag("--prune-sims", "Also move out (to no group) the SIMs of groups listing \"sims\" that no group of "
     .. "the document lists (needs a scope in the document).")
+  command:flag("--allow-sims-from-outside-scope", "Let a group of the document take in SIMs that are in "
+    .. "groups the document does not own (outside its scope, or not listed by a document without one).")
   command:flag("--show-unmanaged", "List the groups and namespaces left alone, one a line.")
 end
 

@@ -1,4 +1,4 @@
---- SIM membership on the command line: `sims` and `subscribers` (soracom-cli's
+--- SIM membership on the command line: `sims` and `subscribers` (soracom-cli's get,
 -- set-group and unset-group: one SIM, the API's answer printed as the raw subcommands
 -- print theirs), and move-sims (many SIMs through client:move_sims, one call each or
 -- as Batch API jobs). Exit codes as the raw subcommands: 0 ok, 1 an API or network
@@ -17,7 +17,7 @@ local one_line, usage = cli.one_line, raw.usage
 local commands = {}
 
 ---------------------------------------------------------------------------------------
--- sims set-group / unset-group, subscribers set-group / unset-group
+-- sims get / set-group / unset-group, subscribers set-group / unset-group
 
 local function sim_id_flag(c) c:option("--sim-id", "SIM ID."):count(1) end
 local function imsi_flag(c) c:option("--imsi", "IMSI (one of the SIM's)."):count(1) end
@@ -25,9 +25,13 @@ local function imsi_flag(c) c:option("--imsi", "IMSI (one of the SIM's)."):count
 -- The commands that group subcommands, each as soracom-cli names them; their
 -- subcommands are described as raw.lua's.
 local GROUPINGS = {
-  { name = "sims", summary = "Put a SIM into a group or take it out, by its SIM ID (soracom-cli's sims "
-      .. "set-group and unset-group).",
+  { name = "sims", summary = "Read a SIM, put it into a group or take it out, by its SIM ID (soracom-cli's "
+      .. "sims get, set-group and unset-group).",
     commands = {
+      { name = "get", summary = "Show a SIM, with the group it is in (GET /sims/{sim_id}).",
+        example = "soracom-groups sims get --sim-id 8981100000000000001",
+        flags = function(c) sim_id_flag(c) raw.FLAGS.jsonl(c) end,
+        run = function(args, ctx) return raw.call(ctx, args, "get_sim", args.sim_id) end },
       { name = "set-group", summary = "Put a SIM into a group, from any other (POST /sims/{sim_id}/set_group).",
         example = "soracom-groups sims set-group --sim-id 8981100000000000001 --group-id ID",
         flags = function(c) sim_id_flag(c) raw.FLAGS.group_id(c) raw.FLAGS.jsonl(c) end,
@@ -75,7 +79,9 @@ end
 -- bad ids and repeats. source names the input in messages ("--from-file sims.txt").
 -- add(item, where) returns nil, or why the item is refused (the whole message).
 local function new_reader(source)
-  local reader = { sims = {}, first_bare = nil }
+  -- first_bare: where the first SIM id alone was read; first_unplaced: where the first
+  -- SIM object without a "groupId" key was (null says "in no group"; no key says nothing)
+  local reader = { sims = {}, first_bare = nil, first_unplaced = nil }
   local where_of = {} -- SIM id -> where it was first read
   local prefix = source and source .. ": " or ""
   function reader.add(item, where)
@@ -90,6 +96,7 @@ local function new_reader(source)
       if group ~= nil and group ~= core.null and type(group) ~= "string" then
         return prefix .. where .. ': "groupId" must be a string or null (got ' .. raw.json_type(group) .. ")"
       end
+      if group == nil then reader.first_unplaced = reader.first_unplaced or where .. " (" .. id .. ")" end
       item = { simId = id, groupId = group } -- all move_sims reads of it
     elseif kind ~= "a string" then
       return prefix .. where .. ": got " .. kind .. ", not a SIM id (a string) or a SIM object"
@@ -174,6 +181,12 @@ local function read_sims(args, ctx)
   if args.skip_current and reader.first_bare then
     return nil, "--skip-current needs each SIM's current group: give SIM objects (with simId and groupId, as "
       .. "list-subscribers prints them), not SIM ids alone (" .. reader.first_bare .. ")"
+  end
+  if args.skip_current and reader.first_unplaced then
+    -- move_sims would take a SIM object without it for one in no group, and --unset
+    -- would then leave alone a SIM that is in a group
+    return nil, "--skip-current needs each SIM's current group: the SIM object at " .. reader.first_unplaced
+      .. ' has no "groupId" (give null for a SIM in no group)'
   end
   return reader.sims
 end
@@ -299,7 +312,8 @@ local MOVE_SIMS = {
       c:flag("--no-batch", "Always one call per SIM."))
     c:option("--concurrency", "SIMs moved at once, one call each (" .. batch.DEFAULTS.concurrency .. ").")
       :argname("<n>"):convert(raw.positive_integer("--concurrency", batch.MAX_CONCURRENCY))
-    c:flag("--skip-current", "Leave alone the SIMs already in place (needs SIM objects with their groupId).")
+    c:flag("--skip-current", "Leave alone the SIMs already in place (needs SIM objects, each with its "
+      .. "\"groupId\": null for none).")
     c:flag("--json", "Print each SIM's result and the summary as JSON.")
   end,
   run = run_move_sims,
