@@ -205,10 +205,10 @@ describe("fake Soracom API: SIMs and the Batch API", function()
       assert.are.equal(404, status)
       assert.are.equal("SIM0005", err.code)
       assert.are.equal(200, (call("POST", "/v1/sims/" .. ids[1] .. "/unset_group")))
-      local sim
-      status, sim = call("GET", "/v1/sims/" .. ids[1])
+      local read
+      status, read = call("GET", "/v1/sims/" .. ids[1])
       assert.are.equal(200, status)
-      assert.are.equal(ids[1], sim.simId)
+      assert.are.equal(ids[1], read.simId)
       assert.are.equal(404, (call("GET", "/v1/sims/8981199999999999999")))
     end)
 
