@@ -57,23 +57,30 @@ function account.list_members(client, group_id)
   return ids
 end
 
---- account.read_members(client, group_ids, {concurrency}) -> group id -> its simIds,
--- the groups read in parallel through client:map; or nil, the first err.
-function account.read_members(client, group_ids, options)
-  local members = {}
-  if #group_ids == 0 then return members end
-  local results = client:map(group_ids, function(group_id)
-    return account.list_members(client, group_id)
-  end, { concurrency = options and options.concurrency })
-  for i, group_id in ipairs(group_ids) do
+-- key -> what fetch(key) gave, for every key, fetched in parallel through client:map;
+-- or nil, the first err.
+local function fetch_each(client, keys, fetch, options)
+  local values = {}
+  if #keys == 0 then return values end
+  local results = client:map(keys, fetch, { concurrency = options and options.concurrency })
+  for i, key in ipairs(keys) do
     local result = results[i]
     if not result.ok then
       local err = result.err
       return nil, Error.is(err) and err or Error.new("account", tostring(err))
     end
-    members[group_id] = result.value
+    values[key] = result.value
   end
-  return members
+  return values
+end
+
+--- account.read_members(client, group_ids, {concurrency}) -> group id -> its simIds,
+-- the groups read in parallel through client:map; or nil, the first err.
+function account.read_members(client, group_ids, options)
+  local members, err = fetch_each(client, group_ids, function(group_id)
+    return account.list_members(client, group_id)
+  end, options)
+  return members, err
 end
 
 --- account.read_sims(client, sim_ids, {concurrency}) -> sim id -> the SIM as
@@ -81,23 +88,13 @@ end
 -- SIM (404); read in parallel through client:map (one GET each); or nil, the first
 -- other err.
 function account.read_sims(client, sim_ids, options)
-  local sims = {}
-  if #sim_ids == 0 then return sims end
-  local results = client:map(sim_ids, function(sim_id)
-    local sim, err = client:get_sim(sim_id)
+  local sims, err = fetch_each(client, sim_ids, function(sim_id)
+    local sim, why = client:get_sim(sim_id)
     if sim ~= nil then return sim end
-    if err.status == 404 then return false end
-    return nil, err
-  end, { concurrency = options and options.concurrency })
-  for i, sim_id in ipairs(sim_ids) do
-    local result = results[i]
-    if not result.ok then
-      local err = result.err
-      return nil, Error.is(err) and err or Error.new("account", tostring(err))
-    end
-    sims[sim_id] = result.value
-  end
-  return sims
+    if why.status == 404 then return false end
+    return nil, why
+  end, options)
+  return sims, err
 end
 
 --- account.count_sims(client, group_id) -> {count = n, at_least = bool} (at_least past
