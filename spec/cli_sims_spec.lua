@@ -114,6 +114,11 @@ describe("soracom-groups SIM membership", function()
       { { "move-sims", "--group-id", "g", "--batch", "--concurrency", "4", "--sim-id", "s1" }, nil,
         "soracom-groups: --concurrency sets the calls made at once, and --batch makes none: the Batch API "
         .. "moves the SIMs\n" },
+      { { "move-sims", "--group-id", "g", "--no-batch", "--job-timeout", "5", "--sim-id", "s1" }, nil,
+        "soracom-groups: --job-timeout bounds a Batch API job, and --no-batch makes none: one call moves each SIM\n" },
+      { { "move-sims", "--group-id", "g", "--job-timeout", "0", "--sim-id", "s1" }, nil,
+        "soracom-groups: --job-timeout expects a whole number from 1 to 2147483647 (got '0')\n"
+        .. "Try 'soracom-groups move-sims --help'.\n" },
       { { "move-sims", "--group-id", "g", "--concurrency", "0", "--sim-id", "s1" }, nil,
         "soracom-groups: --concurrency expects a whole number from 1 to 1024 (got '0')\n"
         .. "Try 'soracom-groups move-sims --help'.\n" },
@@ -415,7 +420,8 @@ describe("soracom-groups SIM membership", function()
       local printed = fake.decode(out)
       assert.are.same({ { simId = staying[1], ok = true, skipped = true }, { simId = staying[2], ok = true,
         skipped = true }, { simId = moving[1], ok = true } }, printed.results)
-      assert.are.same({ mode = "calls", groupId = to, total = 3, moved = 1, skipped = 2, failed = 0 }, printed.summary)
+      assert.are.same({ mode = "calls", groupId = to, total = 3, moved = 1, skipped = 2, failed = 0,
+        unknown = 0 }, printed.summary)
     end)
 
     it("--concurrency sets the calls made at once (8 by default)", function()
@@ -451,8 +457,8 @@ describe("soracom-groups SIM membership", function()
       assert.are.equal(1, code)
       assert.matches("^soracom%-groups: SIM " .. missing .. ": ", err)
       local printed = fake.decode(out)
-      assert.are.same({ mode = "calls", groupId = to, total = 3, moved = 2, skipped = 0, failed = 1 },
-        printed.summary)
+      assert.are.same({ mode = "calls", groupId = to, total = 3, moved = 2, skipped = 0, failed = 1,
+        unknown = 0 }, printed.summary)
       assert.are.same({ simId = ids[1], ok = true }, printed.results[1])
       assert.are.same({ simId = ids[2], ok = true }, printed.results[3])
       local failure = printed.results[2]
@@ -479,8 +485,8 @@ describe("soracom-groups SIM membership", function()
       assert.are.equal(1, #jobs)
       local job = jobs[1].jobId
       local printed = fake.decode(out)
-      assert.are.same({ mode = "batch", groupId = to, total = 3, moved = 2, skipped = 0, failed = 1, jobs = { job } },
-        printed.summary)
+      assert.are.same({ mode = "batch", groupId = to, total = 3, moved = 2, skipped = 0, failed = 1, unknown = 0,
+        jobs = { job } }, printed.summary)
       assert.are.same({ { simId = ids[1], ok = true }, { simId = ids[3], ok = true } },
         { printed.results[1], printed.results[3] })
       local failure = printed.results[2]
@@ -492,6 +498,19 @@ describe("soracom-groups SIM membership", function()
       assert.is_true(all_in({ ids[1], ids[3] }, to))
       assert.are.equal(from, srv:sim(ids[2]).groupId)
       assert.are.same({ 0, 1 }, { count(SET_GROUP), count(CREATE_JOB) })
+    end)
+
+    it("--job-timeout: a job that does not end in time gives its SIMs as unknown, exit 1", function()
+      local ids = srv:add_sims { count = 2, group_id = from }
+      srv:settings { batch_start_delay = 1000 } -- it stays pending
+      local code, out, err = run { "move-sims", "--group-id", to, "--batch", "--job-timeout", "1", "--sim-id", ids[1],
+        "--sim-id", ids[2] }
+      assert.are.equal(1, code)
+      local job = srv:batch_jobs()[1].jobId
+      assert.are.equal("Moved 0 of 2 SIMs into group " .. to .. ", skipped 0, failed 2 (2 of them unknown: their "
+        .. "job may still move them) (Batch API job " .. job .. ").\n", out)
+      assert.truthy(err:find("job " .. job .. " has not ended within job_timeout (1 s)", 1, true), err)
+      assert.is_true(all_in(ids, from))
     end)
 
     it("--unset --batch takes them out as a job, and the summary line names it", function()

@@ -10,6 +10,7 @@ local core = require "soracom.groups.core"
 local output = require "soracom.groups.cli.output"
 local raw = require "soracom.groups.cli.raw"
 local sims = require "soracom.groups.sims"
+local sims_batch = require "soracom.groups.sims_batch"
 
 local OK, FAILED = cli.OK, cli.FAILED
 local one_line, usage = cli.one_line, raw.usage
@@ -203,6 +204,7 @@ local function progress_line(progress)
   local parts = { "moved " .. progress.moved .. "/" .. progress.total }
   if progress.skipped > 0 then parts[#parts + 1] = "skipped " .. progress.skipped end
   parts[#parts + 1] = "failed " .. progress.failed
+  if progress.unknown > 0 then parts[#parts + 1] = "unknown " .. progress.unknown end
   if progress.waiting_for then
     parts[#parts + 1] = "waiting for job " .. progress.waiting_for .. " (another move of the same kind) to end"
   elseif progress.job_id then
@@ -217,9 +219,11 @@ local function summary_line(summary, group_id)
     local jobs = summary.jobs or {}
     how = "Batch API" .. (jobs[1] and " job" .. (jobs[2] and "s " or " ") .. table.concat(jobs, ", ") or "")
   end
-  return one_line(string.format("Moved %d of %s %s, skipped %d, failed %d (%s).", summary.moved,
+  local unknown = summary.unknown > 0 and " (" .. summary.unknown .. " of them unknown: their job may still move "
+    .. "them)" or ""
+  return one_line(string.format("Moved %d of %s %s, skipped %d, failed %d%s (%s).", summary.moved,
     plural(summary.total, "SIM"), group_id and "into group " .. group_id or "out of their groups",
-    summary.skipped, summary.failed, how))
+    summary.skipped, summary.failed, unknown, how))
 end
 
 local function error_json(err)
@@ -232,11 +236,11 @@ end
 local function results_json(results, summary, group_id)
   local list = setmetatable({}, core.array_mt)
   for i, result in ipairs(results) do
-    list[i] = { simId = result.sim_id, ok = result.ok, skipped = result.skipped,
+    list[i] = { simId = result.sim_id, ok = result.ok, skipped = result.skipped, unknown = result.unknown,
       error = result.err and error_json(result.err) or nil }
   end
   local shown = { mode = summary.mode, groupId = group_id or core.null, total = summary.total,
-    moved = summary.moved, skipped = summary.skipped, failed = summary.failed }
+    moved = summary.moved, skipped = summary.skipped, failed = summary.failed, unknown = summary.unknown }
   if summary.mode == "batch" then
     shown.jobs = setmetatable({}, core.array_mt)
     for i, job in ipairs(summary.jobs or {}) do shown.jobs[i] = job end
@@ -252,10 +256,13 @@ local function run_move_sims(args, ctx)
     return usage(ctx, "--concurrency sets the calls made at once, and --batch makes none: the Batch API "
       .. "moves the SIMs")
   end
+  if args.no_batch and args.job_timeout then
+    return usage(ctx, "--job-timeout bounds a Batch API job, and --no-batch makes none: one call moves each SIM")
+  end
   local list, why = read_sims(args, ctx)
   if list == nil then return usage(ctx, why) end
   local drawn = false
-  local options = { concurrency = args.concurrency, skip_current = args.skip_current }
+  local options = { concurrency = args.concurrency, skip_current = args.skip_current, job_timeout = args.job_timeout }
   if args.batch then options.batch = true elseif args.no_batch then options.batch = false end
   if ctx.stderr_is_terminal() then
     options.on_progress = function(progress)
@@ -312,6 +319,9 @@ local MOVE_SIMS = {
       c:flag("--no-batch", "Always one call per SIM."))
     c:option("--concurrency", "SIMs moved at once, one call each (" .. batch.DEFAULTS.concurrency .. ").")
       :argname("<n>"):convert(raw.positive_integer("--concurrency", batch.MAX_CONCURRENCY))
+    c:option("--job-timeout", "Seconds a Batch API job may take, the wait for another before it included ("
+      .. sims_batch.DEFAULT_JOB_TIMEOUT .. "); its SIMs are then reported unknown.")
+      :argname("<seconds>"):convert(raw.positive_integer("--job-timeout"))
     c:flag("--skip-current", "Leave alone the SIMs already in place (needs SIM objects, each with its "
       .. "\"groupId\": null for none).")
     c:flag("--json", "Print each SIM's result and the summary as JSON.")
