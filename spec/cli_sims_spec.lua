@@ -546,8 +546,8 @@ describe("soracom-groups SIM membership", function()
         for _, word in ipairs { "move-sims", "--group-id", to, "--sim-id", ids[1] } do
           words[#words + 1] = command.quote(word)
         end
-        local pipe = assert(io.popen("script -qec " .. command.quote(table.concat(words, " ")) .. " /dev/null"
-          .. " </dev/null"))
+        local pipe = assert(io.popen(command.OWN_CACHE .. "script -qec " .. command.quote(table.concat(words, " "))
+          .. " /dev/null </dev/null" .. command.DROP_CACHE))
         local text = pipe:read("*a")
         pipe:close()
         -- the terminal writes each newline as \r\n

@@ -7,6 +7,7 @@
 
 local profiles = require "soracom.groups.profile"
 local retry = require "soracom.groups.retry"
+local token_cache = require "soracom.groups.token_cache"
 
 local settings = {}
 
@@ -25,6 +26,7 @@ local OPTIONS = {
   insecure = "boolean", ca_file = "string", ca_path = "string", proxy = "string",
   transport = "string", keepalive_timeout = "number", pool_size = "number",
   shared_dict = "string", share_token = "boolean",
+  token_cache = { "boolean", "string" },
 }
 
 local TRANSPORTS = { auto = true, curl = true, nginx = true }
@@ -121,6 +123,11 @@ local function check_options(options)
   end
   if options.share_token ~= nil and options.shared_dict == nil then
     option_error("share_token says what shared_dict shares: give shared_dict too")
+  end
+  -- The workers of an instance share their token through the dict: a file besides
+  -- would be a second place for it, that no lock of the dict covers.
+  if options.token_cache and options.shared_dict then
+    option_error("token_cache and shared_dict do not go together: the shared dict keeps the token already")
   end
 end
 
@@ -427,6 +434,12 @@ function settings.resolve(options, getenv)
       credentials.login.mfaOTPCode = mfa
     end
   end
+  -- An issued API key and token need no login, so nothing to cache.
+  local cache_place
+  if options.token_cache and credentials.login then
+    local directory, unavailable = token_cache.directory(options.token_cache, getenv)
+    cache_place = { directory = directory, unavailable = unavailable }
+  end
   local transport_settings = {}
   for _, name in ipairs(TRANSPORT_SETTINGS) do transport_settings[name] = options[name] end
   return {
@@ -445,6 +458,7 @@ function settings.resolve(options, getenv)
     debug = options.debug,
     shared_dict = options.shared_dict,
     share_token = options.share_token ~= false,
+    token_cache = cache_place, -- { directory = } or { unavailable = why }, or nil
   }
 end
 
