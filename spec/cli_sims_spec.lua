@@ -492,7 +492,7 @@ describe("soracom-groups SIM membership", function()
         local paths = { out = os.tmpname(), err = os.tmpname(), input = os.tmpname() }
         local stdout, stderr = assert(io.open(paths.out, "wb")), assert(io.open(paths.err, "wb"))
         local stdin = assert(io.open(paths.input, "rb"))
-        local argv = { unpack(login) }
+        local argv = { "--no-token-cache", unpack(login) } -- (nothing written under ~/.cache)
         for _, word in ipairs(args) do argv[#argv + 1] = word end
         local code = cli.main(argv, { stdout = stdout, stderr = stderr, stdin = stdin, stderr_is_terminal = terminal })
         stdout:close() stderr:close() stdin:close()
