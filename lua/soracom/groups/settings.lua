@@ -7,7 +7,6 @@
 
 local profiles = require "soracom.groups.profile"
 local retry = require "soracom.groups.retry"
-local token_cache = require "soracom.groups.token_cache"
 
 local settings = {}
 
@@ -50,6 +49,7 @@ local SECONDS = {
 local MAX_SECONDS = 86400
 
 local MAX_TOKEN_TIMEOUT = 172800 -- the /auth API's maximum
+settings.MAX_TOKEN_TIMEOUT = MAX_TOKEN_TIMEOUT
 local DEFAULT_TOKEN_TIMEOUT = 86400
 
 local ENDPOINTS = {
@@ -374,6 +374,26 @@ local function retry_policy(options)
   return policy
 end
 
+-- The token cache's folder under $XDG_CACHE_HOME (or ~/.cache).
+local CACHE_FOLDER = "soracom-groups"
+
+--- The folder a token_cache option names (a path, or true for
+-- $XDG_CACHE_HOME/soracom-groups, else ~/.cache/soracom-groups), or nil, why when the
+-- environment names none.
+local function cache_directory(option, getenv)
+  if type(option) == "string" then return (option:gsub("(.)/+$", "%1")) end
+  local base = getenv("XDG_CACHE_HOME")
+  -- (the XDG spec: a relative path there is to be ignored)
+  if base == nil or base:sub(1, 1) ~= "/" then
+    local home = getenv("HOME")
+    if home == nil or home == "" then
+      return nil, "neither XDG_CACHE_HOME (an absolute path) nor HOME is set"
+    end
+    base = home .. "/.cache"
+  end
+  return (base:gsub("/+$", "")) .. "/" .. CACHE_FOLDER
+end
+
 --- resolve(options, getenv) -> settings, or nil, message.
 -- getenv is os.getenv outside tests.
 function settings.resolve(options, getenv)
@@ -437,7 +457,7 @@ function settings.resolve(options, getenv)
   -- An issued API key and token need no login, so nothing to cache.
   local cache_place
   if options.token_cache and credentials.login then
-    local directory, unavailable = token_cache.directory(options.token_cache, getenv)
+    local directory, unavailable = cache_directory(options.token_cache, getenv)
     cache_place = { directory = directory, unavailable = unavailable }
   end
   local transport_settings = {}

@@ -13,6 +13,7 @@
 -- No lock: two processes that find no token each log in, and the last to write wins.
 
 local core = require "soracom.groups.core"
+local settings = require "soracom.groups.settings"
 local shared = require "soracom.groups.shared"
 
 local token_cache = {}
@@ -20,29 +21,9 @@ local token_cache = {}
 -- The first line of a cache file: a file of another format is not read.
 local FORMAT = "soracom-groups token cache 1"
 
--- No token lives longer than this (the /auth API's longest lifetime, in seconds): a
--- file that says otherwise was not written by this module, or the clock went back.
-local MAX_LIFETIME = 172800
-
--- The folder's name under $XDG_CACHE_HOME (or ~/.cache).
-local FOLDER = "soracom-groups"
-
---- token_cache.directory(option, getenv): the folder a token_cache option names (a
--- path, or true for $XDG_CACHE_HOME/soracom-groups, else ~/.cache/soracom-groups), or
--- nil, why when the environment names none.
-function token_cache.directory(option, getenv)
-  if type(option) == "string" then return (option:gsub("(.)/+$", "%1")) end
-  local base = getenv("XDG_CACHE_HOME")
-  -- (the XDG spec: a relative path there is to be ignored)
-  if base == nil or base:sub(1, 1) ~= "/" then
-    local home = getenv("HOME")
-    if home == nil or home == "" then
-      return nil, "neither XDG_CACHE_HOME (an absolute path) nor HOME is set"
-    end
-    base = home .. "/.cache"
-  end
-  return (base:gsub("/+$", "")) .. "/" .. FOLDER
-end
+-- No token lives longer than the /auth API allows: a file that says otherwise was not
+-- written by this module, or the clock went back.
+local MAX_LIFETIME = settings.MAX_TOKEN_TIMEOUT
 
 local Cache = {}
 Cache.__index = Cache
@@ -178,7 +159,7 @@ function Cache:remove()
   local ready, why = self:_ready()
   if not ready then return nil, why end
   local ok, failed = os.remove(self._path)
-  if not ok and core.read_private_file(self._path) ~= nil then
+  if not ok and select(2, core.read_private_file(self._path)) ~= "missing" then
     return self:_refuse("file " .. self._path .. ": cannot remove it (" .. tostring(failed) .. ")")
   end
   return true
