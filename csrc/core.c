@@ -89,6 +89,7 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
         {"multi", sg_multi_new},
         {"read_private_file", sg_read_private_file},
         {"write_private_file", sg_write_private_file},
+        {"private_dir", sg_private_dir},
         {"sha256", sg_sha256},
         {"now", sg_now},
         {"sleep", sg_sleep},

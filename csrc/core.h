@@ -79,6 +79,7 @@ int sg_sha256(lua_State *L);
 /* private_file.c */
 int sg_read_private_file(lua_State *L);
 int sg_write_private_file(lua_State *L);
+int sg_private_dir(lua_State *L);
 
 /* core.c: raises "soracom.groups: <where>: <name> must be <what> (got <x>)", x being
  * the value at index when it is a number, else its type name. */

@@ -1,6 +1,7 @@
 /* Files that hold credentials or secrets.
  * Reading (a soracom-cli profile): see sg_read_private_file.
- * Writing (an exported document, a saved plan): see sg_write_private_file. */
+ * Writing (an exported document, a saved plan): see sg_write_private_file.
+ * The folder of such files (the command's token cache): see sg_private_dir. */
 #define _XOPEN_SOURCE 700 /* POSIX 2008 with realpath */
 #include <errno.h>
 #include <limits.h>
@@ -245,6 +246,75 @@ int sg_write_private_file(lua_State *L)
     h->fd = -1;
     if (rename(temp, target) != 0)
         return write_failed(L, h, temp, "rename", errno);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* nil, reason, detail (see sg_private_dir). */
+static int dir_refused(lua_State *L, const char *reason, const char *detail)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, reason);
+    lua_pushstring(L, detail);
+    return 3;
+}
+
+/* private_dir(path) -> true | nil, reason, detail
+ * A folder for files that hold secrets (the command's token cache). What is missing of
+ * it, parents included, is made with mode 0700, as the XDG base directory spec asks of
+ * the folders it makes. Then, as ssh wants its own folder, the path itself (lstat: not
+ * a symbolic link, which another user could turn elsewhere between a check and a
+ * write) must be a folder that the effective user owns and that group and others
+ * cannot use at all: nobody else can then put a file or a link in it. reason:
+ * "unusable" (detail: the folder and the system's message), "not_directory",
+ * "owner" (detail: the owner's uid) or "shared" (detail: the mode, in octal). */
+int sg_private_dir(lua_State *L)
+{
+    size_t path_len, i;
+    const char *path = sg_check_string(L, 1, &path_len);
+    char *part;
+    struct stat info;
+    char detail[64];
+
+    if (strlen(path) != path_len)
+        return luaL_argerror(L, 1, "the path holds a NUL byte");
+    if (path_len == 0)
+        return luaL_argerror(L, 1, "the path is empty");
+    /* Each leading part, then the whole path: made when missing. The copy lives in a
+     * userdata, freed by the collector whatever happens. */
+    part = (char *)lua_newuserdata(L, path_len + 1);
+    for (i = 1; i <= path_len; i++) {
+        if (i < path_len && path[i] != '/')
+            continue;
+        if (i < path_len && path[i - 1] == '/')
+            continue; /* "//": the same folder again */
+        memcpy(part, path, i);
+        part[i] = '\0';
+        if (stat(part, &info) == 0)
+            continue;
+        if (errno != ENOENT || (mkdir(part, 0700) != 0 && errno != EEXIST)) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "unusable");
+            lua_pushfstring(L, "%s: %s", part, strerror(errno));
+            return 3;
+        }
+    }
+    if (lstat(path, &info) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "unusable");
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 3;
+    }
+    if (!S_ISDIR(info.st_mode))
+        return dir_refused(L, "not_directory", S_ISLNK(info.st_mode) ? "a symbolic link" : "not a folder");
+    if (info.st_uid != geteuid()) {
+        snprintf(detail, sizeof detail, "%lu", (unsigned long)info.st_uid);
+        return dir_refused(L, "owner", detail);
+    }
+    if ((info.st_mode & 077) != 0) {
+        snprintf(detail, sizeof detail, "%o", (unsigned)(info.st_mode & 07777));
+        return dir_refused(L, "shared", detail);
+    }
     lua_pushboolean(L, 1);
     return 1;
 }

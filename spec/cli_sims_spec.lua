@@ -555,7 +555,7 @@ describe("soracom-groups SIM membership", function()
         local paths = { out = os.tmpname(), err = os.tmpname(), input = os.tmpname() }
         local stdout, stderr = assert(io.open(paths.out, "wb")), assert(io.open(paths.err, "wb"))
         local stdin = assert(io.open(paths.input, "rb"))
-        local argv = { unpack(login) }
+        local argv = { "--no-token-cache", unpack(login) } -- (nothing written under ~/.cache)
         for _, word in ipairs(args) do argv[#argv + 1] = word end
         local code = cli.main(argv, { stdout = stdout, stderr = stderr, stdin = stdin, stderr_is_terminal = terminal })
         stdout:close() stderr:close() stdin:close()
@@ -609,8 +609,8 @@ describe("soracom-groups SIM membership", function()
         for _, word in ipairs { "move-sims", "--group-id", to, "--sim-id", ids[1] } do
           words[#words + 1] = command.quote(word)
         end
-        local pipe = assert(io.popen("script -qec " .. command.quote(table.concat(words, " ")) .. " /dev/null"
-          .. " </dev/null"))
+        local pipe = assert(io.popen(command.OWN_CACHE .. "script -qec " .. command.quote(table.concat(words, " "))
+          .. " /dev/null </dev/null" .. command.DROP_CACHE))
         local text = pipe:read("*a")
         pipe:close()
         -- the terminal writes each newline as \r\n

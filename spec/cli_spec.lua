@@ -37,8 +37,8 @@ describe("soracom-groups command", function()
     opts = opts or {}
     local out, err, input = os.tmpname(), os.tmpname(), os.tmpname()
     write_file(input, opts.stdin or "")
-    local pipe = assert(io.popen(command_line(args, opts) .. " <" .. quote(input) .. " >" .. quote(out)
-      .. " 2>" .. quote(err) .. "; echo $?"))
+    local pipe = assert(io.popen(command.OWN_CACHE .. command_line(args, opts) .. " <" .. quote(input) .. " >"
+      .. quote(out) .. " 2>" .. quote(err) .. "; code=$?" .. command.DROP_CACHE .. "; echo $code"))
     local code = tonumber(pipe:read("*a"):match("(%d+)%s*$"))
     pipe:close()
     local stdout, stderr = slurp(out), slurp(err)

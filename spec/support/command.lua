@@ -6,6 +6,13 @@ local command = {}
 
 command.LUA = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 
+-- Shell text around a run of the command: a token cache of its own, removed after it,
+-- so that no run reuses another's token and nothing is written under the user's
+-- ~/.cache (opts.env may still name another folder). OWN_CACHE goes first; after the
+-- command, "; code=$?" .. DROP_CACHE .. "; echo $code".
+command.OWN_CACHE = 'export XDG_CACHE_HOME="$(mktemp -d "${TMPDIR:-/tmp}/soracom-cache.XXXXXX")"; '
+command.DROP_CACHE = '; rm -rf "$XDG_CACHE_HOME"'
+
 function command.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
@@ -32,8 +39,9 @@ function command.run(args, opts)
   for _, word in ipairs(args) do words[#words + 1] = command.quote(word) end
   local out, err, input = os.tmpname(), os.tmpname(), os.tmpname()
   command.write_file(input, opts.stdin or "")
-  local line = (opts.env or "") .. " " .. command.LUA .. " bin/soracom-groups " .. table.concat(words, " ")
-    .. " <" .. command.quote(input) .. " >" .. command.quote(out) .. " 2>" .. command.quote(err) .. "; echo $?"
+  local line = command.OWN_CACHE .. (opts.env or "") .. " " .. command.LUA .. " bin/soracom-groups "
+    .. table.concat(words, " ") .. " <" .. command.quote(input) .. " >" .. command.quote(out) .. " 2>"
+    .. command.quote(err) .. "; code=$?" .. command.DROP_CACHE .. "; echo $code"
   local pipe = assert(io.popen(line))
   local code = tonumber(pipe:read("*a"):match("(%d+)%s*$"))
   pipe:close()

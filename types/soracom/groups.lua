@@ -67,6 +67,7 @@ function groups.array(t) end
 ---@field pool_size? integer the nginx transport's keep-alive pool size
 ---@field shared_dict? string an nginx shared dict for one token and budget per instance
 ---@field share_token? boolean whether shared_dict shares the token too
+---@field token_cache? boolean|string keep the token in a 0600 file for later processes: true for $XDG_CACHE_HOME/soracom-groups (else ~/.cache/soracom-groups), or a folder
 
 ---@class soracom.groups.Error
 ---@field kind "http"|"network"|"decode"|"auth"|"config"|"rate_limit"|"closed"|"map"|"cancelled"|"conflict"|"unsupported"|"batch"

@@ -9,6 +9,10 @@
 -- With the shared_dict option (inside nginx) the token is also kept in the dict, for
 -- every worker of the instance (see shared.lua): one worker logs in under the dict's
 -- lock while the others wait, then each takes the token from the dict.
+--
+-- With the token_cache option (the command's default) the token is also kept in a
+-- file between processes (see token_cache.lua): the first login of a client takes a
+-- valid cached token instead, and every login writes the token it got there.
 
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
@@ -58,10 +62,16 @@ local debug_line = hook.debug
 --- Takes the client's credentials in, with the header lines of every request
 -- (Accept, language, a profile's headers) and, for an issued API key and token, the
 -- operator ID given with them. An issued pair is used at once. `sharing` is the
--- state the workers share (shared.lua), when the token is to be shared.
-function auth.attach(client, credentials, base_headers, operator_id, sharing)
+-- state the workers share (shared.lua), when the token is to be shared; `cache` the
+-- token cache (token_cache.lua), when the token is kept between processes.
+function auth.attach(client, credentials, base_headers, operator_id, sharing, cache)
   local record = { credentials = credentials, base_headers = base_headers, renewal_failures = 0, generation = 0 }
-  if credentials.login then record.shared = sharing end
+  if credentials.login then
+    record.shared = sharing
+    -- read once, at the first login: later logins replace a token that was refused or
+    -- is due for renewal, which is what the file would give again
+    record.cache, record.cache_unread = cache, cache ~= nil
+  end
   records[client] = record
   if credentials.kind == "token" then
     install(client, record, credentials.api_key, credentials.token)
@@ -145,6 +155,12 @@ local function login(client, record)
   record.renew_at = record.valid_until - renewal_margin(lifetime)
   record.renewal_failures = 0
   record.needs_login = false
+  if record.cache then
+    local at = now()
+    local _, not_cached = record.cache:store(value.apiKey, value.token, record.operator_id, record.valid_until - at,
+      record.renew_at - at)
+    if not_cached then debug_line(client, not_cached) end
+  end
   if record.shared then
     local generation, not_kept = record.shared:store_token(value.apiKey, value.token, record.valid_until,
       record.renew_at, record.operator_id)
@@ -352,8 +368,27 @@ local function await(client, flight)
   return flight.ok, flight.err
 end
 
+-- The client's first login: takes the cached token instead, when the cache holds
+-- one that is valid and not due for renewal. Returns whether it did.
+local function take_cached(client, record)
+  record.cache_unread = false
+  local entry, why = record.cache:load()
+  if why then debug_line(client, why) end
+  if entry == nil then return false end
+  install(client, record, entry.api_key, entry.token)
+  local at = now()
+  record.valid_until, record.renew_at = at + entry.valid_for, at + entry.renew_in
+  record.operator_id = entry.operator_id or record.operator_id
+  record.renewal_failures = 0
+  record.needs_login = false
+  debug_line(client, string.format("using the token cached in %s (renewal in %.0f s)", record.cache:path(),
+    entry.renew_in))
+  return true
+end
+
 -- Logs in, or waits for the login in flight and shares its outcome: ok, or nil, err.
 local function logged_in(client, record)
+  if record.cache_unread and record.flight == nil and take_cached(client, record) then return true end
   local flight = record.flight
   if flight and flight.renewing then
     await(client, flight)
@@ -401,6 +436,10 @@ function auth.invalidate(client, generation)
   if record.generation ~= generation then return end
   record.needs_login = true
   if record.shared and record.shared_generation then record.shared:refuse(record.shared_generation) end
+  if record.cache then -- (the next login writes its token; should it fail, none is left to refuse)
+    local _, not_removed = record.cache:remove()
+    if not_removed then debug_line(client, not_removed) end
+  end
 end
 
 --- The operator ID: from the login (logging in first if need be), or the one given
@@ -421,13 +460,19 @@ end
 --- POST /auth/logout, then forget the token: true, or nil, err.
 function auth.logout(client)
   local record = records[client]
+  -- A cached token is this client's to revoke too, even before any call used it.
+  if record.cache_unread then take_cached(client, record) end
   if record.needs_login then return true end -- no token was issued
   local value, err = client._transport:perform("POST", client._endpoint .. "/auth/logout", "")
   debug_line(client, "POST " .. client._endpoint .. "/auth/logout -> "
     .. (value and "ok" or tostring(err.status or err.kind)))
   if value == nil then return nil, Error.wrap(err, "POST", "/auth/logout") end
-  -- The token is revoked for every worker: none of them may use it.
+  -- The token is revoked for every worker, and every later process: none of them may use it.
   if record.shared and record.shared_generation then record.shared:refuse(record.shared_generation) end
+  if record.cache then
+    local _, not_removed = record.cache:remove()
+    if not_removed then debug_line(client, not_removed) end
+  end
   install(client, record)
   record.needs_login = true
   if record.credentials.kind == "token" then record.credentials = nil end

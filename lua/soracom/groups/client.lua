@@ -18,6 +18,7 @@ local spec = require "soracom.groups.operations"
 local settings = require "soracom.groups.settings"
 local shared = require "soracom.groups.shared"
 local sims = require "soracom.groups.sims"
+local token_cache = require "soracom.groups.token_cache"
 local validate = require "soracom.groups.validate"
 
 local build_url, encode_json = core.build_url, core.encode_json
@@ -90,6 +91,9 @@ end
 -- @tparam[opt] string options.shared_dict inside nginx: a lua_shared_dict through which every
 -- worker shares the token and the rate-limit budget
 -- @tparam[opt] boolean options.share_token with shared_dict: false shares only the budget (true)
+-- @tparam[opt] boolean|string options.token_cache keep the token in a file (mode 0600) for the next
+-- process of the same credentials: true for $XDG_CACHE_HOME/soracom-groups (else ~/.cache/soracom-groups),
+-- or a folder (false; the command's default is on)
 -- @treturn Client|nil the client
 -- @treturn Error|nil why not (kind "config")
 function Client.new(options)
@@ -126,7 +130,8 @@ function Client.new(options)
   client._budget = shared.budget(resolved.endpoint, resolved.credentials, request.clock(client), sharing,
     function() return auth.operator_id(client) end, resolved.sleep or resolved.wait)
   auth.attach(client, resolved.credentials, headers, resolved.operator_id,
-    resolved.share_token and sharing or nil)
+    resolved.share_token and sharing or nil,
+    resolved.token_cache and token_cache.open(resolved.token_cache, resolved.endpoint, resolved.credentials))
   return client
 end
 

@@ -25,6 +25,7 @@ local OPTIONS = {
   insecure = "boolean", ca_file = "string", ca_path = "string", proxy = "string",
   transport = "string", keepalive_timeout = "number", pool_size = "number",
   shared_dict = "string", share_token = "boolean",
+  token_cache = { "boolean", "string" },
 }
 
 local TRANSPORTS = { auto = true, curl = true, nginx = true }
@@ -48,6 +49,7 @@ local SECONDS = {
 local MAX_SECONDS = 86400
 
 local MAX_TOKEN_TIMEOUT = 172800 -- the /auth API's maximum
+settings.MAX_TOKEN_TIMEOUT = MAX_TOKEN_TIMEOUT
 local DEFAULT_TOKEN_TIMEOUT = 86400
 
 local ENDPOINTS = {
@@ -121,6 +123,11 @@ local function check_options(options)
   end
   if options.share_token ~= nil and options.shared_dict == nil then
     option_error("share_token says what shared_dict shares: give shared_dict too")
+  end
+  -- The workers of an instance share their token through the dict: a file besides
+  -- would be a second place for it, that no lock of the dict covers.
+  if options.token_cache and options.shared_dict then
+    option_error("token_cache and shared_dict do not go together: the shared dict keeps the token already")
   end
 end
 
@@ -367,6 +374,26 @@ local function retry_policy(options)
   return policy
 end
 
+-- The token cache's folder under $XDG_CACHE_HOME (or ~/.cache).
+local CACHE_FOLDER = "soracom-groups"
+
+--- The folder a token_cache option names (a path, or true for
+-- $XDG_CACHE_HOME/soracom-groups, else ~/.cache/soracom-groups), or nil, why when the
+-- environment names none.
+local function cache_directory(option, getenv)
+  if type(option) == "string" then return (option:gsub("(.)/+$", "%1")) end
+  local base = getenv("XDG_CACHE_HOME")
+  -- (the XDG spec: a relative path there is to be ignored)
+  if base == nil or base:sub(1, 1) ~= "/" then
+    local home = getenv("HOME")
+    if home == nil or home == "" then
+      return nil, "neither XDG_CACHE_HOME (an absolute path) nor HOME is set"
+    end
+    base = home .. "/.cache"
+  end
+  return (base:gsub("/+$", "")) .. "/" .. CACHE_FOLDER
+end
+
 --- resolve(options, getenv) -> settings, or nil, message.
 -- getenv is os.getenv outside tests.
 function settings.resolve(options, getenv)
@@ -427,6 +454,12 @@ function settings.resolve(options, getenv)
       credentials.login.mfaOTPCode = mfa
     end
   end
+  -- An issued API key and token need no login, so nothing to cache.
+  local cache_place
+  if options.token_cache and credentials.login then
+    local directory, unavailable = cache_directory(options.token_cache, getenv)
+    cache_place = { directory = directory, unavailable = unavailable }
+  end
   local transport_settings = {}
   for _, name in ipairs(TRANSPORT_SETTINGS) do transport_settings[name] = options[name] end
   return {
@@ -445,6 +478,7 @@ function settings.resolve(options, getenv)
     debug = options.debug,
     shared_dict = options.shared_dict,
     share_token = options.share_token ~= false,
+    token_cache = cache_place, -- { directory = } or { unavailable = why }, or nil
   }
 end
 

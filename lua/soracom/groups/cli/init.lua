@@ -68,6 +68,8 @@ local function global_flags(parser)
       return n
     end)
   parser:flag("--debug", "Print the library's debug lines (requests, retries; never a secret) on stderr.")
+  parser:flag("--no-token-cache", "Log in afresh: do not read or write the token kept between runs "
+    .. "($XDG_CACHE_HOME/soracom-groups/).")
 end
 
 local function build_parser()
@@ -100,6 +102,8 @@ function cli.client_options(args, stderr)
     api_key = args.api_key, token = args.api_token,
     auth_key_id = args.auth_key_id, auth_key = args.auth_key,
     endpoint = args.endpoint, timeout = args.timeout,
+    -- the next run reuses the token: a loop of commands logs in once (see the README)
+    token_cache = not args.no_token_cache,
   }
   if args.no_retry_on_error then options.retries = 0 end
   if args.debug then
