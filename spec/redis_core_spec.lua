@@ -367,7 +367,7 @@ describe("core.redis", function()
 end)
 
 describe("core.redis_missing", function()
-  it("is nil when core.redis is there (see scripts/test-without-hiredis for the other case)", function()
+  it("is nil when core.redis is there (README: Redis (optional), for a build without)", function()
     assert.is_true(core.redis ~= nil)
     assert.is_nil(core.redis_missing)
     assert.are.same({ true, nil }, { redis_conn.available() })
