@@ -96,6 +96,7 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
         {"random", sg_random},
         {"file_limit", sg_file_limit},
         {"process_alive", sg_process_alive},
+        {"wait_fd", sg_wait_fd},
         {NULL, NULL}
     };
     /* Thread-safe from libcurl 7.84 on; repeated calls are counted and harmless. */
@@ -110,6 +111,9 @@ SG_EXPORT int luaopen_soracom_groups_core(lua_State *L)
     luaL_setfuncs(L, functions, 0);
     lua_pushliteral(L, SG_VERSION);
     lua_setfield(L, -2, "VERSION");
+    sg_redis_open(L); /* core.redis, or core.redis_missing */
+    lua_pushinteger(L, SG_MAX_TIMEOUT_SECONDS); /* what wait_fd and the sessions take */
+    lua_setfield(L, -2, "MAX_TIMEOUT_SECONDS");
     lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */
     lua_setfield(L, -2, "null");
     /* The one metatable of the core left open: it is the public mark of a JSON array

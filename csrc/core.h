@@ -118,6 +118,11 @@ int sg_cloexec_socket(int family, int type, int protocol);
 void sg_lowest_free_fds(int fds[2]);
 int sg_cloexec_new_fds(const int fds[2]);
 
+/* redis.c: core.wait_fd; sg_redis_open sets core.redis (built with hiredis) or
+ * core.redis_missing (the reason it was not) in the table at the top. */
+int sg_wait_fd(lua_State *L);
+void sg_redis_open(lua_State *L);
+
 /* The longest timeout the core takes, in seconds (a day): connect_timeout and timeout
  * of a session. Longer ones are refused, as are non-finite ones. */
 #define SG_MAX_TIMEOUT_SECONDS 86400
