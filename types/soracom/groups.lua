@@ -126,7 +126,7 @@ function groups.array(t) end
 ---@field moved integer
 ---@field skipped integer
 ---@field failed integer
----@field unknown integer SIMs of a job whose end could not be seen (batch)
+---@field unknown integer SIMs of a job whose end could not be seen (batch; not in failed)
 ---@field job_id? string the job running (batch)
 ---@field waiting_for? string another job of the same action that is waited for (batch)
 
