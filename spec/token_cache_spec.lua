@@ -12,13 +12,7 @@ local settings = require "soracom.groups.settings"
 
 local quote = command.quote
 
--- The output of a shell command line.
-local function shell(line)
-  local pipe = assert(io.popen(line))
-  local text = pipe:read("*a")
-  pipe:close()
-  return text
-end
+local shell = command.output
 
 local function mode_of(path)
   return (shell("stat -c %a " .. quote(path) .. " 2>/dev/null"):gsub("%s+$", ""))
@@ -67,13 +61,7 @@ describe("the token cache", function()
     return path, command.slurp(path)
   end
 
-  local function logins()
-    local n = 0
-    for _, request in ipairs(srv:requests()) do
-      if request.method == "POST" and request.uri == "/v1/auth" then n = n + 1 end
-    end
-    return n
-  end
+  local function logins() return srv:logins() end
 
   -- The command with an AuthKey, its cache under home/cache.
   local function run(args, env)

@@ -17,6 +17,14 @@ function command.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+--- What a shell command line printed on stdout.
+function command.output(line)
+  local pipe = assert(io.popen(line))
+  local text = pipe:read("*a")
+  pipe:close()
+  return text
+end
+
 function command.slurp(path)
   local f = io.open(path, "rb")
   if not f then return "" end

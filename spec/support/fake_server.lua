@@ -198,6 +198,15 @@ function Server:settings(changes)
   return self:_control("POST", "/_fake/settings", changes or {}, 200)
 end
 
+-- How many logins (POST /v1/auth) the request log holds since the last reset.
+function Server:logins()
+  local n = 0
+  for _, request in ipairs(self:requests()) do
+    if request.method == "POST" and request.uri == "/v1/auth" then n = n + 1 end
+  end
+  return n
+end
+
 -- Queues injected responses for the next /v1 requests (/v1/auth included), in order;
 -- each fault serves `times` requests (default 1). A fault is
 --   { status = 429, headers = {...}, body = "..." or table, delay = seconds (before

@@ -12,24 +12,16 @@
 --   srv:stop()                         -- SIGKILL too (nothing to save); idempotent; removes srv.dir
 --
 -- Every failure raises, naming what failed.
+local command = require "spec.support.command"
 local socket = require "socket"
+
+local quote = command.quote
 
 local M = {}
 
 -- How long a start or a stop may take before it is a failure (not a wait that ends a
 -- spec: both usually take a few milliseconds).
 local READY_SECONDS = 5
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_command(command)
-  local pipe = assert(io.popen(command))
-  local out = pipe:read("*a")
-  pipe:close()
-  return out
-end
 
 -- A port nothing listens on now (the kernel's choice for port 0).
 local function free_port()
@@ -48,7 +40,7 @@ local function accepts(port)
 end
 
 local function alive(pid)
-  return read_command("kill -0 " .. pid .. " 2>/dev/null && echo yes"):find("yes", 1, true) ~= nil
+  return command.output("kill -0 " .. pid .. " 2>/dev/null && echo yes"):find("yes", 1, true) ~= nil
 end
 
 local Server = {}
@@ -56,7 +48,7 @@ Server.__index = Server
 
 function Server:start()
   assert(self.pid == nil, "redis_server: already running")
-  local out = read_command(("cd %s && exec redis-server --bind 127.0.0.1 --port %d --save '' " ..
+  local out = command.output(("cd %s && exec redis-server --bind 127.0.0.1 --port %d --save '' " ..
     "--appendonly no --dir %s --logfile %s >/dev/null 2>&1 </dev/null & echo $!")
     :format(quote(self.dir), self.port, quote(self.dir), quote(self.dir .. "/redis.log")))
   local pid = tonumber(out:match("%d+"))
@@ -111,11 +103,11 @@ function Server:cli(...)
   for i = 1, select("#", ...) do
     words[i] = quote(select(i, ...))
   end
-  return read_command(("redis-cli --raw -h 127.0.0.1 -p %d %s"):format(self.port, table.concat(words, " ")))
+  return command.output(("redis-cli --raw -h 127.0.0.1 -p %d %s"):format(self.port, table.concat(words, " ")))
 end
 
 function M.start()
-  local dir = read_command('mktemp -d "${TMPDIR:-/tmp}/soracom-redis.XXXXXX"'):match("^%s*(.-)%s*$")
+  local dir = command.output('mktemp -d "${TMPDIR:-/tmp}/soracom-redis.XXXXXX"'):match("^%s*(.-)%s*$")
   assert(dir ~= "", "redis_server: mktemp -d failed")
   local last
   for _ = 1, 5 do -- another process may take the port between free_port and the bind
