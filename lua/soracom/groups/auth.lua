@@ -263,8 +263,9 @@ local function shared_login(client, record, flight)
   local sharing = record.shared
   local renewing = not record.needs_login
   local at, seen = flight.attempt_started or flight.started, record.shared_generation
-  local mark = sharing:lock("login", renewing and 0 or sharing:login_hold(), sharing:login_hold())
+  local mark, why = sharing:lock("login", renewing and 0 or sharing:login_hold(), sharing:login_hold())
   if mark == nil and renewing then return true end
+  if mark == nil and type(why) == "table" then return nil, Error.wrap(why, "POST", "/auth") end -- Redis failed
   local completed, ok, err = pcall(login_under_lock, client, record, renewing, at, seen, flight)
   sharing:unlock("login", mark)
   if not completed then error(ok, 0) end

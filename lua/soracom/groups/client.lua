@@ -11,6 +11,9 @@ local batch = require "soracom.groups.batch"
 local config = require "soracom.groups.config"
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
+local hook = require "soracom.groups.hook"
+local redis_link = require "soracom.groups.redis_link"
+local redis_shared = require "soracom.groups.redis_shared"
 local request = require "soracom.groups.request"
 local iterate = require "soracom.groups.iterate"
 local loops = require "soracom.groups.loops"
@@ -32,20 +35,28 @@ Client.__index = Client
 -- at the cost of an index where getmetatable costs a call (see define_method).
 local made = setmetatable({}, { __mode = "k" })
 
--- What the workers of the nginx instance share for this client (shared_dict), or
--- nil, why.
+-- What the workers of the nginx instance (shared_dict), or every process using one
+-- Redis (redis), share for this client; or nil, why.
 local function open_shared(client, resolved)
   local transport_settings = resolved.transport_settings
   local nginx = require "soracom.groups.transport.nginx"
   local transport = client._transport
-  local state, why = shared.open(resolved.shared_dict, resolved.endpoint, resolved.credentials, {
+  local options = {
     now = core.now,
     operator_id = resolved.operator_id,
     sleep = function(seconds) transport:sleep(seconds) end,
     -- a login's one attempt at most: connecting, then the whole exchange
     login_hold = (transport_settings.connect_timeout or nginx.DEFAULT_CONNECT_TIMEOUT)
       + (transport_settings.timeout or nginx.DEFAULT_TIMEOUT),
-  }, 3)
+  }
+  if resolved.redis then
+    local link, missing = redis_link.new(resolved.redis)
+    if link == nil then return nil, "redis: " .. missing end
+    options.prefix, options.on_error = resolved.redis.prefix, resolved.on_redis_error
+    options.say = function(line) hook.debug(client, line) end
+    return redis_shared.open(link, resolved.endpoint, resolved.credentials, options)
+  end
+  local state, why = shared.open(resolved.shared_dict, resolved.endpoint, resolved.credentials, options, 3)
   return state, why -- (not a tail call, which would shift the error's level)
 end
 
@@ -90,7 +101,12 @@ end
 -- @tparam[opt] number options.pool_size idle nginx connections kept per worker (30)
 -- @tparam[opt] string options.shared_dict inside nginx: a lua_shared_dict through which every
 -- worker shares the token and the rate-limit budget
--- @tparam[opt] boolean options.share_token with shared_dict: false shares only the budget (true)
+-- @tparam[opt] boolean options.share_token with shared_dict or redis: false shares only the budget (true)
+-- @tparam[opt] string|table options.redis every process using this Redis shares the token and the
+-- budget: "redis://[[user]:password@]host[:port][/db]", or {url =, prefix =, timeout =} (seconds, 1),
+-- or {command = function(name, ...)} running one command on a connection of the program's
+-- @tparam[opt] string options.on_redis_error with redis: "local" (default) goes on alone when Redis
+-- fails, "fail" makes requests fail (kind "redis")
 -- @tparam[opt] boolean|string options.token_cache keep the token in a file (mode 0600) for the next
 -- process of the same credentials: true for $XDG_CACHE_HOME/soracom-groups (else ~/.cache/soracom-groups),
 -- or a folder (false; the command's default is on)
@@ -117,7 +133,7 @@ function Client.new(options)
   made[client] = true
   request.attach(client)
   local sharing, unshared
-  if resolved.shared_dict then
+  if resolved.shared_dict or resolved.redis then
     sharing, unshared = open_shared(client, resolved)
     if sharing == nil then
       client:close()

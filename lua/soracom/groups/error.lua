@@ -5,7 +5,8 @@
 --- The fields of an error.
 -- @field kind "http", "network", "decode", "auth", "config", "rate_limit" (held past
 -- rate_limit_max_delay), "closed" (the client closed while it waited), "map" (from
--- client:map), "batch" (a Batch API job of client:move_sims), or from update_config
+-- client:map), "batch" (a Batch API job of client:move_sims), "redis" (Redis failed, with
+-- on_redis_error = "fail"), or from update_config
 -- "conflict" and "unsupported"
 -- @field status the HTTP status, when there was an answer
 -- @field code the API's error code ("COM0004", ...), when it gave one

@@ -66,7 +66,8 @@ end
 local function admitted(client, api, op, path)
   local budget = client._budget
   local cap = batch.rate_limit_cap() or client._retry.rate_limit_max_delay
-  local place, expected, ahead, why = budget:enqueue(api, cap)
+  local place, expected, ahead, why, failure = budget:enqueue(api, cap)
+  if failure then return nil, Error.wrap(failure, op.method, path) end
   if place == nil then
     debug_line(client, string.format("giving up %s %s: the rate limit would hold it %.1f s", op.method, path,
       expected))
@@ -81,9 +82,10 @@ local function admitted(client, api, op, path)
       budget:describe(api)))
   end
   while true do
-    local ticket, seconds = budget:admit(place)
-    if ticket then
+    local ticket, seconds, unreadable = budget:admit(place)
+    if ticket or unreadable then
       unwind.pop(undo)
+      if unreadable then return nil, Error.wrap(unreadable, op.method, path) end
       return ticket
     end
     if not request.wait(client, seconds) then

@@ -6,6 +6,7 @@
 -- too, and a problem there returns nil, message.
 
 local profiles = require "soracom.groups.profile"
+local redis_link = require "soracom.groups.redis_link"
 local retry = require "soracom.groups.retry"
 
 local settings = {}
@@ -26,6 +27,7 @@ local OPTIONS = {
   transport = "string", keepalive_timeout = "number", pool_size = "number",
   shared_dict = "string", share_token = "boolean",
   token_cache = { "boolean", "string" },
+  redis = { "string", "table" }, on_redis_error = "string",
 }
 
 local TRANSPORTS = { auto = true, curl = true, nginx = true }
@@ -121,14 +123,64 @@ local function check_options(options)
   if options.transport and not TRANSPORTS[options.transport] then
     option_error('transport must be "auto", "curl" or "nginx"')
   end
-  if options.share_token ~= nil and options.shared_dict == nil then
-    option_error("share_token says what shared_dict shares: give shared_dict too")
+  if options.share_token ~= nil and options.shared_dict == nil and options.redis == nil then
+    option_error("share_token says what shared_dict or redis shares: give one of them too")
+  end
+  if options.redis and options.shared_dict then
+    option_error("redis and shared_dict do not go together: redis shares across hosts what shared_dict "
+      .. "shares across the workers of one nginx (give redis alone)")
+  end
+  if options.token_cache and options.redis then
+    option_error("token_cache and redis do not go together: redis keeps the token already")
+  end
+  if options.on_redis_error ~= nil then
+    if options.redis == nil then option_error("on_redis_error says what to do when redis fails: give redis too") end
+    if options.on_redis_error ~= "local" and options.on_redis_error ~= "fail" then
+      option_error('on_redis_error must be "local" or "fail"')
+    end
   end
   -- The workers of an instance share their token through the dict: a file besides
   -- would be a second place for it, that no lock of the dict covers.
   if options.token_cache and options.shared_dict then
     option_error("token_cache and shared_dict do not go together: the shared dict keeps the token already")
   end
+end
+
+-- The redis option's fields, and its timeout's default and most (seconds).
+local REDIS_FIELDS = { url = "string", prefix = "string", timeout = "number", command = "function" }
+local REDIS_DEFAULT_TIMEOUT, REDIS_MAX_TIMEOUT = 1, 60
+settings.REDIS_DEFAULT_TIMEOUT = REDIS_DEFAULT_TIMEOUT
+
+--- The redis option resolved: {target (host, port, db, username, password), timeout,
+-- prefix} or {command, prefix}. Raises, naming the field (never the password).
+local function redis_settings(option)
+  if type(option) == "string" then option = { url = option } end
+  for name, value in pairs(option) do
+    if REDIS_FIELDS[name] == nil then
+      option_error("redis: unknown field " .. tostring(name) .. " (expected command, prefix, timeout or url)")
+    end
+    if type(value) ~= REDIS_FIELDS[name] then
+      option_error("redis." .. name .. " must be a " .. REDIS_FIELDS[name] .. " (got " .. type(value) .. ")")
+    end
+  end
+  if (option.url == nil) == (option.command == nil) then
+    option_error("redis: give either url (redis://[[user]:password@]host[:port][/db]) or command (a function)")
+  end
+  local timeout = option.timeout or REDIS_DEFAULT_TIMEOUT
+  if not (timeout > 0 and timeout <= REDIS_MAX_TIMEOUT) then
+    option_error("redis.timeout must be a number of seconds above 0 and at most " .. REDIS_MAX_TIMEOUT)
+  end
+  local prefix = option.prefix
+  if prefix ~= nil and (prefix == "" or prefix:match("[%c%s]")) then
+    option_error("redis.prefix must be a non-empty string without spaces or control characters")
+  end
+  local resolved = { timeout = timeout, prefix = prefix, command = option.command }
+  if option.url then
+    local target, why = redis_link.parse_url(option.url)
+    if target == nil then option_error("redis.url: " .. why) end
+    resolved.target = target
+  end
+  return resolved
 end
 
 -- The kinds of credentials, each with the options that make it up and the /auth
@@ -398,6 +450,7 @@ end
 -- getenv is os.getenv outside tests.
 function settings.resolve(options, getenv)
   check_options(options)
+  local redis = options.redis and redis_settings(options.redis)
   local credentials = credentials_from_options(options)
   local why
   -- A profile named in the options comes before the environment: its credentials go to
@@ -479,6 +532,8 @@ function settings.resolve(options, getenv)
     shared_dict = options.shared_dict,
     share_token = options.share_token ~= false,
     token_cache = cache_place, -- { directory = } or { unavailable = why }, or nil
+    redis = redis,
+    on_redis_error = options.on_redis_error or "local",
   }
 end
 

@@ -21,6 +21,7 @@
 
 local core = require "soracom.groups.core"
 local rate = require "soracom.groups.rate"
+local account_changes = require "soracom.groups.rate_account"
 
 local shared = {}
 
@@ -40,9 +41,6 @@ local ACCOUNT_LOCK_HOLD = 1
 -- An account unused this long is forgotten.
 local ACCOUNT_KEPT = 3600
 
--- A 401 marks the token of its generation refused for everyone, for as long as any
--- token lives.
-local REFUSED_KEPT = 172800
 
 -- The names of each kind of credentials that say who logs in (none is a secret).
 local WHO = {
@@ -72,9 +70,13 @@ end
 
 -- The prefix of the keys of an identity's entries: a digest of its text, for a short
 -- key of fixed length (128 bits of SHA-256).
-local function prefix_of(text)
-  return "soracom-groups:" .. core.sha256(text):sub(1, 32) .. ":"
+local function prefix_of(text, prefix)
+  return (prefix or "soracom-groups:") .. core.sha256(text):sub(1, 32) .. ":"
 end
+shared.prefix_of = prefix_of
+
+-- How long a 401 marks a token's generation refused (seconds): as long as any token lives.
+shared.REFUSED_KEPT = 172800
 
 --- shared.open(name, endpoint, credentials, options): the shared state of these
 -- credentials' identity in the lua_shared_dict `name`. options: now (the clock),
@@ -200,12 +202,15 @@ end
 -- one per line (none of them holds a control character).
 local TOKEN_FIELDS = 6
 
---- The token a worker logged in with: {generation, valid_until, renew_at,
--- operator_id, api_key, token}, or nil when there is none, it has expired or it was
--- refused. Its renewal time is a later one when a renewal of it has failed.
-function Shared:token()
-  local dict = dict_of[self]
-  local text = dict:get(self._prefix .. "token")
+--- The text of a token's entry (for a store of text: the dict, Redis).
+function shared.encode_token(generation, valid_until, renew_at, operator_id, api_key, token)
+  return table.concat({ string.format("%d", generation), string.format("%.17g", valid_until),
+    string.format("%.17g", renew_at), operator_id or "", api_key, token }, "\n")
+end
+
+--- The entry {generation, valid_until, renew_at, operator_id, api_key, token} of a
+-- token's text, or nil when it is none.
+function shared.decode_token(text)
   if type(text) ~= "string" then return nil end
   local fields = {}
   for field in (text .. "\n"):gmatch("([^\n]*)\n") do fields[#fields + 1] = field end
@@ -214,8 +219,17 @@ function Shared:token()
     generation = tonumber(fields[1]), valid_until = tonumber(fields[2]), renew_at = tonumber(fields[3]),
     operator_id = fields[4] ~= "" and fields[4] or nil, api_key = fields[5], token = fields[6],
   }
-  if not (entry.generation and entry.valid_until and entry.renew_at) or self._now() >= entry.valid_until
-    or dict:get(self._prefix .. "refused:" .. entry.generation) then
+  if not (entry.generation and entry.valid_until and entry.renew_at) then return nil end
+  return entry
+end
+
+--- The token a worker logged in with: {generation, valid_until, renew_at,
+-- operator_id, api_key, token}, or nil when there is none, it has expired or it was
+-- refused. Its renewal time is a later one when a renewal of it has failed.
+function Shared:token()
+  local dict = dict_of[self]
+  local entry = shared.decode_token(dict:get(self._prefix .. "token"))
+  if entry == nil or self._now() >= entry.valid_until or dict:get(self._prefix .. "refused:" .. entry.generation) then
     return nil
   end
   local deferred = dict:get(self._prefix .. "renew:" .. entry.generation)
@@ -233,9 +247,8 @@ function Shared:store_token(api_key, token, valid_until, renew_at, operator_id)
   local dict = dict_of[self]
   local generation, why = dict:incr(self._prefix .. "generation", 1, math.floor(ngx.now() * 1000))
   if generation == nil then return nil, why end
-  local text = table.concat({ string.format("%d", generation), string.format("%.17g", valid_until),
-    string.format("%.17g", renew_at), operator_id or "", api_key, token }, "\n")
-  local stored, failed = dict:set(self._prefix .. "token", text, token_ttl(self, valid_until))
+  local stored, failed = dict:set(self._prefix .. "token",
+    shared.encode_token(generation, valid_until, renew_at, operator_id, api_key, token), token_ttl(self, valid_until))
   if not stored then return nil, failed end
   return generation
 end
@@ -247,7 +260,7 @@ end
 
 --- The token of `generation` was refused (401): no worker uses it any more.
 function Shared:refuse(generation)
-  dict_of[self]:set(self._prefix .. "refused:" .. generation, true, REFUSED_KEPT)
+  dict_of[self]:set(self._prefix .. "refused:" .. generation, true, shared.REFUSED_KEPT)
 end
 
 -- A failed login's entry: ended_at, then the error fields the retry policy and the
@@ -261,26 +274,21 @@ local function field_text(value)
   return (tostring(value):gsub("%c", " "))
 end
 
---- Stores the failure of a login (made with the lock "login" held), for the logins that
--- waited for it: they answer with it rather than each send /auth again.
-function Shared:store_failure(err, quiet_for)
-  local at = self._now()
+--- The text of a failed login's entry, ended at `at`, for those that wait for it.
+function shared.encode_failure(err, at, quiet_for)
   local parts = { string.format("%.17g", at), string.format("%.17g", at + (quiet_for or 0)) }
   for _, name in ipairs(FAILURE_FIELDS) do parts[#parts + 1] = field_text(err[name]) end
   parts[#parts + 1] = tostring(err.message or "")
-  dict_of[self]:set(self._prefix .. "failed", table.concat(parts, "\n"), 2 * self._login_hold + 1)
+  return table.concat(parts, "\n")
 end
 
---- The failure of a login that ended after `since` (a time of the clock given to open),
--- or whose quiet time (store_failure's quiet_for: an outage's next backoff step, during
--- which no worker sends /auth) has not passed, as the fields of an error
--- (FAILURE_FIELDS and message); or nil.
-function Shared:failure_since(since)
-  local text = dict_of[self]:get(self._prefix .. "failed")
+--- The failure in `text` (encode_failure's), if it ended after `since` or its quiet
+-- time has not passed at `at`; see Shared:failure_since.
+function shared.decode_failure(text, since, at)
   if type(text) ~= "string" then return nil end
   local ended_at, quiet_until, rest = text:match("^([^\n]*)\n([^\n]*)\n(.*)$")
   ended_at, quiet_until = tonumber(ended_at), tonumber(quiet_until)
-  if ended_at == nil or quiet_until == nil or (ended_at <= since and self._now() >= quiet_until) then
+  if ended_at == nil or quiet_until == nil or (ended_at <= since and at >= quiet_until) then
     return nil
   end
   local failure = {}
@@ -295,37 +303,25 @@ function Shared:failure_since(since)
   return failure
 end
 
----------------------------------------------------------------------------------------
+--- Stores the failure of a login (made with the lock "login" held), for the logins that
+-- waited for it: they answer with it rather than each send /auth again.
+function Shared:store_failure(err, quiet_for)
+  dict_of[self]:set(self._prefix .. "failed", shared.encode_failure(err, self._now(), quiet_for),
+    2 * self._login_hold + 1)
+end
+
+--- The failure of a login that ended after `since` (a time of the clock given to open),
+-- or whose quiet time (store_failure's quiet_for: an outage's next backoff step, during
+-- which no worker sends /auth) has not passed, as the fields of an error
+-- (FAILURE_FIELDS and message); or nil.
+function Shared:failure_since(since)
+  return shared.decode_failure(dict_of[self]:get(self._prefix .. "failed"), since, self._now())
+end
+
+-------------------------------------------------------------------------------------
 -- The rate-limit accounts (see rate.lua), one entry per API.
 
-local INFINITY = "inf"
-
-local function encode_account(account)
-  local parts = {}
-  for i, name in ipairs(rate.ACCOUNT_FIELDS) do
-    local value = account[name]
-    if value == nil then parts[i] = ""
-    elseif value == true then parts[i] = "t"
-    elseif value == false then parts[i] = "f"
-    elseif value == math.huge then parts[i] = INFINITY
-    else parts[i] = string.format("%.17g", value) end
-  end
-  return table.concat(parts, " ")
-end
-
-local function decode_account(text)
-  local account, i = {}, 0
-  for part in ((text or "") .. " "):gmatch("([^ ]*) ") do
-    i = i + 1
-    local name = rate.ACCOUNT_FIELDS[i]
-    if name == nil then break end
-    if part == "t" then account[name] = true
-    elseif part == "f" then account[name] = false
-    elseif part == INFINITY then account[name] = math.huge
-    elseif part ~= "" then account[name] = tonumber(part) end
-  end
-  return account
-end
+local encode_account, decode_account = account_changes.encode, account_changes.decode
 
 local AccountStore = {}
 AccountStore.__index = AccountStore
