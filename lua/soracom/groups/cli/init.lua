@@ -9,12 +9,16 @@
 -- means "changes to make".
 
 local argparse = require "argparse"
+local redis_link = require "soracom.groups.redis_link"
 
 local cli = {}
 
 local COMMANDS = { "soracom.groups.cli.raw", "soracom.groups.cli.sims", "soracom.groups.cli.declarative" }
 
 cli.OK, cli.FAILED, cli.USAGE = 0, 1, 2
+
+-- The environment variable that gives the Redis URL when --redis does not.
+cli.REDIS_VARIABLE = "SORACOM_GROUPS_REDIS"
 
 -- A message raised by the library names the caller's file and line first; the user
 -- only needs the words.
@@ -70,6 +74,13 @@ local function global_flags(parser)
   parser:flag("--debug", "Print the library's debug lines (requests, retries; never a secret) on stderr.")
   parser:flag("--no-token-cache", "Log in afresh: do not read or write the token kept between runs "
     .. "($XDG_CACHE_HOME/soracom-groups/).")
+  global_option(parser, "--redis", "Share the token and the rate-limit budget with every process using this "
+    .. "Redis: redis://[[user]:password@]host[:port][/db] (else $" .. cli.REDIS_VARIABLE .. "; prefer the "
+    .. "variable for a password: ps shows command lines). No token cache then.")
+    :argname("<url>")
+  global_option(parser, "--on-redis-error", "When Redis fails: local (default) goes on with this process's own "
+    .. "budget and login, fail makes requests fail.")
+    :choices { "local", "fail" }
 end
 
 local function build_parser()
@@ -79,6 +90,8 @@ local function build_parser()
     :epilog("Exit codes: 0 ok, 1 an API or network error, 2 a usage error;\n"
       .. "export, plan and apply: 0 ok, 1 any error (a usage error too),\n"
       .. "2 (plan, apply --dry-run) changes to make.\n"
+      .. "Runs on many hosts share one token and one rate-limit budget through Redis:\n"
+      .. "--redis redis://:PASSWORD@HOST:6379/0, or " .. cli.REDIS_VARIABLE .. " (--redis wins).\n"
       .. "Example: soracom-groups --coverage-type jp list --fetch-all --jsonl")
   global_flags(parser)
   local handlers, usage_codes = {}, {}
@@ -94,20 +107,50 @@ local function build_parser()
   return parser, handlers, usage_codes
 end
 
+--- The Redis URL the command uses and where it came from ("--redis" or the variable's
+-- name), or nil: --redis wins; an empty variable counts as unset.
+function cli.redis_url(args, getenv)
+  if args.redis then return args.redis, "--redis" end
+  local url = (getenv or os.getenv)(cli.REDIS_VARIABLE)
+  if url ~= nil and url ~= "" then return url, cli.REDIS_VARIABLE end
+end
+
+-- Why the Redis flags cannot be used, or nil. The words never quote the URL: it may
+-- hold a password.
+local function redis_problem(args)
+  local url, source = cli.redis_url(args)
+  if url == nil then
+    if args.on_redis_error then return "--on-redis-error needs --redis (or " .. cli.REDIS_VARIABLE .. ")" end
+    return nil
+  end
+  if url:match("^rediss://") then -- the library's way, a command function, is Lua's alone
+    return source .. ": rediss:// (TLS) is not built in: the command speaks redis:// (a TLS tunnel, "
+      .. "stunnel or spiped, can carry it)"
+  end
+  local target, why = redis_link.parse_url(url)
+  if target == nil then return source .. ": " .. why end
+end
+
 -- The groups.new options of the global flags: the library resolves the rest
 -- (SORACOM_* variables, profiles) exactly as it does for Lua callers.
 function cli.client_options(args, stderr)
+  local redis = cli.redis_url(args)
   local options = {
     profile = args.profile, coverage = args.coverage_type,
     api_key = args.api_key, token = args.api_token,
     auth_key_id = args.auth_key_id, auth_key = args.auth_key,
     endpoint = args.endpoint, timeout = args.timeout,
-    -- the next run reuses the token: a loop of commands logs in once (see the README)
-    token_cache = not args.no_token_cache,
+    redis = redis, on_redis_error = args.on_redis_error,
+    -- the next run reuses the token: a loop of commands logs in once (see the README);
+    -- with Redis the token is kept there (groups.new refuses both)
+    token_cache = not args.no_token_cache and redis == nil,
   }
   if args.no_retry_on_error then options.retries = 0 end
   if args.debug then
     options.debug = function(line) stderr:write(line, "\n") stderr:flush() end
+    if redis and not args.no_token_cache then
+      options.debug("soracom-groups: the token cache is not used: Redis keeps the token for every process that uses it")
+    end
   end
   return options
 end
@@ -179,6 +222,11 @@ function cli.main(argv, streams)
     io_streams.stderr:write("soracom-groups: ", message, "\nTry 'soracom-groups ",
       command and command .. " " or "", "--help'.\n")
     return usage_codes[command] or cli.USAGE
+  end
+  local problem = redis_problem(args)
+  if problem then
+    io_streams.stderr:write("soracom-groups: ", cli.one_line(problem), "\nTry 'soracom-groups --help'.\n")
+    return usage_codes[args.command] or cli.USAGE
   end
   local ctx = context(args, io_streams)
   local code = handlers[args.command](args, ctx)
