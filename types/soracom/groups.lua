@@ -66,11 +66,20 @@ function groups.array(t) end
 ---@field keepalive_timeout? number the nginx transport's keep-alive timeout, in seconds
 ---@field pool_size? integer the nginx transport's keep-alive pool size
 ---@field shared_dict? string an nginx shared dict for one token and budget per instance
----@field share_token? boolean whether shared_dict shares the token too
+---@field share_token? boolean whether shared_dict or redis shares the token too (true; false shares only the budget)
+---@field redis? string|soracom.groups.RedisOptions every process using this Redis shares the token and the budget: "redis://[[user]:password@]host[:port][/db]", or a table
+---@field on_redis_error? "local"|"fail" with redis, when Redis fails: "local" (default) goes on with this process's own budget and logins, "fail" makes requests fail (kind "redis")
 ---@field token_cache? boolean|string keep the token in a 0600 file for later processes: true for $XDG_CACHE_HOME/soracom-groups (else ~/.cache/soracom-groups), or a folder
 
+---The redis option as a table: url or command, not both.
+---@class soracom.groups.RedisOptions
+---@field url? string "redis://[[user]:password@]host[:port][/db]" (rediss:// is refused: give command for TLS)
+---@field command? fun(name: string, ...: string|number): any, string? runs one Redis command on a connection of the program's: the reply, or false and Redis's error, or nil and why it failed
+---@field prefix? string the start of every key ("soracom-groups:")
+---@field timeout? number seconds each Redis command may take (1; at most 60)
+
 ---@class soracom.groups.Error
----@field kind "http"|"network"|"decode"|"auth"|"config"|"rate_limit"|"closed"|"map"|"cancelled"|"conflict"|"unsupported"|"batch"
+---@field kind "http"|"network"|"decode"|"auth"|"config"|"rate_limit"|"closed"|"map"|"cancelled"|"conflict"|"unsupported"|"batch"|"redis"
 ---@field status? integer the HTTP status
 ---@field code? string the API's error code
 ---@field message string what went wrong
