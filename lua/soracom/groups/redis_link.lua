@@ -131,14 +131,38 @@ local function resty_redis()
   return nil
 end
 
+-- Keep-alive pools inside nginx are named by host, port, database and who logs in,
+-- so that a connection AUTHed or SELECTed for one link never serves another. Who logs
+-- in is a number given to each (username, password) pair met in this worker, never a
+-- digest of the password (a pool's name may reach nginx's debug log).
+local login_numbers, logins_met = {}, 0
+
+local function pool_name(target)
+  local login = "-"
+  if target.password then
+    local pair = (target.username or "") .. "\0" .. target.password
+    if login_numbers[pair] == nil then
+      logins_met = logins_met + 1
+      login_numbers[pair] = logins_met
+    end
+    login = "#" .. login_numbers[pair]
+  end
+  return ("soracom-groups redis %s:%d/%d %s"):format(target.host, target.port, target.db, login)
+end
+
 -- nginx's way: a cosocket per command, from and back to the worker's pool. A phase
--- without cosockets (init, log, header filter) is a failure like any other.
+-- without cosockets (init, init_worker, log, header filter...) is a failure like any
+-- other: the client goes on alone (or fails, on_redis_error = "fail").
 local function nginx_caller(module, target, timeout)
+  local phases = require "soracom.groups.transport.phases"
+  local ngx = rawget(_G, "ngx")
   local greeting = greetings(target)
+  local pool = { pool = pool_name(target) }
+  local timeout_ms = math.max(1, math.floor(timeout * 1000))
   local function run(command_name, ...)
     local red = module:new()
-    red:set_timeout(math.floor(timeout * 1000))
-    local ok, err = red:connect(target.host, target.port)
+    red:set_timeout(timeout_ms)
+    local ok, err = red:connect(target.host, target.port, pool)
     if not ok then return nil, "redis: " .. tostring(err) end
     if (red:get_reused_times() or 0) == 0 then
       for _, command in ipairs(greeting) do
@@ -159,6 +183,10 @@ local function nginx_caller(module, target, timeout)
     return reply, failure
   end
   return function(...)
+    local phase = ngx.get_phase()
+    if not phases.cosockets[phase] then
+      return nil, "redis: nginx offers no cosockets in the " .. phase .. " phase"
+    end
     local done, reply, err = pcall(run, ...)
     if not done then return nil, "redis: " .. tostring(reply) end
     return reply, err
