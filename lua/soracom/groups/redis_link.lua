@@ -104,7 +104,7 @@ local function core_caller(target, timeout)
       local made, err = redis_conn.connect(target.host, target.port, timeout)
       if made == nil then return nil, err end
       for _, command in ipairs(greeting) do
-        local ok, refused = made:call(timeout, table.unpack and table.unpack(command) or unpack(command))
+        local ok, refused = made:call(timeout, (table.unpack or unpack)(command))
         if not ok then
           made:close()
           if ok == nil then return nil, refused end
