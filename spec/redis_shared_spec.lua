@@ -18,6 +18,10 @@ local LIMIT, WINDOW = 50, 1 -- the fake's limit of API: 50 requests a second
 local CALLS, CONCURRENCY = 100, 10 -- per host
 local HOSTS = 3
 local TIMEOUT = 2 -- seconds: a bound on a working Redis's answer, never waited out
+-- A host still running after this long (seconds) is killed: a bug that holds its
+-- requests for days fails the spec (no result) rather than hangs it. Never waited out
+-- otherwise: a host takes a few seconds.
+local HOST_MOST = 90
 
 -- Whether `text` holds `needle` (plain).
 local function holds(text, needle)
@@ -98,11 +102,12 @@ describe("the redis option outside nginx", function()
 
   -- Starts a host (see spec/support/redis_host.lua for the arguments); it waits for
   -- `go` to exist before its calls.
-  local function spawn(go, args)
+  local function spawn(go, args, skew)
     local words = {}
     for i, word in ipairs(args) do words[i] = quote(word) end
-    local line = "SORACOM_ENDPOINT=" .. quote(srv.endpoint) .. " SORACOM_AUTH_KEY_ID=" .. quote(srv.auth_key_id)
-      .. " SORACOM_AUTH_KEY=" .. quote(srv.auth_key) .. " exec " .. command.LUA .. " spec/support/redis_host.lua "
+    local line = "REDIS_HOST_CLOCK_SKEW=" .. (skew or 0) .. " SORACOM_ENDPOINT=" .. quote(srv.endpoint) .. " SORACOM_AUTH_KEY_ID=" .. quote(srv.auth_key_id)
+      .. " SORACOM_AUTH_KEY=" .. quote(srv.auth_key) .. " exec timeout -s KILL " .. HOST_MOST .. " " .. command.LUA
+      .. " spec/support/redis_host.lua "
       .. table.concat(words, " ", 1, 4) .. " " .. quote(go) .. " " .. table.concat(words, " ", 5) .. " 2>&1"
     local host = { pipe = assert(io.popen(line)), lines = {}, debug = {} }
     host.pid = assert(host.pipe:read("*l"):match("^pid (%d+)$"))
@@ -137,14 +142,19 @@ describe("the redis option outside nginx", function()
     return path
   end
 
-  -- HOSTS hosts making CALLS calls each, started together; `args` after the group id.
+  -- The hosts' clocks: each process's is its own (the library's clock is monotonic:
+  -- the seconds since its host started), so these are days apart.
+  local SKEWS = { 0, 3 * 86400, 40 * 86400 }
+
+  -- HOSTS hosts making CALLS calls each, started together; `extra` arguments after
+  -- the concurrency.
   local function start_hosts(redis_arg, id, extra)
     local go = go_file()
     local hosts = {}
     for i = 1, HOSTS do
       local args = { redis_arg, id, tostring(CALLS), tostring(CONCURRENCY) }
       for _, word in ipairs(extra or {}) do args[#args + 1] = word end
-      hosts[i] = spawn(go, args)
+      hosts[i] = spawn(go, args, SKEWS[i])
     end
     command.write_file(go, "")
     return hosts, go
@@ -253,7 +263,8 @@ describe("the redis option outside nginx", function()
   -------------------------------------------------------------------------------------
 
   describe("across processes", function()
-    it("gives three hosts one budget and one token: no answer 429 beyond one a window, one /auth", function()
+    it("gives three hosts, their clocks days apart, one budget and one token: no answer 429 beyond one a window, "
+      .. "one /auth", function()
       local id = srv:seed_groups(1)[1]
       srv:settings { rate_limit = { limit = LIMIT, window = WINDOW } }
       local started = core.now()
