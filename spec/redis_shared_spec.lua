@@ -105,9 +105,9 @@ describe("the redis option outside nginx", function()
   local function spawn(go, args, skew)
     local words = {}
     for i, word in ipairs(args) do words[i] = quote(word) end
-    local line = "REDIS_HOST_CLOCK_SKEW=" .. (skew or 0) .. " SORACOM_ENDPOINT=" .. quote(srv.endpoint) .. " SORACOM_AUTH_KEY_ID=" .. quote(srv.auth_key_id)
-      .. " SORACOM_AUTH_KEY=" .. quote(srv.auth_key) .. " exec timeout -s KILL " .. HOST_MOST .. " " .. command.LUA
-      .. " spec/support/redis_host.lua "
+    local line = "REDIS_HOST_CLOCK_SKEW=" .. (skew or 0) .. " SORACOM_ENDPOINT=" .. quote(srv.endpoint)
+      .. " SORACOM_AUTH_KEY_ID=" .. quote(srv.auth_key_id) .. " SORACOM_AUTH_KEY=" .. quote(srv.auth_key)
+      .. " exec timeout -s KILL " .. HOST_MOST .. " " .. command.LUA .. " spec/support/redis_host.lua "
       .. table.concat(words, " ", 1, 4) .. " " .. quote(go) .. " " .. table.concat(words, " ", 5) .. " 2>&1"
     local host = { pipe = assert(io.popen(line)), lines = {}, debug = {} }
     host.pid = assert(host.pipe:read("*l"):match("^pid (%d+)$"))
@@ -146,13 +146,13 @@ describe("the redis option outside nginx", function()
   -- the seconds since its host started), so these are days apart.
   local SKEWS = { 0, 3 * 86400, 40 * 86400 }
 
-  -- HOSTS hosts making CALLS calls each, started together; `extra` arguments after
-  -- the concurrency.
-  local function start_hosts(redis_arg, id, extra)
+  -- HOSTS hosts making `calls` (CALLS) calls each, started together; `extra` arguments
+  -- after the concurrency.
+  local function start_hosts(redis_arg, id, extra, calls)
     local go = go_file()
     local hosts = {}
     for i = 1, HOSTS do
-      local args = { redis_arg, id, tostring(CALLS), tostring(CONCURRENCY) }
+      local args = { redis_arg, id, tostring(calls or CALLS), tostring(CONCURRENCY) }
       for _, word in ipairs(extra or {}) do args[#args + 1] = word end
       hosts[i] = spawn(go, args, SKEWS[i])
     end
@@ -283,6 +283,26 @@ describe("the redis option outside nginx", function()
       assert.are.equal(1, srv:logins())
     end)
 
+    it("renews the token once for all, ahead of its expiry", function()
+      local id = srv:seed_groups(1)[1]
+      srv:settings { rate_limit = { limit = LIMIT, window = WINDOW } }
+      local lifetime, calls = 2, 60 -- renewed 1.8 s after each login (a tenth before its end)
+      local started = core.now()
+      local hosts, go = start_hosts(redis_url(), id, { "-", "-", "-", "-", tostring(lifetime) }, calls)
+      for _, host in ipairs(hosts) do
+        finish(host)
+        assert.are.same({ calls, 0, "-" }, { host.ok, host.failed, host.why })
+      end
+      os.remove(go)
+      local seconds = core.now() - started
+      local logins = srv:logins()
+      assert.is_true(logins >= 2, logins) -- it was renewed
+      -- one login, then one renewal each 1.8 s at most, whichever host made it
+      assert.is_true(logins <= 1 + math.ceil(seconds / (0.9 * lifetime)), logins .. " in " .. seconds .. " s")
+      local stats = srv:stats()
+      assert.are.equal(HOSTS * calls, stats.by_api[API].requests) -- none refused, none sent twice
+    end)
+
     it("(the same without it: each host spends the whole budget, and many answers are 429)", function()
       local id = srv:seed_groups(1)[1]
       srv:settings { rate_limit = { limit = LIMIT, window = WINDOW } }
@@ -300,16 +320,18 @@ describe("the redis option outside nginx", function()
       function()
         local id = srv:seed_groups(1)[1]
         srv:settings { rate_limit = { limit = LIMIT, window = WINDOW } }
-        local hosts, go = start_hosts(redis_url(), id, { "30" })
+        local hosts, go = start_hosts(redis_url(), id, { "20" })
         for _, host in ipairs(hosts) do assert.is_true(read_until(host, "^progress$")) end
+        -- Started again at once: each host's connection died with it, so each fails at
+        -- its next command all the same, and finds it back at its first try after that.
         rs:kill()
-        for _, host in ipairs(hosts) do assert.is_true(read_until(host, "^debug soracom%-groups: redis: ")) end
         rs:start()
+        for _, host in ipairs(hosts) do assert.is_true(read_until(host, "^debug soracom%-groups: redis: ")) end
         for _, host in ipairs(hosts) do
           finish(host)
           assert.are.same({ CALLS, 0, "-" }, { host.ok, host.failed, host.why })
           assert.are.equal(1, count_matching(host.debug, FALL_BACK), table.concat(host.debug, "\n"))
-          assert.are.equal(1, count_matching(host.debug, BACK), table.concat(host.debug, "\n"))
+          assert.are.equal(1, count_matching(host.debug, BACK), table.concat(host.lines, "\n"))
           assert.are.equal(2, #host.debug, table.concat(host.debug, "\n"))
         end
         os.remove(go)

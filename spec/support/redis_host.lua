@@ -9,7 +9,7 @@
 -- Usage (from the repository root; credentials from SORACOM_AUTH_KEY_ID and
 -- SORACOM_AUTH_KEY, the endpoint from SORACOM_ENDPOINT; REDIS_HOST_CLOCK_SKEW below):
 --   lua spec/support/redis_host.lua REDIS GROUP_ID CALLS CONCURRENCY GO_FILE
---     [PROGRESS_AFTER [TIMEOUT [ON_REDIS_ERROR [RETRIES]]]]   ("-" for a default)
+--     [PROGRESS_AFTER [TIMEOUT [ON_REDIS_ERROR [RETRIES [TOKEN_SECONDS]]]]]   ("-" for a default)
 -- REDIS is a redis:// URL, or "none" for a client without the option. The calls start
 -- once GO_FILE exists (so that every host starts together).
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
@@ -27,6 +27,7 @@ local groups = require "soracom.groups"
 
 local redis_url, group_id, calls, concurrency, go_file = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4]), arg[5]
 local progress_after, timeout, on_redis_error, retries = tonumber(arg[6]), tonumber(arg[7]), arg[8], tonumber(arg[9])
+local token_seconds = tonumber(arg[10])
 
 io.stdout:setvbuf("line")
 local function say(...)
@@ -41,13 +42,14 @@ local options = {
   transport = "curl",
   retry_base_delay = 0.05,
   retries = retries or 8,
+  token_timeout_seconds = token_seconds,
   debug = function(line)
     if line:find("redis", 1, true) then say("debug", (line:gsub("\n", " "))) end
   end,
 }
 if redis_url ~= "none" then
   options.redis = timeout and { url = redis_url, timeout = timeout } or redis_url
-  options.on_redis_error = on_redis_error ~= "-" and on_redis_error or nil
+  options.on_redis_error = on_redis_error ~= "-" and on_redis_error or nil -- (nil too)
 end
 local client = assert(groups.new(options))
 
