@@ -16,8 +16,11 @@
 -- a minute after its window ends.
 --
 -- The account changes run inside Redis, as one script made of rate_account.lua's own
--- source: atomic, whatever the number of processes. Times are each process's clock:
--- the hosts' clocks must agree (NTP) to well within a second.
+-- source: atomic, whatever the number of processes. Every time in Redis (an account's
+-- window, a token's lifetime, a failed login's end) is on Redis's clock (TIME): each
+-- process's clock is its own (core.now is monotonic, the seconds since its host
+-- started), so each measures how far its clock is from Redis's and converts both ways.
+-- The hosts need agree on no clock.
 --
 -- When Redis fails (down, slow past its timeout, refusing writes when full), the
 -- process goes on alone: its own accounts and its own logins (on_error "local"), or
@@ -42,6 +45,10 @@ local LOCK_STEP_FIRST, LOCK_STEP_MAX = 0.005, 0.1
 -- After a failure, Redis is asked again after this pause (seconds), doubled each
 -- failure up to the most.
 local RETRY_FIRST, RETRY_MOST = 1, 8
+
+-- The offset from this process's clock to Redis's is measured again this often
+-- (seconds), and after each failure (Redis may be another server when it answers).
+local CLOCK_CHECK_EVERY = 60
 
 local function milliseconds(seconds)
   return string.format("%d", math.max(1, math.ceil(seconds * 1000)))
@@ -111,13 +118,14 @@ return generation
 -- Calls, and what happens when Redis fails.
 
 -- The health of a link, which every state of it shares: down_until, the next pause,
--- and whether the failure was told.
+-- whether the failure was told, and the failures so far (an offset to Redis's clock
+-- measured before the last one is measured again).
 local health_of = setmetatable({}, { __mode = "k" })
 
 local function health(link)
   local h = health_of[link]
   if h == nil then
-    h = { pause = RETRY_FIRST }
+    h = { pause = RETRY_FIRST, failures = 0 }
     health_of[link] = h
   end
   return h
@@ -128,6 +136,21 @@ local function failure_error(message)
   return { kind = "redis", message = message }
 end
 
+-- Redis failed (err says how): nobody asks it again for a pause; said once.
+-- Returns nil and why.
+local function fail(state, err)
+  local h = health(state._link)
+  local why = "redis: " .. tostring(err):gsub("^redis: ", "")
+  h.down_until, h.why, h.failures = core.now() + h.pause, why, h.failures + 1
+  h.pause = math.min(h.pause * 2, RETRY_MOST)
+  if not h.told then
+    h.told = true
+    state._say(why .. (state._on_error == "fail" and "; requests fail until it answers"
+      or "; this process uses its own budget and logins until it answers"))
+  end
+  return nil, why
+end
+
 -- One command through the state's link, unless Redis failed a moment ago. Returns
 -- the reply, or nil and why. An error reply (full, read-only, wrong type) is a
 -- failure too, except NOSCRIPT, which comes back as false, message.
@@ -136,17 +159,7 @@ local function call(state, ...)
   if h.down_until and at < h.down_until then return nil, h.why end
   local reply, err = state._link:call(...)
   if reply == false and tostring(err):match("^NOSCRIPT") then return false, err end
-  if reply == nil or reply == false then
-    local why = "redis: " .. tostring(err):gsub("^redis: ", "")
-    h.down_until, h.why = core.now() + h.pause, why
-    h.pause = math.min(h.pause * 2, RETRY_MOST)
-    if not h.told then
-      h.told = true
-      state._say(why .. (state._on_error == "fail" and "; requests fail until it answers"
-        or "; this process uses its own budget and logins until it answers"))
-    end
-    return nil, why
-  end
+  if reply == nil or reply == false then return fail(state, err) end
   if h.told then
     h.told = false
     state._say("redis answers again: the budget and the token are shared again")
@@ -181,6 +194,25 @@ local function evaluate(state, script, keys, args)
   local sha_reply = call(state, "SCRIPT", "LOAD", script)
   if type(sha_reply) == "string" then loaded[script] = sha_reply end
   return reply
+end
+
+-- How far Redis's clock is ahead of the state's (seconds; Redis's time = the state's
+-- + offset), measured by TIME at the middle of its round trip; or nil and why when
+-- Redis fails.
+local function clock_offset(state)
+  local h, at = health(state._link), state._now()
+  if state._offset and at < state._offset_until and state._offset_failures == h.failures then
+    return state._offset
+  end
+  local reply, why = call(state, "TIME")
+  if reply == nil then return nil, why end
+  local after = state._now()
+  local seconds = type(reply) == "table" and tonumber(reply[1])
+  local micro = type(reply) == "table" and tonumber(reply[2])
+  if not (seconds and micro) then return fail(state, "TIME gave no time") end
+  state._offset = seconds + micro / 1e6 - (at + after) / 2
+  state._offset_until, state._offset_failures = after + CLOCK_CHECK_EVERY, h.failures
+  return state._offset
 end
 
 ---------------------------------------------------------------------------------------
@@ -257,7 +289,8 @@ end
 --- The current token (see shared.lua's Shared:token). When Redis fails, or restarted
 -- empty, the one this process last had, while it lives.
 function State:token()
-  local reply = evaluate(self, TOKEN_SCRIPT, { self._prefix .. "token", self._prefix .. "refused:",
+  local offset = clock_offset(self)
+  local reply = offset and evaluate(self, TOKEN_SCRIPT, { self._prefix .. "token", self._prefix .. "refused:",
     self._prefix .. "renew:" }, {})
   local last = self._last
   if type(reply) ~= "table" then
@@ -270,8 +303,9 @@ function State:token()
   end
   local entry = shared.decode_token(reply[1])
   if entry == nil then return usable(self, last) and last or nil end
+  entry.valid_until = entry.valid_until - offset
   if self._now() >= entry.valid_until then return nil end
-  entry.renew_at = tonumber(reply[3]) or entry.renew_at
+  entry.renew_at = (tonumber(reply[3]) or entry.renew_at) - offset
   self._last = entry
   return entry
 end
@@ -279,11 +313,16 @@ end
 --- Stores a token a login gave: its generation. When Redis fails, the token is this
 -- process's alone, under a generation of its own (negative: never one of Redis's).
 function State:store_token(api_key, token, valid_until, renew_at, operator_id)
-  local ttl = milliseconds(valid_until - self._now())
-  local text = shared.encode_token(0, valid_until, renew_at, operator_id, api_key, token)
-    :gsub("^0\n", "%%GENERATION%%\n")
-  local generation = evaluate(self, STORE_TOKEN_SCRIPT, { self._prefix .. "generation", self._prefix .. "token" },
-    { string.format("%d", math.floor(core.now() * 1000)), text, ttl, milliseconds(shared.REFUSED_KEPT) })
+  local at, offset = self._now(), clock_offset(self)
+  local generation
+  if offset then
+    local text = shared.encode_token(0, valid_until + offset, renew_at + offset, operator_id, api_key, token)
+      :gsub("^0\n", "%%GENERATION%%\n")
+    -- (the least generation: Redis's clock in ms, above any given before a restart)
+    generation = evaluate(self, STORE_TOKEN_SCRIPT, { self._prefix .. "generation", self._prefix .. "token" },
+      { string.format("%d", math.floor((at + offset) * 1000)), text, milliseconds(valid_until - at),
+        milliseconds(shared.REFUSED_KEPT) })
+  end
   if type(generation) ~= "number" then
     self._locks = self._locks + 1
     generation = -self._locks
@@ -296,7 +335,9 @@ end
 function State:defer_renewal(generation, renew_at, valid_until)
   if self._last and self._last.generation == generation then self._last.renew_at = renew_at end
   if generation < 0 then return end
-  call(self, "SET", self._prefix .. "renew:" .. generation, string.format("%.17g", renew_at),
+  local offset = clock_offset(self)
+  if offset == nil then return end
+  call(self, "SET", self._prefix .. "renew:" .. generation, string.format("%.17g", renew_at + offset),
     "PX", milliseconds(valid_until - self._now()))
 end
 
@@ -307,13 +348,17 @@ function State:refuse(generation)
 end
 
 function State:store_failure(err, quiet_for)
-  call(self, "SET", self._prefix .. "failed", shared.encode_failure(err, self._now(), quiet_for),
+  local offset = clock_offset(self)
+  if offset == nil then return end
+  call(self, "SET", self._prefix .. "failed", shared.encode_failure(err, self._now() + offset, quiet_for),
     "PX", milliseconds(2 * self._login_hold + 1))
 end
 
 function State:failure_since(since)
+  local offset = clock_offset(self)
+  if offset == nil then return nil end
   local text = call(self, "GET", self._prefix .. "failed")
-  return shared.decode_failure(text, since, self._now())
+  return shared.decode_failure(text, since + offset, self._now() + offset)
 end
 
 ---------------------------------------------------------------------------------------
@@ -329,17 +374,20 @@ function State:accounts(who)
     _prefix = shared.prefix_of(who, self._key_prefix), _state = self, _own = {} }, AccountStore)
 end
 
---- Makes change(account, ...) on the account of `api`, in Redis; returns what it
--- returned. When Redis fails: on this process's own account ("local"), or nil, nil
--- and an error ("fail").
-function AccountStore:update(api, change, ...)
+--- Makes change(account, at, ...) on the account of `api`, in Redis (at on Redis's
+-- clock); returns what it returned. When Redis fails: on this process's own account
+-- ("local"), or nil, nil and an error ("fail").
+function AccountStore:update(api, change, at, ...)
   local state = self._state
-  local name = account_changes.name_of[change]
-  local key = self._prefix .. "rate:" .. api
-  local args = account_changes.wire_args(name, ...)
-  table.insert(args, 1, name)
-  local reply, why = evaluate(state, account_script(), { key }, args)
-  if type(reply) == "table" then return account_changes.wire_results(name, reply) end
+  local offset, why = clock_offset(state)
+  if offset then
+    local name = account_changes.name_of[change]
+    local args = account_changes.wire_args(name, at + offset, ...)
+    table.insert(args, 1, name)
+    local reply
+    reply, why = evaluate(state, account_script(), { self._prefix .. "rate:" .. api }, args)
+    if type(reply) == "table" then return account_changes.wire_results(name, reply) end
+  end
   local err = failed(state, why)
   if err then return nil, nil, err end
   local account = self._own[api]
@@ -347,7 +395,7 @@ function AccountStore:update(api, change, ...)
     account = {}
     self._own[api] = account
   end
-  return change(account, ...)
+  return change(account, at, ...)
 end
 
 return redis_shared
