@@ -253,6 +253,24 @@ describe("client:map over curl multi", function()
     client:close()
   end)
 
+  it("holds a queued call no longer than the cap in all, though its wait grew after it came", function()
+    local id = srv:seed_groups(1)[1]
+    local client = new_client()
+    assert(client:list_groups()) -- logged in; GET /groups/{group_id}'s limit still unknown
+    -- The first get_group is the probe of that API, answered after 2 s; the second waits
+    -- for it, expecting a moment (RECHECK), and must give up once 0.5 s have passed.
+    srv:faults { { delay = 2, times = 1 } }
+    local results, summary = client:map(range(2), function() return client:get_group(id) end,
+      { concurrency = 2, rate_limit_max_delay = 0.5 })
+    assert.are.same({ 1, 1 }, { summary.ok, summary.failed })
+    assert.truthy(results[1].ok, tostring(results[1].err))
+    assert.are.equal("rate_limit", results[2].err.kind)
+    assert.matches("its wait grew while it was queued", results[2].err.message)
+    assert.matches("more than rate_limit_max_delay %(0%.5 s%)", results[2].err.message)
+    assert.are.equal(1, requests_to("GET /v1/groups/{group_id}"), "the second was never sent")
+    client:close()
+  end)
+
   it("lets a map's queued work wait as long as the queue needs, past the client's cap", function()
     local id = srv:seed_groups(1)[1]
     srv:settings { rate_limit = { limit = 3, window = 1 } }

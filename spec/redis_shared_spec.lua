@@ -28,6 +28,14 @@ local function holds(text, needle)
   return text:find(needle, 1, true) ~= nil
 end
 
+local function lines_matching(lines, pattern)
+  local found = {}
+  for _, line in ipairs(lines) do
+    if line:match(pattern) then found[#found + 1] = line end
+  end
+  return found
+end
+
 local function count_matching(lines, pattern)
   local n = 0
   for _, line in ipairs(lines) do
@@ -435,6 +443,41 @@ describe("the redis option outside nginx", function()
   end)
 
   -------------------------------------------------------------------------------------
+
+  describe("with the README's ACL user", function()
+    -- The ACL SETUSER command the README's Security part gives, as its words.
+    local function readme_acl()
+      local file = assert(io.open("README.md", "rb"))
+      local text = file:read("*a")
+      file:close()
+      local acl = assert(text:match("`(ACL SETUSER soracom[^`]*)`"), "the README gives no ACL SETUSER soracom")
+      local words = {}
+      for word in acl:gmatch("%S+") do words[#words + 1] = word end
+      return words
+    end
+
+    it("shares the budget and the token with no more than those rights", function()
+      local words = readme_acl()
+      -- (the password the README shows is a placeholder: this user's is the spec's own)
+      for i, word in ipairs(words) do
+        if word:match("^>") then words[i] = ">acl-spec-secret" end
+      end
+      assert.are.equal("OK", redis((table.unpack or unpack)(words)))
+      local id = srv:seed_groups(1)[1]
+      local lines = {}
+      local url = "redis://soracom:acl-spec-secret@127.0.0.1:" .. rs.port
+      local first, second = new_client({ redis = url }, lines), new_client({ redis = url }, lines)
+      for _ = 1, 3 do
+        assert(first:get_group(id))
+        assert(second:get_group(id))
+      end
+      assert.are.same({}, lines_matching(lines, "redis"))
+      assert.are.equal(1, srv:logins())
+      first:close()
+      second:close()
+      assert.are.equal(1, redis("ACL", "DELUSER", "soracom"))
+    end)
+  end)
 
   describe("when Redis fails", function()
     -- A loopback port nothing listens on.

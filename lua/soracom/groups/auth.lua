@@ -182,7 +182,7 @@ local function adopt(client, record, entry)
   record.operator_id = entry.operator_id or record.operator_id
   record.renewal_failures = 0
   record.needs_login = false
-  debug_line(client, "using the token another worker logged in with (generation "
+  debug_line(client, "using the token another worker or process logged in with (generation "
     .. entry.generation .. ")")
 end
 

@@ -2,7 +2,9 @@
 -- lua-resty-redis's shapes, whichever way it goes:
 --   reply (a status as its text, a string, an integer, ngx.null or core.null for nil,
 --   an array); false, message for Redis's error reply; nil, message when the
---   connection failed or no reply came within the timeout.
+--   connection failed or no reply came within the timeout (and "phase" third when
+--   the call cannot be made where it is: nginx offers no cosockets there, Redis is
+--   not at fault).
 --
 -- Three ways, chosen once:
 -- * a `command` function the program gives (its own pool, TLS, Sentinel...);
@@ -185,7 +187,7 @@ local function nginx_caller(module, target, timeout)
   return function(...)
     local phase = ngx.get_phase()
     if not phases.cosockets[phase] then
-      return nil, "redis: nginx offers no cosockets in the " .. phase .. " phase"
+      return nil, "redis: nginx offers no cosockets in the " .. phase .. " phase", "phase"
     end
     local done, reply, err = pcall(run, ...)
     if not done then return nil, "redis: " .. tostring(reply) end

@@ -157,8 +157,16 @@ end
 local function call(state, ...)
   local h, at = health(state._link), core.now()
   if h.down_until and at < h.down_until then return nil, h.why end
-  local reply, err = state._link:call(...)
+  local reply, err, where = state._link:call(...)
   if reply == false and tostring(err):match("^NOSCRIPT") then return false, err end
+  if reply == nil and where == "phase" then
+    -- (this call only: the link stays up for the calls of other phases)
+    if not state._told_phase then
+      state._told_phase = true
+      state._say(err .. "; calls from there go on alone")
+    end
+    return nil, err
+  end
   if reply == nil or reply == false then return fail(state, err) end
   if h.told then
     h.told = false
@@ -370,7 +378,9 @@ AccountStore.__index = AccountStore
 --- The store of the budget of `who` (see shared.lua's Shared:accounts): its accounts
 -- in Redis, and this process's own for when Redis fails.
 function State:accounts(who)
-  return setmetatable({ scope = "redis " .. self._link.where .. " " .. self._key_prefix,
+  -- (on_error in the scope: a "fail" client never shares a "local" one's store)
+  local scope = "redis " .. self._link.where .. " " .. self._key_prefix .. " on error " .. self._on_error
+  return setmetatable({ scope = scope,
     _prefix = shared.prefix_of(who, self._key_prefix), _state = self, _own = {} }, AccountStore)
 end
 

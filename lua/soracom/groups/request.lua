@@ -12,6 +12,8 @@ local retry = require "soracom.groups.retry"
 local unwind = require "soracom.groups.unwind"
 
 local build_url, now = core.build_url, core.now
+-- Waits end this much after the window turns (rate_account.MARGIN): the cap allows it.
+local MARGIN = require("soracom.groups.rate_account").MARGIN
 
 local request = {}
 
@@ -58,22 +60,29 @@ local function backoff(client, err, retry_as, label, failures)
   return request.wait(client, seconds)
 end
 
+-- The error of a request the rate limit would hold `expected` more seconds, past the
+-- cap; logged through the hook.
+local function held_too_long(client, api, op, path, expected, queued, why, cap)
+  debug_line(client, string.format("giving up %s %s: the rate limit would hold it %.1f s", op.method, path,
+    expected))
+  return Error.wrap({ kind = "rate_limit", retry_after = expected, message = string.format(
+    "the rate limit of %s would hold this request about %.1f s (%s; %s), more than "
+      .. "rate_limit_max_delay (%g s)", api, expected, queued, why, cap) }, op.method, path)
+end
+
 -- Holds the request, which the budget could not take at once (others are queued, or
 -- the window is full), until its turn in the queue of its API has come and the window
 -- has room. Its wait is known when it arrives: when that is more than the cap (the
--- client's rate_limit_max_delay; inside client:map, the map's), it fails at once.
--- Returns the ticket, or nil, err.
+-- client's rate_limit_max_delay; inside client:map, the map's), it fails at once. A
+-- shared budget can lengthen it later (other processes take the window): the cap
+-- holds for the whole wait. Returns the ticket, or nil, err.
 local function admitted(client, api, op, path)
   local budget = client._budget
   local cap = batch.rate_limit_cap() or client._retry.rate_limit_max_delay
   local place, expected, ahead, why, failure = budget:enqueue(api, cap)
   if failure then return nil, Error.wrap(failure, op.method, path) end
   if place == nil then
-    debug_line(client, string.format("giving up %s %s: the rate limit would hold it %.1f s", op.method, path,
-      expected))
-    return nil, Error.wrap({ kind = "rate_limit", retry_after = expected, message = string.format(
-      "the rate limit of %s would hold this request about %.1f s (%d queued before it; %s), more than "
-        .. "rate_limit_max_delay (%g s)", api, expected, ahead, why, cap) }, op.method, path)
+    return nil, held_too_long(client, api, op, path, expected, ahead .. " queued before it", why, cap)
   end
   -- (a task dropped while it waits leaves its place at once, not when it is missed)
   local undo = unwind.push(function() budget:leave(place) end)
@@ -81,12 +90,22 @@ local function admitted(client, api, op, path)
     debug_line(client, string.format("holding %s %s for about %.2f s: %s", op.method, path, expected,
       budget:describe(api)))
   end
+  local clock = request.clock(client)
+  local deadline = clock() + cap + MARGIN
   while true do
     local ticket, seconds, unreadable = budget:admit(place)
     if ticket or unreadable then
       unwind.pop(undo)
       if unreadable then return nil, Error.wrap(unreadable, op.method, path) end
       return ticket
+    end
+    local at = clock()
+    if at + seconds > deadline then
+      unwind.pop(undo)
+      budget:leave(place)
+      return nil, held_too_long(client, api, op, path, seconds + at - deadline + cap + MARGIN,
+        "its wait grew while it was queued: a slow probe, or other processes sharing the budget",
+        budget:describe(api), cap)
     end
     if not request.wait(client, seconds) then
       unwind.pop(undo)

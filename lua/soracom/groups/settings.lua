@@ -166,6 +166,9 @@ local function redis_settings(option)
   if (option.url == nil) == (option.command == nil) then
     option_error("redis: give either url (redis://[[user]:password@]host[:port][/db]) or command (a function)")
   end
+  if option.command and option.timeout then
+    option_error("redis.timeout does not go with command: the command function keeps its own timeouts")
+  end
   local timeout = option.timeout or REDIS_DEFAULT_TIMEOUT
   if not (timeout > 0 and timeout <= REDIS_MAX_TIMEOUT) then
     option_error("redis.timeout must be a number of seconds above 0 and at most " .. REDIS_MAX_TIMEOUT)
