@@ -1,0 +1,119 @@
+-- A reviewer's attacks on the redis option (issue 26) outside nginx: what a user meets
+-- when Redis misbehaves, when one process holds several clients, and when the debug
+-- hook raises. Over real HTTP to the fake server and a redis-server of the spec's own.
+-- Each attack asserts the behaviour the README and CONTRACT promise, and could fail.
+local fake = require "spec.support.fake_server"
+local redis_server = require "spec.support.redis_server"
+local command = require "spec.support.command"
+local core = require "soracom.groups.core"
+local groups = require "soracom.groups"
+local redis_conn = require "soracom.groups.redis_conn"
+
+local quote = command.quote
+local unpack = table.unpack or unpack
+
+local TIMEOUT = 2 -- seconds: a bound on a working Redis's answer (the spec's own connection)
+
+local FALL_BACK = "^soracom%-groups: redis: .*; this process uses its own budget and logins until it answers$"
+local BACK = "^soracom%-groups: redis answers again: the budget and the token are shared again$"
+
+local function count_matching(lines, pattern)
+  local n = 0
+  for _, line in ipairs(lines) do
+    if line:match(pattern) then n = n + 1 end
+  end
+  return n
+end
+
+describe("attacks on the redis option", function()
+  local srv, rs, conn
+
+  setup(function()
+    assert(core.redis, "core.redis is missing: " .. tostring(core.redis_missing))
+    srv = fake.start()
+    rs = redis_server.start()
+  end)
+
+  teardown(function()
+    if conn then conn:close() end
+    if rs then rs:stop() end
+    if srv then srv:stop() end
+  end)
+
+  -- The spec's own connection to Redis (made again after a failure).
+  local function redis(...)
+    if conn then
+      local reply, err = conn:call(TIMEOUT, ...)
+      if reply ~= nil then return reply, err end
+      conn:close()
+    end
+    conn = assert(redis_conn.connect(rs.host, rs.port, TIMEOUT))
+    return conn:call(TIMEOUT, ...)
+  end
+
+  local function url(db) return "redis://127.0.0.1:" .. rs.port .. (db and "/" .. db or "") end
+
+  before_each(function()
+    if rs.pid == nil then rs:start() end
+    srv:reset()
+    assert.are.equal("OK", redis("FLUSHALL"))
+    assert.are.equal("OK", redis("SCRIPT", "FLUSH"))
+  end)
+
+  local function new_client(options, lines)
+    local all = { endpoint = srv.endpoint, auth_key_id = srv.auth_key_id, auth_key = srv.auth_key,
+      transport = "curl", retry_base_delay = 0.05 }
+    for name, value in pairs(options) do all[name] = value end
+    if lines then all.debug = function(line) lines[#lines + 1] = line end end
+    return assert(groups.new(all))
+  end
+
+  -- The keys of database `db` (the spec's connection is left on database 0).
+  local function keys_of(db, pattern)
+    assert.are.equal("OK", redis("SELECT", tostring(db)))
+    local keys = assert(redis("KEYS", pattern))
+    assert.are.equal("OK", redis("SELECT", "0"))
+    table.sort(keys)
+    return keys
+  end
+
+  -------------------------------------------------------------------------------------
+
+  describe("two clients of one operator in one process", function()
+    it("each counts its calls in the Redis database its URL names (the README: 'a database of its own')",
+      function()
+        local id = srv:seed_groups(1)[1]
+        srv:settings { rate_limit = { limit = 50, window = 1 } }
+        local first = new_client { redis = url(1) }
+        local second = new_client { redis = url(2) }
+        assert(first:get_group(id))
+        assert(second:get_group(id))
+        -- The hosts sharing database 2 must see the calls the second client makes: its
+        -- account must be in database 2, not only in database 1.
+        assert.are.equal(1, #keys_of(1, "*:rate:*"))
+        assert.are.equal(1, #keys_of(2, "*:rate:*"), "database 2 holds no account: the second client's calls "
+          .. "were counted in database 1 (the first client's)")
+        first:close()
+        second:close()
+      end)
+
+    it("one whose Redis refuses its password does not drag the other's budget off Redis", function()
+      local id = srv:seed_groups(1)[1]
+      srv:settings { rate_limit = { limit = 50, window = 1 } }
+      assert.are.equal("OK", redis("ACL", "SETUSER", "right", "on", ">right-secret", "~*", "+@all"))
+      finally(function() redis("ACL", "DELUSER", "right") end)
+      local wrong_lines, right_lines = {}, {}
+      local wrong = new_client({ redis = "redis://right:wrong-secret@127.0.0.1:" .. rs.port }, wrong_lines)
+      local right = new_client({ redis = "redis://right:right-secret@127.0.0.1:" .. rs.port }, right_lines)
+      assert(wrong:get_group(id))
+      assert.are.equal(1, count_matching(wrong_lines, FALL_BACK)) -- (AUTH refused: it goes on alone)
+      for _ = 1, 3 do assert(right:get_group(id)) end
+      assert.are.equal(0, count_matching(right_lines, "redis"), table.concat(right_lines, "\n"))
+      -- The right client's calls are counted in Redis.
+      assert.are.equal(1, #keys_of(0, "*:rate:*"), "no account in Redis: the right client's budget went "
+        .. "through the wrong client's link, which is down")
+      wrong:close()
+      right:close()
+    end)
+  end)
+end)
