@@ -116,4 +116,56 @@ describe("attacks on the redis option", function()
       right:close()
     end)
   end)
+  -------------------------------------------------------------------------------------
+
+  describe("Redis that fails while a request is on the wire", function()
+    it("leaves no probe stranded in the shared account: once Redis answers, the next call goes within seconds",
+      function()
+        local id = srv:seed_groups(1)[1]
+        srv:settings { rate_limit = { limit = 50, window = 1 } }
+        -- The program's own connection (a command function, as the README shows for a pool
+        -- or TLS), which fails while `down` is set, as a pool does when Redis is unreachable.
+        local own = assert(redis_conn.connect(rs.host, rs.port, TIMEOUT))
+        local down = false
+        local function run_command(name, ...)
+          if down then return nil, "redis: the pool's connection timed out" end
+          return own:call(TIMEOUT, name, ...)
+        end
+        local lines = {}
+        local client = new_client({ redis = { command = run_command }, rate_limit_max_delay = 5 }, lines)
+        assert(client:operator_id()) -- logged in: the next request of the API is its first, a probe
+        srv:settings { latency = 0.3 }
+        local run = client:start_map({ id }, function(group_id) return client:get_group(group_id) end)
+        -- (stepped until the probe is on the wire: admitted in Redis, its answer 0.3 s away)
+        local function on_the_wire()
+          for _, r in ipairs(srv:requests()) do
+            if r.method == "GET" and r.uri:match("^/v1/groups/") then return true end
+          end
+          return false
+        end
+        local deadline = core.now() + 5
+        while not on_the_wire() do
+          assert.is_true(core.now() < deadline, "the probe never reached the server")
+          run:step(0.01)
+        end
+        down = true -- its answer is taken in while Redis cannot be reached
+        while not run:step(0.05) do end
+        down = false
+        local results = run:results()
+        assert.is_true(results[1].ok, tostring(results[1].err))
+        assert.are.equal(1, count_matching(lines, FALL_BACK), table.concat(lines, "\n"))
+        srv:settings { latency = 0 }
+        core.sleep(1.1) -- Redis is asked again a second after the failure
+        local started = core.now()
+        local group, err = client:get_group(id)
+        local seconds = core.now() - started
+        assert.are.equal(1, count_matching(lines, BACK), table.concat(lines, "\n"))
+        -- (a stranded probe holds every process's calls of the API for 30 s, LOST_AFTER:
+        -- past rate_limit_max_delay, this call fails with kind rate_limit)
+        assert.are.equal(id, group and group.groupId, tostring(err))
+        assert.is_true(seconds < 2, seconds .. " s")
+        client:close()
+        own:close()
+      end)
+  end)
 end)
