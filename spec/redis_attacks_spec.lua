@@ -168,4 +168,36 @@ describe("attacks on the redis option", function()
         own:close()
       end)
   end)
+
+  -------------------------------------------------------------------------------------
+
+  describe("closed clients", function()
+    local function connected_clients()
+      return tonumber(redis("INFO", "clients"):match("connected_clients:(%d+)"))
+    end
+
+    it("hold no connection to Redis once closed", function()
+      local id = srv:seed_groups(1)[1]
+      local before = connected_clients()
+      local kept = {}
+      for i = 1, 10 do
+        local client = new_client { redis = url() }
+        assert(client:get_group(id))
+        client:close()
+        kept[i] = client -- (a program may keep a closed client in its objects)
+      end
+      assert.are.equal(before, connected_clients())
+    end)
+
+    it("leave the process its file descriptors: 80 clients made and closed one after the other under "
+      .. "ulimit -n 64, no call fails", function()
+      local id = srv:seed_groups(1)[1]
+      local line = ("ulimit -n 64; exec timeout -s KILL 60 %s spec/support/redis_many_clients.lua %s %s %s %s %s 80 2>&1")
+        :format(command.LUA, quote(srv.endpoint), quote(srv.auth_key_id), quote(srv.auth_key), quote(url()), quote(id))
+      local out = command.output(line)
+      local failed, why = out:match("result (%d+) (.*)")
+      assert(failed, out)
+      assert.are.equal(0, tonumber(failed), why)
+    end)
+  end)
 end)
