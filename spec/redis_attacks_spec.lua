@@ -27,6 +27,7 @@ end
 
 describe("attacks on the redis option", function()
   local srv, rs, conn
+  local opened = {}
 
   setup(function()
     assert(core.redis, "core.redis is missing: " .. tostring(core.redis_missing))
@@ -65,8 +66,17 @@ describe("attacks on the redis option", function()
       transport = "curl", retry_base_delay = 0.05 }
     for name, value in pairs(options) do all[name] = value end
     if lines then all.debug = function(line) lines[#lines + 1] = line end end
-    return assert(groups.new(all))
+    local client = assert(groups.new(all))
+    opened[#opened + 1] = client
+    return client
   end
+
+  -- (closed however the test ends: a client left open would keep its operator's budget,
+  -- and its link, for the next test's clients)
+  after_each(function()
+    for _, client in ipairs(opened) do client:close() end
+    opened = {}
+  end)
 
   -- The keys of database `db` (the spec's connection is left on database 0).
   local function keys_of(db, pattern)
@@ -198,6 +208,52 @@ describe("attacks on the redis option", function()
       local failed, why = out:match("result (%d+) (.*)")
       assert(failed, out)
       assert.are.equal(0, tonumber(failed), why)
+    end)
+  end)
+
+  -------------------------------------------------------------------------------------
+
+  describe("a key changed by hand", function()
+    -- Two clients of one identity with links of their own: two hosts, as Redis sees them.
+    local function two_hosts(lines)
+      return new_client({ redis = url() }, lines), new_client({ redis = url() }, lines)
+    end
+
+    it("of the wrong type at the token's key costs one login, not one per host, and is replaced", function()
+      local id = srv:seed_groups(1)[1]
+      local first, second = two_hosts({})
+      assert(first:get_group(id))
+      local token_key = assert(redis("KEYS", "*:token"))[1]
+      assert.are.equal(1, redis("DEL", token_key))
+      assert.are.equal(1, redis("HSET", token_key, "junk", "1")) -- WRONGTYPE for GET
+      srv:expire_tokens() -- both must log in again
+      assert(first:get_group(id))
+      assert(second:get_group(id))
+      -- one login for the first call, one for the refused token: not one more per host
+      assert.are.equal(2, srv:logins())
+      assert.are.equal("string", redis("TYPE", token_key))
+      first:close()
+      second:close()
+    end)
+
+    it("unreadable in an account (a window end without a length) is replaced, not a Redis failure "
+      .. "for every call of every host", function()
+      local id = srv:seed_groups(1)[1]
+      srv:settings { rate_limit = { limit = 50, window = 1 } }
+      local lines = {}
+      local client = new_client({ redis = url() }, lines)
+      assert(client:get_group(id))
+      local account_key = assert(redis("KEYS", "*:rate:*"))[1]
+      assert(account_key, table.concat(lines, "\n") .. table.concat(redis("KEYS", "*"), " "))
+      assert.are.equal("OK", redis("SET", account_key, "1 2 3")) -- no time to live, as by hand
+      for _ = 1, 3 do assert(client:get_group(id)) end
+      -- (the link is asked again a second after a failure: a failure each time would
+      -- keep every call off Redis for good)
+      core.sleep(1.1)
+      for _ = 1, 3 do assert(client:get_group(id)) end
+      assert.are.equal(0, count_matching(lines, FALL_BACK), table.concat(lines, "\n"))
+      assert.is_true(redis("PTTL", account_key) > 0)
+      client:close()
     end)
   end)
 end)
