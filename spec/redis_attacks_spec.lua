@@ -10,7 +10,6 @@ local groups = require "soracom.groups"
 local redis_conn = require "soracom.groups.redis_conn"
 
 local quote = command.quote
-local unpack = table.unpack or unpack
 
 local TIMEOUT = 2 -- seconds: a bound on a working Redis's answer (the spec's own connection)
 
@@ -196,16 +195,17 @@ describe("attacks on the redis option", function()
         client:close()
         kept[i] = client -- (a program may keep a closed client in its objects)
       end
-      assert.are.equal(before, connected_clients())
+      assert.are.equal(before, connected_clients(), #kept .. " closed clients kept")
     end)
 
     it("leave the process its file descriptors: 80 clients made and closed one after the other under "
       .. "ulimit -n 64, no call fails", function()
       local id = srv:seed_groups(1)[1]
-      local line = ("ulimit -n 64; exec timeout -s KILL 60 %s spec/support/redis_many_clients.lua %s %s %s %s %s 80 2>&1")
+      local line = ("ulimit -n 64; exec timeout -s KILL 60 %s spec/support/redis_many_clients.lua %s %s %s %s %s 80 "
+        .. "2>&1")
         :format(command.LUA, quote(srv.endpoint), quote(srv.auth_key_id), quote(srv.auth_key), quote(url()), quote(id))
       local out = command.output(line)
-      local failed, why = out:match("result (%d+) (.*)")
+      local failed, why = out:match("result (%d+) 80 (.*)")
       assert(failed, out)
       assert.are.equal(0, tonumber(failed), why)
     end)
@@ -254,6 +254,58 @@ describe("attacks on the redis option", function()
       assert.are.equal(0, count_matching(lines, FALL_BACK), table.concat(lines, "\n"))
       assert.is_true(redis("PTTL", account_key) > 0)
       client:close()
+    end)
+  end)
+
+  -------------------------------------------------------------------------------------
+
+  describe("(attacks that found nothing, kept as checks)", function()
+    it("a token refused (401) on one host: one new login for both hosts", function()
+      local id = srv:seed_groups(1)[1]
+      local first, second = new_client { redis = url() }, new_client { redis = url() }
+      assert(first:get_group(id))
+      assert(second:get_group(id))
+      assert.are.equal(1, srv:logins())
+      srv:revoke_tokens()
+      assert(first:get_group(id))
+      assert(second:get_group(id))
+      assert(first:get_group(id))
+      assert.are.equal(2, srv:logins())
+    end)
+
+    it("a read-only replica: each call served, the fall-back said once, no line said for each call", function()
+      local replica = redis_server.start()
+      local ok, err = pcall(function()
+        local admin = assert(redis_conn.connect(replica.host, replica.port, TIMEOUT))
+        assert.are.equal("OK", admin:call(TIMEOUT, "REPLICAOF", "127.0.0.1", tostring(rs.port)))
+        admin:close()
+        local id = srv:seed_groups(1)[1]
+        local lines = {}
+        local client = new_client({ redis = "redis://127.0.0.1:" .. replica.port }, lines)
+        for _ = 1, 5 do assert(client:get_group(id)) end
+        assert.are.equal(1, count_matching(lines, FALL_BACK), table.concat(lines, "\n"))
+        assert.matches("READONLY", table.concat(lines, "\n"))
+        assert.are.equal(1, srv:logins())
+      end)
+      replica:stop()
+      assert(ok, err)
+    end)
+
+    it("a map cancelled while its calls wait on Redis's account: the next client goes at once", function()
+      local ids = srv:seed_groups(4)
+      srv:settings { rate_limit = { limit = 100, window = 60 } }
+      local client = new_client { redis = url() }
+      assert(client:operator_id())
+      srv:settings { latency = 0.5 }
+      local run = client:start_map(ids, function(id) return client:get_group(id) end, { concurrency = 4 })
+      for _ = 1, 5 do run:step(0.02) end
+      run:cancel()
+      client:close()
+      srv:settings { latency = 0 }
+      local other = new_client { redis = url() }
+      local started = core.now()
+      assert(other:get_group(ids[1]))
+      assert.is_true(core.now() - started < 2)
     end)
   end)
 end)

@@ -1,7 +1,7 @@
 -- A child for spec/redis_attacks_spec.lua: makes CLIENTS clients one after the other,
 -- each with the redis option, one get_group each, then close(); keeps every closed
 -- client (a program may hold closed clients in its objects). Run under a low
--- `ulimit -n`. Prints one line: "result <failed> <first error or ->".
+-- `ulimit -n`. Prints one line: "result <failed> <clients> <first error or ->".
 -- Usage (from the repository root):
 --   lua spec/support/redis_many_clients.lua ENDPOINT AUTH_KEY_ID AUTH_KEY REDIS_URL GROUP_ID CLIENTS
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
@@ -21,4 +21,4 @@ for i = 1, count do
   client:close()
   kept[i] = client
 end
-io.stdout:write("result ", failed, " ", ((first or "-"):gsub("\n", " ")), "\n")
+io.stdout:write("result ", failed, " ", #kept, " ", ((first or "-"):gsub("\n", " ")), "\n")
