@@ -54,6 +54,7 @@ local function open_shared(client, resolved)
     if link == nil then return nil, "redis: " .. missing end
     options.prefix, options.on_error = resolved.redis.prefix, resolved.on_redis_error
     options.say = function(line) hook.debug(client, line) end
+    client._redis_link = link -- (closed with the client)
     return redis_shared.open(link, resolved.endpoint, resolved.credentials, options)
   end
   local state, why = shared.open(resolved.shared_dict, resolved.endpoint, resolved.credentials, options, 3)
@@ -619,6 +620,7 @@ function Client:close()
     if self._budget then self._budget:release() end -- the operator's is no longer this client's to hold
     auth.close(self)
     transport:close()
+    if self._redis_link then self._redis_link:close() end
   end
 end
 

@@ -341,7 +341,10 @@ end
 --- The results of change `name` from the texts wire_call returned.
 function account_changes.wire_results(name, texts)
   if name == "admit" then
-    if texts[1] == "ticket" then return { gen = text_number(texts[2]), probe = texts[3] == "t" or nil } end
+    if texts[1] == "ticket" then
+      -- (shared: admitted by a shared store, whose account hears its answer)
+      return { gen = text_number(texts[2]), probe = texts[3] == "t" or nil, shared = true }
+    end
     return nil, text_number(texts[2])
   elseif name == "projected" then
     return text_number(texts[1])

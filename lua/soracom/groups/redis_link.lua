@@ -88,6 +88,10 @@ end
 local Link = {}
 Link.__index = Link
 
+-- Links made in this process, each with its own number: a store of accounts is its
+-- link's alone (its database, login and failures are its own).
+local links_made = 0
+
 function Link:__tostring()
   return "soracom.groups redis link (" .. self.where .. ")"
 end
@@ -97,30 +101,51 @@ function Link:call(...)
   return self._call(...)
 end
 
--- The C core's way: one connection, made again after any failure.
+--- Closes the link's connection, if it keeps one (its client closed); safe twice.
+-- A later call still goes (see core_caller), and keeps nothing open.
+function Link:close()
+  self.closed = true
+  if self._close then self._close() end
+end
+
+-- The C core's way: one connection, made again after any failure. Returns the call
+-- and the close. After the close, a call (the answer of a request still in flight
+-- when its client closed) has a connection of its own, closed once it returns.
 local function core_caller(target, timeout)
-  local conn
+  local conn, closed
   local greeting = greetings(target)
-  return function(...)
-    if conn == nil then
-      local made, err = redis_conn.connect(target.host, target.port, timeout)
-      if made == nil then return nil, err end
-      for _, command in ipairs(greeting) do
-        local ok, refused = made:call(timeout, (table.unpack or unpack)(command))
-        if not ok then
-          made:close()
-          if ok == nil then return nil, refused end
-          return greeting_failed(command, refused)
-        end
-      end
-      conn = made
-    end
-    local reply, err = conn:call(timeout, ...)
-    if reply == nil then
+  local function close()
+    if conn then
       conn:close()
       conn = nil
     end
+  end
+  local function connected()
+    local made, err = redis_conn.connect(target.host, target.port, timeout)
+    if made == nil then return nil, err end
+    for _, command in ipairs(greeting) do
+      local ok, refused = made:call(timeout, (table.unpack or unpack)(command))
+      if not ok then
+        made:close()
+        if ok == nil then return nil, refused end
+        return greeting_failed(command, refused)
+      end
+    end
+    return made
+  end
+  local function call(...)
+    if conn == nil then
+      local made, err = connected()
+      if made == nil then return nil, err end
+      conn = made
+    end
+    local reply, err = conn:call(timeout, ...)
+    if reply == nil or closed then close() end
     return reply, err
+  end
+  return call, function()
+    closed = true
+    close()
   end
 end
 
@@ -204,7 +229,8 @@ end
 -- there: no hiredis in this build, no lua-resty-redis in this nginx). settings: the
 -- resolved redis option ({command} or {target, timeout}).
 function redis_link.new(settings)
-  local link = setmetatable({}, Link)
+  links_made = links_made + 1
+  local link = setmetatable({ id = links_made }, Link)
   if settings.command then
     local command = settings.command
     link.where = "the program's command function"
@@ -227,7 +253,7 @@ function redis_link.new(settings)
       return nil, "redis outside nginx needs the core built with hiredis: " .. tostring(missing)
     end
     link.where = settings.target.host .. ":" .. settings.target.port
-    link._call = core_caller(settings.target, settings.timeout)
+    link._call, link._close = core_caller(settings.target, settings.timeout)
   end
   return link
 end

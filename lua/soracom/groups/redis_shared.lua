@@ -73,8 +73,14 @@ local function account_script()
   if ACCOUNT_SCRIPT == nil then
     ACCOUNT_SCRIPT = "local account_changes = (function()\n" .. account_source() .. "\nend)()\n" .. [[
 local key, name, at = KEYS[1], ARGV[1], tonumber(ARGV[2])
-local account = account_changes.decode(redis.call("GET", key))
-local results = account_changes.wire_call(name, account, ARGV, 2)
+local text = redis.pcall("GET", key) -- (an error table when the key is of another type)
+local account = account_changes.decode(type(text) == "string" and text or nil)
+local changed, results = pcall(account_changes.wire_call, name, account, ARGV, 2)
+if not changed then
+  -- An account no change can read (written by hand, or by another version): afresh.
+  account = {}
+  results = account_changes.wire_call(name, account, ARGV, 2)
+end
 redis.call("SET", key, account_changes.encode(account), "PX", account_changes.keep_ms(account, at))
 return results
 ]]
@@ -91,18 +97,26 @@ return 0
 -- KEYS: token, prefix of refused, prefix of renew. Returns {entry text or "",
 -- "refused" or "", deferred renewal time or ""}.
 local TOKEN_SCRIPT = [[
-local text = redis.call("GET", KEYS[1])
-if not text then return { "", "", "" } end
+local text = redis.pcall("GET", KEYS[1])
+if type(text) ~= "string" then
+  -- (none, or a key of another type, which a login then replaces: SET overwrites any type)
+  return { "", "", "" }
+end
 local generation = string.match(text, "^([^\n]*)\n")
 if generation == nil then return { "", "", "" } end
 if redis.call("EXISTS", KEYS[2] .. generation) == 1 then return { "", "refused", "" } end
-return { text, "", redis.call("GET", KEYS[3] .. generation) or "" }
+local renew = redis.pcall("GET", KEYS[3] .. generation)
+return { text, "", type(renew) == "string" and renew or "" }
 ]]
 
 -- KEYS: generation, token. ARGV: the least generation (the clock's ms), the entry's
 -- text with "%GENERATION%" for its first line's number, its ttl (ms), the counter's.
 local STORE_TOKEN_SCRIPT = [[
-local generation = redis.call("INCR", KEYS[1])
+local generation = redis.pcall("INCR", KEYS[1])
+if type(generation) ~= "number" then -- (not a counter: written by hand)
+  redis.call("DEL", KEYS[1])
+  generation = redis.call("INCR", KEYS[1])
+end
 local least = tonumber(ARGV[1])
 if generation < least then
   generation = least
@@ -159,6 +173,8 @@ local function call(state, ...)
   if h.down_until and at < h.down_until then return nil, h.why end
   local reply, err, where = state._link:call(...)
   if reply == false and tostring(err):match("^NOSCRIPT") then return false, err end
+  -- A key of another type (written by hand): that key's read fails, not Redis.
+  if reply == false and tostring(err):match("^WRONGTYPE") then return nil, "redis: " .. err end
   if reply == nil and where == "phase" then
     -- (this call only: the link stays up for the calls of other phases)
     if not state._told_phase then
@@ -376,36 +392,79 @@ local AccountStore = {}
 AccountStore.__index = AccountStore
 
 --- The store of the budget of `who` (see shared.lua's Shared:accounts): its accounts
--- in Redis, and this process's own for when Redis fails.
+-- in Redis, and this process's own for when Redis fails. One store per link (each
+-- client has its own: its database, login and on_error are its own).
 function State:accounts(who)
-  -- (on_error in the scope: a "fail" client never shares a "local" one's store)
-  local scope = "redis " .. self._link.where .. " " .. self._key_prefix .. " on error " .. self._on_error
-  return setmetatable({ scope = scope,
-    _prefix = shared.prefix_of(who, self._key_prefix), _state = self, _own = {} }, AccountStore)
+  return setmetatable({ scope = "redis link " .. self._link.id, _prefix = shared.prefix_of(who, self._key_prefix),
+    _state = self, _own = {}, _unsettled = {} }, AccountStore)
+end
+
+-- Answers heard while Redis failed, for requests Redis admitted, kept to tell it once
+-- it answers again (else their places stay held in the shared account until taken
+-- for lost, LOST_AFTER). Beyond this many, the oldest are left to that.
+local UNSETTLED_MOST = 10000
+
+local function own_account(store, api)
+  local account = store._own[api]
+  if account == nil then
+    account = {}
+    store._own[api] = account
+  end
+  return account
+end
+
+-- Makes change `name` on the account of `api` in Redis (at on this process's clock):
+-- the script's reply, or nil and why.
+local function remote(store, api, name, at, ...)
+  local state = store._state
+  local offset, why = clock_offset(state)
+  if offset == nil then return nil, why end
+  local args = account_changes.wire_args(name, at + offset, ...)
+  table.insert(args, 1, name)
+  local reply
+  reply, why = evaluate(state, account_script(), { store._prefix .. "rate:" .. api }, args)
+  if type(reply) ~= "table" then return nil, why end
+  return reply
+end
+
+-- Tells Redis the answers it missed, oldest first, while it answers.
+local function settle_missed(store)
+  local unsettled = store._unsettled
+  while unsettled[1] do
+    local missed = unsettled[1]
+    if remote(store, missed.api, "settle", missed.at, missed.ticket, missed.limits, missed.status,
+      missed.retry_after) == nil then
+      return
+    end
+    table.remove(unsettled, 1)
+  end
 end
 
 --- Makes change(account, at, ...) on the account of `api`, in Redis (at on Redis's
 -- clock); returns what it returned. When Redis fails: on this process's own account
--- ("local"), or nil, nil and an error ("fail").
+-- ("local"), or nil, nil and an error ("fail"). An answer goes where its request was
+-- admitted: Redis's tickets (shared) to Redis, later if it fails meanwhile; the own
+-- account's to it.
 function AccountStore:update(api, change, at, ...)
-  local state = self._state
-  local offset, why = clock_offset(state)
-  if offset then
-    local name = account_changes.name_of[change]
-    local args = account_changes.wire_args(name, at + offset, ...)
-    table.insert(args, 1, name)
-    local reply
-    reply, why = evaluate(state, account_script(), { self._prefix .. "rate:" .. api }, args)
-    if type(reply) == "table" then return account_changes.wire_results(name, reply) end
+  local name = account_changes.name_of[change]
+  if name == "settle" then
+    local ticket, limits, status, retry_after = ...
+    if not ticket.shared then return change(own_account(self, api), at, ...) end
+    if self._unsettled[1] then settle_missed(self) end
+    if self._unsettled[1] or remote(self, api, name, at, ...) == nil then
+      local unsettled = self._unsettled
+      if #unsettled >= UNSETTLED_MOST then table.remove(unsettled, 1) end
+      unsettled[#unsettled + 1] = { api = api, at = at, ticket = ticket, limits = limits, status = status,
+        retry_after = retry_after }
+    end
+    return
   end
-  local err = failed(state, why)
+  if self._unsettled[1] then settle_missed(self) end
+  local reply, why = remote(self, api, name, at, ...)
+  if reply then return account_changes.wire_results(name, reply) end
+  local err = failed(self._state, why)
   if err then return nil, nil, err end
-  local account = self._own[api]
-  if account == nil then
-    account = {}
-    self._own[api] = account
-  end
-  return change(account, at, ...)
+  return change(own_account(self, api), at, ...)
 end
 
 return redis_shared
