@@ -8,7 +8,6 @@ local redis_server = require "spec.support.redis_server"
 local tempdir = require "spec.support.tempdir"
 local command = require "spec.support.command"
 local core = require "soracom.groups.core"
-local socket = require "socket"
 
 local quote, slurp = command.quote, command.slurp
 
@@ -18,13 +17,7 @@ local MARK = "redisPW-7731"
 local PASSWORD = "Kx9@" .. MARK
 local PASSWORD_IN_URL = "Kx9%40" .. MARK
 
--- A loopback port nothing listens on (the kernel's pick for port 0, closed again).
-local function closed_port()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
-end
+local closed_port = redis_server.free_port
 
 describe("soracom-groups with Redis", function()
   local srv, redis, home, group_id

@@ -25,7 +25,7 @@ local function count_matching(lines, pattern)
 end
 
 describe("attacks on the redis option", function()
-  local srv, rs, conn
+  local srv, rs
   local opened = {}
 
   setup(function()
@@ -35,29 +35,18 @@ describe("attacks on the redis option", function()
   end)
 
   teardown(function()
-    if conn then conn:close() end
     if rs then rs:stop() end
     if srv then srv:stop() end
   end)
 
-  -- The spec's own connection to Redis (made again after a failure).
-  local function redis(...)
-    if conn then
-      local reply, err = conn:call(TIMEOUT, ...)
-      if reply ~= nil then return reply, err end
-      conn:close()
-    end
-    conn = assert(redis_conn.connect(rs.host, rs.port, TIMEOUT))
-    return conn:call(TIMEOUT, ...)
-  end
 
   local function url(db) return "redis://127.0.0.1:" .. rs.port .. (db and "/" .. db or "") end
 
   before_each(function()
     if rs.pid == nil then rs:start() end
     srv:reset()
-    assert.are.equal("OK", redis("FLUSHALL"))
-    assert.are.equal("OK", redis("SCRIPT", "FLUSH"))
+    assert.are.equal("OK", rs:call("FLUSHALL"))
+    assert.are.equal("OK", rs:call("SCRIPT", "FLUSH"))
   end)
 
   local function new_client(options, lines)
@@ -79,9 +68,9 @@ describe("attacks on the redis option", function()
 
   -- The keys of database `db` (the spec's connection is left on database 0).
   local function keys_of(db, pattern)
-    assert.are.equal("OK", redis("SELECT", tostring(db)))
-    local keys = assert(redis("KEYS", pattern))
-    assert.are.equal("OK", redis("SELECT", "0"))
+    assert.are.equal("OK", rs:call("SELECT", tostring(db)))
+    local keys = assert(rs:call("KEYS", pattern))
+    assert.are.equal("OK", rs:call("SELECT", "0"))
     table.sort(keys)
     return keys
   end
@@ -109,8 +98,8 @@ describe("attacks on the redis option", function()
     it("one whose Redis refuses its password does not drag the other's budget off Redis", function()
       local id = srv:seed_groups(1)[1]
       srv:settings { rate_limit = { limit = 50, window = 1 } }
-      assert.are.equal("OK", redis("ACL", "SETUSER", "right", "on", ">right-secret", "~*", "+@all"))
-      finally(function() redis("ACL", "DELUSER", "right") end)
+      assert.are.equal("OK", rs:call("ACL", "SETUSER", "right", "on", ">right-secret", "~*", "+@all"))
+      finally(function() rs:call("ACL", "DELUSER", "right") end)
       local wrong_lines, right_lines = {}, {}
       local wrong = new_client({ redis = "redis://right:wrong-secret@127.0.0.1:" .. rs.port }, wrong_lines)
       local right = new_client({ redis = "redis://right:right-secret@127.0.0.1:" .. rs.port }, right_lines)
@@ -182,7 +171,7 @@ describe("attacks on the redis option", function()
 
   describe("closed clients", function()
     local function connected_clients()
-      return tonumber(redis("INFO", "clients"):match("connected_clients:(%d+)"))
+      return tonumber(rs:call("INFO", "clients"):match("connected_clients:(%d+)"))
     end
 
     it("hold no connection to Redis once closed", function()
@@ -223,15 +212,15 @@ describe("attacks on the redis option", function()
       local id = srv:seed_groups(1)[1]
       local first, second = two_hosts({})
       assert(first:get_group(id))
-      local token_key = assert(redis("KEYS", "*:token"))[1]
-      assert.are.equal(1, redis("DEL", token_key))
-      assert.are.equal(1, redis("HSET", token_key, "junk", "1")) -- WRONGTYPE for GET
+      local token_key = assert(rs:call("KEYS", "*:token"))[1]
+      assert.are.equal(1, rs:call("DEL", token_key))
+      assert.are.equal(1, rs:call("HSET", token_key, "junk", "1")) -- WRONGTYPE for GET
       srv:expire_tokens() -- both must log in again
       assert(first:get_group(id))
       assert(second:get_group(id))
       -- one login for the first call, one for the refused token: not one more per host
       assert.are.equal(2, srv:logins())
-      assert.are.equal("string", redis("TYPE", token_key))
+      assert.are.equal("string", rs:call("TYPE", token_key))
       first:close()
       second:close()
     end)
@@ -243,16 +232,16 @@ describe("attacks on the redis option", function()
       local lines = {}
       local client = new_client({ redis = url() }, lines)
       assert(client:get_group(id))
-      local account_key = assert(redis("KEYS", "*:rate:*"))[1]
-      assert(account_key, table.concat(lines, "\n") .. table.concat(redis("KEYS", "*"), " "))
-      assert.are.equal("OK", redis("SET", account_key, "1 2 3")) -- no time to live, as by hand
+      local account_key = assert(rs:call("KEYS", "*:rate:*"))[1]
+      assert(account_key, table.concat(lines, "\n") .. table.concat(rs:call("KEYS", "*"), " "))
+      assert.are.equal("OK", rs:call("SET", account_key, "1 2 3")) -- no time to live, as by hand
       for _ = 1, 3 do assert(client:get_group(id)) end
       -- (the link is asked again a second after a failure: a failure each time would
       -- keep every call off Redis for good)
       core.sleep(1.1)
       for _ = 1, 3 do assert(client:get_group(id)) end
       assert.are.equal(0, count_matching(lines, FALL_BACK), table.concat(lines, "\n"))
-      assert.is_true(redis("PTTL", account_key) > 0)
+      assert.is_true(rs:call("PTTL", account_key) > 0)
       client:close()
     end)
   end)
@@ -276,9 +265,7 @@ describe("attacks on the redis option", function()
     it("a read-only replica: each call served, the fall-back said once, no line said for each call", function()
       local replica = redis_server.start()
       local ok, err = pcall(function()
-        local admin = assert(redis_conn.connect(replica.host, replica.port, TIMEOUT))
-        assert.are.equal("OK", admin:call(TIMEOUT, "REPLICAOF", "127.0.0.1", tostring(rs.port)))
-        admin:close()
+        assert.are.equal("OK", replica:call("REPLICAOF", "127.0.0.1", tostring(rs.port)))
         local id = srv:seed_groups(1)[1]
         local lines = {}
         local client = new_client({ redis = "redis://127.0.0.1:" .. replica.port }, lines)

@@ -49,7 +49,7 @@ local FALL_BACK = "^soracom%-groups: redis: .*; this process uses its own budget
 local BACK = "^soracom%-groups: redis answers again: the budget and the token are shared again$"
 
 describe("the redis option outside nginx", function()
-  local srv, rs, conn
+  local srv, rs
 
   setup(function()
     assert(core.redis, "core.redis is missing: " .. tostring(core.redis_missing))
@@ -58,29 +58,18 @@ describe("the redis option outside nginx", function()
   end)
 
   teardown(function()
-    if conn then conn:close() end
     if rs then rs:stop() end
     if srv then srv:stop() end
   end)
 
-  -- The spec's own connection, to look into Redis (made again once, after a restart).
-  local function redis(...)
-    if conn then
-      local reply, err = conn:call(TIMEOUT, ...)
-      if reply ~= nil then return reply, err end
-      conn:close()
-    end
-    conn = assert(redis_conn.connect(rs.host, rs.port, TIMEOUT))
-    return conn:call(TIMEOUT, ...)
-  end
 
   local function redis_url() return "redis://127.0.0.1:" .. rs.port end
 
   before_each(function()
     if rs.pid == nil then rs:start() end
     srv:reset()
-    assert.are.equal("OK", redis("FLUSHALL"))
-    assert.are.equal("OK", redis("SCRIPT", "FLUSH"))
+    assert.are.equal("OK", rs:call("FLUSHALL"))
+    assert.are.equal("OK", rs:call("SCRIPT", "FLUSH"))
   end)
 
   -- A client of this process, with the fake's auth key; its debug lines in `lines`.
@@ -97,7 +86,7 @@ describe("the redis option outside nginx", function()
   local function all_keys()
     local keys, cursor = {}, "0"
     repeat
-      local reply = assert(redis("SCAN", cursor, "COUNT", "100"))
+      local reply = assert(rs:call("SCAN", cursor, "COUNT", "100"))
       cursor = reply[1]
       for _, key in ipairs(reply[2]) do keys[#keys + 1] = key end
     until cursor == "0"
@@ -225,9 +214,7 @@ describe("the redis option outside nginx", function()
     it("never show the password: not in the client, its fields, its debug lines or its errors", function()
       local rs_auth = redis_server.start()
       local ok, err = pcall(function()
-        local admin = assert(redis_conn.connect(rs_auth.host, rs_auth.port, TIMEOUT))
-        assert.are.equal("OK", admin:call(TIMEOUT, "CONFIG", "SET", "requirepass", PASSWORD))
-        admin:close()
+        assert.are.equal("OK", rs_auth:call("CONFIG", "SET", "requirepass", PASSWORD))
         local encoded = PASSWORD:gsub("[:@/]", function(c) return string.format("%%%02X", c:byte()) end)
         local lines = {}
         local good = new_client({ redis = { url = "redis://:" .. encoded .. "@127.0.0.1:" .. rs_auth.port .. "/2" },
@@ -375,12 +362,12 @@ describe("the redis option outside nginx", function()
       local lock_key
       local deadline = core.now() + 10
       while lock_key == nil do
-        local keys = assert(redis("KEYS", "*:lock:login"))
+        local keys = assert(rs:call("KEYS", "*:lock:login"))
         lock_key = keys[1]
         assert.is_true(core.now() < deadline, "the holder never took the login lock")
         if lock_key == nil then core.sleep(0.01) end
       end
-      local ttl = redis("PTTL", lock_key)
+      local ttl = rs:call("PTTL", lock_key)
       assert.is_true(ttl > 0 and ttl <= 5000, ttl) -- a lease of seconds, not the login's 70 s
       assert(os.execute("kill -KILL " .. holder.pid))
       holder.pipe:read("*a")
@@ -423,10 +410,10 @@ describe("the redis option outside nginx", function()
       local token_entries, accounts = 0, 0
       for _, key in ipairs(keys) do
         for _, secret in ipairs(in_key) do assert.is_false(holds(key, secret), key) end
-        local value = redis("GET", key)
+        local value = rs:call("GET", key)
         assert.are.equal("string", type(value), key)
         for _, secret in ipairs { srv.auth_key, srv.password } do assert.is_false(holds(value, secret), key) end
-        local ttl = redis("PTTL", key)
+        local ttl = rs:call("PTTL", key)
         assert.is_true(ttl > 0, key .. ": " .. ttl)
         if key:match(":rate:") then
           accounts = accounts + 1
@@ -462,7 +449,7 @@ describe("the redis option outside nginx", function()
       for i, word in ipairs(words) do
         if word:match("^>") then words[i] = ">acl-spec-secret" end
       end
-      assert.are.equal("OK", redis((table.unpack or unpack)(words)))
+      assert.are.equal("OK", rs:call((table.unpack or unpack)(words)))
       local id = srv:seed_groups(1)[1]
       local lines = {}
       local url = "redis://soracom:acl-spec-secret@127.0.0.1:" .. rs.port
@@ -475,7 +462,7 @@ describe("the redis option outside nginx", function()
       assert.are.equal(1, srv:logins())
       first:close()
       second:close()
-      assert.are.equal(1, redis("ACL", "DELUSER", "soracom"))
+      assert.are.equal(1, rs:call("ACL", "DELUSER", "soracom"))
     end)
   end)
 
@@ -518,7 +505,7 @@ describe("the redis option outside nginx", function()
 
     -- Counts of EVAL and EVALSHA calls Redis made.
     local function script_calls()
-      local info = redis("INFO", "commandstats")
+      local info = rs:call("INFO", "commandstats")
       return tonumber(info:match("cmdstat_eval:calls=(%d+)") or 0),
         tonumber(info:match("cmdstat_evalsha:calls=(%d+)") or 0)
     end
@@ -532,7 +519,7 @@ describe("the redis option outside nginx", function()
       -- (FLUSHALL forgets the keys, SCRIPT FLUSH the scripts)
       for _, forget in ipairs { { "SCRIPT", "FLUSH" }, { "FLUSHALL" }, { "SCRIPT", "FLUSH" } } do
         local evals = script_calls()
-        assert.are.equal("OK", redis((table.unpack or unpack)(forget)))
+        assert.are.equal("OK", rs:call((table.unpack or unpack)(forget)))
         local group, err = client:get_group(id)
         assert.are.equal(id, group and group.groupId, tostring(err))
         if forget[1] == "SCRIPT" then
@@ -550,10 +537,10 @@ describe("the redis option outside nginx", function()
       local lines = {}
       local client = new_client({ redis = redis_url() }, lines)
       assert(client:get_group(id))
-      finally(function() redis("CONFIG", "SET", "maxmemory", "0") end)
-      assert.are.equal("OK", redis("CONFIG", "SET", "maxmemory-policy", "noeviction"))
-      assert.are.equal("OK", redis("CONFIG", "SET", "maxmemory", "1"))
-      local full = redis("SET", "probe", "x")
+      finally(function() rs:call("CONFIG", "SET", "maxmemory", "0") end)
+      assert.are.equal("OK", rs:call("CONFIG", "SET", "maxmemory-policy", "noeviction"))
+      assert.are.equal("OK", rs:call("CONFIG", "SET", "maxmemory", "1"))
+      local full = rs:call("SET", "probe", "x")
       assert.is_false(full) -- Redis refuses writes now
       for _ = 1, 5 do
         local group, err = client:get_group(id)
@@ -561,7 +548,7 @@ describe("the redis option outside nginx", function()
       end
       assert.are.equal(1, count_matching(lines, FALL_BACK), table.concat(lines, "\n"))
       assert.matches("OOM", table.concat(lines, "\n"))
-      assert.are.equal("OK", redis("CONFIG", "SET", "maxmemory", "0"))
+      assert.are.equal("OK", rs:call("CONFIG", "SET", "maxmemory", "0"))
       -- (polled: it asks Redis again a second after the failure)
       local deadline = core.now() + 10
       while count_matching(lines, BACK) == 0 do

@@ -6,6 +6,9 @@
 --   local srv = redis_server.start()   -- srv.host, srv.port, srv.pid, srv.dir
 --   srv:cli("GET", "k")                -- redis-cli --raw's output, for checks from outside
 --                                      (arguments without NUL: they go through a shell)
+--   srv:call("GET", "k")               -- the reply, over a connection of the spec's own (the C
+--                                      core's; made again after a failure or a restart)
+--   redis_server.free_port()           -- a loopback port nothing listens on now
 --   srv:pause() / srv:resume()         -- SIGSTOP / SIGCONT: a server that answers nothing
 --   srv:kill()                         -- SIGKILL, then waits until the port is closed
 --   srv:start()                        -- again, on the same port (after stop or kill)
@@ -89,7 +92,26 @@ function Server:kill()
   end
 end
 
+-- How long the spec's own connection waits for a reply before it is a failure (seconds;
+-- never waited out by a working server).
+local CALL_TIMEOUT = 2
+
+function Server:call(...)
+  local redis_conn = require "soracom.groups.redis_conn"
+  if self.conn then
+    local reply, err = self.conn:call(CALL_TIMEOUT, ...)
+    if reply ~= nil then return reply, err end
+    self.conn:close()
+  end
+  self.conn = assert(redis_conn.connect(self.host, self.port, CALL_TIMEOUT))
+  return self.conn:call(CALL_TIMEOUT, ...)
+end
+
 function Server:stop()
+  if self.conn then
+    self.conn:close()
+    self.conn = nil
+  end
   self:kill()
   if self.dir then
     os.execute("rm -rf " .. quote(self.dir))
@@ -121,5 +143,7 @@ function M.start()
   os.execute("rm -rf " .. quote(dir))
   error(last, 2)
 end
+
+M.free_port = free_port
 
 return M
