@@ -113,6 +113,7 @@ end
 -- or a folder (false; the command's default is on)
 -- @treturn Client|nil the client
 -- @treturn Error|nil why not (kind "config")
+-- @static
 function Client.new(options)
   if options == nil then options = {} end
   local resolved, why = settings.resolve(options, os.getenv)
@@ -274,7 +275,9 @@ end
 
 --- POST /groups: creates a group.
 -- @function create_group
--- @tparam[opt] table options tags ({name = value} or the API's list), configuration ({Namespace = {key = value}})
+-- @tparam[opt] table options name (the "name" tag, shown by the console), tags ({name = value}
+-- or the API's list), configuration ({Namespace = {key = value}}, a built configuration or a
+-- list of them)
 -- @treturn Group|nil the new group
 -- @treturn Error|nil
 
@@ -379,7 +382,13 @@ end
 --- More than the API.
 -- @section more
 
---- set_tag(group_id, name, value): one tag, added or changed. Returns the group.
+--- set_tag(group_id, name, value): one tag, added or changed (PUT /groups/{group_id}/tags
+-- with that tag alone: the group's other tags stay).
+-- @tparam string group_id the group
+-- @tparam string name the tag's name ("name" is what the console shows as the group's name)
+-- @tparam string value its value
+-- @treturn Group|nil the group, with its tags
+-- @treturn Error|nil
 function Client:set_tag(group_id, name, value)
   check_self(self, "set_tag")
   validate.non_empty_string("set_tag", "name", name, 2)
@@ -518,9 +527,23 @@ local function check_map(self, method, items, fn, options)
 end
 
 --- map(items, fn, options) -> results, summary[, items_error]: fn(item, i) for each
--- item, at most options.concurrency (8) at once; see batch.lua and the README. When
--- the items iterator raised, the results of the items before it come back with its
--- error (summary.items_error, summary.resume_key, and a third value).
+-- item, at most options.concurrency at once, every call inside fn sharing the client's
+-- login, retries and rate budget. A failing or raising item never stops the others.
+-- When the items iterator raises, the results of the items before it come back with
+-- its error (also summary.items_error, and summary.resume_key for a client's iterator).
+-- @tparam {any,...}|function items a list, or an iterator function (client:groups{} works)
+-- @tparam function fn fn(item, i): returns a value, or nil and an error
+-- @tparam[opt] table options
+-- @tparam[opt] number options.concurrency items running at once (8)
+-- @tparam[opt] boolean options.fail_fast start no new item after the first failure (false)
+-- @tparam[opt] function options.on_result on_result(i, value, err) as each item finishes
+-- @tparam[opt] boolean options.keep_results false: keep no results (memory stays flat) (true)
+-- @tparam[opt] number options.rate_limit_max_delay seconds each request may be held for
+-- the rate limit (none: a map waits as long as its queue needs)
+-- @treturn {MapResult,...} in input order: {ok = true, value = ...} or {ok = false, err = ...,
+-- traceback = ...}, or {skipped = true} after fail_fast
+-- @treturn table summary: ok, failed, skipped, seconds (and items_error, resume_key)
+-- @treturn[opt] any what the items iterator raised
 function Client:map(items, fn, options)
   check_self(self, "map")
   local resolved = check_map(self, "map", items, fn, options)
@@ -534,6 +557,10 @@ end
 -- run:wait_hint() gives the seconds and sockets to wait for before the next step;
 -- run:cancel(); run:results() (as map's). Only a run that is stepped makes progress; a
 -- run dropped unfinished is cancelled when collected.
+-- @tparam {any,...}|function items as map's
+-- @tparam function fn as map's
+-- @tparam[opt] table options as map's
+-- @treturn table the run
 function Client:start_map(items, fn, options)
   check_self(self, "start_map")
   local resolved = check_map(self, "start_map", items, fn, options)
@@ -566,7 +593,16 @@ end
 -- client is blamed on the loop: request <- fetch <- iterator <- loop.
 local FETCH_LEVEL = 3
 
---- for group in client:groups{tag_name=, tag_value=, tag_value_match_mode=, limit=} do
+--- for group in client:groups{tag_name=, tag_value=, limit=} do: every group, a page
+-- (GET /groups) fetched when the loop needs the next. A page that fails raises its
+-- Error out of the loop, with resume_key, the last_evaluated_key to start again from.
+-- @tparam[opt] table options
+-- @tparam[opt] string options.tag_name only groups with this tag
+-- @tparam[opt] string options.tag_value the tag's value (with tag_name)
+-- @tparam[opt] string options.tag_value_match_mode "exact" (default) or "prefix"
+-- @tparam[opt] number options.limit the page size
+-- @tparam[opt] string options.last_evaluated_key start after this key (a resume_key)
+-- @treturn function the iterator: each call gives the next Group, nil at the end
 function Client:groups(options)
   local op = operations.list_groups
   check_self(self, "groups")
@@ -578,7 +614,14 @@ function Client:groups(options)
   return iterator
 end
 
---- for sim in client:subscribers(group_id, {limit=}) do
+--- for sim in client:subscribers(group_id, {limit=}) do: every SIM of a group, a page
+-- (GET /groups/{group_id}/subscribers) fetched when the loop needs the next; a page
+-- that fails raises as with groups.
+-- @tparam string group_id the group
+-- @tparam[opt] table options
+-- @tparam[opt] number options.limit the page size
+-- @tparam[opt] string options.last_evaluated_key start after this key (a resume_key)
+-- @treturn function the iterator: each call gives the next SIM, nil at the end
 function Client:subscribers(group_id, options)
   local op = operations.list_subscribers
   check_self(self, "subscribers")

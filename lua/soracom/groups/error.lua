@@ -16,6 +16,8 @@
 -- @field attempts how many requests were sent
 -- @field retry_after seconds the server asked to wait (429, 503), or the rate limit's wait
 -- @field curl_code libcurl's error number, for network failures (the nginx transport uses the same numbers)
+-- @field resume_key from a failed page of an iterator (client:groups, client:subscribers):
+-- the last_evaluated_key to start again from, so that nothing is lost or repeated
 -- @table Error
 
 local Error = {}
