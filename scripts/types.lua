@@ -50,6 +50,9 @@ local function type_of(description, class, out)
   local t = description.type or "table"
   local other = description.of and (description.of.type or "table")
   if other and other ~= t then t = t .. "|" .. other end
+  -- A list of a union: `"a"|"b"[]` would read as `"a" | ("b"[])`.
+  local element = t:match("^(.+)%[%]$")
+  if element and element:find("|", 1, true) and not element:match("^%(.*%)$") then t = "(" .. element .. ")[]" end
   return t
 end
 

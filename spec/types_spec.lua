@@ -153,6 +153,24 @@ describe("types/soracom/groups.lua", function()
     assert.is_true(#missing(keys(groups), made_up.module) > 0) -- and what it lacks
   end)
 
+  it("writes a list of a union in parentheses, as lua-language-server reads it", function()
+    -- `"a"|"b"[]` is `"a" | ("b"[])` to lua-language-server: a list must be `("a"|"b")[]`.
+    local wrong = {}
+    for line in read(types.PATH):gmatch("[^\n]+") do
+      if line:match('^%-%-%-@') and line:match('"|"[^%s%)]*"%[%]') then wrong[#wrong + 1] = line end
+    end
+    assert.are.same({}, wrong)
+    assert.truthy(read(types.PATH):find('("uplink"|"downlink")[]', 1, true))
+  end)
+
+  it("annotates the Error class's is, and config.is_built", function()
+    local text = read(types.PATH)
+    assert.truthy(text:find("\nfunction Error.is(value) end", 1, true))
+    assert.truthy(text:find("---@field is_built fun(value: any): boolean", 1, true))
+    assert.is_function(require("soracom.groups.error").is)
+    assert.is_function(groups.config.is_built)
+  end)
+
   it("sees a stale generated part", function()
     local text = read(types.PATH)
     local stale = text:gsub("(%-%-%-@field air )", "%1x", 1)

@@ -89,6 +89,12 @@ function groups.array(t) end
 ---@field retry_after? number seconds the server asked to wait
 ---@field curl_code? integer libcurl's error number, for network errors
 ---@field resume_key? string on an iterator's error: the last_evaluated_key to start again from
+local Error = {}
+
+---Whether value is an error of this library (as groups.is_error).
+---@param value any
+---@return boolean
+function Error.is(value) end
 
 ---@class soracom.groups.Group
 ---@field groupId string
@@ -337,12 +343,12 @@ function Client:map(items, fn, options) end
 ---@return soracom.groups.MapRun run
 function Client:start_map(items, fn, options) end
 
----@param options? {tag_name?: string, tag_value?: string, tag_value_match_mode?: "exact"|"prefix", limit?: integer}
+---@param options? {tag_name?: string, tag_value?: string, tag_value_match_mode?: "exact"|"prefix", limit?: integer, last_evaluated_key?: string}
 ---@return fun(): soracom.groups.Group?
 function Client:groups(options) end
 
 ---@param group_id string
----@param options? {limit?: integer}
+---@param options? {limit?: integer, last_evaluated_key?: string}
 ---@return fun(): soracom.groups.Sim?
 function Client:subscribers(group_id, options) end
 
@@ -367,6 +373,7 @@ function Client:endpoint() end
 ---@field params {key: string, value: any}[]
 
 ---@class soracom.groups.Config
+---@field is_built fun(value: any): boolean whether value was made by a builder
 ---@field read fun(group: soracom.groups.Group, namespace: soracom.groups.Namespace): table
 ---@field describe fun(name: string): table
 ---@field check_api fun(namespace: soracom.groups.Namespace, settings: table): string[], string[] errors, warnings of API-form settings
@@ -602,7 +609,7 @@ function Client:endpoint() end
 ---@class soracom.groups.config.OrbitSettings
 ---@field code_srn? string string
 ---@field content_type? string string
----@field direction? "uplink"|"downlink"[] list of "uplink" or "downlink"
+---@field direction? ("uplink"|"downlink")[] list of "uplink" or "downlink"
 ---@field enabled? boolean boolean
 ---@field use_location? boolean boolean
 ---@field use_metadata? boolean boolean
