@@ -11,6 +11,7 @@ local ltn12 = require "ltn12"
 local socket = require "socket"
 local command = require "spec.support.command"
 local tempdir = require "spec.support.tempdir"
+local free_port = require("spec.support.redis_server").free_port
 
 local quote, output, slurp = command.quote, command.output, command.slurp
 
@@ -170,12 +171,7 @@ for group in client:groups() do print("group " .. group.groupId .. " " .. group.
       local prefix = work .. "/nginx"
       assert(os.execute("mkdir -p " .. quote(prefix .. "/logs") .. " " .. quote(prefix .. "/temp")))
       command.write_file(prefix .. "/groups.lua", slurp("examples/nginx/groups.lua"))
-      local port = (function()
-        local server = assert(socket.bind("127.0.0.1", 0))
-        local _, p = server:getsockname()
-        server:close()
-        return tonumber(p)
-      end)()
+      local port = free_port()
       -- The file as the user edits it: the tree in place of /usr/local in the two path
       -- lines; for the spec, a free port, in the background, its log in logs/.
       local conf, n = {}, { paths = 0, listen = 0, daemon = 0, log = 0 }
