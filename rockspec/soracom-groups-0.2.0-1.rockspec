@@ -25,7 +25,8 @@ credentials, configuration builders, retries that respect the rate-limit headers
 client:map (many requests at once, one login in flight) are Lua. Inside nginx it uses
 cosockets and never blocks a worker. Includes the soracom-groups command: the ten
 operations as subcommands, and export, plan and apply for declarative groups.
-Runs on Lua 5.1 to 5.4 and LuaJIT; needs libcurl and its headers, CMake and a C compiler.
+Also soracom-groups-fake, the fake Soracom API the specs use (nginx + ngx_http_lua),
+to test code that uses the library. Runs on Lua 5.1 to 5.4 and LuaJIT; needs libcurl and its headers, CMake and a C compiler.
 ]],
   homepage = "https://github.com/soracom-groups/soracom-groups",
   license = "MIT",
@@ -34,7 +35,10 @@ Runs on Lua 5.1 to 5.4 and LuaJIT; needs libcurl and its headers, CMake and a C 
 
 dependencies = {
   "lua >= 5.1, < 5.5",
-  "argparse", -- the soracom-groups command's argument parser
+  -- Only the soracom-groups command needs argparse (it says so when argparse is missing);
+  -- the library and soracom-groups-fake do not. LuaRocks has no optional dependencies,
+  -- and `luarocks install soracom-groups` should give a command that runs.
+  "argparse",
 }
 
 -- libcurl (with its headers) is found by CMake: on Debian the headers sit in a
@@ -49,11 +53,16 @@ build = {
     LIBDIR = "$(LIBDIR)",
     -- the editor types, in the rock's own folder (luarocks show --rock-dir soracom-groups)
     TYPESDIR = "$(PREFIX)/types",
+    -- the fake Soracom API, run by soracom-groups-fake (which looks for it there)
+    FAKEDIR = "$(PREFIX)/fake",
   },
   -- LuaRocks installs build.install files after any backend, cmake included, and wraps
   -- the script so that it finds the tree's modules.
   install = {
-    bin = { ["soracom-groups"] = "bin/soracom-groups" },
+    bin = {
+      ["soracom-groups"] = "bin/soracom-groups",
+      ["soracom-groups-fake"] = "bin/soracom-groups-fake",
+    },
   },
 }
 

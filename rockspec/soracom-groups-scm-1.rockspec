@@ -21,7 +21,10 @@ retry loop are Lua, so the same code runs in scripts and inside nginx/OpenResty.
 
 dependencies = {
   "lua >= 5.1, < 5.5",
-  "argparse", -- the soracom-groups command's argument parser
+  -- Only the soracom-groups command needs argparse (it says so when argparse is missing);
+  -- the library and soracom-groups-fake do not. LuaRocks has no optional dependencies,
+  -- and `luarocks install soracom-groups` should give a command that runs.
+  "argparse",
 }
 
 -- libcurl (7.68 or newer) and OpenSSL's libcrypto (for core.sha256), each with its
@@ -38,11 +41,16 @@ build = {
     LIBDIR = "$(LIBDIR)",
     -- the editor types, in the rock's own folder (luarocks show --rock-dir soracom-groups)
     TYPESDIR = "$(PREFIX)/types",
+    -- the fake Soracom API, run by soracom-groups-fake (which looks for it there)
+    FAKEDIR = "$(PREFIX)/fake",
   },
   -- LuaRocks installs build.install files after any backend, cmake included, and wraps
   -- the script so that it finds the tree's modules.
   install = {
-    bin = { ["soracom-groups"] = "bin/soracom-groups" },
+    bin = {
+      ["soracom-groups"] = "bin/soracom-groups",
+      ["soracom-groups-fake"] = "bin/soracom-groups-fake",
+    },
   },
 }
 
