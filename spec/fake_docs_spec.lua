@@ -21,7 +21,11 @@ describe("the README's fake server section", function()
     local path = os.tmpname()
     local file = assert(io.open(path, "wb"))
     -- The session's own last line stops the fake; the trap stops it when a line fails.
-    file:write("set -e\ntrap 'spec/fake/ctl stop \"$state\" >/dev/null 2>&1 || true' EXIT\n", session)
+    -- The installed commands, as the checkout has them (spec/rock_install_spec.lua runs the
+    -- installed ones), on Lua 5.4 as the README's install does.
+    local commands = "soracom-groups-fake() { lua5.4 bin/soracom-groups-fake \"$@\"; }\n"
+      .. "soracom-groups() { lua5.4 bin/soracom-groups \"$@\"; }\n"
+    file:write("set -e\ntrap 'spec/fake/ctl stop \"$state\" >/dev/null 2>&1 || true' EXIT\n", commands, session)
     file:close()
     -- (with a token cache of its own: an earlier run's token would cost a 401 and a login)
     local pipe = assert(io.popen(command.OWN_CACHE .. "bash " .. path .. " 2>&1; echo \"exit=$?\""
