@@ -65,7 +65,8 @@ describe("update_config", function()
     end)
 
     it("takes removals and a namespace emptied, then reads the group, which no answer holds in full", function()
-      local group, path = new_group { SoracomAir = { useVpg = true, vpgId = "v1" }, SoracomHarvest = { enabled = true } }
+      local group, path = new_group { SoracomAir = { useVpg = true, vpgId = "v1" },
+        SoracomHarvest = { enabled = true } }
       local updated = assert(client:update_config(group, {
         air = { vpg_id = groups.null },
         harvest = { enabled = groups.null },
