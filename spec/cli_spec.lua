@@ -386,7 +386,8 @@ describe("soracom-groups command", function()
       { { "put-tags", "--group-id", "", "--body", '[{"tagName":"env","tagValue":"prod"}]' },
         "soracom-groups: --group-id: put_tags: group_id must be a non-empty string (got \"\")\n" },
       { { "create", "--body", '{"tagz":{}}' },
-        "soracom-groups: --body: create_group: unknown option \"tagz\" (expected name, tags, configuration)\n" },
+        "soracom-groups: --body: create_group: unknown option \"tagz\" (expected name, tags, configuration); "
+          .. "did you mean \"tags\"?\n" },
       { { "delete-tag", "--group-id", "g", "--tag-name", "" },
         "soracom-groups: --tag-name: delete_tag: tag_name must be a non-empty string (got \"\")\n" },
       { { "list", "--tag-value", "x" },

@@ -126,6 +126,21 @@ describe("types/soracom/groups.lua", function()
     for name in pairs(annotated.config) do assert.is_function(config[name], name) end
   end)
 
+  it("types update_config's changes by namespace with every builder and its settings class", function()
+    local text = read(types.PATH)
+    local changes = parse(text).classes["soracom.groups.ConfigChanges"]
+    assert.is_table(changes)
+    assert.same({}, missing(builder_names(), changes))
+    assert.same({}, missing(keys(changes), operations.BUILDERS))
+    for _, builder in ipairs(builder_names()) do
+      local class = "soracom.groups.config." .. (builder:gsub("^%l", string.upper):gsub("_(%w)", string.upper))
+        .. "Settings"
+      local line = text:match("\n(%-%-%-@field " .. builder .. "%? [^\n]*)")
+      assert.are.equal("---@field " .. builder .. "? " .. class .. "|fun(current: " .. class .. "): " .. class,
+        line)
+    end
+  end)
+
   it("has its generated part up to date (scripts/types.lua --check)", function()
     local ok, why = types.check()
     assert.is_true(ok, why)

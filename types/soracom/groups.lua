@@ -96,6 +96,27 @@ local Error = {}
 ---@return boolean
 function Error.is(value) end
 
+---Changes by namespace for update_config: each a table of the builder's fields or a
+---function of the current settings (namespace names, such as SoracomAir, work too).
+---@class soracom.groups.ConfigChanges
+---@field air? soracom.groups.config.AirSettings|fun(current: soracom.groups.config.AirSettings): soracom.groups.config.AirSettings
+---@field beam? soracom.groups.config.BeamSettings|fun(current: soracom.groups.config.BeamSettings): soracom.groups.config.BeamSettings
+---@field endorse? soracom.groups.config.EndorseSettings|fun(current: soracom.groups.config.EndorseSettings): soracom.groups.config.EndorseSettings
+---@field flux? soracom.groups.config.FluxSettings|fun(current: soracom.groups.config.FluxSettings): soracom.groups.config.FluxSettings
+---@field funk? soracom.groups.config.FunkSettings|fun(current: soracom.groups.config.FunkSettings): soracom.groups.config.FunkSettings
+---@field funnel? soracom.groups.config.FunnelSettings|fun(current: soracom.groups.config.FunnelSettings): soracom.groups.config.FunnelSettings
+---@field harvest? soracom.groups.config.HarvestSettings|fun(current: soracom.groups.config.HarvestSettings): soracom.groups.config.HarvestSettings
+---@field harvest_files? soracom.groups.config.HarvestFilesSettings|fun(current: soracom.groups.config.HarvestFilesSettings): soracom.groups.config.HarvestFilesSettings
+---@field krypton? soracom.groups.config.KryptonSettings|fun(current: soracom.groups.config.KryptonSettings): soracom.groups.config.KryptonSettings
+---@field orbit? soracom.groups.config.OrbitSettings|fun(current: soracom.groups.config.OrbitSettings): soracom.groups.config.OrbitSettings
+---@field unified_endpoint? soracom.groups.config.UnifiedEndpointSettings|fun(current: soracom.groups.config.UnifiedEndpointSettings): soracom.groups.config.UnifiedEndpointSettings
+
+---An update_config error: when a write failed, what was written before it.
+---@class soracom.groups.UpdateConfigError: soracom.groups.Error
+---@field written? string[] the namespaces written before the failed write
+---@field written_in_part? string the failed write's namespace, when its PUT was done but not every removal after it
+---@field group? soracom.groups.Group the group as the last answer showed it, to pass on for the rest
+
 ---@class soracom.groups.Group
 ---@field groupId string
 ---@field operatorId string
@@ -321,11 +342,13 @@ function Client:move_sims(sims, group_id, options) end
 ---@return soracom.groups.Error? err
 function Client:set_tag(group_id, name, value) end
 
----@param group_id string|soracom.groups.Group
----@param namespace soracom.groups.Namespace
----@param changes table|fun(current: table): table
+---Read, change, write back: one namespace's changes, or changes by namespace
+---({air = ..., harvest = ...}: one read, one conflict check, one write each).
+---@param group_id string|soracom.groups.Group the group's ID, or the group as read (as the last call returned it)
+---@param namespace soracom.groups.Namespace|soracom.groups.ConfigChanges
+---@param changes? table|fun(current: table): table with a namespace: the builder's fields, or a function of the current ones
 ---@return soracom.groups.Group? group
----@return soracom.groups.Error? err
+---@return soracom.groups.UpdateConfigError? err
 function Client:update_config(group_id, namespace, changes) end
 
 ---@param items table|fun(): any

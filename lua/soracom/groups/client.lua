@@ -404,6 +404,7 @@ end
 -- before and after the change, and the keys to remove. Anything wrong that depends on
 -- the group's data comes back as nil, err (the changes were checked before the read);
 -- a changes function that returns a wrong value is the caller's mistake and raises.
+-- Nothing has been sent for the write yet: an error names the read (GET `path`).
 local function planned_change(namespace, group, changes, path, level)
   if type(group) ~= "table" then
     return nil, Error.wrap({ kind = "decode", message = "the group read is not a JSON object" }, "GET", path)
@@ -435,9 +436,105 @@ local function planned_change(namespace, group, changes, path, level)
   if #removed > 0 and next(after) ~= nil and not operations.delete_config.namespaces[namespace] then
     return nil, Error.wrap({ kind = "unsupported", message = namespace .. " settings cannot be removed "
       .. "one by one (the API has no such call): " .. table.concat(removed, ", ") .. "; nothing was written" },
-      "PUT", path .. "/configuration/" .. namespace)
+      "GET", path)
   end
-  return { before = before, after = after, removed = removed }
+  return { namespace = namespace, before = before, after = after, removed = removed }
+end
+
+-- A namespace's changes checked before anything is sent (`what` names them in messages):
+-- a table in the builder's form, returned in long form, or a function.
+local function checked_changes(namespace, changes, what, level)
+  if type(changes) == "table" then
+    local _, removals = config.to_api(namespace, changes, level + 1) -- a bad field raises here
+    if #removals > 0 and not operations.delete_config.namespaces[namespace] then
+      validate.fail("update_config", namespace .. " settings cannot be removed one by one (the API has no "
+        .. "such call); remove the namespace with delete_config_namespace", level + 1)
+    end
+    return config.long_form(namespace, changes, level + 1) -- merged the way config.read gives them
+  elseif type(changes) ~= "function" then
+    validate.fail("update_config", what .. " must be a table or a function (got " .. type(changes) .. ")", level + 1)
+  end
+  return changes
+end
+
+-- update_config's namespaces and their checked changes, sorted by namespace: one, or
+-- each of a table of changes by namespace.
+local function changes_by_namespace(namespace, changes, level)
+  if type(namespace) ~= "table" then
+    local resolved = validate.namespace("update_config", namespace, level + 1)
+    return { { namespace = resolved, changes = checked_changes(resolved, changes, "changes", level + 1) } }
+  end
+  if config.is_built(namespace) then
+    validate.fail("update_config", "takes changes in the builder's form ({air = {...}}), not a built "
+      .. "configuration: give that to put_config", level + 1)
+  end
+  if changes ~= nil then
+    validate.fail("update_config", "changes by namespace ({air = ..., harvest = ...}) take no third argument "
+      .. "(got " .. type(changes) .. ")", level + 1)
+  end
+  if next(namespace) == nil then
+    validate.fail("update_config", "the changes by namespace are empty", level + 1)
+  end
+  local list, seen = {}, {}
+  for name, namespace_changes in pairs(namespace) do
+    local resolved = validate.namespace("update_config", name, level + 1)
+    if seen[resolved] then
+      validate.fail("update_config", "the changes name " .. resolved .. " twice", level + 1)
+    end
+    seen[resolved] = true
+    list[#list + 1] = { namespace = resolved,
+      changes = checked_changes(resolved, namespace_changes, "changes." .. tostring(name), level + 1) }
+  end
+  table.sort(list, function(a, b) return a.namespace < b.namespace end)
+  return list
+end
+
+-- Writes one namespace's plan: the group the last request answered with, and whether
+-- that answer holds the whole write (else a read must follow); or nil, err and whether
+-- part of the namespace was written (its PUT, not every removal after it).
+local function write_plan(self, group_id, plan, level)
+  local namespace, after = plan.namespace, plan.after
+  if next(after) == nil and next(plan.before) == nil then -- nothing there, nothing asked: done
+    return nil, true
+  elseif next(after) == nil then -- every setting removed: remove the namespace
+    local ok, err = call(self, operations.delete_config_namespace, level + 1, group_id, namespace)
+    if not ok then return nil, false, err, false end
+    return nil, false
+  end
+  -- Every key, so that a server that resets what a PUT leaves out loses nothing.
+  local group, err = call(self, operations.put_config, level + 1, group_id, namespace, config.params(after))
+  if group == nil then return nil, false, err, false end
+  -- A server that merges keys on PUT keeps the removed ones: delete them.
+  for _, key in ipairs(plan.removed) do
+    local ok
+    ok, err = call(self, operations.delete_config, level + 1, group_id, namespace, key)
+    if not ok then return group, false, err, true end
+  end
+  return group, #plan.removed == 0
+end
+
+-- The error of a failed write, saying which namespaces were written before it
+-- (err.written; err.written_in_part the failed one, when its PUT was done but not every
+-- removal after it), with the group as the last answer showed it (err.group, when known),
+-- to pass on for the rest.
+local function write_error(err, plans, failed, in_part, group)
+  if not Error.is(err) then return err end
+  local written, done, rest = {}, {}, {}
+  for i, plan in ipairs(plans) do
+    if i < failed then
+      written[#written + 1], done[#done + 1] = plan.namespace, plan.namespace
+    elseif i == failed and in_part then
+      done[#done + 1] = plan.namespace .. " in part (its PUT, not every removal)"
+    else
+      rest[#rest + 1] = plan.namespace
+    end
+  end
+  err.written, err.written_in_part, err.group = written, in_part and plans[failed].namespace or nil, group
+  if #done > 0 then
+    err.message = tostring(err.message) .. "; update_config wrote " .. table.concat(done, ", ")
+      .. (#rest > 0 and ("; not " .. table.concat(rest, ", ")) or "")
+  end
+  return err
 end
 
 --- update_config(group_id, namespace, changes): read, change, write back every key.
@@ -446,9 +543,19 @@ end
 -- namespace is a namespace ("SoracomAir") or a builder name ("air"); changes is a
 -- table of settings in the builder's form, merged into the current ones (a field set
 -- to groups.null is removed), or a function given the current settings that returns
--- the new ones. The group is read again just before writing: when its
--- lastModifiedTime moved, nothing is written and err.kind is "conflict".
--- Returns the updated group, or nil, err.
+-- the new ones. Several namespaces at once: update_config(group_id, {air = ...,
+-- harvest = ...}), changes by namespace, with one read and one check for them all and
+-- one write each (in the order of their namespaces' names).
+-- The group is read again just before writing: when its lastModifiedTime moved,
+-- nothing is written and err.kind is "conflict" (a group given is stale once a call
+-- wrote to it: pass on the group that call returned). When a write fails, err.written
+-- lists the namespaces written before it, and err.group is the group as the last
+-- answer showed it (when known).
+-- @tparam string|Group group_id the group's ID, or the group as read
+-- @tparam string|table namespace a namespace or builder name, or changes by namespace
+-- @tparam[opt] table|function changes the changes (with a namespace)
+-- @treturn Group|nil the updated group
+-- @treturn Error|nil
 function Client:update_config(group_id, namespace, changes)
   check_self(self, "update_config")
   local read -- a group already read, given in place of its id
@@ -462,17 +569,7 @@ function Client:update_config(group_id, namespace, changes)
     group_id = read.groupId
   end
   validate.segment("update_config", "group_id", group_id, 2)
-  local resolved = validate.namespace("update_config", namespace, 2)
-  if type(changes) == "table" then
-    local _, removals = config.to_api(resolved, changes, 2) -- a bad field raises before anything is sent
-    if #removals > 0 and not operations.delete_config.namespaces[resolved] then
-      validate.fail("update_config", resolved .. " settings cannot be removed one by one (the API has no "
-        .. "such call); remove the namespace with delete_config_namespace", 2)
-    end
-    changes = config.long_form(resolved, changes, 2) -- merged the way config.read gives them
-  elseif type(changes) ~= "function" then
-    validate.fail("update_config", "changes must be a table or a function (got " .. type(changes) .. ")", 2)
-  end
+  local wanted = changes_by_namespace(namespace, changes, 2)
 
   local get = operations.get_group
   local path = "/groups/" .. group_id
@@ -481,9 +578,11 @@ function Client:update_config(group_id, namespace, changes)
     group, err = call(self, get, 2, group_id)
     if group == nil then return nil, err end
   end
-  local plan
-  plan, err = planned_change(resolved, group, changes, path, 2)
-  if plan == nil then return nil, err end
+  local plans = {}
+  for i, want in ipairs(wanted) do
+    plans[i], err = planned_change(want.namespace, group, want.changes, path, 2)
+    if plans[i] == nil then return nil, err end
+  end
 
   local again
   again, err = call(self, get, 2, group_id)
@@ -491,29 +590,19 @@ function Client:update_config(group_id, namespace, changes)
   if type(again) ~= "table" or again.lastModifiedTime ~= group.lastModifiedTime then
     return nil, Error.wrap({ kind = "conflict", message = "the group changed since it was read "
       .. "(lastModifiedTime " .. tostring(group.lastModifiedTime) .. " -> "
-      .. tostring(type(again) == "table" and again.lastModifiedTime) .. "); nothing was written" },
-      "PUT", path .. "/configuration/" .. resolved)
+      .. tostring(type(again) == "table" and again.lastModifiedTime) .. "); nothing was written"
+      .. (read and ": when your own earlier update_config (or other write) changed it, pass on the group "
+        .. "that call returned, not the one it was given; else read the group again" or "") }, "GET", path)
   end
 
-  local after, removed = plan.after, plan.removed
-  if next(after) == nil and next(plan.before) == nil then -- nothing there, nothing asked: done
-    return again
-  elseif next(after) == nil then -- every setting removed: remove the namespace
-    local ok
-    ok, err = call(self, operations.delete_config_namespace, 2, group_id, resolved)
-    if not ok then return nil, err end
-  else
-    -- Every key, so that a server that resets what a PUT leaves out loses nothing.
-    group, err = call(self, operations.put_config, 2, group_id, resolved, config.params(after))
-    if group == nil then return nil, err end
-    if #removed == 0 then return group end
-    -- A server that merges keys on PUT keeps the removed ones: delete them.
-    for _, key in ipairs(removed) do
-      local ok
-      ok, err = call(self, operations.delete_config, 2, group_id, resolved, key)
-      if not ok then return nil, err end
-    end
+  local latest, current = again, true -- the group last answered, and whether it holds every write
+  for i, plan in ipairs(plans) do
+    local answer, whole, failure, in_part = write_plan(self, group_id, plan, 2)
+    if failure then return nil, write_error(failure, plans, i, in_part, answer or (current and latest) or nil) end
+    if answer then latest, current = answer, whole
+    elseif not whole then current = false end
   end
+  if current then return latest end
   group, err = call(self, get, 2, group_id)
   return group, err
 end

@@ -10,6 +10,7 @@
 
 local core = require "soracom.groups.core"
 local spec = require "soracom.groups.operations"
+local suggest = require "soracom.groups.suggest"
 
 local config = {}
 
@@ -98,7 +99,7 @@ local function enum(values)
     to_api = function(value, path)
       if not allowed[value] then
         fail(path, "must be one of " .. table.concat(values, ", ") .. " (got "
-          .. (type(value) == "string" and quoted(value) or describe(value)) .. ")")
+          .. (type(value) == "string" and quoted(value) or describe(value)) .. ")" .. suggest.hint(value, values))
       end
       return value
     end,
@@ -244,8 +245,9 @@ function object_to_api(fields, input, path)
     if name ~= "extra" then
       local field = fields[name]
       if field == nil then
-        fail(path, "has no field " .. quoted(name) .. " (fields: "
-          .. table.concat(sorted_names(fields), ", ") .. ")")
+        local names = sorted_names(fields)
+        fail(path, "has no field " .. quoted(name) .. " (fields: " .. table.concat(names, ", ") .. ")"
+          .. suggest.hint(name, names))
       end
       local sub_path = path .. "." .. name
       if value == null then
@@ -331,7 +333,9 @@ FIELDS.SoracomAir = {
       fail(path, "must be {username = <string>, password = <string>}")
     end
     for key in pairs(value) do
-      if key ~= "username" and key ~= "password" then fail(path, "has no field " .. quoted(key)) end
+      if key ~= "username" and key ~= "password" then
+        fail(path, "has no field " .. quoted(key) .. suggest.hint(key, { "password", "username" }))
+      end
     end
     return { authentication_required = true, username = value.username, password = value.password }
   end, doc = "{username = <string>, password = <string>}: sets authentication_required = true, username "
@@ -584,6 +588,11 @@ local function http_entries(value, path)
   end
 end
 
+-- What a beam{...} takes at its top level, sorted, for messages.
+local BEAM_ENTRY_NAMES = { "extra", "http" }
+for name in pairs(BEAM_ENTRY_POINTS) do BEAM_ENTRY_NAMES[#BEAM_ENTRY_NAMES + 1] = name end
+table.sort(BEAM_ENTRY_NAMES)
+
 local function beam_to_api(input, path)
   if type(input) ~= "table" then fail(path, "must be a table (got " .. describe(input) .. ")") end
   local result, removed = {}, {}
@@ -601,7 +610,8 @@ local function beam_to_api(input, path)
         add(BEAM_HTTP_PREFIX .. entry_point, entry, entry_path)
       end
     elseif name ~= "extra" then
-      fail(path, "has no entry " .. quoted(name) .. " (entries: extra, http, mqtt, tcp, udp)")
+      fail(path, "has no entry " .. quoted(name) .. " (entries: " .. table.concat(BEAM_ENTRY_NAMES, ", ") .. ")"
+        .. suggest.hint(name, BEAM_ENTRY_NAMES))
     end
   end
   merge_extra(result, removed, input.extra, path)
@@ -969,32 +979,11 @@ function config.api_path(keys)
   return table.concat(parts)
 end
 
-local function edit_distance(a, b)
-  local previous = {}
-  for j = 0, #b do previous[j] = j end
-  for i = 1, #a do
-    local current, byte = { [0] = i }, a:byte(i)
-    for j = 1, #b do
-      current[j] = math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (byte == b:byte(j) and 0 or 1))
-    end
-    previous = current
-  end
-  return previous[#b]
-end
-
 -- The known key an unknown one is likely a typo of: equal but for case, or (both of 5+
--- characters) within 2 edits, case ignored; nil when none is.
+-- characters) close by suggest.closest's rule; nil when none is.
 local function near_key(key, known)
-  if type(key) ~= "string" then return nil end
-  local lower, best, best_distance = key:lower(), nil, 3
-  for _, candidate in ipairs(sorted_keys(known)) do
-    local other = candidate:lower()
-    local distance = other == lower and 0
-      or #key >= 5 and #candidate >= 5 and math.abs(#key - #candidate) <= 2 and edit_distance(lower, other)
-      or 3
-    if distance < best_distance then best, best_distance = candidate, distance end
-  end
-  return best
+  local candidate = suggest.closest(key, sorted_keys(known), 5)
+  return candidate
 end
 
 --- keys with key added at the end, as a new list.
@@ -1092,7 +1081,8 @@ end
 -- the schema takes a Credentials Store reference, `{"$env": "NAME"}` (a string read
 -- from the environment later) wherever it takes a string; null (a removal) anywhere.
 -- An unknown key is an error when it is likely a typo of a known key at its level
--- (equal but for case, or within 2 edits for keys of 5+ characters), else a warning:
+-- (equal but for case, or, for keys of 5+ characters, within a third of its length and
+-- at most 2 edits, a swap of neighbours counting one), else a warning:
 -- Soracom adds keys, and what a group holds must check clean. Beam's unknown entry
 -- points are warnings; SoracomFlux, whose keys are undocumented, gives neither.
 -- Each message starts with the path below the namespace (`metadata.enabled must be a

@@ -9,6 +9,8 @@
 -- to try again); `done_when_absent` an operation whose 404 after a lost answer means
 -- the lost attempt did it (as a DELETE's).
 
+local suggest = require "soracom.groups.suggest"
+
 local NAMESPACES = {
   "SoracomAir", "SoracomBeam", "SoracomEndorse", "SoracomFlux", "SoracomFunk",
   "SoracomFunnel", "SoracomHarvest", "SoracomHarvestFiles", "SoracomKrypton",
@@ -42,8 +44,13 @@ local function unknown_namespace(name, allowed)
     if allowed[namespace] then builders[#builders + 1] = builder end
   end
   table.sort(builders)
+  local candidates = {}
+  for _, list in ipairs { namespaces, builders } do
+    for _, candidate in ipairs(list) do candidates[#candidates + 1] = candidate end
+  end
   return "namespace " .. string.format("%q", tostring(name)) .. " is not one of " .. table.concat(namespaces, ", ")
     .. " (or their builder names: " .. table.concat(builders, ", ") .. ")"
+    .. suggest.hint(name, candidates, function(closest) return BUILDERS[closest] end)
 end
 
 local function set_of(list, except)

@@ -8,6 +8,7 @@
 local profiles = require "soracom.groups.profile"
 local redis_link = require "soracom.groups.redis_link"
 local retry = require "soracom.groups.retry"
+local suggest = require "soracom.groups.suggest"
 
 local settings = {}
 
@@ -81,8 +82,9 @@ local function check_options(options)
   for name, value in pairs(options) do
     local expected = OPTIONS[name]
     if expected == nil then
+      local names = sorted_names(OPTIONS)
       option_error("unknown option " .. tostring(name) .. " (expected one of "
-        .. table.concat(sorted_names(OPTIONS), ", ") .. ")")
+        .. table.concat(names, ", ") .. ")" .. suggest.hint(name, names))
     end
     if type(expected) == "table" then -- one of several types
       if type(value) ~= expected[1] and type(value) ~= expected[2] then

@@ -4,6 +4,7 @@
 local config = require "soracom.groups.config"
 local core = require "soracom.groups.core"
 local spec = require "soracom.groups.operations"
+local suggest = require "soracom.groups.suggest"
 
 local validate = {}
 
@@ -102,7 +103,7 @@ function validate.query(op, options, level)
   for name, value in pairs(options) do
     if not allowed[name] then
       fail(op.name, "unknown option " .. describe(name) .. " (expected one of "
-        .. table.concat(op.query, ", ") .. ")", level + 1)
+        .. table.concat(op.query, ", ") .. ")" .. suggest.hint(name, op.query), level + 1)
     end
     local ok, expected = query_checks[name](value)
     if not ok then
@@ -293,6 +294,9 @@ function validate.configuration(method, configuration, namespaces, level)
   return result
 end
 
+-- create_group's options, in the order its messages list them.
+local GROUP_OPTIONS = { "name", "tags", "configuration" }
+
 --- The body of create_group: {tags = ..., configuration = {Namespace = {...}}}.
 function validate.group(method, options, namespaces, level)
   if options == nil then return {} end
@@ -311,8 +315,8 @@ function validate.group(method, options, namespaces, level)
       end
       body.configuration = validate.configuration(method, value, namespaces, level + 1)
     else
-      fail(method, "unknown option " .. describe(name) .. " (expected name, tags, configuration)",
-        level + 1)
+      fail(method, "unknown option " .. describe(name) .. " (expected " .. table.concat(GROUP_OPTIONS, ", ")
+        .. ")" .. suggest.hint(name, GROUP_OPTIONS), level + 1)
     end
   end
   -- The name tag is what the console shows as the group's name.
