@@ -1,7 +1,7 @@
 --- Configuration builders: one per namespace, taking idiomatic Lua fields and giving
 -- the API's array of {key=, value=} with the API's key names and value shapes, and
--- config.read, the way back. What each namespace accepts is in NAMESPACES.md of the
--- project's research notes; keys the docs do not list pass through `extra`.
+-- config.read, the way back. What each namespace accepts follows Soracom's user
+-- documentation of the service; keys it does not list pass through `extra`.
 --
 --     client:put_config(group_id, config.air { metadata = { enabled = true } })
 --
@@ -689,11 +689,12 @@ end
 
 config.params = params_of
 
---- The builders: config.air, beam, endorse, flux, funk, funnel, harvest,
--- harvest_files, krypton, orbit and unified_endpoint, one per namespace.
+--- config.air(settings), and the same for each namespace: config.beam, endorse, flux,
+-- funk, funnel, harvest, harvest_files, krypton, orbit and unified_endpoint (there is
+-- no config.builder: the name is the namespace's).
 -- Each checks every field (a wrong one raises, naming it) and returns what put_config
 -- sends; their fields are in the "Configuration builders" topic.
--- @function builder
+-- @function air
 -- @tparam table settings the namespace's settings in idiomatic fields
 -- @return the built configuration, for `client:put_config(group_id, built)`
 -- @usage client:put_config(id, groups.config.air { metadata = { enabled = true } })
