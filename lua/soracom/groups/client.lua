@@ -8,7 +8,7 @@
 
 local auth = require "soracom.groups.auth"
 local batch = require "soracom.groups.batch"
-local config = require "soracom.groups.config"
+local config = require "soracom.groups.config_core"
 local core = require "soracom.groups.core"
 local Error = require "soracom.groups.error"
 local hook = require "soracom.groups.hook"

@@ -15,7 +15,7 @@
 -- byte for byte the same.
 
 local core = require "soracom.groups.core"
-local config = require "soracom.groups.config"
+local config = require "soracom.groups.config_core"
 local Error = require "soracom.groups.error"
 local spec = require "soracom.groups.operations"
 local sandbox = require "soracom.groups.sandbox"

@@ -16,7 +16,7 @@
 -- deleted or emptied, and prune, prune_namespaces and prune_sims need a document with
 -- a scope.
 
-local config = require "soracom.groups.config"
+local config = require "soracom.groups.config_core"
 local core = require "soracom.groups.core"
 local desired = require "soracom.groups.desired"
 local Error = require "soracom.groups.error"

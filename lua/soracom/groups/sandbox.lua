@@ -10,7 +10,7 @@
 -- allocation can hold plan forever.
 
 local core = require "soracom.groups.core"
-local config = require "soracom.groups.config"
+local config = require "soracom.groups.config_core"
 
 local sandbox = {}
 

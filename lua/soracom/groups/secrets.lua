@@ -18,7 +18,7 @@
 -- Any other string is shown through mask_string, which hides the secret parts of
 -- URLs, connection strings and Authorization credentials but keeps the rest.
 
-local config = require "soracom.groups.config"
+local config = require "soracom.groups.config_core"
 local core = require "soracom.groups.core"
 
 local secrets = {}

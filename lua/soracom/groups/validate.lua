@@ -1,7 +1,7 @@
 --- Argument checks. A wrong argument is a programming error: it raises at once,
 -- naming the method and the argument, before any request is sent.
 
-local config = require "soracom.groups.config"
+local config = require "soracom.groups.config_core"
 local core = require "soracom.groups.core"
 local spec = require "soracom.groups.operations"
 local suggest = require "soracom.groups.suggest"
