@@ -306,6 +306,32 @@ describe("settings", function()
       assert.are.equal("http://h/prefix/v1", endpoint({}, { SORACOM_ENDPOINT = "http://h/prefix" }))
     end)
 
+    it("raises for a bad coverage or endpoint option whatever the environment holds", function()
+      write_profile("p", { authKeyId = "keyId-p", authKey = "secret-p", endpoint = "https://p.example" })
+      local environments = {
+        {},
+        { SORACOM_ENDPOINT = "https://api.soracom.io" },
+        { SORACOM_COVERAGE_TYPE = "g" },
+        { SORACOM_ENDPOINT = "https://api.soracom.io", SORACOM_AUTH_KEY_ID = "half-a-pair" },
+        { SORACOM_PROFILE_DIR = dir, SORACOM_PROFILE = "p" },
+        { SORACOM_PROFILE_DIR = dir, SORACOM_PROFILE = "missing" },
+      }
+      for _, env in ipairs(environments) do
+        for _, options in ipairs { {}, { api_key = "k", token = "t" }, { profile = "p" } } do
+          local bad = { coverage = "us" }
+          for name, value in pairs(options) do bad[name] = value end
+          assert.has_error(function() resolve(bad, env) end,
+            'soracom.groups.new: coverage must be "jp" or "g" (got "us")')
+          bad.coverage, bad.endpoint = nil, "ftp://example.com"
+          assert.has_error(function() resolve(bad, env) end,
+            "soracom.groups.new: endpoint must be an http:// or https:// URL")
+        end
+      end
+      -- a valid coverage still yields to SORACOM_ENDPOINT, as before
+      assert.are.equal("http://env.example/v1",
+        endpoint({ coverage = "g" }, { SORACOM_ENDPOINT = "http://env.example" }))
+    end)
+
     it("reports a bad coverage from the environment or a profile", function()
       assert.matches('SORACOM_COVERAGE_TYPE must be "jp" or "g"',
         endpoint({}, { SORACOM_COVERAGE_TYPE = "eu" }), 1, true)

@@ -14,6 +14,8 @@
 --                also, with other messages, an expired or revoked pair (code chosen here)
 --   401 AUM0002  POST /v1/auth with wrong or incomplete credentials (documented code),
 --                or, with another message, a missing or wrong mfaOTPCode
+--   400 AUM0010  POST /v1/auth/switch_user to a user other than the settings'
+--                switch_operator_id / switch_user_name ("Switch user not allowed"; invented)
 --   400 COM0001  invalid request: body, namespace, query parameter, paging key (invented)
 --   404 COM0004  group (or tag on DELETE .../tags/{name}) does not exist (invented)
 --   500 COM0003  "Internal server error. message:..." (documented code)
@@ -61,6 +63,8 @@ local DEFAULT_SETTINGS = {
   email = "root@example.com", password = "root-password",                       -- root
   operator_id = OPERATOR_ID, user_name = "SORACOMAPI", sam_password = "sam-password", -- SAM user
   mfa_otp_code = nil,     -- when set, every login must carry this mfaOTPCode
+  -- The one user POST /v1/auth/switch_user switches to (any valid pair may switch).
+  switch_operator_id = "OP0087654321", switch_user_name = "SWITCHED",
   token_lifetime = nil,   -- seconds (may be fractional): overrides tokenTimeoutSeconds of new tokens
   latency = nil,          -- seconds slept (ngx.sleep, non-blocking) before answering any recorded request
   latency_jitter = nil,   -- up to this many seconds more, uniformly at random, per request
@@ -76,6 +80,7 @@ local SETTING_TYPES = {
   record_requests = "boolean", default_limit = "number", max_limit = "number",
   auth_key_id = "string", auth_key = "string", email = "string", password = "string",
   operator_id = "string", user_name = "string", sam_password = "string",
+  switch_operator_id = "string", switch_user_name = "string",
   mfa_otp_code = "string", token_lifetime = "number", latency = "number", latency_jitter = "number",
   rate_limit = "table", auth_rate_limit = "table",
   batch_start_delay = "number", batch_task_seconds = "number",
@@ -1410,6 +1415,43 @@ function auth.login(_, _, _, body)
   })
 end
 
+local SWITCH_TIMEOUT_DEFAULT, SWITCH_TIMEOUT_MIN, SWITCH_TIMEOUT_MAX = 3600, 180, 3600
+
+-- POST /v1/auth/switch_user (SwitchUserRequest) with a valid pair -> 200 AuthResponse
+-- of the switched user: a new pair of the settings' switch_operator_id.
+function auth.switch_user(_, _, _, body)
+  local req, err = decode_object(body, "SwitchUserRequest")
+  if req == nil then
+    return Reply.bad_request(err)
+  end
+  local timeout = req.tokenTimeoutSeconds
+  if timeout == nil or timeout == codec.null then
+    timeout = SWITCH_TIMEOUT_DEFAULT
+  elseif type(timeout) ~= "number" or timeout ~= floor(timeout)
+      or timeout < SWITCH_TIMEOUT_MIN or timeout > SWITCH_TIMEOUT_MAX then
+    return Reply.bad_request("tokenTimeoutSeconds must be an integer between " .. SWITCH_TIMEOUT_MIN
+      .. " and " .. SWITCH_TIMEOUT_MAX)
+  end
+  local settings = state.settings
+  if req.operatorId ~= settings.switch_operator_id or req.userName ~= settings.switch_user_name then
+    return send_error(400, "AUM0010", "Switch user not allowed.")
+  end
+  local record = {
+    apiKey = new_api_key(),
+    token = new_token(),
+    kind = "switch",
+    userName = req.userName,
+    operatorId = req.operatorId,
+    tokenTimeoutSeconds = timeout,
+    expires_at = now_s() + (settings.token_lifetime or timeout),
+    revoked = false,
+  }
+  state.tokens[record.apiKey] = record
+  state.token_order[#state.token_order + 1] = record.apiKey
+  send_json(200, { apiKey = record.apiKey, token = record.token, operatorId = record.operatorId,
+    userName = record.userName })
+end
+
 -- POST /v1/auth/logout -> 204; revokes the pair it was called with.
 function auth.logout(_, _, _, _, pair)
   if pair.static then
@@ -1431,6 +1473,7 @@ end
 local ROUTES = {
   { path = "/v1/auth", login = true, POST = auth.login },
   { path = "/v1/auth/logout", POST = auth.logout },
+  { path = "/v1/auth/switch_user", POST = auth.switch_user },
   { path = "/v1/groups", GET = api.list_groups, POST = api.create_group },
   { path = "/v1/groups/{group_id}", GET = api.get_group, DELETE = api.delete_group },
   { path = "/v1/groups/{group_id}/configuration/{namespace}",

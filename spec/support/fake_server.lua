@@ -28,6 +28,8 @@ M.credentials = {
   operator_id = "OP0012345678",     -- SAM login:     operatorId (also every AuthResponse's operatorId)
   user_name = "SORACOMAPI",         --                userName
   sam_password = "sam-password",    --                password
+  switch_operator_id = "OP0087654321", -- POST /v1/auth/switch_user: the one user it switches to
+  switch_user_name = "SWITCHED",
 }
 
 -- Repository root: this file is <root>/spec/support/fake_server.lua.

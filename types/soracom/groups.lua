@@ -37,6 +37,7 @@ function groups.array(t) end
 ---@field sandbox? boolean true for the API sandbox's endpoints
 ---@field lang? "en"|"ja" the language of error messages (X-Soracom-Lang)
 ---@field profile? string the soracom-cli profile to read
+---@field profile_command? string a command (run by sh) printing a profile's JSON, as soracom-cli's --profile-command; its output is never shown
 ---@field api_key? string an API key issued already (with token)
 ---@field token? string an API token issued already (with api_key)
 ---@field auth_key_id? string a SAM or root auth key ID
@@ -46,7 +47,7 @@ function groups.array(t) end
 ---@field operator_id? string the operator ID (SAM login, or given with a token)
 ---@field user_name? string the SAM user's name
 ---@field mfa_otp_code? string|fun(): string the MFA one-time code, or a function asked at each login
----@field token_timeout_seconds? integer the token lifetime asked of /auth (at most 172800)
+---@field token_timeout_seconds? integer the token lifetime asked of /auth (at most 172800; of a switched user, 180 to 3600)
 ---@field connect_timeout? number seconds to connect
 ---@field timeout? number seconds for a whole request
 ---@field max_body_size? integer largest response body accepted, in bytes

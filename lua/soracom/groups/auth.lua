@@ -43,18 +43,23 @@ local RENEWAL_RETRY_MAX = 160
 local YIELDED = "the login was abandoned: the mfa_otp_code function or the debug hook yielded "
   .. "(coroutine.yield) inside it; they must return without yielding"
 
--- Each new token has a new generation, so that a 401 answered to an older token does
--- not cause another login.
-local function install(client, record, api_key, token)
-  record.generation = record.generation + 1
-  if client._transport == nil then return end -- closed meanwhile: nothing will be sent
+-- The header lines of a request: the client's own, and the API key and token given.
+local function header_lines(record, api_key, token)
   local lines = {}
   for i, line in ipairs(record.base_headers) do lines[i] = line end
   if api_key then
     lines[#lines + 1] = "X-Soracom-API-Key: " .. api_key
     lines[#lines + 1] = "X-Soracom-Token: " .. token
   end
-  client._transport:set_headers(lines)
+  return lines
+end
+
+-- Each new token has a new generation, so that a 401 answered to an older token does
+-- not cause another login.
+local function install(client, record, api_key, token)
+  record.generation = record.generation + 1
+  if client._transport == nil then return end -- closed meanwhile: nothing will be sent
+  client._transport:set_headers(header_lines(record, api_key, token))
 end
 
 local debug_line = hook.debug
@@ -93,8 +98,8 @@ function auth.can_login(client)
   return can_login(records[client])
 end
 
-local function login_error(kind, message, status)
-  local err = Error.wrap({ kind = kind, message = message }, "POST", "/auth")
+local function login_error(kind, message, status, path)
+  local err = Error.wrap({ kind = kind, message = message }, "POST", path or "/auth")
   err.status = status
   return err
 end
@@ -123,34 +128,80 @@ local function login_body(credentials)
   return body
 end
 
--- POST /auth with the client's credentials: true, or nil, err, sent (whether the
--- request went out: its failure is the API's answer, or the network's). The current
--- token stays in the headers until a new one arrives: a renewal that fails leaves it
--- in use.
+-- POST path with body (the source user's token in `lines`, for a switch): the
+-- issued {apiKey, token, operatorId} and when the request started, or nil, err, sent
+-- (whether the request went out: its failure is the API's answer, or the network's).
+-- `what` says in the debug line which credentials (never a secret).
+local function issue(client, path, body, lines, what)
+  local transport = client._transport
+  if transport == nil then return nil, closed_error() end -- (an MFA function may close it)
+  local started = now()
+  local value, err, status = transport:perform("POST", client._endpoint .. path, encode_json(body), nil, lines)
+  debug_line(client, string.format("POST %s%s (%s) -> %s (%.1f ms)", client._endpoint, path, what,
+    value and tostring(status) or tostring(err.status or err.kind), (now() - started) * 1000))
+  if value == nil then
+    return nil, Error.wrap(err, "POST", path), true
+  end
+  if type(value) ~= "table" or not valid_secret(value.apiKey) or not valid_secret(value.token) then
+    return nil, login_error("decode", "the " .. path .. " response holds no apiKey and token", status, path), true
+  end
+  return value, started
+end
+
+-- Switch user: the source user's token, from its own login when there is none still
+-- good for a while: the pair, whether it was issued now, or nil, err, sent. It stays
+-- in the record (never in the transport's headers) for the next switch.
+local function source_token(client, record)
+  local source = record.source
+  if source and now() < source.renew_at then return source, false end
+  record.source = nil
+  local credentials = record.credentials
+  local body, why = login_body(credentials)
+  if body == nil then return nil, why end
+  local value, started, sent = issue(client, "/auth", body, nil, credentials.source_label .. ", to switch user")
+  if value == nil then return nil, started, sent end
+  local lifetime = credentials.login.tokenTimeoutSeconds
+  record.source = { api_key = value.apiKey, token = value.token,
+    renew_at = started + lifetime - renewal_margin(lifetime) }
+  return record.source, true
+end
+
+-- Switch user: POST /auth/switch_user with the source user's token; a 401 to a token
+-- kept from before (revoked, or expired early) costs one more source login. Returns
+-- as issue does.
+local function switched(client, record)
+  local credentials = record.credentials
+  while true do
+    local source, fresh_or_err, sent = source_token(client, record)
+    if source == nil then return nil, fresh_or_err, sent end
+    local value, started, switch_sent = issue(client, "/auth/switch_user", credentials.switch,
+      header_lines(record, source.api_key, source.token), credentials.label)
+    if value or fresh_or_err or started.status ~= 401 then return value, started, switch_sent end
+    record.source = nil
+  end
+end
+
+-- Logs in (POST /auth, or for a switched user the source's login and
+-- /auth/switch_user): true, or nil, err, sent (see issue). The current token stays in
+-- the headers until a new one arrives: a renewal that fails leaves it in use.
 local function login(client, record)
   local credentials = record.credentials
   if not can_login(record) then
     return nil, login_error("auth", "no credentials to log in with (an issued API key and "
       .. "token cannot be renewed, and logout forgets them)")
   end
-  local body, why = login_body(credentials)
-  if body == nil then return nil, why end
-  local transport = client._transport
-  if transport == nil then return nil, closed_error() end -- (an MFA function may close it)
-  local started = now()
-  local value, err, status = transport:perform("POST", client._endpoint .. "/auth", encode_json(body))
-  debug_line(client, string.format("POST %s/auth (%s from %s) -> %s (%.1f ms)", client._endpoint,
-    credentials.label, credentials.source, value and tostring(status) or tostring(err.status or err.kind),
-    (now() - started) * 1000))
-  if value == nil then
-    return nil, Error.wrap(err, "POST", "/auth"), true
+  local value, started, sent
+  if credentials.switch then
+    value, started, sent = switched(client, record)
+  else
+    local body, why = login_body(credentials)
+    if body == nil then return nil, why end
+    value, started, sent = issue(client, "/auth", body, nil, credentials.label .. " from " .. credentials.source)
   end
-  if type(value) ~= "table" or not valid_secret(value.apiKey) or not valid_secret(value.token) then
-    return nil, login_error("decode", "the /auth response holds no apiKey and token", status), true
-  end
+  if value == nil then return nil, started, sent end
   install(client, record, value.apiKey, value.token)
   if valid_secret(value.operatorId) then record.operator_id = value.operatorId end
-  local lifetime = credentials.login.tokenTimeoutSeconds
+  local lifetime = (credentials.switch or credentials.login).tokenTimeoutSeconds
   record.valid_until = started + lifetime
   record.renew_at = record.valid_until - renewal_margin(lifetime)
   record.renewal_failures = 0
@@ -477,6 +528,16 @@ function auth.logout(client)
   install(client, record)
   record.needs_login = true
   if record.credentials.kind == "token" then record.credentials = nil end
+  -- A switched user's source token is this client's too: revoked with it.
+  local source = record.source
+  record.source = nil
+  if source then
+    value, err = client._transport:perform("POST", client._endpoint .. "/auth/logout", "", nil,
+      header_lines(record, source.api_key, source.token))
+    debug_line(client, "POST " .. client._endpoint .. "/auth/logout (the switch-user source's token) -> "
+      .. (value and "ok" or tostring(err.status or err.kind)))
+    if value == nil then return nil, Error.wrap(err, "POST", "/auth/logout") end
+  end
   return true
 end
 

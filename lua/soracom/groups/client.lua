@@ -71,6 +71,8 @@ end
 -- @tparam[opt] boolean options.sandbox the sandbox endpoint of the coverage
 -- @tparam[opt] string options.lang "en" or "ja": the language of the API's messages
 -- @tparam[opt] string options.profile a soracom-cli profile (~/.soracom/NAME.json)
+-- @tparam[opt] string options.profile_command a command (run by sh) printing a profile's JSON, as
+-- soracom-cli's --profile-command (a password manager's); its output and messages are never shown
 -- @tparam[opt] string options.api_key an issued API key (with token; no login)
 -- @tparam[opt] string options.token the token issued with api_key
 -- @tparam[opt] string options.auth_key_id an auth key's ID (with auth_key)
@@ -80,7 +82,8 @@ end
 -- @tparam[opt] string options.operator_id the operator (SAM login, or with api_key and token)
 -- @tparam[opt] string options.user_name the SAM user's name (with operator_id and password)
 -- @tparam[opt] string|function options.mfa_otp_code a one-time code, or a function giving one at each login
--- @tparam[opt] number options.token_timeout_seconds the token's lifetime asked at login (86400; at most 172800)
+-- @tparam[opt] number options.token_timeout_seconds the token's lifetime asked at login (86400; at most 172800;
+-- a switched user's: 3600, from 180 to 3600)
 -- @tparam[opt] number options.connect_timeout seconds to connect (10)
 -- @tparam[opt] number options.timeout seconds for a whole request (60)
 -- @tparam[opt] number options.max_body_size the largest response body, bytes (16 MiB)

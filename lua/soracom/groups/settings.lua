@@ -14,7 +14,7 @@ local settings = {}
 
 local OPTIONS = {
   endpoint = "string", coverage = "string", sandbox = "boolean", lang = "string",
-  profile = "string",
+  profile = "string", profile_command = "string",
   api_key = "string", token = "string",
   auth_key_id = "string", auth_key = "string",
   email = "string", password = "string",
@@ -74,6 +74,29 @@ end
 
 --- The names of groups.new's options, sorted (a copy: changing it changes nothing).
 settings.OPTION_NAMES = sorted_names(OPTIONS)
+
+local function coverage_endpoint(coverage, sandbox, source)
+  local endpoint = ENDPOINTS[sandbox and "sandbox" or "production"][coverage]
+  if endpoint == nil then
+    return false, source .. ' must be "jp" or "g" (got ' .. string.format("%q", coverage) .. ")"
+  end
+  return endpoint
+end
+
+--- An endpoint URL made into the base of every request path: "/v1" added when missing.
+local function normalize_endpoint(endpoint, source)
+  if not endpoint:match("^https?://[^/%s]+") or endpoint:match("[%s%c]") then
+    return false, source .. " must be an http:// or https:// URL"
+  end
+  -- Credentials in the URL would show in tostring(client); a query would end up in
+  -- front of every path.
+  if endpoint:match("^https?://[^/]*@") or endpoint:match("[?#]") then
+    return false, source .. " must be a plain base URL, without user info, query or fragment"
+  end
+  endpoint = endpoint:gsub("/+$", "")
+  if not endpoint:match("/v1$") then endpoint = endpoint .. "/v1" end
+  return endpoint
+end
 
 local function check_options(options)
   if type(options) ~= "table" then
@@ -145,6 +168,19 @@ local function check_options(options)
   -- would be a second place for it, that no lock of the dict covers.
   if options.token_cache and options.shared_dict then
     option_error("token_cache and shared_dict do not go together: the shared dict keeps the token already")
+  end
+  -- Checked here, whatever the environment holds: a SORACOM_ENDPOINT that outranks them
+  -- must not hide a mistake that shows once it is unset.
+  if options.coverage then
+    local _, why = coverage_endpoint(options.coverage, false, "coverage")
+    if why then option_error(why) end
+  end
+  if options.endpoint then
+    local _, why = normalize_endpoint(options.endpoint, "endpoint")
+    if why then option_error(why) end
+  end
+  if options.profile_command and options.profile then
+    option_error("profile and profile_command do not go together: each names where the profile comes from")
   end
 end
 
@@ -257,6 +293,9 @@ local function credentials_from_options(options)
   if chosen == "token" and options.password ~= nil then
     option_error("password does not go with api_key + token")
   end
+  if options.profile_command then
+    option_error("profile_command gives the credentials: it does not go with " .. kind.label .. " options")
+  end
   return credentials_of(kind, options, "options")
 end
 
@@ -301,8 +340,33 @@ local function credentials_from_environment(getenv)
   return nil
 end
 
---- Credentials from a profile's fields: credentials, or false, message.
-local function credentials_from_profile(data, path)
+-- A profile's fields that are credentials: a profile command's output replaces them
+-- all, so that none of the file's mixes with the command's.
+local CREDENTIAL_FIELDS = {
+  "authKeyId", "authKey", "email", "password", "operatorId", "username", "userName", "mfaOTPCode",
+  "sourceProfile",
+}
+
+--- A profile with a profileCommand: the file's fields (endpoint, coverage, headers...)
+-- with the credentials the command prints (its other fields win over the file's), or
+-- nil, message.
+local function run_profile_command(data, where)
+  local what = "the profileCommand of " .. where
+  local given, why = profiles.run_command(data.profileCommand, what)
+  if not given then return nil, why end
+  if given.profileCommand then
+    return nil, "the output of " .. what .. " holds a profileCommand: a command's profile runs none"
+  end
+  local merged = {}
+  for key, value in pairs(data) do merged[key] = value end
+  merged.profileCommand = nil
+  for _, field in ipairs(CREDENTIAL_FIELDS) do merged[field] = nil end
+  for key, value in pairs(given) do merged[key] = value end
+  return merged
+end
+
+--- Login credentials from a profile's fields: credentials, or false, message.
+local function login_from_profile(data, where)
   local values = {
     auth_key_id = data.authKeyId, auth_key = data.authKey, email = data.email,
     password = data.password, operator_id = data.operatorId,
@@ -315,37 +379,56 @@ local function credentials_from_profile(data, path)
     for _, option in ipairs(kind.options) do
       if values[option] == nil then complete = false end
     end
-    if complete then return credentials_of(kind, values, "profile " .. path) end
+    if complete then return credentials_of(kind, values, where) end
   end
-  if data.sourceProfile or data.profileCommand then
-    return false, "profile " .. path .. " uses sourceProfile or profileCommand, "
-      .. "which soracom.groups does not support; give credentials directly"
-  end
-  return false, "profile " .. path .. " holds no complete credentials (authKeyId + authKey, "
-    .. "email + password, or operatorId + username + password)"
+  return false, where .. " holds no complete credentials (authKeyId + authKey, "
+    .. "email + password, operatorId + username + password, or sourceProfile + operatorId + username)"
 end
 
-local function coverage_endpoint(coverage, sandbox, source)
-  local endpoint = ENDPOINTS[sandbox and "sandbox" or "production"][coverage]
-  if endpoint == nil then
-    return false, source .. ' must be "jp" or "g" (got ' .. string.format("%q", coverage) .. ")"
+-- The lifetimes /auth/switch_user allows for the switched user's token, and its default.
+local SWITCH_MIN_TIMEOUT, SWITCH_MAX_TIMEOUT, SWITCH_DEFAULT_TIMEOUT = 180, 3600, 3600
+settings.SWITCH_MIN_TIMEOUT, settings.SWITCH_MAX_TIMEOUT = SWITCH_MIN_TIMEOUT, SWITCH_MAX_TIMEOUT
+
+--- Switch-user credentials (soracom-cli's sourceProfile + operatorId + username): the
+-- source profile's login, then /auth/switch_user to the user named. Credentials (with
+-- source_data, the source profile's fields, for resolve to take its lifetime and MFA
+-- code from), or false, message.
+local function switch_from_profile(data, where, getenv)
+  local operator_id, user_name = data.operatorId, data.username or data.userName
+  if operator_id == nil or user_name == nil then
+    return false, where .. " switches user (sourceProfile) without operatorId and username, which name the "
+      .. "user to switch to"
   end
-  return endpoint
+  local path, why = profiles.path(data.sourceProfile, getenv)
+  if not path then return false, where .. ": sourceProfile: " .. why end
+  local source
+  source, why = profiles.read(path)
+  if not source then return false, why end
+  local source_where = "profile " .. path
+  if source.profileCommand then
+    source, why = run_profile_command(source, source_where)
+    if not source then return false, why end
+  end
+  if source.sourceProfile then
+    return false, source_where .. ", the sourceProfile of " .. where .. ", switches user too: a switched "
+      .. "user cannot switch again (as with soracom-cli)"
+  end
+  local login
+  login, why = login_from_profile(source, source_where)
+  if not login then return false, why end
+  return {
+    kind = "switch", label = "switch to SAM user " .. user_name .. " of " .. operator_id, source = where,
+    source_kind = login.kind, source_label = login.label .. " from " .. login.source, login_where = source_where,
+    login = login.login, -- the source's /auth body
+    switch = { operatorId = operator_id, userName = user_name },
+    source_data = source,
+  }
 end
 
---- An endpoint URL made into the base of every request path: "/v1" added when missing.
-local function normalize_endpoint(endpoint, source)
-  if not endpoint:match("^https?://[^/%s]+") or endpoint:match("[%s%c]") then
-    return false, source .. " must be an http:// or https:// URL"
-  end
-  -- Credentials in the URL would show in tostring(client); a query would end up in
-  -- front of every path.
-  if endpoint:match("^https?://[^/]*@") or endpoint:match("[?#]") then
-    return false, source .. " must be a plain base URL, without user info, query or fragment"
-  end
-  endpoint = endpoint:gsub("/+$", "")
-  if not endpoint:match("/v1$") then endpoint = endpoint .. "/v1" end
-  return endpoint
+--- Credentials from a profile's fields: credentials, or false, message.
+local function credentials_from_profile(data, where, getenv)
+  if data.sourceProfile then return switch_from_profile(data, where, getenv) end
+  return login_from_profile(data, where)
 end
 
 -- Precedence: endpoint option, SORACOM_ENDPOINT, coverage option,
@@ -354,8 +437,8 @@ end
 -- credentials must not follow a SORACOM_ENDPOINT somebody else set.
 -- Returns the endpoint (or false, message) and where it came from: "coverage" when
 -- it was chosen by coverage (and sandbox), else the option, variable or profile.
-local function resolve_endpoint(options, getenv, data, path)
-  if options.profile then
+local function resolve_endpoint(options, getenv, data, where)
+  if options.profile or options.profile_command then
     getenv = function() return nil end
   end
   local sandbox = options.sandbox
@@ -382,17 +465,17 @@ local function resolve_endpoint(options, getenv, data, path)
   local coverage = getenv("SORACOM_COVERAGE_TYPE")
   if coverage and coverage ~= "" then return from_coverage(coverage, "SORACOM_COVERAGE_TYPE") end
   if data and data.endpoint then
-    local endpoint, why = normalize_endpoint(data.endpoint, "the endpoint of profile " .. path)
-    return endpoint, why, "profile " .. path
+    local endpoint, why = normalize_endpoint(data.endpoint, "the endpoint of " .. where)
+    return endpoint, why, where
   end
   if data and data.coverageType then
-    return from_coverage(data.coverageType, "the coverageType of profile " .. path)
+    return from_coverage(data.coverageType, "the coverageType of " .. where)
   end
   return ENDPOINTS[sandbox and "sandbox" or "production"].jp, nil, "coverage"
 end
 
 --- The profile's extra headers as "Name: value" lines, or false, message.
-local function profile_headers(data, path)
+local function profile_headers(data, where)
   local lines = {}
   local headers = data and data.headers
   if headers == nil then return lines end
@@ -416,7 +499,7 @@ local function profile_headers(data, path)
     end
   end
   if bad then
-    return false, "profile " .. path .. ": headers must be valid header names with values "
+    return false, where .. ": headers must be valid header names with values "
       .. "without control characters"
   end
   table.sort(lines)
@@ -451,6 +534,31 @@ local function cache_directory(option, getenv)
   return (base:gsub("/+$", "")) .. "/" .. CACHE_FOLDER
 end
 
+-- (a whole float is sent as the integer it is: floats keep a fraction on the wire)
+local function whole(seconds)
+  return math.tointeger and math.tointeger(seconds) or seconds
+end
+
+--- A switch-user profile's lifetimes: the switched token's (the token_timeout_seconds
+-- option, else the profile's tokenTimeoutSeconds, within what /auth/switch_user
+-- allows) and the source login's (the source profile's own, else the default). Sets
+-- both in the credentials; returns the switched token's, or nil, message.
+local function switch_lifetimes(credentials, options, data, where)
+  local lifetime = options.token_timeout_seconds or data.tokenTimeoutSeconds or SWITCH_DEFAULT_TIMEOUT
+  if lifetime < SWITCH_MIN_TIMEOUT or lifetime > SWITCH_MAX_TIMEOUT then
+    return nil, (options.token_timeout_seconds and "token_timeout_seconds" or where .. ": tokenTimeoutSeconds")
+      .. " must be from " .. SWITCH_MIN_TIMEOUT .. " to " .. SWITCH_MAX_TIMEOUT .. " for a switched user "
+      .. "(/auth/switch_user's limits), got " .. tostring(lifetime)
+  end
+  local source_lifetime = credentials.source_data.tokenTimeoutSeconds or DEFAULT_TOKEN_TIMEOUT
+  if source_lifetime < 1 or source_lifetime > MAX_TOKEN_TIMEOUT then
+    return nil, credentials.login_where .. ": tokenTimeoutSeconds must be from 1 to " .. MAX_TOKEN_TIMEOUT
+  end
+  credentials.switch.tokenTimeoutSeconds = whole(lifetime)
+  credentials.login.tokenTimeoutSeconds = whole(source_lifetime)
+  return lifetime
+end
+
 --- resolve(options, getenv) -> settings, or nil, message.
 -- getenv is os.getenv outside tests.
 function settings.resolve(options, getenv)
@@ -460,16 +568,22 @@ function settings.resolve(options, getenv)
   local why
   -- A profile named in the options comes before the environment: its credentials go to
   -- its endpoint. Otherwise the environment comes before SORACOM_PROFILE or "default".
-  if credentials == nil and options.profile == nil then
+  if credentials == nil and options.profile == nil and options.profile_command == nil then
     credentials, why = credentials_from_environment(getenv)
     if credentials == false then return nil, why end
   end
 
-  -- The profile is read when it is the source of the credentials, or when asked for.
-  local data, path
-  if credentials == nil or options.profile then
+  -- The profile is read when it is the source of the credentials, or when asked for;
+  -- the profile_command option's output is a profile too.
+  local data, where
+  if options.profile_command then
+    where = "the profile printed by the profile_command option"
+    data, why = profiles.run_command(options.profile_command, "the profile_command option")
+    if not data then return nil, why end
+  elseif credentials == nil or options.profile then
     local name = options.profile or getenv("SORACOM_PROFILE")
     if name == nil or name == "" then name = "default" end
+    local path
     path, why = profiles.path(name, getenv)
     if not path then return nil, why end
     local missing
@@ -480,32 +594,44 @@ function settings.resolve(options, getenv)
       end
       return nil, why
     end
-    if credentials == nil then
-      credentials, why = credentials_from_profile(data, path)
-      if not credentials then return nil, why end
+    where = "profile " .. path
+    -- (credentials given as options need none of the profile's: its command is not run)
+    if credentials == nil and data.profileCommand then
+      data, why = run_profile_command(data, where)
+      if not data then return nil, why end
     end
+  end
+  if credentials == nil then
+    credentials, why = credentials_from_profile(data, where, getenv)
+    if not credentials then return nil, why end
   end
 
   local endpoint, source
-  endpoint, why, source = resolve_endpoint(options, getenv, data, path)
+  endpoint, why, source = resolve_endpoint(options, getenv, data, where)
   if not endpoint then return nil, why end
   if options.sandbox and source ~= "coverage" then
     return nil, "sandbox = true, but " .. source .. " gives the endpoint " .. endpoint
       .. "; drop one of them"
   end
   local headers
-  headers, why = profile_headers(data, path)
+  headers, why = profile_headers(data, where)
   if not headers then return nil, why end
 
-  local token_timeout = options.token_timeout_seconds or (data and data.tokenTimeoutSeconds)
-    or DEFAULT_TOKEN_TIMEOUT
-  if token_timeout < 1 or token_timeout > MAX_TOKEN_TIMEOUT then
-    return nil, "profile " .. path .. ": tokenTimeoutSeconds must be from 1 to " .. MAX_TOKEN_TIMEOUT
+  local token_timeout, mfa
+  if credentials.switch then
+    token_timeout, why = switch_lifetimes(credentials, options, data, where)
+    if not token_timeout then return nil, why end
+    mfa = options.mfa_otp_code or credentials.source_data.mfaOTPCode
+    credentials.source_data = nil -- (its secrets are in the login body now; kept nowhere else)
+  else
+    token_timeout = options.token_timeout_seconds or (data and data.tokenTimeoutSeconds) or DEFAULT_TOKEN_TIMEOUT
+    if token_timeout < 1 or token_timeout > MAX_TOKEN_TIMEOUT then
+      return nil, where .. ": tokenTimeoutSeconds must be from 1 to " .. MAX_TOKEN_TIMEOUT
+    end
+    if credentials.login then credentials.login.tokenTimeoutSeconds = whole(token_timeout) end
+    mfa = options.mfa_otp_code or (data and data.mfaOTPCode)
   end
   if credentials.login then
-    -- (a whole float is sent as the integer it is: floats keep a fraction on the wire)
-    credentials.login.tokenTimeoutSeconds = math.tointeger and math.tointeger(token_timeout) or token_timeout
-    local mfa = options.mfa_otp_code or (data and data.mfaOTPCode)
     if type(mfa) == "function" then
       credentials.mfa_code = mfa -- called at each login: a one-time code is good once
     else

@@ -52,10 +52,17 @@ local WHO = {
 --- shared.identity(endpoint, credentials, operator_id): the text that tells apart who
 -- logs in, and where: the endpoint, the kind of credentials and its names, never a
 -- secret. For an issued API key and token (which cannot log in), the operator ID
--- given with them, or else "unknown operator".
+-- given with them, or else "unknown operator". A switched user's: the user switched
+-- to, and the source's kind and names.
 function shared.identity(endpoint, credentials, operator_id)
   local parts = { endpoint, credentials.kind }
   local names = WHO[credentials.kind]
+  if credentials.switch then -- the user switched to, and who switches (the source's login)
+    parts[#parts + 1] = "operatorId=" .. credentials.switch.operatorId
+    parts[#parts + 1] = "userName=" .. credentials.switch.userName
+    parts[#parts + 1] = credentials.source_kind
+    names = WHO[credentials.source_kind]
+  end
   if names then
     for _, name in ipairs(names) do parts[#parts + 1] = name .. "=" .. tostring(credentials.login[name]) end
   elseif operator_id then

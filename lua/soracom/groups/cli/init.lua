@@ -54,6 +54,11 @@ end
 
 local function global_flags(parser)
   global_option(parser, "--profile", "Profile name (~/.soracom/PROFILE.json), as soracom-cli.")
+  global_option(parser, "--profile-command", "A command (run by sh) printing the profile's JSON, as soracom-cli's: "
+    .. "credentials from a password manager. Neither its output nor its messages are ever shown.")
+    :argname("<command>")
+  parser:flag("--raw-output", "Print each API response as compact JSON without a final newline, as "
+    .. "soracom-cli's --raw-output (--fetch-all: one array); --jsonl then does not apply.")
   global_option(parser, "--coverage-type", "Coverage: jp (Japan) or g (global).")
     :choices { "jp", "g" }
   global_option(parser, "--api-key", "API key (with --api-token).")
@@ -136,7 +141,7 @@ end
 function cli.client_options(args, stderr)
   local redis = cli.redis_url(args)
   local options = {
-    profile = args.profile, coverage = args.coverage_type,
+    profile = args.profile, profile_command = args.profile_command, coverage = args.coverage_type,
     api_key = args.api_key, token = args.api_token,
     auth_key_id = args.auth_key_id, auth_key = args.auth_key,
     endpoint = args.endpoint, timeout = args.timeout,

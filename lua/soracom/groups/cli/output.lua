@@ -1,6 +1,7 @@
 --- JSON on stdout, as soracom-cli prints it: pretty (2-space indent) by default, one
--- compact object per line with --jsonl; object keys sorted either way, so that output
--- diffs are stable. Scalars go through the C core's encoder, so strings and exact
+-- compact object per line with --jsonl, or the response compact without a final newline
+-- with --raw-output; object keys sorted every way, so that output diffs are stable.
+-- Scalars go through the C core's encoder, so strings and exact
 -- integers read back as they were decoded.
 
 local core = require "soracom.groups.core"
@@ -73,9 +74,11 @@ if rawget(_G, "jit") then jit.off(put) end
 --- Writes text and flushes: true, or nil, why.
 output.write = put
 
---- Prints one value; with jsonl an array prints as one compact line per element.
--- Returns true, or nil, why.
-function output.print(stream, value, jsonl)
+--- Prints one value; with jsonl an array prints as one compact line per element; with
+-- raw (--raw-output), compact and without a final newline, as soracom-cli writes the
+-- response's body. Returns true, or nil, why.
+function output.print(stream, value, jsonl, raw)
+  if raw then return put(stream, output.encode(value, true)) end
   if jsonl and type(value) == "table" and is_array(value) then
     local text = {}
     for i, item in ipairs(value) do text[i] = output.encode(item, true) .. "\n" end
@@ -88,16 +91,19 @@ end
 -- ends the list; both return true, or nil, why. Pretty output is byte for byte what
 -- print gives for the whole array, so streaming changes only when the bytes arrive.
 -- An unfinished array (a page failed) is left unclosed: invalid JSON, never mistaken
--- for the whole list.
-function output.list(stream, jsonl)
+-- for the whole list. With raw, the list is one compact array without a final newline
+-- (soracom-cli's --raw-output --fetch-all).
+function output.list(stream, jsonl, raw)
   local count = 0
   local list = {}
   function list.item(value)
     count = count + 1
+    if raw then return put(stream, count == 1 and "[" or ",", output.encode(value, true)) end
     if jsonl then return put(stream, output.encode(value, true), "\n") end
     return put(stream, count == 1 and "[\n  " or ",\n  ", output.encode(value, false, "  "))
   end
   function list.finish()
+    if raw then return put(stream, count == 0 and "[]" or "]") end
     if jsonl then return true end
     return put(stream, count == 0 and "[]\n" or "\n]\n")
   end

@@ -193,7 +193,7 @@ local function list(ctx, args, method, iterator, lead)
   if not args.fetch_all then
     local items, code_or_key = invoke(ctx, method, lead[1] or query, lead[1] and query)
     if items == nil then return code_or_key end
-    local printed, why = output.print(ctx.stdout, items, args.jsonl)
+    local printed, why = output.print(ctx.stdout, items, args.jsonl, args.raw_output)
     if not printed then return failed(ctx, "soracom-groups: " .. why) end
     if code_or_key then
       ctx.stderr:write("soracom-groups: more items follow: --last-evaluated-key ", code_or_key, "\n")
@@ -202,7 +202,7 @@ local function list(ctx, args, method, iterator, lead)
   end
   local each, code = invoke(ctx, iterator, lead[1] or query, lead[1] and query)
   if each == nil then return code end
-  local printer = output.list(ctx.stdout, args.jsonl)
+  local printer = output.list(ctx.stdout, args.jsonl, args.raw_output)
   while true do
     local ok, item = pcall(each)
     if not ok then
@@ -222,13 +222,13 @@ local function list(ctx, args, method, iterator, lead)
   return OK
 end
 
---- Prints what a call returned (compact with args.jsonl); DELETEs return true and
+--- Prints what a call returned (compact with args.jsonl or args.raw_output); DELETEs return true and
 -- print nothing, as soracom-cli. Returns the exit code.
 local function call(ctx, args, method, ...)
   local value, code = invoke(ctx, method, ...)
   if value == nil then return code end
   if value == true then return OK end
-  local printed, why = output.print(ctx.stdout, value, args.jsonl)
+  local printed, why = output.print(ctx.stdout, value, args.jsonl, args.raw_output)
   if not printed then return failed(ctx, "soracom-groups: " .. why) end
   return OK
 end

@@ -34,8 +34,8 @@ local function current(self)
   return self._curl
 end
 
-function Both:perform(method, url, body, paginated)
-  return current(self):perform(method, url, body, paginated)
+function Both:perform(method, url, body, paginated, lines)
+  return current(self):perform(method, url, body, paginated, lines)
 end
 
 function Both:set_headers(lines)

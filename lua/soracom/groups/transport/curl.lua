@@ -45,9 +45,13 @@ local function state(self)
   return own
 end
 
--- A session with the current header lines.
-local function current_lines(own, session)
-  if own.lines and own.versions[session] ~= own.version then
+-- A session with the current header lines, or with `lines` for one request (then
+-- marked as holding none of the versions, so that its next request sets them again).
+local function current_lines(own, session, lines)
+  if lines then
+    session:set_headers(lines)
+    own.versions[session] = nil
+  elseif own.lines and own.versions[session] ~= own.version then
     session:set_headers(own.lines)
     own.versions[session] = own.version
   end
@@ -59,9 +63,9 @@ local function closed_in_flight()
 end
 
 -- One exchange of a task, through the scheduler.
-local function perform_in_task(own, method, url, body, paginated)
+local function perform_in_task(own, method, url, body, paginated, lines)
   local session = table.remove(own.idle) or core.session(own.settings)
-  current_lines(own, session)
+  current_lines(own, session, lines)
   session:prepare(method, url, body, paginated)
   own.in_flight[session] = true
   own.multi = own.multi or core.multi()
@@ -83,7 +87,7 @@ end
 
 -- One exchange outside any task, through an application loop's wait: a run of its
 -- own, so that the loop goes on while it is on the wire.
-local function perform_through(own, waiter, method, url, body, paginated)
+local function perform_through(own, waiter, method, url, body, paginated, lines)
   local outcome = { n = 0 }
   local function keep(...) outcome = { n = select("#", ...), ... } end
   local source_given = false
@@ -91,7 +95,7 @@ local function perform_through(own, waiter, method, url, body, paginated)
     if source_given then return nil end
     source_given = true
     return {
-      run = function() keep(perform_in_task(own, method, url, body, paginated)) return true end,
+      run = function() keep(perform_in_task(own, method, url, body, paginated, lines)) return true end,
       finish = function(ok, raised) if not ok then outcome.raised = raised end end,
     }
   end, 1)
@@ -100,19 +104,20 @@ local function perform_through(own, waiter, method, url, body, paginated)
   return unpack(outcome, 1, outcome.n)
 end
 
---- perform(method, url, body, paginated) -> value, next_key, status, limits | nil, err
-function Transport:perform(method, url, body, paginated)
+--- perform(method, url, body, paginated, lines) -> value, next_key, status, limits | nil, err
+-- lines: header lines for this request alone, instead of set_headers' (optional).
+function Transport:perform(method, url, body, paginated, lines)
   local own = held[self]
   if own == nil or own.closed then state(self) end -- (raises)
   if scheduler.live > 0 and scheduler.current() then
-    return perform_in_task(own, method, url, body, paginated)
+    return perform_in_task(own, method, url, body, paginated, lines)
   end
   local waiter = own.waiter
   if waiter and waiter.wait then
-    return perform_through(own, waiter, method, url, body, paginated)
+    return perform_through(own, waiter, method, url, body, paginated, lines)
   end
   local session = own.plain
-  if own.versions[session] ~= own.version then current_lines(own, session) end
+  if lines or own.versions[session] ~= own.version then current_lines(own, session, lines) end
   return own.perform(session, method, url, body, paginated)
 end
 

@@ -121,24 +121,24 @@ local OWN_HEADERS = { host = true, ["user-agent"] = true, ["content-type"] = tru
 -- Framing is the transport's business: these are never taken from set_headers.
 local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
 
---- set_headers(lines): "Name: value" strings sent with every later request.
-function Transport:set_headers(lines)
-  if self._closed then error("soracom.groups: the client is closed", 2) end
+-- The header block of lines, and the names of the transport's own headers they
+-- give; raises (at level 3) for a malformed line.
+local function head_of(lines)
   if type(lines) ~= "table" then
-    error("soracom.groups: set_headers expects a table of header lines", 2)
+    error("soracom.groups: set_headers expects a table of header lines", 3)
   end
   local out, given = {}, {}
   for i = 1, #lines do
     local line = lines[i]
     if type(line) ~= "string" then
-      error("soracom.groups: header " .. i .. " is not a string", 2)
+      error("soracom.groups: header " .. i .. " is not a string", 3)
     end
     if find(line, "[\r\n]") then
-      error("soracom.groups: header " .. i .. " contains a line break", 2)
+      error("soracom.groups: header " .. i .. " contains a line break", 3)
     end
     local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
     if name == nil then
-      error("soracom.groups: header " .. i .. " is not \"Name: value\"", 2)
+      error("soracom.groups: header " .. i .. " is not \"Name: value\"", 3)
     end
     local key = lower(name)
     if not FRAMING[key] then
@@ -146,8 +146,13 @@ function Transport:set_headers(lines)
       if value ~= "" then out[#out + 1] = name .. ": " .. value .. "\r\n" end
     end
   end
-  heads[self] = concat(out)
-  self._given = given
+  return concat(out), given
+end
+
+--- set_headers(lines): "Name: value" strings sent with every later request.
+function Transport:set_headers(lines)
+  if self._closed then error("soracom.groups: the client is closed", 2) end
+  heads[self], self._given = head_of(lines)
 end
 
 --- sleep(seconds): ngx.sleep, which yields to the worker's other requests.
@@ -590,12 +595,13 @@ local function keep_alive(headers, version)
 end
 
 -- The request's bytes, as a table for sock:send.
-local function request_bytes(self, method, u, body)
-  local given = self._given
+-- head and given: the header block and its own-header names (set_headers', or a
+-- request's own).
+local function request_bytes(head, given, method, u, body)
   local out = { method, " ", u.target, " HTTP/1.1\r\n" }
   if not given.host then out[#out + 1] = "Host: " .. u.host_header .. "\r\n" end
   if not given["user-agent"] then out[#out + 1] = "User-Agent: " .. USER_AGENT .. "\r\n" end
-  out[#out + 1] = heads[self]
+  out[#out + 1] = head
   if body ~= nil then
     if not given["content-type"] then out[#out + 1] = "Content-Type: application/json\r\n" end
     out[#out + 1] = "Content-Length: " .. #body .. "\r\n\r\n"
@@ -727,8 +733,9 @@ local function in_flight(self, u, method, bytes)
   return flight.response, flight.err
 end
 
---- perform(method, url, body, paginated) -> value, next_key, status, limits | nil, err
-function Transport:perform(method, url, body, paginated)
+--- perform(method, url, body, paginated, lines) -> value, next_key, status, limits | nil, err
+-- lines: header lines for this request alone, instead of set_headers' (optional).
+function Transport:perform(method, url, body, paginated, lines)
   if self._closed then error("soracom.groups: the client is closed", 2) end
   if heads[self] == nil then error("soracom.groups: set_headers was not called", 2) end
   local phase = ngx.get_phase()
@@ -738,7 +745,9 @@ function Transport:perform(method, url, body, paginated)
   end
   local u, err = parse_url(url)
   if u == nil then return nil, err end
-  local bytes = request_bytes(self, method, u, body)
+  local head, given = heads[self], self._given
+  if lines then head, given = head_of(lines) end
+  local bytes = request_bytes(head, given, method, u, body)
   local response
   response, err = in_flight(self, u, method, bytes)
   if response == nil then return nil, err end
