@@ -180,17 +180,17 @@ describe("types/soracom/groups.lua", function()
 
   it("annotates every field of groups.config, which has nothing else (its helpers are config_core's)", function()
     local text = read(types.PATH)
-    local annotated = {}
+    local config_fields = {}
     for name in text:gmatch("%-%-%-@class soracom%.groups%.Config\n(.-)\n[^%-]") do
-      for field in name:gmatch("%-%-%-@field ([%w_]+)") do annotated[field] = true end
+      for field in name:gmatch("%-%-%-@field ([%w_]+)") do config_fields[field] = true end
     end
     for field in text:gmatch("\n%-%-%-@field ([%w_]+) fun%(settings%?: soracom%.groups%.config%.") do
-      annotated[field] = true
+      config_fields[field] = true
     end
     local names = {}
     for name in pairs(groups.config) do names[#names + 1] = name end
     table.sort(names)
-    for _, name in ipairs(names) do assert.is_true(annotated[name] == true, "groups.config." .. name) end
+    for _, name in ipairs(names) do assert.is_true(config_fields[name] == true, "groups.config." .. name) end
     assert.is_nil(groups.config.merge)
     assert.is_nil(groups.config.to_api)
     assert.are.equal(require("soracom.groups.config"), groups.config)
