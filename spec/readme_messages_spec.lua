@@ -67,6 +67,16 @@ describe("the messages the README quotes", function()
       .. 'last_evaluated_key); did you mean "limit"?', function()
       return raised(client.list_groups, client, { limt = 1 })
     end },
+    { 'coverage must be "jp" or "g" (got "us")', function()
+      return raised(groups.new, { coverage = "us", api_key = "k", token = "t" })
+    end },
+    { "the profile_command option failed (exit status 3; its output and messages are not shown: they may hold "
+      .. "secrets)", function()
+      local made, err = groups.new { profile_command = "echo secret-output; echo secret-stderr >&2; exit 3" }
+      assert.is_nil(made)
+      assert.is_nil(tostring(err):find("secret-", 1, true))
+      return tostring(err)
+    end },
     { "soracom-groups: missing option '--group-id'", function()
       local code, _, stderr = command.run({ "get" }, { env = "SORACOM_ENDPOINT=" .. command.quote(srv.endpoint)
         .. " SORACOM_API_KEY=k SORACOM_TOKEN=t" })
