@@ -77,6 +77,18 @@ describe("the README", function()
     assert.are.same({}, broken)
   end)
 
+  it("has Lua blocks that are all Lua: each one compiles, on this Lua", function()
+    local compile = loadstring or load -- luacheck: ignore 113 (5.1's loadstring)
+    local count, broken = 0, {}
+    for code in text:gmatch("```lua\n(.-)```") do
+      count = count + 1
+      local chunk, err = compile(code, "=README block " .. count)
+      if not chunk then broken[#broken + 1] = err end
+    end
+    assert.is_true(count >= 20, "Lua blocks: " .. count)
+    assert.are.same({}, broken)
+  end)
+
   describe("recipes", function()
     local srv, client
     local recipes = {}
