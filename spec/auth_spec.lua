@@ -20,14 +20,7 @@ describe("authentication", function()
     return assert(groups.new(options))
   end
 
-  -- "POST /v1/auth", "GET /v1/groups", ... for the requests since the last reset
-  local function trail()
-    local lines = {}
-    for _, request in ipairs(srv:requests()) do
-      lines[#lines + 1] = request.method .. " " .. request.uri:gsub("%?.*", "")
-    end
-    return lines
-  end
+  local function trail() return srv:trail { query = false } end
 
   local function count_logins()
     local n = 0

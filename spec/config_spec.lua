@@ -297,13 +297,7 @@ describe("configuration over HTTP", function()
   end)
   after_each(function() client:close() end)
 
-  local function trail()
-    local lines = {}
-    for _, request in ipairs(srv:requests()) do
-      lines[#lines + 1] = request.method .. " " .. request.uri
-    end
-    return lines
-  end
+  local function trail() return srv:trail() end
 
   it("create_group takes a built configuration, or a list of them", function()
     local group = assert(client:create_group { name = "built", configuration = config.air { use_vpg = true } })

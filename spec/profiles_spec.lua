@@ -43,14 +43,7 @@ describe("soracom-cli profiles", function()
     return client, err
   end
 
-  -- "POST /v1/auth", "GET /v1/groups", ... for the requests since the last reset
-  local function trail()
-    local lines = {}
-    for _, request in ipairs(srv:requests()) do
-      lines[#lines + 1] = request.method .. " " .. request.uri:gsub("%?.*", "")
-    end
-    return lines
-  end
+  local function trail() return srv:trail { query = false } end
 
   -- A source profile (an auth key) and a profile switching from it to the fake's
   -- switch user; extra fields go into the switching profile.

@@ -28,11 +28,7 @@ describe("update_config", function()
   end)
   after_each(function() client:close() end)
 
-  local function trail()
-    local lines = {}
-    for _, request in ipairs(srv:requests()) do lines[#lines + 1] = request.method .. " " .. request.uri end
-    return lines
-  end
+  local function trail() return srv:trail() end
 
   local function new_group(configuration)
     local group = assert(client:create_group { configuration = configuration })

@@ -9,6 +9,7 @@
 --                                     -- that did not sign the server certificate)
 --   local srv = fake.start{ http2 = true } -- the same, and HTTP/2 offered over TLS (ALPN)
 --   srv:seed_groups(3, { env = "ci" }) --> { "id1", "id2", "id3" }
+--   srv:trail()                       --> { "POST /v1/auth", "GET /v1/groups?limit=1", ... }
 --   srv:stop()                        -- idempotent; removes the state directory
 --
 -- Every failure raises an error naming the operation.
@@ -178,6 +179,18 @@ function Server:requests()
     end
   end
   return list
+end
+
+-- The requests since the last reset, as "METHOD /uri" lines ("POST /v1/auth", ...);
+-- with opts.query = false, the query strings left out.
+function Server:trail(opts)
+  local lines = {}
+  for _, request in ipairs(self:requests()) do
+    local uri = request.uri
+    if opts and opts.query == false then uri = uri:gsub("%?.*", "") end
+    lines[#lines + 1] = request.method .. " " .. uri
+  end
+  return lines
 end
 
 function Server:clear_requests()
