@@ -315,12 +315,15 @@ describe("the redis option outside nginx", function()
       function()
         local id = srv:seed_groups(1)[1]
         srv:settings { rate_limit = { limit = LIMIT, window = WINDOW } }
-        local hosts, go = start_hosts(redis_url(), id, { "20" })
+        local hold = go_file()
+        command.write_file(hold, "")
+        local hosts, go = start_hosts(redis_url(), id, { "20", "-", "-", "-", "-", hold })
         for _, host in ipairs(hosts) do assert.is_true(read_until(host, "^progress$")) end
         -- Started again at once: each host's connection died with it, so each fails at
         -- its next command all the same, and finds it back at its first try after that.
         rs:kill()
         rs:start()
+        os.remove(hold) -- (every host is held after its progress line until now)
         for _, host in ipairs(hosts) do assert.is_true(read_until(host, "^debug soracom%-groups: redis: ")) end
         for _, host in ipairs(hosts) do
           finish(host)
@@ -336,9 +339,12 @@ describe("the redis option outside nginx", function()
     it("goes on when Redis stops answering (SIGSTOP), within its timeout: no call fails", function()
       local id = srv:seed_groups(1)[1]
       srv:settings { rate_limit = { limit = LIMIT, window = WINDOW } }
-      local hosts, go = start_hosts(redis_url(), id, { "30", "0.2" })
+      local hold = go_file()
+      command.write_file(hold, "")
+      local hosts, go = start_hosts(redis_url(), id, { "30", "0.2", "-", "-", "-", hold })
       for _, host in ipairs(hosts) do assert.is_true(read_until(host, "^progress$")) end
       rs:pause()
+      os.remove(hold) -- (every host is held after its progress line until now)
       local fell_back = {}
       for i, host in ipairs(hosts) do fell_back[i] = read_until(host, "^debug soracom%-groups: redis: ") end
       rs:resume()

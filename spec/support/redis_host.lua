@@ -9,7 +9,9 @@
 -- Usage (from the repository root; credentials from SORACOM_AUTH_KEY_ID and
 -- SORACOM_AUTH_KEY, the endpoint from SORACOM_ENDPOINT; REDIS_HOST_CLOCK_SKEW below):
 --   lua spec/support/redis_host.lua REDIS GROUP_ID CALLS CONCURRENCY GO_FILE
---     [PROGRESS_AFTER [TIMEOUT [ON_REDIS_ERROR [RETRIES [TOKEN_SECONDS]]]]]   ("-" for a default)
+--     [PROGRESS_AFTER [TIMEOUT [ON_REDIS_ERROR [RETRIES [TOKEN_SECONDS [HOLD_FILE]]]]]]   ("-" for a default)
+-- With HOLD_FILE, the host stops after "progress" until that file is gone (so that the
+-- spec can change Redis while every host is mid-run, whatever the machine's load).
 -- REDIS is a redis:// URL, or "none" for a client without the option. The calls start
 -- once GO_FILE exists (so that every host starts together).
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
@@ -28,6 +30,7 @@ local groups = require "soracom.groups"
 local redis_url, group_id, calls, concurrency, go_file = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4]), arg[5]
 local progress_after, timeout, on_redis_error, retries = tonumber(arg[6]), tonumber(arg[7]), arg[8], tonumber(arg[9])
 local token_seconds = tonumber(arg[10])
+local hold_file = arg[11] ~= "-" and arg[11] or nil
 
 io.stdout:setvbuf("line")
 local function say(...)
@@ -67,7 +70,15 @@ local answered, ok, failed, first_error = 0, 0, 0, nil
 client:map(items, function()
   local group, err = client:get_group(group_id)
   answered = answered + 1
-  if answered == progress_after then say("progress") end
+  if answered == progress_after then
+    say("progress")
+    -- (polled, blocking the whole process: no call of it goes on meanwhile)
+    local held_until = core.now() + 30
+    while hold_file and io.open(hold_file) do
+      if core.now() > held_until then error("redis_host: " .. hold_file .. " was never removed") end
+      core.sleep(0.005)
+    end
+  end
   if group and group.groupId == group_id then
     ok = ok + 1
   else
