@@ -491,7 +491,8 @@ describe("fake Soracom API", function()
       end
       local elapsed = socket.gettime() - started
       assert.is_true(elapsed >= 0.5, "took " .. elapsed)
-      assert.is_true(elapsed < 5, "took " .. elapsed)
+      -- a fifth of the serial time: room for a slow client (valgrind), none for a queue
+      assert.is_true(elapsed < count * 0.5 / 5, "took " .. elapsed)
       local stats = srv:stats()
       assert.are.equal(count, stats.requests)
       assert.are.equal(count, stats.max_in_flight)
@@ -509,9 +510,10 @@ describe("fake Soracom API", function()
         local elapsed = socket.gettime() - started
         assert.is_true(elapsed >= 0.3, case[2] .. " took " .. elapsed)
       end
+      srv:settings({ latency = 2 })
       local started = socket.gettime()
       srv:stats()
-      assert.is_true(socket.gettime() - started < 0.25)
+      assert.is_true(socket.gettime() - started < 1, "the control API waited") -- not the 2 s
     end)
 
     it("adds up to latency_jitter at random", function()
@@ -994,7 +996,7 @@ describe("fake Soracom API", function()
       assert.matches("^HTTP/1%.1 200", conn:receive("*l"))
       started = socket.gettime()
       assert.are.equal(200, (call("GET", "/v1/groups")))
-      assert.is_true(socket.gettime() - started < 0.3)
+      assert.is_true(socket.gettime() - started < 2) -- the slow one never ends by itself
       assert.are.equal(2, srv:active_streams())
       conn:close()
       local deadline = socket.gettime() + 3

@@ -10,17 +10,20 @@ function descriptors.own_pid()
 end
 
 --- The descriptors of process `pid`, as ls shows them: { [fd] = "socket:[1234]", ... }.
--- (The pipe io.popen reads this from is among this process's.)
+-- ls writes to a file, not to a pipe of this process's: a pipe's write end would be
+-- among them until io.popen closes it, which ls may or may not see first.
 function descriptors.of(pid)
-  local p = assert(io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null"))
+  local path = os.tmpname()
+  local ok = os.execute("ls -l /proc/" .. pid .. "/fd >" .. path .. " 2>/dev/null")
+  assert(ok == true or ok == 0, "ls /proc/" .. pid .. "/fd failed")
   local list = {}
-  for line in p:lines() do
+  for line in io.lines(path) do
     local fd, target = line:match("(%d+) %-> (.*)$")
     if fd then
       list[tonumber(fd)] = target
     end
   end
-  p:close()
+  os.remove(path)
   return list
 end
 
