@@ -313,8 +313,9 @@ describe("fake Soracom API: SIMs and the Batch API", function()
       -- unset_group has its own window.
       assert.are.equal(200, (unset_group(ids[1])))
       local by_api = srv:stats().by_api
-      assert.are.same({ requests = 2, status_429 = 1 }, by_api[SET_GROUP])
-      assert.are.same({ requests = 1, status_429 = 0 }, by_api["POST /v1/sims/{sim_id}/unset_group"])
+      assert.are.same({ requests = 2, status_429 = 1, windows = 1, most_429_in_a_window = 1 }, by_api[SET_GROUP])
+      assert.are.same({ requests = 1, status_429 = 0, windows = 1, most_429_in_a_window = 0 },
+        by_api["POST /v1/sims/{sim_id}/unset_group"])
 
       srv:settings { rate_limit = cjson.null }
       srv:faults { { status = 503 } }

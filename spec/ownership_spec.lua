@@ -231,7 +231,9 @@ describe("ownership of logins and maps", function()
       local outage = {}
       for k = 1, 200 do outage[k] = { status = 503 } end
       srv:faults(outage)
-      local client = new_client { retries = 3, retry_base_delay = 0.01 }
+      -- (the base sets how long the outage's answer stands: the fourth step's wait, from
+      -- 1 s to 2 s here, time enough for a slow machine's next call)
+      local client = new_client { retries = 3, retry_base_delay = 0.25 }
       local _, summary = client:map(range(50), function() return client:list_groups() end,
         { concurrency = 50 })
       assert.are.equal(50, summary.failed)

@@ -110,7 +110,8 @@ local function new_stats()
     requests = 0,              -- recorded (non-/_fake) requests received
     max_in_flight = in_flight, -- most requests in the handler at once
     status_429 = 0,            -- 429 responses, from the rate limiter or injected faults
-    by_api = {},               -- "METHOD /v1/template" -> {requests, status_429}, routed requests only
+    by_api = {},               -- "METHOD /v1/template" -> {requests, status_429, windows,
+                               -- most_429_in_a_window}, routed requests only
   }
 end
 
@@ -1645,6 +1646,7 @@ local function admit(config, scope, subject, api_name, counters)
       ends_at = now + length, used = 0, status_429 = 0,
     }
     state.windows[key] = window
+    counters.windows = counters.windows + 1
   end
   local admitted = window.used < window.limit
   if admitted then
@@ -1660,6 +1662,7 @@ local function admit(config, scope, subject, api_name, counters)
   end
   window.status_429 = window.status_429 + 1
   counters.status_429 = counters.status_429 + 1
+  counters.most_429_in_a_window = max(counters.most_429_in_a_window, window.status_429)
   if config.retry_after ~= false then
     header["Retry-After"] = refresh
   end
@@ -1673,7 +1676,7 @@ local function count_api(api_name)
   local by_api = state.stats.by_api
   local counters = by_api[api_name]
   if not counters then
-    counters = { requests = 0, status_429 = 0 }
+    counters = { requests = 0, status_429 = 0, windows = 0, most_429_in_a_window = 0 }
     by_api[api_name] = counters
   end
   counters.requests = counters.requests + 1

@@ -8,10 +8,11 @@
 --                                         -- with the redis option (false: without)
 --   f:stop()                              -- safe twice
 --
--- run: {got (calls that returned the group), calls, first_error, seconds, answers_429
--- (the fake's, for GET /v1/groups/{group_id}), logins (POST /v1/auth), windows (the
--- fake's windows of that API seen during the run, oldest first: {used, status_429} as
--- last polled)}.
+-- run: {got (calls that returned the group), calls, first_error, seconds, and the fake's
+-- counts for GET /v1/groups/{group_id}: answers_429, windows (its rate-limit windows
+-- opened during the run), most_429_in_a_window; logins (POST /v1/auth); seen_windows
+-- (the windows as polled every POLL seconds, oldest first: {used, status_429}, for a
+-- report: a busy machine may poll a window after its last request or not at all)}.
 local core = require "soracom.groups.core"
 local command = require "spec.support.command"
 local fake_server = require "spec.support.fake_server"
@@ -128,11 +129,11 @@ function Fleet:run(with_redis, calls)
   }
   outs[#outs + 1] = background(self, "plain", "env " .. table.concat(env, " ") .. " " .. command.LUA
     .. " spec/nginx_redis/plain_host.lua")
-  local windows = {}
+  local seen_windows = {}
   local deadline = started + RUN_BOUND + 5
   local pending = true
   while pending do
-    look(srv, windows)
+    look(srv, seen_windows)
     pending = false
     for _, out in ipairs(outs) do
       if not done(out) then pending = true end
@@ -143,8 +144,8 @@ function Fleet:run(with_redis, calls)
     end
   end
   local seconds = socket.gettime() - started
-  look(srv, windows)
-  local result = { got = 0, calls = calls, seconds = seconds, windows = windows }
+  look(srv, seen_windows)
+  local result = { got = 0, calls = calls, seconds = seconds, seen_windows = seen_windows }
   for _, out in ipairs(outs) do
     for _, line in ipairs(lines_of(out)) do
       local answer = core.decode_json(line)
@@ -161,19 +162,12 @@ function Fleet:run(with_redis, calls)
     end
   end
   local stats = srv:stats().by_api
-  result.answers_429 = stats[fleet.API] and stats[fleet.API].status_429 or 0
+  local api = stats[fleet.API] or { status_429 = 0, windows = 0, most_429_in_a_window = 0 }
+  result.answers_429, result.windows, result.most_429_in_a_window = api.status_429, api.windows,
+    api.most_429_in_a_window
   result.logins = stats["POST /v1/auth"] and stats["POST /v1/auth"].requests or 0
   srv:settings { rate_limit = core.null }
   return result
-end
-
---- The most answers 429 a window of `run` had, as last polled.
-function fleet.most_429_in_a_window(run)
-  local most = 0
-  for _, window in ipairs(run.windows) do
-    if window.status_429 > most then most = window.status_429 end
-  end
-  return most
 end
 
 return fleet
