@@ -67,6 +67,13 @@ function Server:start()
     end
     socket.sleep(0.01)
   end
+  -- What listens there may be another spec's server, started on that port in between
+  -- (ours then failed to bind and exits): it must be this one.
+  local serving = tonumber(self:cli("INFO", "server"):match("process_id:(%d+)"))
+  if serving ~= pid then
+    os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+    error("redis_server: port " .. self.port .. " is another server's (pid " .. tostring(serving) .. ")", 2)
+  end
   self.pid = pid
   return self
 end
