@@ -591,6 +591,46 @@ describe("the redis option outside nginx", function()
       own:close()
     end)
 
+    it("measures Redis's clock again after a slow TIME, and keeps the shortest round trip", function()
+      -- Redis reads its clock, then its answer comes 0.4 s late (a busy host): the middle
+      -- of that round trip is 0.2 s after Redis's reading, and the offset 0.2 s off.
+      local id = srv:seed_groups(1)[1]
+      local own = assert(redis_conn.connect(rs.host, rs.port, TIMEOUT))
+      local late = { 0.4 }
+      local off = {} -- for each change of an account: its time less Redis's time then
+      local function redis_time()
+        local reply = own:call(TIMEOUT, "TIME")
+        return tonumber(reply[1]) + tonumber(reply[2]) / 1e6
+      end
+      local function run(name, ...)
+        if name == "TIME" then
+          local reply = own:call(TIMEOUT, "TIME")
+          local delay = table.remove(late, 1)
+          if delay then core.sleep(delay) end
+          return reply
+        end
+        local argv = { ... }
+        local keys = tonumber(argv[2])
+        if (name == "EVALSHA" or name == "EVAL") and tostring(argv[3]):find(":rate:", 1, true) then
+          -- argv: the script, how many keys, the keys, the change's name, its time
+          off[#off + 1] = tonumber(argv[3 + keys + 1]) - redis_time()
+        end
+        return own:call(TIMEOUT, name, ...)
+      end
+      local client = new_client { redis = { command = run } }
+      assert(client:get_group(id))
+      assert.is_true(#off > 0 and math.abs(off[1]) > 0.15, "the slow measure: " .. table.concat(off, ", "))
+      core.sleep(1.05) -- (a measure from a slow round trip stands a second at most)
+      local before = #off
+      assert(client:get_group(id))
+      assert.is_true(#off > before)
+      for i = before + 1, #off do
+        assert.is_true(math.abs(off[i]) < 0.05, "after measuring again: " .. table.concat(off, ", ", before + 1))
+      end
+      client:close()
+      own:close()
+    end)
+
     it("that raises is a failure of Redis (the client falls back), not a crash", function()
       local id = srv:seed_groups(1)[1]
       local lines = {}

@@ -49,6 +49,10 @@ local RETRY_FIRST, RETRY_MOST = 1, 8
 -- The offset from this process's clock to Redis's is measured again this often
 -- (seconds), and after each failure (Redis may be another server when it answers).
 local CLOCK_CHECK_EVERY = 60
+-- A measure is off by at most half its round trip. One whose round trip is longer than
+-- this (a busy host, a slow Redis) stands only until a shorter one replaces it: TIME is
+-- asked again this often (seconds) meanwhile.
+local CLOCK_GOOD_ROUND_TRIP, CLOCK_CHECK_BUSY = 0.01, 1
 
 local function milliseconds(seconds)
   return string.format("%d", math.max(1, math.ceil(seconds * 1000)))
@@ -221,11 +225,12 @@ local function evaluate(state, script, keys, args)
 end
 
 -- How far Redis's clock is ahead of the state's (seconds; Redis's time = the state's
--- + offset), measured by TIME at the middle of its round trip; or nil and why when
--- Redis fails.
+-- + offset), measured by TIME at the middle of its round trip (the shortest round trip
+-- seen until the measure is due again); or nil and why when Redis fails.
 local function clock_offset(state)
   local h, at = health(state._link), state._now()
-  if state._offset and at < state._offset_until and state._offset_failures == h.failures then
+  local current = state._offset ~= nil and state._offset_failures == h.failures
+  if current and at < state._offset_until then
     return state._offset
   end
   local reply, why = call(state, "TIME")
@@ -234,8 +239,13 @@ local function clock_offset(state)
   local seconds = type(reply) == "table" and tonumber(reply[1])
   local micro = type(reply) == "table" and tonumber(reply[2])
   if not (seconds and micro) then return fail(state, "TIME gave no time") end
-  state._offset = seconds + micro / 1e6 - (at + after) / 2
-  state._offset_until, state._offset_failures = after + CLOCK_CHECK_EVERY, h.failures
+  local round_trip = after - at
+  if not current or at >= state._offset_due or round_trip < state._offset_round_trip then
+    state._offset, state._offset_round_trip = seconds + micro / 1e6 - (at + after) / 2, round_trip
+    state._offset_due, state._offset_failures = after + CLOCK_CHECK_EVERY, h.failures
+  end
+  state._offset_until = state._offset_round_trip <= CLOCK_GOOD_ROUND_TRIP and state._offset_due
+    or math.min(state._offset_due, after + CLOCK_CHECK_BUSY)
   return state._offset
 end
 
